@@ -1,0 +1,1 @@
+//! Benchmarks of kosh-jobs (in progress).

@@ -1,0 +1,1 @@
+//! The redis backend of kosh-jobs (in progress).

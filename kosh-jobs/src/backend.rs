@@ -1,0 +1,253 @@
+//! The storage contract every backend implements.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::clock::{Clock, Timestamp};
+use crate::error::BackendError;
+use crate::record::{
+    CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
+    ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
+};
+
+/// Where jobs live: memory, SQLite, Redis, or your own.
+///
+/// The trait is object-safe: a program can hold an `Arc<dyn Backend>` and choose the backend
+/// from configuration at run time. Every operation is atomic; operations on several jobs
+/// (push, finish, heartbeat, release) take batches so a backend can do them in one round trip
+/// or one transaction.
+///
+/// # Time
+///
+/// A backend reads time from its [`Clock`] only (returned by [`Backend::clock`]), never from
+/// the system directly, so the conformance suite can move time forward by hand.
+///
+/// # Lifecycle
+///
+/// ```text
+/// push ──► scheduled ──(run_at reached)──► ready ──reserve──► running ──finish(Completed)──► completed
+///            ▲                               ▲                 │  │
+///            └──────finish(Retry, later)─────┼─────────────────┘  ├─finish(Failed)──► failed
+///                                            ├──release───────────┤
+///                                            └──lease expired─────┘ (past max attempts: failed)
+/// cancel: scheduled | ready | running ──► cancelled        retry: failed | cancelled ──► ready
+/// ```
+///
+/// - `reserve` counts the attempt (`attempts += 1`) and hands out a fresh lease token.
+/// - Every transition out of `running` (`finish`, `heartbeat`, `progress`, `release`) presents
+///   the lease; a token that is not the job's current one changes nothing.
+/// - An expired lease is recovered by [`Backend::recover_expired`] (and may be recovered by
+///   `reserve` too): the attempt stays counted, the error `lease expired` is recorded for that
+///   attempt, and the job goes to `ready`, or to `failed` if it has no attempts left.
+/// - `release` gives a job back without counting the attempt (graceful shutdown).
+///
+/// # Blocking handlers
+///
+/// Operations must make progress when called from a tokio runtime other than the one the
+/// backend was created on, and must not need the caller's runtime to have free worker threads:
+/// the worker renews leases from its own thread so that handlers blocking their threads do not
+/// starve renewal. Backends doing I/O keep their connections on their own threads or tasks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kosh_jobs::{Backend, memory::MemoryBackend};
+///
+/// let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+/// # let _ = backend;
+/// ```
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The clock every time-based decision of this backend reads.
+    fn clock(&self) -> &Clock;
+
+    /// Stores jobs, in order; returns one [`Enqueued`] per job, in the same order.
+    ///
+    /// A job whose `run_at` is after now is `scheduled`, otherwise `ready`. A job with a unique
+    /// key held by a live job (scheduled, ready or running), including one earlier in the same
+    /// batch, is not stored: its entry is the live job's id with `existing: true`. The batch is
+    /// atomic: on error, nothing was stored.
+    async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError>;
+
+    /// Leases up to `req.max` jobs from `req.queues`, skipping paused queues.
+    ///
+    /// First promotes scheduled jobs that are due. Within a queue, jobs come by priority
+    /// (higher first), then by enqueue order (lower id first). Each leased job is `running`,
+    /// its attempt counted, with a new token and a lease ending at now + `req.lease`. No job is
+    /// ever leased twice at once, however many reservers race.
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError>;
+
+    /// Ends attempts: completes, schedules a retry, or fails each job, if its lease is current.
+    ///
+    /// Returns one [`FinishResult`] per item, in order. A `Retry` or `Failed` outcome appends
+    /// its error to the job's error history for the leased attempt. A `Retry` whose `retry_at`
+    /// is not after now makes the job `ready` at once.
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError>;
+
+    /// Extends the given leases to now + `extend`; returns the leases that are no longer
+    /// current (recovered elsewhere, cancelled, finished or unknown), which were not extended.
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<Lease>, BackendError>;
+
+    /// Stores a running job's progress (a small JSON value, also a checkpoint for a later
+    /// attempt). Returns `false`, changing nothing, if the lease is not current.
+    async fn progress(
+        &self,
+        lease: Lease,
+        progress: serde_json::Value,
+    ) -> Result<bool, BackendError>;
+
+    /// Gives leased jobs back: `ready` again at once, attempt not counted. Stale leases are
+    /// ignored.
+    async fn release(&self, leases: &[Lease]) -> Result<(), BackendError>;
+
+    /// Recovers every job whose lease has expired (see the lifecycle above); returns how many.
+    /// Safe to run from many processes at once: each expired lease is recovered once.
+    async fn recover_expired(&self) -> Result<u64, BackendError>;
+
+    /// Waits until a job in one of `queues` may be ready, or until the clock reads `until`,
+    /// whichever comes first.
+    ///
+    /// A push to one of the queues, a due scheduled job, a resumed queue or a recovered job
+    /// should end the wait promptly. Returning early is allowed (the caller reserves and waits
+    /// again); a hot poll loop is not.
+    async fn wait_for_work(&self, queues: &[String], until: Timestamp) -> Result<(), BackendError>;
+
+    /// One job, in full.
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, BackendError>;
+
+    /// Counts per queue and state, for every queue that has jobs or is paused, sorted by name.
+    async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError>;
+
+    /// One page of the jobs in a state, by id ascending.
+    async fn list(&self, query: &ListQuery) -> Result<Page, BackendError>;
+
+    /// Puts a failed or cancelled job back to `ready` with its attempts reset to zero.
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError>;
+
+    /// Cancels a scheduled, ready or running job.
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, BackendError>;
+
+    /// Deletes jobs in the given final states that finished before `finished_before`; returns
+    /// how many. Non-final states in `states` are an `InvalidInput` error.
+    async fn purge(
+        &self,
+        states: &[JobState],
+        finished_before: Timestamp,
+    ) -> Result<u64, BackendError>;
+
+    /// Stops `reserve` from leasing jobs of `queue` (running jobs go on; pushes still land).
+    async fn pause(&self, queue: &str) -> Result<(), BackendError>;
+
+    /// Undoes [`Backend::pause`] and wakes waiting workers.
+    async fn resume(&self, queue: &str) -> Result<(), BackendError>;
+}
+
+macro_rules! forward_backend {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<B: Backend + ?Sized> Backend for $ty {
+            fn clock(&self) -> &Clock {
+                (**self).clock()
+            }
+            async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
+                (**self).push(jobs).await
+            }
+            async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError> {
+                (**self).reserve(req).await
+            }
+            async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
+                (**self).finish(items).await
+            }
+            async fn heartbeat(
+                &self,
+                leases: &[Lease],
+                extend: Duration,
+            ) -> Result<Vec<Lease>, BackendError> {
+                (**self).heartbeat(leases, extend).await
+            }
+            async fn progress(
+                &self,
+                lease: Lease,
+                progress: serde_json::Value,
+            ) -> Result<bool, BackendError> {
+                (**self).progress(lease, progress).await
+            }
+            async fn release(&self, leases: &[Lease]) -> Result<(), BackendError> {
+                (**self).release(leases).await
+            }
+            async fn recover_expired(&self) -> Result<u64, BackendError> {
+                (**self).recover_expired().await
+            }
+            async fn wait_for_work(
+                &self,
+                queues: &[String],
+                until: Timestamp,
+            ) -> Result<(), BackendError> {
+                (**self).wait_for_work(queues, until).await
+            }
+            async fn get(&self, id: JobId) -> Result<Option<JobRecord>, BackendError> {
+                (**self).get(id).await
+            }
+            async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError> {
+                (**self).counts().await
+            }
+            async fn list(&self, query: &ListQuery) -> Result<Page, BackendError> {
+                (**self).list(query).await
+            }
+            async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError> {
+                (**self).retry(id).await
+            }
+            async fn cancel(&self, id: JobId) -> Result<CancelOutcome, BackendError> {
+                (**self).cancel(id).await
+            }
+            async fn purge(
+                &self,
+                states: &[JobState],
+                finished_before: Timestamp,
+            ) -> Result<u64, BackendError> {
+                (**self).purge(states, finished_before).await
+            }
+            async fn pause(&self, queue: &str) -> Result<(), BackendError> {
+                (**self).pause(queue).await
+            }
+            async fn resume(&self, queue: &str) -> Result<(), BackendError> {
+                (**self).resume(queue).await
+            }
+        }
+    )*};
+}
+
+forward_backend!(Arc<B>, Box<B>);
+
+/// Checks a queue name: 1 to 128 characters of ASCII letters, digits, `-`, `_`, `.` and `:`,
+/// not starting with `:`, so it is safe in keys, file names and URLs.
+///
+/// ```
+/// use kosh_jobs::backend::validate_queue_name;
+/// assert!(validate_queue_name("csv-uploads").is_ok());
+/// assert!(validate_queue_name("csv uploads").is_err());
+/// ```
+pub fn validate_queue_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!(
+            "queue name `{name}` must be 1 to 128 characters long"
+        ));
+    }
+    if name.starts_with(':') {
+        return Err(format!("queue name `{name}` must not start with `:`"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "queue name `{name}` contains `{c}`; use ASCII letters, digits, `-`, `_`, `.` or `:`"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! What a handler gets besides its payload: the app's state, the job's identity, progress
+//! reporting and cancellation.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::record::{JobId, Lease, LeasedJob};
+
+/// The context of one attempt.
+///
+/// ```
+/// use kosh_jobs::{JobContext, JobError};
+///
+/// #[derive(Clone)]
+/// struct App { greeting: String }
+///
+/// async fn handler(ctx: JobContext<App>) -> Result<(), JobError> {
+///     println!("{} from job {} (attempt {})", ctx.state().greeting, ctx.id(), ctx.attempt());
+///     ctx.progress(serde_json::json!({ "rows": 10 })).await?;
+///     Ok(())
+/// }
+/// ```
+pub struct JobContext<S> {
+    state: S,
+    backend: Arc<dyn Backend>,
+    job: Arc<LeasedJob>,
+    cancel: CancellationToken,
+}
+
+impl<S> JobContext<S> {
+    /// Builds a context. The worker does this; tests of handlers can too.
+    pub fn new(
+        state: S,
+        backend: Arc<dyn Backend>,
+        job: Arc<LeasedJob>,
+        cancel: CancellationToken,
+    ) -> Self {
+        JobContext {
+            state,
+            backend,
+            job,
+            cancel,
+        }
+    }
+
+    /// The worker's shared application state (a database pool, clients, settings).
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.job.lease.id
+    }
+
+    /// The job's stable name.
+    pub fn name(&self) -> &str {
+        &self.job.name
+    }
+
+    /// The job's queue.
+    pub fn queue(&self) -> &str {
+        &self.job.queue
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.job.attempt
+    }
+
+    /// Attempts allowed.
+    pub fn max_attempts(&self) -> u32 {
+        self.job.max_attempts
+    }
+
+    /// The lease this attempt runs under.
+    pub fn lease(&self) -> Lease {
+        self.job.lease
+    }
+
+    /// The progress last stored for this job, by this or an earlier attempt: a checkpoint to
+    /// resume from after a crash.
+    pub fn checkpoint(&self) -> Option<&serde_json::Value> {
+        self.job.progress.as_ref()
+    }
+
+    /// Stores progress (a small JSON value), readable by clients while the job runs and by
+    /// the next attempt as [`JobContext::checkpoint`].
+    ///
+    /// Fails with [`Error::LeaseLost`] if this attempt's lease is gone (the job was recovered
+    /// by another worker or cancelled): stop working when it does.
+    pub async fn progress(&self, value: serde_json::Value) -> Result<(), Error> {
+        if self.backend.progress(self.job.lease, value).await? {
+            Ok(())
+        } else {
+            self.cancel.cancel();
+            Err(Error::LeaseLost(self.job.lease.id))
+        }
+    }
+
+    /// Tripped when the attempt must stop: timeout, lost lease, or the worker shutting down
+    /// past its grace period. Async code is dropped at that point anyway; blocking code
+    /// (inside `spawn_blocking`) should check [`CancellationToken::is_cancelled`] now and then.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the attempt must stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// The backend, for handlers that enqueue follow-up jobs through a [`crate::Client`].
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// A check for blocking code: `Err` once cancelled.
+    pub fn check_cancelled(&self) -> Result<(), Error> {
+        if self.cancel.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: Clone> Clone for JobContext<S> {
+    fn clone(&self) -> Self {
+        JobContext {
+            state: self.state.clone(),
+            backend: self.backend.clone(),
+            job: self.job.clone(),
+            cancel: self.cancel.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for JobContext<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.job.lease.id)
+            .field("name", &self.job.name)
+            .field("attempt", &self.job.attempt)
+            .finish_non_exhaustive()
+    }
+}

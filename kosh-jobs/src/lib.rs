@@ -1,0 +1,48 @@
+//! # kosh-jobs
+//!
+//! Background jobs for Rust applications: the web process enqueues typed jobs, one or many
+//! worker processes run them with retries and backoff, delays, priorities, timeouts, and
+//! recovery of jobs whose worker died. Storage is pluggable: [`memory`] here, SQLite in
+//! `kosh-jobs-sqlite`, Redis in `kosh-jobs-redis`, all passing the same conformance suite.
+//!
+//! Delivery is **at least once**: a job whose worker dies mid-run runs again elsewhere once
+//! its lease expires, so handlers should be idempotent (or checkpoint with
+//! [`JobContext::progress`] and resume from [`JobContext::checkpoint`]).
+//!
+//! See `docs/job-lifecycle.md` for the state machine and `README.md` for a quickstart.
+
+pub mod backend;
+mod client;
+mod clock;
+mod context;
+mod error;
+mod job;
+pub mod memory;
+mod record;
+pub mod retry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod worker;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use backend::Backend;
+pub use client::Client;
+pub use clock::{Clock, ManualClock, Timestamp};
+pub use context::JobContext;
+pub use error::{BackendError, BoxError, Error, JobError};
+pub use job::{Enqueue, Handler, Job, JobOptions};
+pub use record::{
+    AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
+    LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
+    UnknownState,
+};
+pub use retry::Backoff;
+pub use worker::{Worker, WorkerBuilder};
+
+#[cfg(feature = "macros")]
+pub use kosh_jobs_derive::job;
+
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,3 @@
+//! worker
+pub struct Worker;
+pub struct WorkerBuilder;
