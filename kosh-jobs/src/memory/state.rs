@@ -1,0 +1,489 @@
+//! The memory backend's operations on its state, all synchronous and run under one lock.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::backend::validate_queue_name;
+use crate::clock::Timestamp;
+use crate::error::BackendError;
+use crate::record::{
+    AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
+    LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
+};
+
+use super::index::{slot, Entry, Indexes};
+
+/// The error recorded for an attempt whose lease ran out.
+pub(super) const LEASE_EXPIRED: &str = "lease expired";
+
+/// What a waiter should do, as seen under the lock.
+pub(super) enum WaitCheck {
+    /// Something can be reserved now (or recovered by `reserve`).
+    Work,
+    /// Nothing yet; the earliest time something may change by itself, if any.
+    Idle(Option<Timestamp>),
+}
+
+/// All jobs and their indexes.
+pub(super) struct State {
+    jobs: HashMap<u64, Entry>,
+    pub(super) ix: Indexes,
+    next_id: u64,
+    next_token: u64,
+}
+
+impl State {
+    pub(super) fn new() -> Self {
+        State {
+            jobs: HashMap::new(),
+            ix: Indexes::default(),
+            next_id: 1,
+            next_token: 1,
+        }
+    }
+
+    fn is_current(&self, lease: &Lease) -> bool {
+        lease.token != 0
+            && self
+                .jobs
+                .get(&lease.id.get())
+                .is_some_and(|e| e.token == lease.token && e.rec.state == JobState::Running)
+    }
+
+    pub(super) fn push(
+        &mut self,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, BackendError> {
+        for (i, j) in jobs.iter().enumerate() {
+            validate_queue_name(&j.queue)
+                .map_err(|e| BackendError::InvalidInput(format!("job {i} of the batch: {e}")))?;
+            if j.max_attempts == 0 {
+                return Err(BackendError::InvalidInput(format!(
+                    "job {i} of the batch: max_attempts must be at least 1"
+                )));
+            }
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            if let Some(key) = &j.unique_key {
+                if let Some(&holder) = self.ix.unique.get(key) {
+                    out.push(Enqueued {
+                        id: JobId::new(holder),
+                        existing: true,
+                    });
+                    continue;
+                }
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let queue = self.ix.queue_slot_or_create(&j.queue);
+            let state = if j.run_at > now {
+                JobState::Scheduled
+            } else {
+                JobState::Ready
+            };
+            let entry = Entry {
+                rec: JobRecord {
+                    id: JobId::new(id),
+                    name: j.name,
+                    queue: j.queue,
+                    payload: j.payload,
+                    state,
+                    priority: j.priority,
+                    run_at: j.run_at,
+                    attempts: 0,
+                    max_attempts: j.max_attempts,
+                    created_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    errors: Vec::new(),
+                    progress: None,
+                    result: None,
+                    unique_key: j.unique_key,
+                    lease_expires_at: None,
+                },
+                queue,
+                token: 0,
+            };
+            self.ix.index(id, &entry);
+            self.jobs.insert(id, entry);
+            out.push(Enqueued {
+                id: JobId::new(id),
+                existing: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves scheduled jobs whose time has come to `ready`.
+    pub(super) fn promote_due(&mut self, now: Timestamp) {
+        while let Some(&(at, id)) = self.ix.scheduled.first() {
+            if at > now {
+                break;
+            }
+            let moved = self.ix.transition(&mut self.jobs, id, |e| {
+                e.rec.state = JobState::Ready;
+            });
+            if moved.is_none() {
+                // An index entry without a job would stop promotion forever: drop it.
+                self.ix.scheduled.remove(&(at, id));
+            }
+        }
+    }
+
+    /// Recovers every expired lease; returns how many.
+    pub(super) fn recover_expired(&mut self, now: Timestamp) -> u64 {
+        let mut n = 0;
+        while let Some(&(at, id)) = self.ix.leases.first() {
+            if at > now {
+                break;
+            }
+            let moved = self.ix.transition(&mut self.jobs, id, |e| {
+                let r = &mut e.rec;
+                r.errors.push(AttemptError {
+                    attempt: r.attempts,
+                    error: LEASE_EXPIRED.to_owned(),
+                    at: now,
+                });
+                r.lease_expires_at = None;
+                e.token = 0;
+                if r.attempts >= r.max_attempts {
+                    r.state = JobState::Failed;
+                    r.finished_at = Some(now);
+                } else {
+                    r.state = JobState::Ready;
+                }
+            });
+            match moved {
+                Some(()) => n += 1,
+                None => {
+                    self.ix.leases.remove(&(at, id));
+                }
+            }
+        }
+        n
+    }
+
+    pub(super) fn reserve(&mut self, req: &ReserveRequest, now: Timestamp) -> Vec<LeasedJob> {
+        self.promote_due(now);
+        self.recover_expired(now);
+        if req.max == 0 {
+            return Vec::new();
+        }
+        let mut queues: Vec<usize> = req
+            .queues
+            .iter()
+            .filter_map(|q| self.ix.queue_slot(q))
+            .filter(|&q| !self.ix.queues[q].paused)
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let lease_ends = now + req.lease;
+        let mut out = Vec::with_capacity(req.max.min(1024));
+        while out.len() < req.max {
+            // The best head across the queues: highest priority, then lowest id.
+            let best = queues
+                .iter()
+                .filter_map(|&q| self.ix.queues[q].ready.first().copied())
+                .min();
+            let Some(head) = best else { break };
+            let id = head.1;
+            let token = self.next_token;
+            self.next_token += 1;
+            let leased = self.ix.transition(&mut self.jobs, id, |e| {
+                let r = &mut e.rec;
+                r.state = JobState::Running;
+                r.attempts = r.attempts.saturating_add(1);
+                r.started_at = Some(now);
+                r.lease_expires_at = Some(lease_ends);
+                e.token = token;
+                LeasedJob {
+                    lease: Lease { id: r.id, token },
+                    name: r.name.clone(),
+                    queue: r.queue.clone(),
+                    payload: r.payload.clone(),
+                    priority: r.priority,
+                    attempt: r.attempts,
+                    max_attempts: r.max_attempts,
+                    created_at: r.created_at,
+                    lease_expires_at: lease_ends,
+                    progress: r.progress.clone(),
+                }
+            });
+            match leased {
+                Some(job) => out.push(job),
+                None => {
+                    // A ready entry without a job: drop it rather than loop on it.
+                    for &q in &queues {
+                        self.ix.queues[q].ready.remove(&head);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn finish(&mut self, items: Vec<Finish>, now: Timestamp) -> Vec<FinishResult> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if !self.is_current(&item.lease) {
+                out.push(FinishResult::LeaseLost);
+                continue;
+            }
+            self.ix
+                .transition(&mut self.jobs, item.lease.id.get(), |e| {
+                    let r = &mut e.rec;
+                    e.token = 0;
+                    r.lease_expires_at = None;
+                    match item.outcome {
+                        Outcome::Completed { result } => {
+                            r.state = JobState::Completed;
+                            r.result = result;
+                            r.finished_at = Some(now);
+                        }
+                        Outcome::Retry { error, retry_at } => {
+                            r.errors.push(AttemptError {
+                                attempt: r.attempts,
+                                error,
+                                at: now,
+                            });
+                            r.run_at = retry_at;
+                            r.state = if retry_at > now {
+                                JobState::Scheduled
+                            } else {
+                                JobState::Ready
+                            };
+                        }
+                        Outcome::Failed { error } => {
+                            r.errors.push(AttemptError {
+                                attempt: r.attempts,
+                                error,
+                                at: now,
+                            });
+                            r.state = JobState::Failed;
+                            r.finished_at = Some(now);
+                        }
+                    }
+                });
+            out.push(FinishResult::Applied);
+        }
+        out
+    }
+
+    pub(super) fn heartbeat(
+        &mut self,
+        leases: &[Lease],
+        extend: Duration,
+        now: Timestamp,
+    ) -> Vec<Lease> {
+        let mut lost = Vec::new();
+        for lease in leases {
+            if !self.is_current(lease) {
+                lost.push(*lease);
+                continue;
+            }
+            self.ix.transition(&mut self.jobs, lease.id.get(), |e| {
+                e.rec.lease_expires_at = Some(now + extend);
+            });
+        }
+        lost
+    }
+
+    pub(super) fn progress(&mut self, lease: Lease, progress: serde_json::Value) -> bool {
+        if !self.is_current(&lease) {
+            return false;
+        }
+        match self.jobs.get_mut(&lease.id.get()) {
+            Some(e) => {
+                e.rec.progress = Some(progress);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn release(&mut self, leases: &[Lease]) {
+        for lease in leases {
+            if !self.is_current(lease) {
+                continue;
+            }
+            self.ix.transition(&mut self.jobs, lease.id.get(), |e| {
+                let r = &mut e.rec;
+                e.token = 0;
+                r.lease_expires_at = None;
+                r.attempts = r.attempts.saturating_sub(1);
+                r.state = JobState::Ready;
+            });
+        }
+    }
+
+    /// Whether a waiter on `queues` has work now, or when it may next have some.
+    pub(super) fn wait_check(&self, queues: &[usize], now: Timestamp) -> WaitCheck {
+        let mut next: Option<Timestamp> = None;
+        for &q in queues {
+            let qi = &self.ix.queues[q];
+            if qi.paused {
+                continue;
+            }
+            if !qi.ready.is_empty() {
+                return WaitCheck::Work;
+            }
+            if let Some(&(at, _)) = qi.scheduled.first() {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        // An expired lease anywhere is recovered by the next `reserve`.
+        if let Some(&(at, _)) = self.ix.leases.first() {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        match next {
+            Some(at) if at <= now => WaitCheck::Work,
+            other => WaitCheck::Idle(other),
+        }
+    }
+
+    pub(super) fn get(&self, id: JobId) -> Option<JobRecord> {
+        self.jobs.get(&id.get()).map(|e| e.rec.clone())
+    }
+
+    pub(super) fn counts(&self) -> Vec<QueueCounts> {
+        let mut out: Vec<QueueCounts> = self
+            .ix
+            .queues
+            .iter()
+            .filter(|qi| qi.is_visible())
+            .map(|qi| {
+                let mut c = QueueCounts::empty(qi.name.clone());
+                for st in JobState::ALL {
+                    *c.get_mut(st) = qi.by_state[slot(st)].len() as u64;
+                }
+                c.paused = qi.paused;
+                c
+            })
+            .collect();
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        out
+    }
+
+    pub(super) fn list(&self, query: &ListQuery) -> Page {
+        let limit = query.effective_limit();
+        let from = query.after.map_or(0, |a| a.get().saturating_add(1));
+        let s = slot(query.state);
+        let mut ids: Vec<u64> = match &query.queue {
+            Some(name) => match self.ix.queue_slot(name) {
+                Some(q) => self.ix.queues[q].by_state[s]
+                    .range(from..)
+                    .take(limit + 1)
+                    .copied()
+                    .collect(),
+                None => Vec::new(),
+            },
+            None => {
+                let mut all: Vec<u64> = self
+                    .ix
+                    .queues
+                    .iter()
+                    .flat_map(|qi| qi.by_state[s].range(from..).take(limit + 1).copied())
+                    .collect();
+                all.sort_unstable();
+                all.truncate(limit + 1);
+                all
+            }
+        };
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let jobs: Vec<JobRecord> = ids
+            .iter()
+            .filter_map(|id| self.jobs.get(id).map(|e| e.rec.clone()))
+            .collect();
+        let next = if more {
+            ids.last().map(|&id| JobId::new(id))
+        } else {
+            None
+        };
+        Page { jobs, next }
+    }
+
+    pub(super) fn retry(&mut self, id: JobId, now: Timestamp) -> RetryOutcome {
+        let Some(e) = self.jobs.get(&id.get()) else {
+            return RetryOutcome::NotFound;
+        };
+        if !matches!(e.rec.state, JobState::Failed | JobState::Cancelled) {
+            return RetryOutcome::NotRetryable(e.rec.state);
+        }
+        if let Some(key) = &e.rec.unique_key {
+            if let Some(&holder) = self.ix.unique.get(key) {
+                if holder != id.get() {
+                    return RetryOutcome::UniqueConflict(JobId::new(holder));
+                }
+            }
+        }
+        self.ix.transition(&mut self.jobs, id.get(), |e| {
+            let r = &mut e.rec;
+            r.state = JobState::Ready;
+            r.attempts = 0;
+            r.run_at = now;
+            r.finished_at = None;
+            r.lease_expires_at = None;
+            e.token = 0;
+        });
+        RetryOutcome::Retried
+    }
+
+    pub(super) fn cancel(&mut self, id: JobId, now: Timestamp) -> CancelOutcome {
+        let Some(e) = self.jobs.get(&id.get()) else {
+            return CancelOutcome::NotFound;
+        };
+        if e.rec.state.is_final() {
+            return CancelOutcome::AlreadyFinal(e.rec.state);
+        }
+        self.ix.transition(&mut self.jobs, id.get(), |e| {
+            let r = &mut e.rec;
+            r.state = JobState::Cancelled;
+            r.finished_at = Some(now);
+            r.lease_expires_at = None;
+            e.token = 0;
+        });
+        CancelOutcome::Cancelled
+    }
+
+    pub(super) fn purge(
+        &mut self,
+        states: &[JobState],
+        finished_before: Timestamp,
+    ) -> Result<u64, BackendError> {
+        if let Some(st) = states.iter().find(|s| !s.is_final()) {
+            return Err(BackendError::InvalidInput(format!(
+                "cannot purge jobs in state `{st}`: only completed, failed and cancelled jobs"
+            )));
+        }
+        let doomed: Vec<u64> = self
+            .ix
+            .finished
+            .range(..(finished_before, 0))
+            .map(|&(_, id)| id)
+            .filter(|id| {
+                self.jobs
+                    .get(id)
+                    .is_some_and(|e| states.contains(&e.rec.state))
+            })
+            .collect();
+        for id in &doomed {
+            if let Some(e) = self.jobs.remove(id) {
+                self.ix.unindex(*id, &e);
+            }
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    pub(super) fn set_paused(&mut self, queue: &str, paused: bool) -> Result<(), BackendError> {
+        validate_queue_name(queue).map_err(BackendError::InvalidInput)?;
+        let q = self.ix.queue_slot_or_create(queue);
+        self.ix.queues[q].paused = paused;
+        if !paused {
+            self.ix.wake(q);
+        }
+        Ok(())
+    }
+}
