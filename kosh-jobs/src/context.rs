@@ -96,7 +96,6 @@ impl<S> JobContext<S> {
         if self.backend.progress(self.job.lease, value).await? {
             Ok(())
         } else {
-            self.cancel.cancel();
             Err(Error::LeaseLost(self.job.lease.id))
         }
     }

@@ -1,3 +1,406 @@
-//! worker
-pub struct Worker;
-pub struct WorkerBuilder;
+//! The worker runtime: fetches jobs, runs their handlers, stores outcomes, renews leases,
+//! recovers dead workers' jobs and shuts down gracefully.
+//!
+//! - Up to `concurrency` jobs run at once (and up to a per-queue limit); the worker leases in
+//!   batches as many jobs as it has free slots, and sleeps on the backend's wake-up signal
+//!   when there is nothing to do.
+//! - Each handler runs in its own task: a panic fails that attempt with the panic message.
+//! - A timeout drops the handler's future at the deadline and fails the attempt as a timeout.
+//! - Leases are renewed from a dedicated thread, so a handler that blocks its thread does not
+//!   make its job look stalled. A lease found lost cancels the attempt; the backend refuses its
+//!   result anyway.
+//! - Graceful shutdown stops fetching, waits for running jobs up to the grace period, then
+//!   cancels the rest and releases their leases so another worker takes them at once.
+
+mod active;
+mod builder;
+mod executor;
+mod finisher;
+mod heartbeat;
+mod outage;
+mod registry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use builder::WorkerBuilder;
+
+use self::active::{Active, Entry, Phase};
+use self::executor::Shared;
+use self::outage::Outage;
+use self::registry::Registry;
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::record::{LeasedJob, ReserveRequest};
+
+/// Runs registered jobs from a backend. Built with [`Worker::builder`].
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Client, Handler, Job, JobContext, JobError, JobState, Worker};
+/// use serde::{Deserialize, Serialize};
+/// use std::sync::Arc;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Greet { name: String }
+/// impl Job for Greet { const NAME: &'static str = "greet"; }
+/// impl Handler<()> for Greet {
+///     type Output = String;
+///     async fn run(self, _ctx: JobContext<()>) -> Result<String, JobError> {
+///         Ok(format!("hello, {}", self.name))
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), kosh_jobs::Error> {
+/// let backend = Arc::new(MemoryBackend::new());
+/// let client = Client::new(backend.clone());
+/// let id = client.enqueue(Greet { name: "Ada".into() }).await?.id;
+///
+/// let handle = Worker::builder(backend).register::<Greet>().build()?.spawn();
+/// while client.status(id).await?.state != JobState::Completed {
+///     backend_changed(&client).await;
+/// }
+/// assert_eq!(client.status(id).await?.result, Some(serde_json::json!("hello, Ada")));
+/// let stats = handle.shutdown().await?;
+/// assert_eq!(stats.completed, 1);
+/// # Ok(()) }
+/// # async fn backend_changed(_c: &Client) { tokio::task::yield_now().await }
+/// ```
+pub struct Worker<S> {
+    backend: Arc<dyn Backend>,
+    state: S,
+    registry: Registry<S>,
+    config: WorkerConfig,
+}
+
+#[derive(Clone, Debug)]
+struct WorkerConfig {
+    queues: Vec<String>,
+    limits: Vec<usize>,
+    concurrency: usize,
+    lease: Duration,
+    heartbeat: Duration,
+    grace: Duration,
+    recover_interval: Duration,
+    idle_wait: Duration,
+    worker_id: String,
+}
+
+/// What a worker did before it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Jobs completed.
+    pub completed: u64,
+    /// Attempts failed and scheduled for retry.
+    pub retried: u64,
+    /// Jobs failed for good.
+    pub failed: u64,
+    /// Results refused because the lease had been lost.
+    pub lost: u64,
+    /// Jobs released at shutdown (back to ready, attempt not counted).
+    pub released: u64,
+}
+
+impl Worker<()> {
+    /// Starts configuring a worker over `backend` (any [`Backend`], or an `Arc` of one).
+    pub fn builder(backend: impl Backend) -> WorkerBuilder<()> {
+        WorkerBuilder::new(Arc::new(backend))
+    }
+
+    /// Like [`Worker::builder`], for a backend chosen at run time.
+    pub fn builder_arc(backend: Arc<dyn Backend>) -> WorkerBuilder<()> {
+        WorkerBuilder::new(backend)
+    }
+}
+
+/// A worker running in the background, from [`Worker::spawn`].
+pub struct WorkerHandle {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<WorkerStats, Error>>,
+}
+
+impl WorkerHandle {
+    /// Starts a graceful shutdown and waits for it to complete.
+    pub async fn shutdown(self) -> Result<WorkerStats, Error> {
+        self.stop.cancel();
+        self.join().await
+    }
+
+    /// A token that starts the graceful shutdown when cancelled.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Waits for the worker to stop (after a shutdown was started elsewhere).
+    pub async fn join(self) -> Result<WorkerStats, Error> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Config(format!("worker task ended abnormally: {e}"))),
+        }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Worker<S> {
+    /// Runs in a background task until [`WorkerHandle::shutdown`].
+    pub fn spawn(self) -> WorkerHandle {
+        let stop = CancellationToken::new();
+        let s2 = stop.clone();
+        let task = tokio::spawn(async move { self.run_until(s2.cancelled_owned()).await });
+        WorkerHandle { stop, task }
+    }
+
+    /// Runs until `shutdown` resolves (e.g. `tokio::signal::ctrl_c()`), then shuts down
+    /// gracefully and returns what it did.
+    pub async fn run_until<F>(self, shutdown: F) -> Result<WorkerStats, Error>
+    where
+        F: Future + Send,
+    {
+        let Worker {
+            backend,
+            state,
+            registry,
+            config,
+        } = self;
+        let clock = backend.clock().clone();
+        let active = Active::new(config.queues.len());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let give_up = CancellationToken::new();
+        let finisher = tokio::spawn(finisher::run(
+            backend.clone(),
+            clock.clone(),
+            active.clone(),
+            rx,
+            give_up.clone(),
+        ));
+        let heartbeat = heartbeat::Heartbeat::start(
+            backend.clone(),
+            clock.clone(),
+            active.clone(),
+            config.heartbeat,
+            config.lease,
+        )
+        .map_err(|e| Error::Config(format!("cannot start the lease-renewal thread: {e}")))?;
+        let shared = Arc::new(Shared {
+            backend: backend.clone(),
+            clock: clock.clone(),
+            state,
+            registry,
+            active: active.clone(),
+            finished: tx,
+        });
+        tracing::info!(worker = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
+
+        {
+            let shutdown = shutdown;
+            tokio::pin!(shutdown);
+            fetch_loop(&shared, &config, &mut shutdown).await;
+        }
+        tracing::info!(worker = %config.worker_id, running = active.in_flight(), "worker stopping: no new jobs");
+
+        // Let running jobs finish, up to the grace period.
+        let deadline = clock.now() + config.grace;
+        loop {
+            let notified = active.slot_freed.notified();
+            if active.in_flight() == 0 || clock.now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = clock.sleep_until(deadline) => {}
+            }
+        }
+        // Cancel and release what is still running.
+        let to_release = active.release_running();
+        let released = to_release.len() as u64;
+        if !to_release.is_empty() {
+            tracing::warn!(
+                jobs = to_release.len(),
+                "grace period over: cancelling and releasing running jobs"
+            );
+            let mut outage = Outage::new("releasing jobs at shutdown");
+            let mut tries = 0;
+            loop {
+                match backend.release(&to_release).await {
+                    Ok(()) => break,
+                    Err(e) if tries < 5 => {
+                        tries += 1;
+                        clock.sleep(outage.failed(&e)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not release jobs; they will be recovered when their leases expire");
+                        break;
+                    }
+                }
+            }
+            let ids: Vec<_> = to_release.iter().map(|l| l.id).collect();
+            active.remove(&ids);
+        }
+        // Outcomes already handed over are stored before returning; bounded, in case a handler
+        // blocks its thread forever (its lease was released above).
+        drop(shared);
+        let finish_deadline = clock.now() + config.grace.max(Duration::from_secs(5));
+        let mut finisher = finisher;
+        let tally = tokio::select! {
+            t = &mut finisher => t.ok(),
+            _ = clock.sleep_until(finish_deadline) => {
+                give_up.cancel();
+                finisher.await.ok()
+            }
+        }
+        .unwrap_or_default();
+        heartbeat.stop().await;
+        let stats = WorkerStats {
+            completed: tally.completed,
+            retried: tally.retried,
+            failed: tally.failed,
+            lost: tally.lost,
+            released,
+        };
+        tracing::info!(worker = %config.worker_id, ?stats, "worker stopped");
+        Ok(stats)
+    }
+}
+
+async fn fetch_loop<S, F>(
+    shared: &Arc<Shared<S>>,
+    config: &WorkerConfig,
+    shutdown: &mut std::pin::Pin<&mut F>,
+) where
+    S: Clone + Send + Sync + 'static,
+    F: Future,
+{
+    let backend = &shared.backend;
+    let clock = &shared.clock;
+    let active = &shared.active;
+    let mut outage = Outage::new("fetching jobs");
+    let mut next_recover = clock.now();
+    let limited = config.limits.iter().any(|l| *l != usize::MAX);
+    loop {
+        let now = clock.now();
+        if now >= next_recover {
+            next_recover = now + config.recover_interval;
+            match backend.recover_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "recovered jobs whose leases expired"),
+                Err(e) => {
+                    tracing::warn!(error = %outage::chain(&e), "recovering expired leases failed")
+                }
+            }
+        }
+        let free = config.concurrency.saturating_sub(active.in_flight());
+        if free == 0 {
+            let notified = active.slot_freed.notified();
+            if config.concurrency.saturating_sub(active.in_flight()) == 0 {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = clock.sleep_until(next_recover) => {}
+                    _ = shutdown.as_mut() => return,
+                }
+            }
+            continue;
+        }
+        // Which queues have room, and how much.
+        let mut requests: Vec<(Vec<String>, usize)> = Vec::new();
+        if limited {
+            for (i, q) in config.queues.iter().enumerate() {
+                let room = config.limits[i]
+                    .saturating_sub(active.in_flight_of(i))
+                    .min(free);
+                if room > 0 {
+                    requests.push((vec![q.clone()], room));
+                }
+            }
+        } else {
+            requests.push((config.queues.clone(), free));
+        }
+        let mut got = 0usize;
+        let mut failed = false;
+        for (queues, max) in requests {
+            let req = ReserveRequest {
+                queues,
+                worker: config.worker_id.clone(),
+                max,
+                lease: config.lease,
+            };
+            let reserved = tokio::select! {
+                r = backend.reserve(&req) => r,
+                _ = shutdown.as_mut() => return,
+            };
+            match reserved {
+                Ok(jobs) => {
+                    outage.ok();
+                    got += jobs.len();
+                    for job in jobs {
+                        dispatch(shared, config, job);
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = clock.sleep(wait) => {}
+                        _ = shutdown.as_mut() => return,
+                    }
+                    break;
+                }
+            }
+        }
+        if got > 0 || failed {
+            continue;
+        }
+        // Nothing to do: wait for the backend's signal, a freed slot (per-queue limits), the
+        // next recovery round, or shutdown.
+        let until = (clock.now() + config.idle_wait).min(next_recover);
+        let notified = active.slot_freed.notified();
+        tokio::select! {
+            r = backend.wait_for_work(&config.queues, until) => {
+                if let Err(e) = r {
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = clock.sleep(wait) => {}
+                        _ = shutdown.as_mut() => return,
+                    }
+                }
+            }
+            _ = notified, if limited && active.in_flight() > 0 => {}
+            _ = shutdown.as_mut() => return,
+        }
+    }
+}
+
+fn dispatch<S: Clone + Send + Sync + 'static>(
+    shared: &Arc<Shared<S>>,
+    config: &WorkerConfig,
+    job: LeasedJob,
+) {
+    let cancel = CancellationToken::new();
+    let timeout = shared
+        .registry
+        .get(&job.name)
+        .and_then(|r| r.options.timeout);
+    let slot = config
+        .queues
+        .iter()
+        .position(|q| *q == job.queue)
+        .unwrap_or(usize::MAX);
+    shared.active.insert(Entry {
+        lease: job.lease,
+        queue_slot: slot,
+        phase: Phase::Running,
+        cancel: cancel.clone(),
+        deadline: timeout.map(|t| shared.clock.now() + t),
+    });
+    let span = tracing::info_span!(
+        "job",
+        job.id = %job.lease.id,
+        job.name = %job.name,
+        job.queue = %job.queue,
+        job.attempt = job.attempt,
+    );
+    tokio::spawn(executor::execute(shared.clone(), job, cancel).instrument(span));
+}

@@ -1,0 +1,169 @@
+//! The jobs a worker holds leases for, shared by the fetch loop, the executors, the finisher
+//! and the heartbeat thread.
+//!
+//! Each job moves through `Running → Finishing` (its result is being stored) or
+//! `Running → Lost` (heartbeat found its lease gone) or `Running → Released` (shutdown gave it
+//! back). Whoever moves it out of `Running` owns what happens next, so a completed job is never
+//! also released, and a released one never also completed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Timestamp;
+use crate::record::{JobId, Lease};
+
+/// Why an attempt was stopped from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    Finishing,
+    Lost,
+    Released,
+    TimedOut,
+}
+
+pub(crate) struct Entry {
+    pub(crate) lease: Lease,
+    pub(crate) queue_slot: usize,
+    pub(crate) phase: Phase,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) deadline: Option<Timestamp>,
+}
+
+/// Shared state of one running worker.
+pub(crate) struct Active {
+    entries: Mutex<HashMap<JobId, Entry>>,
+    /// Jobs holding a slot (leased, not yet settled), in total and per queue slot index.
+    in_flight: AtomicUsize,
+    per_queue: Vec<AtomicUsize>,
+    /// Signalled whenever a slot frees.
+    pub(crate) slot_freed: Notify,
+}
+
+impl Active {
+    pub(crate) fn new(queues: usize) -> Arc<Self> {
+        Arc::new(Active {
+            entries: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            per_queue: (0..queues).map(|_| AtomicUsize::new(0)).collect(),
+            slot_freed: Notify::new(),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<JobId, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn in_flight_of(&self, slot: usize) -> usize {
+        self.per_queue
+            .get(slot)
+            .map_or(0, |c| c.load(Ordering::Acquire))
+    }
+
+    /// Takes a slot for a newly leased job.
+    pub(crate) fn insert(&self, entry: Entry) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = self.per_queue.get(entry.queue_slot) {
+            c.fetch_add(1, Ordering::AcqRel);
+        }
+        self.lock().insert(entry.lease.id, entry);
+    }
+
+    /// Moves a job from `Running` to `to`; returns whether it was `Running`.
+    pub(crate) fn transition(&self, id: JobId, to: Phase) -> bool {
+        let mut map = self.lock();
+        match map.get_mut(&id) {
+            Some(e) if e.phase == Phase::Running => {
+                e.phase = to;
+                if to != Phase::Finishing {
+                    e.cancel.cancel();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees the slots of settled jobs.
+    pub(crate) fn remove(&self, ids: &[JobId]) {
+        let mut removed = Vec::with_capacity(ids.len());
+        {
+            let mut map = self.lock();
+            for id in ids {
+                if let Some(e) = map.remove(id) {
+                    removed.push(e.queue_slot);
+                }
+            }
+        }
+        for slot in &removed {
+            if let Some(c) = self.per_queue.get(*slot) {
+                c.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if !removed.is_empty() {
+            self.in_flight.fetch_sub(removed.len(), Ordering::AcqRel);
+            self.slot_freed.notify_one();
+            self.slot_freed.notify_waiters();
+        }
+    }
+
+    /// Leases to renew: jobs that are running or whose result is being stored.
+    pub(crate) fn leases_to_renew(&self) -> Vec<Lease> {
+        self.lock()
+            .values()
+            .filter(|e| matches!(e.phase, Phase::Running | Phase::Finishing | Phase::TimedOut))
+            .map(|e| e.lease)
+            .collect()
+    }
+
+    /// Marks the leases reported lost; returns how many were still running.
+    pub(crate) fn mark_lost(&self, lost: &[Lease]) -> usize {
+        let mut map = self.lock();
+        let mut n = 0;
+        for l in lost {
+            if let Some(e) = map.get_mut(&l.id) {
+                if e.lease == *l && e.phase == Phase::Running {
+                    e.phase = Phase::Lost;
+                    e.cancel.cancel();
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Trips the cancellation of running jobs past their deadline (for blocking code that the
+    /// executor's own timer cannot interrupt).
+    pub(crate) fn expire_deadlines(&self, now: Timestamp) {
+        let mut map = self.lock();
+        for e in map.values_mut() {
+            if e.phase == Phase::Running && e.deadline.is_some_and(|d| d <= now) {
+                e.phase = Phase::TimedOut;
+                e.cancel.cancel();
+            }
+        }
+    }
+
+    /// Shutdown past the grace period: every job still running is released. Returns their
+    /// leases, to give back to the backend.
+    pub(crate) fn release_running(&self) -> Vec<Lease> {
+        let mut map = self.lock();
+        let mut out = Vec::new();
+        for e in map.values_mut() {
+            if e.phase == Phase::Running {
+                e.phase = Phase::Released;
+                e.cancel.cancel();
+                out.push(e.lease);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,259 @@
+//! Configuring a worker, validated when built.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::registry::{Registration, Registry};
+use super::{Worker, WorkerConfig};
+use crate::backend::{validate_queue_name, Backend};
+use crate::error::Error;
+use crate::job::Handler;
+
+/// Configures a [`Worker`]: its backend, shared state, handlers, concurrency and timings.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Handler, Job, JobContext, JobError, Worker};
+/// use serde::{Deserialize, Serialize};
+/// use std::time::Duration;
+///
+/// #[derive(Clone)]
+/// struct App { db_url: String }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ImportCsv { upload_id: i64 }
+/// impl Job for ImportCsv {
+///     const NAME: &'static str = "import_csv";
+///     const QUEUE: &'static str = "csv-uploads";
+/// }
+/// impl Handler<App> for ImportCsv {
+///     type Output = ();
+///     async fn run(self, ctx: JobContext<App>) -> Result<(), JobError> {
+///         let _db = &ctx.state().db_url;
+///         Ok(())
+///     }
+/// }
+///
+/// let worker = Worker::builder(MemoryBackend::new())
+///     .state(App { db_url: "sqlite://app.db".into() })
+///     .register::<ImportCsv>()
+///     .concurrency(8)
+///     .queue_concurrency("csv-uploads", 2)
+///     .grace_period(Duration::from_secs(30))
+///     .build()
+///     .expect("valid configuration");
+/// # drop(worker);
+/// ```
+pub struct WorkerBuilder<S> {
+    backend: Arc<dyn Backend>,
+    state: S,
+    registrations: Vec<Registration<S>>,
+    extra_queues: Vec<String>,
+    queue_limits: HashMap<String, usize>,
+    concurrency: usize,
+    lease: Duration,
+    heartbeat: Option<Duration>,
+    grace: Duration,
+    recover_interval: Option<Duration>,
+    idle_wait: Duration,
+    worker_id: Option<String>,
+    errors: Vec<String>,
+}
+
+impl WorkerBuilder<()> {
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+        WorkerBuilder {
+            backend,
+            state: (),
+            registrations: Vec::new(),
+            extra_queues: Vec::new(),
+            queue_limits: HashMap::new(),
+            concurrency: 16,
+            lease: Duration::from_secs(30),
+            heartbeat: None,
+            grace: Duration::from_secs(30),
+            recover_interval: None,
+            idle_wait: Duration::from_secs(30),
+            worker_id: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
+    /// Sets the application state handlers reach through [`crate::JobContext::state`] (a
+    /// database pool, clients, settings). Call it before registering handlers.
+    pub fn state<T: Clone + Send + Sync + 'static>(self, state: T) -> WorkerBuilder<T> {
+        let mut errors = self.errors;
+        if !self.registrations.is_empty() {
+            errors.push("`state` must be set before `register`".into());
+        }
+        WorkerBuilder {
+            backend: self.backend,
+            state,
+            registrations: Vec::new(),
+            extra_queues: self.extra_queues,
+            queue_limits: self.queue_limits,
+            concurrency: self.concurrency,
+            lease: self.lease,
+            heartbeat: self.heartbeat,
+            grace: self.grace,
+            recover_interval: self.recover_interval,
+            idle_wait: self.idle_wait,
+            worker_id: self.worker_id,
+            errors,
+        }
+    }
+
+    /// Registers the handler of job type `J`; the worker listens on `J::QUEUE`.
+    pub fn register<J: Handler<S>>(mut self) -> Self {
+        self.registrations.push(Registration::of::<J>());
+        self
+    }
+
+    /// Also listens on `queue` (e.g. one that jobs are sent to with `Enqueue::queue`).
+    pub fn listen(mut self, queue: impl Into<String>) -> Self {
+        self.extra_queues.push(queue.into());
+        self
+    }
+
+    /// Jobs run at once, across all queues (default 16).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Jobs of `queue` run at once, at most (within the overall concurrency).
+    pub fn queue_concurrency(mut self, queue: impl Into<String>, n: usize) -> Self {
+        self.queue_limits.insert(queue.into(), n);
+        self
+    }
+
+    /// Lease length (default 30 s): a job whose worker stops renewing is recovered this long
+    /// after the last renewal.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
+    /// How often leases are renewed (default a third of the lease).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat = Some(d);
+        self
+    }
+
+    /// How long shutdown waits for running jobs before cancelling and releasing them
+    /// (default 30 s).
+    pub fn grace_period(mut self, d: Duration) -> Self {
+        self.grace = d;
+        self
+    }
+
+    /// How often this worker recovers expired leases of dead workers (default: the lease).
+    pub fn recover_interval(mut self, d: Duration) -> Self {
+        self.recover_interval = Some(d);
+        self
+    }
+
+    /// Longest single wait for work when idle (default 30 s); the backend's wake-up signal
+    /// usually ends it sooner.
+    pub fn idle_wait(mut self, d: Duration) -> Self {
+        self.idle_wait = d;
+        self
+    }
+
+    /// A name for this worker in leases and logs (default `hostname-pid`-like).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// Checks the configuration and builds the worker.
+    pub fn build(self) -> Result<Worker<S>, Error> {
+        let mut errors = self.errors;
+        let registry = match Registry::new(self.registrations) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.push(
+                    e.to_string()
+                        .trim_start_matches("invalid configuration: ")
+                        .to_owned(),
+                );
+                None
+            }
+        };
+        if registry.as_ref().is_some_and(|r| r.is_empty()) {
+            errors.push("no job handlers registered".into());
+        }
+        if self.concurrency == 0 {
+            errors.push("concurrency must be at least 1".into());
+        }
+        if self.lease < Duration::from_millis(100) {
+            errors.push(format!(
+                "lease of {:?} is too short (at least 100ms)",
+                self.lease
+            ));
+        }
+        let heartbeat = self.heartbeat.unwrap_or(self.lease / 3);
+        if heartbeat >= self.lease || heartbeat.is_zero() {
+            errors.push(format!(
+                "heartbeat interval {heartbeat:?} must be above zero and shorter than the lease {:?}",
+                self.lease
+            ));
+        }
+        let recover_interval = self.recover_interval.unwrap_or(self.lease);
+        if recover_interval.is_zero() {
+            errors.push("recover interval must be above zero".into());
+        }
+        if self.idle_wait.is_zero() {
+            errors.push("idle wait must be above zero".into());
+        }
+        let mut queues = registry.as_ref().map(|r| r.queues()).unwrap_or_default();
+        queues.extend(self.extra_queues);
+        queues.sort();
+        queues.dedup();
+        for q in &queues {
+            if let Err(e) = validate_queue_name(q) {
+                errors.push(e);
+            }
+        }
+        let mut limits = vec![usize::MAX; queues.len()];
+        for (q, n) in &self.queue_limits {
+            match queues.iter().position(|x| x == q) {
+                Some(i) if *n > 0 => limits[i] = *n,
+                Some(_) => errors.push(format!("concurrency of queue `{q}` must be at least 1")),
+                None => errors.push(format!(
+                    "queue_concurrency names `{q}`, which this worker does not listen on (it listens on: {})",
+                    queues.join(", ")
+                )),
+            }
+        }
+        match (registry, errors.is_empty()) {
+            (Some(registry), true) => Ok(Worker {
+                backend: self.backend,
+                state: self.state,
+                registry,
+                config: WorkerConfig {
+                    queues,
+                    limits,
+                    concurrency: self.concurrency,
+                    lease: self.lease,
+                    heartbeat,
+                    grace: self.grace,
+                    recover_interval,
+                    idle_wait: self.idle_wait,
+                    worker_id: self.worker_id.unwrap_or_else(default_worker_id),
+                },
+            }),
+            _ => Err(Error::Config(errors.join("; "))),
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}

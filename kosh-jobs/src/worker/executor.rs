@@ -1,0 +1,212 @@
+//! Runs one attempt: the handler in its own task, with panics caught, a timeout, and
+//! cancellation when the lease is lost or the worker shuts down.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::active::{Active, Phase};
+use super::registry::{AttemptResult, Failure, Registry};
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::record::{Finish, LeasedJob, Outcome};
+use crate::retry::{decide, Decision};
+
+/// What every executor of a worker shares.
+pub(crate) struct Shared<S> {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) clock: Clock,
+    pub(crate) state: S,
+    pub(crate) registry: Registry<S>,
+    pub(crate) active: Arc<Active>,
+    pub(crate) finished: mpsc::UnboundedSender<Finish>,
+}
+
+/// Runs `job` to the end of its attempt and hands the outcome to the finisher.
+pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
+    shared: Arc<Shared<S>>,
+    job: LeasedJob,
+    cancel: CancellationToken,
+) {
+    let id = job.lease.id;
+    let lease = job.lease;
+    let attempt = job.attempt;
+    let max_attempts = job.max_attempts;
+    let Some(reg) = shared.registry.get(&job.name) else {
+        let message = format!(
+            "no handler is registered for job `{}` in queue `{}` on this worker (it knows: {}); \
+             retry the job once a worker with that handler runs",
+            job.name,
+            job.queue,
+            shared.registry.names().join(", ")
+        );
+        tracing::error!(job.id = %id, job.name = %job.name, "{message}");
+        settle(&shared, lease, Outcome::Failed { error: message });
+        return;
+    };
+    let backoff = reg.options.backoff;
+    let timeout = reg.options.timeout;
+    let run = reg.run.clone();
+    tracing::debug!("job started");
+
+    let handler = AssertUnwindSafe(run(
+        shared.state.clone(),
+        shared.backend.clone(),
+        Arc::new(job),
+        // A child: the handler may cancel its own token without confusing the worker.
+        cancel.child_token(),
+    ))
+    .catch_unwind();
+    let clock = shared.clock.clone();
+    let timer = async {
+        match timeout {
+            Some(t) => clock.sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+
+    let result: Option<AttemptResult> = tokio::select! {
+        biased;
+        r = handler => Some(match r {
+            Ok(r) => r,
+            Err(panic) => Err(Failure {
+                message: format!("handler panicked: {}", panic_message(&*panic)),
+                permanent: false,
+            }),
+        }),
+        _ = cancel.cancelled() => None,
+        _ = timer => {
+            shared.active.transition(id, Phase::TimedOut);
+            None
+        }
+    };
+
+    // Decide who settles the job: only a job still running (or timed out) is finished here.
+    let phase = {
+        let mut map = shared.active.lock();
+        match map.get_mut(&id) {
+            Some(e) => {
+                let old = e.phase;
+                if matches!(old, Phase::Running | Phase::TimedOut) {
+                    e.phase = Phase::Finishing;
+                }
+                old
+            }
+            None => return,
+        }
+    };
+    let result = match (phase, result) {
+        (Phase::Running, Some(r)) => r,
+        (Phase::TimedOut, _) | (Phase::Running, None) => Err(Failure {
+            message: format!(
+                "timed out after {}",
+                format_duration(timeout.unwrap_or_default())
+            ),
+            permanent: false,
+        }),
+        (Phase::Lost, _) => {
+            tracing::warn!("lease lost while running (recovered by another worker or cancelled); result dropped");
+            shared.active.remove(&[id]);
+            return;
+        }
+        // Released at shutdown (the shutdown path frees the slot) or already finishing.
+        (Phase::Released | Phase::Finishing, _) => return,
+    };
+
+    let outcome = match result {
+        Ok(value) => {
+            tracing::debug!("job completed");
+            Outcome::Completed { result: value }
+        }
+        Err(f) => match decide(
+            attempt,
+            max_attempts,
+            f.permanent,
+            &backoff,
+            fastrand::f64(),
+        ) {
+            Decision::Retry(delay) => {
+                tracing::warn!(error = %f.message, retry_in = ?delay, "attempt failed; will retry");
+                Outcome::Retry {
+                    error: f.message,
+                    retry_at: shared.clock.now() + delay,
+                }
+            }
+            Decision::Fail => {
+                tracing::error!(error = %f.message, permanent = f.permanent, "job failed");
+                Outcome::Failed { error: f.message }
+            }
+        },
+    };
+    if shared.finished.send(Finish { lease, outcome }).is_err() {
+        // The finisher is gone (worker torn down): the lease expires and the job is recovered.
+        shared.active.remove(&[id]);
+    }
+}
+
+/// Hands an outcome to the finisher for a job that never started its handler.
+fn settle<S>(shared: &Shared<S>, lease: crate::record::Lease, outcome: Outcome) {
+    if shared.active.transition(lease.id, Phase::Finishing)
+        && shared.finished.send(Finish { lease, outcome }).is_err()
+    {
+        shared.active.remove(&[lease.id]);
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
+
+/// `1h 2m 3s`, `250ms`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = Vec::new();
+    if h > 0 {
+        out.push(format!("{h}h"));
+    }
+    if m > 0 {
+        out.push(format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push(format!("{s}s"));
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_secs(900)), "15m");
+        assert_eq!(format_duration(Duration::from_secs(3723)), "1h 2m 3s");
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let p: Box<dyn Any + Send> = Box::new("boom");
+        assert_eq!(panic_message(&*p), "boom");
+        let p: Box<dyn Any + Send> = Box::new(String::from("row 7"));
+        assert_eq!(panic_message(&*p), "row 7");
+        let p: Box<dyn Any + Send> = Box::new(42u8);
+        assert_eq!(panic_message(&*p), "a non-string panic payload");
+    }
+}

@@ -1,0 +1,91 @@
+//! Stores attempt outcomes in batches: whatever finished while the previous batch was being
+//! written goes in the next one, so a busy worker makes one `finish` call per many jobs.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::active::Active;
+use super::outage::Outage;
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::record::{Finish, FinishResult, Outcome};
+
+const MAX_BATCH: usize = 1024;
+
+/// Counts of what the finisher stored.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    pub(crate) completed: u64,
+    pub(crate) retried: u64,
+    pub(crate) failed: u64,
+    pub(crate) lost: u64,
+}
+
+/// Runs until the channel closes (all senders dropped) and everything received is stored, or
+/// until `give_up` is tripped while the backend is unreachable (the unstored leases then
+/// expire and their jobs are recovered elsewhere).
+pub(crate) async fn run(
+    backend: Arc<dyn Backend>,
+    clock: Clock,
+    active: Arc<Active>,
+    mut rx: mpsc::UnboundedReceiver<Finish>,
+    give_up: CancellationToken,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut outage = Outage::new("storing job results");
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        let first = tokio::select! {
+            biased;
+            r = rx.recv() => match r {
+                Some(f) => f,
+                None => break,
+            },
+            _ = give_up.cancelled() => break,
+        };
+        batch.clear();
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<_> = batch.iter().map(|f| f.lease.id).collect();
+        loop {
+            match backend.finish(batch.clone()).await {
+                Ok(results) => {
+                    outage.ok();
+                    for (f, r) in batch.iter().zip(&results) {
+                        match (r, &f.outcome) {
+                            (FinishResult::LeaseLost, _) => {
+                                tally.lost += 1;
+                                tracing::warn!(job.id = %f.lease.id, "result refused: the lease was lost (job recovered elsewhere or cancelled)");
+                            }
+                            (FinishResult::Applied, Outcome::Completed { .. }) => {
+                                tally.completed += 1
+                            }
+                            (FinishResult::Applied, Outcome::Retry { .. }) => tally.retried += 1,
+                            (FinishResult::Applied, Outcome::Failed { .. }) => tally.failed += 1,
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let wait = outage.failed(&e);
+                    tokio::select! {
+                        _ = clock.sleep(wait) => {}
+                        _ = give_up.cancelled() => {
+                            tracing::error!(jobs = batch.len(), "giving up storing results at shutdown; their leases will expire and the jobs run again");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        active.remove(&ids);
+    }
+    tally
+}

@@ -1,0 +1,146 @@
+//! Registered handlers: from a stored job name to a type-erased runner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::context::JobContext;
+use crate::error::Error;
+use crate::job::{Handler, JobOptions};
+use crate::record::LeasedJob;
+
+/// Why an attempt failed, as the worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) permanent: bool,
+}
+
+pub(crate) type AttemptResult = Result<Option<serde_json::Value>, Failure>;
+
+type RunFn<S> = dyn Fn(S, Arc<dyn Backend>, Arc<LeasedJob>, CancellationToken) -> BoxFuture<'static, AttemptResult>
+    + Send
+    + Sync;
+
+/// One registered job type.
+pub(crate) struct Registration<S> {
+    pub(crate) name: &'static str,
+    pub(crate) type_name: &'static str,
+    pub(crate) queue: &'static str,
+    pub(crate) options: JobOptions,
+    pub(crate) run: Arc<RunFn<S>>,
+}
+
+impl<S> Clone for Registration<S> {
+    fn clone(&self) -> Self {
+        Registration {
+            name: self.name,
+            type_name: self.type_name,
+            queue: self.queue,
+            options: self.options,
+            run: self.run.clone(),
+        }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Registration<S> {
+    pub(crate) fn of<J: Handler<S>>() -> Self {
+        let run: Arc<RunFn<S>> = Arc::new(|state, backend, job, cancel| {
+            Box::pin(async move {
+                let payload: J = serde_json::from_str(&job.payload).map_err(|e| Failure {
+                    message: format!(
+                        "job `{}` (id {}): payload does not deserialize: {e}",
+                        J::NAME,
+                        job.lease.id
+                    ),
+                    permanent: true,
+                })?;
+                let ctx = JobContext::new(state, backend, job, cancel);
+                match payload.run(ctx).await {
+                    Ok(out) => match serde_json::to_value(out) {
+                        Ok(serde_json::Value::Null) => Ok(None),
+                        Ok(v) => Ok(Some(v)),
+                        Err(e) => Err(Failure {
+                            message: format!(
+                                "job `{}`: its result does not serialize: {e}",
+                                J::NAME
+                            ),
+                            permanent: true,
+                        }),
+                    },
+                    Err(e) => Err(Failure {
+                        message: e.message(),
+                        permanent: e.is_permanent(),
+                    }),
+                }
+            })
+        });
+        Registration {
+            name: J::NAME,
+            type_name: std::any::type_name::<J>(),
+            queue: J::QUEUE,
+            options: J::options(),
+            run,
+        }
+    }
+}
+
+/// The handlers of one worker, by job name.
+pub(crate) struct Registry<S> {
+    by_name: HashMap<&'static str, Registration<S>>,
+}
+
+impl<S> Registry<S> {
+    /// Builds the registry; two registrations with one name are refused.
+    pub(crate) fn new(regs: Vec<Registration<S>>) -> Result<Self, Error> {
+        let mut by_name: HashMap<&'static str, Registration<S>> = HashMap::new();
+        let mut clashes = Vec::new();
+        for reg in regs {
+            if let Some(existing) = by_name.get(reg.name) {
+                clashes.push(if existing.type_name == reg.type_name {
+                    format!(
+                        "`{}` is registered twice (job name `{}`)",
+                        reg.type_name, reg.name
+                    )
+                } else {
+                    format!(
+                        "job name `{}` is used by both `{}` and `{}`",
+                        reg.name, existing.type_name, reg.type_name
+                    )
+                });
+                continue;
+            }
+            by_name.insert(reg.name, reg);
+        }
+        if !clashes.is_empty() {
+            return Err(Error::Config(clashes.join("; ")));
+        }
+        Ok(Registry { by_name })
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Registration<S>> {
+        self.by_name.get(name)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Queues of the registered jobs, sorted, without duplicates.
+    pub(crate) fn queues(&self) -> Vec<String> {
+        let mut q: Vec<String> = self.by_name.values().map(|r| r.queue.to_owned()).collect();
+        q.sort();
+        q.dedup();
+        q
+    }
+
+    /// The registered names, sorted, for error messages.
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        let mut n: Vec<&'static str> = self.by_name.keys().copied().collect();
+        n.sort_unstable();
+        n
+    }
+}

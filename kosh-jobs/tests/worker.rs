@@ -1,0 +1,794 @@
+//! The worker runtime, point by point: concurrency, queues, batching, wake-ups, delays,
+//! priorities, panics, timeouts, leases, recovery, bad payloads, unknown names, shutdown,
+//! state, progress and tracing.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kosh_jobs::{
+    Backend, Backoff, Handler, Job, JobContext, JobError, JobOptions, JobState, NewJob,
+    ReserveRequest, RetryOutcome, Worker,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use support::*;
+
+/// What a test task does when it runs.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+enum Act {
+    Ok,
+    /// Fails (retryably) until attempt `n`, then succeeds.
+    FailUntil(u32),
+    Permanent,
+    Panic,
+    /// Waits for the gate.
+    Gate,
+    /// Never finishes on its own.
+    Pending,
+    /// Blocks its OS thread for this many milliseconds.
+    Block(u64),
+    /// Reports progress, then waits for the gate.
+    Progress,
+    /// Returns a value.
+    Echo(String),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Task {
+    n: u32,
+    act: Act,
+}
+
+#[derive(Clone, Default)]
+struct Ctl {
+    gate: Gate,
+    gauge: Arc<Gauge>,
+    order: Arc<Mutex<Vec<u32>>>,
+    dropped: Arc<AtomicBool>,
+    seen_at: Arc<Mutex<Vec<(u32, kosh_jobs::Timestamp)>>>,
+    label: &'static str,
+}
+
+impl Ctl {
+    fn new() -> Self {
+        Ctl {
+            gate: Gate::new(),
+            label: "app-state",
+            ..Default::default()
+        }
+    }
+}
+
+async fn run_task(t: Task, ctx: JobContext<Ctl>) -> Result<serde_json::Value, JobError> {
+    let ctl = ctx.state().clone();
+    let _g = ctl.gauge.enter();
+    let _drop = DropFlag(ctl.dropped.clone());
+    ctl.order.lock().unwrap().push(t.n);
+    ctl.seen_at
+        .lock()
+        .unwrap()
+        .push((t.n, ctx.backend().clock().now()));
+    match t.act {
+        Act::Ok => Ok(json!({ "n": t.n, "state": ctl.label })),
+        Act::FailUntil(k) if ctx.attempt() < k => {
+            Err(format!("attempt {} failed on purpose", ctx.attempt()).into())
+        }
+        Act::FailUntil(_) => Ok(json!("finally")),
+        Act::Permanent => Err(JobError::permanent(std::io::Error::other("bad input"))),
+        Act::Panic => panic!("boom at {}", t.n),
+        Act::Gate => {
+            ctl.gate.wait().await;
+            Ok(json!(null))
+        }
+        Act::Pending => std::future::pending().await,
+        Act::Block(ms) => {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(json!("blocked"))
+        }
+        Act::Progress => {
+            ctx.progress(json!({ "rows": 1200 })).await?;
+            ctl.gate.wait().await;
+            Ok(json!(null))
+        }
+        Act::Echo(s) => Ok(json!(s)),
+    }
+}
+
+impl Job for Task {
+    const NAME: &'static str = "task";
+    const QUEUE: &'static str = "q1";
+    fn options() -> JobOptions {
+        JobOptions::new()
+            .max_attempts(3)
+            .backoff(Backoff::fixed(Duration::from_secs(10)).unwrap())
+            .timeout(Duration::from_secs(5))
+    }
+}
+
+impl Handler<Ctl> for Task {
+    type Output = serde_json::Value;
+    async fn run(self, ctx: JobContext<Ctl>) -> Result<serde_json::Value, JobError> {
+        run_task(self, ctx).await
+    }
+}
+
+/// Same behaviour, another queue.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct Task2(Task);
+
+impl Job for Task2 {
+    const NAME: &'static str = "task2";
+    const QUEUE: &'static str = "q2";
+}
+
+impl Handler<Ctl> for Task2 {
+    type Output = serde_json::Value;
+    async fn run(self, ctx: JobContext<Ctl>) -> Result<serde_json::Value, JobError> {
+        run_task(self.0, ctx).await
+    }
+}
+
+fn task(n: u32, act: Act) -> Task {
+    Task { n, act }
+}
+
+fn builder(spy: &Arc<Spy>, ctl: &Ctl) -> kosh_jobs::WorkerBuilder<Ctl> {
+    Worker::builder(spy.clone())
+        .state(ctl.clone())
+        .register::<Task>()
+        .register::<Task2>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_is_never_exceeded() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    for n in 0..10 {
+        client.enqueue(task(n, Act::Gate)).await.unwrap();
+    }
+    let w = builder(&spy, &ctl).concurrency(3).build().unwrap().spawn();
+    wait_until("3 handlers run", || async { ctl.gauge.now() == 3 }).await;
+    let counts = client.counts().await.unwrap();
+    let q1 = counts.iter().find(|c| c.queue == "q1").unwrap();
+    assert_eq!((q1.running, q1.ready), (3, 7), "only 3 leased: {q1:?}");
+    ctl.gate.open();
+    wait_until("all 10 complete", || async {
+        client.counts().await.unwrap()[0].completed == 10
+    })
+    .await;
+    assert_eq!(ctl.gauge.max.load(Ordering::SeqCst), 3);
+    let stats = w.shutdown().await.unwrap();
+    assert_eq!(stats.completed, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_queue_limit_and_several_queues() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    for n in 0..6 {
+        client.enqueue(task(n, Act::Gate)).await.unwrap();
+        client
+            .enqueue(Task2(task(100 + n, Act::Gate)))
+            .await
+            .unwrap();
+    }
+    let w = builder(&spy, &ctl)
+        .concurrency(8)
+        .queue_concurrency("q1", 2)
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("8 handlers run", || async { ctl.gauge.now() == 8 }).await;
+    let counts = client.counts().await.unwrap();
+    let running: Vec<_> = counts
+        .iter()
+        .map(|c| (c.queue.as_str(), c.running))
+        .collect();
+    assert_eq!(running, vec![("q1", 2), ("q2", 6)]);
+    ctl.gate.open();
+    wait_until("all 12 complete", || async {
+        client
+            .counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.completed)
+            .sum::<u64>()
+            == 12
+    })
+    .await;
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_in_batches_up_to_free_slots() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    client
+        .enqueue_batch((0..10).map(|n| task(n, Act::Gate)))
+        .await
+        .unwrap();
+    let w = builder(&spy, &ctl).concurrency(4).build().unwrap().spawn();
+    wait_until("4 handlers run", || async { ctl.gauge.now() == 4 }).await;
+    let first = spy.reserve_sizes.lock().unwrap()[0];
+    assert_eq!(first, (4, 4), "one reserve of 4 for 4 free slots");
+    ctl.gate.open();
+    wait_until("all complete", || async {
+        client.counts().await.unwrap()[0].completed == 10
+    })
+    .await;
+    for (max, got) in spy.reserve_sizes.lock().unwrap().iter() {
+        assert!(*max <= 4 && got <= max, "reserve asked {max}, got {got}");
+    }
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_worker_waits_on_the_backend_signal_without_polling() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let w = builder(&spy, &ctl)
+        .idle_wait(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("the worker waits", || async {
+        spy.waits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    // Ten idle minutes: each 30 s the wait ends and the worker checks once (recovery and
+    // reserve), then waits again; never a hot loop.
+    for step in 1..=20 {
+        let before = spy.waits.load(Ordering::SeqCst);
+        clock.advance(Duration::from_secs(30));
+        wait_until(&format!("the worker waits again (step {step})"), || async {
+            spy.waits.load(Ordering::SeqCst) > before
+        })
+        .await;
+    }
+    let (reserves, waits, recovers) = (
+        spy.reserves.load(Ordering::SeqCst),
+        spy.waits.load(Ordering::SeqCst),
+        spy.recovers.load(Ordering::SeqCst),
+    );
+    assert!(reserves <= 22, "{reserves} reserves in 10 idle minutes");
+    assert!(waits <= 22, "{waits} waits in 10 idle minutes");
+    assert!(recovers <= 22, "{recovers} recoveries in 10 idle minutes");
+    // A push wakes it at once, without the clock moving.
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    wait_state(&client, id, JobState::Completed).await;
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_jobs_run_no_earlier_than_due() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let due = clock.now() + Duration::from_secs(60);
+    let later = client
+        .enqueue(task(1, Act::Ok).with().delay(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    clock.advance(Duration::from_secs(59));
+    let now_id = client.enqueue(task(2, Act::Ok)).await.unwrap().id;
+    wait_state(&client, now_id, JobState::Completed).await;
+    assert_eq!(
+        client.status(later).await.unwrap().state,
+        JobState::Scheduled
+    );
+    clock.advance(Duration::from_secs(1));
+    wait_state(&client, later, JobState::Completed).await;
+    let seen = ctl.seen_at.lock().unwrap().clone();
+    let (_, ran_at) = seen.iter().find(|(n, _)| *n == 1).unwrap();
+    assert!(*ran_at >= due, "ran at {ran_at}, due {due}");
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higher_priority_first_then_fifo() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let plan = [(1, 0), (2, 5), (3, 0), (4, 10), (5, 5), (6, -1)];
+    for (n, p) in plan {
+        client
+            .enqueue(task(n, Act::Ok).with().priority(p))
+            .await
+            .unwrap();
+    }
+    let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
+    wait_until("all run", || async { ctl.order.lock().unwrap().len() == 6 }).await;
+    assert_eq!(*ctl.order.lock().unwrap(), vec![4, 2, 5, 1, 3, 6]);
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_fails_the_attempt_and_the_worker_goes_on() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let bad = client
+        .enqueue(task(7, Act::Panic).with().max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
+    let rec = wait_state(&client, bad, JobState::Failed).await;
+    assert_eq!(rec.last_error(), Some("handler panicked: boom at 7"));
+    let good = client.enqueue(task(8, Act::Ok)).await.unwrap().id;
+    wait_state(&client, good, JobState::Completed).await;
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_drops_the_handler_and_records_it() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let id = client
+        .enqueue(task(1, Act::Pending).with().max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    wait_until("the handler runs", || async { ctl.gauge.now() == 1 }).await;
+    clock.advance(Duration::from_secs(5));
+    let rec = wait_state(&client, id, JobState::Failed).await;
+    assert_eq!(rec.last_error(), Some("timed out after 5s"));
+    assert!(ctl.dropped.load(Ordering::SeqCst), "handler future dropped");
+    assert_eq!(ctl.gauge.now(), 0);
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_backoff_then_succeed() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let id = client.enqueue(task(1, Act::FailUntil(3))).await.unwrap().id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    let rec = wait_state(&client, id, JobState::Scheduled).await;
+    assert_eq!(rec.attempts, 1);
+    assert_eq!(rec.run_at, rec.errors[0].at + Duration::from_secs(10));
+    clock.advance(Duration::from_secs(10));
+    wait_until("attempt 2 fails", || async {
+        let r = client.status(id).await.unwrap();
+        r.attempts == 2 && r.state == JobState::Scheduled
+    })
+    .await;
+    clock.advance(Duration::from_secs(10));
+    let rec = wait_state(&client, id, JobState::Completed).await;
+    assert_eq!(rec.attempts, 3);
+    let errs: Vec<_> = rec
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.error.as_str()))
+        .collect();
+    assert_eq!(
+        errs,
+        vec![
+            (1, "attempt 1 failed on purpose"),
+            (2, "attempt 2 failed on purpose")
+        ]
+    );
+    assert_eq!(rec.result, Some(json!("finally")));
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_skips_the_remaining_attempts() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let id = client
+        .enqueue(task(1, Act::Permanent).with().max_attempts(5))
+        .await
+        .unwrap()
+        .id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    let rec = wait_state(&client, id, JobState::Failed).await;
+    assert_eq!((rec.attempts, rec.last_error()), (1, Some("bad input")));
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_does_not_deserialize_fails_permanently() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let mut raw = NewJob::new("task", "q1", r#"{"n":"seven"}"#, clock.now());
+    raw.max_attempts = 5;
+    let id = client.push_raw(vec![raw]).await.unwrap()[0].id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    let rec = wait_state(&client, id, JobState::Failed).await;
+    let err = rec.last_error().unwrap();
+    assert_eq!(rec.attempts, 1);
+    assert!(
+        err.starts_with(&format!("job `task` (id {id}): payload does not deserialize: invalid type: string \"seven\", expected u32")),
+        "{err}"
+    );
+    w.shutdown().await.unwrap();
+}
+
+/// A job type named like the one that arrived before its handler was deployed.
+#[derive(Serialize, Deserialize)]
+struct Newcomer {
+    x: u32,
+}
+impl Job for Newcomer {
+    const NAME: &'static str = "newcomer";
+    const QUEUE: &'static str = "q1";
+}
+impl Handler<Ctl> for Newcomer {
+    type Output = u32;
+    async fn run(self, _ctx: JobContext<Ctl>) -> Result<u32, JobError> {
+        Ok(self.x * 2)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_job_name_stays_visible_and_can_be_retried_later() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let id = client.enqueue(Newcomer { x: 21 }).await.unwrap().id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    let rec = wait_state(&client, id, JobState::Failed).await;
+    let err = rec.last_error().unwrap();
+    assert!(
+        err.starts_with("no handler is registered for job `newcomer` in queue `q1`"),
+        "{err}"
+    );
+    assert!(err.contains("task, task2"), "lists known names: {err}");
+    w.shutdown().await.unwrap();
+
+    // Deploy a worker that knows it, retry: it runs.
+    assert_eq!(client.retry(id).await.unwrap(), RetryOutcome::Retried);
+    let w2 = builder(&spy, &ctl)
+        .register::<Newcomer>()
+        .build()
+        .unwrap()
+        .spawn();
+    let rec = wait_state(&client, id, JobState::Completed).await;
+    assert_eq!(rec.result, Some(json!(42)));
+    w2.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_reach_state_and_report_progress_while_running() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let id = client.enqueue(task(1, Act::Progress)).await.unwrap().id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    wait_until("progress is visible", || async {
+        client.status(id).await.unwrap().progress == Some(json!({ "rows": 1200 }))
+    })
+    .await;
+    assert_eq!(client.status(id).await.unwrap().state, JobState::Running);
+    ctl.gate.open();
+    wait_state(&client, id, JobState::Completed).await;
+    let ok = client.enqueue(task(2, Act::Ok)).await.unwrap().id;
+    let rec = wait_state(&client, ok, JobState::Completed).await;
+    assert_eq!(rec.result, Some(json!({ "n": 2, "state": "app-state" })));
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_stored() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let id = client
+        .enqueue(task(1, Act::Echo("imported 12 rows".into())))
+        .await
+        .unwrap()
+        .id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    let rec = wait_state(&client, id, JobState::Completed).await;
+    assert_eq!(rec.result, Some(json!("imported 12 rows")));
+    assert_eq!(rec.attempts, 1);
+    assert!(rec.finished_at.is_some() && rec.started_at.is_some());
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_waits_for_running_jobs() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let id = client.enqueue(task(1, Act::Gate)).await.unwrap().id;
+    let queued = client.enqueue(task(2, Act::Gate)).await.unwrap().id;
+    let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
+    wait_until("the handler runs", || async { ctl.gauge.now() == 1 }).await;
+    let stop = tokio::spawn(w.shutdown());
+    // The worker stops fetching, but the running job may finish.
+    wait_until("shutdown started", || async { true }).await;
+    ctl.gate.open();
+    let stats = stop.await.unwrap().unwrap();
+    assert_eq!((stats.completed, stats.released), (1, 0));
+    assert_eq!(client.status(id).await.unwrap().state, JobState::Completed);
+    let q = client.status(queued).await.unwrap();
+    assert!(
+        q.state == JobState::Ready || q.state == JobState::Completed,
+        "{q:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_past_the_grace_period_cancels_and_releases() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let id = client.enqueue(task(1, Act::Pending)).await.unwrap().id;
+    let w = builder(&spy, &ctl)
+        .grace_period(Duration::from_secs(2)) // shorter than the 5 s timeout
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("the handler runs", || async { ctl.gauge.now() == 1 }).await;
+    let stop = tokio::spawn(w.shutdown());
+    wait_until("the worker stops fetching", || async {
+        clock.advance(Duration::from_millis(100));
+        stop.is_finished() || ctl.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    let stats = stop.await.unwrap().unwrap();
+    assert_eq!(stats.released, 1);
+    assert!(ctl.dropped.load(Ordering::SeqCst), "handler cancelled");
+    let rec = client.status(id).await.unwrap();
+    assert_eq!((rec.state, rec.attempts), (JobState::Ready, 0), "{rec:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_running_job_is_noticed_and_dropped() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let id = client.enqueue(task(1, Act::Pending)).await.unwrap().id;
+    let w = builder(&spy, &ctl)
+        .lease(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("the handler runs", || async { ctl.gauge.now() == 1 }).await;
+    client.cancel(id).await.unwrap();
+    // The next heartbeat (every 10 s) finds the lease gone and cancels the attempt.
+    wait_until("the handler is dropped", || async {
+        clock.advance(Duration::from_secs(1));
+        ctl.dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    assert_eq!(client.status(id).await.unwrap().state, JobState::Cancelled);
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_workers_stale_result_is_refused() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let id = client
+        // Task2 has no timeout, so only the lease matters here.
+        .enqueue(Task2(task(1, Act::Block(300))).with().max_attempts(3))
+        .await
+        .unwrap()
+        .id;
+    // Worker A cannot reach the backend for heartbeats: its lease runs out.
+    spy.drop_heartbeats.store(true, Ordering::SeqCst);
+    let a = builder(&spy, &ctl)
+        .lease(Duration::from_secs(60))
+        .recover_interval(Duration::from_secs(3600))
+        .queue_concurrency("q2", 1) // A cannot take the job back itself
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("A runs it", || async { ctl.gauge.now() == 1 }).await;
+    clock.advance(Duration::from_secs(61));
+    // Recovered (here, or by A's own reserve, which may recover too).
+    spy.recover_expired().await.unwrap();
+    let rec = client.status(id).await.unwrap();
+    assert_eq!(
+        (rec.state, rec.last_error()),
+        (JobState::Ready, Some("lease expired"))
+    );
+    // Worker B (here: the test) leases it again with a new token.
+    let b = spy
+        .reserve(&ReserveRequest {
+            queues: vec!["q2".into()],
+            worker: "b".into(),
+            max: 1,
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].attempt, 2);
+    // A finishes its blocking work; its result is refused.
+    let stats = a.shutdown().await.unwrap();
+    assert_eq!((stats.completed, stats.lost), (0, 1));
+    let rec = client.status(id).await.unwrap();
+    assert_eq!(rec.state, JobState::Running, "still B's: {rec:?}");
+    assert_eq!(rec.attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_of_dead_workers_are_recovered() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let again = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let last = client
+        .enqueue(task(2, Act::Ok).with().max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    // A worker that died: it leased both and vanished.
+    let dead = spy
+        .reserve(&ReserveRequest {
+            queues: vec!["q1".into()],
+            worker: "dead".into(),
+            max: 2,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    let w = builder(&spy, &ctl)
+        .lease(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("the worker waits", || async {
+        spy.waits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    clock.advance(Duration::from_secs(31));
+    let rec = wait_state(&client, again, JobState::Completed).await;
+    assert_eq!(rec.attempts, 2);
+    assert_eq!(rec.errors[0].error, "lease expired");
+    let rec = wait_state(&client, last, JobState::Failed).await;
+    assert_eq!(rec.last_error(), Some("lease expired"));
+    w.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_outage_during_fetch_backs_off_then_recovers() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    spy.fail_reserve.store(true, Ordering::SeqCst);
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    wait_until("a reserve fails", || async {
+        spy.reserves.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let before = spy.reserves.load(Ordering::SeqCst);
+    // Without the clock moving, the worker waits out its backoff instead of retrying hot.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(spy.reserves.load(Ordering::SeqCst) <= before + 1);
+    spy.fail_reserve.store(false, Ordering::SeqCst);
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    wait_until("the job completes after the outage", || async {
+        clock.advance(Duration::from_millis(200));
+        client.status(id).await.unwrap().state == JobState::Completed
+    })
+    .await;
+    w.shutdown().await.unwrap();
+}
+
+#[test]
+fn two_handlers_with_one_name_are_refused_at_build() {
+    #[derive(Serialize, Deserialize)]
+    struct Impostor;
+    impl Job for Impostor {
+        const NAME: &'static str = "task";
+    }
+    impl Handler<Ctl> for Impostor {
+        type Output = ();
+        async fn run(self, _ctx: JobContext<Ctl>) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+    let (spy, _client, _clock) = setup();
+    let err = builder(&spy, &Ctl::new())
+        .register::<Impostor>()
+        .build()
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("job name `task` is used by both"), "{msg}");
+    assert!(
+        msg.contains("worker::Task`") && msg.contains("Impostor`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_with_every_problem() {
+    let (spy, _client, _clock) = setup();
+    let err = builder(&spy, &Ctl::new())
+        .concurrency(0)
+        .lease(Duration::from_millis(10))
+        .queue_concurrency("nope", 2)
+        .build()
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("concurrency must be at least 1"), "{err}");
+    assert!(err.contains("lease of 10ms is too short"), "{err}");
+    assert!(
+        err.contains("`nope`, which this worker does not listen on"),
+        "{err}"
+    );
+    let none = Worker::builder(spy.clone()).build().err().expect("refused");
+    assert!(none.to_string().contains("no job handlers registered"));
+}
+
+/// Attempts seen by a handler that blocks its OS thread longer than the lease.
+static BLOCKING_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Serialize, Deserialize)]
+struct Crunch;
+impl Job for Crunch {
+    const NAME: &'static str = "crunch";
+    const QUEUE: &'static str = "cpu";
+}
+impl Handler<()> for Crunch {
+    type Output = ();
+    async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
+        BLOCKING_RUNS.fetch_add(1, Ordering::SeqCst);
+        // CPU-bound work that never yields: 4 leases long.
+        std::thread::sleep(Duration::from_millis(1600));
+        Ok(())
+    }
+}
+
+/// A handler blocking the only runtime thread for 4× the lease is not run twice: leases are
+/// renewed from the worker's own thread. Real time, because the point is a blocked thread.
+#[test]
+fn blocking_handlers_keep_their_lease() {
+    let backend = Arc::new(kosh_jobs::memory::MemoryBackend::new());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let b2 = backend.clone();
+    let rival_stop = Arc::new(AtomicBool::new(false));
+    let stop2 = rival_stop.clone();
+    // A rival worker on another thread keeps trying to recover and lease the job.
+    let rival = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut stolen = 0;
+            while !stop2.load(Ordering::SeqCst) {
+                b2.recover_expired().await.unwrap();
+                let got = b2
+                    .reserve(&ReserveRequest {
+                        queues: vec!["cpu".into()],
+                        worker: "rival".into(),
+                        max: 1,
+                        lease: Duration::from_secs(60),
+                    })
+                    .await
+                    .unwrap();
+                stolen += got.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stolen
+        })
+    });
+    rt.block_on(async {
+        let client = kosh_jobs::Client::new(backend.clone());
+        let id = client.enqueue(Crunch).await.unwrap().id;
+        let w = Worker::builder(backend.clone())
+            .register::<Crunch>()
+            .lease(Duration::from_millis(400))
+            .heartbeat_interval(Duration::from_millis(100))
+            .build()
+            .unwrap()
+            .spawn();
+        wait_state(&client, id, JobState::Completed).await;
+        let rec = client.status(id).await.unwrap();
+        assert_eq!(rec.attempts, 1, "{rec:?}");
+        w.shutdown().await.unwrap();
+    });
+    rival_stop.store(true, Ordering::SeqCst);
+    assert_eq!(rival.join().unwrap(), 0, "the rival never got the job");
+    assert_eq!(BLOCKING_RUNS.load(Ordering::SeqCst), 1);
+}
