@@ -1,1 +1,1 @@
-//! Benchmarks of kosh-jobs (in progress).
+//! Benchmarks of kosh-jobs: see `src/bin/throughput.rs` and `benches/`.
