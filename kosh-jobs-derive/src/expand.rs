@@ -1,0 +1,266 @@
+//! Code generation: the user's function unchanged, plus the `Job` and `Handler`
+//! implementations a user could write by hand.
+
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{ItemFn, LitStr};
+
+use crate::args::{self, Args};
+use crate::backoff::BackoffSpec;
+use crate::errors::Errors;
+use crate::signature::{self, Shape};
+use crate::unique::Unique;
+use crate::validate;
+
+/// Expands `#[job(args)] item`. Never fails: mistakes become `compile_error!`s placed beside
+/// the user's item, which is emitted unchanged so that it produces no follow-up errors.
+pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            errors.spanned(
+                first_token(&item),
+                "#[job] goes on the job's handler, an `async fn`, e.g. \
+                 `async fn import_csv(job: ImportCsv) -> Result<(), ImportError>`",
+            );
+            // Still parse the arguments, to report their mistakes in the same compilation.
+            let _ = args::parse(args, &mut errors);
+            let errs = errors.to_compile_errors();
+            return quote! { #errs #item };
+        }
+    };
+
+    let args = args::parse(args, &mut errors);
+    let checked = signature::check(&func.sig, &mut errors);
+
+    let name = match &args.name {
+        Some(lit) => validate::job_name(&lit.value(), lit.span(), &mut errors)
+            .then(|| (lit.value(), lit.span())),
+        None => {
+            let ident = syn::ext::IdentExt::unraw(&func.sig.ident);
+            let name = ident.to_string();
+            validate::default_job_name(&name, ident.span(), &mut errors)
+                .then(|| (name, func.sig.ident.span()))
+        }
+    };
+    let queue = args
+        .queue
+        .as_ref()
+        .filter(|q| validate::queue_name(&q.value(), q.span(), &mut errors));
+
+    let krate = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::kosh_jobs));
+    let p = Ident::new("__kosh_jobs", Span::call_site());
+
+    let job_impl = match (&checked.payload, &name) {
+        (Some(payload), Some((name, _))) => Some(job_impl(&p, payload, name, queue, &args)),
+        _ => None,
+    };
+    let handler_impl = match (&checked.shape, errors.is_empty()) {
+        (Some(shape), true) => Some(handler_impl(&p, shape)),
+        _ => None,
+    };
+    let name_guard = name.as_ref().map(|(name, span)| name_guard(name, *span));
+    let errs = errors.to_compile_errors();
+    let impls = match (job_impl, handler_impl) {
+        (None, None) => TokenStream::new(),
+        (j, h) => quote! {
+            const _: () = {
+                use #krate::__private as #p;
+                #j
+                #h
+            };
+        },
+    };
+    quote! {
+        #errs
+        #func
+        #name_guard
+        #impls
+    }
+}
+
+/// An item named after the job name, so two jobs with the same name in one module are a
+/// compile error ("the name `__kosh_jobs_duplicate_job_name__x` is defined multiple times")
+/// pointing at the second name. Clashes across modules are caught when the worker is built.
+fn name_guard(name: &str, span: Span) -> TokenStream {
+    let ident = Ident::new(&guard_ident(name), span);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #ident: () = ();
+    }
+}
+
+/// An identifier unique to each valid job name (ASCII letters, digits, `-`, `_`, `.`, `:`).
+fn guard_ident(name: &str) -> String {
+    const PREFIX: &str = "__kosh_jobs_duplicate_job_name_";
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        format!("{PREFIX}_{name}")
+    } else {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{PREFIX}x_{hex}")
+    }
+}
+
+fn job_impl(
+    p: &Ident,
+    payload: &syn::Type,
+    name: &str,
+    queue: Option<&LitStr>,
+    args: &Args,
+) -> TokenStream {
+    let queue = queue.map(|q| quote! { const QUEUE: &'static str = #q; });
+    let mut opts = Vec::new();
+    if let Some((n, span)) = args.max_attempts {
+        let n = Literal::u32_suffixed(n);
+        opts.push(quote_spanned! {span=> .max_attempts(#n) });
+    }
+    if let Some(b) = &args.backoff {
+        let b = backoff(p, b);
+        opts.push(quote! { .backoff(#b) });
+    }
+    if let Some(t) = &args.timeout {
+        let ms = Literal::u64_suffixed(t.millis);
+        opts.push(quote_spanned! {t.span=> .timeout(#p::Duration::from_millis(#ms)) });
+    }
+    if let Some((n, span)) = args.priority {
+        let n = Literal::i32_suffixed(n);
+        opts.push(quote_spanned! {span=> .priority(#n) });
+    }
+    let options = (!opts.is_empty()).then(|| {
+        quote! {
+            fn options() -> #p::JobOptions {
+                #p::JobOptions::new() #(#opts)*
+            }
+        }
+    });
+    let unique = args.unique.as_ref().map(|u| unique_key(p, name, u));
+    quote! {
+        impl #p::Job for #payload {
+            const NAME: &'static str = #name;
+            #queue
+            #options
+            #unique
+        }
+    }
+}
+
+fn backoff(p: &Ident, b: &BackoffSpec) -> TokenStream {
+    let ms = |d: &crate::duration::Dur| Literal::u64_suffixed(d.millis);
+    let j = |j: &f64| Literal::f64_suffixed(*j);
+    match b {
+        BackoffSpec::None => quote! { #p::backoff_none() },
+        BackoffSpec::Fixed { delay, jitter } => {
+            let (d, j) = (ms(delay), j(jitter));
+            quote! { #p::backoff_fixed(#d, #j) }
+        }
+        BackoffSpec::Linear { step, max, jitter } => {
+            let (s, m, j) = (ms(step), ms(max), j(jitter));
+            quote! { #p::backoff_linear(#s, #m, #j) }
+        }
+        BackoffSpec::Exponential { base, max, jitter } => {
+            let (b, m, j) = (ms(base), ms(max), j(jitter));
+            quote! { #p::backoff_exponential(#b, #m, #j) }
+        }
+    }
+}
+
+fn unique_key(p: &Ident, name: &str, u: &Unique) -> TokenStream {
+    let key = match u {
+        Unique::Format { lit, fields } => {
+            let span = lit.span();
+            let args = fields.iter().map(|f| quote_spanned! {span=> #f = self.#f });
+            quote_spanned! {span=> #p::format!(#lit, #(#args),*) }
+        }
+        Unique::Field(field) => {
+            let prefix = format!("{name}:{{}}");
+            quote_spanned! {field.span()=> #p::format!(#prefix, self.#field) }
+        }
+    };
+    quote! {
+        fn unique_key(&self) -> #p::Option<#p::String> {
+            #p::Some(#key)
+        }
+    }
+}
+
+fn handler_impl(p: &Ident, shape: &Shape) -> TokenStream {
+    let Shape {
+        ident,
+        payload,
+        state,
+        ret,
+    } = shape;
+    let output = match &ret.ok {
+        Some(t) => t.to_token_stream(),
+        None => {
+            let ty = &ret.ty;
+            quote_spanned! {ty.span()=> <#ty as #p::HandlerResult>::Ok }
+        }
+    };
+    let ret_span = ret.ty.span();
+    let ctx = Ident::new("__kosh_jobs_ctx", Span::mixed_site());
+    let result = Ident::new("__kosh_jobs_result", Span::mixed_site());
+    let call = match state {
+        Some(_) => quote! { #ident(self, #ctx).await },
+        None => quote! { #ident(self).await },
+    };
+    let convert = quote_spanned! {ret_span=> #p::job_result(#result) };
+    let body = quote! {
+        let #result = #call;
+        #convert
+    };
+    match state {
+        Some(state) => quote! {
+            impl #p::Handler<#state> for #payload {
+                type Output = #output;
+                async fn run(
+                    self,
+                    #ctx: #p::JobContext<#state>,
+                ) -> #p::Result<Self::Output, #p::JobError> {
+                    #body
+                }
+            }
+        },
+        None => quote! {
+            impl<__KoshJobsState> #p::Handler<__KoshJobsState> for #payload
+            where
+                __KoshJobsState: #p::Send + #p::Sync + 'static,
+            {
+                type Output = #output;
+                async fn run(
+                    self,
+                    _: #p::JobContext<__KoshJobsState>,
+                ) -> #p::Result<Self::Output, #p::JobError> {
+                    #body
+                }
+            }
+        },
+    }
+}
+
+/// The first token of `item`, for an error about the item as a whole.
+fn first_token(item: &TokenStream) -> TokenStream {
+    item.clone().into_iter().take(1).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_idents_differ_for_different_names() {
+        let names = ["a_b", "a-b", "a.b", "a:b", "x_61", "x_2d", "a__b"];
+        let idents: std::collections::HashSet<String> =
+            names.iter().map(|n| guard_ident(n)).collect();
+        assert_eq!(idents.len(), names.len());
+        for i in &idents {
+            assert!(syn::parse_str::<Ident>(i).is_ok(), "{i}");
+        }
+    }
+}
