@@ -1,1 +1,49 @@
-//! The sqlite backend of kosh-jobs (in progress).
+//! # kosh-jobs-sqlite
+//!
+//! The SQLite backend of [kosh-jobs](kosh_jobs): jobs in one file, no server to install,
+//! several processes (a web server and its workers) sharing that file.
+//!
+//! ```
+//! use kosh_jobs::{Backend, NewJob};
+//! use kosh_jobs_sqlite::SqliteBackend;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+//! // e.g. "sqlite://data/jobs.db"; "sqlite::memory:" in tests
+//! let backend = SqliteBackend::connect(&url).await?;
+//! let now = backend.clock().now();
+//! backend.push(vec![NewJob::new("import_csv", "csv-uploads", r#"{"upload_id":7}"#, now)]).await?;
+//! assert_eq!(backend.counts().await?[0].ready, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//!
+//! - rusqlite with SQLite compiled in (`bundled`); the file is in WAL mode with
+//!   `synchronous = NORMAL` (a commit does not wait for the disk; a power cut may lose the last
+//!   commits, never corrupt the file) and a busy timeout (default 5 s).
+//! - All database work runs on the backend's own threads, never on the caller's async
+//!   threads. Writes are **group-committed**: one writer thread applies whatever operations
+//!   have queued up in one transaction.
+//! - Reserving is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`; every transition
+//!   out of `running` checks the lease token, so a stale worker's result is refused.
+//! - The schema is created and migrated by the backend inside `BEGIN IMMEDIATE` (the SQL is in
+//!   `migrations/`); a file written by a newer version, or not a kosh-jobs database, is
+//!   refused with a message that says so.
+//! - A worker of this process is woken at once by this process's changes; other processes'
+//!   changes are noticed by a `PRAGMA data_version` check every 200 ms while a worker waits.
+//! - Completed jobs are kept 24 hours, and at most 10,000 of them ([`Retention`]); failed jobs
+//!   stay until purged.
+
+mod backend;
+mod engine;
+mod error;
+mod options;
+mod schema;
+mod store;
+
+pub use backend::SqliteBackend;
+pub use error::SqliteError;
+pub use options::{Retention, SqliteOptions, SqliteOptionsBuilder};

@@ -1,0 +1,363 @@
+//! [`SqliteBackend`]: the [`Backend`] implementation.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kosh_jobs::{
+    Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
+    JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
+    Timestamp,
+};
+use tokio::sync::{oneshot, Notify};
+
+use crate::engine::{self, Pending, Shared};
+use crate::error::SqliteError;
+use crate::options::SqliteOptions;
+use crate::store::{Op, Response};
+
+/// A kosh-jobs backend that keeps jobs in an SQLite file, shareable by several processes.
+///
+/// Cheap to clone: clones share the database threads. The threads stop, and the file is
+/// closed, when the last clone is dropped.
+///
+/// - **Writes** go to one writer thread per backend that applies whatever has queued up in one
+///   transaction (group commit), so throughput is not one commit per job. Other processes on
+///   the same file have their own writers; SQLite's lock and the busy timeout
+///   ([`crate::SqliteOptionsBuilder::busy_timeout`]) take turns between them.
+/// - **Reads** go to a second, query-only connection on its own thread.
+/// - **Waiting for work**: a push, retry, release, recovery or resume in this process wakes its
+///   waiting workers at once; changes made by other processes are noticed by a cheap
+///   `PRAGMA data_version` check every [`SqliteOptions::DEFAULT_POLL_INTERVAL`] (200 ms,
+///   configurable), made only while a worker of this process waits.
+/// - **Retention**: completed jobs are deleted after a while ([`crate::Retention`]); failed jobs
+///   stay until purged.
+///
+/// The database never runs on the caller's async threads, so a backend keeps working when a
+/// handler blocks its runtime, and it can be used from any tokio runtime.
+///
+/// ```
+/// use kosh_jobs::{Backend, NewJob, ReserveRequest, JobState};
+/// use kosh_jobs_sqlite::SqliteBackend;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = SqliteBackend::connect("sqlite::memory:").await?;
+/// let now = backend.clock().now();
+/// let ids = backend.push(vec![NewJob::new("send_email", "mail", "{}", now)]).await?;
+///
+/// let req = ReserveRequest {
+///     queues: vec!["mail".into()],
+///     worker: "doc".into(),
+///     max: 10,
+///     lease: Duration::from_secs(30),
+/// };
+/// let leased = backend.reserve(&req).await?;
+/// assert_eq!(leased[0].id(), ids[0].id);
+/// assert_eq!(backend.get(ids[0].id).await?.unwrap().state, JobState::Running);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clock: Clock,
+    path: Option<PathBuf>,
+    writer: Sender<Pending>,
+    reader: Option<Sender<Pending>>,
+    shared: Arc<Shared>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file at `path` with default options.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// let backend = kosh_jobs_sqlite::SqliteBackend::open("data/jobs.db").await?;
+    /// # let _ = backend; Ok(()) }
+    /// ```
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
+        Self::open_with(SqliteOptions::builder(path).build()?).await
+    }
+
+    /// Opens the database named by a URL: `sqlite://path/to/jobs.db`, or `sqlite::memory:`
+    /// for a private in-memory database (see [`SqliteOptions::from_url`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// let backend = kosh_jobs_sqlite::SqliteBackend::connect("sqlite::memory:").await?;
+    /// assert!(backend.path().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, SqliteError> {
+        Self::open_with(SqliteOptions::from_url(url)?.build()?).await
+    }
+
+    /// Opens a database with the given options.
+    ///
+    /// Creates the schema in a new file and migrates an older one. Fails with a message that
+    /// says so for a file that is not an SQLite database, belongs to another application, was
+    /// written by a newer kosh-jobs-sqlite, is corrupt, or cannot be written.
+    ///
+    /// ```
+    /// use kosh_jobs::{Backend, Clock};
+    /// use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// let (clock, _time) = Clock::manual();
+    /// let opts = SqliteOptions::in_memory().clock(clock).build()?;
+    /// let backend = SqliteBackend::open_with(opts).await?;
+    /// assert!(backend.clock().is_manual());
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_with(opts: SqliteOptions) -> Result<Self, SqliteError> {
+        let shared = Arc::new(Shared::default());
+        let (writer, reader) = engine::start(&opts, shared.clone()).await?;
+        Ok(SqliteBackend {
+            inner: Arc::new(Inner {
+                clock: opts.clock.clone(),
+                path: opts.path().map(Path::to_path_buf),
+                writer,
+                reader,
+                shared,
+            }),
+        })
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    async fn call(&self, to: &Sender<Pending>, op: Op) -> Result<Response, BackendError> {
+        let (reply, answer) = oneshot::channel();
+        let name = if std::ptr::eq(to, &self.inner.writer) {
+            "writer"
+        } else {
+            "reader"
+        };
+        to.send(Pending { op, reply })
+            .map_err(|_| SqliteError::Closed(name))?;
+        Ok(answer.await.map_err(|_| SqliteError::Closed(name))??)
+    }
+
+    async fn write(&self, op: Op) -> Result<Response, BackendError> {
+        self.call(&self.inner.writer, op).await
+    }
+
+    async fn read(&self, op: Op) -> Result<Response, BackendError> {
+        match &self.inner.reader {
+            Some(reader) => self.call(reader, op).await,
+            None => self.call(&self.inner.writer, op).await,
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.inner.path)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unexpected(r: Response) -> BackendError {
+    BackendError::storage(format!("internal error: unexpected answer {r:?}"))
+}
+
+macro_rules! expect {
+    ($resp:expr, $variant:ident) => {
+        match $resp {
+            Response::$variant(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    };
+}
+
+/// Counts the workers waiting in [`Backend::wait_for_work`], so the writer polls for other
+/// processes only while someone waits.
+struct WaitGuard<'a>(&'a Shared);
+
+impl<'a> WaitGuard<'a> {
+    fn new(shared: &'a Shared, writer: &Sender<Pending>) -> Self {
+        if shared.waiters.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Wake the writer so it starts polling (it may be blocked on an empty channel).
+            let _ = writer.send(Pending {
+                op: Op::Nop,
+                reply: oneshot::channel().0,
+            });
+        }
+        WaitGuard(shared)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        expect!(self.write(Op::Push(jobs)).await?, Enqueued)
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError> {
+        if req.max == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        expect!(self.write(Op::Reserve(req.clone())).await?, Leased)
+    }
+
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        expect!(self.write(Op::Finish(items)).await?, Finished)
+    }
+
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<Lease>, BackendError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        expect!(
+            self.write(Op::Heartbeat(leases.to_vec(), extend)).await?,
+            Leases
+        )
+    }
+
+    async fn progress(
+        &self,
+        lease: Lease,
+        progress: serde_json::Value,
+    ) -> Result<bool, BackendError> {
+        expect!(
+            self.write(Op::Progress(lease, progress.to_string()))
+                .await?,
+            Bool
+        )
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<(), BackendError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        self.write(Op::Release(leases.to_vec())).await.map(drop)
+    }
+
+    async fn recover_expired(&self) -> Result<u64, BackendError> {
+        expect!(self.write(Op::Recover).await?, Count)
+    }
+
+    async fn wait_for_work(&self, queues: &[String], until: Timestamp) -> Result<(), BackendError> {
+        let clock = &self.inner.clock;
+        if clock.now() >= until {
+            return Ok(());
+        }
+        let shared = &*self.inner.shared;
+        // Register for wake-ups before looking, so nothing between the look and the wait is
+        // missed.
+        let notifiers: Vec<Arc<Notify>> = queues.iter().map(|q| shared.notifier(q)).collect();
+        let mut wakes: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> =
+            notifiers.iter().map(|n| Box::pin(n.notified())).collect();
+        wakes.push(Box::pin(shared.any.notified()));
+        for w in &mut wakes {
+            w.as_mut().enable();
+        }
+        let _guard = WaitGuard::new(shared, &self.inner.writer);
+
+        let info = expect!(self.read(Op::WaitInfo(queues.to_vec())).await?, WaitInfo)?;
+        if info.ready {
+            return Ok(());
+        }
+        let now = clock.now();
+        if info.next_expiry.is_some_and(|t| t <= now) {
+            // A lease ran out and nobody recovered it yet: recover it, then let the caller look.
+            self.recover_expired().await?;
+            return Ok(());
+        }
+        let deadline = [Some(until), info.next_run_at, info.next_expiry]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(until);
+        if deadline <= now {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = futures_util::future::select_all(wakes) => {}
+            _ = clock.sleep_until(deadline) => {}
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, BackendError> {
+        expect!(self.read(Op::Get(id)).await?, Record).map(|r| r.map(|b| *b))
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError> {
+        expect!(self.read(Op::Counts).await?, Counts)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        expect!(self.read(Op::List(query.clone())).await?, Page)
+    }
+
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError> {
+        expect!(self.write(Op::Retry(id)).await?, Retry)
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, BackendError> {
+        expect!(self.write(Op::Cancel(id)).await?, Cancel)
+    }
+
+    async fn purge(
+        &self,
+        states: &[JobState],
+        finished_before: Timestamp,
+    ) -> Result<u64, BackendError> {
+        if let Some(s) = states.iter().find(|s| !s.is_final()) {
+            return Err(BackendError::InvalidInput(format!(
+                "purge deletes only completed, failed or cancelled jobs, not {s} ones"
+            )));
+        }
+        if states.is_empty() {
+            return Ok(0);
+        }
+        expect!(
+            self.write(Op::Purge(states.to_vec(), finished_before))
+                .await?,
+            Count
+        )
+    }
+
+    async fn pause(&self, queue: &str) -> Result<(), BackendError> {
+        self.write(Op::Pause(queue.to_owned())).await.map(drop)
+    }
+
+    async fn resume(&self, queue: &str) -> Result<(), BackendError> {
+        self.write(Op::Resume(queue.to_owned())).await.map(drop)
+    }
+}

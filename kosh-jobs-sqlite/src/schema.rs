@@ -1,0 +1,216 @@
+//! Opening connections, and creating and migrating the schema.
+//!
+//! A kosh-jobs database carries `PRAGMA application_id = 0x4B4F5348` ("KOSH") and its schema
+//! version in `PRAGMA user_version`. Migrations are the embedded files of `migrations/`, applied
+//! in order inside one `BEGIN IMMEDIATE` transaction, so several processes opening a new file
+//! at once do not race: the first creates the schema, the others wait for its lock and then
+//! find it done.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Result, SqliteError};
+use crate::options::{Location, SqliteOptions};
+
+/// `PRAGMA application_id` of a kosh-jobs database: "KOSH" in ASCII.
+pub(crate) const APPLICATION_ID: i32 = 0x4B4F_5348;
+
+/// The migrations, in order: (schema version reached, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+/// The newest schema version this build knows.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Applies all writes (group commit) and creates/migrates the schema.
+    Writer,
+    /// Serves reads; never writes.
+    Reader,
+}
+
+/// Opens a connection with the pragmas of its role. The writer also creates or migrates the
+/// schema; open the writer before any reader.
+pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
+    let path = opts.display_path();
+    let classify = |e: rusqlite::Error| SqliteError::classify(e, &path, opts.busy_timeout);
+    let conn = match &opts.location {
+        Location::Memory => Connection::open_in_memory().map_err(classify)?,
+        Location::File(p) => {
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(p, flags).map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ReadOnly) => SqliteError::ReadOnly { path: p.clone() },
+                _ => SqliteError::Open {
+                    path: p.clone(),
+                    source: e,
+                },
+            })?
+        }
+    };
+    conn.busy_timeout(opts.busy_timeout).map_err(classify)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if matches!(opts.location, Location::File(_))
+        && conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .map_err(classify)?
+    {
+        // SQLite silently falls back to read-only when the file is write-protected.
+        return Err(SqliteError::ReadOnly { path });
+    }
+    match role {
+        Role::Writer => {
+            if matches!(opts.location, Location::File(_)) {
+                set_wal(&conn, &path).map_err(classify)?;
+            }
+            conn.execute_batch(
+                "PRAGMA synchronous = NORMAL;
+                 PRAGMA temp_store = MEMORY;
+                 PRAGMA cache_size = -16000;
+                 PRAGMA journal_size_limit = 67108864;",
+            )
+            .map_err(classify)?;
+            migrate(&conn, &path).map_err(|e| match e {
+                SqliteError::Sqlite(e) => classify(e),
+                other => other,
+            })?;
+        }
+        Role::Reader => {
+            conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -8000;")
+                .map_err(classify)?;
+            check_version(&conn, &path).map_err(|e| match e {
+                SqliteError::Sqlite(e) => classify(e),
+                other => other,
+            })?;
+        }
+    }
+    Ok(conn)
+}
+
+fn set_wal(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            path = %path.display(),
+            mode,
+            "sqlite refused WAL mode; readers and writers will block each other"
+        );
+    }
+    Ok(())
+}
+
+fn pragma_i64(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+}
+
+/// Checks that the file is a kosh-jobs database this build understands; returns its version
+/// (0 for a new, empty file).
+fn inspect(conn: &Connection, path: &Path) -> Result<i64> {
+    let app_id = pragma_i64(conn, "application_id").map_err(SqliteError::Sqlite)?;
+    let version = pragma_i64(conn, "user_version").map_err(SqliteError::Sqlite)?;
+    if app_id != i64::from(APPLICATION_ID) {
+        if app_id != 0 {
+            return Err(SqliteError::NotKoshDatabase {
+                path: path.to_owned(),
+                reason: format!(
+                    "its application id is {app_id:#x}, not kosh-jobs' {APPLICATION_ID:#x}"
+                ),
+            });
+        }
+        let objects: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(SqliteError::Sqlite)?;
+        if objects > 0 || version != 0 {
+            return Err(SqliteError::NotKoshDatabase {
+                path: path.to_owned(),
+                reason: format!(
+                    "it holds {objects} tables or indexes of another application \
+                     (and no kosh-jobs application id)"
+                ),
+            });
+        }
+        return Ok(0);
+    }
+    if version > SCHEMA_VERSION {
+        return Err(SqliteError::NewerSchema {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+/// The reader's check: the writer has already migrated.
+fn check_version(conn: &Connection, path: &Path) -> Result<()> {
+    let version = inspect(conn, path)?;
+    if version != SCHEMA_VERSION {
+        return Err(SqliteError::NotKoshDatabase {
+            path: path.to_owned(),
+            reason: format!("schema version {version} after migration, expected {SCHEMA_VERSION}"),
+        });
+    }
+    Ok(())
+}
+
+/// Creates or migrates the schema inside `BEGIN IMMEDIATE`.
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    // Fast path without the write lock: a current database needs nothing.
+    if inspect(conn, path)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(SqliteError::Sqlite)?;
+    let result = (|| {
+        // Read again under the lock: another process may have migrated meanwhile.
+        let version = inspect(conn, path)?;
+        for (target, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+            conn.execute_batch(sql).map_err(SqliteError::Sqlite)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {target}"))
+                .map_err(SqliteError::Sqlite)?;
+            tracing::info!(path = %path.display(), version = target, "migrated kosh-jobs schema");
+        }
+        if version == 0 {
+            conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+                .map_err(SqliteError::Sqlite)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(SqliteError::Sqlite),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, (v, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*v, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn memory_database_gets_the_schema() {
+        let opts = SqliteOptions::in_memory().build().unwrap();
+        let conn = open(&opts, Role::Writer).unwrap();
+        assert_eq!(pragma_i64(&conn, "user_version").unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            pragma_i64(&conn, "application_id").unwrap(),
+            i64::from(APPLICATION_ID)
+        );
+    }
+}

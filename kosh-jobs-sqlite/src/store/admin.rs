@@ -1,0 +1,182 @@
+//! Administration: retry, cancel, purge, pause, resume, and retention of completed jobs.
+
+use kosh_jobs::backend::validate_queue_name;
+use kosh_jobs::{CancelOutcome, JobId, JobState, RetryOutcome, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::row::{self, db_id};
+use super::{exec, Effects};
+use crate::error::{Result, SqliteError};
+use crate::options::Retention;
+
+fn sql_err(e: rusqlite::Error) -> SqliteError {
+    SqliteError::Sqlite(e)
+}
+
+/// (state as seen by readers, queue, unique key) of one job.
+fn look(
+    conn: &Connection,
+    id: i64,
+    now: Timestamp,
+) -> Result<Option<(JobState, String, Option<String>)>> {
+    let found: Option<(String, i64, String, Option<String>)> = conn
+        .prepare_cached("SELECT state, run_at, queue, unique_key FROM kosh_jobs WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+        })
+        .map_err(sql_err)?;
+    found
+        .map(|(state, run_at, queue, key)| {
+            let state = row::effective_state(row::state(id, &state)?, run_at, now);
+            Ok((state, queue, key))
+        })
+        .transpose()
+}
+
+/// Puts a failed or cancelled job back to ready with its attempts reset.
+pub(super) fn retry(
+    conn: &Connection,
+    id: JobId,
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<RetryOutcome> {
+    let Some(id) = db_id(id) else {
+        return Ok(RetryOutcome::NotFound);
+    };
+    let Some((state, queue, key)) = look(conn, id, now)? else {
+        return Ok(RetryOutcome::NotFound);
+    };
+    if !matches!(state, JobState::Failed | JobState::Cancelled) {
+        return Ok(RetryOutcome::NotRetryable(state));
+    }
+    if let Some(key) = key {
+        let holder: Option<i64> = conn
+            .prepare_cached(
+                "SELECT id FROM kosh_jobs WHERE unique_key = ?1 \
+                 AND state IN ('scheduled', 'ready', 'running')",
+            )
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(sql_err)?;
+        if let Some(holder) = holder {
+            return Ok(RetryOutcome::UniqueConflict(row::job_id(holder)?));
+        }
+    }
+    exec(
+        conn,
+        "UPDATE kosh_jobs SET state = 'ready', attempts = 0, run_at = ?2, finished_at = NULL, \
+         lease_expires_at = NULL, worker = NULL WHERE id = ?1",
+        params![id, now.as_millis()],
+    )?;
+    fx.wake(&queue);
+    Ok(RetryOutcome::Retried)
+}
+
+/// Cancels a job that is not final.
+pub(super) fn cancel(conn: &Connection, id: JobId, now: Timestamp) -> Result<CancelOutcome> {
+    let Some(id) = db_id(id) else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    let Some((state, _, _)) = look(conn, id, now)? else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    if state.is_final() {
+        return Ok(CancelOutcome::AlreadyFinal(state));
+    }
+    exec(
+        conn,
+        "UPDATE kosh_jobs SET state = 'cancelled', finished_at = ?2, lease_expires_at = NULL, \
+         worker = NULL WHERE id = ?1",
+        params![id, now.as_millis()],
+    )?;
+    Ok(CancelOutcome::Cancelled)
+}
+
+/// Deletes final jobs that finished before `before`.
+pub(super) fn purge(conn: &Connection, states: &[JobState], before: Timestamp) -> Result<u64> {
+    if let Some(s) = states.iter().find(|s| !s.is_final()) {
+        return Err(SqliteError::InvalidInput(format!(
+            "purge deletes only completed, failed or cancelled jobs, not {s} ones"
+        )));
+    }
+    let mut deleted = 0;
+    let mut seen = Vec::new();
+    for s in states {
+        if seen.contains(s) {
+            continue;
+        }
+        seen.push(*s);
+        deleted += exec(
+            conn,
+            "DELETE FROM kosh_jobs WHERE state = ?1 AND finished_at < ?2",
+            params![s.as_str(), before.as_millis()],
+        )? as u64;
+    }
+    Ok(deleted)
+}
+
+/// Pauses a queue.
+pub(super) fn pause(conn: &Connection, queue: &str) -> Result<()> {
+    validate_queue_name(queue).map_err(SqliteError::InvalidInput)?;
+    exec(
+        conn,
+        "INSERT INTO kosh_queues (name, paused) VALUES (?1, 1) \
+         ON CONFLICT (name) DO UPDATE SET paused = 1",
+        [queue],
+    )?;
+    Ok(())
+}
+
+/// Resumes a queue and wakes its workers.
+pub(super) fn resume(conn: &Connection, queue: &str, fx: &mut Effects) -> Result<()> {
+    validate_queue_name(queue).map_err(SqliteError::InvalidInput)?;
+    exec(conn, "DELETE FROM kosh_queues WHERE name = ?1", [queue])?;
+    fx.wake(queue);
+    Ok(())
+}
+
+/// Deletes at most `chunk` completed jobs that retention no longer keeps; returns how many.
+pub(crate) fn prune_completed(
+    conn: &Connection,
+    retention: &Retention,
+    now: Timestamp,
+    chunk: usize,
+) -> Result<usize> {
+    let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    if let Some(age) = retention.max_age_value() {
+        let cutoff = (now - age).as_millis();
+        deleted += exec(
+            conn,
+            "DELETE FROM kosh_jobs WHERE id IN (SELECT id FROM kosh_jobs \
+             WHERE state = 'completed' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2)",
+            params![cutoff, chunk],
+        )?;
+    }
+    if let Some(max) = retention.max_count_value() {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        // The newest job past the limit: it and everything finished before it go.
+        let edge: Option<(i64, i64)> = conn
+            .prepare_cached(
+                "SELECT finished_at, id FROM kosh_jobs \
+                 WHERE state = 'completed' AND finished_at IS NOT NULL \
+                 ORDER BY finished_at DESC, id DESC LIMIT 1 OFFSET ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([max], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(sql_err)?;
+        if let Some((at, id)) = edge {
+            deleted += exec(
+                conn,
+                "DELETE FROM kosh_jobs WHERE id IN (SELECT id FROM kosh_jobs \
+                 WHERE state = 'completed' AND finished_at IS NOT NULL \
+                 AND (finished_at < ?1 OR (finished_at = ?1 AND id <= ?2)) \
+                 ORDER BY finished_at LIMIT ?3)",
+                params![at, id, chunk],
+            )?;
+        }
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,357 @@
+//! The hot path: push, reserve, finish, heartbeat, progress, release, recovery.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kosh_jobs::backend::validate_queue_name;
+use kosh_jobs::{
+    Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::row::{self, db_lease};
+use super::{exec, is_paused, Effects};
+use crate::error::{Result, SqliteError};
+
+/// The states in which a job holds its unique key. Must match the partial unique index.
+const LIVE: &str = "('scheduled', 'ready', 'running')";
+
+fn sql_err(e: rusqlite::Error) -> SqliteError {
+    SqliteError::Sqlite(e)
+}
+
+fn check_new(job: &NewJob) -> Result<()> {
+    validate_queue_name(&job.queue).map_err(SqliteError::InvalidInput)?;
+    if job.max_attempts == 0 {
+        return Err(SqliteError::InvalidInput(format!(
+            "job `{}`: max_attempts must be at least 1",
+            job.name
+        )));
+    }
+    Ok(())
+}
+
+/// Stores jobs (see [`kosh_jobs::Backend::push`]).
+pub(super) fn push(
+    conn: &Connection,
+    jobs: &[NewJob],
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<Vec<Enqueued>> {
+    for job in jobs {
+        check_new(job)?;
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO kosh_jobs (name, queue, payload, state, priority, run_at, max_attempts, \
+             created_at, unique_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(sql_err)?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some(key) = &job.unique_key {
+            let existing: Option<i64> = conn
+                .prepare_cached(&format!(
+                    "SELECT id FROM kosh_jobs WHERE unique_key = ?1 AND state IN {LIVE}"
+                ))
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .map_err(sql_err)?;
+            if let Some(id) = existing {
+                out.push(Enqueued {
+                    id: row::job_id(id)?,
+                    existing: true,
+                });
+                continue;
+            }
+        }
+        let state = if job.run_at > now {
+            "scheduled"
+        } else {
+            "ready"
+        };
+        insert
+            .execute(params![
+                job.name,
+                job.queue,
+                job.payload,
+                state,
+                job.priority,
+                job.run_at.as_millis(),
+                job.max_attempts,
+                now.as_millis(),
+                job.unique_key,
+            ])
+            .map_err(sql_err)?;
+        out.push(Enqueued {
+            id: row::job_id(conn.last_insert_rowid())?,
+            existing: false,
+        });
+        fx.wake(&job.queue);
+    }
+    Ok(out)
+}
+
+/// Rotates the first queue reserve looks at, so one busy queue does not starve the others.
+static ROTATION: AtomicUsize = AtomicUsize::new(0);
+
+/// Leases jobs (see [`kosh_jobs::Backend::reserve`]).
+pub(super) fn reserve(
+    conn: &Connection,
+    req: &ReserveRequest,
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<Vec<LeasedJob>> {
+    let mut queues: Vec<&str> = Vec::with_capacity(req.queues.len());
+    for q in &req.queues {
+        if !queues.contains(&q.as_str()) {
+            queues.push(q);
+        }
+    }
+    if req.max == 0 || queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    recover_expired(conn, now, fx)?;
+    let expires = (now + req.lease).as_millis();
+    let start = ROTATION.fetch_add(1, Ordering::Relaxed) % queues.len();
+    let mut out: Vec<LeasedJob> = Vec::new();
+    for i in 0..queues.len() {
+        let queue = queues[(start + i) % queues.len()];
+        let want = req.max - out.len();
+        if want == 0 {
+            break;
+        }
+        if is_paused(conn, queue)? {
+            continue;
+        }
+        exec(
+            conn,
+            "UPDATE kosh_jobs SET state = 'ready' \
+             WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2",
+            params![queue, now.as_millis()],
+        )?;
+        let mut claim = conn
+            .prepare_cached(
+                "UPDATE kosh_jobs SET state = 'running', attempts = attempts + 1, \
+                 lease_token = lease_token + 1, started_at = ?1, lease_expires_at = ?2, \
+                 worker = ?3 \
+                 WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?4 \
+                              ORDER BY priority DESC, id LIMIT ?5) \
+                 RETURNING id, lease_token, name, queue, payload, priority, attempts, \
+                           max_attempts, created_at, progress",
+            )
+            .map_err(sql_err)?;
+        let limit = i64::try_from(want).unwrap_or(i64::MAX);
+        let mut rows = claim
+            .query(params![now.as_millis(), expires, req.worker, queue, limit])
+            .map_err(sql_err)?;
+        let first = out.len();
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            out.push(leased(r, expires)?);
+        }
+        out[first..].sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.lease.id.cmp(&b.lease.id))
+        });
+    }
+    Ok(out)
+}
+
+fn leased(r: &rusqlite::Row<'_>, expires: i64) -> Result<LeasedJob> {
+    let id: i64 = r.get(0).map_err(sql_err)?;
+    let progress: Option<String> = r.get(9).map_err(sql_err)?;
+    let progress = progress.map(|text| {
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(job = id, error = %e, "stored progress is not JSON; passing it as a string");
+            serde_json::Value::String(text)
+        })
+    });
+    Ok(LeasedJob {
+        lease: Lease {
+            id: row::job_id(id)?,
+            token: row::token(id, r.get(1).map_err(sql_err)?)?,
+        },
+        name: r.get(2).map_err(sql_err)?,
+        queue: r.get(3).map_err(sql_err)?,
+        payload: r.get(4).map_err(sql_err)?,
+        priority: row::priority(id, r.get(5).map_err(sql_err)?)?,
+        attempt: row::count(id, "attempts", r.get(6).map_err(sql_err)?)?,
+        max_attempts: row::count(id, "max_attempts", r.get(7).map_err(sql_err)?)?,
+        created_at: Timestamp::from_millis(r.get(8).map_err(sql_err)?),
+        lease_expires_at: Timestamp::from_millis(expires),
+        progress,
+    })
+}
+
+/// The SQL that appends an error for the current attempt: `?err` and `?now` are parameters.
+fn append_error(err: &str, now: &str) -> String {
+    format!(
+        "json_insert(coalesce(errors, '[]'), '$[#]', \
+         json_object('attempt', attempts, 'error', {err}, 'at', {now}))"
+    )
+}
+
+/// Ends attempts (see [`kosh_jobs::Backend::finish`]).
+pub(super) fn finish(
+    conn: &Connection,
+    items: &[Finish],
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<Vec<FinishResult>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Some((id, token)) = db_lease(&item.lease) else {
+            out.push(FinishResult::LeaseLost);
+            continue;
+        };
+        let applied = match &item.outcome {
+            Outcome::Completed { result } => {
+                let result = result.as_ref().map(|v| v.to_string());
+                exec(
+                    conn,
+                    "UPDATE kosh_jobs SET state = 'completed', finished_at = ?3, result = ?4, \
+                     lease_expires_at = NULL, worker = NULL \
+                     WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+                    params![id, token, now.as_millis(), result],
+                )? == 1
+            }
+            Outcome::Retry { error, retry_at } => {
+                let queue: Option<String> = conn
+                    .prepare_cached(&format!(
+                        "UPDATE kosh_jobs SET \
+                         state = CASE WHEN ?4 > ?3 THEN 'scheduled' ELSE 'ready' END, \
+                         run_at = ?4, errors = {}, lease_expires_at = NULL, worker = NULL \
+                         WHERE id = ?1 AND lease_token = ?2 AND state = 'running' \
+                         RETURNING queue",
+                        append_error("?5", "?3")
+                    ))
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![id, token, now.as_millis(), retry_at.as_millis(), error],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                    })
+                    .map_err(sql_err)?;
+                if let Some(q) = &queue {
+                    fx.wake(q);
+                }
+                queue.is_some()
+            }
+            Outcome::Failed { error } => {
+                exec(
+                    conn,
+                    &format!(
+                        "UPDATE kosh_jobs SET state = 'failed', finished_at = ?3, errors = {}, \
+                         lease_expires_at = NULL, worker = NULL \
+                         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+                        append_error("?4", "?3")
+                    ),
+                    params![id, token, now.as_millis(), error],
+                )? == 1
+            }
+        };
+        out.push(if applied {
+            FinishResult::Applied
+        } else {
+            FinishResult::LeaseLost
+        });
+    }
+    Ok(out)
+}
+
+/// Extends current leases to `until`; returns the ones that are not current.
+pub(super) fn heartbeat(
+    conn: &Connection,
+    leases: &[Lease],
+    until: Timestamp,
+) -> Result<Vec<Lease>> {
+    let mut lost = Vec::new();
+    for lease in leases {
+        let extended = match db_lease(lease) {
+            Some((id, token)) => {
+                exec(
+                    conn,
+                    "UPDATE kosh_jobs SET lease_expires_at = ?3 \
+                     WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+                    params![id, token, until.as_millis()],
+                )? == 1
+            }
+            None => false,
+        };
+        if !extended {
+            lost.push(*lease);
+        }
+    }
+    Ok(lost)
+}
+
+/// Stores progress of a running job; `false` if the lease is not current.
+pub(super) fn progress(conn: &Connection, lease: &Lease, json: &str) -> Result<bool> {
+    let Some((id, token)) = db_lease(lease) else {
+        return Ok(false);
+    };
+    Ok(exec(
+        conn,
+        "UPDATE kosh_jobs SET progress = ?3 \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+        params![id, token, json],
+    )? == 1)
+}
+
+/// Gives leased jobs back without counting the attempt.
+pub(super) fn release(conn: &Connection, leases: &[Lease], fx: &mut Effects) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE kosh_jobs SET state = 'ready', attempts = max(attempts - 1, 0), \
+             lease_expires_at = NULL, worker = NULL \
+             WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue",
+        )
+        .map_err(sql_err)?;
+    for lease in leases {
+        if let Some((id, token)) = db_lease(lease) {
+            let queue: Option<String> = stmt
+                .query_row(params![id, token], |r| r.get(0))
+                .optional()
+                .map_err(sql_err)?;
+            if let Some(q) = queue {
+                fx.wake(&q);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recovers every expired lease: back to ready, or failed when out of attempts.
+pub(super) fn recover_expired(conn: &Connection, now: Timestamp, fx: &mut Effects) -> Result<u64> {
+    // Cheap check first: the partial index makes this one seek.
+    let any: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM kosh_jobs WHERE state = 'running' AND lease_expires_at <= ?1 LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([now.as_millis()], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    if any.is_none() {
+        return Ok(0);
+    }
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "UPDATE kosh_jobs SET \
+             state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'ready' END, \
+             finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
+             errors = {}, lease_expires_at = NULL, worker = NULL \
+             WHERE state = 'running' AND lease_expires_at <= ?1 \
+             RETURNING queue, id",
+            append_error("'lease expired'", "?1")
+        ))
+        .map_err(sql_err)?;
+    let mut rows = stmt.query([now.as_millis()]).map_err(sql_err)?;
+    let mut n = 0;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let queue: String = r.get(0).map_err(sql_err)?;
+        let id: i64 = r.get(1).map_err(sql_err)?;
+        tracing::debug!(job = id, queue, "recovered an expired lease");
+        fx.wake(&queue);
+        n += 1;
+    }
+    Ok(n)
+}

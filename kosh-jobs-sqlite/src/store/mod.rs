@@ -1,0 +1,162 @@
+//! The operations on the database, as data (so the writer can batch them) and as SQL.
+
+mod admin;
+mod jobs;
+mod read;
+pub(crate) mod row;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kosh_jobs::{
+    CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
+    ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
+};
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+pub(crate) use admin::prune_completed;
+pub(crate) use read::WaitInfo;
+
+/// One operation, sent to the thread that owns the connection.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Does nothing; wakes the writer (e.g. so it starts polling for other processes).
+    Nop,
+    Push(Vec<NewJob>),
+    Reserve(ReserveRequest),
+    Finish(Vec<Finish>),
+    Heartbeat(Vec<Lease>, Duration),
+    Progress(Lease, String),
+    Release(Vec<Lease>),
+    Recover,
+    Retry(JobId),
+    Cancel(JobId),
+    Purge(Vec<JobState>, Timestamp),
+    Pause(String),
+    Resume(String),
+    Get(JobId),
+    Counts,
+    List(ListQuery),
+    WaitInfo(Vec<String>),
+}
+
+impl Op {
+    /// How many jobs the operation may touch: what a group-committed batch is limited by.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Op::Push(v) => v.len(),
+            Op::Reserve(r) => r.max,
+            Op::Finish(v) => v.len(),
+            Op::Heartbeat(v, _) | Op::Release(v) => v.len(),
+            _ => 1,
+        }
+        .max(1)
+    }
+
+    /// Whether the operation only reads.
+    pub(crate) fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Op::Nop | Op::Get(_) | Op::Counts | Op::List(_) | Op::WaitInfo(_)
+        )
+    }
+
+    /// Whether nothing is lost by skipping the operation when its caller has gone away.
+    pub(crate) fn skippable(&self) -> bool {
+        self.is_read() || matches!(self, Op::Reserve(_))
+    }
+}
+
+/// The answer to an [`Op`].
+#[derive(Debug)]
+pub(crate) enum Response {
+    Unit,
+    Enqueued(Vec<Enqueued>),
+    Leased(Vec<LeasedJob>),
+    Finished(Vec<FinishResult>),
+    Leases(Vec<Lease>),
+    Bool(bool),
+    Count(u64),
+    Retry(RetryOutcome),
+    Cancel(CancelOutcome),
+    Record(Option<Box<JobRecord>>),
+    Counts(Vec<QueueCounts>),
+    Page(Page),
+    WaitInfo(WaitInfo),
+}
+
+/// What committed operations mean for waiting workers of this process.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Queues that may have new work.
+    pub(crate) wake: BTreeSet<String>,
+}
+
+impl Effects {
+    pub(crate) fn wake(&mut self, queue: &str) {
+        if !self.wake.contains(queue) {
+            self.wake.insert(queue.to_owned());
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Effects) {
+        self.wake.extend(other.wake);
+    }
+}
+
+/// Applies one operation on `conn` (inside the caller's transaction, if any).
+pub(crate) fn apply(
+    conn: &Connection,
+    op: &Op,
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<Response> {
+    Ok(match op {
+        Op::Nop => Response::Unit,
+        Op::Push(jobs) => Response::Enqueued(jobs::push(conn, jobs, now, fx)?),
+        Op::Reserve(req) => Response::Leased(jobs::reserve(conn, req, now, fx)?),
+        Op::Finish(items) => Response::Finished(jobs::finish(conn, items, now, fx)?),
+        Op::Heartbeat(leases, extend) => {
+            Response::Leases(jobs::heartbeat(conn, leases, now + *extend)?)
+        }
+        Op::Progress(lease, json) => Response::Bool(jobs::progress(conn, lease, json)?),
+        Op::Release(leases) => {
+            jobs::release(conn, leases, fx)?;
+            Response::Unit
+        }
+        Op::Recover => Response::Count(jobs::recover_expired(conn, now, fx)?),
+        Op::Retry(id) => Response::Retry(admin::retry(conn, *id, now, fx)?),
+        Op::Cancel(id) => Response::Cancel(admin::cancel(conn, *id, now)?),
+        Op::Purge(states, before) => Response::Count(admin::purge(conn, states, *before)?),
+        Op::Pause(queue) => {
+            admin::pause(conn, queue)?;
+            Response::Unit
+        }
+        Op::Resume(queue) => {
+            admin::resume(conn, queue, fx)?;
+            Response::Unit
+        }
+        Op::Get(id) => Response::Record(read::get(conn, *id, now)?.map(Box::new)),
+        Op::Counts => Response::Counts(read::counts(conn, now)?),
+        Op::List(q) => Response::Page(read::list(conn, q, now)?),
+        Op::WaitInfo(queues) => Response::WaitInfo(read::wait_info(conn, queues)?),
+    })
+}
+
+/// Runs a cached statement's `execute`, mapping the error.
+pub(crate) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(crate::error::SqliteError::Sqlite)
+}
+
+/// Whether `queue` is paused.
+pub(crate) fn is_paused(conn: &Connection, queue: &str) -> Result<bool> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT paused FROM kosh_queues WHERE name = ?1")
+        .and_then(|mut s| s.query_row([queue], |r| r.get::<_, bool>(0)).optional())
+        .map(|p| p.unwrap_or(false))
+        .map_err(crate::error::SqliteError::Sqlite)
+}

@@ -1,0 +1,115 @@
+//! Converting between rows and the contract's records.
+
+use kosh_jobs::{AttemptError, JobId, JobRecord, JobState, Lease, Timestamp};
+use rusqlite::Row;
+
+use crate::error::{Result, SqliteError};
+
+/// The columns [`record`] reads, in order.
+pub(crate) const RECORD_COLUMNS: &str = "id, name, queue, payload, state, priority, run_at, \
+     attempts, max_attempts, created_at, started_at, finished_at, errors, progress, result, \
+     unique_key, lease_expires_at";
+
+/// A job id as stored; `None` if it cannot be a stored id.
+pub(crate) fn db_id(id: JobId) -> Option<i64> {
+    i64::try_from(id.get()).ok()
+}
+
+/// A lease as stored (id, token); `None` if it cannot be a stored lease.
+pub(crate) fn db_lease(lease: &Lease) -> Option<(i64, i64)> {
+    Some((db_id(lease.id)?, i64::try_from(lease.token).ok()?))
+}
+
+/// A stored id as a [`JobId`].
+pub(crate) fn job_id(id: i64) -> Result<JobId> {
+    u64::try_from(id)
+        .map(JobId::new)
+        .map_err(|_| malformed(id, "negative id"))
+}
+
+/// A stored count (attempts) as `u32`.
+pub(crate) fn count(id: i64, what: &str, n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| malformed(id, &format!("{what} is {n}")))
+}
+
+/// A stored priority as `i32`.
+pub(crate) fn priority(id: i64, n: i64) -> Result<i32> {
+    i32::try_from(n).map_err(|_| malformed(id, &format!("priority is {n}")))
+}
+
+/// A stored token as `u64`.
+pub(crate) fn token(id: i64, n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| malformed(id, &format!("lease token is {n}")))
+}
+
+pub(crate) fn malformed(id: i64, reason: &str) -> SqliteError {
+    SqliteError::Malformed {
+        id,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Parses a stored state.
+pub(crate) fn state(id: i64, s: &str) -> Result<JobState> {
+    s.parse()
+        .map_err(|_| malformed(id, &format!("unknown state `{s}`")))
+}
+
+/// The state a reader sees: a scheduled job whose time has come is ready (it is promoted by
+/// the next reserve).
+pub(crate) fn effective_state(stored: JobState, run_at: i64, now: Timestamp) -> JobState {
+    if stored == JobState::Scheduled && run_at <= now.as_millis() {
+        JobState::Ready
+    } else {
+        stored
+    }
+}
+
+/// Parses a stored JSON value (progress, result).
+pub(crate) fn json(id: i64, what: &str, text: Option<String>) -> Result<Option<serde_json::Value>> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| malformed(id, &format!("{what} is not JSON: {e}")))
+}
+
+/// Reads a [`JobRecord`] from a row selected with [`RECORD_COLUMNS`].
+pub(crate) fn record(row: &Row<'_>, now: Timestamp) -> Result<JobRecord> {
+    fn get<T>(r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(SqliteError::Sqlite)
+    }
+    let id: i64 = get(row.get(0))?;
+    let stored_state: String = get(row.get(4))?;
+    let stored_state = state(id, &stored_state)?;
+    let run_at: i64 = get(row.get(6))?;
+    let errors: Option<String> = get(row.get(12))?;
+    let errors: Vec<AttemptError> = match errors {
+        Some(t) => serde_json::from_str(&t)
+            .map_err(|e| malformed(id, &format!("error history is not valid: {e}")))?,
+        None => Vec::new(),
+    };
+    let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
+    let lease_expires_at: Option<i64> = get(row.get(16))?;
+    Ok(JobRecord {
+        id: job_id(id)?,
+        name: get(row.get(1))?,
+        queue: get(row.get(2))?,
+        payload: get(row.get(3))?,
+        state: effective_state(stored_state, run_at, now),
+        priority: priority(id, get(row.get(5))?)?,
+        run_at: Timestamp::from_millis(run_at),
+        attempts: count(id, "attempts", get(row.get(7))?)?,
+        max_attempts: count(id, "max_attempts", get(row.get(8))?)?,
+        created_at: Timestamp::from_millis(get(row.get(9))?),
+        started_at: ts(get(row.get(10))?),
+        finished_at: ts(get(row.get(11))?),
+        errors,
+        progress: json(id, "progress", get(row.get(13))?)?,
+        result: json(id, "result", get(row.get(14))?)?,
+        unique_key: get(row.get(15))?,
+        lease_expires_at: if stored_state == JobState::Running {
+            ts(lease_expires_at)
+        } else {
+            None
+        },
+    })
+}
