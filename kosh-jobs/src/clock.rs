@@ -135,6 +135,15 @@ struct ManualState {
 }
 
 /// Moves a manual clock forward. Obtained from [`Clock::manual`].
+///
+/// ```
+/// use kosh_jobs::{Clock, Timestamp};
+/// use std::time::Duration;
+/// let (clock, hand) = Clock::manual_at(Timestamp::from_millis(0));
+/// hand.advance(Duration::from_millis(1500));
+/// hand.set(Timestamp::from_millis(1000)); // never backwards
+/// assert_eq!(clock.now(), Timestamp::from_millis(1500));
+/// ```
 #[derive(Clone)]
 pub struct ManualClock {
     state: Arc<ManualState>,

@@ -53,6 +53,17 @@ impl BackendError {
 }
 
 /// An error of [`crate::Client`] and [`crate::Worker`].
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Client, Error, JobId};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let client = Client::new(MemoryBackend::new());
+/// match client.status(JobId::new(404)).await {
+///     Err(Error::NotFound(id)) => assert_eq!(id, JobId::new(404)),
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -107,6 +107,11 @@ impl fmt::Display for JobState {
 }
 
 /// The error of parsing an unknown state name.
+///
+/// ```
+/// use kosh_jobs::{JobState, UnknownState};
+/// assert_eq!("done".parse::<JobState>(), Err(UnknownState("done".into())));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown job state `{0}`")]
 pub struct UnknownState(pub String);
@@ -169,6 +174,17 @@ impl NewJob {
 }
 
 /// What [`crate::Backend::push`] did with one job.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, NewJob};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let mut job = NewJob::new("mail", "default", "{}", b.clock().now());
+/// job.unique_key = Some("welcome-7".into());
+/// let out = b.push(vec![job.clone(), job]).await.unwrap();
+/// assert!(!out[0].existing && out[1].existing && out[0].id == out[1].id);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enqueued {
     /// The job's id: the new one, or the live job with the same unique key.
@@ -181,6 +197,12 @@ pub struct Enqueued {
 ///
 /// Every transition out of `running` presents it; a backend refuses a token that is no longer
 /// the job's current one (the lease expired and the job was recovered, or it was cancelled).
+///
+/// ```
+/// use kosh_jobs::{JobId, Lease};
+/// let lease = Lease { id: JobId::new(7), token: 42 };
+/// assert_ne!(lease, Lease { token: 43, ..lease });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lease {
     /// The leased job.
@@ -190,6 +212,27 @@ pub struct Lease {
 }
 
 /// A job handed to a worker by [`crate::Backend::reserve`].
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap();
+/// let req = ReserveRequest {
+///     queues: vec!["default".into()],
+///     worker: "doc".into(),
+///     max: 10,
+///     lease: Duration::from_secs(30),
+/// };
+/// let leased = b.reserve(&req).await.unwrap();
+/// assert_eq!((leased.len(), leased[0].attempt), (1, 1));
+/// let done = Finish { lease: leased[0].lease, outcome: Outcome::Completed { result: None } };
+/// assert_eq!(b.finish(vec![done.clone()]).await.unwrap(), vec![FinishResult::Applied]);
+/// // The lease is spent: a second finish is refused.
+/// assert_eq!(b.finish(vec![done]).await.unwrap(), vec![FinishResult::LeaseLost]);
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeasedJob {
     /// The lease to present when finishing the job.
@@ -222,6 +265,27 @@ impl LeasedJob {
 }
 
 /// How one leased job ends its attempt.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap();
+/// let req = ReserveRequest {
+///     queues: vec!["default".into()],
+///     worker: "doc".into(),
+///     max: 10,
+///     lease: Duration::from_secs(30),
+/// };
+/// let leased = b.reserve(&req).await.unwrap();
+/// assert_eq!((leased.len(), leased[0].attempt), (1, 1));
+/// let done = Finish { lease: leased[0].lease, outcome: Outcome::Completed { result: None } };
+/// assert_eq!(b.finish(vec![done.clone()]).await.unwrap(), vec![FinishResult::Applied]);
+/// // The lease is spent: a second finish is refused.
+/// assert_eq!(b.finish(vec![done]).await.unwrap(), vec![FinishResult::LeaseLost]);
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Success, with an optional result to store.
@@ -244,6 +308,27 @@ pub enum Outcome {
 }
 
 /// A finished attempt, as sent to [`crate::Backend::finish`].
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap();
+/// let req = ReserveRequest {
+///     queues: vec!["default".into()],
+///     worker: "doc".into(),
+///     max: 10,
+///     lease: Duration::from_secs(30),
+/// };
+/// let leased = b.reserve(&req).await.unwrap();
+/// assert_eq!((leased.len(), leased[0].attempt), (1, 1));
+/// let done = Finish { lease: leased[0].lease, outcome: Outcome::Completed { result: None } };
+/// assert_eq!(b.finish(vec![done.clone()]).await.unwrap(), vec![FinishResult::Applied]);
+/// // The lease is spent: a second finish is refused.
+/// assert_eq!(b.finish(vec![done]).await.unwrap(), vec![FinishResult::LeaseLost]);
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finish {
     /// The lease the job was run under.
@@ -253,6 +338,27 @@ pub struct Finish {
 }
 
 /// What [`crate::Backend::finish`] did with one [`Finish`].
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap();
+/// let req = ReserveRequest {
+///     queues: vec!["default".into()],
+///     worker: "doc".into(),
+///     max: 10,
+///     lease: Duration::from_secs(30),
+/// };
+/// let leased = b.reserve(&req).await.unwrap();
+/// assert_eq!((leased.len(), leased[0].attempt), (1, 1));
+/// let done = Finish { lease: leased[0].lease, outcome: Outcome::Completed { result: None } };
+/// assert_eq!(b.finish(vec![done.clone()]).await.unwrap(), vec![FinishResult::Applied]);
+/// // The lease is spent: a second finish is refused.
+/// assert_eq!(b.finish(vec![done]).await.unwrap(), vec![FinishResult::LeaseLost]);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishResult {
     /// The transition was applied.
@@ -263,6 +369,20 @@ pub enum FinishResult {
 }
 
 /// An attempt's error, kept in the job's history.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, JobState, ListQuery, NewJob};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let id = b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap()[0].id;
+/// let rec = b.get(id).await.unwrap().expect("stored");
+/// assert_eq!((rec.state, rec.attempts, rec.errors.len()), (JobState::Ready, 0, 0));
+/// let counts = b.counts().await.unwrap();
+/// assert_eq!((counts[0].queue.as_str(), counts[0].ready), ("default", 1));
+/// let page = b.list(&ListQuery::new(JobState::Ready).limit(10)).await.unwrap();
+/// assert_eq!((page.jobs.len(), page.next), (1, None));
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptError {
     /// Attempt number, from 1.
@@ -274,6 +394,20 @@ pub struct AttemptError {
 }
 
 /// Everything a backend knows about a job: what [`crate::Backend::get`] returns.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, JobState, ListQuery, NewJob};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let id = b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap()[0].id;
+/// let rec = b.get(id).await.unwrap().expect("stored");
+/// assert_eq!((rec.state, rec.attempts, rec.errors.len()), (JobState::Ready, 0, 0));
+/// let counts = b.counts().await.unwrap();
+/// assert_eq!((counts[0].queue.as_str(), counts[0].ready), ("default", 1));
+/// let page = b.list(&ListQuery::new(JobState::Ready).limit(10)).await.unwrap();
+/// assert_eq!((page.jobs.len(), page.next), (1, None));
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Its id.
@@ -320,6 +454,20 @@ impl JobRecord {
 }
 
 /// Job counts of one queue by state.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, JobState, ListQuery, NewJob};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let id = b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap()[0].id;
+/// let rec = b.get(id).await.unwrap().expect("stored");
+/// assert_eq!((rec.state, rec.attempts, rec.errors.len()), (JobState::Ready, 0, 0));
+/// let counts = b.counts().await.unwrap();
+/// assert_eq!((counts[0].queue.as_str(), counts[0].ready), ("default", 1));
+/// let page = b.list(&ListQuery::new(JobState::Ready).limit(10)).await.unwrap();
+/// assert_eq!((page.jobs.len(), page.next), (1, None));
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueCounts {
     /// The queue.
@@ -430,6 +578,20 @@ impl ListQuery {
 }
 
 /// One page of [`crate::Backend::list`], ordered by id ascending.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, JobState, ListQuery, NewJob};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let id = b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap()[0].id;
+/// let rec = b.get(id).await.unwrap().expect("stored");
+/// assert_eq!((rec.state, rec.attempts, rec.errors.len()), (JobState::Ready, 0, 0));
+/// let counts = b.counts().await.unwrap();
+/// assert_eq!((counts[0].queue.as_str(), counts[0].ready), ("default", 1));
+/// let page = b.list(&ListQuery::new(JobState::Ready).limit(10)).await.unwrap();
+/// assert_eq!((page.jobs.len(), page.next), (1, None));
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     /// The jobs of this page.
@@ -439,6 +601,19 @@ pub struct Page {
 }
 
 /// What [`crate::Backend::retry`] did.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, CancelOutcome, JobId, JobState, NewJob, RetryOutcome};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let id = b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap()[0].id;
+/// assert_eq!(b.retry(id).await.unwrap(), RetryOutcome::NotRetryable(JobState::Ready));
+/// assert_eq!(b.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+/// assert_eq!(b.cancel(id).await.unwrap(), CancelOutcome::AlreadyFinal(JobState::Cancelled));
+/// assert_eq!(b.retry(id).await.unwrap(), RetryOutcome::Retried);
+/// assert_eq!(b.cancel(JobId::new(999)).await.unwrap(), CancelOutcome::NotFound);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RetryOutcome {
     /// Back to `ready` with a fresh count of attempts; its error history is kept.
@@ -452,6 +627,19 @@ pub enum RetryOutcome {
 }
 
 /// What [`crate::Backend::cancel`] did.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, CancelOutcome, JobId, JobState, NewJob, RetryOutcome};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// let id = b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap()[0].id;
+/// assert_eq!(b.retry(id).await.unwrap(), RetryOutcome::NotRetryable(JobState::Ready));
+/// assert_eq!(b.cancel(id).await.unwrap(), CancelOutcome::Cancelled);
+/// assert_eq!(b.cancel(id).await.unwrap(), CancelOutcome::AlreadyFinal(JobState::Cancelled));
+/// assert_eq!(b.retry(id).await.unwrap(), RetryOutcome::Retried);
+/// assert_eq!(b.cancel(JobId::new(999)).await.unwrap(), CancelOutcome::NotFound);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CancelOutcome {
     /// Cancelled. If it was running, its lease is void and its worker's result is refused.
@@ -463,6 +651,27 @@ pub enum CancelOutcome {
 }
 
 /// How [`crate::Backend::reserve`] leases jobs.
+///
+/// ```
+/// use kosh_jobs::{memory::MemoryBackend, Backend, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let b = MemoryBackend::new();
+/// b.push(vec![NewJob::new("mail", "default", "{}", b.clock().now())]).await.unwrap();
+/// let req = ReserveRequest {
+///     queues: vec!["default".into()],
+///     worker: "doc".into(),
+///     max: 10,
+///     lease: Duration::from_secs(30),
+/// };
+/// let leased = b.reserve(&req).await.unwrap();
+/// assert_eq!((leased.len(), leased[0].attempt), (1, 1));
+/// let done = Finish { lease: leased[0].lease, outcome: Outcome::Completed { result: None } };
+/// assert_eq!(b.finish(vec![done.clone()]).await.unwrap(), vec![FinishResult::Applied]);
+/// // The lease is spent: a second finish is refused.
+/// assert_eq!(b.finish(vec![done]).await.unwrap(), vec![FinishResult::LeaseLost]);
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReserveRequest {
     /// Queues to take from. Order across queues is not guaranteed; within a queue, higher

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::Backoff;
 
-/// What happens after a failed attempt.
+/// What happens after a failed attempt; see [`decide`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Run again after this delay.

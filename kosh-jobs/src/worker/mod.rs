@@ -90,7 +90,7 @@ struct WorkerConfig {
     worker_id: String,
 }
 
-/// What a worker did before it stopped.
+/// What a worker did before it stopped: see the example of [`Worker`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
@@ -118,7 +118,22 @@ impl Worker<()> {
     }
 }
 
-/// A worker running in the background, from [`Worker::spawn`].
+/// A worker running in the background, from [`Worker::spawn`]; see the example of
+/// [`Worker`].
+///
+/// ```
+/// # use kosh_jobs::{memory::MemoryBackend, Handler, Job, JobContext, JobError, Worker};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping;
+/// # impl Job for Ping { const NAME: &'static str = "ping"; }
+/// # impl Handler<()> for Ping { type Output = (); async fn run(self, _c: JobContext<()>) -> Result<(), JobError> { Ok(()) } }
+/// # #[tokio::main] async fn main() -> Result<(), kosh_jobs::Error> {
+/// let handle = Worker::builder(MemoryBackend::new()).register::<Ping>().build()?.spawn();
+/// let stop = handle.stop_token(); // e.g. for a signal handler
+/// stop.cancel();
+/// let stats = handle.join().await?;
+/// assert_eq!(stats.completed, 0);
+/// # Ok(()) }
+/// ```
 pub struct WorkerHandle {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<WorkerStats, Error>>,
