@@ -1,0 +1,293 @@
+//! Cases about leases: expiry and recovery, stale tokens, heartbeats, release.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::record::{AttemptError, FinishResult, JobId, JobState, Lease};
+
+use super::support::{done, env, join, secs, LEASE};
+use super::BackendFactory;
+
+/// An expired lease is recovered: the job is ready again with the attempt counted and
+/// "lease expired" recorded; it is then leased as attempt 2 with a new token.
+pub async fn lease_expiry_requeues_and_counts_attempt<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let id = t.push_one(t.job("n", "q")).await;
+    let first = t.reserve_one("q", "lease expiry").await;
+    t.advance(LEASE - secs(1));
+    assert_eq!(
+        t.recover().await,
+        0,
+        "lease expiry: nothing recovered before the lease ends"
+    );
+    assert_eq!(t.get(id).await.state, JobState::Running);
+    t.advance(secs(2));
+    assert_eq!(
+        t.recover().await,
+        1,
+        "lease expiry: the expired lease is recovered"
+    );
+    let now = t.now();
+    let r = t.get(id).await;
+    assert_eq!(r.state, JobState::Ready, "lease expiry: job ready again");
+    assert_eq!(r.attempts, 1, "lease expiry: the attempt stays counted");
+    assert_eq!(r.lease_expires_at, None, "lease expiry: no lease");
+    assert_eq!(
+        r.errors,
+        vec![AttemptError {
+            attempt: 1,
+            error: "lease expired".into(),
+            at: now
+        }],
+        "lease expiry: the error of attempt 1"
+    );
+    assert_eq!(t.recover().await, 0, "lease expiry: recovered only once");
+
+    let second = t.reserve_one("q", "lease expiry: re-lease").await;
+    assert_eq!(second.id(), id);
+    assert_eq!(second.attempt, 2, "lease expiry: re-leased as attempt 2");
+    assert_ne!(
+        second.lease.token, first.lease.token,
+        "lease expiry: new token"
+    );
+    assert_eq!(
+        t.finish_one(first.lease, done()).await,
+        FinishResult::LeaseLost,
+        "lease expiry: the first lease can no longer finish the job"
+    );
+    t.finish_ok(second.lease, done(), "lease expiry").await;
+    let r = t.get(id).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (JobState::Completed, 2),
+        "lease expiry: completed by attempt 2"
+    );
+}
+
+/// A job whose lease expires on its last attempt ends `failed`, with "lease expired" for
+/// each attempt.
+pub async fn lease_expiry_past_max_attempts_fails<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let mut j = t.job("n", "q");
+    j.max_attempts = 2;
+    let id = t.push_one(j).await;
+    t.lease_and_expire("q", "expiry 1 of 2").await;
+    let at1 = t.now();
+    assert_eq!(
+        t.get(id).await.state,
+        JobState::Ready,
+        "after expiry 1 of 2"
+    );
+    let l = t.lease_and_expire("q", "expiry 2 of 2").await;
+    assert_eq!(l.attempt, 2);
+    let at2 = t.now();
+    let r = t.get(id).await;
+    assert_eq!(
+        r.state,
+        JobState::Failed,
+        "lease expiry on the last attempt: failed"
+    );
+    assert_eq!(r.attempts, 2, "lease expiry on the last attempt: attempts");
+    assert_eq!(
+        r.finished_at,
+        Some(at2),
+        "lease expiry on the last attempt: finished_at"
+    );
+    assert_eq!(
+        r.errors,
+        vec![
+            AttemptError {
+                attempt: 1,
+                error: "lease expired".into(),
+                at: at1
+            },
+            AttemptError {
+                attempt: 2,
+                error: "lease expired".into(),
+                at: at2
+            },
+        ],
+        "lease expiry on the last attempt: both attempts' errors"
+    );
+    t.reserve_none(&["q"], "a failed job is not leased").await;
+    assert_eq!(t.counts_of("q").await.failed, 1);
+}
+
+/// After a job was recovered and leased again, the old lease is refused by finish,
+/// heartbeat, progress and release; so are forged tokens and unknown ids.
+pub async fn stale_lease_is_refused<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let id = t.push_one(t.job("n", "q")).await;
+    let old = t.lease_and_expire("q", "stale lease").await.lease;
+    let current = t.reserve_one("q", "stale lease: re-lease").await.lease;
+    let forged = Lease {
+        id,
+        token: current.token.wrapping_add(1_000_003),
+    };
+    let unknown = Lease {
+        id: JobId::new(id.get() + 1000),
+        token: current.token,
+    };
+    for (what, lease) in [("old", old), ("forged", forged), ("unknown id", unknown)] {
+        assert_ne!(lease, current);
+        assert_eq!(
+            t.finish_one(lease, done()).await,
+            FinishResult::LeaseLost,
+            "stale lease ({what}): finish refused"
+        );
+        let lost =
+            t.b.heartbeat(&[lease], secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("heartbeat: backend error: {e:?}"));
+        assert_eq!(
+            lost,
+            vec![lease],
+            "stale lease ({what}): heartbeat reports it lost"
+        );
+        let stored =
+            t.b.progress(lease, json!({"stale": true}))
+                .await
+                .unwrap_or_else(|e| panic!("progress: backend error: {e:?}"));
+        assert!(!stored, "stale lease ({what}): progress refused");
+        t.b.release(&[lease])
+            .await
+            .unwrap_or_else(|e| panic!("release: backend error: {e:?}"));
+    }
+    let r = t.get(id).await;
+    assert_eq!(
+        r.state,
+        JobState::Running,
+        "stale lease: job still running under the current lease"
+    );
+    assert_eq!(
+        r.attempts, 2,
+        "stale lease: release did not uncount attempt 2"
+    );
+    assert_eq!(r.progress, None, "stale lease: no progress stored");
+    assert_eq!(
+        r.lease_expires_at,
+        Some(t.now() + LEASE),
+        "stale lease: heartbeat did not extend"
+    );
+    t.finish_ok(current, done(), "stale lease: the current lease")
+        .await;
+}
+
+/// A heartbeat extends a lease to now + extend: the job is not recovered past its original
+/// end, but is after the extended one.
+pub async fn heartbeat_extends_lease<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let id = t.push_one(t.job("n", "q")).await;
+    let t0 = t.now();
+    let l = t.reserve_one("q", "heartbeat").await;
+    assert_eq!(l.lease_expires_at, t0 + LEASE);
+    t.advance(secs(20));
+    let lost =
+        t.b.heartbeat(&[l.lease], secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("heartbeat: backend error: {e:?}"));
+    assert!(lost.is_empty(), "heartbeat: current lease reported lost");
+    assert_eq!(
+        t.get(id).await.lease_expires_at,
+        Some(t0 + secs(50)),
+        "heartbeat: lease ends at now + extend"
+    );
+    t.advance(secs(20)); // t0 + 40: past the original end (t0 + 30)
+    assert_eq!(
+        t.recover().await,
+        0,
+        "heartbeat: extended lease not recovered at its original end"
+    );
+    assert_eq!(t.get(id).await.state, JobState::Running);
+    t.advance(secs(11)); // t0 + 51
+    assert_eq!(
+        t.recover().await,
+        1,
+        "heartbeat: recovered after the extended end"
+    );
+    assert_eq!(t.get(id).await.attempts, 1);
+}
+
+/// `release` puts a running job back to ready without counting the attempt; a job with one
+/// attempt can be released many times and still runs.
+pub async fn release_does_not_count_attempt<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let mut j = t.job("n", "q");
+    j.max_attempts = 1;
+    let id = t.push_one(j).await;
+    let mut last_token = None;
+    for round in 1..=3 {
+        let l = t.reserve_one("q", "release").await;
+        assert_eq!(
+            l.attempt, 1,
+            "release round {round}: still the first attempt"
+        );
+        assert_ne!(
+            Some(l.lease.token),
+            last_token,
+            "release round {round}: new token"
+        );
+        last_token = Some(l.lease.token);
+        t.b.release(&[l.lease])
+            .await
+            .unwrap_or_else(|e| panic!("release: backend error: {e:?}"));
+        let r = t.get(id).await;
+        assert_eq!(
+            r.state,
+            JobState::Ready,
+            "release round {round}: ready again"
+        );
+        assert_eq!(r.attempts, 0, "release round {round}: attempt not counted");
+        assert!(r.errors.is_empty(), "release round {round}: no error");
+        assert_eq!(r.lease_expires_at, None, "release round {round}: no lease");
+        assert_eq!(
+            t.finish_one(l.lease, done()).await,
+            FinishResult::LeaseLost,
+            "release round {round}: the released lease is void"
+        );
+    }
+    let l = t.reserve_one("q", "release: final run").await;
+    t.finish_ok(l.lease, done(), "release: final run").await;
+    assert_eq!(t.get(id).await.state, JobState::Completed);
+}
+
+/// Six tasks running `recover_expired` at once recover each of 300 expired leases once.
+pub async fn concurrent_recovery_recovers_each_once<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    const N: usize = 300;
+    let ids = t.push((0..N).map(|_| t.job("n", "q")).collect()).await;
+    let mut leased = 0;
+    while leased < N {
+        let got = t.reserve(&["q"], 100).await.len();
+        assert!(got > 0, "concurrent recovery: only {leased} of {N} leased");
+        leased += got;
+    }
+    t.advance(LEASE + secs(1));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let b = Arc::clone(&t.b);
+        tasks.push(tokio::spawn(async move {
+            b.recover_expired()
+                .await
+                .unwrap_or_else(|e| panic!("recover_expired: backend error: {e:?}"))
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += join("concurrent recovery", task).await;
+    }
+    assert_eq!(
+        total, N as u64,
+        "concurrent recovery: the counts returned add up to the expired leases"
+    );
+    for id in ids.iter().step_by(7) {
+        let r = t.get(*id).await;
+        assert_eq!(
+            (r.state, r.attempts, r.errors.len()),
+            (JobState::Ready, 1, 1),
+            "concurrent recovery: job {id} recovered once"
+        );
+    }
+    assert_eq!(t.counts_of("q").await.ready, N as u64);
+}
