@@ -73,6 +73,7 @@ struct Inner {
     writer: Sender<Pending>,
     reader: Option<Sender<Pending>>,
     shared: Arc<Shared>,
+    done: Vec<oneshot::Receiver<()>>,
 }
 
 impl SqliteBackend {
@@ -121,16 +122,48 @@ impl SqliteBackend {
     /// ```
     pub async fn open_with(opts: SqliteOptions) -> Result<Self, SqliteError> {
         let shared = Arc::new(Shared::default());
-        let (writer, reader) = engine::start(&opts, shared.clone()).await?;
+        let threads = engine::start(&opts, shared.clone()).await?;
         Ok(SqliteBackend {
             inner: Arc::new(Inner {
                 clock: opts.clock.clone(),
                 path: opts.path().map(Path::to_path_buf),
-                writer,
-                reader,
+                writer: threads.writer,
+                reader: threads.reader,
                 shared,
+                done: threads.done,
             }),
         })
+    }
+
+    /// Closes the database and waits until it is closed, if this is the last clone of the
+    /// backend (otherwise only drops this clone). Operations already sent are completed
+    /// first.
+    ///
+    /// Dropping the last clone closes the database too, but in the background; `close` is for
+    /// when the file must be closed before going on (to copy or delete it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// let backend = kosh_jobs_sqlite::SqliteBackend::connect("sqlite::memory:").await?;
+    /// backend.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) {
+        if let Ok(inner) = Arc::try_unwrap(self.inner) {
+            let Inner {
+                writer,
+                reader,
+                done,
+                ..
+            } = inner;
+            drop(writer);
+            drop(reader);
+            for d in done {
+                // Resolves when the thread drops its end, after closing its connection.
+                let _ = d.await;
+            }
+        }
     }
 
     /// The database file, or `None` for an in-memory database.

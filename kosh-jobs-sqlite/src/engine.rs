@@ -70,33 +70,46 @@ impl Shared {
 }
 
 /// Starts the writer (which creates or migrates the schema) and, for a file, the reader.
-pub(crate) async fn start(
-    opts: &SqliteOptions,
-    shared: Arc<Shared>,
-) -> Result<(Sender<Pending>, Option<Sender<Pending>>)> {
-    let writer = spawn(opts, "writer", {
+pub(crate) async fn start(opts: &SqliteOptions, shared: Arc<Shared>) -> Result<Threads> {
+    let (writer, writer_done) = spawn(opts, "writer", {
         let opts = opts.clone();
         move |conn, rx| Writer::new(conn, opts, shared).run(rx)
     })
     .await?;
+    let mut done = vec![writer_done];
     let reader = match opts.location {
         Location::Memory => None,
-        Location::File(_) => Some(
-            spawn(opts, "reader", {
+        Location::File(_) => {
+            let (reader, reader_done) = spawn(opts, "reader", {
                 let opts = opts.clone();
                 move |conn, rx| run_reader(conn, rx, opts)
             })
-            .await?,
-        ),
+            .await?;
+            done.push(reader_done);
+            Some(reader)
+        }
     };
-    Ok((writer, reader))
+    Ok(Threads {
+        writer,
+        reader,
+        done,
+    })
+}
+
+/// The running threads of one backend.
+pub(crate) struct Threads {
+    pub(crate) writer: Sender<Pending>,
+    pub(crate) reader: Option<Sender<Pending>>,
+    /// Each resolves (with an error: its sender is dropped) once its thread has closed its
+    /// connection.
+    pub(crate) done: Vec<oneshot::Receiver<()>>,
 }
 
 async fn spawn(
     opts: &SqliteOptions,
     role_name: &'static str,
     body: impl FnOnce(Connection, Receiver<Pending>) + Send + 'static,
-) -> Result<Sender<Pending>> {
+) -> Result<(Sender<Pending>, oneshot::Receiver<()>)> {
     let role = if role_name == "writer" {
         Role::Writer
     } else {
@@ -104,23 +117,28 @@ async fn spawn(
     };
     let (tx, rx) = mpsc::channel::<Pending>();
     let (ready_tx, ready_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
     let thread_opts = opts.clone();
     thread::Builder::new()
         .name(format!("kosh-sqlite-{role_name}"))
-        .spawn(move || match schema::open(&thread_opts, role) {
-            Ok(conn) => {
-                let _ = ready_tx.send(Ok(()));
-                body(conn, rx);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
+        .spawn(move || {
+            // Dropped last, after the connection is closed: tells `close` the thread is done.
+            let _done = done_tx;
+            match schema::open(&thread_opts, role) {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    body(conn, rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
             }
         })
         .map_err(|source| SqliteError::Thread { source })?;
     ready_rx
         .await
         .map_err(|_| SqliteError::Closed(role_name))??;
-    Ok(tx)
+    Ok((tx, done_rx))
 }
 
 /// Classifies a raw SQLite error with the path and busy timeout it happened with.
