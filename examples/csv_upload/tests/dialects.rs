@@ -1,0 +1,181 @@
+//! The CSV dialects of real bank exports, one small fixture file each (in `fixtures/`).
+
+use std::path::PathBuf;
+
+use csv_upload::parse::{CsvFile, DateOrder, OpenError};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn read(name: &str) -> (Vec<String>, u64, DateOrder) {
+    let file = CsvFile::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let scan = file.scan(|| false).unwrap().unwrap();
+    let mut rows = file.rows(file.data_start(), scan.date_order).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next_row().unwrap() {
+        out.push(match r.outcome {
+            Ok(t) => format!(
+                "{} {} {:?} {}",
+                r.line, t.date, t.description, t.amount_cents
+            ),
+            Err(reason) => format!("{} rejected: {reason}", r.line),
+        });
+    }
+    assert_eq!(
+        out.len() as u64,
+        scan.rows_total,
+        "{name}: scan and read agree"
+    );
+    (out, scan.rows_total, scan.date_order)
+}
+
+fn rows(name: &str) -> Vec<String> {
+    read(name).0
+}
+
+#[test]
+fn clean_comma_separated() {
+    assert_eq!(
+        rows("clean_comma.csv"),
+        [
+            "2 2024-03-01 \"Salary ACME Corp\" 250000",
+            "3 2024-03-02 \"Coffee\" -350",
+            "4 2024-03-05 \"Rent\" -95000",
+        ]
+    );
+}
+
+#[test]
+fn bom_semicolons_and_decimal_commas() {
+    let file = CsvFile::open(&fixture("bom_semicolon_decimal_comma.csv")).unwrap();
+    assert_eq!(file.delimiter(), b';');
+    assert_eq!(
+        rows("bom_semicolon_decimal_comma.csv"),
+        [
+            "2 2024-03-05 \"Miete März\" -123456",
+            "3 2024-03-06 \"Gehalt\" 250000",
+            "4 2024-03-07 \"Bäckerei\" -450",
+        ]
+    );
+}
+
+#[test]
+fn separate_debit_and_credit_columns() {
+    assert_eq!(
+        rows("debit_credit.csv"),
+        [
+            "2 2024-03-01 \"Card payment TESCO\" -1240",
+            "3 2024-03-02 \"Transfer from savings\" 100000",
+            "4 2024-03-15 \"Direct debit GYM\" -3000",
+        ]
+    );
+}
+
+#[test]
+fn quoted_fields_with_delimiters_quotes_and_newlines() {
+    assert_eq!(
+        rows("quoted_multiline.csv"),
+        [
+            "2 2024-03-01 \"Smith, Jones & Co · Invoice \\\"42\\\", paid\" -120000",
+            "3 2024-03-02 \"Landlord · Rent March 2024\" -95000",
+            "5 2024-03-03 \"Shop\" 500",
+        ]
+    );
+}
+
+#[test]
+fn us_dates_are_detected_from_the_file() {
+    let (rows, _, order) = read("us_dates.csv");
+    assert_eq!(order, DateOrder::MonthFirst);
+    assert_eq!(
+        rows,
+        [
+            "2 2024-03-05 \"Gas station\" -4000",
+            "3 2024-03-25 \"Paycheck\" 200000",
+            "4 2024-12-31 \"Year end\" 100",
+        ]
+    );
+}
+
+#[test]
+fn columns_in_any_order_with_aliases() {
+    assert_eq!(
+        rows("columns_any_order.csv"),
+        [
+            "2 2024-03-08 \"Lunch · Cafe Blau\" -1200",
+            "3 2024-03-10 \"Alice\" 10000",
+        ]
+    );
+}
+
+#[test]
+fn trailing_blank_lines_and_crlf() {
+    let (rows, total, _) = read("trailing_blank_lines_crlf.csv");
+    assert_eq!(total, 2);
+    assert_eq!(
+        rows,
+        ["2 2024-03-01 \"One\" 100", "3 2024-03-02 \"Two\" 200"]
+    );
+}
+
+#[test]
+fn text_month_dates_and_tabs() {
+    assert_eq!(
+        rows("text_dates_tab.csv"),
+        [
+            "2 2024-03-05 \"ATM withdrawal\" -10000",
+            "3 2024-03-06 \"Refund\" 1999",
+            "4 2024-03-07 \"Fee\" -100",
+        ]
+    );
+}
+
+#[test]
+fn latin1_text_is_read() {
+    assert_eq!(rows("latin1.csv"), ["2 2024-03-01 \"Café Müller\" -320"]);
+}
+
+#[test]
+fn bad_rows_are_rejected_with_their_line_and_reason() {
+    assert_eq!(
+        rows("bad_rows.csv"),
+        [
+            "2 2024-03-01 \"Good one\" 1000",
+            "3 rejected: date `not a date` is not a date in a known format",
+            "4 rejected: amount `twelve` is not a number",
+            "5 rejected: row has 2 fields, the header has 3",
+            "6 rejected: amount `1.2345` has more than two decimals",
+            "7 rejected: date `2024-02-30` is not a date in a known format",
+            "8 2024-03-07 \"Good two\" -725",
+        ]
+    );
+}
+
+#[test]
+fn a_file_without_a_header_is_refused_permanently() {
+    let e = CsvFile::open(&fixture("no_header.csv")).unwrap_err();
+    assert!(e.is_permanent());
+    assert!(
+        e.to_string()
+            .starts_with("no usable header row: no date column"),
+        "{e}"
+    );
+    let e = CsvFile::open(&fixture("empty.csv")).unwrap_err();
+    assert!(matches!(e, OpenError::Empty) && e.is_permanent(), "{e}");
+}
+
+#[test]
+fn resuming_from_a_saved_position_reads_the_rest() {
+    let file = CsvFile::open(&fixture("quoted_multiline.csv")).unwrap();
+    let mut rows = file.rows(file.data_start(), DateOrder::DayFirst).unwrap();
+    rows.next_row().unwrap().unwrap();
+    let saved = rows.position();
+    let mut resumed = file.rows(saved, DateOrder::DayFirst).unwrap();
+    let next = resumed.next_row().unwrap().unwrap();
+    assert_eq!(next.line, 3, "the multi-line record after the first");
+    assert_eq!(resumed.next_row().unwrap().unwrap().line, 5);
+    assert!(resumed.next_row().unwrap().is_none());
+}
