@@ -286,7 +286,7 @@ mod tests {
             parse_amount("1234,567.00"),
             Err(AmountError::BadGrouping(_))
         ));
-        assert!(matches!(parse_amount("1.234.56,7,8"), Err(_)));
+        assert!(parse_amount("1.234.56,7,8").is_err());
         assert!(matches!(
             parse_amount("12."),
             Err(AmountError::NotANumber(_))
