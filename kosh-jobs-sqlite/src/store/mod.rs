@@ -160,3 +160,68 @@ pub(crate) fn is_paused(conn: &Connection, queue: &str) -> Result<bool> {
         .map(|p| p.unwrap_or(false))
         .map_err(crate::error::SqliteError::Sqlite)
 }
+
+#[cfg(test)]
+mod plan_tests {
+    use crate::options::SqliteOptions;
+    use crate::schema::{self, Role};
+
+    /// The query plan of `sql`, one line per step.
+    fn plan(conn: &rusqlite::Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = stmt.parameter_count();
+        let params: Vec<rusqlite::types::Value> =
+            (0..n).map(|_| rusqlite::types::Value::Integer(0)).collect();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The hot statements use their partial indexes: reserve stays O(log n) however many
+    /// jobs are stored.
+    #[test]
+    fn hot_statements_use_their_indexes() {
+        let opts = SqliteOptions::in_memory().build().unwrap();
+        let conn = schema::open(&opts, Role::Writer).unwrap();
+        let cases = [
+            (
+                "SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?1 \
+                 ORDER BY priority DESC, id LIMIT ?2",
+                "kosh_jobs_ready",
+            ),
+            (
+                "UPDATE kosh_jobs SET state = 'ready' \
+                 WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2",
+                "kosh_jobs_scheduled",
+            ),
+            (
+                "SELECT min(run_at) FROM kosh_jobs WHERE state = 'scheduled' AND queue = ?1",
+                "kosh_jobs_scheduled",
+            ),
+            (
+                "SELECT id FROM kosh_jobs WHERE state = 'running' AND lease_expires_at <= ?1 LIMIT 1",
+                "kosh_jobs_running",
+            ),
+            (
+                "SELECT id FROM kosh_jobs WHERE unique_key = ?1 \
+                 AND state IN ('scheduled', 'ready', 'running')",
+                "kosh_jobs_unique",
+            ),
+            (
+                "SELECT id FROM kosh_jobs WHERE state = 'completed' AND finished_at < ?1 \
+                 ORDER BY finished_at LIMIT ?2",
+                "kosh_jobs_finished",
+            ),
+            (
+                "DELETE FROM kosh_jobs WHERE state = ?1 AND finished_at < ?2",
+                "kosh_jobs_finished",
+            ),
+        ];
+        for (sql, index) in cases {
+            let p = plan(&conn, sql);
+            assert!(p.contains(index), "{sql}\nuses:\n{p}");
+            assert!(!p.contains("TEMP B-TREE"), "{sql}\nsorts:\n{p}");
+        }
+    }
+}
