@@ -10,6 +10,7 @@ use crate::backoff::{self, BackoffSpec};
 use crate::duration::{self, Dur};
 use crate::errors::Errors;
 use crate::unique::{self, Unique};
+use crate::validate;
 
 /// Every key the attribute accepts, in the order the docs list them.
 pub(crate) const KEYS: &[&str] = &[
@@ -38,8 +39,12 @@ const ALIASES: &[(&str, &str)] = &[
 /// The attribute's arguments, each `None` when not given or not valid.
 #[derive(Default)]
 pub(crate) struct Args {
+    /// A valid queue name.
     pub(crate) queue: Option<LitStr>,
+    /// A valid job name.
     pub(crate) name: Option<LitStr>,
+    /// Whether `name` was given, valid or not (an invalid one is not replaced by the default).
+    pub(crate) name_given: bool,
     pub(crate) max_attempts: Option<(u32, Span)>,
     pub(crate) backoff: Option<BackoffSpec>,
     pub(crate) timeout: Option<Dur>,
@@ -127,8 +132,15 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             continue;
         }
         match k.as_str() {
-            "queue" => args.queue = string(&value, "queue", "\"emails\"", errors),
-            "name" => args.name = string(&value, "name", "\"send_receipt\"", errors),
+            "queue" => {
+                args.queue = string(&value, "queue", "\"emails\"", errors)
+                    .filter(|q| validate::queue_name(&q.value(), q.span(), errors))
+            }
+            "name" => {
+                args.name_given = true;
+                args.name = string(&value, "name", "\"send_receipt\"", errors)
+                    .filter(|n| validate::job_name(&n.value(), n.span(), errors))
+            }
             "max_attempts" => args.max_attempts = max_attempts(&value, errors),
             "backoff" => args.backoff = backoff::parse(&value, errors),
             "timeout" => args.timeout = timeout(&value, errors),

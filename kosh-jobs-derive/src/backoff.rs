@@ -42,6 +42,14 @@ impl Kind {
             Kind::Exponential => "exponential",
         }
     }
+    /// With its article, for messages: "an exponential".
+    fn described(self) -> &'static str {
+        match self {
+            Kind::Fixed => "a fixed",
+            Kind::Linear => "a linear",
+            Kind::Exponential => "an exponential",
+        }
+    }
     fn example(self) -> &'static str {
         match self {
             Kind::Fixed => "`fixed(30s)`",
@@ -165,7 +173,7 @@ fn arguments(
         }
     };
     let mut max: Option<Dur> = None;
-    let mut jitter: Option<f64> = None;
+    let mut jitter: Option<(f64, Span)> = None;
     let mut seen: Vec<String> = Vec::new();
     for e in list_entries {
         let (key, value) = match e {
@@ -209,7 +217,19 @@ fn arguments(
             jitter = parse_jitter(&value, errors);
         }
     }
-    let jitter = jitter.unwrap_or(0.0);
+    // Checked in the order written, so the errors come in that order.
+    if kind != Kind::Fixed {
+        if let Some(base) = base.as_ref().filter(|b| b.millis == 0) {
+            errors.at(
+                base.span,
+                format!(
+                    "the {first_name} of {} backoff must be above zero; \
+                     use `backoff = none` to retry at once",
+                    kind.described()
+                ),
+            );
+        }
+    }
     if let Some(base) = &base {
         check_limit(base, errors);
     }
@@ -217,16 +237,6 @@ fn arguments(
         check_limit(max, errors);
     }
     if kind != Kind::Fixed {
-        if let Some(base) = base.as_ref().filter(|b| b.millis == 0) {
-            errors.at(
-                base.span,
-                format!(
-                    "the {first_name} of a `{}` backoff must be above zero; \
-                     use `backoff = none` to retry at once",
-                    kind.name()
-                ),
-            );
-        }
         if max.is_none() && !seen.iter().any(|k| k == "max") {
             errors.at(
                 kind_span,
@@ -250,6 +260,14 @@ fn arguments(
             }
         }
     }
+    let jitter = match jitter {
+        Some((j, _)) if (0.0..=1.0).contains(&j) => j,
+        Some((_, span)) => {
+            errors.at(span, JITTER_HELP);
+            0.0
+        }
+        None => 0.0,
+    };
     if errors.len() != before {
         return None;
     }
@@ -275,23 +293,21 @@ fn check_limit(d: &Dur, errors: &mut Errors) {
     }
 }
 
-fn parse_jitter(value: &TokenStream, errors: &mut Errors) -> Option<f64> {
-    let msg = "`jitter` is a fraction between 0.0 and 1.0, e.g. `jitter = 0.2`";
-    let (n, lit_span) = match syn::parse2::<Lit>(value.clone()) {
+const JITTER_HELP: &str = "`jitter` is a fraction between 0.0 and 1.0, e.g. `jitter = 0.2`";
+
+/// A jitter literal and where it is; its range is checked by the caller.
+fn parse_jitter(value: &TokenStream, errors: &mut Errors) -> Option<(f64, Span)> {
+    let parsed = match syn::parse2::<Lit>(value.clone()) {
         Ok(Lit::Float(f)) if f.suffix().is_empty() || f.suffix() == "f64" => {
-            (f.base10_parse::<f64>().ok(), f.span())
+            f.base10_parse::<f64>().ok().map(|n| (n, f.span()))
         }
-        Ok(Lit::Int(i)) if i.suffix().is_empty() => (i.base10_parse::<f64>().ok(), i.span()),
-        _ => {
-            errors.spanned(value, msg);
-            return None;
+        Ok(Lit::Int(i)) if i.suffix().is_empty() => {
+            i.base10_parse::<f64>().ok().map(|n| (n, i.span()))
         }
+        _ => None,
     };
-    match n {
-        Some(n) if (0.0..=1.0).contains(&n) => Some(n),
-        _ => {
-            errors.at(lit_span, msg);
-            None
-        }
+    if parsed.is_none() {
+        errors.spanned(value, JITTER_HELP);
     }
+    parsed
 }

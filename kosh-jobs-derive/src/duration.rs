@@ -14,6 +14,26 @@ const UNITS: &[(&str, u64)] = &[
     ("d", 86_400_000),
 ];
 
+/// Units people write, and the unit that means the same here.
+const ALIASES: &[(&str, &str)] = &[
+    ("msec", "ms"),
+    ("millis", "ms"),
+    ("sec", "s"),
+    ("secs", "s"),
+    ("second", "s"),
+    ("seconds", "s"),
+    ("min", "m"),
+    ("mins", "m"),
+    ("minute", "m"),
+    ("minutes", "m"),
+    ("hr", "h"),
+    ("hrs", "h"),
+    ("hour", "h"),
+    ("hours", "h"),
+    ("day", "d"),
+    ("days", "d"),
+];
+
 /// What the error messages show as the list of units.
 pub(crate) const UNITS_HELP: &str = "`ms`, `s`, `m` (minutes), `h` or `d`";
 
@@ -52,10 +72,14 @@ pub(crate) fn parse(tokens: &TokenStream, what: &str, errors: &mut Errors) -> Op
                 return None;
             }
             let Some(&(_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
-                errors.spanned(
-                    int,
-                    format!("unknown unit `{unit}` in `{int}`; use {UNITS_HELP}, {example}"),
-                );
+                let digits = int.base10_digits();
+                let msg = match ALIASES.iter().find(|(alias, _)| *alias == unit) {
+                    Some((_, to)) => format!("unknown unit `{unit}`: write `{digits}{to}`"),
+                    None => {
+                        format!("unknown unit `{unit}` in `{int}`; use {UNITS_HELP}, {example}")
+                    }
+                };
+                errors.spanned(int, msg);
                 return None;
             };
             let millis = int
@@ -83,10 +107,14 @@ pub(crate) fn parse(tokens: &TokenStream, what: &str, errors: &mut Errors) -> Op
             None
         }
         Lit::Str(s) => {
-            errors.spanned(
-                s,
-                "write the duration without quotes, e.g. `30s` rather than `\"30s\"`",
-            );
+            let text = s.value();
+            let msg = match syn::parse_str::<syn::LitInt>(&text) {
+                Ok(i) if UNITS.iter().any(|(u, _)| *u == i.suffix()) => {
+                    format!("write the duration without quotes: `{text}`")
+                }
+                _ => "write the duration without quotes, e.g. `30s`".to_owned(),
+            };
+            errors.spanned(s, msg);
             None
         }
         other => {

@@ -36,8 +36,8 @@ pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
     let checked = signature::check(&func.sig, &mut errors);
 
     let name = match &args.name {
-        Some(lit) => validate::job_name(&lit.value(), lit.span(), &mut errors)
-            .then(|| (lit.value(), lit.span())),
+        Some(lit) => Some((lit.value(), lit.span())),
+        None if args.name_given => None,
         None => {
             let ident = syn::ext::IdentExt::unraw(&func.sig.ident);
             let name = ident.to_string();
@@ -45,10 +45,7 @@ pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
                 .then(|| (name, func.sig.ident.span()))
         }
     };
-    let queue = args
-        .queue
-        .as_ref()
-        .filter(|q| validate::queue_name(&q.value(), q.span(), &mut errors));
+    let queue = args.queue.as_ref();
 
     let krate = args
         .krate
@@ -64,8 +61,15 @@ pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
         (Some(shape), true) => Some(handler_impl(&p, shape)),
         _ => None,
     };
-    let name_guard = name.as_ref().map(|(name, span)| name_guard(name, *span));
+    let name_guard = match (&checked.payload, &name) {
+        (Some(_), Some((name, span))) => Some(name_guard(name, *span)),
+        _ => None,
+    };
     let errs = errors.to_compile_errors();
+    let check = job_impl
+        .as_ref()
+        .and(checked.payload.as_ref())
+        .map(|payload| payload_check(&p, payload));
     let impls = match (job_impl, handler_impl) {
         (None, None) => TokenStream::new(),
         (j, h) => quote! {
@@ -73,6 +77,7 @@ pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
                 use #krate::__private as #p;
                 #j
                 #h
+                #check
             };
         },
     };
@@ -89,7 +94,7 @@ pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
 /// pointing at the second name. Clashes across modules are caught when the worker is built.
 fn name_guard(name: &str, span: Span) -> TokenStream {
     let ident = Ident::new(&guard_ident(name), span);
-    quote! {
+    quote_spanned! {span=>
         #[doc(hidden)]
         #[allow(non_upper_case_globals, dead_code)]
         const #ident: () = ();
@@ -141,7 +146,12 @@ fn job_impl(
     });
     let unique = args.unique.as_ref().map(|u| unique_key(p, name, u));
     quote! {
-        impl #p::Job for #payload {
+        // The payload's bounds are assumed here and checked once, with one message, by
+        // `assert_payload` (see `payload_check`).
+        impl #p::Job for #payload
+        where
+            for<'__kosh_jobs> #payload: #p::Payload,
+        {
             const NAME: &'static str = #name;
             #queue
             #options
@@ -203,44 +213,62 @@ fn handler_impl(p: &Ident, shape: &Shape) -> TokenStream {
             quote_spanned! {ty.span()=> <#ty as #p::HandlerResult>::Ok }
         }
     };
-    let ret_span = ret.ty.span();
+    // As for the payload: the result's bounds are assumed here and checked once, at the
+    // result type, by `assert_output`.
+    let output_check = quote_spanned! {output.span()=>
+        let _: fn() = #p::assert_output::<#output>;
+    };
+    // Errors about the handler's error type point at its return type, and errors about its
+    // future (not `Send`) at its name.
     let ctx = Ident::new("__kosh_jobs_ctx", Span::mixed_site());
-    let result = Ident::new("__kosh_jobs_result", Span::mixed_site());
+    let result = Ident::new(
+        "__kosh_jobs_result",
+        Span::mixed_site().located_at(ret.ty.span()),
+    );
     let call = match state {
         Some(_) => quote! { #ident(self, #ctx).await },
         None => quote! { #ident(self).await },
     };
-    let convert = quote_spanned! {ret_span=> #p::job_result(#result) };
-    let body = quote! {
-        let #result = #call;
-        #convert
+    let (generics, state, ctx_param) = match state {
+        Some(state) => (None, state.to_token_stream(), quote! { #ctx }),
+        None => (
+            Some(quote! { <__KoshJobsState> }),
+            quote! { __KoshJobsState },
+            quote! { _ },
+        ),
     };
-    match state {
-        Some(state) => quote! {
-            impl #p::Handler<#state> for #payload {
-                type Output = #output;
-                async fn run(
-                    self,
-                    #ctx: #p::JobContext<#state>,
-                ) -> #p::Result<Self::Output, #p::JobError> {
-                    #body
-                }
-            }
-        },
-        None => quote! {
-            impl<__KoshJobsState> #p::Handler<__KoshJobsState> for #payload
-            where
-                __KoshJobsState: #p::Send + #p::Sync + 'static,
-            {
-                type Output = #output;
-                async fn run(
-                    self,
-                    _: #p::JobContext<__KoshJobsState>,
-                ) -> #p::Result<Self::Output, #p::JobError> {
-                    #body
-                }
-            }
-        },
+    let state_bounds = generics
+        .is_some()
+        .then(|| quote! { __KoshJobsState: #p::Send + #p::Sync + 'static, });
+    let at = ident.span();
+    let p_at = Ident::new(&p.to_string(), at);
+    let run = quote_spanned! {at=>
+        async fn run(
+            self,
+            #ctx_param: #p_at::JobContext<#state>,
+        ) -> #p_at::Result<Self::Output, #p_at::JobError> {
+            let #result = #call;
+            #p::job_result(#result)
+        }
+    };
+    quote! {
+        impl #generics #p::Handler<#state> for #payload
+        where
+            #state_bounds
+            for<'__kosh_jobs> #payload: #p::Job,
+            for<'__kosh_jobs> #output: #p::Output,
+        {
+            type Output = #output;
+            #run
+        }
+        #output_check
+    }
+}
+
+/// Checks the payload's bounds once, at the payload's type (see `job_impl`).
+fn payload_check(p: &Ident, payload: &syn::Type) -> TokenStream {
+    quote_spanned! {payload.span()=>
+        let _: fn() = #p::assert_payload::<#payload>;
     }
 }
 

@@ -134,7 +134,13 @@ pub(crate) fn check(sig: &Signature, errors: &mut Errors) -> Checked {
 
     let ret = returns(sig, errors);
 
-    let payload = if generic { None } else { payload };
+    // A generic function's payload may name its parameters; a method would put the
+    // generated items inside its `impl` block: generate nothing for either.
+    let payload = if generic || has_receiver {
+        None
+    } else {
+        payload
+    };
     let shape = match (&payload, ret) {
         (Some(payload), Some(ret)) if errors.len() == before => Some(Shape {
             ident: sig.ident.clone(),

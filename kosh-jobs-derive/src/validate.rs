@@ -10,7 +10,7 @@ pub(crate) fn queue_name(name: &str, span: Span, errors: &mut Errors) -> bool {
     match name_problem(name) {
         None => true,
         Some(problem) => {
-            errors.at(span, format!("invalid queue name `{name}`: {problem}"));
+            errors.at(span, format!("invalid queue name {name:?}: {problem}"));
             false
         }
     }
@@ -22,7 +22,7 @@ pub(crate) fn job_name(name: &str, span: Span, errors: &mut Errors) -> bool {
     match name_problem(name) {
         None => true,
         Some(problem) => {
-            errors.at(span, format!("invalid job name `{name}`: {problem}"));
+            errors.at(span, format!("invalid job name {name:?}: {problem}"));
             false
         }
     }
@@ -46,8 +46,14 @@ pub(crate) fn default_job_name(name: &str, span: Span, errors: &mut Errors) -> b
 }
 
 fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() || name.len() > 128 {
-        return Some("it must be 1 to 128 characters long".into());
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    if name.len() > 128 {
+        return Some(format!(
+            "it is {} bytes long, and at most 128 are allowed",
+            name.len()
+        ));
     }
     if name.starts_with(':') {
         return Some("it must not start with `:`".into());
@@ -55,7 +61,12 @@ fn name_problem(name: &str) -> Option<String> {
     name.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
         .map(|c| {
-            format!("it contains {c:?}; use only ASCII letters, digits, `-`, `_`, `.` and `:`")
+            let c = match c {
+                ' ' => "a space".to_owned(),
+                c if c.is_whitespace() || c.is_control() => format!("{c:?}"),
+                c => format!("`{c}`"),
+            };
+            format!("it contains {c}; use only ASCII letters, digits, `-`, `_`, `.` and `:`")
         })
 }
 

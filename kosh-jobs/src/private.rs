@@ -17,6 +17,35 @@ pub use crate::error::JobError;
 pub use crate::job::{Handler, Job, JobOptions};
 pub use crate::retry::Backoff;
 
+/// What a job's payload must be. Checked once, with one message, for the payload type of
+/// each `#[job]` handler; the generated `Job` impl assumes it so the same problem is not
+/// reported again for every supertrait of `Job` and `Handler`.
+#[diagnostic::on_unimplemented(
+    message = "the payload `{Self}` of a job must be `Serialize + DeserializeOwned + Send + Sync + 'static`",
+    label = "the job's payload type",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, and keep the \
+            payload free of borrows, `Rc` and `RefCell`"
+)]
+pub trait Payload: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Payload for T {}
+
+/// Fails to compile, at the payload's type, if it is not a valid payload.
+pub fn assert_payload<T: Payload>() {}
+
+/// What a handler's success value must be: it is stored as the job's result.
+#[diagnostic::on_unimplemented(
+    message = "the result `{Self}` of a job handler must be `Serialize + Send + 'static`: it is stored as the job's result",
+    label = "the handler's result type",
+    note = "derive it: `#[derive(serde::Serialize)]`, or return `Result<(), E>` to store nothing"
+)]
+pub trait Output: serde::Serialize + Send + 'static {}
+
+impl<T: serde::Serialize + Send + 'static> Output for T {}
+
+/// Fails to compile, at the handler's result type, if it cannot be stored.
+pub fn assert_output<T: Output>() {}
+
 /// Turns a handler's error into a [`JobError`]: any `E: Into<BoxError>` becomes a retryable
 /// error, a `JobError` (e.g. [`JobError::permanent`]) passes through unchanged.
 ///

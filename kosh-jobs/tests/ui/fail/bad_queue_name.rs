@@ -1,0 +1,11 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Ping;
+
+#[kosh_jobs::job(queue = "csv uploads")]
+async fn ping(_: Ping) -> Result<(), kosh_jobs::JobError> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Ping;
+
+#[kosh_jobs::job]
+async fn ping(_: Ping) {}
+
+fn main() {}

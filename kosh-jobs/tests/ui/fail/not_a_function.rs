@@ -1,0 +1,4 @@
+#[kosh_jobs::job(queue = "pings")]
+struct Ping;
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Ping;
+
+#[kosh_jobs::job]
+async fn ping(_: Ping) -> Result<(), kosh_jobs::JobError> {
+    Ok(())
+}
+
+fn main() {}
