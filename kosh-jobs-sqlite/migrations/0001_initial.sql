@@ -24,7 +24,7 @@ CREATE TABLE kosh_jobs (
     progress         TEXT,
     result           TEXT,
     unique_key       TEXT,
-    -- Incremented by every lease: a finish carrying an older token changes nothing.
+    -- A new random token for every lease: a finish carrying another token changes nothing.
     lease_token      INTEGER NOT NULL DEFAULT 0,
     lease_expires_at INTEGER,
     worker           TEXT

@@ -332,13 +332,15 @@ impl Writer {
                 return;
             }
         };
+        // Wake waiters before answering: a caller that starts waiting right after its own
+        // push must not be woken by that push.
+        self.shared.wake(fx.wake.iter());
         let mut orphans: Vec<Lease> = Vec::new();
         for (p, result) in work.into_iter().zip(results) {
             if let Err(Ok(Response::Leased(jobs))) = p.reply.send(result) {
                 orphans.extend(jobs.iter().map(|j| j.lease));
             }
         }
-        self.shared.wake(fx.wake.iter());
         if !orphans.is_empty() {
             // A reserve whose caller stopped waiting: give the jobs back at once.
             tracing::debug!(

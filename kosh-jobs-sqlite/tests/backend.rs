@@ -80,7 +80,7 @@ async fn lifecycle_push_reserve_complete() {
             Finish {
                 lease: kosh_jobs::Lease {
                     id: leased[1].id(),
-                    token: leased[1].lease.token + 7,
+                    token: leased[1].lease.token.wrapping_add(7),
                 },
                 outcome: completed(),
             },

@@ -131,7 +131,7 @@ pub(super) fn reserve(
         let mut claim = conn
             .prepare_cached(
                 "UPDATE kosh_jobs SET state = 'running', attempts = attempts + 1, \
-                 lease_token = lease_token + 1, started_at = ?1, lease_expires_at = ?2, \
+                 lease_token = random(), started_at = ?1, lease_expires_at = ?2, \
                  worker = ?3 \
                  WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?4 \
                               ORDER BY priority DESC, id LIMIT ?5) \
@@ -168,7 +168,7 @@ fn leased(r: &rusqlite::Row<'_>, expires: i64) -> Result<LeasedJob> {
     Ok(LeasedJob {
         lease: Lease {
             id: row::job_id(id)?,
-            token: row::token(id, r.get(1).map_err(sql_err)?)?,
+            token: row::token(r.get(1).map_err(sql_err)?),
         },
         name: r.get(2).map_err(sql_err)?,
         queue: r.get(3).map_err(sql_err)?,

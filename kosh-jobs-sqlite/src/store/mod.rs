@@ -173,7 +173,9 @@ mod plan_tests {
         let params: Vec<rusqlite::types::Value> =
             (0..n).map(|_| rusqlite::types::Value::Integer(0)).collect();
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap();
         rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
     }

@@ -15,9 +15,10 @@ pub(crate) fn db_id(id: JobId) -> Option<i64> {
     i64::try_from(id.get()).ok()
 }
 
-/// A lease as stored (id, token); `None` if it cannot be a stored lease.
+/// A lease as stored (id, token); `None` if it cannot be a stored lease. Tokens are random
+/// 64-bit values, stored as SQLite's signed integers bit for bit.
 pub(crate) fn db_lease(lease: &Lease) -> Option<(i64, i64)> {
-    Some((db_id(lease.id)?, i64::try_from(lease.token).ok()?))
+    Some((db_id(lease.id)?, lease.token as i64))
 }
 
 /// A stored id as a [`JobId`].
@@ -37,9 +38,9 @@ pub(crate) fn priority(id: i64, n: i64) -> Result<i32> {
     i32::try_from(n).map_err(|_| malformed(id, &format!("priority is {n}")))
 }
 
-/// A stored token as `u64`.
-pub(crate) fn token(id: i64, n: i64) -> Result<u64> {
-    u64::try_from(n).map_err(|_| malformed(id, &format!("lease token is {n}")))
+/// A stored token as `u64` (the same 64 bits).
+pub(crate) fn token(n: i64) -> u64 {
+    n as u64
 }
 
 pub(crate) fn malformed(id: i64, reason: &str) -> SqliteError {

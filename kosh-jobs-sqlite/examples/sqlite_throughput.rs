@@ -1,0 +1,261 @@
+//! A quick throughput check of the SQLite backend on a file on disk.
+//!
+//! ```text
+//! cargo run --release -p kosh-jobs-sqlite --example sqlite_throughput -- [JOBS]
+//! ```
+//!
+//! Prints jobs/s for: batch enqueue (1,000 a batch), single awaited enqueue (one caller, one
+//! job a call; then 64 callers at once), processing with the backend driven directly (64 jobs
+//! in flight: reserve, then finish each job on its own, as a worker does) and processing with
+//! the `Worker` runtime at concurrency 64 with a no-op handler. Each processing run checks
+//! that every job ran exactly once.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kosh_jobs::{
+    Backend, Finish, Handler, Job, JobContext, JobError, NewJob, Outcome, ReserveRequest, Worker,
+};
+use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+#[derive(Serialize, Deserialize)]
+struct Noop {
+    n: u64,
+}
+
+impl Job for Noop {
+    const NAME: &'static str = "noop";
+    const QUEUE: &'static str = "bench";
+}
+
+#[derive(Clone)]
+struct Tally {
+    seen: Arc<Vec<AtomicU8>>,
+    done: Arc<AtomicU64>,
+    total: u64,
+    finished: Arc<Notify>,
+}
+
+impl Tally {
+    fn new(total: u64) -> Self {
+        Tally {
+            seen: Arc::new((0..total).map(|_| AtomicU8::new(0)).collect()),
+            done: Arc::new(AtomicU64::new(0)),
+            total,
+            finished: Arc::new(Notify::new()),
+        }
+    }
+
+    fn record(&self, n: u64) {
+        if let Some(slot) = self.seen.get(n as usize) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
+            self.finished.notify_one();
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let wrong: Vec<usize> = self
+            .seen
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.load(Ordering::Relaxed) != 1)
+            .map(|(i, _)| i)
+            .take(10)
+            .collect();
+        anyhow::ensure!(wrong.is_empty(), "jobs not run exactly once: {wrong:?}");
+        Ok(())
+    }
+}
+
+impl Handler<Tally> for Noop {
+    type Output = ();
+    async fn run(self, ctx: JobContext<Tally>) -> Result<(), JobError> {
+        ctx.state().record(self.n);
+        Ok(())
+    }
+}
+
+fn jobs(from: u64, n: u64, now: kosh_jobs::Timestamp) -> Vec<NewJob> {
+    (from..from + n)
+        .map(|i| NewJob::new(Noop::NAME, Noop::QUEUE, format!("{{\"n\":{i}}}"), now))
+        .collect()
+}
+
+async fn open(dir: &std::path::Path, name: &str) -> anyhow::Result<SqliteBackend> {
+    let opts = SqliteOptions::builder(dir.join(name)).build()?;
+    Ok(SqliteBackend::open_with(opts).await?)
+}
+
+fn rate(n: u64, d: Duration) -> String {
+    format!(
+        "{:>9.0} jobs/s  ({n} jobs in {:.2?})",
+        n as f64 / d.as_secs_f64(),
+        d
+    )
+}
+
+async fn batch_enqueue(b: &SqliteBackend, total: u64) -> anyhow::Result<Duration> {
+    let now = b.clock().now();
+    let start = Instant::now();
+    let mut i = 0;
+    while i < total {
+        let n = 1000.min(total - i);
+        b.push(jobs(i, n, now)).await?;
+        i += n;
+    }
+    Ok(start.elapsed())
+}
+
+async fn direct_processing(b: &SqliteBackend, total: u64) -> anyhow::Result<Duration> {
+    let tally = Tally::new(total);
+    let start = Instant::now();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
+    let req = ReserveRequest {
+        queues: vec![Noop::QUEUE.into()],
+        worker: "bench".into(),
+        max: 64,
+        lease: Duration::from_secs(30),
+    };
+    let finished = tally.finished.notified();
+    tokio::pin!(finished);
+    loop {
+        if tally.done.load(Ordering::Acquire) >= total {
+            break;
+        }
+        let free = in_flight.available_permits();
+        if free == 0 {
+            let _p = in_flight.acquire().await?;
+            continue;
+        }
+        let leased = b
+            .reserve(&ReserveRequest {
+                max: free,
+                ..req.clone()
+            })
+            .await?;
+        if leased.is_empty() {
+            tokio::select! {
+                _ = &mut finished => break,
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+            continue;
+        }
+        for job in leased {
+            let permit = in_flight.clone().acquire_owned().await?;
+            let b = b.clone();
+            let tally = tally.clone();
+            tokio::spawn(async move {
+                let n: Noop = serde_json::from_str(&job.payload).expect("payload");
+                let r = b
+                    .finish(vec![Finish {
+                        lease: job.lease,
+                        outcome: Outcome::Completed { result: None },
+                    }])
+                    .await
+                    .expect("finish");
+                assert_eq!(r, vec![kosh_jobs::FinishResult::Applied]);
+                tally.record(n.n);
+                drop(permit);
+            });
+        }
+    }
+    let took = start.elapsed();
+    tally.check()?;
+    Ok(took)
+}
+
+async fn worker_processing(b: &SqliteBackend, total: u64) -> anyhow::Result<Duration> {
+    let tally = Tally::new(total);
+    let start = Instant::now();
+    let handle = Worker::builder(b.clone())
+        .state(tally.clone())
+        .register::<Noop>()
+        .concurrency(64)
+        .build()?
+        .spawn();
+    let finished = tally.finished.notified();
+    if tally.done.load(Ordering::Acquire) < total {
+        finished.await;
+    }
+    let took = start.elapsed();
+    handle.shutdown().await?;
+    tally.check()?;
+    Ok(took)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let total: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    println!(
+        "kosh-jobs-sqlite throughput, {total} jobs, file in {}, {} cores",
+        dir.path().display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let b = open(dir.path(), "batch.db").await?;
+    let took = batch_enqueue(&b, total).await?;
+    println!("batch enqueue (1000/batch)          {}", rate(total, took));
+
+    let single = total.min(50_000);
+    let b1 = open(dir.path(), "single.db").await?;
+    let now = b1.clock().now();
+    let start = Instant::now();
+    for i in 0..single {
+        b1.push(jobs(i, 1, now)).await?;
+    }
+    println!(
+        "single enqueue, 1 caller            {}",
+        rate(single, start.elapsed())
+    );
+
+    let b2 = open(dir.path(), "single64.db").await?;
+    let start = Instant::now();
+    let per = single / 64;
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let b = b2.clone();
+            tokio::spawn(async move {
+                for i in 0..per {
+                    b.push(jobs(t * per + i, 1, now)).await?;
+                }
+                Ok::<_, kosh_jobs::BackendError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    println!(
+        "single enqueue, 64 callers          {}",
+        rate(per * 64, start.elapsed())
+    );
+
+    let took = direct_processing(&b, total).await?;
+    println!("reserve+finish, 64 in flight        {}", rate(total, took));
+
+    let b3 = open(dir.path(), "worker.db").await?;
+    batch_enqueue(&b3, total).await?;
+    let took = worker_processing(&b3, total).await?;
+    println!("Worker, concurrency 64, no-op       {}", rate(total, took));
+
+    // End to end: enqueue while the worker runs.
+    let b4 = open(dir.path(), "e2e.db").await?;
+    let producer = {
+        let b4 = b4.clone();
+        tokio::spawn(async move { batch_enqueue(&b4, total).await })
+    };
+    let took = worker_processing(&b4, total).await?;
+    producer.await??;
+    println!("end to end (enqueue + Worker)       {}", rate(total, took));
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The backend conformance suite on [`SqliteBackend`], every case, each on a fresh database
+//! file in its own temporary directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kosh_jobs::{
+    Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
+    JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
+    Timestamp,
+};
+use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
+use tempfile::TempDir;
+
+/// A backend on a file in a temporary directory that is removed with it.
+struct TempSqlite {
+    backend: SqliteBackend,
+    _dir: Arc<TempDir>,
+}
+
+async fn sqlite(clock: Clock) -> TempSqlite {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let opts = SqliteOptions::builder(dir.path().join("jobs.db"))
+        .clock(clock)
+        .build()
+        .expect("options");
+    let backend = SqliteBackend::open_with(opts).await.expect("open");
+    TempSqlite {
+        backend,
+        _dir: Arc::new(dir),
+    }
+}
+
+kosh_jobs::conformance_tests!(sqlite);
+
+#[async_trait]
+impl Backend for TempSqlite {
+    fn clock(&self) -> &Clock {
+        self.backend.clock()
+    }
+    async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
+        self.backend.push(jobs).await
+    }
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError> {
+        self.backend.reserve(req).await
+    }
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
+        self.backend.finish(items).await
+    }
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<Lease>, BackendError> {
+        self.backend.heartbeat(leases, extend).await
+    }
+    async fn progress(
+        &self,
+        lease: Lease,
+        progress: serde_json::Value,
+    ) -> Result<bool, BackendError> {
+        self.backend.progress(lease, progress).await
+    }
+    async fn release(&self, leases: &[Lease]) -> Result<(), BackendError> {
+        self.backend.release(leases).await
+    }
+    async fn recover_expired(&self) -> Result<u64, BackendError> {
+        self.backend.recover_expired().await
+    }
+    async fn wait_for_work(&self, queues: &[String], until: Timestamp) -> Result<(), BackendError> {
+        self.backend.wait_for_work(queues, until).await
+    }
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, BackendError> {
+        self.backend.get(id).await
+    }
+    async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError> {
+        self.backend.counts().await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        self.backend.list(query).await
+    }
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError> {
+        self.backend.retry(id).await
+    }
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, BackendError> {
+        self.backend.cancel(id).await
+    }
+    async fn purge(
+        &self,
+        states: &[JobState],
+        finished_before: Timestamp,
+    ) -> Result<u64, BackendError> {
+        self.backend.purge(states, finished_before).await
+    }
+    async fn pause(&self, queue: &str) -> Result<(), BackendError> {
+        self.backend.pause(queue).await
+    }
+    async fn resume(&self, queue: &str) -> Result<(), BackendError> {
+        self.backend.resume(queue).await
+    }
+}
