@@ -266,7 +266,13 @@ fn integer(value: &TokenStream, suffix: &str, msg: &str, errors: &mut Errors) ->
 fn max_attempts(value: &TokenStream, errors: &mut Errors) -> Option<(u32, Span)> {
     let msg = "expected a whole number of attempts, e.g. `max_attempts = 5`";
     let lit = integer(value, "u32", msg, errors)?;
-    match lit.base10_digits().parse::<u32>() {
+    let digits = lit.base10_digits();
+    let n = if digits.starts_with('-') {
+        Ok(0)
+    } else {
+        digits.parse::<u32>()
+    };
+    match n {
         Ok(0) => {
             errors.spanned(
                 &lit,
@@ -297,16 +303,9 @@ fn timeout(value: &TokenStream, errors: &mut Errors) -> Option<Dur> {
 
 fn priority(value: &TokenStream, errors: &mut Errors) -> Option<(i32, Span)> {
     let msg = "expected an integer priority, e.g. `priority = 10` (higher runs first)";
-    let mut it = value.clone().into_iter().peekable();
-    let negative = matches!(it.peek(), Some(TokenTree::Punct(p)) if p.as_char() == '-');
-    if negative {
-        it.next();
-    }
-    let rest: TokenStream = it.collect();
-    let lit = integer(&rest, "i32", msg, errors)?;
-    let magnitude = lit.base10_digits().parse::<i64>().unwrap_or(i64::MAX);
-    let n = if negative { -magnitude } else { magnitude };
-    match i32::try_from(n) {
+    // `syn` reads `-5` as one negative literal.
+    let lit = integer(value, "i32", msg, errors)?;
+    match lit.base10_parse::<i32>() {
         Ok(p) => Some((p, lit.span())),
         Err(_) => {
             errors.spanned(

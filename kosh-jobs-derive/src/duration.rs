@@ -60,6 +60,10 @@ pub(crate) fn parse(tokens: &TokenStream, what: &str, errors: &mut Errors) -> Op
     };
     match &lit {
         Lit::Int(int) => {
+            if int.base10_digits().starts_with('-') {
+                errors.spanned(int, "a duration cannot be negative");
+                return None;
+            }
             let unit = int.suffix();
             if unit.is_empty() {
                 errors.spanned(

@@ -281,6 +281,102 @@ fn first_token(item: &TokenStream) -> TokenStream {
 mod tests {
     use super::*;
 
+    fn expand(args: &str, item: &str) -> String {
+        let args: TokenStream = args.parse().expect("test input lexes");
+        let item: TokenStream = item.parse().expect("test input lexes");
+        job(args, item).to_string()
+    }
+
+    const HANDLER: &str = "async fn f(job: P) -> Result<(), E> { Ok(()) }";
+
+    #[test]
+    fn odd_input_gives_errors_not_panics() {
+        let cases = [
+            "= 5",
+            "queue = \"a\" \"b\"",
+            "queue = ",
+            ",",
+            "queue = \"a\",, name = \"b\"",
+            "backoff = exponential(, max = 1s)",
+            "backoff = exponential(1s, max = 2s,,)",
+            "backoff = exponential(1s, max = 2s, jitter = 1e400)",
+            "backoff = exponential(1s, max = 2s, jitter = -0.5)",
+            "backoff = exponential(1s, max = 2s, jitter = 0.5f32)",
+            "backoff = exponential(max = 1s)",
+            "backoff = exponential()",
+            "backoff = exponential[1s]",
+            "backoff = exponential(1s, max = 2s) + 1",
+            "backoff = none(1s)",
+            "backoff = 5",
+            "backoff = fixed(1s, max = 2s, cap = 3s)",
+            "unique = \"{\"",
+            "unique = \"}\"",
+            "unique = \"{a{b}\"",
+            "unique = \"{r#type}\"",
+            "unique = \"\"",
+            "unique = 5",
+            "crate = \"\"",
+            "crate = \"a::\"",
+            "priority = --5",
+            "priority = 2147483648",
+            "priority = -2147483649",
+            "max_attempts = 99999999999999999999",
+            "max_attempts = -1",
+            "max_attempts = 3u8",
+            "timeout = 18446744073709551615d",
+            "timeout = 1.5s",
+            "timeout = 1e3s",
+            "timeout = -1s",
+            "timeout = \"15 minutes\"",
+            "name = \"ünïcode\"",
+            "queue = \":x\"",
+        ];
+        for args in cases {
+            let out = expand(args, HANDLER);
+            assert!(
+                out.contains("compile_error"),
+                "no error for `{args}`: {out}"
+            );
+            assert!(out.contains("async fn f"), "item dropped for `{args}`");
+        }
+        let items = [
+            "struct S;",
+            "fn f() {}",
+            "async fn f(self) {}",
+            "async fn f<T>(job: T, ctx: JobContext) -> Result {}",
+            "async fn f(job: P, ctx: JobContext<A, B>) -> Result<> {}",
+            "async fn f(job: P) -> Result<impl Serialize, E> {}",
+            "async fn f(job: P) -> Result(u8) {}",
+            "async fn f(job: _, ctx: &JobContext<A>) -> Result<(), E> {}",
+            "async fn f(job: impl Job) -> Result<(), E> {}",
+            "async fn f(job: P, ctx: JobContext<'a>) -> Result<(), E> {}",
+            "async unsafe extern \"C\" fn f(job: P) -> Result<(), E> {}",
+            "async fn 名前(job: P) -> Result<(), E> {}",
+        ];
+        for item in items {
+            let out = expand("", item);
+            assert!(
+                out.contains("compile_error"),
+                "no error for `{item}`: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_input_gives_no_errors() {
+        for args in [
+            "",
+            "queue = \"q\", name = \"n.v1\", max_attempts = 1, priority = -2147483648",
+            "backoff = fixed(0s), timeout = 1ms, unique = id",
+            "backoff = linear(1ms, max = 30d, jitter = 1), unique = \"{{}}-{a:?}-{a}\"",
+            "crate = \"crate::x::kosh_jobs\",",
+        ] {
+            let out = expand(args, HANDLER);
+            assert!(!out.contains("compile_error"), "error for `{args}`: {out}");
+            assert!(out.contains("__kosh_jobs :: Handler <"), "{out}");
+        }
+    }
+
     #[test]
     fn guard_idents_differ_for_different_names() {
         let names = ["a_b", "a-b", "a.b", "a:b", "x_61", "x_2d", "a__b"];
