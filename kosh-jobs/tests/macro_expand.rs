@@ -371,6 +371,87 @@ async fn other_spellings() {
     assert_eq!(Reexported::QUEUE, "re");
 }
 
+// ---- in a worker ------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_handlers_run_in_a_worker() {
+    let backend = Arc::new(MemoryBackend::new());
+    let client = Client::new(backend.clone());
+    let import = client.enqueue(ImportCsv { upload_id: 5 }).await.unwrap().id;
+    let count = client.enqueue(Count { rows: vec![2, 3] }).await.unwrap().id;
+    let empty = client.enqueue(Count { rows: vec![] }).await.unwrap().id;
+
+    // One handler takes `JobContext<App>`, the other works with any state.
+    let handle = kosh_jobs::Worker::builder(backend)
+        .state(App { bank: "acme" })
+        .register::<ImportCsv>()
+        .register::<Count>()
+        .build()
+        .unwrap()
+        .spawn();
+    for id in [import, count, empty] {
+        let deadline = std::time::Instant::now() + 10 * S;
+        while !client.status(id).await.unwrap().state.is_final() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    handle.shutdown().await.unwrap();
+
+    let import = client.status(import).await.unwrap();
+    assert_eq!(import.state, kosh_jobs::JobState::Completed);
+    assert_eq!(
+        import.progress,
+        Some(serde_json::json!({ "rows": 1200, "bank": "acme" }))
+    );
+    let count = client.status(count).await.unwrap();
+    assert_eq!(
+        count.result,
+        Some(serde_json::json!({ "rows": 2, "total": 5 }))
+    );
+    let empty = client.status(empty).await.unwrap();
+    assert_eq!(empty.state, kosh_jobs::JobState::Failed);
+    assert_eq!(empty.attempts, 1, "a permanent error skips the retries");
+    assert_eq!(empty.last_error(), Some("no rows"));
+}
+
+mod billing {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(crate) struct SendInvoice;
+
+    #[kosh_jobs::job(name = "send")]
+    async fn send_invoice(_: SendInvoice) -> Result<(), kosh_jobs::JobError> {
+        Ok(())
+    }
+}
+
+mod mail {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(crate) struct SendMail;
+
+    #[kosh_jobs::job(name = "send")]
+    async fn send_mail(_: SendMail) -> Result<(), kosh_jobs::JobError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_worker_refuses_one_name_for_two_jobs_in_different_modules() {
+    let err = kosh_jobs::Worker::builder(MemoryBackend::new())
+        .register::<billing::SendInvoice>()
+        .register::<mail::SendMail>()
+        .build()
+        .err()
+        .expect("two handlers named `send`");
+    let msg = err.to_string();
+    assert!(msg.contains("`send`"), "{msg}");
+    assert!(msg.contains("billing::SendInvoice"), "{msg}");
+    assert!(msg.contains("mail::SendMail"), "{msg}");
+}
+
 // ---- helpers ----------------------------------------------------------------------------
 
 /// Enqueues `job` on a fresh memory backend and leases it, returning a context for it.
