@@ -1,0 +1,407 @@
+//! Several real processes on one database file: a producer and two workers on 20,000 jobs;
+//! a worker killed with SIGKILL mid-job.
+//!
+//! The child processes are this test binary itself, started again with
+//! `KOSH_SQLITE_CHILD=<role>` to run [`child_process`] only. Workers are the real
+//! [`kosh_jobs::Worker`] runtime; each handler appends its job's number to a log file of its
+//! process (opened with `O_APPEND`), which is the side effect the tests count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kosh_jobs::{
+    Backend, Handler, Job, JobContext, JobError, JobState, ListQuery, NewJob, Timestamp, Worker,
+};
+use kosh_jobs_sqlite::{Retention, SqliteBackend, SqliteOptions};
+use serde::{Deserialize, Serialize};
+
+const ROLE: &str = "KOSH_SQLITE_CHILD";
+const DB: &str = "KOSH_SQLITE_CHILD_DB";
+const LOG: &str = "KOSH_SQLITE_CHILD_LOG";
+const JOBS: &str = "KOSH_SQLITE_CHILD_JOBS";
+const LEASE_MS: &str = "KOSH_SQLITE_CHILD_LEASE_MS";
+
+#[derive(Serialize, Deserialize)]
+struct Numbered {
+    n: u64,
+}
+
+impl Job for Numbered {
+    const NAME: &'static str = "numbered";
+    const QUEUE: &'static str = "mp";
+}
+
+#[derive(Clone)]
+struct ChildState {
+    log: Arc<File>,
+    /// Log `started N` and never finish (the process is about to be killed).
+    hang: bool,
+}
+
+impl Handler<ChildState> for Numbered {
+    type Output = ();
+    async fn run(self, ctx: JobContext<ChildState>) -> Result<(), JobError> {
+        let st = ctx.state();
+        if st.hang {
+            (&*st.log).write_all(format!("started {}\n", self.n).as_bytes())?;
+            std::future::pending::<()>().await;
+        }
+        // One write of one line: with O_APPEND it lands whole at the end of the file.
+        (&*st.log).write_all(format!("{}\n", self.n).as_bytes())?;
+        Ok(())
+    }
+}
+
+async fn open(db: &Path) -> SqliteBackend {
+    // Every process keeps all completed jobs: the tests count them.
+    let opts = SqliteOptions::builder(db)
+        .retention(Retention::keep_all())
+        .poll_interval(Duration::from_millis(100))
+        .build()
+        .expect("options");
+    SqliteBackend::open_with(opts)
+        .await
+        .expect("open the database")
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("child process: {name} not set"))
+}
+
+/// The entry point of the child processes; does nothing when run as an ordinary test.
+#[test]
+fn child_process() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let backend = open(Path::new(&env(DB))).await;
+        match role.as_str() {
+            "producer" => {
+                let total: u64 = env(JOBS).parse().unwrap();
+                let mut i = 0;
+                while i < total {
+                    let now = Timestamp::now_system();
+                    let batch = (i..(i + 500).min(total))
+                        .map(|n| {
+                            NewJob::new(
+                                Numbered::NAME,
+                                Numbered::QUEUE,
+                                format!("{{\"n\":{n}}}"),
+                                now,
+                            )
+                        })
+                        .collect::<Vec<_>>();
+                    i += batch.len() as u64;
+                    backend.push(batch).await.expect("push");
+                }
+            }
+            "worker" | "hanging-worker" => {
+                let log = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(env(LOG))
+                    .expect("open the log");
+                let lease = Duration::from_millis(env(LEASE_MS).parse().unwrap());
+                let state = ChildState {
+                    log: Arc::new(log),
+                    hang: role == "hanging-worker",
+                };
+                // The parent closes our stdin to ask for a graceful shutdown.
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                    let _ = tx.send(());
+                });
+                let stats = Worker::builder(backend.clone())
+                    .state(state)
+                    .register::<Numbered>()
+                    .concurrency(if role == "worker" { 16 } else { 4 })
+                    .lease(lease)
+                    .grace_period(Duration::from_secs(5))
+                    .build()
+                    .expect("worker")
+                    .run_until(rx)
+                    .await
+                    .expect("worker run");
+                eprintln!("worker {} stats: {stats:?}", std::process::id());
+            }
+            other => panic!("unknown child role {other}"),
+        }
+        backend.close().await;
+    });
+}
+
+fn spawn(role: &str, db: &Path, extra: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([
+        "--exact",
+        "child_process",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, role)
+    .env(DB, db)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn a child process")
+}
+
+/// Waits for a child to exit, failing the test past the deadline.
+fn wait_exit(child: &mut Child, what: &str, deadline: Instant) {
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert!(status.success(), "{what} exited with {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test past the deadline.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The numbers logged in `path` (lines `N`) and the started ones (lines `started N`).
+fn read_log(path: &Path) -> (Vec<u64>, Vec<u64>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (mut done, mut started) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        match line.strip_prefix("started ") {
+            Some(n) => started.push(n.parse().expect("log line")),
+            None => done.push(line.parse().expect("log line")),
+        }
+    }
+    (done, started)
+}
+
+async fn all_jobs(b: &SqliteBackend, state: JobState) -> Vec<kosh_jobs::JobRecord> {
+    let mut out = Vec::new();
+    let mut q = ListQuery::new(state).limit(1000);
+    loop {
+        let page = b.list(&q).await.expect("list");
+        out.extend(page.jobs);
+        match page.next {
+            Some(next) => q = q.after(next),
+            None => return out,
+        }
+    }
+}
+
+fn payload_n(rec: &kosh_jobs::JobRecord) -> u64 {
+    serde_json::from_str::<Numbered>(&rec.payload)
+        .expect("payload")
+        .n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_two_workers_run_every_job_exactly_once() {
+    const TOTAL: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let logs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("worker{i}.log")))
+        .collect();
+    // All three start at once on a file that does not exist yet: they also race to create it.
+    let mut workers: Vec<Child> = logs
+        .iter()
+        .map(|log| {
+            spawn(
+                "worker",
+                &db,
+                &[(LOG, log.display().to_string()), (LEASE_MS, "30000".into())],
+            )
+        })
+        .collect();
+    let mut producer = spawn("producer", &db, &[(JOBS, TOTAL.to_string())]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    wait_exit(&mut producer, "the producer", deadline);
+
+    let b = open(&db).await;
+    let counts = eventually("all jobs completed", Duration::from_secs(300), || async {
+        let c = b.counts().await.expect("counts");
+        let mp = c.into_iter().find(|c| c.queue == "mp")?;
+        (mp.completed == TOTAL).then_some(mp)
+    })
+    .await;
+    assert_eq!(
+        counts.live() + counts.failed + counts.cancelled,
+        0,
+        "{counts:?}"
+    );
+
+    for (i, w) in workers.iter_mut().enumerate() {
+        drop(w.stdin.take()); // graceful shutdown
+        wait_exit(
+            w,
+            &format!("worker {i}"),
+            Instant::now() + Duration::from_secs(60),
+        );
+    }
+
+    // Side effects: every job exactly once, across both workers; both took part.
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for log in &logs {
+        let (done, started) = read_log(log);
+        assert!(started.is_empty());
+        assert!(!done.is_empty(), "{} ran no job", log.display());
+        eprintln!("{}: {} jobs", log.display(), done.len());
+        for n in done {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(twice.is_empty(), "jobs run more than once: {twice:?}");
+    let missing: Vec<_> = (0..TOTAL)
+        .filter(|n| !seen.contains_key(n))
+        .take(10)
+        .collect();
+    assert!(missing.is_empty(), "jobs never run: {missing:?}");
+    assert_eq!(seen.len() as u64, TOTAL);
+
+    // And the database agrees: each job completed on its first attempt.
+    let done = all_jobs(&b, JobState::Completed).await;
+    assert_eq!(done.len() as u64, TOTAL);
+    assert!(done.iter().all(|r| r.attempts == 1 && r.errors.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_killed_worker_runs_again_after_its_lease_expires() {
+    const TOTAL: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kill.db");
+    let b = open(&db).await;
+    let now = Timestamp::now_system();
+    let jobs = (0..TOTAL)
+        .map(|n| {
+            NewJob::new(
+                Numbered::NAME,
+                Numbered::QUEUE,
+                format!("{{\"n\":{n}}}"),
+                now,
+            )
+        })
+        .collect();
+    let ids = b.push(jobs).await.unwrap();
+
+    // The victim takes 4 jobs (its concurrency) and hangs in all of them.
+    let victim_log = dir.path().join("victim.log");
+    let mut victim = spawn(
+        "hanging-worker",
+        &db,
+        &[
+            (LOG, victim_log.display().to_string()),
+            (LEASE_MS, "1000".into()),
+        ],
+    );
+    let taken = eventually(
+        "the victim started 4 jobs",
+        Duration::from_secs(60),
+        || async {
+            let (_, started) = read_log(&victim_log);
+            (started.len() == 4).then_some(started)
+        },
+    )
+    .await;
+    victim.kill().expect("SIGKILL the victim");
+    let killed_at = Timestamp::now_system();
+    victim.wait().expect("reap the victim");
+    let running = all_jobs(&b, JobState::Running).await;
+    let mut running_n: Vec<u64> = running.iter().map(payload_n).collect();
+    running_n.sort_unstable();
+    let mut taken_sorted = taken.clone();
+    taken_sorted.sort_unstable();
+    assert_eq!(
+        running_n, taken_sorted,
+        "the killed worker's jobs are still leased to it"
+    );
+
+    // A second worker finishes everything: the 16 waiting jobs at once, the victim's 4 once
+    // their leases expire.
+    let rescuer_log = dir.path().join("rescuer.log");
+    let mut rescuer = spawn(
+        "worker",
+        &db,
+        &[
+            (LOG, rescuer_log.display().to_string()),
+            (LEASE_MS, "1000".into()),
+        ],
+    );
+    eventually("all jobs completed", Duration::from_secs(60), || async {
+        let c = b.counts().await.expect("counts");
+        let mp = c.into_iter().find(|c| c.queue == "mp")?;
+        (mp.completed == TOTAL).then_some(())
+    })
+    .await;
+    drop(rescuer.stdin.take());
+    wait_exit(
+        &mut rescuer,
+        "the rescuer",
+        Instant::now() + Duration::from_secs(60),
+    );
+
+    let (done, started) = read_log(&rescuer_log);
+    assert!(started.is_empty());
+    let mut done_sorted = done.clone();
+    done_sorted.sort_unstable();
+    assert_eq!(
+        done_sorted,
+        (0..TOTAL).collect::<Vec<_>>(),
+        "each job ran once to completion"
+    );
+    let (victim_done, _) = read_log(&victim_log);
+    assert!(victim_done.is_empty(), "the victim completed nothing");
+
+    let records: BTreeMap<u64, kosh_jobs::JobRecord> = all_jobs(&b, JobState::Completed)
+        .await
+        .into_iter()
+        .map(|r| (payload_n(&r), r))
+        .collect();
+    assert_eq!(records.len() as u64, TOTAL);
+    for (n, rec) in &records {
+        assert!(ids.iter().any(|e| e.id == rec.id));
+        if taken.contains(n) {
+            assert_eq!(rec.attempts, 2, "job {n}: the killed attempt is counted");
+            assert_eq!(rec.errors.len(), 1, "job {n}: {:?}", rec.errors);
+            assert_eq!(rec.errors[0].attempt, 1);
+            assert_eq!(rec.errors[0].error, "lease expired");
+            let second_start = rec.started_at.expect("started");
+            assert!(
+                second_start >= killed_at,
+                "job {n}: rerun only after the kill ({second_start} < {killed_at})"
+            );
+        } else {
+            assert_eq!(rec.attempts, 1, "job {n}");
+            assert!(rec.errors.is_empty(), "job {n}: {:?}", rec.errors);
+        }
+    }
+}
