@@ -9,6 +9,14 @@
 //! its lease expires, so handlers should be idempotent (or checkpoint with
 //! [`JobContext::progress`] and resume from [`JobContext::checkpoint`]).
 //!
+//! Define a job by putting [`job`] on its async handler: the payload type becomes the job
+//! type, with its stable name (the function's name by default), queue and default options,
+//! e.g. `#[job(queue = "csv-uploads", max_attempts = 5, backoff = exponential(2s, max = 10m),
+//! timeout = 15m)]`. See [`job`] for every key. The [`Job`] and [`Handler`] traits it
+//! implements can also be written by hand.
+//!
+//! Enqueue with a [`Client`], run with a [`Worker`]; both take any [`Backend`].
+//!
 //! See `docs/job-lifecycle.md` for the state machine and `README.md` for a quickstart.
 
 pub mod backend;
