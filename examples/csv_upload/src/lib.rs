@@ -2,6 +2,19 @@
 //! statement as CSV, the web process answers at once and enqueues a job, and a worker
 //! imports the rows, reporting progress and leaving a notification.
 //!
+//! - [`parse`]: reading bank exports (pure, unit tested with fixtures);
+//! - [`import`]: the `#[job]` that imports one upload;
+//! - [`db`]: the app's own tables (sqlx on SQLite);
+//! - [`web`]: the page and the JSON API (axum);
+//! - [`backend`]: the job store chosen by URL; [`config`]: the environment;
+//!   [`run`]: wiring it together.
+//!
 //! See `README.md` beside this crate for running it.
 
+pub mod backend;
+pub mod config;
+pub mod db;
+pub mod import;
 pub mod parse;
+pub mod run;
+pub mod web;

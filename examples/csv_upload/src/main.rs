@@ -1,5 +1,78 @@
-//! The `csv_upload` binary (being built).
+//! `csv_upload`: the web app, its worker, or both in one process for development.
 
-fn main() {
-    println!("csv_upload: not built yet");
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use csv_upload::config::Config;
+use csv_upload::run::{run_worker, shutdown_signal, Services};
+use tracing_subscriber::EnvFilter;
+
+/// The bank-statement import app: upload a CSV, a worker imports it in the background.
+///
+/// Configured by environment variables, also read from a `.env` file: DATABASE_URL,
+/// JOBS_URL (or REDIS_URL), BIND, MAX_UPLOAD_BYTES, UPLOAD_DIR, WORKER_LEASE_MS,
+/// IMPORT_BATCH_ROWS. See README.md.
+#[derive(Debug, Parser)]
+#[command(name = "csv_upload", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The web app and a worker in one process, on SQLite files under ./data (the default).
+    Dev {
+        /// Imports run at once.
+        #[arg(long, default_value_t = 2, env = "WORKER_CONCURRENCY")]
+        concurrency: usize,
+    },
+    /// The web app alone (run workers beside it).
+    Serve,
+    /// A worker alone: runs imports until SIGTERM or Ctrl-C, then finishes or hands back
+    /// what it runs.
+    Worker {
+        /// Imports run at once by this process.
+        #[arg(long, default_value_t = 2, env = "WORKER_CONCURRENCY")]
+        concurrency: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let dotenv = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")),
+        )
+        .init();
+    if let Ok(path) = dotenv {
+        tracing::info!(file = %path.display(), "read settings from .env");
+    }
+    let cli = Cli::parse();
+    let config = Config::from_env().context("invalid configuration")?;
+    let command = cli.command.unwrap_or(Command::Dev { concurrency: 2 });
+    let services = Services::open(config).await?;
+    match command {
+        Command::Dev { concurrency } => {
+            let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
+            let worker = services.worker(concurrency)?.spawn();
+            println!("csv_upload is running: open http://{addr}");
+            println!("(web and worker in one process; Ctrl-C stops both)");
+            server.await?;
+            let stats = worker.shutdown().await?;
+            tracing::info!(?stats, "worker stopped");
+        }
+        Command::Serve => {
+            let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
+            println!("csv_upload web app listening on http://{addr}");
+            server.await?;
+        }
+        Command::Worker { concurrency } => {
+            tracing::info!(concurrency, "csv_upload worker started");
+            let stats = run_worker(&services, concurrency, shutdown_signal()).await?;
+            tracing::info!(?stats, "worker stopped");
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,48 @@
+//! The job store, chosen by URL: the one place that knows the backends.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use kosh_jobs::memory::MemoryBackend;
+use kosh_jobs::Backend;
+use kosh_jobs_sqlite::SqliteBackend;
+
+/// Opens the job store named by `url`:
+///
+/// - `sqlite://path/to/jobs.db` (the folder is created): one file, shared by the web
+///   process and any number of worker processes on the machine;
+/// - `redis://host:6379`, `rediss://user:password@host:port` (TLS, e.g. Upstash): workers
+///   on many machines;
+/// - `memory:`: inside this process only (the `dev` command with no files, tests).
+pub async fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryBackend::new())),
+        "sqlite" => {
+            if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .map(|p| p.split('?').next().unwrap_or(p))
+            {
+                if let Some(dir) = Path::new(path).parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                    }
+                }
+            }
+            let backend = SqliteBackend::connect(url)
+                .await
+                .with_context(|| format!("cannot open the job store {url}"))?;
+            Ok(Arc::new(backend))
+        }
+        "redis" | "rediss" => bail!(
+            "the Redis job store is not available in this build yet (kosh-jobs-redis has not \
+             landed); use JOBS_URL=sqlite://data/jobs.db"
+        ),
+        _ => bail!(
+            "unknown job store URL scheme `{scheme}:`: expected sqlite://path, redis://host:port, \
+             rediss://… or memory:"
+        ),
+    }
+}

@@ -1,0 +1,90 @@
+//! Configuration from the environment (and a `.env` file, read by the binary at start).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Everything the app reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The app's own database: `DATABASE_URL`, default `sqlite://data/app.db`.
+    pub database_url: String,
+    /// The job store: `JOBS_URL`, else `REDIS_URL`, default `sqlite://data/jobs.db`.
+    pub jobs_url: String,
+    /// Where the web server listens: `BIND`, default `127.0.0.1:3000`.
+    pub bind: SocketAddr,
+    /// Largest upload accepted: `MAX_UPLOAD_BYTES`, default 100 MiB (larger: 413).
+    pub max_upload_bytes: u64,
+    /// Where uploaded files are kept, under generated names: `UPLOAD_DIR`, default
+    /// `data/uploads`. Web and workers must see the same folder.
+    pub upload_dir: PathBuf,
+    /// Rows per SQL transaction and checkpoint: `IMPORT_BATCH_ROWS`, default 500.
+    pub batch_rows: usize,
+    /// Test hook: a pause after each row, to make an import slow enough to kill a worker
+    /// in the middle of it. `CSV_UPLOAD_ROW_DELAY_MS`, default 0. Never set it in production.
+    pub row_delay: Duration,
+    /// Job lease of the worker: `WORKER_LEASE_MS`, default 30000. A job whose worker died
+    /// is taken over about this long after its last renewal.
+    pub lease: Duration,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match var(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={v} is not a valid number")),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let bind = var("BIND").unwrap_or_else(|| "127.0.0.1:3000".into());
+        let cfg = Config {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/app.db".into()),
+            jobs_url: var("JOBS_URL")
+                .or_else(|| var("REDIS_URL"))
+                .unwrap_or_else(|| "sqlite://data/jobs.db".into()),
+            bind: bind
+                .parse()
+                .with_context(|| format!("BIND={bind} is not an address like 127.0.0.1:3000"))?,
+            max_upload_bytes: number("MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?,
+            upload_dir: var("UPLOAD_DIR")
+                .unwrap_or_else(|| "data/uploads".into())
+                .into(),
+            batch_rows: number("IMPORT_BATCH_ROWS", 500)?,
+            row_delay: Duration::from_millis(number("CSV_UPLOAD_ROW_DELAY_MS", 0)?),
+            lease: Duration::from_millis(number("WORKER_LEASE_MS", 30_000)?),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_upload_bytes > 0,
+            "MAX_UPLOAD_BYTES must be above 0"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.batch_rows),
+            "IMPORT_BATCH_ROWS must be between 1 and 10000"
+        );
+        anyhow::ensure!(
+            self.lease >= Duration::from_millis(300),
+            "WORKER_LEASE_MS must be at least 300"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,527 @@
+//! The app's own database (sqlx on SQLite): imports, transactions, rejected rows and
+//! notifications. Separate from the job framework's store.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use crate::parse::{ParsedRow, ResumePoint};
+
+/// Now, as stored: RFC 3339 in UTC with milliseconds.
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Opens (creating if needed) the app database at `url` (`sqlite://data/app.db`,
+/// `sqlite::memory:`) and applies the migrations.
+pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
+    let opts = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    if let Some(dir) = opts.get_filename().parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(opts)
+        .await?;
+    // The web process and the workers may start together on a new file: a loser of that
+    // race finds the migration applied on its next try (each migration is one transaction).
+    let mut tries = 0;
+    loop {
+        match sqlx::migrate!("./migrations").run(&pool).await {
+            Ok(()) => return Ok(pool),
+            Err(e) if tries < 5 => {
+                tries += 1;
+                tracing::debug!(error = %e, "migrating the app database, retrying");
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// An import as stored and as the API shows it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Import {
+    /// Its id.
+    pub id: i64,
+    /// The client's file name (display only: files are stored under a generated name).
+    pub file_name: String,
+    /// The generated name of the stored file.
+    #[serde(skip)]
+    pub stored_name: String,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// `queued`, `running`, `completed` or `failed`.
+    pub state: String,
+    /// The kosh-jobs job importing it.
+    pub job_id: Option<String>,
+    /// Data rows in the file, once counted.
+    pub rows_total: Option<i64>,
+    /// Rows handled so far (imported + rejected).
+    pub rows_done: i64,
+    /// Transactions imported.
+    pub rows_imported: i64,
+    /// Rows rejected.
+    pub rows_rejected: i64,
+    /// Attempts started.
+    pub attempts: i64,
+    /// Rows already done when a later attempt resumed.
+    pub resumed_from: Option<i64>,
+    /// Checkpoint: where the next row starts.
+    #[serde(skip)]
+    pub checkpoint_byte: Option<i64>,
+    /// Checkpoint: its line.
+    #[serde(skip)]
+    pub checkpoint_line: Option<i64>,
+    /// Checkpoint: its record number.
+    #[serde(skip)]
+    pub checkpoint_record: Option<i64>,
+    /// Why it failed (or the last attempt's error while retrying).
+    pub error: Option<String>,
+    /// Upload time.
+    pub created_at: String,
+    /// First attempt's start.
+    pub started_at: Option<String>,
+    /// When it completed or failed.
+    pub finished_at: Option<String>,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl Import {
+    /// The saved position to resume from, if rows were committed.
+    pub fn checkpoint(&self) -> Option<ResumePoint> {
+        match (
+            self.checkpoint_byte,
+            self.checkpoint_line,
+            self.checkpoint_record,
+        ) {
+            (Some(b), Some(l), Some(r)) if self.rows_done > 0 => Some(ResumePoint {
+                byte: b as u64,
+                line: l as u64,
+                record: r as u64,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether it reached a final state.
+    pub fn is_final(&self) -> bool {
+        self.state == "completed" || self.state == "failed"
+    }
+}
+
+/// A new upload.
+#[derive(Clone, Debug)]
+pub struct NewImport<'a> {
+    /// The client's file name.
+    pub file_name: &'a str,
+    /// The generated stored name.
+    pub stored_name: &'a str,
+    /// SHA-256, hex.
+    pub sha256: &'a str,
+    /// Size in bytes.
+    pub size_bytes: i64,
+}
+
+/// The outcome of [`insert_import`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new import with this id.
+    New(i64),
+    /// The same content is already imported or being imported, by this import.
+    Duplicate(i64),
+}
+
+/// Records an upload, unless the same content is already imported or on its way.
+pub async fn insert_import(pool: &SqlitePool, new: &NewImport<'_>) -> sqlx::Result<Inserted> {
+    let now = now();
+    let r = sqlx::query(
+        "INSERT INTO imports (file_name, stored_name, sha256, size_bytes, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.file_name)
+    .bind(new.stored_name)
+    .bind(new.sha256)
+    .bind(new.size_bytes)
+    .bind(&now)
+    .bind(&now)
+    .execute(pool)
+    .await;
+    match r {
+        Ok(done) => Ok(Inserted::New(done.last_insert_rowid())),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            let id: i64 = sqlx::query_scalar(
+                "SELECT id FROM imports WHERE sha256 = ? AND state != 'failed' ORDER BY id LIMIT 1",
+            )
+            .bind(new.sha256)
+            .fetch_one(pool)
+            .await?;
+            Ok(Inserted::Duplicate(id))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Notes the job id of an import.
+pub async fn set_job_id(pool: &SqlitePool, id: i64, job_id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE imports SET job_id = ? WHERE id = ?")
+        .bind(job_id)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// One import.
+pub async fn get_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Import>> {
+    sqlx::query_as("SELECT * FROM imports WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The latest imports, newest first.
+pub async fn list_imports(pool: &SqlitePool, limit: i64) -> sqlx::Result<Vec<Import>> {
+    sqlx::query_as("SELECT * FROM imports ORDER BY id DESC LIMIT ?")
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// Starts an attempt: `running`, one more attempt, and `resumed_from` when rows are already
+/// done. `None` when the import is missing or already final.
+pub async fn begin_attempt(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Import>> {
+    let now = now();
+    sqlx::query_as(
+        "UPDATE imports SET state = 'running', attempts = attempts + 1,
+             started_at = COALESCE(started_at, ?1), updated_at = ?1,
+             resumed_from = CASE WHEN rows_done > 0 THEN rows_done ELSE resumed_from END
+         WHERE id = ?2 AND state IN ('queued', 'running')
+         RETURNING *",
+    )
+    .bind(&now)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Stores the number of data rows.
+pub async fn set_rows_total(pool: &SqlitePool, id: i64, total: u64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE imports SET rows_total = ?, updated_at = ? WHERE id = ?")
+        .bind(total as i64)
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Notes a failed attempt that will be retried.
+pub async fn note_retry(pool: &SqlitePool, id: i64, error: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE imports SET error = ?, updated_at = ? WHERE id = ? AND state = 'running'")
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Counts after a committed batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Rows handled.
+    pub rows_done: i64,
+    /// Transactions imported.
+    pub rows_imported: i64,
+    /// Rows rejected.
+    pub rows_rejected: i64,
+}
+
+/// Commits one batch in one SQL transaction: its transactions and rejected rows (a row
+/// already stored, by an earlier attempt or a concurrent stale one, is ignored) and the
+/// checkpoint after it. The checkpoint only moves forward.
+pub async fn commit_batch(
+    pool: &SqlitePool,
+    id: i64,
+    rows: &[ParsedRow],
+    rows_done: u64,
+    next: ResumePoint,
+) -> sqlx::Result<Counts> {
+    let mut tx = pool.begin().await?;
+    let mut imported = 0;
+    let mut rejected = 0;
+    let ok: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().ok().map(|t| (r.line, t)))
+        .collect();
+    for chunk in ok.chunks(150) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO transactions (import_id, line, booked_on, description, amount_cents) ",
+        );
+        q.push_values(chunk, |mut b, (line, t)| {
+            b.push_bind(id)
+                .push_bind(*line as i64)
+                .push_bind(t.date.to_string())
+                .push_bind(t.description.as_str())
+                .push_bind(t.amount_cents);
+        });
+        imported += q.build().execute(&mut *tx).await?.rows_affected();
+    }
+    let bad: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|e| (r.line, e, &r.raw)))
+        .collect();
+    for chunk in bad.chunks(150) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO rejected_rows (import_id, line, reason, raw) ",
+        );
+        q.push_values(chunk, |mut b, (line, reason, raw)| {
+            b.push_bind(id)
+                .push_bind(*line as i64)
+                .push_bind(reason.as_str())
+                .push_bind(raw.as_str());
+        });
+        rejected += q.build().execute(&mut *tx).await?.rows_affected();
+    }
+    sqlx::query(
+        "UPDATE imports SET rows_imported = rows_imported + ?, rows_rejected = rows_rejected + ?,
+             updated_at = ? WHERE id = ?",
+    )
+    .bind(imported as i64)
+    .bind(rejected as i64)
+    .bind(now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE imports SET rows_done = ?, checkpoint_byte = ?, checkpoint_line = ?,
+             checkpoint_record = ? WHERE id = ? AND rows_done < ?",
+    )
+    .bind(rows_done as i64)
+    .bind(next.byte as i64)
+    .bind(next.line as i64)
+    .bind(next.record as i64)
+    .bind(id)
+    .bind(rows_done as i64)
+    .execute(&mut *tx)
+    .await?;
+    let counts = sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT rows_done, rows_imported, rows_rejected FROM imports WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Counts {
+        rows_done: counts.0,
+        rows_imported: counts.1,
+        rows_rejected: counts.2,
+    })
+}
+
+/// Marks an import completed (counts recomputed from the stored rows) and leaves a
+/// notification, in one SQL transaction. Returns the import as stored.
+pub async fn complete_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Import>> {
+    let mut tx = pool.begin().await?;
+    let now = now();
+    let import: Option<Import> = sqlx::query_as(
+        "UPDATE imports SET state = 'completed', error = NULL, finished_at = ?1, updated_at = ?1,
+             rows_imported = (SELECT COUNT(*) FROM transactions WHERE import_id = ?2),
+             rows_rejected = (SELECT COUNT(*) FROM rejected_rows WHERE import_id = ?2),
+             rows_done = (SELECT COUNT(*) FROM transactions WHERE import_id = ?2)
+                       + (SELECT COUNT(*) FROM rejected_rows WHERE import_id = ?2)
+         WHERE id = ?2 AND state != 'failed'
+         RETURNING *",
+    )
+    .bind(&now)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(i) = &import {
+        let message = if i.rows_rejected == 0 {
+            format!(
+                "Imported {} transactions from {}.",
+                i.rows_imported, i.file_name
+            )
+        } else {
+            format!(
+                "{} completed with {} rejected row{}: {} transactions imported.",
+                i.file_name,
+                i.rows_rejected,
+                if i.rows_rejected == 1 { "" } else { "s" },
+                i.rows_imported
+            )
+        };
+        notify(&mut tx, id, "import_completed", &message, &now).await?;
+    }
+    tx.commit().await?;
+    Ok(import)
+}
+
+/// Marks an import failed for good with `error` and leaves a notification, in one SQL
+/// transaction. Does nothing to an import already final.
+pub async fn fail_import(pool: &SqlitePool, id: i64, error: &str) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let now = now();
+    let file: Option<String> = sqlx::query_scalar(
+        "UPDATE imports SET state = 'failed', error = ?1, finished_at = ?2, updated_at = ?2
+         WHERE id = ?3 AND state IN ('queued', 'running')
+         RETURNING file_name",
+    )
+    .bind(error)
+    .bind(&now)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(file) = &file {
+        let message = format!("Import of {file} failed: {error}");
+        notify(&mut tx, id, "import_failed", &message, &now).await?;
+    }
+    tx.commit().await?;
+    Ok(file.is_some())
+}
+
+async fn notify(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    import_id: i64,
+    kind: &str,
+    message: &str,
+    now: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO notifications (import_id, kind, message, created_at)
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(import_id)
+    .bind(kind)
+    .bind(message)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A rejected row.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct RejectedRow {
+    /// Line in the file.
+    pub line: i64,
+    /// Why.
+    pub reason: String,
+    /// The record as read, shortened.
+    pub raw: String,
+}
+
+/// Rejected rows of an import, by line.
+pub async fn rejected_rows(
+    pool: &SqlitePool,
+    id: i64,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<RejectedRow>> {
+    sqlx::query_as(
+        "SELECT line, reason, raw FROM rejected_rows WHERE import_id = ? ORDER BY line LIMIT ? OFFSET ?",
+    )
+    .bind(id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}
+
+/// An imported transaction.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct TransactionRow {
+    /// Line in the file.
+    pub line: i64,
+    /// Booking date, `YYYY-MM-DD`.
+    pub booked_on: String,
+    /// Description.
+    pub description: String,
+    /// Signed amount in cents.
+    pub amount_cents: i64,
+}
+
+/// Transactions of an import, by line.
+pub async fn transactions(
+    pool: &SqlitePool,
+    id: i64,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<TransactionRow>> {
+    sqlx::query_as(
+        "SELECT line, booked_on, description, amount_cents FROM transactions
+         WHERE import_id = ? ORDER BY line LIMIT ? OFFSET ?",
+    )
+    .bind(id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}
+
+/// A notification.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Notification {
+    /// Its id.
+    pub id: i64,
+    /// The import it is about.
+    pub import_id: Option<i64>,
+    /// `import_completed` or `import_failed`.
+    pub kind: String,
+    /// The text.
+    pub message: String,
+    /// When it was written.
+    pub created_at: String,
+    /// When it was marked read.
+    pub read_at: Option<String>,
+}
+
+/// The latest notifications, newest first.
+pub async fn notifications(
+    pool: &SqlitePool,
+    unread_only: bool,
+    limit: i64,
+) -> sqlx::Result<Vec<Notification>> {
+    sqlx::query_as(
+        "SELECT * FROM notifications WHERE (? = 0 OR read_at IS NULL) ORDER BY id DESC LIMIT ?",
+    )
+    .bind(unread_only as i64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks one notification read; `false` when there is none with that id.
+pub async fn mark_read(pool: &SqlitePool, id: i64) -> sqlx::Result<bool> {
+    let r = sqlx::query("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?")
+        .bind(now())
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Marks every notification read; returns how many were unread.
+pub async fn mark_all_read(pool: &SqlitePool) -> sqlx::Result<u64> {
+    let r = sqlx::query("UPDATE notifications SET read_at = ? WHERE read_at IS NULL")
+        .bind(now())
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected())
+}

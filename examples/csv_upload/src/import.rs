@@ -1,0 +1,297 @@
+//! The import job: streams an uploaded statement into transactions, in batches that commit
+//! with their checkpoint, reporting progress; resumes from the checkpoint when redelivered.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kosh_jobs::{job, JobContext, JobError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+
+use crate::db;
+use crate::parse::{CsvFile, OpenError, ParsedRow, ResumePoint};
+
+/// What the worker's handlers share.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The app database.
+    pub db: SqlitePool,
+    /// Where uploads are stored.
+    pub upload_dir: PathBuf,
+    /// Rows per committed batch.
+    pub batch_rows: usize,
+    /// Test hook: pause after each row (see `CSV_UPLOAD_ROW_DELAY_MS`).
+    pub row_delay: Duration,
+}
+
+/// The payload: which import to run. One live job per import (`unique`), so enqueueing it
+/// twice adds nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportCsv {
+    /// The `imports` row.
+    pub import_id: i64,
+}
+
+/// The job's result, stored with the job.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportSummary {
+    /// The import.
+    pub import_id: i64,
+    /// Data rows in the file.
+    pub rows_total: Option<i64>,
+    /// Transactions imported.
+    pub rows_imported: i64,
+    /// Rows rejected.
+    pub rows_rejected: i64,
+    /// Rows already done when this attempt resumed, if it did.
+    pub resumed_from: Option<i64>,
+}
+
+impl From<db::Import> for ImportSummary {
+    fn from(i: db::Import) -> Self {
+        ImportSummary {
+            import_id: i.id,
+            rows_total: i.rows_total,
+            rows_imported: i.rows_imported,
+            rows_rejected: i.rows_rejected,
+            resumed_from: i.resumed_from,
+        }
+    }
+}
+
+/// Why an attempt failed.
+///
+/// It converts into a `JobError` that is **permanent** for [`ImportError::Unusable`] and
+/// [`ImportError::UnknownImport`] (retrying cannot fix the file), retryable otherwise. That
+/// conversion is how the `#[job]` handler tells the worker not to retry, which is why this
+/// type implements `Display` but not `std::error::Error` (the blanket conversion of errors
+/// would make every one retryable).
+#[derive(Debug)]
+pub enum ImportError {
+    /// The file cannot be imported as it is: no usable header, empty, gone.
+    Unusable(String),
+    /// No such import.
+    UnknownImport(i64),
+    /// This attempt's lease was lost (another worker has the job): stop, change nothing.
+    LeaseLost,
+    /// Something that may pass: the database, the disk.
+    Transient(anyhow::Error),
+}
+
+impl ImportError {
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ImportError::Unusable(_) | ImportError::UnknownImport(_)
+        )
+    }
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Unusable(m) => f.write_str(m),
+            ImportError::UnknownImport(id) => write!(f, "import {id} does not exist"),
+            ImportError::LeaseLost => f.write_str("lease lost: another worker has this import"),
+            ImportError::Transient(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<ImportError> for JobError {
+    fn from(e: ImportError) -> Self {
+        if e.is_permanent() {
+            JobError::permanent(e.to_string())
+        } else {
+            JobError::retryable(e.to_string())
+        }
+    }
+}
+
+impl From<sqlx::Error> for ImportError {
+    fn from(e: sqlx::Error) -> Self {
+        ImportError::Transient(anyhow::Error::new(e).context("app database"))
+    }
+}
+
+impl From<OpenError> for ImportError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                ImportError::Unusable("the uploaded file is gone".into())
+            }
+            e if e.is_permanent() => ImportError::Unusable(e.to_string()),
+            e => ImportError::Transient(e.into()),
+        }
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> ImportError {
+    ImportError::Transient(anyhow::anyhow!("import thread failed: {e}"))
+}
+
+/// Imports one uploaded statement.
+///
+/// At least once: a redelivered job resumes from the checkpoint committed with the last
+/// batch; rows are keyed by (import, line), so a row is never stored twice.
+#[job(
+    queue = "csv-uploads",
+    max_attempts = 5,
+    backoff = exponential(2s, max = 10m, jitter = 0.2),
+    timeout = 2h,
+    unique = "import-{import_id}"
+)]
+pub async fn import_csv(
+    job: ImportCsv,
+    ctx: JobContext<App>,
+) -> Result<ImportSummary, ImportError> {
+    let app = ctx.state();
+    let id = job.import_id;
+    let Some(import) = db::begin_attempt(&app.db, id).await? else {
+        // Already final (the same job delivered again), or gone.
+        return match db::get_import(&app.db, id).await? {
+            Some(i) if i.state == "completed" => Ok(i.into()),
+            Some(i) => Err(ImportError::Unusable(
+                i.error.unwrap_or_else(|| "the import failed".into()),
+            )),
+            None => Err(ImportError::UnknownImport(id)),
+        };
+    };
+    if let Some(from) = import.resumed_from.filter(|_| import.rows_done > 0) {
+        tracing::info!(
+            import = id,
+            rows_done = from,
+            attempt = ctx.attempt(),
+            "resuming import from its checkpoint"
+        );
+    }
+    match run(&ctx, import).await {
+        Ok(summary) => Ok(summary),
+        Err(ImportError::LeaseLost) => Err(ImportError::LeaseLost),
+        Err(e) if e.is_permanent() || ctx.attempt() >= ctx.max_attempts() => {
+            tracing::warn!(import = id, error = %e, "import failed");
+            db::fail_import(&app.db, id, &e.to_string()).await?;
+            Err(e)
+        }
+        Err(e) => {
+            tracing::warn!(import = id, error = %e, attempt = ctx.attempt(), "import attempt failed; it will be retried");
+            let note = format!("attempt {} failed, will retry: {e}", ctx.attempt());
+            db::note_retry(&app.db, id, &note).await?;
+            Err(e)
+        }
+    }
+}
+
+struct Batch {
+    rows: Vec<ParsedRow>,
+    next: ResumePoint,
+}
+
+async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary, ImportError> {
+    let app = ctx.state().clone();
+    let id = import.id;
+    let path = app.upload_dir.join(&import.stored_name);
+    let file = tokio::task::spawn_blocking(move || CsvFile::open(&path))
+        .await
+        .map_err(join_error)??;
+
+    // First pass: the number of rows (for progress) and how this file writes its dates.
+    let cancel = ctx.cancellation().clone();
+    let f2 = file.clone();
+    let scan = tokio::task::spawn_blocking(move || f2.scan(|| cancel.is_cancelled()))
+        .await
+        .map_err(join_error)??
+        .ok_or_else(|| ImportError::Transient(anyhow::anyhow!("cancelled")))?;
+    db::set_rows_total(&app.db, id, scan.rows_total).await?;
+
+    let start = import.checkpoint().unwrap_or(file.data_start());
+    let mut rows_done = import.rows_done.max(0) as u64;
+    let so_far = db::Counts {
+        rows_done: import.rows_done,
+        rows_imported: import.rows_imported,
+        rows_rejected: import.rows_rejected,
+    };
+    report(ctx, rows_done, scan.rows_total, Some(so_far)).await?;
+
+    // Second pass on a blocking thread, handing over batches through a small channel: the
+    // file is never in memory, and the async threads only do the SQL.
+    let (tx, mut rx) = mpsc::channel::<Batch>(2);
+    let cancel = ctx.cancellation().clone();
+    let (batch_rows, delay) = (app.batch_rows, app.row_delay);
+    let producer = tokio::task::spawn_blocking(move || -> Result<(), OpenError> {
+        let mut rows = file.rows(start, scan.date_order)?;
+        loop {
+            let mut batch = Vec::with_capacity(batch_rows);
+            let mut end = false;
+            while batch.len() < batch_rows {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+                match rows.next_row()? {
+                    Some(r) => batch.push(r),
+                    None => {
+                        end = true;
+                        break;
+                    }
+                }
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+            }
+            if !batch.is_empty() {
+                let next = rows.position();
+                if tx.blocking_send(Batch { rows: batch, next }).is_err() {
+                    return Ok(()); // the async side stopped
+                }
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    });
+
+    while let Some(batch) = rx.recv().await {
+        rows_done += batch.rows.len() as u64;
+        let counts = db::commit_batch(&app.db, id, &batch.rows, rows_done, batch.next).await?;
+        report(ctx, rows_done, scan.rows_total, Some(counts)).await?;
+    }
+    producer.await.map_err(join_error)??;
+    if ctx.is_cancelled() {
+        return Err(ImportError::Transient(anyhow::anyhow!("cancelled")));
+    }
+
+    let done = db::complete_import(&app.db, id)
+        .await?
+        .ok_or_else(|| ImportError::Unusable("the import was marked failed meanwhile".into()))?;
+    tracing::info!(
+        import = id,
+        imported = done.rows_imported,
+        rejected = done.rows_rejected,
+        "import completed"
+    );
+    Ok(done.into())
+}
+
+async fn report(
+    ctx: &JobContext<App>,
+    rows_done: u64,
+    rows_total: u64,
+    counts: Option<db::Counts>,
+) -> Result<(), ImportError> {
+    let c = counts.unwrap_or_default();
+    let value = json!({
+        "rows_done": rows_done,
+        "rows_total": rows_total,
+        "rows_imported": c.rows_imported,
+        "rows_rejected": c.rows_rejected,
+    });
+    match ctx.progress(value).await {
+        Ok(()) => Ok(()),
+        Err(kosh_jobs::Error::LeaseLost(_)) => Err(ImportError::LeaseLost),
+        Err(e) => Err(ImportError::Transient(e.into())),
+    }
+}

@@ -1,0 +1,130 @@
+//! Wiring: the app's services from a [`Config`], the web server and the worker.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kosh_jobs::worker::WorkerStats;
+use kosh_jobs::{Backend, Client, Worker};
+
+use crate::backend::open_backend;
+use crate::config::Config;
+use crate::db;
+use crate::import::{App, ImportCsv};
+use crate::web::{self, Web};
+
+/// The app database, the upload folder and the job store, opened.
+#[derive(Clone)]
+pub struct Services {
+    /// What handlers share.
+    pub app: App,
+    /// The job store.
+    pub backend: Arc<dyn Backend>,
+    /// The job client over it.
+    pub jobs: Client,
+    /// The configuration they came from.
+    pub config: Config,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// Opens everything `config` names.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.upload_dir).with_context(|| {
+            format!(
+                "cannot create the upload folder {}",
+                config.upload_dir.display()
+            )
+        })?;
+        let pool = db::connect(&config.database_url)
+            .await
+            .with_context(|| "cannot open the app database (DATABASE_URL)".to_string())?;
+        let backend = open_backend(&config.jobs_url).await?;
+        Ok(Services {
+            app: App {
+                db: pool,
+                upload_dir: config.upload_dir.clone(),
+                batch_rows: config.batch_rows,
+                row_delay: config.row_delay,
+            },
+            jobs: Client::from_arc(backend.clone()),
+            backend,
+            config,
+        })
+    }
+
+    /// The web app's router.
+    pub fn router(&self) -> axum::Router {
+        web::router(Web {
+            app: self.app.clone(),
+            jobs: self.jobs.clone(),
+            max_upload_bytes: self.config.max_upload_bytes,
+        })
+    }
+
+    /// A worker running the import job.
+    pub fn worker(&self, concurrency: usize) -> anyhow::Result<Worker<App>> {
+        Ok(Worker::builder_arc(self.backend.clone())
+            .state(self.app.clone())
+            .register::<ImportCsv>()
+            .concurrency(concurrency)
+            .lease(self.config.lease)
+            .build()?)
+    }
+
+    /// Binds the web server (`addr`, or the configured address) and returns the address it
+    /// listens on and the server, which runs until `shutdown`.
+    pub async fn bind_web(
+        &self,
+        addr: Option<SocketAddr>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+        let addr = addr.unwrap_or(self.config.bind);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (BIND)"))?;
+        let local = listener.local_addr()?;
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown);
+        Ok((local, std::future::IntoFuture::into_future(server)))
+    }
+}
+
+/// Runs the worker until `shutdown`, then stops gracefully.
+pub async fn run_worker(
+    services: &Services,
+    concurrency: usize,
+    shutdown: impl Future + Send,
+) -> anyhow::Result<WorkerStats> {
+    Ok(services.worker(concurrency)?.run_until(shutdown).await?)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what systemd and container runtimes send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

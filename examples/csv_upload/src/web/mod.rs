@@ -1,0 +1,66 @@
+//! The web side (axum): one HTML page and a JSON API.
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /` | the page (no build step: HTML and vanilla JS in one file) |
+//! | `POST /api/imports` | upload (multipart field `file`) → `202 {"id", "job_id", …}` |
+//! | `GET /api/imports` | the latest imports |
+//! | `GET /api/imports/{id}` | one import, with the job's state and progress |
+//! | `GET /api/imports/{id}/rejected` | its rejected rows (`?limit=&offset=`) |
+//! | `GET /api/imports/{id}/transactions` | its transactions (`?limit=&offset=`) |
+//! | `GET /api/notifications` | notifications (`?unread=true`), with the unread count |
+//! | `POST /api/notifications/{id}/read` | marks one read |
+//! | `POST /api/notifications/read` | marks all read |
+//! | `GET /healthz` | liveness |
+
+mod api;
+mod error;
+mod upload;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::Html;
+use axum::routing::{get, post};
+use axum::Router;
+use kosh_jobs::Client;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use upload::display_name;
+
+use crate::import::App;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct Web {
+    /// The app (database, upload folder).
+    pub app: App,
+    /// The job client, to enqueue imports and read their jobs.
+    pub jobs: Client,
+    /// Largest upload accepted.
+    pub max_upload_bytes: u64,
+}
+
+const PAGE: &str = include_str!("index.html");
+
+/// The app's routes.
+pub fn router(web: Web) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/api/imports",
+            // The upload enforces its own limit while streaming (413 as JSON).
+            post(upload::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(api::list_imports),
+        )
+        .route("/api/imports/{id}", get(api::get_import))
+        .route("/api/imports/{id}/rejected", get(api::rejected_rows))
+        .route("/api/imports/{id}/transactions", get(api::transactions))
+        .route("/api/notifications", get(api::notifications))
+        .route("/api/notifications/read", post(api::mark_all_read))
+        .route("/api/notifications/{id}/read", post(api::mark_read))
+        .fallback(api::not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(web)
+}
