@@ -1,1 +1,57 @@
-//! The redis backend of kosh-jobs (in progress).
+//! # kosh-jobs-redis
+//!
+//! The Redis backend of [`kosh_jobs`]: production storage for many workers on many machines,
+//! on self-hosted Redis, Redis Cluster, or hosted Redis (Upstash, Redis Cloud, ElastiCache)
+//! over TLS.
+//!
+//! ```no_run
+//! use kosh_jobs::{Backend, Client};
+//! use kosh_jobs_redis::{RedisBackend, RedisOptions};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = RedisOptions::builder("rediss://default:secret@eu1-example.upstash.io:6379")
+//!     .prefix("myapp")
+//!     .build()?;
+//! let backend = RedisBackend::connect(options).await?;
+//! let jobs = Client::new(backend.clone());
+//! println!("{:?}", backend.counts().await?);
+//! # let _ = jobs;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it stores jobs
+//!
+//! - Every state change is one Lua script (loaded once, called by `EVALSHA`, sent again after
+//!   `NOSCRIPT`), so a crash can never leave a job half-moved.
+//! - All keys of a queue share the hash tag `{prefix:queue}`: the backend works on Redis
+//!   Cluster, each script touching one slot. A job id carries its queue's index in its low 16
+//!   bits, so `get`/`cancel`/`retry` by id need no cross-slot lookup.
+//! - Ready jobs sit in a sorted set ordered by priority, then enqueue order; running jobs in a
+//!   sorted set by lease deadline, so recovering expired leases is one range query; scheduled
+//!   jobs by `run_at`.
+//! - Reserve and completion handle batches in one script; concurrent calls share one
+//!   multiplexed connection and so are pipelined.
+//! - Idle workers block in `BLPOP` on a per-queue wake-up list with a long timeout (until the
+//!   next scheduled job is due), so an idle worker sends only a few commands a minute.
+//! - Completed jobs are deleted after 24 hours, and beyond 10,000 per queue (configurable, see
+//!   [`RedisOptions`]); failed jobs are kept until purged.
+//! - Warns at start-up if `maxmemory-policy` is not `noeviction`.
+
+mod backend;
+mod conn;
+mod decode;
+mod error;
+mod io;
+mod keys;
+mod ops;
+mod options;
+mod registry;
+mod scripts;
+mod wait;
+
+pub use backend::RedisBackend;
+pub use error::RedisError;
+pub use options::{
+    RedisOptions, RedisOptionsBuilder, DEFAULT_KEEP_COMPLETED_FOR, DEFAULT_KEEP_COMPLETED_MAX,
+    DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+};

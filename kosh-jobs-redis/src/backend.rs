@@ -1,0 +1,207 @@
+//! [`RedisBackend`]: the [`Backend`] contract over Redis.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kosh_jobs::{
+    Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
+    JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
+    Timestamp,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::RedisError;
+use crate::io::IoThread;
+use crate::ops::Shared;
+use crate::options::RedisOptions;
+
+/// Jobs in Redis (standalone or Cluster, plain or TLS), for many workers on many machines.
+///
+/// Each state change is one Lua script, called by SHA. All keys of a queue share the hash
+/// tag `{prefix:queue}`, so Redis Cluster works. The backend keeps one multiplexed
+/// connection for all commands of the process (reconnected in the background with backoff
+/// after Redis restarts) and a second connection for the blocking waits of idle workers,
+/// and runs both on a thread of its own, so workers whose handlers block their threads still
+/// renew leases. Cheap to clone; clones share the connection.
+///
+/// ```no_run
+/// use kosh_jobs::Client;
+/// use kosh_jobs_redis::RedisBackend;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = RedisBackend::connect_url("redis://:password@localhost:6379/0").await?;
+/// let jobs = Client::new(backend);
+/// # let _ = jobs;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    clock: Clock,
+    prefix: String,
+    addrs: Vec<String>,
+    // Last field: stopping the thread cancels what still runs there.
+    io: IoThread,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("addrs", &self.inner.addrs)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects with the given options. Fails with [`RedisError::Unreachable`] (naming host
+    /// and port, never the password) if Redis cannot be reached now; once connected, the
+    /// backend reconnects by itself. Warns (via `tracing`) if Redis's `maxmemory-policy` is
+    /// not `noeviction`, because an evicted key is a lost job.
+    pub async fn connect(options: RedisOptions) -> Result<RedisBackend, RedisError> {
+        let io = IoThread::start()?;
+        let opts = options.clone();
+        let shared = io.run(Shared::connect(opts)).await?;
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                shared,
+                clock: options.clock.clone(),
+                prefix: options.prefix.clone(),
+                addrs: options.addrs(),
+                io,
+            }),
+        })
+    }
+
+    /// Connects to a URL with default options; see [`RedisOptions`] for the URL forms.
+    pub async fn connect_url(url: &str) -> Result<RedisBackend, RedisError> {
+        RedisBackend::connect(RedisOptions::from_url(url)?).await
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    fn run<T, F>(&self, f: F) -> impl std::future::Future<Output = Result<T, BackendError>>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, RedisError>> + Send + 'static,
+    {
+        let fut = self.inner.io.run(f);
+        async move { fut.await.map_err(BackendError::from) }
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.inner.shared.clone()
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(self.shared().push(jobs)).await
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError> {
+        self.run(self.shared().reserve(req.clone())).await
+    }
+
+    async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(self.shared().finish(items)).await
+    }
+
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> Result<Vec<Lease>, BackendError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(self.shared().heartbeat(leases.to_vec(), extend))
+            .await
+    }
+
+    async fn progress(
+        &self,
+        lease: Lease,
+        progress: serde_json::Value,
+    ) -> Result<bool, BackendError> {
+        self.run(self.shared().progress(lease, progress)).await
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<(), BackendError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        self.run(self.shared().release(leases.to_vec())).await
+    }
+
+    async fn recover_expired(&self) -> Result<u64, BackendError> {
+        self.run(self.shared().recover_expired()).await
+    }
+
+    async fn wait_for_work(&self, queues: &[String], until: Timestamp) -> Result<(), BackendError> {
+        let cancel = CancellationToken::new();
+        // Dropping this future (e.g. the worker stops waiting) frees the blocked connection.
+        let _guard = cancel.clone().drop_guard();
+        self.run(self.shared().wait_for_work(queues.to_vec(), until, cancel))
+            .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, BackendError> {
+        self.run(self.shared().get(id)).await
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError> {
+        self.run(self.shared().counts()).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, BackendError> {
+        self.run(self.shared().list(query.clone())).await
+    }
+
+    async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError> {
+        self.run(self.shared().retry(id)).await
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome, BackendError> {
+        self.run(self.shared().cancel(id)).await
+    }
+
+    async fn purge(
+        &self,
+        states: &[JobState],
+        finished_before: Timestamp,
+    ) -> Result<u64, BackendError> {
+        self.run(self.shared().purge(states.to_vec(), finished_before))
+            .await
+    }
+
+    async fn pause(&self, queue: &str) -> Result<(), BackendError> {
+        self.run(self.shared().set_paused(queue.to_owned(), true))
+            .await
+    }
+
+    async fn resume(&self, queue: &str) -> Result<(), BackendError> {
+        self.run(self.shared().set_paused(queue.to_owned(), false))
+            .await
+    }
+}

@@ -1,0 +1,137 @@
+//! Turning script replies into records.
+
+use std::collections::HashMap;
+
+use kosh_jobs::{AttemptError, JobId, JobRecord, JobState, Timestamp};
+use redis::Value;
+
+use crate::error::RedisError;
+
+pub(crate) fn bad(what: impl std::fmt::Display) -> RedisError {
+    RedisError::Protocol(what.to_string())
+}
+
+/// A string-like reply.
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
+
+/// An integer reply, or a string holding a number (scores come as strings).
+pub(crate) fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => {
+            let s = std::str::from_utf8(b).ok()?;
+            s.parse::<i64>().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as i64)
+            })
+        }
+        Value::SimpleString(s) => s.parse().ok(),
+        Value::Double(d) => Some(*d as i64),
+        _ => None,
+    }
+}
+
+/// `Nil` (Lua `false`) as `None`.
+pub(crate) fn opt_int(v: &Value) -> Result<Option<i64>, RedisError> {
+    match v {
+        Value::Nil => Ok(None),
+        v => int(v)
+            .map(Some)
+            .ok_or_else(|| bad(format!("expected a number, got {v:?}"))),
+    }
+}
+
+pub(crate) fn array(v: Value) -> Result<Vec<Value>, RedisError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(bad(format!("expected an array, got {other:?}"))),
+    }
+}
+
+pub(crate) fn req_int(v: &Value, what: &str) -> Result<i64, RedisError> {
+    int(v).ok_or_else(|| bad(format!("{what}: expected a number, got {v:?}")))
+}
+
+pub(crate) fn req_text(v: &Value, what: &str) -> Result<String, RedisError> {
+    text(v).ok_or_else(|| bad(format!("{what}: expected a string, got {v:?}")))
+}
+
+pub(crate) fn opt_json(v: &Value, what: &str) -> Result<Option<serde_json::Value>, RedisError> {
+    match v {
+        Value::Nil => Ok(None),
+        v => {
+            let s = req_text(v, what)?;
+            serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| bad(format!("{what} is not JSON: {e}")))
+        }
+    }
+}
+
+/// A job hash (HGETALL reply: field, value, …) as a record.
+pub(crate) fn job_record(
+    id: JobId,
+    queue: &str,
+    fields: Vec<Value>,
+) -> Result<JobRecord, RedisError> {
+    let mut map: HashMap<String, Value> = HashMap::with_capacity(fields.len() / 2);
+    let mut it = fields.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        map.insert(req_text(&k, "job field")?, v);
+    }
+    let get = |k: &str| map.get(k).unwrap_or(&Value::Nil);
+    let ts = |k: &str| -> Result<Option<Timestamp>, RedisError> {
+        Ok(opt_int(get(k))?.map(Timestamp::from_millis))
+    };
+    let state_s = req_text(get("st"), "job state")?;
+    let state: JobState = state_s.parse().map_err(|e| bad(format!("job {id}: {e}")))?;
+    let errors = match get("e") {
+        Value::Nil => Vec::new(),
+        v => {
+            let s = req_text(v, "job errors")?;
+            serde_json::from_str::<Vec<AttemptError>>(&format!("[{s}]"))
+                .map_err(|e| bad(format!("job {id}: error history is not JSON: {e}")))?
+        }
+    };
+    let u32_of = |k: &str| -> Result<u32, RedisError> {
+        u32::try_from(req_int(get(k), k)?).map_err(|_| bad(format!("job {id}: `{k}` out of range")))
+    };
+    Ok(JobRecord {
+        id,
+        name: req_text(get("n"), "job name")?,
+        queue: queue.to_owned(),
+        payload: req_text(get("p"), "job payload")?,
+        state,
+        priority: i32::try_from(req_int(get("pr"), "priority")?)
+            .map_err(|_| bad(format!("job {id}: priority out of range")))?,
+        run_at: Timestamp::from_millis(req_int(get("ra"), "run_at")?),
+        attempts: u32_of("a")?,
+        max_attempts: u32_of("ma")?,
+        created_at: Timestamp::from_millis(req_int(get("c"), "created_at")?),
+        started_at: ts("s")?,
+        finished_at: if state.is_final() { ts("f")? } else { None },
+        errors,
+        progress: opt_json(get("pg"), "progress")?,
+        result: opt_json(get("r"), "result")?,
+        unique_key: match get("u") {
+            Value::Nil => None,
+            v => Some(req_text(v, "unique key")?),
+        },
+        lease_expires_at: if state == JobState::Running {
+            ts("le")?
+        } else {
+            None
+        },
+    })
+}

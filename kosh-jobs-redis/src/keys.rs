@@ -1,0 +1,203 @@
+//! The key scheme, in one place.
+//!
+//! Every key of one queue starts with `{prefix:queue}`, so they share a hash tag and Redis
+//! Cluster keeps them in one slot: each Lua script touches one queue only. The keys that span
+//! queues live under `{prefix}` and are touched by their own commands, never together with a
+//! queue's keys:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:queues` | hash | queue name → queue index (1..=65535) |
+//! | `{prefix}:qnames` | hash | queue index → queue name |
+//! | `{prefix}:seq` | string | the job sequence counter (ids increase in push order) |
+//! | `{prefix:queue}:j:<member>` | hash | one job |
+//! | `{prefix:queue}:ready` | zset | ready jobs, score `-priority`, ties by member (= enqueue order) |
+//! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
+//! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query) |
+//! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts) |
+//! | `{prefix:queue}:t:<state>` | zset | final states by `finished_at` (purge, retention) |
+//! | `{prefix:queue}:uniq` | hash | unique key → member of the live job holding it |
+//! | `{prefix:queue}:tok` | string | the lease token counter of the queue |
+//! | `{prefix:queue}:paused` | string | present while the queue is paused |
+//! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
+//!
+//! A job's member is its sequence number, zero-padded to 16 digits. Its public [`JobId`] is
+//! `sequence << 16 | queue index`, so ids increase in push order across queues, and `get`,
+//! `cancel` and `retry` by id find the queue (and so the slot) without a cross-slot lookup.
+
+use kosh_jobs::JobId;
+
+/// Bits of a [`JobId`] that hold the queue index.
+const QUEUE_BITS: u32 = 16;
+/// The largest queue index.
+pub(crate) const MAX_QUEUE_INDEX: u64 = (1 << QUEUE_BITS) - 1;
+/// Sequence numbers must fit the 16-digit member.
+const MAX_SEQ: u64 = 9_999_999_999_999_999;
+
+/// Key names under one prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `{prefix}:queues`: queue name → index.
+    pub(crate) fn queues(&self) -> String {
+        format!("{{{}}}:queues", self.prefix)
+    }
+
+    /// `{prefix}:seq`: the global sequence counter.
+    pub(crate) fn seq(&self) -> String {
+        format!("{{{}}}:seq", self.prefix)
+    }
+
+    /// `{prefix}:qnames`: index → queue name.
+    pub(crate) fn queue_names(&self) -> String {
+        format!("{{{}}}:qnames", self.prefix)
+    }
+
+    /// The key base of a queue, `{prefix:queue}`; the scripts derive every other key from it.
+    pub(crate) fn queue(&self, queue: &str) -> String {
+        format!("{{{}:{}}}", self.prefix, queue)
+    }
+
+    /// The wake-up list of a queue.
+    pub(crate) fn wake(&self, queue: &str) -> String {
+        format!("{}:wake", self.queue(queue))
+    }
+
+    /// One job's hash.
+    pub(crate) fn job(&self, queue: &str, member: &str) -> String {
+        format!("{}:j:{}", self.queue(queue), member)
+    }
+}
+
+/// A job's position: its queue's index and its sequence within the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct JobRef {
+    pub(crate) queue_index: u16,
+    pub(crate) seq: u64,
+}
+
+impl JobRef {
+    /// Splits an id; `None` for ids this backend cannot have made.
+    pub(crate) fn from_id(id: JobId) -> Option<JobRef> {
+        let n = id.get();
+        let queue_index = (n & MAX_QUEUE_INDEX) as u16;
+        let seq = n >> QUEUE_BITS;
+        (queue_index != 0 && seq != 0 && seq <= MAX_SEQ).then_some(JobRef { queue_index, seq })
+    }
+
+    /// From a queue index and a member string.
+    pub(crate) fn from_member(queue_index: u16, member: &str) -> Option<JobRef> {
+        let seq: u64 = member.parse().ok()?;
+        (seq != 0 && seq <= MAX_SEQ).then_some(JobRef { queue_index, seq })
+    }
+
+    /// The public id.
+    pub(crate) fn id(self) -> JobId {
+        JobId::new(self.seq << QUEUE_BITS | u64::from(self.queue_index))
+    }
+
+    /// The member string used in the queue's sets and job key.
+    pub(crate) fn member(self) -> String {
+        member(self.seq)
+    }
+}
+
+/// The 16-digit member of a sequence number.
+pub(crate) fn member(seq: u64) -> String {
+    format!("{seq:016}")
+}
+
+/// The smallest sequence number whose id (in queue `queue_index`) is greater than `after`.
+pub(crate) fn first_seq_after(after: Option<JobId>, queue_index: u16) -> u64 {
+    match after {
+        None => 1,
+        Some(id) => {
+            let n = id.get();
+            let seq = n >> QUEUE_BITS;
+            let idx = (n & MAX_QUEUE_INDEX) as u16;
+            if queue_index > idx {
+                seq.max(1)
+            } else {
+                seq + 1
+            }
+        }
+    }
+}
+
+/// Checks a key prefix: 1 to 64 characters of ASCII letters, digits, `-`, `_`, `.` and `:`
+/// (no braces, which would break the hash tags).
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > 64 {
+        return Err(format!(
+            "key prefix `{prefix}` must be 1 to 64 characters long"
+        ));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "key prefix `{prefix}` contains `{c}`; use ASCII letters, digits, `-`, `_`, `.` or `:`"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_order_by_sequence() {
+        let a = JobRef {
+            queue_index: 3,
+            seq: 41,
+        };
+        let b = JobRef {
+            queue_index: 1,
+            seq: 42,
+        };
+        assert_eq!(JobRef::from_id(a.id()), Some(a));
+        assert!(a.id() < b.id());
+        assert_eq!(a.member(), "0000000000000041");
+        assert_eq!(JobRef::from_member(3, "0000000000000041"), Some(a));
+        assert_eq!(JobRef::from_id(JobId::new(0)), None);
+        assert_eq!(JobRef::from_id(JobId::new(5)), None);
+    }
+
+    #[test]
+    fn first_seq_after_respects_queue_index() {
+        let id = JobRef {
+            queue_index: 2,
+            seq: 10,
+        }
+        .id();
+        assert_eq!(first_seq_after(Some(id), 1), 11);
+        assert_eq!(first_seq_after(Some(id), 2), 11);
+        assert_eq!(first_seq_after(Some(id), 3), 10);
+        assert_eq!(first_seq_after(None, 3), 1);
+    }
+
+    #[test]
+    fn queue_keys_share_a_hash_tag() {
+        let k = Keys::new("kosh");
+        assert_eq!(k.queue("mail"), "{kosh:mail}");
+        assert_eq!(k.wake("mail"), "{kosh:mail}:wake");
+        assert_eq!(
+            k.job("mail", "0000000000000001"),
+            "{kosh:mail}:j:0000000000000001"
+        );
+        assert_eq!(k.queues(), "{kosh}:queues");
+        assert!(validate_prefix("a{b").is_err());
+        assert!(validate_prefix("kosh:test-1").is_ok());
+    }
+}

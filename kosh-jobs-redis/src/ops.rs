@@ -1,0 +1,781 @@
+//! The operations of the backend, run on its I/O thread.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use kosh_jobs::backend::validate_queue_name;
+use kosh_jobs::{
+    CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
+    LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
+    Timestamp,
+};
+use redis::Value;
+use tracing::warn;
+
+use crate::conn::{Conn, ScriptArgs};
+use crate::decode::{array, bad, int, job_record, opt_int, opt_json, req_int, req_text, text};
+use crate::error::RedisError;
+use crate::keys::{first_seq_after, member, JobRef, Keys};
+use crate::options::RedisOptions;
+use crate::registry::Registry;
+use crate::scripts;
+
+/// Jobs leased per script call at most.
+const RESERVE_CHUNK: usize = 1000;
+/// Expired leases recovered per script call.
+const RECOVER_CHUNK: i64 = 1000;
+/// Finished jobs purged per state per script call.
+const PURGE_CHUNK: i64 = 1000;
+
+/// Everything the operations share; lives on the I/O thread's tasks.
+pub(crate) struct Shared {
+    pub(crate) conn: Arc<Conn>,
+    keys: Keys,
+    pub(crate) clock: Clock,
+    registry: Registry,
+    keep_age_ms: i64,
+    keep_count: i64,
+    /// Identifies this backend's own "scheduled time moved" wake-up tokens.
+    origin: String,
+    /// Per queue: when something may next become ready by itself (`None`: nothing pending),
+    /// as last seen by this process.
+    next_due: Mutex<HashMap<String, Option<i64>>>,
+    /// Rotates the queue reserve starts with.
+    turn: std::sync::atomic::AtomicUsize,
+    /// Consecutive failed blocking waits (for the pause between them).
+    pub(crate) wait_failures: std::sync::atomic::AtomicU32,
+    timeout: Duration,
+}
+
+/// Items of one queue: the queue, their places in the caller's batch, the items.
+type Group<T> = (String, Vec<usize>, Vec<T>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn check_queue(q: &str) -> Result<(), RedisError> {
+    validate_queue_name(q).map_err(RedisError::InvalidInput)
+}
+
+impl Shared {
+    pub(crate) async fn connect(opts: RedisOptions) -> Result<Arc<Shared>, RedisError> {
+        let conn = Conn::connect(&opts).await?;
+        let keys = Keys::new(&opts.prefix);
+        let shared = Shared {
+            registry: Registry::new(conn.clone(), keys.clone()),
+            conn,
+            keys,
+            clock: opts.clock.clone(),
+            keep_age_ms: opts.keep_completed_for.map_or(-1, millis),
+            keep_count: opts
+                .keep_completed_max
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            origin: format!("{:016x}", fastrand::u64(..)),
+            next_due: Mutex::new(HashMap::new()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
+            wait_failures: std::sync::atomic::AtomicU32::new(0),
+            timeout: opts.timeout,
+        };
+        shared.check_eviction_policy().await;
+        Ok(Arc::new(shared))
+    }
+
+    /// Warns when Redis may evict keys (each evicted key is a lost job). Hosted services that
+    /// refuse `CONFIG` are not an error.
+    async fn check_eviction_policy(&self) {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        match self.conn.query(&cmd).await {
+            Ok(v) => {
+                let policy = eviction_policy(v);
+                match policy.as_deref() {
+                    Some("noeviction") | None => {}
+                    Some(p) => warn!(
+                        addr = %self.conn.addr(),
+                        policy = p,
+                        "redis maxmemory-policy is `{p}`, not `noeviction`: under memory pressure Redis will delete keys, and every deleted key is a lost job"
+                    ),
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read maxmemory-policy"),
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn note_due(&self, queue: &str, at: i64) {
+        let mut m = lock(&self.next_due);
+        if let Some(slot) = m.get_mut(queue) {
+            *slot = Some(slot.map_or(at, |d| d.min(at)));
+        }
+    }
+
+    /// The queue names of jobs, looked up by their ids' queue index.
+    async fn queues_of(
+        &self,
+        ids: impl Iterator<Item = JobId>,
+    ) -> Result<Vec<Option<(String, JobRef)>>, RedisError> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(match JobRef::from_id(id) {
+                None => None,
+                Some(r) => self.registry.name(r.queue_index).await?.map(|q| (q, r)),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn push(
+        self: Arc<Self>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, RedisError> {
+        for j in &jobs {
+            check_queue(&j.queue)?;
+            if j.max_attempts == 0 {
+                return Err(RedisError::InvalidInput(format!(
+                    "job `{}`: max_attempts must be at least 1",
+                    j.name
+                )));
+            }
+            if j.name.is_empty() {
+                return Err(RedisError::InvalidInput(
+                    "job name must not be empty".into(),
+                ));
+            }
+        }
+        let total = jobs.len();
+        let mut groups: Vec<Group<NewJob>> = Vec::new();
+        for (i, j) in jobs.into_iter().enumerate() {
+            match groups.iter_mut().find(|g| g.0 == j.queue) {
+                Some(g) => {
+                    g.1.push(i);
+                    g.2.push(j);
+                }
+                None => groups.push((j.queue.clone(), vec![i], vec![j])),
+            }
+        }
+        let now = self.now();
+        let calls = groups.into_iter().map(|(queue, idxs, jobs)| {
+            let this = self.clone();
+            async move {
+                let qi = this.registry.index(&queue).await?;
+                let mut earliest: Option<i64> = None;
+                let mut args = ScriptArgs::with_capacity(4 + jobs.len() * 6);
+                args.int(now.as_millis()).str(this.origin.as_str());
+                let seq_key = this.keys.seq();
+                let base = this.keys.queue(&queue);
+                let keys: Vec<&str> = if this.conn.is_cluster() {
+                    // The counter lives in another slot: take the numbers first.
+                    let n = jobs.len() as i64;
+                    let v = this
+                        .conn
+                        .query(redis::cmd("INCRBY").arg(&seq_key).arg(n))
+                        .await?;
+                    args.int(req_int(&v, "sequence")? - n + 1);
+                    vec![&base]
+                } else {
+                    args.str("");
+                    vec![&base, &seq_key]
+                };
+                args.int(jobs.len() as i64);
+                for j in jobs {
+                    let ra = j.run_at.as_millis();
+                    if ra > now.as_millis() {
+                        earliest = Some(earliest.map_or(ra, |e| e.min(ra)));
+                    }
+                    args.str(j.name)
+                        .str(j.payload)
+                        .int(i64::from(j.priority))
+                        .int(ra)
+                        .int(i64::from(j.max_attempts))
+                        .str(j.unique_key.unwrap_or_default());
+                }
+                let v = this.conn.script(&scripts::PUSH, &keys, args).await?;
+                if let Some(e) = earliest {
+                    this.note_due(&queue, e);
+                }
+                let items = array(v)?;
+                if items.len() != idxs.len() * 2 {
+                    return Err(bad("push: wrong number of results"));
+                }
+                let mut out = Vec::with_capacity(idxs.len());
+                for (k, i) in idxs.into_iter().enumerate() {
+                    let m = req_text(&items[2 * k], "push member")?;
+                    let existing = req_int(&items[2 * k + 1], "push flag")? == 1;
+                    let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("push: bad member"))?;
+                    out.push((
+                        i,
+                        Enqueued {
+                            id: r.id(),
+                            existing,
+                        },
+                    ));
+                }
+                Ok::<_, RedisError>(out)
+            }
+        });
+        let mut results: Vec<Option<Enqueued>> = vec![None; total];
+        for group in try_join_all(calls).await? {
+            for (i, e) in group {
+                results[i] = Some(e);
+            }
+        }
+        results
+            .into_iter()
+            .map(|e| e.ok_or_else(|| bad("push: missing result")))
+            .collect()
+    }
+
+    pub(crate) async fn reserve(
+        self: Arc<Self>,
+        req: ReserveRequest,
+    ) -> Result<Vec<LeasedJob>, RedisError> {
+        for q in &req.queues {
+            check_queue(q)?;
+        }
+        if req.max == 0 || req.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lease = millis(req.lease).max(1);
+        let n = req.queues.len();
+        let start = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        let mut out = Vec::new();
+        for k in 0..n {
+            let queue = &req.queues[(start + k) % n];
+            let want = req.max - out.len();
+            if want == 0 {
+                break;
+            }
+            let qi = self.registry.index(queue).await?;
+            let mut args = ScriptArgs::with_capacity(3);
+            let now = self.now().as_millis();
+            args.int(now).int(want.min(RESERVE_CHUNK) as i64).int(lease);
+            let v = self
+                .conn
+                .script(&scripts::RESERVE, &[&self.keys.queue(queue)], args)
+                .await?;
+            let items = array(v)?;
+            let Some((first, rest)) = items.split_first() else {
+                return Err(bad("reserve: empty reply"));
+            };
+            lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
+            if rest.len() % 10 != 0 {
+                return Err(bad("reserve: wrong number of fields"));
+            }
+            for f in rest.chunks(10) {
+                let m = req_text(&f[0], "member")?;
+                let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
+                let token =
+                    u64::try_from(req_int(&f[1], "token")?).map_err(|_| bad("bad token"))?;
+                out.push(LeasedJob {
+                    lease: Lease { id: r.id(), token },
+                    name: req_text(&f[2], "name")?,
+                    queue: queue.clone(),
+                    payload: req_text(&f[3], "payload")?,
+                    priority: i32::try_from(req_int(&f[4], "priority")?)
+                        .map_err(|_| bad("bad priority"))?,
+                    attempt: u32::try_from(req_int(&f[5], "attempt")?)
+                        .map_err(|_| bad("bad attempt"))?,
+                    max_attempts: u32::try_from(req_int(&f[6], "max_attempts")?)
+                        .map_err(|_| bad("bad max_attempts"))?,
+                    created_at: Timestamp::from_millis(req_int(&f[7], "created_at")?),
+                    progress: opt_json(&f[8], "progress")?,
+                    lease_expires_at: Timestamp::from_millis(req_int(&f[9], "lease")?),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Groups items by queue (by their job id), runs `call` per queue concurrently, and puts
+    /// the per-item results back in order. Items of unknown queues get `missing`.
+    async fn per_queue<T, R, F, Fut>(
+        self: &Arc<Self>,
+        items: Vec<(JobId, T)>,
+        missing: R,
+        call: F,
+    ) -> Result<Vec<R>, RedisError>
+    where
+        R: Clone,
+        F: Fn(Arc<Self>, String, Vec<(JobRef, T)>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<R>, RedisError>>,
+    {
+        let total = items.len();
+        let places = self.queues_of(items.iter().map(|(id, _)| *id)).await?;
+        let mut groups: Vec<Group<(JobRef, T)>> = Vec::new();
+        for (i, ((_, item), place)) in items.into_iter().zip(places).enumerate() {
+            let Some((queue, r)) = place else { continue };
+            match groups.iter_mut().find(|g| g.0 == queue) {
+                Some(g) => {
+                    g.1.push(i);
+                    g.2.push((r, item));
+                }
+                None => groups.push((queue, vec![i], vec![(r, item)])),
+            }
+        }
+        let mut out = vec![missing; total];
+        let calls = groups.into_iter().map(|(queue, idxs, items)| {
+            let fut = call(self.clone(), queue, items);
+            async move { Ok::<_, RedisError>((idxs, fut.await?)) }
+        });
+        for (idxs, results) in try_join_all(calls).await? {
+            if results.len() != idxs.len() {
+                return Err(bad("wrong number of results"));
+            }
+            for (i, r) in idxs.into_iter().zip(results) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn finish(
+        self: Arc<Self>,
+        items: Vec<Finish>,
+    ) -> Result<Vec<FinishResult>, RedisError> {
+        let items: Vec<(JobId, Finish)> = items.into_iter().map(|f| (f.lease.id, f)).collect();
+        let results = self
+            .per_queue(items, false, |this, queue, items| async move {
+                let now = this.now().as_millis();
+                let mut args = ScriptArgs::with_capacity(4 + items.len() * 5);
+                args.int(now)
+                    .int(this.keep_age_ms)
+                    .int(this.keep_count)
+                    .str(this.origin.as_str());
+                let mut earliest: Option<i64> = None;
+                for (r, f) in items {
+                    args.str(r.member()).int(f.lease.token as i64);
+                    match f.outcome {
+                        Outcome::Completed { result } => {
+                            let text = match result {
+                                Some(v) => serde_json::to_string(&v).map_err(|e| {
+                                    RedisError::InvalidInput(format!("result: {e}"))
+                                })?,
+                                None => String::new(),
+                            };
+                            args.str("c").str(text).int(0);
+                        }
+                        Outcome::Retry { error, retry_at } => {
+                            let at = retry_at.as_millis();
+                            if at > now {
+                                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                            }
+                            args.str("r").str(error).int(at);
+                        }
+                        Outcome::Failed { error } => {
+                            args.str("f").str(error).int(0);
+                        }
+                    }
+                }
+                let v = this
+                    .conn
+                    .script(&scripts::FINISH, &[&this.keys.queue(&queue)], args)
+                    .await?;
+                if let Some(e) = earliest {
+                    this.note_due(&queue, e);
+                }
+                flags(v)
+            })
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|ok| {
+                if ok {
+                    FinishResult::Applied
+                } else {
+                    FinishResult::LeaseLost
+                }
+            })
+            .collect())
+    }
+
+    pub(crate) async fn heartbeat(
+        self: Arc<Self>,
+        leases: Vec<Lease>,
+        extend: Duration,
+    ) -> Result<Vec<Lease>, RedisError> {
+        let items: Vec<(JobId, Lease)> = leases.iter().map(|l| (l.id, *l)).collect();
+        let ext = millis(extend);
+        let ok = self
+            .per_queue(items, false, |this, queue, items| async move {
+                let mut args = ScriptArgs::with_capacity(2 + items.len() * 2);
+                args.int(this.now().as_millis()).int(ext);
+                for (r, l) in items {
+                    args.str(r.member()).int(l.token as i64);
+                }
+                let v = this
+                    .conn
+                    .script(&scripts::HEARTBEAT, &[&this.keys.queue(&queue)], args)
+                    .await?;
+                flags(v)
+            })
+            .await?;
+        Ok(leases
+            .into_iter()
+            .zip(ok)
+            .filter(|(_, ok)| !ok)
+            .map(|(l, _)| l)
+            .collect())
+    }
+
+    pub(crate) async fn progress(
+        self: Arc<Self>,
+        lease: Lease,
+        progress: serde_json::Value,
+    ) -> Result<bool, RedisError> {
+        let text = serde_json::to_string(&progress)
+            .map_err(|e| RedisError::InvalidInput(format!("progress: {e}")))?;
+        let ok = self
+            .per_queue(
+                vec![(lease.id, text)],
+                false,
+                |this, queue, items| async move {
+                    let mut out = Vec::new();
+                    for (r, text) in items {
+                        let mut args = ScriptArgs::with_capacity(3);
+                        args.str(r.member()).int(lease.token as i64).str(text);
+                        let v = this
+                            .conn
+                            .script(&scripts::PROGRESS, &[&this.keys.queue(&queue)], args)
+                            .await?;
+                        out.push(req_int(&v, "progress")? == 1);
+                    }
+                    Ok(out)
+                },
+            )
+            .await?;
+        Ok(ok.first().copied().unwrap_or(false))
+    }
+
+    pub(crate) async fn release(self: Arc<Self>, leases: Vec<Lease>) -> Result<(), RedisError> {
+        let items: Vec<(JobId, Lease)> = leases.iter().map(|l| (l.id, *l)).collect();
+        self.per_queue(items, (), |this, queue, items| async move {
+            let n = items.len();
+            let mut args = ScriptArgs::with_capacity(n * 2);
+            for (r, l) in items {
+                args.str(r.member()).int(l.token as i64);
+            }
+            this.conn
+                .script(&scripts::RELEASE, &[&this.keys.queue(&queue)], args)
+                .await?;
+            Ok(vec![(); n])
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn recover_expired(self: Arc<Self>) -> Result<u64, RedisError> {
+        let queues = self.registry.for_recovery(self.now()).await?;
+        let mut total = 0u64;
+        for queue in queues {
+            loop {
+                let mut args = ScriptArgs::with_capacity(2);
+                args.int(self.now().as_millis()).int(RECOVER_CHUNK);
+                let v = self
+                    .conn
+                    .script(&scripts::RECOVER, &[&self.keys.queue(&queue)], args)
+                    .await?;
+                let n = req_int(&v, "recovered")?;
+                total += n.max(0) as u64;
+                if n < RECOVER_CHUNK {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    pub(crate) async fn get(self: Arc<Self>, id: JobId) -> Result<Option<JobRecord>, RedisError> {
+        let Some(r) = JobRef::from_id(id) else {
+            return Ok(None);
+        };
+        let Some(queue) = self.registry.name(r.queue_index).await? else {
+            return Ok(None);
+        };
+        let v = self
+            .conn
+            .query(redis::cmd("HGETALL").arg(self.keys.job(&queue, &r.member())))
+            .await?;
+        let fields = array(v)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        job_record(id, &queue, fields).map(Some)
+    }
+
+    pub(crate) async fn counts(self: Arc<Self>) -> Result<Vec<QueueCounts>, RedisError> {
+        let queues = self.registry.all(self.now()).await?;
+        let calls = queues.into_iter().map(|(queue, _)| {
+            let this = self.clone();
+            async move {
+                let v = this
+                    .conn
+                    .script(
+                        &scripts::COUNTS,
+                        &[&this.keys.queue(&queue)],
+                        ScriptArgs::default(),
+                    )
+                    .await?;
+                let a = array(v)?;
+                if a.len() != 7 {
+                    return Err(bad("counts: wrong number of fields"));
+                }
+                let n = |i: usize| int(&a[i]).map(|n| n.max(0) as u64).unwrap_or(0);
+                let c = QueueCounts {
+                    queue,
+                    scheduled: n(0),
+                    ready: n(1),
+                    running: n(2),
+                    completed: n(3),
+                    failed: n(4),
+                    cancelled: n(5),
+                    paused: n(6) == 1,
+                };
+                Ok::<_, RedisError>(c)
+            }
+        });
+        let mut out: Vec<QueueCounts> = try_join_all(calls)
+            .await?
+            .into_iter()
+            .filter(|c| c.paused || c.live() + c.completed + c.failed + c.cancelled > 0)
+            .collect();
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(out)
+    }
+
+    pub(crate) async fn list(self: Arc<Self>, query: ListQuery) -> Result<Page, RedisError> {
+        let limit = query.effective_limit();
+        let queues: Vec<(String, u16)> = match &query.queue {
+            Some(q) => {
+                check_queue(q)?;
+                self.registry
+                    .all(self.now())
+                    .await?
+                    .into_iter()
+                    .filter(|(name, _)| name == q)
+                    .collect()
+            }
+            None => self.registry.all(self.now()).await?,
+        };
+        let calls = queues.into_iter().map(|(queue, qi)| {
+            let this = self.clone();
+            let state = query.state;
+            let after = query.after;
+            async move {
+                let mut args = ScriptArgs::with_capacity(3);
+                args.str(state.as_str())
+                    .str(member(first_seq_after(after, qi)))
+                    .int(limit as i64 + 1);
+                let v = this
+                    .conn
+                    .script(&scripts::LIST, &[&this.keys.queue(&queue)], args)
+                    .await?;
+                let items = array(v)?;
+                let mut out = Vec::with_capacity(items.len() / 2);
+                let mut it = items.into_iter();
+                while let (Some(m), Some(fields)) = (it.next(), it.next()) {
+                    let m = req_text(&m, "member")?;
+                    let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("list: bad member"))?;
+                    let fields = array(fields)?;
+                    if !fields.is_empty() {
+                        out.push(job_record(r.id(), &queue, fields)?);
+                    }
+                }
+                Ok::<_, RedisError>(out)
+            }
+        });
+        let mut jobs: Vec<JobRecord> = try_join_all(calls).await?.into_iter().flatten().collect();
+        jobs.sort_by_key(|j| j.id);
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(Page { jobs, next })
+    }
+
+    pub(crate) async fn retry(self: Arc<Self>, id: JobId) -> Result<RetryOutcome, RedisError> {
+        let Some(r) = JobRef::from_id(id) else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        let Some(queue) = self.registry.name(r.queue_index).await? else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        let mut args = ScriptArgs::with_capacity(1);
+        args.str(r.member());
+        let v = self
+            .conn
+            .script(&scripts::RETRY, &[&self.keys.queue(&queue)], args)
+            .await?;
+        let a = array(v)?;
+        match a.first().and_then(int) {
+            Some(0) => Ok(RetryOutcome::NotFound),
+            Some(1) => Ok(RetryOutcome::Retried),
+            Some(2) => Ok(RetryOutcome::NotRetryable(state_of(a.get(1))?)),
+            Some(3) => {
+                let m = req_text(a.get(1).unwrap_or(&Value::Nil), "holder")?;
+                let h = JobRef::from_member(r.queue_index, &m)
+                    .ok_or_else(|| bad("retry: bad holder"))?;
+                Ok(RetryOutcome::UniqueConflict(h.id()))
+            }
+            _ => Err(bad("retry: unexpected reply")),
+        }
+    }
+
+    pub(crate) async fn cancel(self: Arc<Self>, id: JobId) -> Result<CancelOutcome, RedisError> {
+        let Some(r) = JobRef::from_id(id) else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let Some(queue) = self.registry.name(r.queue_index).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let mut args = ScriptArgs::with_capacity(2);
+        args.int(self.now().as_millis()).str(r.member());
+        let v = self
+            .conn
+            .script(&scripts::CANCEL, &[&self.keys.queue(&queue)], args)
+            .await?;
+        let a = array(v)?;
+        match a.first().and_then(int) {
+            Some(0) => Ok(CancelOutcome::NotFound),
+            Some(1) => Ok(CancelOutcome::Cancelled),
+            Some(2) => Ok(CancelOutcome::AlreadyFinal(state_of(a.get(1))?)),
+            _ => Err(bad("cancel: unexpected reply")),
+        }
+    }
+
+    pub(crate) async fn purge(
+        self: Arc<Self>,
+        states: Vec<JobState>,
+        before: Timestamp,
+    ) -> Result<u64, RedisError> {
+        if let Some(s) = states.iter().find(|s| !s.is_final()) {
+            return Err(RedisError::InvalidInput(format!(
+                "cannot purge {s} jobs: only completed, failed and cancelled jobs can be purged"
+            )));
+        }
+        if states.is_empty() {
+            return Ok(0);
+        }
+        let mut total = 0u64;
+        for (queue, _) in self.registry.all(self.now()).await? {
+            loop {
+                let mut args = ScriptArgs::with_capacity(2 + states.len());
+                args.int(before.as_millis()).int(PURGE_CHUNK);
+                for s in &states {
+                    args.str(s.as_str());
+                }
+                let v = self
+                    .conn
+                    .script(&scripts::PURGE, &[&self.keys.queue(&queue)], args)
+                    .await?;
+                let n = req_int(&v, "purged")?.max(0) as u64;
+                total += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    pub(crate) async fn set_paused(
+        self: Arc<Self>,
+        queue: String,
+        paused: bool,
+    ) -> Result<(), RedisError> {
+        check_queue(&queue)?;
+        self.registry.index(&queue).await?;
+        let mut args = ScriptArgs::with_capacity(1);
+        args.str(if paused { "1" } else { "0" });
+        self.conn
+            .script(&scripts::PAUSE, &[&self.keys.queue(&queue)], args)
+            .await?;
+        Ok(())
+    }
+
+    /// The earliest time something in `queues` may become ready by itself, from this
+    /// process's cache (asking Redis for queues it has not seen yet).
+    pub(crate) async fn next_due(
+        self: &Arc<Self>,
+        queues: &[String],
+    ) -> Result<Option<i64>, RedisError> {
+        let unknown: Vec<String> = {
+            let m = lock(&self.next_due);
+            queues
+                .iter()
+                .filter(|q| !m.contains_key(*q))
+                .cloned()
+                .collect()
+        };
+        for q in unknown {
+            let v = self
+                .conn
+                .script(
+                    &scripts::DUE,
+                    &[&self.keys.queue(&q)],
+                    ScriptArgs::default(),
+                )
+                .await?;
+            let due = opt_int(&v)?;
+            lock(&self.next_due).entry(q).or_insert(due);
+        }
+        let m = lock(&self.next_due);
+        Ok(queues
+            .iter()
+            .filter_map(|q| m.get(q).copied().flatten())
+            .min())
+    }
+
+    /// Whether a popped wake-up token is this process's own "scheduled time moved" token,
+    /// which it already knows about.
+    pub(crate) fn is_own_token(&self, token: &str) -> bool {
+        token.strip_prefix("s:") == Some(self.origin.as_str())
+    }
+
+    pub(crate) fn wake_key(&self, queue: &str) -> String {
+        self.keys.wake(queue)
+    }
+}
+
+fn flags(v: Value) -> Result<Vec<bool>, RedisError> {
+    array(v)?
+        .iter()
+        .map(|x| req_int(x, "flag").map(|n| n == 1))
+        .collect()
+}
+
+fn state_of(v: Option<&Value>) -> Result<JobState, RedisError> {
+    let s = req_text(v.unwrap_or(&Value::Nil), "state")?;
+    s.parse().map_err(|e| bad(format!("{e}")))
+}
+
+/// The value of `CONFIG GET maxmemory-policy` (a pair, or a map in RESP3, or per node).
+fn eviction_policy(v: Value) -> Option<String> {
+    match v {
+        Value::Array(a) => {
+            if a.len() == 2 && text(&a[0]).as_deref() == Some("maxmemory-policy") {
+                return text(&a[1]);
+            }
+            a.into_iter().find_map(eviction_policy)
+        }
+        Value::Map(m) => m
+            .into_iter()
+            .find_map(|(_, v)| text(&v).or_else(|| eviction_policy(v))),
+        _ => None,
+    }
+}

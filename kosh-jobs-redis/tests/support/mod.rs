@@ -1,0 +1,352 @@
+//! Test servers: each test binary starts its own `redis-server` processes on free ports in
+//! temporary directories (or uses `KOSH_TEST_REDIS_URL` for the shared one), waits until
+//! they accept connections, and kills them when dropped. A watchdog kills them too if the
+//! test process dies without dropping them.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const INSTALL_HINT: &str =
+    "redis-server not found: install it with `apt-get install redis-server` or set KOSH_TEST_REDIS_URL";
+
+/// How long a server may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A key prefix no other test (of this or another run) uses.
+pub fn unique_prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "kt-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Panics with the install hint unless `redis-server` can be run.
+pub fn require_redis_server() {
+    match Command::new("redis-server").arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        _ => panic!("{INSTALL_HINT}"),
+    }
+}
+
+/// The URL of the server shared by the tests of this binary: `KOSH_TEST_REDIS_URL`, or a
+/// server started on first use (killed when the test process exits).
+pub fn shared_url() -> String {
+    static SHARED: OnceLock<String> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("KOSH_TEST_REDIS_URL") {
+                if !url.is_empty() {
+                    return url;
+                }
+            }
+            let server = RedisServer::start(&[]);
+            let url = server.url();
+            // Lives until the process exits; the watchdog then kills it.
+            std::mem::forget(server);
+            url
+        })
+        .clone()
+}
+
+/// A free TCP port on 127.0.0.1 (free when this returns; a collision is retried by `start`).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// `rediss://` instead of `redis://` in [`RedisServer::url`].
+    pub tls: bool,
+    pub password: Option<String>,
+    keep_dir: bool,
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_prefix(tag));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+impl RedisServer {
+    /// Starts a server with extra arguments (e.g. `--requirepass`, `--appendonly yes`).
+    pub fn start(extra: &[&str]) -> RedisServer {
+        Self::start_in(temp_dir("srv"), extra, false)
+    }
+
+    /// Starts a server whose plain port is off and whose `--tls-port` is the chosen port.
+    pub fn start_tls(extra: &[&str]) -> RedisServer {
+        Self::start_in(temp_dir("tls"), extra, true)
+    }
+
+    fn start_in(dir: PathBuf, extra: &[&str], tls: bool) -> RedisServer {
+        require_redis_server();
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let password = args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| args.get(i + 1).cloned());
+        let mut last_log = String::new();
+        for _ in 0..10 {
+            let mut s = RedisServer {
+                port: free_port(),
+                dir: dir.clone(),
+                args: args.clone(),
+                child: None,
+                tls,
+                password: password.clone(),
+                keep_dir: false,
+            };
+            match s.spawn() {
+                Ok(()) => return s,
+                Err(log) => {
+                    last_log = log;
+                    s.keep_dir = true; // the next try uses the same directory
+                    if !last_log.contains("Address already in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("redis-server did not start; its log:\n{last_log}");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("redis-{}.log", self.port))
+    }
+
+    fn pid_path(&self) -> PathBuf {
+        self.dir.join("redis.pid")
+    }
+
+    /// Starts the process and waits until it accepts connections; on failure, its log.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.log_path();
+        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(self.pid_path());
+        let port = self.port.to_string();
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            self.dir.display().to_string(),
+            "--logfile".into(),
+            log.display().to_string(),
+            "--pidfile".into(),
+            self.pid_path().display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--protected-mode".into(),
+            "no".into(),
+        ];
+        if self.tls {
+            args.extend(["--port".into(), "0".into(), "--tls-port".into(), port]);
+        } else {
+            args.extend(["--port".into(), port]);
+        }
+        args.extend(self.args.iter().cloned());
+        // The shell keeps a watchdog that kills the server once our end of its stdin closes,
+        // which also happens when the test process dies.
+        // (Background jobs of a non-interactive shell read /dev/null unless told otherwise.)
+        let script = r#"exec 3<&0
+redis-server "$@" </dev/null &
+pid=$!
+( cat <&3 >/dev/null; kill -9 $pid 2>/dev/null ) &
+wait $pid"#;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Ready to accept connections") {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .map(|c| matches!(c.try_wait(), Ok(Some(_))))
+                .unwrap_or(true);
+            if exited || Instant::now() > deadline {
+                self.kill();
+                return Err(if text.is_empty() {
+                    "(empty log)".into()
+                } else {
+                    text
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `redis://127.0.0.1:port` (with the password, if any).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        match &self.password {
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pid_path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        self.reap();
+    }
+
+    /// Stops the server the way an operator's restart does (SIGTERM: it writes its append-only
+    /// file and exits), and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        self.reap();
+    }
+
+    fn reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub fn restart(&mut self) {
+        let mut last = String::new();
+        let deadline = Instant::now() + START_DEADLINE;
+        while Instant::now() < deadline {
+            match self.spawn() {
+                Ok(()) => return,
+                // The old socket may linger for a moment.
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => panic!("redis-server did not restart; its log:\n{log}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not restart; its log:\n{last}");
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Sends one command over a plain TCP connection (RESP), returning the raw reply text.
+/// For test checks only (no TLS).
+pub fn raw_command(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut send = |args: &[&str]| {
+        let mut buf = format!("*{}\r\n", args.len());
+        for a in args {
+            buf.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+        }
+        s.write_all(buf.as_bytes()).expect("write to redis");
+    };
+    if let Some(p) = password {
+        send(&["AUTH", p]);
+    }
+    send(args);
+    let mut r = BufReader::new(s.try_clone().expect("clone stream"));
+    if password.is_some() {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read AUTH reply");
+    }
+    read_reply(&mut r)
+}
+
+fn read_reply(r: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read reply");
+    let line = line.trim_end().to_string();
+    match line.chars().next() {
+        Some('$') => {
+            let n: i64 = line[1..].parse().unwrap_or(-1);
+            if n < 0 {
+                return String::new();
+            }
+            let mut buf = vec![0u8; n as usize + 2];
+            r.read_exact(&mut buf).expect("read bulk");
+            String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+        }
+        Some('*') => {
+            let n: i64 = line[1..].parse().unwrap_or(0);
+            (0..n.max(0))
+                .map(|_| read_reply(r))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        _ => line,
+    }
+}
+
+/// Total calls per command from `INFO commandstats`, e.g. `evalsha` → 12.
+pub fn command_stats(port: u16, password: Option<&str>) -> Vec<(String, u64)> {
+    let info = raw_command(port, password, &["INFO", "commandstats"]);
+    info.lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("cmdstat_")?;
+            let (name, rest) = l.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .collect()
+}
