@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::Backend;
+use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use kosh_jobs_sqlite::SqliteBackend;
 
 /// Opens the job store named by `url`:
@@ -16,6 +17,15 @@ use kosh_jobs_sqlite::SqliteBackend;
 ///   on many machines;
 /// - `memory:`: inside this process only (the `dev` command with no files, tests).
 pub async fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    open_backend_with(url, None).await
+}
+
+/// Like [`open_backend`], with the prefix of the job store's Redis keys (default `kosh`):
+/// several apps or environments can share one Redis database under different prefixes.
+pub async fn open_backend_with(
+    url: &str,
+    redis_prefix: Option<&str>,
+) -> anyhow::Result<Arc<dyn Backend>> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "memory" => Ok(Arc::new(MemoryBackend::new())),
@@ -36,10 +46,17 @@ pub async fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
                 .with_context(|| format!("cannot open the job store {url}"))?;
             Ok(Arc::new(backend))
         }
-        "redis" | "rediss" => bail!(
-            "the Redis job store is not available in this build yet (kosh-jobs-redis has not \
-             landed); use JOBS_URL=sqlite://data/jobs.db"
-        ),
+        "redis" | "rediss" => {
+            let mut options = RedisOptions::builder(url);
+            if let Some(prefix) = redis_prefix {
+                options = options.prefix(prefix);
+            }
+            // The error names host and port, never the password.
+            let backend = RedisBackend::connect(options.build()?)
+                .await
+                .context("cannot connect to the Redis job store")?;
+            Ok(Arc::new(backend))
+        }
         _ => bail!(
             "unknown job store URL scheme `{scheme}:`: expected sqlite://path, redis://host:port, \
              rediss://… or memory:"

@@ -13,6 +13,8 @@ pub struct Config {
     pub database_url: String,
     /// The job store: `JOBS_URL`, else `REDIS_URL`, default `sqlite://data/jobs.db`.
     pub jobs_url: String,
+    /// Prefix of the job store's keys in Redis: `JOBS_PREFIX`, default `kosh`.
+    pub jobs_prefix: Option<String>,
     /// Where the web server listens: `BIND`, default `127.0.0.1:3000`.
     pub bind: SocketAddr,
     /// Largest upload accepted: `MAX_UPLOAD_BYTES`, default 100 MiB (larger: 413).
@@ -56,6 +58,7 @@ impl Config {
             jobs_url: var("JOBS_URL")
                 .or_else(|| var("REDIS_URL"))
                 .unwrap_or_else(|| "sqlite://data/jobs.db".into()),
+            jobs_prefix: var("JOBS_PREFIX"),
             bind: bind
                 .parse()
                 .with_context(|| format!("BIND={bind} is not an address like 127.0.0.1:3000"))?,

@@ -1,0 +1,68 @@
+//! End to end over HTTP on SQLite: the app and a worker in this test, uploads through the
+//! API, outcomes checked through the API and the app database.
+
+mod support;
+
+use std::time::Duration;
+
+use csv_upload::import::ImportCsv;
+use support::{fixture, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_imported_rejected_or_refused() {
+    let app = TestApp::start(None, true).await;
+    support::flow::full_flow(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_job_run_twice_adds_nothing() {
+    let app = TestApp::start(None, true).await;
+    let (status, v) = app.upload("a.csv", fixture("debit_credit.csv")).await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let first = app.wait_final(id, Duration::from_secs(30)).await;
+    assert_eq!(first["rows_imported"], 3, "{first}");
+
+    // Deliver the same job again (its unique key is free once the first completed).
+    let again = app
+        .services
+        .jobs
+        .enqueue(ImportCsv { import_id: id })
+        .await
+        .unwrap();
+    assert!(!again.existing);
+    support::wait_for("the second run", Duration::from_secs(30), || async {
+        let r = app.services.jobs.status(again.id).await.unwrap();
+        (r.state == kosh_jobs::JobState::Completed).then_some(())
+    })
+    .await;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM transactions WHERE import_id = ?")
+        .bind(id)
+        .fetch_one(&app.services.app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 3);
+    let (_, v) = app.get(&format!("/api/imports/{id}")).await;
+    assert_eq!(
+        (v["rows_imported"].as_i64(), v["attempts"].as_i64()),
+        (Some(3), Some(1))
+    );
+    let (_, n) = app.get("/api/notifications").await;
+    assert_eq!(
+        n["items"].as_array().unwrap().len(),
+        1,
+        "one notification: {n}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served() {
+    let app = TestApp::start(Some("memory:"), false).await;
+    let r = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<form id=\"upload\"") && html.contains("/api/imports"));
+    app.stop().await;
+}

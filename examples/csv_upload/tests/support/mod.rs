@@ -1,0 +1,173 @@
+//! Helpers for the end-to-end tests: an app (web and, optionally, an in-process worker) on
+//! files in a temporary folder, an HTTP client, and waits on conditions with deadlines.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use csv_upload::config::Config;
+use csv_upload::run::Services;
+use kosh_jobs::worker::WorkerHandle;
+use kosh_jobs::CancellationToken;
+use serde_json::Value;
+
+pub mod flow;
+pub mod redis;
+
+/// Polls `check` until it gives `Some`, failing the test after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A configuration on files under `dir`.
+pub fn config(dir: &std::path::Path, jobs_url: &str) -> Config {
+    Config {
+        database_url: format!("sqlite://{}", dir.join("app.db").display()),
+        jobs_url: jobs_url.to_owned(),
+        jobs_prefix: None,
+        bind: "127.0.0.1:0".parse().unwrap(),
+        max_upload_bytes: 64 * 1024,
+        upload_dir: dir.join("uploads"),
+        batch_rows: 4,
+        row_delay: Duration::ZERO,
+        lease: Duration::from_secs(5),
+    }
+}
+
+/// A running app.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub services: Services,
+    pub http: reqwest::Client,
+    worker: Option<WorkerHandle>,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    /// Web app and an in-process worker; `jobs_url` of `None` means a SQLite file in the
+    /// temporary folder.
+    pub async fn start(jobs_url: Option<&str>, with_worker: bool) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let url = jobs_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("jobs.db").display()));
+        Self::start_with(dir, config_for(&url), with_worker).await
+    }
+
+    /// Starts on a configuration made from the folder.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        make: impl FnOnce(&std::path::Path) -> Config,
+        with_worker: bool,
+    ) -> TestApp {
+        let cfg = make(dir.path());
+        let services = Services::open(cfg).await.unwrap();
+        let stop = CancellationToken::new();
+        let (addr, server) = services
+            .bind_web(None, stop.clone().cancelled_owned())
+            .await
+            .unwrap();
+        let server = tokio::spawn(server);
+        let worker = with_worker.then(|| services.worker(2).unwrap().spawn());
+        TestApp {
+            dir,
+            base: format!("http://{addr}"),
+            services,
+            http: reqwest::Client::new(),
+            worker,
+            stop,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn upload_dir(&self) -> PathBuf {
+        self.services.config.upload_dir.clone()
+    }
+
+    /// Uploads `content` as a file named `name`; the status and the JSON answer.
+    pub async fn upload(&self, name: &str, content: Vec<u8>) -> (u16, Value) {
+        let part = reqwest::multipart::Part::bytes(content)
+            .file_name(name.to_owned())
+            .mime_str("text/csv")
+            .unwrap();
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let r = self
+            .http
+            .post(self.url("/api/imports"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(ct.as_deref(), Some("application/json"), "answers are JSON");
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str) -> u16 {
+        let r = self.http.post(self.url(path)).send().await.unwrap();
+        r.status().as_u16()
+    }
+
+    /// Waits until import `id` is completed or failed; its JSON.
+    pub async fn wait_final(&self, id: i64, timeout: Duration) -> Value {
+        wait_for(&format!("import {id} to finish"), timeout, || async {
+            let (status, v) = self.get(&format!("/api/imports/{id}")).await;
+            assert_eq!(status, 200, "{v}");
+            matches!(v["state"].as_str(), Some("completed" | "failed")).then_some(v)
+        })
+        .await
+    }
+
+    /// Stops the worker and the web server.
+    pub async fn stop(self) {
+        if let Some(w) = self.worker {
+            w.shutdown().await.unwrap();
+        }
+        self.stop.cancel();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+pub fn config_for(url: &str) -> impl FnOnce(&std::path::Path) -> Config + '_ {
+    move |dir| config(dir, url)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
