@@ -1,42 +1,68 @@
 //! Cases about `wait_for_work`: what ends the wait, and that it waits otherwise.
 //!
-//! A waiter runs in its own task with `until` far in the future on the manual clock, so only
-//! the event under test can end it; a real-time timeout is there only to fail the case
-//! instead of hanging it.
+//! The case polls the wait itself, with `until` far in the future on the manual clock, so only
+//! the event under test can end it; the event comes from another task. A real-time timeout is
+//! there only to fail the case instead of hanging it.
 
 use std::sync::Arc;
+use std::task::Poll;
 
-use tokio::task::JoinHandle;
+use futures_util::future::BoxFuture;
 
-use crate::backend::Backend;
 use crate::clock::Timestamp;
+use crate::error::BackendError;
 
 use super::support::{env, guard, join, secs, Env, LEASE};
 use super::BackendFactory;
 
-fn spawn_wait(t: &Env, queues: &[&str], until: Timestamp) -> JoinHandle<()> {
-    let b: Arc<dyn Backend> = Arc::clone(&t.b);
+/// A `wait_for_work` call in progress, polled by the case itself so that "still waiting" is
+/// checked on the very future that must later end.
+struct Waiter(BoxFuture<'static, Result<(), BackendError>>);
+
+fn start_wait(t: &Env, queues: &[&str], until: Timestamp) -> Waiter {
+    let b = Arc::clone(&t.b);
     let queues: Vec<String> = queues.iter().map(|q| (*q).to_owned()).collect();
-    tokio::spawn(async move {
-        b.wait_for_work(&queues, until)
-            .await
-            .unwrap_or_else(|e| panic!("wait_for_work: backend error: {e:?}"))
-    })
+    Waiter(Box::pin(
+        async move { b.wait_for_work(&queues, until).await },
+    ))
 }
 
-async fn still_waiting(t: &Env, h: &JoinHandle<()>, what: &str) {
-    t.settle().await;
-    assert!(
-        !h.is_finished(),
-        "{what}: wait_for_work returned although nothing happened"
-    );
+impl Waiter {
+    /// Polls once: `true` if the wait has ended.
+    async fn poll_once(&mut self, what: &str) -> bool {
+        let fut = &mut self.0;
+        match std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(e)) => panic!("{what}: wait_for_work: backend error: {e:?}"),
+            Poll::Pending => false,
+        }
+    }
+
+    /// Checks, over a few polls with the backend given time to act, that the wait goes on.
+    async fn still_waiting(&mut self, t: &Env, what: &str) {
+        for _ in 0..3 {
+            assert!(
+                !self.poll_once(what).await,
+                "{what}: wait_for_work returned although nothing happened"
+            );
+            t.settle().await;
+        }
+    }
+
+    /// Waits for the wait to end (within the real-time guard).
+    async fn ends(self, what: &str) {
+        guard(what, self.0)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: wait_for_work: backend error: {e:?}"));
+    }
 }
 
 /// A push from another task ends a wait on its queue.
 pub async fn wait_woken_by_push<F: BackendFactory + ?Sized>(factory: &F) {
     let t = env(factory).await;
-    let h = spawn_wait(&t, &["mail"], t.now() + secs(3600));
-    still_waiting(&t, &h, "wait woken by push: before the push").await;
+    let mut w = start_wait(&t, &["mail"], t.now() + secs(3600));
+    w.still_waiting(&t, "wait woken by push: before the push")
+        .await;
     let b = Arc::clone(&t.b);
     let job = t.job("n", "mail");
     let pusher = tokio::spawn(async move {
@@ -45,22 +71,20 @@ pub async fn wait_woken_by_push<F: BackendFactory + ?Sized>(factory: &F) {
             .unwrap_or_else(|e| panic!("push: backend error: {e:?}"))
     });
     join("wait woken by push: the push", pusher).await;
-    join("wait woken by push: the wait ends after the push", h).await;
+    w.ends("wait woken by push: the wait ends after the push")
+        .await;
 }
 
 /// With nothing to do, the wait ends when the clock reaches `until`, not before.
 pub async fn wait_returns_at_until<F: BackendFactory + ?Sized>(factory: &F) {
     let t = env(factory).await;
-    let h = spawn_wait(&t, &["idle"], t.now() + secs(10));
-    still_waiting(&t, &h, "wait until: at the start").await;
+    let mut w = start_wait(&t, &["idle"], t.now() + secs(10));
+    w.still_waiting(&t, "wait until: at the start").await;
     t.advance(secs(5));
-    still_waiting(&t, &h, "wait until: half way").await;
+    w.still_waiting(&t, "wait until: half way").await;
     t.advance(secs(5));
-    join(
-        "wait until: the wait ends when the clock reaches `until`",
-        h,
-    )
-    .await;
+    w.ends("wait until: the wait ends when the clock reaches `until`")
+        .await;
 }
 
 /// A delayed job becoming due ends the wait, even though nothing was pushed meanwhile.
@@ -69,10 +93,15 @@ pub async fn wait_ends_when_scheduled_job_due<F: BackendFactory + ?Sized>(factor
     let mut j = t.job("n", "later");
     j.run_at = t.now() + secs(30);
     t.push_one(j).await;
-    let h = spawn_wait(&t, &["later"], t.now() + secs(3600));
-    still_waiting(&t, &h, "wait for a delayed job: before it is due").await;
-    t.advance(secs(30));
-    join("wait for a delayed job: the wait ends once it is due", h).await;
+    let mut w = start_wait(&t, &["later"], t.now() + secs(3600));
+    w.still_waiting(&t, "wait for a delayed job: before it is due")
+        .await;
+    t.advance(secs(29));
+    w.still_waiting(&t, "wait for a delayed job: one second before it is due")
+        .await;
+    t.advance(secs(1));
+    w.ends("wait for a delayed job: the wait ends once it is due")
+        .await;
     let l = t.reserve_one("later", "wait for a delayed job").await;
     assert_eq!(l.attempt, 1);
 }
@@ -84,12 +113,13 @@ pub async fn wait_woken_by_resume<F: BackendFactory + ?Sized>(factory: &F) {
         .await
         .unwrap_or_else(|e| panic!("pause: backend error: {e:?}"));
     t.push_one(t.job("n", "p")).await;
-    let h = spawn_wait(&t, &["p"], t.now() + secs(3600));
-    still_waiting(&t, &h, "wait on a paused queue").await;
+    let mut w = start_wait(&t, &["p"], t.now() + secs(3600));
+    w.still_waiting(&t, "wait on a paused queue").await;
     t.b.resume("p")
         .await
         .unwrap_or_else(|e| panic!("resume: backend error: {e:?}"));
-    join("wait on a paused queue: the wait ends on resume", h).await;
+    w.ends("wait on a paused queue: the wait ends on resume")
+        .await;
 }
 
 /// A job recovered from an expired lease ends a wait on its queue.
@@ -97,11 +127,12 @@ pub async fn wait_woken_by_recovery<F: BackendFactory + ?Sized>(factory: &F) {
     let t = env(factory).await;
     t.push_one(t.job("n", "q")).await;
     let l = t.reserve_one("q", "wait for a recovered job").await;
-    let h = spawn_wait(&t, &["q"], t.now() + secs(3600));
-    still_waiting(&t, &h, "wait for a recovered job: while it runs").await;
+    let mut w = start_wait(&t, &["q"], t.now() + secs(3600));
+    w.still_waiting(&t, "wait for a recovered job: while it runs")
+        .await;
     t.advance(LEASE + secs(1));
     assert_eq!(t.recover().await, 1, "wait for a recovered job: recovered");
-    join("wait for a recovered job: the wait ends", h).await;
+    w.ends("wait for a recovered job: the wait ends").await;
     let l2 = t.reserve_one("q", "wait for a recovered job").await;
     assert_eq!((l2.id(), l2.attempt), (l.id(), 2));
 }
