@@ -53,7 +53,20 @@ impl fmt::Display for AmountError {
 impl std::error::Error for AmountError {}
 
 fn is_currency(c: char) -> bool {
-    c.is_alphabetic() || matches!(c, '€' | '$' | '£' | '¥' | '₹' | '₽' | '₩' | '¢' | '₺' | '₪')
+    matches!(c, '€' | '$' | '£' | '¥' | '₹' | '₽' | '₩' | '¢' | '₺' | '₪')
+}
+
+/// Strips one three-letter currency code (`EUR`, `usd`) from the start or the end.
+fn strip_code(s: &str) -> &str {
+    let b = s.as_bytes();
+    let code = |w: &[u8]| w.len() == 3 && w.iter().all(u8::is_ascii_alphabetic);
+    if b.len() > 3 && code(&b[..3]) && !b[3].is_ascii_alphabetic() {
+        return &s[3..];
+    }
+    if b.len() > 3 && code(&b[b.len() - 3..]) && !b[b.len() - 4].is_ascii_alphabetic() {
+        return &s[..s.len() - 3];
+    }
+    s
 }
 
 fn is_space(c: char) -> bool {
@@ -85,7 +98,7 @@ pub fn parse_amount(input: &str) -> Result<i64, AmountError> {
     let lower = s.to_ascii_lowercase();
     if lower.ends_with("dr") || lower.ends_with("cr") {
         let (head, tail) = s.split_at(s.len() - 2);
-        if !head.ends_with(|c: char| c.is_alphabetic()) {
+        if !head.ends_with(|c: char| c.is_ascii_alphabetic()) {
             if tail.eq_ignore_ascii_case("dr") {
                 negative = true;
                 signs += 1;
@@ -98,6 +111,7 @@ pub fn parse_amount(input: &str) -> Result<i64, AmountError> {
         let before = s;
         s = s.trim_start_matches(|c: char| is_currency(c) || is_space(c));
         s = s.trim_end_matches(|c: char| is_currency(c) || is_space(c));
+        s = strip_code(s);
         if let Some(r) = s
             .strip_prefix('-')
             .or_else(|| s.strip_prefix('\u{2212}'))
@@ -248,6 +262,20 @@ mod tests {
         assert_eq!(parse_amount("12.00 EUR"), Ok(1200));
         assert_eq!(parse_amount("100.00 DR"), Ok(-10_000));
         assert_eq!(parse_amount("100.00CR"), Ok(10_000));
+        assert_eq!(parse_amount("EUR -3,20"), Ok(-320));
+        assert_eq!(parse_amount("usd5"), Ok(500));
+        assert!(matches!(
+            parse_amount("-x,01"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("abc5x"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_amount("12 euros"),
+            Err(AmountError::NotANumber(_))
+        ));
     }
 
     #[test]
