@@ -99,6 +99,61 @@ fn rate(n: u64, d: Duration) -> String {
     )
 }
 
+/// CPU time used so far (Linux, from /proc): the whole process, and the threads whose name
+/// starts with `kosh-sqlite-wri` (the writers). `None` where /proc is not readable.
+fn cpu() -> Option<(Duration, Duration)> {
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((name, utime + stime))
+    }
+    let tick = Duration::from_millis(10); // USER_HZ is 100 on Linux
+    let (_, process) = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut writer = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        if let Some((name, t)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| ticks(&s))
+        {
+            if name.starts_with("kosh-sqlite-wri") {
+                writer += t;
+            }
+        }
+    }
+    Some((tick * process as u32, tick * writer as u32))
+}
+
+/// Runs one measured phase and prints its rate, with the CPU it used: on a busy machine the
+/// wall-clock rate understates what an idle one does, while CPU per job changes less.
+async fn phase<F: std::future::Future<Output = anyhow::Result<(u64, Duration)>>>(
+    name: &str,
+    f: F,
+) -> anyhow::Result<()> {
+    let before = cpu();
+    let (n, took) = f.await?;
+    let cpu_note = match (before, cpu()) {
+        (Some((p0, w0)), Some((p1, w1))) => {
+            let (p, w) = (p1.saturating_sub(p0), w1.saturating_sub(w0));
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+            // Two cores: the process can use at most 2 s of CPU a second, the writer thread 1 s.
+            let bound = n as f64 / (p.as_secs_f64() / 2.0).max(w.as_secs_f64()).max(1e-9);
+            format!(
+                "  cpu {:.1} us/job, writer {:.1} us/job: ~{:.0} jobs/s if CPU-bound on 2 idle cores",
+                per(p),
+                per(w),
+                bound
+            )
+        }
+        _ => String::new(),
+    };
+    println!("{name:<32}{}{cpu_note}", rate(n, took));
+    Ok(())
+}
+
 async fn batch_enqueue(b: &SqliteBackend, total: u64) -> anyhow::Result<Duration> {
     let now = b.clock().now();
     let start = Instant::now();
@@ -203,59 +258,69 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let b = open(dir.path(), "batch.db").await?;
-    let took = batch_enqueue(&b, total).await?;
-    println!("batch enqueue (1000/batch)          {}", rate(total, took));
+    phase("batch enqueue (1000/batch)", async {
+        Ok((total, batch_enqueue(&b, total).await?))
+    })
+    .await?;
 
     let single = total.min(50_000);
     let b1 = open(dir.path(), "single.db").await?;
-    let now = b1.clock().now();
-    let start = Instant::now();
-    for i in 0..single {
-        b1.push(jobs(i, 1, now)).await?;
-    }
-    println!(
-        "single enqueue, 1 caller            {}",
-        rate(single, start.elapsed())
-    );
+    phase("single enqueue, 1 caller", async {
+        let now = b1.clock().now();
+        let start = Instant::now();
+        for i in 0..single {
+            b1.push(jobs(i, 1, now)).await?;
+        }
+        Ok((single, start.elapsed()))
+    })
+    .await?;
 
     let b2 = open(dir.path(), "single64.db").await?;
-    let start = Instant::now();
-    let per = single / 64;
-    let tasks: Vec<_> = (0..64)
-        .map(|t| {
-            let b = b2.clone();
-            tokio::spawn(async move {
-                for i in 0..per {
-                    b.push(jobs(t * per + i, 1, now)).await?;
-                }
-                Ok::<_, kosh_jobs::BackendError>(())
+    phase("single enqueue, 64 callers", async {
+        let now = b2.clock().now();
+        let start = Instant::now();
+        let per = single / 64;
+        let tasks: Vec<_> = (0..64)
+            .map(|t| {
+                let b = b2.clone();
+                tokio::spawn(async move {
+                    for i in 0..per {
+                        b.push(jobs(t * per + i, 1, now)).await?;
+                    }
+                    Ok::<_, kosh_jobs::BackendError>(())
+                })
             })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    println!(
-        "single enqueue, 64 callers          {}",
-        rate(per * 64, start.elapsed())
-    );
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        Ok((per * 64, start.elapsed()))
+    })
+    .await?;
 
-    let took = direct_processing(&b, total).await?;
-    println!("reserve+finish, 64 in flight        {}", rate(total, took));
+    phase("reserve+finish, 64 in flight", async {
+        Ok((total, direct_processing(&b, total).await?))
+    })
+    .await?;
 
     let b3 = open(dir.path(), "worker.db").await?;
     batch_enqueue(&b3, total).await?;
-    let took = worker_processing(&b3, total).await?;
-    println!("Worker, concurrency 64, no-op       {}", rate(total, took));
+    phase("Worker, concurrency 64, no-op", async {
+        Ok((total, worker_processing(&b3, total).await?))
+    })
+    .await?;
 
     // End to end: enqueue while the worker runs.
     let b4 = open(dir.path(), "e2e.db").await?;
-    let producer = {
-        let b4 = b4.clone();
-        tokio::spawn(async move { batch_enqueue(&b4, total).await })
-    };
-    let took = worker_processing(&b4, total).await?;
-    producer.await??;
-    println!("end to end (enqueue + Worker)       {}", rate(total, took));
+    phase("end to end (enqueue + Worker)", async {
+        let producer = {
+            let b4 = b4.clone();
+            tokio::spawn(async move { batch_enqueue(&b4, total).await })
+        };
+        let took = worker_processing(&b4, total).await?;
+        producer.await??;
+        Ok((total, took))
+    })
+    .await?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 -- Times are milliseconds since the Unix epoch, read from the backend's clock.
 
 CREATE TABLE kosh_jobs (
-    -- AUTOINCREMENT: an id is never reused, even after the newest job is purged.
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Assigned by the backend: max(max(id), kosh_meta.id_floor) + 1, so an id is never
+    -- reused even after the newest job was deleted (cheaper than AUTOINCREMENT, which
+    -- writes sqlite_sequence on every insert).
+    id               INTEGER PRIMARY KEY,
     name             TEXT    NOT NULL,
     queue            TEXT    NOT NULL,
     payload          TEXT    NOT NULL,
@@ -26,8 +28,7 @@ CREATE TABLE kosh_jobs (
     unique_key       TEXT,
     -- A new random token for every lease: a finish carrying another token changes nothing.
     lease_token      INTEGER NOT NULL DEFAULT 0,
-    lease_expires_at INTEGER,
-    worker           TEXT
+    lease_expires_at INTEGER
 );
 
 -- Reserve: the next ready jobs of a queue, by priority then enqueue order. Partial, so a row
@@ -52,3 +53,11 @@ CREATE TABLE kosh_queues (
     name   TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
+
+-- Settings of the database. `id_floor`: the highest job id ever deleted (raised before every
+-- delete), so new ids stay above it.
+CREATE TABLE kosh_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO kosh_meta (key, value) VALUES ('id_floor', 0);

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -71,24 +71,38 @@ impl Shared {
 
 /// Starts the writer (which creates or migrates the schema) and, for a file, the reader.
 pub(crate) async fn start(opts: &SqliteOptions, shared: Arc<Shared>) -> Result<Threads> {
-    let (writer, writer_done) = spawn(opts, "writer", {
+    let file = matches!(opts.location, Location::File(_));
+    let (nudge_tx, nudge_rx) = mpsc::channel::<()>();
+    let nudge = file.then(|| Nudge {
+        tx: nudge_tx,
+        pending: Arc::new(AtomicBool::new(false)),
+    });
+    let pending = nudge.as_ref().map(|n| n.pending.clone());
+    let (writer, writer_rx) = mpsc::channel::<Pending>();
+    let writer_done = spawn(opts, Role::Writer, writer_rx, {
         let opts = opts.clone();
-        move |conn, rx| Writer::new(conn, opts, shared).run(rx)
+        move |conn, rx| Writer::new(conn, opts, shared, nudge).run(rx)
     })
     .await?;
     let mut done = vec![writer_done];
-    let reader = match opts.location {
-        Location::Memory => None,
-        Location::File(_) => {
-            let (reader, reader_done) = spawn(opts, "reader", {
+    let mut reader = None;
+    if let Some(pending) = pending {
+        let (tx, rx) = mpsc::channel::<Pending>();
+        done.push(
+            spawn(opts, Role::Reader, rx, {
                 let opts = opts.clone();
                 move |conn, rx| run_reader(conn, rx, opts)
             })
-            .await?;
-            done.push(reader_done);
-            Some(reader)
-        }
-    };
+            .await?,
+        );
+        reader = Some(tx);
+        done.push(
+            spawn(opts, Role::Checkpointer, nudge_rx, move |conn, rx| {
+                run_checkpointer(conn, rx, pending)
+            })
+            .await?,
+        );
+    }
     Ok(Threads {
         writer,
         reader,
@@ -105,17 +119,15 @@ pub(crate) struct Threads {
     pub(crate) done: Vec<oneshot::Receiver<()>>,
 }
 
-async fn spawn(
+/// Starts a thread owning a connection of `role` that runs `body`; returns once the
+/// connection is open (and, for the writer, the schema is ready).
+async fn spawn<M: Send + 'static>(
     opts: &SqliteOptions,
-    role_name: &'static str,
-    body: impl FnOnce(Connection, Receiver<Pending>) + Send + 'static,
-) -> Result<(Sender<Pending>, oneshot::Receiver<()>)> {
-    let role = if role_name == "writer" {
-        Role::Writer
-    } else {
-        Role::Reader
-    };
-    let (tx, rx) = mpsc::channel::<Pending>();
+    role: Role,
+    rx: Receiver<M>,
+    body: impl FnOnce(Connection, Receiver<M>) + Send + 'static,
+) -> Result<oneshot::Receiver<()>> {
+    let role_name = role.name();
     let (ready_tx, ready_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let thread_opts = opts.clone();
@@ -138,7 +150,50 @@ async fn spawn(
     ready_rx
         .await
         .map_err(|_| SqliteError::Closed(role_name))??;
-    Ok((tx, done_rx))
+    Ok(done_rx)
+}
+
+/// How long the writer looks for more work before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// How long the checkpointer lets commits accumulate before copying them into the database
+/// file.
+const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
+
+/// The writer's line to the checkpointer.
+struct Nudge {
+    tx: Sender<()>,
+    /// Set by the writer when it nudges, cleared by the checkpointer when it starts a round:
+    /// at most one nudge is queued.
+    pending: Arc<AtomicBool>,
+}
+
+/// Copies committed WAL frames into the database file (`PRAGMA wal_checkpoint(PASSIVE)`),
+/// a while after the writer commits, so the writer does not pay for the copy and its two
+/// fsyncs while holding the write lock. The writer keeps a large automatic checkpoint as a
+/// bound on the WAL in case this thread falls behind.
+fn run_checkpointer(conn: Connection, rx: Receiver<()>, pending: Arc<AtomicBool>) {
+    while rx.recv().is_ok() {
+        let deadline = Instant::now() + CHECKPOINT_DELAY;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        pending.store(false, Ordering::SeqCst);
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match result {
+            Ok((log, done)) => tracing::trace!(log, done, "checkpointed"),
+            Err(e) => tracing::debug!(error = %e, "checkpoint failed; the next one will retry"),
+        }
+    }
 }
 
 /// Classifies a raw SQLite error with the path and busy timeout it happened with.
@@ -212,10 +267,16 @@ struct Writer {
     prune_chunk: usize,
     last_prune: Instant,
     prune_backlog: bool,
+    nudge: Option<Nudge>,
 }
 
 impl Writer {
-    fn new(conn: Connection, opts: SqliteOptions, shared: Arc<Shared>) -> Self {
+    fn new(
+        conn: Connection,
+        opts: SqliteOptions,
+        shared: Arc<Shared>,
+        nudge: Option<Nudge>,
+    ) -> Self {
         let path = opts.display_path();
         Writer {
             conn,
@@ -233,6 +294,16 @@ impl Writer {
             prune_chunk: opts.prune_chunk,
             last_prune: Instant::now(),
             prune_backlog: false,
+            nudge,
+        }
+    }
+
+    /// Tells the checkpointer there are new commits.
+    fn nudge(&self) {
+        if let Some(n) = &self.nudge {
+            if !n.pending.swap(true, Ordering::SeqCst) {
+                let _ = n.tx.send(());
+            }
         }
     }
 
@@ -251,12 +322,28 @@ impl Writer {
             } else {
                 None
             };
-            let first = match timeout {
-                None => match rx.recv() {
+            // Right after a batch the next operation often arrives within microseconds (a
+            // caller awaiting one operation at a time): look again briefly before sleeping,
+            // which saves the sleep and wake-up of this thread.
+            let mut early = None;
+            let spin_until = Instant::now() + SPIN;
+            while Instant::now() < spin_until {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        early = Some(p);
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => thread::yield_now(),
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            let first = match (early, timeout) {
+                (Some(p), _) => Some(p),
+                (None, None) => match rx.recv() {
                     Ok(p) => Some(p),
                     Err(_) => break,
                 },
-                Some(t) => match rx.recv_timeout(t) {
+                (None, Some(t)) => match rx.recv_timeout(t) {
                     Ok(p) => Some(p),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -362,9 +449,7 @@ impl Writer {
     /// committed.
     #[allow(clippy::type_complexity)]
     fn transaction(&mut self, work: &[Pending]) -> Result<(Vec<Result<Response>>, Effects)> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.classify(SqliteError::Sqlite(e)))?;
+        store::exec(&self.conn, "BEGIN IMMEDIATE", []).map_err(|e| self.classify(e))?;
         let mut results = Vec::with_capacity(work.len());
         let mut fx = Effects::default();
         for p in work {
@@ -401,9 +486,10 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            return Err(self.abort(SqliteError::Sqlite(e)));
+        if let Err(e) = store::exec(&self.conn, "COMMIT", []) {
+            return Err(self.abort(e));
         }
+        self.nudge();
         Ok((results, fx))
     }
 

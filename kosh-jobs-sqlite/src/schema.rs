@@ -29,6 +29,19 @@ pub(crate) enum Role {
     Writer,
     /// Serves reads; never writes.
     Reader,
+    /// Copies the WAL into the database file in the background.
+    Checkpointer,
+}
+
+impl Role {
+    /// The role's name, for thread names and messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Checkpointer => "checkpointer",
+        }
+    }
 }
 
 /// Opens a connection with the pragmas of its role. The writer also creates or migrates the
@@ -65,6 +78,10 @@ pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
         Role::Writer => {
             if matches!(opts.location, Location::File(_)) {
                 set_wal(&conn, &path).map_err(classify)?;
+                // The checkpointer thread copies the WAL in the background; this only bounds
+                // the WAL (64 MiB) if it falls behind.
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 16384;")
+                    .map_err(classify)?;
             }
             conn.execute_batch(
                 "PRAGMA synchronous = NORMAL;
@@ -78,6 +95,7 @@ pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
                 other => other,
             })?;
         }
+        Role::Checkpointer => {}
         Role::Reader => {
             conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -8000;")
                 .map_err(classify)?;

@@ -491,3 +491,38 @@ async fn retention_prunes_completed_but_keeps_failed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn ids_are_never_reused_after_the_newest_job_is_purged() {
+    let f = fresh().await;
+    let b = &f.backend;
+    let now = b.clock().now();
+    let first = b
+        .push(vec![job("q", 1, now), job("q", 2, now)])
+        .await
+        .unwrap();
+    let leased = b.reserve(&req(&["q"], 2)).await.unwrap();
+    let items = leased
+        .iter()
+        .map(|l| Finish {
+            lease: l.lease,
+            outcome: completed(),
+        })
+        .collect();
+    b.finish(items).await.unwrap();
+    f.time.advance(Duration::from_secs(1));
+    assert_eq!(
+        b.purge(&[JobState::Completed], b.clock().now())
+            .await
+            .unwrap(),
+        2
+    );
+    let next = b.push(vec![job("q", 3, now)]).await.unwrap()[0].id;
+    assert!(next > first[1].id, "{next} reuses a purged id");
+    // Also after reopening the file.
+    let path = f.dir.path().join("jobs.db");
+    f.backend.clone().close().await;
+    let again = SqliteBackend::open(&path).await.unwrap();
+    let later = again.push(vec![job("q", 4, now)]).await.unwrap()[0].id;
+    assert!(later > next);
+}

@@ -65,7 +65,7 @@ pub(super) fn retry(
     exec(
         conn,
         "UPDATE kosh_jobs SET state = 'ready', attempts = 0, run_at = ?2, finished_at = NULL, \
-         lease_expires_at = NULL, worker = NULL WHERE id = ?1",
+         lease_expires_at = NULL WHERE id = ?1",
         params![id, now.as_millis()],
     )?;
     fx.wake(&queue);
@@ -85,11 +85,23 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Timestamp) -> Result<Can
     }
     exec(
         conn,
-        "UPDATE kosh_jobs SET state = 'cancelled', finished_at = ?2, lease_expires_at = NULL, \
-         worker = NULL WHERE id = ?1",
+        "UPDATE kosh_jobs SET state = 'cancelled', finished_at = ?2, lease_expires_at = NULL \
+         WHERE id = ?1",
         params![id, now.as_millis()],
     )?;
     Ok(CancelOutcome::Cancelled)
+}
+
+/// Raises the id floor to the highest id stored, before deleting jobs: ids of deleted jobs
+/// are never given out again.
+fn raise_id_floor(conn: &Connection) -> Result<()> {
+    exec(
+        conn,
+        "UPDATE kosh_meta SET value = max(value, coalesce((SELECT max(id) FROM kosh_jobs), 0)) \
+         WHERE key = 'id_floor'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// Deletes final jobs that finished before `before`.
@@ -99,6 +111,7 @@ pub(super) fn purge(conn: &Connection, states: &[JobState], before: Timestamp) -
             "purge deletes only completed, failed or cancelled jobs, not {s} ones"
         )));
     }
+    raise_id_floor(conn)?;
     let mut deleted = 0;
     let mut seen = Vec::new();
     for s in states {
@@ -143,6 +156,7 @@ pub(crate) fn prune_completed(
     chunk: usize,
 ) -> Result<usize> {
     let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
+    raise_id_floor(conn)?;
     let mut deleted = 0;
     if let Some(age) = retention.max_age_value() {
         let cutoff = (now - age).as_millis();

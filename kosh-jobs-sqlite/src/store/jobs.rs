@@ -40,10 +40,18 @@ pub(super) fn push(
     for job in jobs {
         check_new(job)?;
     }
+    let mut next_id: i64 = conn
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(id) FROM kosh_jobs), 0), \
+             (SELECT value FROM kosh_meta WHERE key = 'id_floor')) + 1",
+        )
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sql_err)?;
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO kosh_jobs (name, queue, payload, state, priority, run_at, max_attempts, \
-             created_at, unique_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO kosh_jobs (id, name, queue, payload, state, priority, run_at, \
+             max_attempts, created_at, unique_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(sql_err)?;
     let mut out = Vec::with_capacity(jobs.len());
@@ -70,6 +78,7 @@ pub(super) fn push(
         };
         insert
             .execute(params![
+                next_id,
                 job.name,
                 job.queue,
                 job.payload,
@@ -82,9 +91,10 @@ pub(super) fn push(
             ])
             .map_err(sql_err)?;
         out.push(Enqueued {
-            id: row::job_id(conn.last_insert_rowid())?,
+            id: row::job_id(next_id)?,
             existing: false,
         });
+        next_id += 1;
         fx.wake(&job.queue);
     }
     Ok(out)
@@ -131,17 +141,16 @@ pub(super) fn reserve(
         let mut claim = conn
             .prepare_cached(
                 "UPDATE kosh_jobs SET state = 'running', attempts = attempts + 1, \
-                 lease_token = random(), started_at = ?1, lease_expires_at = ?2, \
-                 worker = ?3 \
-                 WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?4 \
-                              ORDER BY priority DESC, id LIMIT ?5) \
+                 lease_token = random(), started_at = ?1, lease_expires_at = ?2 \
+                 WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?3 \
+                              ORDER BY priority DESC, id LIMIT ?4) \
                  RETURNING id, lease_token, name, queue, payload, priority, attempts, \
                            max_attempts, created_at, progress",
             )
             .map_err(sql_err)?;
         let limit = i64::try_from(want).unwrap_or(i64::MAX);
         let mut rows = claim
-            .query(params![now.as_millis(), expires, req.worker, queue, limit])
+            .query(params![now.as_millis(), expires, queue, limit])
             .map_err(sql_err)?;
         let first = out.len();
         while let Some(r) = rows.next().map_err(sql_err)? {
@@ -209,7 +218,7 @@ pub(super) fn finish(
                 exec(
                     conn,
                     "UPDATE kosh_jobs SET state = 'completed', finished_at = ?3, result = ?4, \
-                     lease_expires_at = NULL, worker = NULL \
+                     lease_expires_at = NULL \
                      WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
                     params![id, token, now.as_millis(), result],
                 )? == 1
@@ -219,7 +228,7 @@ pub(super) fn finish(
                     .prepare_cached(&format!(
                         "UPDATE kosh_jobs SET \
                          state = CASE WHEN ?4 > ?3 THEN 'scheduled' ELSE 'ready' END, \
-                         run_at = ?4, errors = {}, lease_expires_at = NULL, worker = NULL \
+                         run_at = ?4, errors = {}, lease_expires_at = NULL \
                          WHERE id = ?1 AND lease_token = ?2 AND state = 'running' \
                          RETURNING queue",
                         append_error("?5", "?3")
@@ -242,7 +251,7 @@ pub(super) fn finish(
                     conn,
                     &format!(
                         "UPDATE kosh_jobs SET state = 'failed', finished_at = ?3, errors = {}, \
-                         lease_expires_at = NULL, worker = NULL \
+                         lease_expires_at = NULL \
                          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
                         append_error("?4", "?3")
                     ),
@@ -303,7 +312,7 @@ pub(super) fn release(conn: &Connection, leases: &[Lease], fx: &mut Effects) -> 
     let mut stmt = conn
         .prepare_cached(
             "UPDATE kosh_jobs SET state = 'ready', attempts = max(attempts - 1, 0), \
-             lease_expires_at = NULL, worker = NULL \
+             lease_expires_at = NULL \
              WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue",
         )
         .map_err(sql_err)?;
@@ -338,7 +347,7 @@ pub(super) fn recover_expired(conn: &Connection, now: Timestamp, fx: &mut Effect
             "UPDATE kosh_jobs SET \
              state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'ready' END, \
              finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
-             errors = {}, lease_expires_at = NULL, worker = NULL \
+             errors = {}, lease_expires_at = NULL \
              WHERE state = 'running' AND lease_expires_at <= ?1 \
              RETURNING queue, id",
             append_error("'lease expired'", "?1")
