@@ -540,3 +540,49 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kosh_jobs::{JobState, NewJob, ReserveRequest};
+
+    async fn call(tx: &Sender<Pending>, op: Op) -> Response {
+        let (reply, rx) = oneshot::channel();
+        tx.send(Pending { op, reply }).unwrap();
+        rx.await.unwrap().unwrap()
+    }
+
+    /// A reserve whose caller has gone away by the time the writer gets to it leases nothing.
+    #[tokio::test]
+    async fn a_reserve_nobody_waits_for_is_skipped() {
+        let opts = SqliteOptions::in_memory().build().unwrap();
+        let threads = start(&opts, Arc::new(Shared::default())).await.unwrap();
+        let now = opts.clock.now();
+        let Response::Enqueued(ids) = call(
+            &threads.writer,
+            Op::Push(vec![NewJob::new("t", "q", "{}", now)]),
+        )
+        .await
+        else {
+            panic!("push")
+        };
+        let (reply, rx) = oneshot::channel();
+        drop(rx);
+        threads
+            .writer
+            .send(Pending {
+                op: Op::Reserve(ReserveRequest {
+                    queues: vec!["q".into()],
+                    worker: "gone".into(),
+                    max: 1,
+                    lease: Duration::from_secs(30),
+                }),
+                reply,
+            })
+            .unwrap();
+        let Response::Record(Some(rec)) = call(&threads.writer, Op::Get(ids[0].id)).await else {
+            panic!("get")
+        };
+        assert_eq!((rec.state, rec.attempts), (JobState::Ready, 0));
+    }
+}

@@ -14,6 +14,10 @@ use crate::error::SqliteError;
 /// cancelled jobs are never pruned by retention: they stay until purged with
 /// [`kosh_jobs::Backend::purge`] (or [`kosh_jobs::Client::purge`]).
 ///
+/// Pruning runs on the backend's writer thread about once a second, a few thousand jobs per
+/// transaction. Every process that opens the file applies its own retention to the whole
+/// file, so give the processes sharing a file the same setting.
+///
 /// ```
 /// use std::time::Duration;
 /// use kosh_jobs_sqlite::Retention;

@@ -526,3 +526,56 @@ async fn ids_are_never_reused_after_the_newest_job_is_purged() {
     let later = again.push(vec![job("q", 4, now)]).await.unwrap()[0].id;
     assert!(later > next);
 }
+
+#[tokio::test]
+async fn a_lock_held_past_the_busy_timeout_is_unavailable_then_recovers() {
+    let f = fresh_with(|o| o.busy_timeout(Duration::from_millis(100))).await;
+    let b = &f.backend;
+    let now = b.clock().now();
+    // Another connection (as another process would) holds the write lock.
+    let other = rusqlite::Connection::open(f.dir.path().join("jobs.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = b.push(vec![job("q", 1, now)]).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    let msg = std::error::Error::source(&err).map(|s| s.to_string());
+    assert!(
+        msg.as_deref().is_some_and(|m| m.contains("busy timeout")),
+        "{msg:?}"
+    );
+    // Reads go on meanwhile (WAL).
+    assert!(b.counts().await.unwrap().is_empty());
+    other.execute_batch("COMMIT").unwrap();
+    b.push(vec![job("q", 1, now)]).await.unwrap();
+    assert_eq!(b.counts().await.unwrap()[0].ready, 1);
+}
+
+#[tokio::test]
+async fn in_memory_backend_works_without_a_reader_thread() {
+    let (clock, time) = Clock::manual();
+    let b = SqliteBackend::open_with(SqliteOptions::in_memory().clock(clock).build().unwrap())
+        .await
+        .unwrap();
+    let now = b.clock().now();
+    let id = b
+        .push(vec![job("q", 1, now + Duration::from_secs(5))])
+        .await
+        .unwrap()[0]
+        .id;
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.wait_for_work(&["q".to_string()], now + Duration::from_secs(60))
+                .await
+        }
+    });
+    tokio::task::yield_now().await;
+    time.advance(Duration::from_secs(5));
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the due job ends the wait")
+        .unwrap()
+        .unwrap();
+    let l = b.reserve(&req(&["q"], 1)).await.unwrap();
+    assert_eq!(l[0].id(), id);
+    assert_eq!(b.get(id).await.unwrap().unwrap().state, JobState::Running);
+}

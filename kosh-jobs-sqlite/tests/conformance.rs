@@ -34,6 +34,24 @@ async fn sqlite(clock: Clock) -> TempSqlite {
 
 kosh_jobs::conformance_tests!(sqlite);
 
+/// The suite again on a private in-memory database (`sqlite::memory:`), where reads go
+/// through the writer thread.
+mod in_memory {
+    use kosh_jobs::Clock;
+    use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
+
+    async fn sqlite_memory(clock: Clock) -> SqliteBackend {
+        let opts = SqliteOptions::from_url("sqlite::memory:")
+            .expect("url")
+            .clock(clock)
+            .build()
+            .expect("options");
+        SqliteBackend::open_with(opts).await.expect("open")
+    }
+
+    kosh_jobs::conformance_tests!(sqlite_memory);
+}
+
 #[async_trait]
 impl Backend for TempSqlite {
     fn clock(&self) -> &Clock {
