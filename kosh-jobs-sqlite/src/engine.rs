@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) any: Notify,
     /// How many `wait_for_work` calls are in progress.
     pub(crate) waiters: AtomicUsize,
+    /// How many times the writer looked at `PRAGMA data_version` (for tests).
+    pub(crate) polls: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -378,6 +380,7 @@ impl Writer {
             return;
         }
         self.last_poll = Instant::now();
+        self.shared.polls.fetch_add(1, Ordering::Relaxed);
         let version = self
             .conn
             .prepare_cached("PRAGMA data_version")
@@ -544,6 +547,39 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While a worker waits and nothing happens, the writer looks for other processes'
+    /// changes once per poll interval, not in a loop.
+    #[tokio::test]
+    async fn an_idle_wait_polls_at_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteOptions::builder(dir.path().join("idle.db"))
+            .poll_interval(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let shared = Arc::new(Shared::default());
+        let threads = start(&opts, shared.clone()).await.unwrap();
+        let before = shared.polls.load(Ordering::Relaxed);
+        // What `wait_for_work` does: count itself as waiting and wake the writer.
+        shared.waiters.fetch_add(1, Ordering::SeqCst);
+        call(&threads.writer, Op::Nop).await;
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(1000));
+        let elapsed = start.elapsed();
+        let polls = shared.polls.load(Ordering::Relaxed) - before;
+        let most = elapsed.as_millis() as u64 / 100 + 3;
+        assert!(
+            (1..=most).contains(&polls),
+            "{polls} polls in {elapsed:?} at a 100 ms interval"
+        );
+        // Nobody waiting: no polls at all.
+        shared.waiters.fetch_sub(1, Ordering::SeqCst);
+        call(&threads.writer, Op::Nop).await;
+        let settled = shared.polls.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(300));
+        // At most the one look that follows the Nop's batch.
+        assert!(shared.polls.load(Ordering::Relaxed) <= settled + 1);
+    }
     use kosh_jobs::{JobState, NewJob, ReserveRequest};
 
     async fn call(tx: &Sender<Pending>, op: Op) -> Response {
