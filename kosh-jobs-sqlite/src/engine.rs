@@ -453,6 +453,8 @@ impl Writer {
     #[allow(clippy::type_complexity)]
     fn transaction(&mut self, work: &[Pending]) -> Result<(Vec<Result<Response>>, Effects)> {
         store::exec(&self.conn, "BEGIN IMMEDIATE", []).map_err(|e| self.classify(e))?;
+        // A lone operation needs no savepoint: on error the whole transaction is undone.
+        let alone = work.len() == 1;
         let mut results = Vec::with_capacity(work.len());
         let mut fx = Effects::default();
         for p in work {
@@ -463,17 +465,25 @@ impl Writer {
                 );
                 continue;
             }
-            if let Err(e) = store::exec(&self.conn, "SAVEPOINT op", []) {
-                return Err(self.abort(e));
+            if !alone {
+                if let Err(e) = store::exec(&self.conn, "SAVEPOINT op", []) {
+                    return Err(self.abort(e));
+                }
             }
             let mut op_fx = Effects::default();
             match store::apply(&self.conn, &p.op, now, &mut op_fx) {
                 Ok(r) => {
-                    if let Err(e) = store::exec(&self.conn, "RELEASE op", []) {
-                        return Err(self.abort(e));
+                    if !alone {
+                        if let Err(e) = store::exec(&self.conn, "RELEASE op", []) {
+                            return Err(self.abort(e));
+                        }
                     }
                     fx.merge(op_fx);
                     results.push(Ok(r));
+                }
+                Err(e) if alone => {
+                    let e = self.abort(e);
+                    return Ok((vec![Err(e)], Effects::default()));
                 }
                 Err(e) => {
                     if self.conn.is_autocommit() {

@@ -579,3 +579,39 @@ async fn in_memory_backend_works_without_a_reader_thread() {
     assert_eq!(l[0].id(), id);
     assert_eq!(b.get(id).await.unwrap().unwrap().state, JobState::Running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_operation_does_not_undo_others_committed_with_it() {
+    let f = fresh().await;
+    let b = f.backend.clone();
+    let now = b.clock().now();
+    // Many callers at once: their pushes share group-committed transactions.
+    let tasks: Vec<_> = (0..64u32)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let queue = if i % 5 == 0 { "bad queue" } else { "q" };
+                b.push(vec![job("q", i, now), job(queue, i, now)]).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(ids) => {
+                assert!(i % 5 != 0);
+                assert_eq!(ids.len(), 2);
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(i % 5 == 0);
+                assert!(
+                    matches!(e, kosh_jobs::BackendError::InvalidInput(_)),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(ok, 51);
+    assert_eq!(b.counts().await.unwrap()[0].ready, 2 * 51);
+}
