@@ -3,15 +3,50 @@
 //! Every job is in exactly the indexes its current state calls for. A state change is
 //! always `unindex` (using the job's old fields), mutate, `index` (using the new ones), done by
 //! [`Indexes::transition`], so the indexes cannot drift from the jobs.
+//!
+//! Per job lifecycle this is six B-tree operations (ready in/out, lease in/out, final set
+//! and finish time in) and a few hash lookups with a cheap hasher: the memory backend must
+//! stay far from being the bottleneck of a worker running hundreds of thousands of jobs a
+//! second.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
 use crate::clock::Timestamp;
 use crate::record::{JobRecord, JobState};
+
+/// The hasher of the job map. Ids are assigned by the backend in sequence, never chosen by a
+/// user, so flooding attacks on the hash are not a concern (unique keys, which users choose,
+/// keep the default hasher). The hash keeps the id's low bits, so consecutive ids land in
+/// consecutive buckets and a queue drained in id order walks memory in order, and mixes the
+/// top 7 bits, which hashbrown uses as its tag, so probes still tell ids apart.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IdHasher(u64);
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+const TAG_BITS: u64 = 0x7f << 57;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        let n = self.0.rotate_left(8) ^ n;
+        self.0 = n ^ (n.wrapping_mul(MIX) & TAG_BITS);
+    }
+}
+
+/// A map keyed by job id.
+pub(super) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// A stored job: its record, its queue's slot and its current lease token (0: none).
 pub(super) struct Entry {
@@ -23,8 +58,10 @@ pub(super) struct Entry {
 /// Everything about one queue.
 pub(super) struct QueueIndex {
     pub(super) name: String,
-    /// Ids per state, for counts and listing by id.
-    pub(super) by_state: [BTreeSet<u64>; 6],
+    /// Jobs per state.
+    pub(super) counts: [u64; 6],
+    /// Ids of completed, failed and cancelled jobs, for listing them by id.
+    pub(super) finals: [BTreeSet<u64>; 3],
     /// Ready jobs in lease order: priority descending, then id ascending.
     pub(super) ready: BTreeSet<(Reverse<i32>, u64)>,
     /// Scheduled jobs by due time, to know when this queue's next job becomes due.
@@ -40,7 +77,8 @@ impl QueueIndex {
     fn new(name: String) -> Self {
         QueueIndex {
             name,
-            by_state: Default::default(),
+            counts: [0; 6],
+            finals: Default::default(),
             ready: BTreeSet::new(),
             scheduled: BTreeSet::new(),
             paused: false,
@@ -51,11 +89,11 @@ impl QueueIndex {
 
     /// Whether the queue has anything worth reporting in `counts`.
     pub(super) fn is_visible(&self) -> bool {
-        self.paused || self.by_state.iter().any(|s| !s.is_empty())
+        self.paused || self.counts.iter().any(|&n| n > 0)
     }
 }
 
-/// The position of a state in `by_state`.
+/// The position of a state in `QueueIndex::counts`.
 pub(super) fn slot(state: JobState) -> usize {
     match state {
         JobState::Scheduled => 0,
@@ -64,6 +102,16 @@ pub(super) fn slot(state: JobState) -> usize {
         JobState::Completed => 3,
         JobState::Failed => 4,
         JobState::Cancelled => 5,
+    }
+}
+
+/// The position of a final state in `QueueIndex::finals`.
+pub(super) fn final_slot(state: JobState) -> Option<usize> {
+    match state {
+        JobState::Completed => Some(0),
+        JobState::Failed => Some(1),
+        JobState::Cancelled => Some(2),
+        JobState::Scheduled | JobState::Ready | JobState::Running => None,
     }
 }
 
@@ -121,20 +169,23 @@ impl Indexes {
         }
     }
 
-    /// Adds a job to the indexes of its state.
+    /// Adds a job to the indexes of its state (the unique key is handled by the callers,
+    /// where a job becomes live or final).
     pub(super) fn index(&mut self, id: u64, e: &Entry) {
         let r = &e.rec;
         let Some(qi) = self.queues.get_mut(e.queue) else {
             return;
         };
-        qi.by_state[slot(r.state)].insert(id);
+        qi.counts[slot(r.state)] += 1;
         match r.state {
             JobState::Scheduled => {
                 qi.scheduled.insert((r.run_at, id));
                 self.scheduled.insert((r.run_at, id));
+                self.wake(e.queue);
             }
             JobState::Ready => {
                 qi.ready.insert((Reverse(r.priority), id));
+                self.wake(e.queue);
             }
             JobState::Running => {
                 if let Some(t) = r.lease_expires_at {
@@ -142,18 +193,11 @@ impl Indexes {
                 }
             }
             JobState::Completed | JobState::Failed | JobState::Cancelled => {
+                if let Some(f) = final_slot(r.state) {
+                    qi.finals[f].insert(id);
+                }
                 if let Some(t) = r.finished_at {
                     self.finished.insert((t, id));
-                }
-            }
-        }
-        if matches!(r.state, JobState::Scheduled | JobState::Ready) {
-            self.wake(e.queue);
-        }
-        if !r.state.is_final() {
-            if let Some(key) = &r.unique_key {
-                if !self.unique.contains_key(key) {
-                    self.unique.insert(key.clone(), id);
                 }
             }
         }
@@ -165,7 +209,8 @@ impl Indexes {
         let Some(qi) = self.queues.get_mut(e.queue) else {
             return;
         };
-        qi.by_state[slot(r.state)].remove(&id);
+        let n = &mut qi.counts[slot(r.state)];
+        *n = n.saturating_sub(1);
         match r.state {
             JobState::Scheduled => {
                 qi.scheduled.remove(&(r.run_at, id));
@@ -180,30 +225,53 @@ impl Indexes {
                 }
             }
             JobState::Completed | JobState::Failed | JobState::Cancelled => {
+                if let Some(f) = final_slot(r.state) {
+                    qi.finals[f].remove(&id);
+                }
                 if let Some(t) = r.finished_at {
                     self.finished.remove(&(t, id));
                 }
             }
         }
-        if let Some(key) = &r.unique_key {
+    }
+
+    /// Gives `key` to live job `id`, unless another job holds it.
+    pub(super) fn take_key(&mut self, key: Option<&String>, id: u64) {
+        if let Some(key) = key {
+            if !self.unique.contains_key(key) {
+                self.unique.insert(key.clone(), id);
+            }
+        }
+    }
+
+    /// Frees `key` if job `id` holds it.
+    pub(super) fn free_key(&mut self, key: Option<&String>, id: u64) {
+        if let Some(key) = key {
             if self.unique.get(key) == Some(&id) {
                 self.unique.remove(key);
             }
         }
     }
 
-    /// Applies `change` to job `id`, keeping the indexes in step. Returns `None` for an
-    /// unknown id, else what `change` returned.
+    /// Applies `change` to job `id`, keeping the indexes (and the unique key, when the job
+    /// becomes final or live again) in step. Returns `None` for an unknown id, else what
+    /// `change` returned.
     pub(super) fn transition<T>(
         &mut self,
-        jobs: &mut HashMap<u64, Entry>,
+        jobs: &mut IdMap<Entry>,
         id: u64,
         change: impl FnOnce(&mut Entry) -> T,
     ) -> Option<T> {
         let e = jobs.get_mut(&id)?;
+        let was_final = e.rec.state.is_final();
         self.unindex(id, e);
         let out = change(e);
         self.index(id, e);
+        match (was_final, e.rec.state.is_final()) {
+            (false, true) => self.free_key(e.rec.unique_key.as_ref(), id),
+            (true, false) => self.take_key(e.rec.unique_key.as_ref(), id),
+            _ => {}
+        }
         Some(out)
     }
 }

@@ -1,6 +1,5 @@
 //! The memory backend's operations on its state, all synchronous and run under one lock.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::backend::validate_queue_name;
@@ -11,7 +10,7 @@ use crate::record::{
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
 };
 
-use super::index::{slot, Entry, Indexes};
+use super::index::{final_slot, slot, Entry, IdMap, Indexes};
 
 /// The error recorded for an attempt whose lease ran out.
 pub(super) const LEASE_EXPIRED: &str = "lease expired";
@@ -26,7 +25,7 @@ pub(super) enum WaitCheck {
 
 /// All jobs and their indexes.
 pub(super) struct State {
-    jobs: HashMap<u64, Entry>,
+    jobs: IdMap<Entry>,
     pub(super) ix: Indexes,
     next_id: u64,
     next_token: u64,
@@ -35,7 +34,7 @@ pub(super) struct State {
 impl State {
     pub(super) fn new() -> Self {
         State {
-            jobs: HashMap::new(),
+            jobs: IdMap::default(),
             ix: Indexes::default(),
             next_id: 1,
             next_token: 1,
@@ -55,9 +54,15 @@ impl State {
         jobs: Vec<NewJob>,
         now: Timestamp,
     ) -> Result<Vec<Enqueued>, BackendError> {
+        let mut valid: Option<&str> = None;
         for (i, j) in jobs.iter().enumerate() {
-            validate_queue_name(&j.queue)
-                .map_err(|e| BackendError::InvalidInput(format!("job {i} of the batch: {e}")))?;
+            // Batches are usually of one queue: check each distinct run of names once.
+            if valid != Some(j.queue.as_str()) {
+                validate_queue_name(&j.queue).map_err(|e| {
+                    BackendError::InvalidInput(format!("job {i} of the batch: {e}"))
+                })?;
+                valid = Some(j.queue.as_str());
+            }
             if j.max_attempts == 0 {
                 return Err(BackendError::InvalidInput(format!(
                     "job {i} of the batch: max_attempts must be at least 1"
@@ -65,6 +70,7 @@ impl State {
             }
         }
         let mut out = Vec::with_capacity(jobs.len());
+        let mut last_queue: Option<(String, usize)> = None;
         for j in jobs {
             if let Some(key) = &j.unique_key {
                 if let Some(&holder) = self.ix.unique.get(key) {
@@ -77,7 +83,14 @@ impl State {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let queue = self.ix.queue_slot_or_create(&j.queue);
+            let queue = match &last_queue {
+                Some((name, q)) if *name == j.queue => *q,
+                _ => {
+                    let q = self.ix.queue_slot_or_create(&j.queue);
+                    last_queue = Some((j.queue.clone(), q));
+                    q
+                }
+            };
             let state = if j.run_at > now {
                 JobState::Scheduled
             } else {
@@ -107,6 +120,7 @@ impl State {
                 token: 0,
             };
             self.ix.index(id, &entry);
+            self.ix.take_key(entry.rec.unique_key.as_ref(), id);
             self.jobs.insert(id, entry);
             out.push(Enqueued {
                 id: JobId::new(id),
@@ -356,7 +370,7 @@ impl State {
             .map(|qi| {
                 let mut c = QueueCounts::empty(qi.name.clone());
                 for st in JobState::ALL {
-                    *c.get_mut(st) = qi.by_state[slot(st)].len() as u64;
+                    *c.get_mut(st) = qi.counts[slot(st)];
                 }
                 c.paused = qi.paused;
                 c
@@ -369,28 +383,45 @@ impl State {
     pub(super) fn list(&self, query: &ListQuery) -> Page {
         let limit = query.effective_limit();
         let from = query.after.map_or(0, |a| a.get().saturating_add(1));
-        let s = slot(query.state);
-        let mut ids: Vec<u64> = match &query.queue {
-            Some(name) => match self.ix.queue_slot(name) {
-                Some(q) => self.ix.queues[q].by_state[s]
-                    .range(from..)
-                    .take(limit + 1)
-                    .copied()
-                    .collect(),
-                None => Vec::new(),
-            },
-            None => {
-                let mut all: Vec<u64> = self
-                    .ix
-                    .queues
-                    .iter()
-                    .flat_map(|qi| qi.by_state[s].range(from..).take(limit + 1).copied())
-                    .collect();
-                all.sort_unstable();
-                all.truncate(limit + 1);
-                all
-            }
+        let queues: Vec<usize> = match &query.queue {
+            Some(name) => self.ix.queue_slot(name).into_iter().collect(),
+            None => (0..self.ix.queues.len()).collect(),
         };
+        // Candidate ids >= `from`: final states have by-id sets, live ones are found in
+        // their own index (a scan, fine for an admin call).
+        let mut ids: Vec<u64> = Vec::new();
+        match final_slot(query.state) {
+            Some(f) => {
+                for &q in &queues {
+                    ids.extend(self.ix.queues[q].finals[f].range(from..).take(limit + 1));
+                }
+            }
+            None => match query.state {
+                JobState::Ready => {
+                    for &q in &queues {
+                        ids.extend(self.ix.queues[q].ready.iter().map(|&(_, id)| id));
+                    }
+                }
+                JobState::Scheduled => {
+                    for &q in &queues {
+                        ids.extend(self.ix.queues[q].scheduled.iter().map(|&(_, id)| id));
+                    }
+                }
+                _ => {
+                    let wanted = |id: &u64| match &query.queue {
+                        None => true,
+                        Some(_) => self.jobs.get(id).is_some_and(|e| queues.contains(&e.queue)),
+                    };
+                    ids.extend(self.ix.leases.iter().map(|&(_, id)| id).filter(wanted));
+                }
+            },
+        }
+        ids.retain(|&id| id >= from);
+        if ids.len() > limit + 1 {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit + 1);
+        }
+        ids.sort_unstable();
         let more = ids.len() > limit;
         ids.truncate(limit);
         let jobs: Vec<JobRecord> = ids

@@ -55,12 +55,14 @@ async fn indexes_stay_consistent_through_the_lifecycle() {
 
     let st = b.lock();
     let qi = &st.ix.queues[0];
-    let total: usize = qi.by_state.iter().map(|s| s.len()).sum();
-    assert_eq!(total, 20, "each job in exactly one state set");
+    let total: u64 = qi.counts.iter().sum();
+    assert_eq!(total, 20, "each job counted in exactly one state");
     assert_eq!(
-        qi.ready.len(),
-        qi.by_state[index::slot(JobState::Ready)].len()
+        qi.ready.len() as u64,
+        qi.counts[index::slot(JobState::Ready)]
     );
+    let finals: usize = qi.finals.iter().map(|s| s.len()).sum();
+    assert_eq!(finals, 8, "final jobs in the by-id sets");
     assert_eq!(qi.scheduled.len(), 0);
     assert_eq!(st.ix.leases.len(), 0);
     assert_eq!(st.ix.scheduled.len(), 0);
