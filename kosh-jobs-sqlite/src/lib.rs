@@ -26,7 +26,11 @@
 //!   commits, never corrupt the file) and a busy timeout (default 5 s).
 //! - All database work runs on the backend's own threads, never on the caller's async
 //!   threads. Writes are **group-committed**: one writer thread applies whatever operations
-//!   have queued up in one transaction.
+//!   have queued up in one transaction. Reads use a second connection; a third copies the WAL
+//!   into the file in the background (checkpoints), so commits do not wait for the disk.
+//! - Several processes on one file take turns at SQLite's write lock; a process waiting for
+//!   it retries in steps of 100 µs to 1.6 ms until the busy timeout, then the operation
+//!   fails as [`kosh_jobs::BackendError::Unavailable`].
 //! - Reserving is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`; every transition
 //!   out of `running` checks the lease token, so a stale worker's result is refused.
 //! - The schema is created and migrated by the backend inside `BEGIN IMMEDIATE` (the SQL is in
