@@ -271,7 +271,10 @@ impl Shared {
             let Some((first, rest)) = items.split_first() else {
                 return Err(bad("reserve: empty reply"));
             };
-            lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
+            // 'x': not computed (the queue may have more); otherwise the next due time.
+            if text(first).as_deref() != Some("x") {
+                lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
+            }
             if rest.len() % 10 != 0 {
                 return Err(bad("reserve: wrong number of fields"));
             }
@@ -357,7 +360,7 @@ impl Shared {
                     .str(this.origin.as_str());
                 let mut earliest: Option<i64> = None;
                 for (r, f) in items {
-                    args.str(r.member()).int(f.lease.token as i64);
+                    args.str(lease_entry(r, f.lease.token));
                     match f.outcome {
                         Outcome::Completed { result } => {
                             let text = match result {
@@ -366,7 +369,7 @@ impl Shared {
                                 })?,
                                 None => String::new(),
                             };
-                            args.str("c").str(text).int(0);
+                            args.str("c").str(text);
                         }
                         Outcome::Retry { error, retry_at } => {
                             let at = retry_at.as_millis();
@@ -376,7 +379,7 @@ impl Shared {
                             args.str("r").str(error).int(at);
                         }
                         Outcome::Failed { error } => {
-                            args.str("f").str(error).int(0);
+                            args.str("f").str(error);
                         }
                     }
                 }
@@ -414,7 +417,7 @@ impl Shared {
                 let mut args = ScriptArgs::with_capacity(2 + items.len() * 2);
                 args.int(this.now().as_millis()).int(ext);
                 for (r, l) in items {
-                    args.str(r.member()).int(l.token as i64);
+                    args.str(lease_entry(r, l.token));
                 }
                 let v = this
                     .conn
@@ -445,8 +448,8 @@ impl Shared {
                 |this, queue, items| async move {
                     let mut out = Vec::new();
                     for (r, text) in items {
-                        let mut args = ScriptArgs::with_capacity(3);
-                        args.str(r.member()).int(lease.token as i64).str(text);
+                        let mut args = ScriptArgs::with_capacity(2);
+                        args.str(lease_entry(r, lease.token)).str(text);
                         let v = this
                             .conn
                             .script(&scripts::PROGRESS, &[&this.keys.queue(&queue)], args)
@@ -464,9 +467,9 @@ impl Shared {
         let items: Vec<(JobId, Lease)> = leases.iter().map(|l| (l.id, *l)).collect();
         self.per_queue(items, (), |this, queue, items| async move {
             let n = items.len();
-            let mut args = ScriptArgs::with_capacity(n * 2);
+            let mut args = ScriptArgs::with_capacity(n);
             for (r, l) in items {
-                args.str(r.member()).int(l.token as i64);
+                args.str(lease_entry(r, l.token));
             }
             this.conn
                 .script(&scripts::RELEASE, &[&this.keys.queue(&queue)], args)
@@ -673,20 +676,28 @@ impl Shared {
         }
         let mut total = 0u64;
         for (queue, _) in self.registry.all(self.now()).await? {
-            loop {
-                let mut args = ScriptArgs::with_capacity(2 + states.len());
-                args.int(before.as_millis()).int(PURGE_CHUNK);
-                for s in &states {
-                    args.str(s.as_str());
-                }
-                let v = self
-                    .conn
-                    .script(&scripts::PURGE, &[&self.keys.queue(&queue)], args)
-                    .await?;
-                let n = req_int(&v, "purged")?.max(0) as u64;
-                total += n;
-                if n == 0 {
-                    break;
+            for state in &states {
+                let mut cursor = String::new();
+                loop {
+                    let mut args = ScriptArgs::with_capacity(4);
+                    args.str(state.as_str())
+                        .int(before.as_millis())
+                        .int(PURGE_CHUNK)
+                        .str(cursor.as_str());
+                    let v = self
+                        .conn
+                        .script(&scripts::PURGE, &[&self.keys.queue(&queue)], args)
+                        .await?;
+                    let a = array(v)?;
+                    let n = a
+                        .first()
+                        .and_then(int)
+                        .ok_or_else(|| bad("purge: bad reply"))?;
+                    total += n.max(0) as u64;
+                    match a.get(1).and_then(text) {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
                 }
             }
         }
@@ -750,6 +761,11 @@ impl Shared {
     pub(crate) fn wake_key(&self, queue: &str) -> String {
         self.keys.wake(queue)
     }
+}
+
+/// A running job's entry in its queue's lease set: `<member>:<token>`.
+fn lease_entry(r: JobRef, token: u64) -> String {
+    format!("{}:{token}", r.member())
 }
 
 fn flags(v: Value) -> Result<Vec<bool>, RedisError> {

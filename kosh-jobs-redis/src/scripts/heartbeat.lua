@@ -1,19 +1,19 @@
 -- heartbeat: extends current leases.
--- ARGV: now, extend_ms, then per lease: member, token. Returns 1 (extended) or 0 (lost) each.
+-- ARGV: now, extend_ms, then leases ('<member>:<token>'). Returns 1 (extended) or 0 (lost) each.
 local le = tonumber(ARGV[1]) + tonumber(ARGV[2])
-local out, leases = {}, {}
-for i = 3, #ARGV, 2 do
-  local m = ARGV[i]
-  local k = jk(m)
-  local f = redis.call('HMGET', k, 'st', 't')
-  if f[1] == 'running' and f[2] == ARGV[i + 1] then
-    redis.call('HSET', k, 'le', le)
-    leases[#leases + 1] = le
-    leases[#leases + 1] = m
+local ls = {}
+for i = 3, #ARGV do ls[#ls + 1] = ARGV[i] end
+local current = zmscore_all(K_LEASE, ls)
+local out, pairs_ = {}, {}
+for n, l in ipairs(ls) do
+  if current[n] then
+    redis.call('HSET', jk(lease_job(l)), 'le', le)
+    pairs_[#pairs_ + 1] = le
+    pairs_[#pairs_ + 1] = l
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
-zadd_all(K_LEASE, leases)
+zadd_all(K_LEASE, pairs_)
 return out

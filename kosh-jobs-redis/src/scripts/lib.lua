@@ -1,22 +1,30 @@
 -- Shared prelude of every kosh-jobs script (prepended at compile time).
 --
 -- KEYS[1] is the queue's key base `{prefix:queue}`: every key below shares its hash tag, so
--- one script only ever touches one cluster slot. Job members are 16-digit zero-padded
--- per-queue sequence numbers: equal scores then sort by sequence, and the member string
--- is also a valid score (used by the `s:<state>` index sets).
+-- one script only ever touches one cluster slot. A job's member is its sequence number,
+-- zero-padded to 16 digits: members of equal score sort in enqueue order, and a member is
+-- also a valid score (the `s:<state>` sets are scored by it). A running job's entry in the
+-- lease set is `<member>:<token>`, so checking a lease is one lookup in that set.
 local B = KEYS[1]
-local K_READY = B .. ':ready'     -- ZSET score -priority, member seq: reserve order
-local K_SCHED = B .. ':sched'     -- ZSET score run_at
-local K_LEASE = B .. ':lease'     -- ZSET score lease deadline
-local K_UNIQ = B .. ':uniq'       -- HASH unique key -> member
+local K_READY = B .. ':ready'     -- ZSET score -priority: ready jobs, in reserve order
+local K_SCHED = B .. ':sched'     -- ZSET score run_at: scheduled jobs
+local K_LEASE = B .. ':lease'     -- ZSET score lease deadline, member '<member>:<token>'
+local K_UNIQ = B .. ':uniq'       -- HASH unique key -> member of the live job holding it
 local K_PAUSED = B .. ':paused'   -- flag
 local K_WAKE = B .. ':wake'       -- LIST of wake-up tokens for blocked waiters
 local CHUNK = 1000                -- values per unpack(), far below Lua's limit
 local WAKE_MAX = 64
 
-local function ks(st) return B .. ':s:' .. st end   -- ZSET per state, score = seq
-local function kt(st) return B .. ':t:' .. st end   -- ZSET per final state, score = finished_at
+local function ks(st) return B .. ':s:' .. st end   -- ZSET score = member: scheduled and final states
+local function kt(st) return B .. ':t:' .. st end   -- ZSET score = finished_at: failed, cancelled
 local function jk(m) return B .. ':j:' .. m end      -- HASH of one job
+
+-- The job member of a lease entry.
+local function lease_job(l) return string.sub(l, 1, 16) end
+
+-- Lease tokens are odd when the job holds a unique key, so finishing it knows whether a key
+-- must be released without reading the job first.
+local function holds_unique(l) return tonumber(string.sub(l, 18)) % 2 == 1 end
 
 -- ZADD key s1 m1 s2 m2 ... from a flat list, in chunks.
 local function zadd_all(key, flat)
@@ -40,12 +48,16 @@ local function zrem_all(key, members)
   end
 end
 
--- Index pairs (seq as score, member) for the `s:<state>` sets.
-local function idx_pairs(members)
+-- ZMSCORE in chunks: one score (or false) per member.
+local function zmscore_all(key, members)
   local out = {}
-  for _, m in ipairs(members) do
-    out[#out + 1] = m
-    out[#out + 1] = m
+  local n = #members
+  local i = 1
+  while i <= n do
+    local j = math.min(i + CHUNK - 1, n)
+    local r = redis.call('ZMSCORE', key, unpack(members, i, j))
+    for k = i, j do out[k] = r[k - i + 1] end
+    i = j + 1
   end
   return out
 end
@@ -107,8 +119,9 @@ end
 local function recover(now, now_s, limit)
   local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now, 'LIMIT', 0, limit)
   if #exp == 0 then return 0 end
-  local rd, rdi, fl, fli = {}, {}, {}, {}
-  for _, m in ipairs(exp) do
+  local rd, fl, fli = {}, {}, {}
+  for _, l in ipairs(exp) do
+    local m = lease_job(l)
     local k = jk(m)
     local f = redis.call('HMGET', k, 'a', 'ma', 'pr', 'u', 'e')
     if f[1] then
@@ -124,15 +137,11 @@ local function recover(now, now_s, limit)
         redis.call('HSET', k, 'st', 'ready', 'e', ne)
         rd[#rd + 1] = -tonumber(f[3])
         rd[#rd + 1] = m
-        rdi[#rdi + 1] = m
-        rdi[#rdi + 1] = m
       end
     end
   end
   zrem_all(K_LEASE, exp)
-  zrem_all(ks('running'), exp)
   zadd_all(K_READY, rd)
-  zadd_all(ks('ready'), rdi)
   zadd_all(kt('failed'), fl)
   zadd_all(ks('failed'), fli)
   wake(#rd / 2)
@@ -156,22 +165,16 @@ local function promote(now, limit)
   zrem_all(K_SCHED, due)
   zrem_all(ks('scheduled'), due)
   zadd_all(K_READY, rd)
-  local ri = {}
-  for i = 2, #rd, 2 do
-    ri[#ri + 1] = rd[i]
-    ri[#ri + 1] = rd[i]
-  end
-  zadd_all(ks('ready'), ri)
   return #due
 end
 
--- Deletes one finished job's hash and its index entries (the caller removes it from kt/ks sets).
+-- Deletes finished jobs of one final state: their hashes and index entries.
 local function delete_jobs(st, members)
   for _, m in ipairs(members) do
     redis.call('DEL', jk(m))
   end
-  zrem_all(kt(st), members)
   zrem_all(ks(st), members)
+  if st ~= 'completed' then zrem_all(kt(st), members) end
 end
 
 -- ==== script body ====

@@ -1,14 +1,23 @@
--- purge: deletes jobs in the given final states finished before a time.
--- ARGV: before (exclusive), limit, states... Returns how many (at most limit per state).
-local before = ARGV[1]
-local limit = tonumber(ARGV[2])
-local total = 0
-for i = 3, #ARGV do
-  local st = ARGV[i]
-  local victims = redis.call('ZRANGEBYSCORE', kt(st), '-inf', '(' .. before, 'LIMIT', 0, limit)
-  if #victims > 0 then
-    delete_jobs(st, victims)
-    total = total + #victims
-  end
+-- purge: deletes jobs of one final state that finished before a time, a chunk at a time.
+-- ARGV: state, before (exclusive), limit, cursor ('' = from the start).
+-- Returns { deleted, next cursor | false when done }.
+local st, before, limit, cursor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if st ~= 'completed' then
+  -- Failed and cancelled jobs are indexed by finish time.
+  local victims = redis.call('ZRANGEBYSCORE', kt(st), '-inf', '(' .. ARGV[2], 'LIMIT', 0, limit)
+  if #victims > 0 then delete_jobs(st, victims) end
+  if #victims == limit then return { #victims, '' } end
+  return { #victims, false }
 end
-return total
+-- Completed jobs are indexed by id only (kept lean for throughput): scan and check.
+local from = '-inf'
+if cursor ~= '' then from = '(' .. cursor end
+local scan = redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit)
+local victims = {}
+for _, m in ipairs(scan) do
+  local fin = redis.call('HGET', jk(m), 'f')
+  if fin and tonumber(fin) < before then victims[#victims + 1] = m end
+end
+if #victims > 0 then delete_jobs(st, victims) end
+if #scan == limit then return { #victims, scan[#scan] } end
+return { #victims, false }

@@ -13,9 +13,8 @@ if ARGV[3] == '' then
 else
   base = tonumber(ARGV[3]) - 1
 end
-
 local out = {}
-local rd, rdi, sc, sci = {}, {}, {}, {}
+local rd, sc, sci = {}, {}, {}
 local earliest_before = redis.call('ZRANGE', K_SCHED, 0, 0, 'WITHSCORES')[2]
 local earliest_new = nil
 for i = 0, n - 1 do
@@ -43,8 +42,6 @@ for i = 0, n - 1 do
     if st == 'ready' then
       rd[#rd + 1] = -tonumber(ARGV[b + 2])
       rd[#rd + 1] = m
-      rdi[#rdi + 1] = m
-      rdi[#rdi + 1] = m
     else
       sc[#sc + 1] = ARGV[b + 3]
       sc[#sc + 1] = m
@@ -57,7 +54,6 @@ for i = 0, n - 1 do
   end
 end
 zadd_all(K_READY, rd)
-zadd_all(ks('ready'), rdi)
 zadd_all(K_SCHED, sc)
 zadd_all(ks('scheduled'), sci)
 wake(#rd / 2)

@@ -1,7 +1,8 @@
 -- reserve: leases up to `max` jobs of one queue.
 -- ARGV: now, max, lease_ms
--- Returns { next_due | false, then per job: member, token, name, payload, priority, attempt,
+-- Returns { next_due, then per job: member, token, name, payload, priority, attempt,
 --           max_attempts, created_at, progress | false, lease_deadline }
+-- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local max = tonumber(ARGV[2])
@@ -13,44 +14,44 @@ end
 recover(now, now_s, 1000)
 promote(now, 1000)
 local popped = redis.call('ZPOPMIN', K_READY, max)
-local out = { false }
-local leases, taken, idx = {}, {}, {}
-local le = now + lease
--- Lease tokens come from a per-queue counter: unique among the queue's leases.
-local tok = 0
-if #popped > 0 then tok = redis.call('INCRBY', B .. ':tok', #popped / 2) - #popped / 2 end
-for i = 1, #popped, 2 do
-  local m = popped[i]
-  local k = jk(m)
-  local f = redis.call('HMGET', k, 'n', 'p', 'pr', 'a', 'ma', 'c', 'pg')
-  taken[#taken + 1] = m
-  tok = tok + 1
-  if f[1] then
-    local a = tonumber(f[4]) + 1
-    local t = tok
-    redis.call('HSET', k, 'st', 'running', 'a', a, 't', t, 's', now_s, 'le', le)
-    leases[#leases + 1] = le
-    leases[#leases + 1] = m
-    idx[#idx + 1] = m
-    idx[#idx + 1] = m
-    out[#out + 1] = m
-    out[#out + 1] = t
-    out[#out + 1] = f[1]
-    out[#out + 1] = f[2]
-    out[#out + 1] = f[3]
-    out[#out + 1] = a
-    out[#out + 1] = f[5]
-    out[#out + 1] = f[6]
-    out[#out + 1] = f[7]
-    out[#out + 1] = le
+local n = #popped / 2
+local out = { 'x' }
+if n > 0 then
+  -- Tokens come from a per-queue counter: unique among the queue's leases.
+  local base = redis.call('INCRBY', B .. ':tok', n) - n
+  local le = now + lease
+  local leases = {}
+  for i = 1, n do
+    local m = popped[2 * i - 1]
+    local k = jk(m)
+    local f = redis.call('HMGET', k, 'n', 'p', 'pr', 'a', 'ma', 'c', 'pg', 'u')
+    if f[1] then
+      local a = tonumber(f[4]) + 1
+      local t = (base + i) * 2
+      if f[8] then t = t + 1 end
+      redis.call('HSET', k, 'st', 'running', 'a', a, 't', t, 's', now_s, 'le', le)
+      leases[#leases + 1] = le
+      leases[#leases + 1] = m .. ':' .. t
+      out[#out + 1] = m
+      out[#out + 1] = t
+      out[#out + 1] = f[1]
+      out[#out + 1] = f[2]
+      out[#out + 1] = f[3]
+      out[#out + 1] = a
+      out[#out + 1] = f[5]
+      out[#out + 1] = f[6]
+      out[#out + 1] = f[7]
+      out[#out + 1] = le
+    end
   end
+  zadd_all(K_LEASE, leases)
 end
-zrem_all(ks('ready'), taken)
-zadd_all(K_LEASE, leases)
-zadd_all(ks('running'), idx)
-if #popped / 2 < max or redis.call('ZCARD', K_READY) == 0 then
+if n < max or redis.call('ZCARD', K_READY) == 0 then
   -- Nothing left to take: stale wake-up tokens would only cause empty reserves.
   redis.call('DEL', K_WAKE)
 end
-out[1] = next_due()
+if n < max then
+  -- The caller is about to wait: tell it until when.
+  out[1] = next_due()
+end
 return out

@@ -17,6 +17,5 @@ redis.call('ZREM', ks(st), m)
 redis.call('HSET', k, 'st', 'ready', 'a', 0)
 redis.call('HDEL', k, 'f')
 redis.call('ZADD', K_READY, -tonumber(f[3]), m)
-redis.call('ZADD', ks('ready'), m, m)
 wake(1)
 return { 1 }
