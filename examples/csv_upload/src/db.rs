@@ -507,6 +507,13 @@ pub async fn notifications(
     .await
 }
 
+/// How many notifications are unread.
+pub async fn unread_count(pool: &SqlitePool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE read_at IS NULL")
+        .fetch_one(pool)
+        .await
+}
+
 /// Marks one notification read; `false` when there is none with that id.
 pub async fn mark_read(pool: &SqlitePool, id: i64) -> sqlx::Result<bool> {
     let r = sqlx::query("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?")

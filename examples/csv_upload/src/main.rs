@@ -51,7 +51,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     let config = Config::from_env().context("invalid configuration")?;
-    let command = cli.command.unwrap_or(Command::Dev { concurrency: 2 });
+    let command = cli.command.unwrap_or_else(|| Command::Dev {
+        concurrency: std::env::var("WORKER_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(2),
+    });
     let services = Services::open(config).await?;
     match command {
         Command::Dev { concurrency } => {

@@ -136,7 +136,7 @@ pub(super) async fn notifications(
 ) -> Result<Json<Value>, ApiError> {
     let q = q?;
     let items = db::notifications(&web.app.db, q.unread, 100).await?;
-    let unread = db::notifications(&web.app.db, true, 1000).await?.len();
+    let unread = db::unread_count(&web.app.db).await?;
     Ok(Json(json!({ "unread": unread, "items": items })))
 }
 
