@@ -12,9 +12,10 @@
 //! the waiting worker's look-ups, so reads do not queue behind writes (WAL lets them run at
 //! the same time). An in-memory database has no reader: everything goes to the writer.
 //!
-//! The writer also watches for other processes: after each batch, and every `poll_interval`
-//! while a worker of this process waits for work, it reads `PRAGMA data_version`, which
+//! The writer also watches for other processes: every `poll_interval` while a worker of this
+//! process waits for work (and never otherwise), it reads `PRAGMA data_version`, which
 //! changes exactly when another connection has committed; then it wakes the waiting workers.
+//! The **checkpointer** thread copies the WAL into the database file in the background.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -365,9 +366,12 @@ impl Writer {
                     }
                 }
             }
-            let worked = !batch.is_empty();
             self.run_batch(batch);
-            if worked || self.last_poll.elapsed() >= self.poll_interval {
+            // Look for other processes' commits only while a worker waits, once per interval
+            // (a look is a read transaction: cheap, but not free on every commit). A commit
+            // made while nobody waited is still seen by the first look of the next wait.
+            let polling = self.watch_others && self.shared.waiters.load(Ordering::SeqCst) > 0;
+            if polling && self.last_poll.elapsed() >= self.poll_interval {
                 self.check_others();
             }
             self.housekeeping();
