@@ -9,6 +9,14 @@
 //! It implements the whole [`Backend`] contract and passes the conformance suite
 //! (`kosh_jobs::testkit`), so code tested against it behaves the same on SQLite and Redis.
 //!
+//! # Waiting for work
+//!
+//! [`Backend::wait_for_work`] returns at once if a listed, unpaused queue has a ready job;
+//! otherwise it sleeps on the clock until `until` or the next due scheduled job or lease end,
+//! whichever is first, and is woken early by a push, retry, release, recovery or resume on one
+//! of its queues (one [`tokio::sync::Notify`] per queue). Spurious wake-ups only re-check;
+//! it never polls.
+//!
 //! # Retention
 //!
 //! Finished jobs (completed, failed, cancelled) are kept until [`Backend::purge`] deletes

@@ -101,3 +101,19 @@ async fn wait_ignores_paused_queues() {
         .unwrap()
         .unwrap();
 }
+
+/// On the system clock, a wait with nothing to do ends at `until` (a real, short wait: this
+/// is the timer path the manual clock cannot cover).
+#[tokio::test]
+async fn wait_on_system_clock_ends_at_until() {
+    let b = MemoryBackend::new();
+    let until = b.clock().now() + Duration::from_millis(30);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        b.wait_for_work(&["q".into()], until),
+    )
+    .await
+    .expect("wait did not end at `until`")
+    .unwrap();
+    assert!(b.clock().now() >= until, "wait returned before `until`");
+}

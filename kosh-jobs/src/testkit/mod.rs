@@ -211,6 +211,9 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 /// [`conformance_tests!`](crate::conformance_tests) do; does nothing but print a notice if the
 /// name is in `skip`. Panics if the case fails, or if there is no case of that name.
 ///
+/// Call it from a plain `#[test]` (it starts its own runtime, which tokio refuses inside
+/// another); from async code use [`Case::run`].
+///
 /// ```
 /// use kosh_jobs::{Clock, memory::MemoryBackend};
 ///
