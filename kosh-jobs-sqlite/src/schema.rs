@@ -162,7 +162,7 @@ fn pragma_i64(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
 
 /// Checks that the file is a kosh-jobs database this build understands; returns its version
 /// (0 for a new, empty file).
-fn inspect(conn: &Connection, path: &Path) -> Result<i64> {
+fn inspect(conn: &Connection, path: &Path, supported: i64) -> Result<i64> {
     let app_id = pragma_i64(conn, "application_id").map_err(SqliteError::Sqlite)?;
     let version = pragma_i64(conn, "user_version").map_err(SqliteError::Sqlite)?;
     if app_id != i64::from(APPLICATION_ID) {
@@ -192,11 +192,11 @@ fn inspect(conn: &Connection, path: &Path) -> Result<i64> {
         }
         return Ok(0);
     }
-    if version > SCHEMA_VERSION {
+    if version > supported {
         return Err(SqliteError::NewerSchema {
             path: path.to_owned(),
             found: version,
-            supported: SCHEMA_VERSION,
+            supported,
         });
     }
     Ok(version)
@@ -204,7 +204,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<i64> {
 
 /// The reader's check: the writer has already migrated.
 fn check_version(conn: &Connection, path: &Path) -> Result<()> {
-    let version = inspect(conn, path)?;
+    let version = inspect(conn, path, SCHEMA_VERSION)?;
     if version != SCHEMA_VERSION {
         return Err(SqliteError::NotKoshDatabase {
             path: path.to_owned(),
@@ -216,16 +216,22 @@ fn check_version(conn: &Connection, path: &Path) -> Result<()> {
 
 /// Creates or migrates the schema inside `BEGIN IMMEDIATE`.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+/// Applies `migrations` (ascending versions) that the file has not had yet.
+fn migrate_with(conn: &Connection, path: &Path, migrations: &[(i64, &str)]) -> Result<()> {
+    let latest = migrations.last().map_or(0, |m| m.0);
     // Fast path without the write lock: a current database needs nothing.
-    if inspect(conn, path)? == SCHEMA_VERSION {
+    if inspect(conn, path, latest)? == latest {
         return Ok(());
     }
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(SqliteError::Sqlite)?;
     let result = (|| {
         // Read again under the lock: another process may have migrated meanwhile.
-        let version = inspect(conn, path)?;
-        for (target, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > version) {
+        let version = inspect(conn, path, latest)?;
+        for (target, sql) in migrations.iter().filter(|(v, _)| *v > version) {
             conn.execute_batch(sql).map_err(SqliteError::Sqlite)?;
             conn.execute_batch(&format!("PRAGMA user_version = {target}"))
                 .map_err(SqliteError::Sqlite)?;
@@ -262,6 +268,50 @@ mod tests {
         BUSY_LIMIT.with(|l| l.set(Duration::from_micros(250)));
         assert!(busy_wait(0) && busy_wait(1));
         assert!(!busy_wait(2), "100 + 200 us waited: past a 250 us timeout");
+    }
+
+    /// A file of an older schema is migrated by the next version of the backend, keeping its
+    /// jobs; the version before refuses the migrated file.
+    #[test]
+    fn an_older_file_is_migrated_and_then_refused_by_the_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let opts = SqliteOptions::builder(&path).build().unwrap();
+        {
+            let conn = open(&opts, Role::Writer).unwrap();
+            conn.execute_batch(
+                "INSERT INTO kosh_jobs (name, queue, payload, state, priority, run_at, \
+                 max_attempts, created_at) VALUES ('t', 'q', '{}', 'ready', 0, 0, 3, 0)",
+            )
+            .unwrap();
+        }
+        let next: Vec<(i64, &str)> = MIGRATIONS
+            .iter()
+            .copied()
+            .chain([(
+                SCHEMA_VERSION + 1,
+                "ALTER TABLE kosh_jobs ADD COLUMN tags TEXT; \
+                 UPDATE kosh_jobs SET tags = 'migrated';",
+            )])
+            .collect();
+        let conn = Connection::open(&path).unwrap();
+        migrate_with(&conn, &path, &next).unwrap();
+        assert_eq!(
+            pragma_i64(&conn, "user_version").unwrap(),
+            SCHEMA_VERSION + 1
+        );
+        let tags: String = conn
+            .query_row("SELECT tags FROM kosh_jobs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tags, "migrated");
+        // Migrating again is a no-op.
+        migrate_with(&conn, &path, &next).unwrap();
+        drop(conn);
+        let err = open(&opts, Role::Writer).unwrap_err();
+        assert!(
+            matches!(err, SqliteError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+            "{err:?}"
+        );
     }
 
     #[test]
