@@ -7,8 +7,9 @@
 //! Prints jobs/s for: batch enqueue (1,000 a batch), single awaited enqueue (one caller, one
 //! job a call; then 64 callers at once), processing with the backend driven directly (64 jobs
 //! in flight: reserve, then finish each job on its own, as a worker does) and processing with
-//! the `Worker` runtime at concurrency 64 with a no-op handler. Each processing run checks
-//! that every job ran exactly once.
+//! the `Worker` runtime at concurrency 64 with a no-op handler; then how soon an idle Worker
+//! starts a job pushed in the same process. Each processing run checks that every job ran
+//! exactly once.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -243,6 +244,58 @@ async fn worker_processing(b: &SqliteBackend, total: u64) -> anyhow::Result<Dura
     Ok(took)
 }
 
+#[derive(Serialize, Deserialize)]
+struct Ping;
+
+impl Job for Ping {
+    const NAME: &'static str = "ping";
+    const QUEUE: &'static str = "ping";
+}
+
+#[derive(Clone)]
+struct PingState {
+    base: Instant,
+    started: tokio::sync::mpsc::UnboundedSender<Duration>,
+}
+
+impl Handler<PingState> for Ping {
+    type Output = ();
+    async fn run(self, ctx: JobContext<PingState>) -> Result<(), JobError> {
+        let st = ctx.state();
+        let _ = st.started.send(st.base.elapsed());
+        Ok(())
+    }
+}
+
+/// From an awaited push to the start of the handler, with the Worker idle and waiting (the
+/// in-process wake-up).
+async fn wake_up_latency(b: &SqliteBackend, rounds: usize) -> anyhow::Result<Vec<Duration>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let base = Instant::now();
+    let handle = Worker::builder(b.clone())
+        .state(PingState { base, started: tx })
+        .register::<Ping>()
+        .build()?
+        .spawn();
+    let mut latencies = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        // Let the worker go back to waiting.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let pushed = base.elapsed();
+        let now = b.clock().now();
+        b.push(vec![NewJob::new(Ping::NAME, Ping::QUEUE, "null", now)])
+            .await?;
+        let started = rx
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("worker stopped"))?;
+        latencies.push(started.saturating_sub(pushed));
+    }
+    handle.shutdown().await?;
+    latencies.sort();
+    Ok(latencies)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let total: u64 = std::env::args()
@@ -322,5 +375,13 @@ async fn main() -> anyhow::Result<()> {
         Ok((total, took))
     })
     .await?;
+
+    let b5 = open(dir.path(), "wake.db").await?;
+    let lat = wake_up_latency(&b5, 50).await?;
+    println!(
+        "push -> handler start, idle Worker  median {:.2?}, max {:.2?} (50 pushes)",
+        lat[lat.len() / 2],
+        lat[lat.len() - 1]
+    );
     Ok(())
 }
