@@ -202,9 +202,14 @@ impl Conn {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(self.timeout)
                     .set_response_timeout(self.timeout);
-                let c = client
+                let mut c = client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
+                // Without a password Redis accepts the connection and refuses every command:
+                // find out now, not at the first job.
+                if let Value::ServerError(e) = c.req_packed_command(&redis::cmd("PING")).await? {
+                    return Err(e.into());
+                }
                 Ok(Link::Single(c))
             }
             Mode::Cluster { client, .. } => {

@@ -1,0 +1,468 @@
+//! Connection set-up against real servers: passwords, TLS, an unreachable server, the
+//! eviction-policy warning, and the command count of an idle worker.
+
+mod support;
+
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kosh_jobs::{
+    Backend, Clock, Finish, FinishResult, Handler, Job, JobContext, JobError, NewJob, Outcome,
+    ReserveRequest, Worker,
+};
+use kosh_jobs_redis::{RedisBackend, RedisError, RedisOptions};
+use serde::{Deserialize, Serialize};
+use support::{command_stats, free_port, raw_command, unique_prefix, RedisServer};
+
+/// Push, reserve and complete one job: the backend works.
+async fn round_trip(b: &RedisBackend) {
+    let now = b.clock().now();
+    let id = b
+        .push(vec![NewJob::new("n", "q", "{}", now)])
+        .await
+        .expect("push")[0]
+        .id;
+    let leased = b
+        .reserve(&ReserveRequest {
+            queues: vec!["q".into()],
+            worker: "test".into(),
+            max: 1,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .expect("reserve");
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id(), id);
+    let r = b
+        .finish(vec![Finish {
+            lease: leased[0].lease,
+            outcome: Outcome::Completed { result: None },
+        }])
+        .await
+        .expect("finish");
+    assert_eq!(r, vec![FinishResult::Applied]);
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = format!("{e} / {e:?}");
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(" / {c} / {c:?}"));
+        cur = c.source();
+    }
+    s
+}
+
+#[tokio::test]
+async fn password_protected_server() {
+    let server = RedisServer::start(&["--requirepass", "s3cret-Pw"]);
+    let url = format!("redis://:s3cret-Pw@127.0.0.1:{}/2", server.port);
+    let b = RedisBackend::connect(
+        RedisOptions::builder(url)
+            .prefix(unique_prefix("pw"))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect with the password");
+    round_trip(&b).await;
+    // The jobs went to database 2.
+    let keys = raw_command(server.port, Some("s3cret-Pw"), &["INFO", "keyspace"]);
+    assert!(keys.contains("db2:keys="), "{keys}");
+
+    for url in [
+        format!("redis://:wrong-Pw@127.0.0.1:{}", server.port),
+        format!("redis://default:wrong-Pw@127.0.0.1:{}", server.port),
+        format!("redis://127.0.0.1:{}", server.port),
+    ] {
+        let e = RedisBackend::connect_url(&url)
+            .await
+            .expect_err("a wrong or missing password is refused");
+        let text = chain(&e);
+        assert!(!text.contains("wrong-Pw"), "password leaked: {text}");
+        assert!(matches!(e, RedisError::Unreachable { .. }), "{text}");
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", server.port)),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_at_start_names_host_and_port_not_password() {
+    let port = free_port();
+    let started = Instant::now();
+    let e = RedisBackend::connect(
+        RedisOptions::builder(format!("redis://alice:hunter2-Pw@127.0.0.1:{port}/1"))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect_err("nothing listens there");
+    let text = chain(&e);
+    assert_eq!(
+        e.to_string(),
+        format!("cannot reach redis at 127.0.0.1:{port}")
+    );
+    assert!(e.is_unavailable());
+    assert!(!text.contains("hunter2"), "password leaked: {text}");
+    assert!(
+        kosh_jobs::BackendError::from(e).is_unavailable(),
+        "maps to BackendError::Unavailable"
+    );
+    eprintln!("connection refused reported after {:?}", started.elapsed());
+}
+
+/// Captures the log lines of the whole test binary.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captured_logs() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let c = Capture::default();
+            let writer = c.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("set the subscriber");
+            c
+        })
+        .clone()
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn warns_at_start_when_keys_may_be_evicted() {
+    let logs = captured_logs();
+    let lru = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]);
+    let safe = RedisServer::start(&["--maxmemory-policy", "noeviction"]);
+    let _b1 = RedisBackend::connect_url(&lru.url())
+        .await
+        .expect("connect");
+    let _b2 = RedisBackend::connect_url(&safe.url())
+        .await
+        .expect("connect");
+    let text = logs.text();
+    let warned = |port: u16| {
+        text.lines().any(|l| {
+            l.contains("WARN")
+                && l.contains("maxmemory-policy")
+                && l.contains(&format!("127.0.0.1:{port}"))
+        })
+    };
+    assert!(warned(lru.port), "a warning for allkeys-lru:\n{text}");
+    assert!(
+        text.contains("allkeys-lru"),
+        "the warning names the policy:\n{text}"
+    );
+    assert!(!warned(safe.port), "no warning for noeviction:\n{text}");
+}
+
+#[derive(Serialize, Deserialize)]
+struct Idle;
+
+impl Job for Idle {
+    const NAME: &'static str = "idle";
+    const QUEUE: &'static str = "idle";
+}
+
+impl Handler<()> for Idle {
+    type Output = ();
+    async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+fn info_field(port: u16, section: &str, field: &str) -> u64 {
+    raw_command(port, None, &["INFO", section])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn calls(port: u16) -> Vec<(String, u64)> {
+    command_stats(port, None)
+        .into_iter()
+        .filter(|(name, _)| name != "info")
+        .collect()
+}
+
+fn total(c: &[(String, u64)]) -> u64 {
+    c.iter().map(|(_, n)| n).sum()
+}
+
+/// Waits until the worker is blocked in `BLPOP` for the `n`-th time.
+async fn blocked_for_the(port: u16, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let blpops = command_stats(port, None)
+            .into_iter()
+            .find(|(k, _)| k == "blpop")
+            .map_or(0, |(_, n)| n);
+        if blpops >= n && info_field(port, "clients", "blocked_clients") >= 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the worker never blocked again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every command the server receives from clients, from `MONITOR` (commands run inside
+/// scripts are marked `lua` there and are left out: they are not requests).
+struct Monitor {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Monitor {
+    fn start(port: u16) -> Monitor {
+        use std::io::BufRead as _;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"MONITOR\r\n").expect("MONITOR");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(s).lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        Monitor { lines }
+    }
+
+    /// Requests between the `ECHO` markers `from` and `to`, without the test's own probes.
+    async fn requests_between(&self, port: u16, from: &str, to: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let start = lines.iter().position(|l| l.contains(from));
+            let end = lines.iter().position(|l| l.contains(to));
+            if let (Some(a), Some(b)) = (start, end) {
+                return lines[a + 1..b]
+                    .iter()
+                    .filter(|l| !l.contains(" lua]") && !l.contains("\"INFO\""))
+                    .cloned()
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "MONITOR markers not seen");
+            let _ = port;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// An idle worker with the default lease (30 s) and wait (30 s) over ten minutes of a manual
+/// clock, counting the requests it sends. With a manual clock each wait ends with one extra
+/// request (the clock cannot end `BLPOP` by itself); with the system clock `BLPOP`'s own
+/// timeout does, so a real idle worker sends a quarter fewer requests than counted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_worker_sends_at_most_ten_commands_a_minute() {
+    let server = RedisServer::start(&[]);
+    let monitor = Monitor::start(server.port);
+    let (clock, time) = Clock::manual();
+    let b = RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .prefix(unique_prefix("idle"))
+            .clock(clock)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let worker = Worker::builder(b)
+        .register::<Idle>()
+        .build()
+        .expect("worker")
+        .spawn();
+    blocked_for_the(server.port, 1).await;
+    raw_command(server.port, None, &["ECHO", "idle-window-start"]);
+    let before = calls(server.port);
+    const MINUTES: u64 = 10;
+    for step in 1..=MINUTES * 2 {
+        time.advance(Duration::from_secs(30));
+        blocked_for_the(server.port, 1 + step).await;
+    }
+    let after = calls(server.port);
+    raw_command(server.port, None, &["ECHO", "idle-window-end"]);
+    let requests = monitor
+        .requests_between(server.port, "idle-window-start", "idle-window-end")
+        .await;
+    let per_minute = requests.len() as f64 / MINUTES as f64;
+    let breakdown: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, n)| {
+            let b = before.iter().find(|(x, _)| x == k).map_or(0, |(_, n)| *n);
+            (k.clone(), n - b)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let mut names: Vec<String> = requests
+        .iter()
+        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .collect();
+    names.sort();
+    let _ = writeln!(
+        std::io::stderr(),
+        "idle worker: {} requests in {MINUTES} minutes of clock = {per_minute:.1}/min ({}); \
+         commands run by Redis including those inside scripts: {} ({breakdown:?})",
+        requests.len(),
+        names.join(" "),
+        total(&after) - total(&before),
+    );
+    assert!(
+        per_minute <= 10.0,
+        "an idle worker sent {per_minute:.1} requests a minute: {requests:#?}"
+    );
+    worker.shutdown().await.expect("shutdown");
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl not found: install it with `apt-get install openssl`");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether this redis-server was built with TLS.
+fn redis_has_tls() -> bool {
+    support::require_redis_server();
+    let out = Command::new("redis-server")
+        .args(["--tls-port", "0", "--port", "0", "--test-memory", "0"])
+        .output();
+    // A build without TLS rejects the option itself.
+    !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stderr).contains("TLS")
+        && String::from_utf8_lossy(&o.stderr).contains("not"))
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    if !redis_has_tls() {
+        eprintln!("NOTICE: this redis-server was built without TLS; the TLS test cannot run");
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique_prefix("certs"));
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kosh-jobs test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        &dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &dir,
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext.cnf");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        &dir,
+    );
+    let p = |f: &str| dir.join(f).display().to_string();
+    let server = RedisServer::start_tls(&[
+        "--tls-cert-file",
+        &p("server.crt"),
+        "--tls-key-file",
+        &p("server.key"),
+        "--tls-ca-cert-file",
+        &p("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        "tls-Pw",
+    ]);
+    let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
+    let b = RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .tls_root_cert_pem(ca)
+            .prefix(unique_prefix("tls"))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect over TLS");
+    round_trip(&b).await;
+    // Without trusting the private CA, the certificate is refused.
+    let e = RedisBackend::connect_url(&server.url())
+        .await
+        .expect_err("untrusted certificate");
+    assert!(!chain(&e).contains("tls-Pw"), "{}", chain(&e));
+    let _ = std::fs::remove_dir_all(&dir);
+}
