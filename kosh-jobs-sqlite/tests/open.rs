@@ -237,15 +237,31 @@ fn read_only_file_gives_a_clear_error() {
         assert!(matches!(err, SqliteError::ReadOnly { .. }), "{err:?}");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jobs.db");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(make_db(&path));
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // The file cannot be written; then only its directory cannot (no -wal/-shm files).
+    for (file_mode, what) in [
+        (0o444, "a read-only file"),
+        (0o666, "a read-only directory"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(make_db(&path));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file_mode)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+        let stdout = open_in_child_without_write_rights(&path);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            stdout.contains("OPEN-ERROR:") && stdout.contains("is read-only"),
+            "{what}: {stdout}"
+        );
+    }
+}
 
+/// Runs this test in a child process that opens `path` and prints the error; as root, the
+/// child runs as `nobody` (root may write anything).
+fn open_in_child_without_write_rights(path: &Path) -> String {
     let exe = std::env::current_exe().unwrap();
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -266,20 +282,16 @@ fn read_only_file_gives_a_clear_error() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("KOSH_SQLITE_OPEN_CHILD", &path)
+        .env("KOSH_SQLITE_OPEN_CHILD", path)
         .output()
         .expect("run the child (as root this needs `setpriv` from util-linux)");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("OPEN-ERROR:") && stdout.contains("read-only"),
-        "{stdout}"
-    );
+    stdout
 }
 
 /// The backend's futures make progress when polled from a runtime other than the one that
