@@ -350,3 +350,88 @@ pub fn command_stats(port: u16, password: Option<&str>) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// A Redis Cluster of `n` masters (no replicas), each its own `redis-server`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+/// A port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+impl RedisCluster {
+    pub fn start(n: usize) -> RedisCluster {
+        require_redis_server();
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let dir = temp_dir("cluster");
+            let mut s = RedisServer {
+                port: free_cluster_port(),
+                dir,
+                args: vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    "nodes.conf".into(),
+                    "--cluster-node-timeout".into(),
+                    "5000".into(),
+                    "--appendonly".into(),
+                    "no".into(),
+                ],
+                child: None,
+                tls: false,
+                password: None,
+                keep_dir: false,
+            };
+            if let Err(log) = s.spawn() {
+                panic!("cluster node did not start; its log:\n{log}");
+            }
+            nodes.push(s);
+        }
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(nodes.iter().map(|s| format!("127.0.0.1:{}", s.port)));
+        args.extend([
+            "--cluster-replicas".into(),
+            "0".into(),
+            "--cluster-yes".into(),
+        ]);
+        let out = Command::new("redis-cli")
+            .args(&args)
+            .output()
+            .expect("redis-cli not found: install it with `apt-get install redis-tools`");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every node must agree that all slots are served.
+        let deadline = Instant::now() + START_DEADLINE;
+        for s in &nodes {
+            loop {
+                let info = raw_command(s.port, None, &["CLUSTER", "INFO"]);
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster did not become ready:\n{info}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// A `redis+cluster://` URL of the first node; the others are found from it.
+    pub fn url(&self) -> String {
+        format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port)
+    }
+}
