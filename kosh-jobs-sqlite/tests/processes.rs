@@ -231,7 +231,7 @@ async fn producer_and_two_workers_run_every_job_exactly_once() {
     let logs: Vec<PathBuf> = (0..2)
         .map(|i| dir.path().join(format!("worker{i}.log")))
         .collect();
-    // All three start at once on a file that does not exist yet: they also race to create it.
+    // The workers start at once on a file that does not exist yet: they race to create it.
     let mut workers: Vec<Child> = logs
         .iter()
         .map(|log| {
@@ -242,6 +242,12 @@ async fn producer_and_two_workers_run_every_job_exactly_once() {
             )
         })
         .collect();
+    // Both workers are up (each creates its log once its backend is open) before the jobs
+    // come, so each gets a share.
+    eventually("both workers started", Duration::from_secs(60), || async {
+        logs.iter().all(|l| l.exists()).then_some(())
+    })
+    .await;
     let mut producer = spawn("producer", &db, &[(JOBS, TOTAL.to_string())]);
     let deadline = Instant::now() + Duration::from_secs(300);
     wait_exit(&mut producer, "the producer", deadline);
