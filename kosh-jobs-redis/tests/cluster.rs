@@ -15,8 +15,7 @@ fn cluster_url() -> String {
     URL.get_or_init(|| {
         let cluster = support::RedisCluster::start(3);
         let url = cluster.url();
-        // Lives until the process exits; the watchdogs then kill the nodes.
-        std::mem::forget(cluster);
+        cluster.leak_until_exit();
         url
     })
     .clone()

@@ -55,8 +55,7 @@ pub fn shared_url() -> String {
             }
             let server = RedisServer::start(&[]);
             let url = server.url();
-            // Lives until the process exits; the watchdog then kills it.
-            std::mem::forget(server);
+            server.leak_until_exit();
             url
         })
         .clone()
@@ -166,15 +165,20 @@ impl RedisServer {
         // The shell keeps a watchdog that kills the server once our end of its stdin closes,
         // which also happens when the test process dies.
         // (Background jobs of a non-interactive shell read /dev/null unless told otherwise.)
+        // A server left running until the process exits (see `leak_until_exit`) also gets its
+        // directory removed then.
         let script = r#"exec 3<&0
+dir=$1
+shift
 redis-server "$@" </dev/null &
 pid=$!
-( cat <&3 >/dev/null; kill -9 $pid 2>/dev/null ) &
+( cat <&3 >/dev/null; kill -9 $pid 2>/dev/null; [ -e "$dir/.remove-on-exit" ] && rm -rf "$dir" ) &
 wait $pid"#;
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg("sh")
+            .arg(&self.dir)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -272,6 +276,13 @@ wait $pid"#;
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server did not restart; its log:\n{last}");
+    }
+
+    /// Keeps the server running until the test process exits, then kills it and removes its
+    /// directory (for servers shared through a `static`).
+    pub fn leak_until_exit(self) {
+        let _ = std::fs::write(self.dir.join(".remove-on-exit"), b"");
+        std::mem::forget(self);
     }
 
     /// The server's log so far.
@@ -428,6 +439,13 @@ impl RedisCluster {
             }
         }
         RedisCluster { nodes }
+    }
+
+    /// Keeps the nodes running until the test process exits.
+    pub fn leak_until_exit(self) {
+        for n in self.nodes {
+            n.leak_until_exit();
+        }
     }
 
     /// A `redis+cluster://` URL of the first node; the others are found from it.
