@@ -18,21 +18,23 @@
 //! The **checkpointer** thread copies the WAL into the database file in the background.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kosh_jobs::{Clock, Lease};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, Notify};
 
 use crate::error::{Result, SqliteError};
-use crate::options::{Location, Retention, SqliteOptions};
+use crate::options::{Location, SqliteOptions};
 use crate::schema::{self, Role};
 use crate::store::{self, Effects, Op, Response};
+
+mod writer;
+
+use writer::Writer;
 
 /// The answer channel of one operation.
 pub(crate) type Reply = oneshot::Sender<Result<Response>>;
@@ -156,9 +158,6 @@ async fn spawn<M: Send + 'static>(
     Ok(done_rx)
 }
 
-/// How long the writer looks for more work before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
-
 /// How long the checkpointer lets commits accumulate before copying them into the database
 /// file.
 const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
@@ -250,311 +249,6 @@ fn run_reader(conn: Connection, rx: Receiver<Pending>, opts: SqliteOptions) {
         let result = store::apply(&conn, &p.op, now, &mut fx)
             .map_err(|e| classify(e, &path, opts.busy_timeout));
         let _ = p.reply.send(result);
-    }
-}
-
-struct Writer {
-    conn: Connection,
-    shared: Arc<Shared>,
-    clock: Clock,
-    path: PathBuf,
-    busy_timeout: Duration,
-    max_batch: usize,
-    /// Whether other connections may change the database (a file, not memory).
-    watch_others: bool,
-    poll_interval: Duration,
-    data_version: Option<i64>,
-    last_poll: Instant,
-    retention: Retention,
-    prune_interval: Duration,
-    prune_chunk: usize,
-    last_prune: Instant,
-    prune_backlog: bool,
-    nudge: Option<Nudge>,
-}
-
-impl Writer {
-    fn new(
-        conn: Connection,
-        opts: SqliteOptions,
-        shared: Arc<Shared>,
-        nudge: Option<Nudge>,
-    ) -> Self {
-        let path = opts.display_path();
-        Writer {
-            conn,
-            shared,
-            clock: opts.clock,
-            path,
-            busy_timeout: opts.busy_timeout,
-            max_batch: opts.max_batch,
-            watch_others: matches!(opts.location, Location::File(_)),
-            poll_interval: opts.poll_interval,
-            data_version: None,
-            last_poll: Instant::now(),
-            retention: opts.retention,
-            prune_interval: opts.prune_interval,
-            prune_chunk: opts.prune_chunk,
-            last_prune: Instant::now(),
-            prune_backlog: false,
-            nudge,
-        }
-    }
-
-    /// Tells the checkpointer there are new commits.
-    fn nudge(&self) {
-        if let Some(n) = &self.nudge {
-            if !n.pending.swap(true, Ordering::SeqCst) {
-                let _ = n.tx.send(());
-            }
-        }
-    }
-
-    fn classify(&self, e: SqliteError) -> SqliteError {
-        classify(e, &self.path, self.busy_timeout)
-    }
-
-    fn run(mut self, rx: Receiver<Pending>) {
-        self.check_others();
-        loop {
-            let polling = self.watch_others && self.shared.waiters.load(Ordering::SeqCst) > 0;
-            let timeout = if self.prune_backlog {
-                Some(Duration::from_millis(5))
-            } else if polling {
-                Some(self.poll_interval.saturating_sub(self.last_poll.elapsed()))
-            } else {
-                None
-            };
-            // Right after a batch the next operation often arrives within microseconds (a
-            // caller awaiting one operation at a time): look again briefly before sleeping,
-            // which saves the sleep and wake-up of this thread.
-            let mut early = None;
-            let spin_until = Instant::now() + SPIN;
-            while Instant::now() < spin_until {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        early = Some(p);
-                        break;
-                    }
-                    Err(TryRecvError::Empty) => thread::yield_now(),
-                    Err(TryRecvError::Disconnected) => return,
-                }
-            }
-            let first = match (early, timeout) {
-                (Some(p), _) => Some(p),
-                (None, None) => match rx.recv() {
-                    Ok(p) => Some(p),
-                    Err(_) => break,
-                },
-                (None, Some(t)) => match rx.recv_timeout(t) {
-                    Ok(p) => Some(p),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-            };
-            let mut batch = Vec::new();
-            if let Some(p) = first {
-                let mut weight = p.op.weight();
-                batch.push(p);
-                while weight < self.max_batch {
-                    match rx.try_recv() {
-                        Ok(p) => {
-                            weight += p.op.weight();
-                            batch.push(p);
-                        }
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                    }
-                }
-            }
-            self.run_batch(batch);
-            // Look for other processes' commits only while a worker waits, once per interval
-            // (a look is a read transaction: cheap, but not free on every commit). A commit
-            // made while nobody waited is still seen by the first look of the next wait.
-            let polling = self.watch_others && self.shared.waiters.load(Ordering::SeqCst) > 0;
-            if polling && self.last_poll.elapsed() >= self.poll_interval {
-                self.check_others();
-            }
-            self.housekeeping();
-        }
-    }
-
-    /// Wakes waiting workers if another connection committed since the last look.
-    fn check_others(&mut self) {
-        if !self.watch_others {
-            return;
-        }
-        self.last_poll = Instant::now();
-        self.shared.polls.fetch_add(1, Ordering::Relaxed);
-        let version = self
-            .conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)));
-        match version {
-            Ok(v) => {
-                if self.data_version.is_some_and(|old| old != v) {
-                    self.shared.any.notify_waiters();
-                }
-                self.data_version = Some(v);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read PRAGMA data_version");
-                self.shared.any.notify_waiters();
-            }
-        }
-    }
-
-    fn run_batch(&mut self, batch: Vec<Pending>) {
-        let mut work = Vec::with_capacity(batch.len());
-        for p in batch {
-            if matches!(p.op, Op::Nop) {
-                let _ = p.reply.send(Ok(Response::Unit));
-            } else if p.op.skippable() && p.reply.is_closed() {
-                // The caller went away; skipping a read or a reserve loses nothing.
-            } else {
-                work.push(p);
-            }
-        }
-        if work.is_empty() {
-            return;
-        }
-        let (results, fx) = match self.transaction(&work) {
-            Ok(done) => done,
-            Err(e) => {
-                for p in work {
-                    let _ = p.reply.send(Err(duplicate(&e)));
-                }
-                return;
-            }
-        };
-        // Wake waiters before answering: a caller that starts waiting right after its own
-        // push must not be woken by that push.
-        self.shared.wake(fx.wake.iter());
-        let mut orphans: Vec<Lease> = Vec::new();
-        for (p, result) in work.into_iter().zip(results) {
-            if let Err(Ok(Response::Leased(jobs))) = p.reply.send(result) {
-                orphans.extend(jobs.iter().map(|j| j.lease));
-            }
-        }
-        if !orphans.is_empty() {
-            // A reserve whose caller stopped waiting: give the jobs back at once.
-            tracing::debug!(
-                jobs = orphans.len(),
-                "releasing jobs reserved for a caller that left"
-            );
-            let release = [Pending {
-                op: Op::Release(orphans),
-                reply: oneshot::channel().0,
-            }];
-            match self.transaction(&release) {
-                Ok((_, fx)) => self.shared.wake(fx.wake.iter()),
-                Err(e) => tracing::warn!(error = %e, "cannot release orphaned reservations"),
-            }
-        }
-    }
-
-    /// Applies operations in one transaction; each in a savepoint. On `Err` nothing was
-    /// committed.
-    #[allow(clippy::type_complexity)]
-    fn transaction(&mut self, work: &[Pending]) -> Result<(Vec<Result<Response>>, Effects)> {
-        store::exec(&self.conn, "BEGIN IMMEDIATE", []).map_err(|e| self.classify(e))?;
-        // A lone operation needs no savepoint: on error the whole transaction is undone.
-        let alone = work.len() == 1;
-        let mut results = Vec::with_capacity(work.len());
-        let mut fx = Effects::default();
-        for p in work {
-            let now = self.clock.now();
-            if p.op.is_read() {
-                results.push(
-                    store::apply(&self.conn, &p.op, now, &mut fx).map_err(|e| self.classify(e)),
-                );
-                continue;
-            }
-            if !alone {
-                if let Err(e) = store::exec(&self.conn, "SAVEPOINT op", []) {
-                    return Err(self.abort(e));
-                }
-            }
-            let mut op_fx = Effects::default();
-            match store::apply(&self.conn, &p.op, now, &mut op_fx) {
-                Ok(r) => {
-                    if !alone {
-                        if let Err(e) = store::exec(&self.conn, "RELEASE op", []) {
-                            return Err(self.abort(e));
-                        }
-                    }
-                    fx.merge(op_fx);
-                    results.push(Ok(r));
-                }
-                Err(e) if alone => {
-                    let e = self.abort(e);
-                    return Ok((vec![Err(e)], Effects::default()));
-                }
-                Err(e) => {
-                    if self.conn.is_autocommit() {
-                        // SQLite rolled the whole transaction back (I/O error, disk full).
-                        return Err(self.classify(e));
-                    }
-                    let undo = store::exec(&self.conn, "ROLLBACK TO op", [])
-                        .and_then(|_| store::exec(&self.conn, "RELEASE op", []));
-                    if let Err(u) = undo {
-                        return Err(self.abort(u));
-                    }
-                    results.push(Err(self.classify(e)));
-                }
-            }
-        }
-        if let Err(e) = store::exec(&self.conn, "COMMIT", []) {
-            return Err(self.abort(e));
-        }
-        self.nudge();
-        Ok((results, fx))
-    }
-
-    /// Rolls back the open transaction after `e`.
-    fn abort(&self, e: SqliteError) -> SqliteError {
-        if !self.conn.is_autocommit() {
-            if let Err(rb) = self.conn.execute_batch("ROLLBACK") {
-                tracing::warn!(error = %rb, "rollback failed");
-            }
-        }
-        self.classify(e)
-    }
-
-    /// Retention of completed jobs, a chunk at a time so transactions stay short.
-    fn housekeeping(&mut self) {
-        if !self.retention.is_active()
-            || (!self.prune_backlog && self.last_prune.elapsed() < self.prune_interval)
-        {
-            return;
-        }
-        self.last_prune = Instant::now();
-        let now = self.clock.now();
-        let result = self
-            .conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(SqliteError::Sqlite)
-            .and_then(|_| {
-                store::prune_completed(&self.conn, &self.retention, now, self.prune_chunk)
-            })
-            .and_then(|n| {
-                self.conn
-                    .execute_batch("COMMIT")
-                    .map(|_| n)
-                    .map_err(SqliteError::Sqlite)
-            });
-        match result {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::debug!(deleted = n, "pruned completed jobs past retention");
-                }
-                self.prune_backlog = n >= self.prune_chunk;
-            }
-            Err(e) => {
-                let e = self.abort(e);
-                self.prune_backlog = false;
-                tracing::warn!(error = %e, "cannot prune completed jobs");
-            }
-        }
     }
 }
 
