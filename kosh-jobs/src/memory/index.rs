@@ -25,7 +25,7 @@ use crate::record::{JobRecord, JobState};
 /// consecutive buckets and a queue drained in id order walks memory in order, and mixes the
 /// top 7 bits, which hashbrown uses as its tag, so probes still tell ids apart.
 #[derive(Default, Clone, Copy)]
-pub(super) struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 const TAG_BITS: u64 = 0x7f << 57;
@@ -46,7 +46,7 @@ impl Hasher for IdHasher {
 }
 
 /// A map keyed by job id.
-pub(super) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// A stored job: its record, its queue's slot and its current lease token (0: none).
 pub(super) struct Entry {

@@ -51,7 +51,7 @@
 //! # Ok(()) }
 //! ```
 
-mod index;
+pub(crate) mod index;
 mod state;
 
 use std::pin::Pin;

@@ -6,7 +6,6 @@
 //! back). Whoever moves it out of `Running` owns what happens next, so a completed job is never
 //! also released, and a released one never also completed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,6 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Timestamp;
+use crate::memory::index::IdMap;
 use crate::record::{JobId, Lease};
 
 /// Why an attempt was stopped from outside.
@@ -36,7 +36,7 @@ pub(crate) struct Entry {
 
 /// Shared state of one running worker.
 pub(crate) struct Active {
-    entries: Mutex<HashMap<JobId, Entry>>,
+    entries: Mutex<IdMap<Entry>>,
     /// Jobs holding a slot (leased, not yet settled), in total and per queue slot index.
     in_flight: AtomicUsize,
     per_queue: Vec<AtomicUsize>,
@@ -47,14 +47,14 @@ pub(crate) struct Active {
 impl Active {
     pub(crate) fn new(queues: usize) -> Arc<Self> {
         Arc::new(Active {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(IdMap::default()),
             in_flight: AtomicUsize::new(0),
             per_queue: (0..queues).map(|_| AtomicUsize::new(0)).collect(),
             slot_freed: Notify::new(),
         })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<JobId, Entry>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, IdMap<Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -74,13 +74,13 @@ impl Active {
         if let Some(c) = self.per_queue.get(entry.queue_slot) {
             c.fetch_add(1, Ordering::AcqRel);
         }
-        self.lock().insert(entry.lease.id, entry);
+        self.lock().insert(entry.lease.id.get(), entry);
     }
 
     /// Moves a job from `Running` to `to`; returns whether it was `Running`.
     pub(crate) fn transition(&self, id: JobId, to: Phase) -> bool {
         let mut map = self.lock();
-        match map.get_mut(&id) {
+        match map.get_mut(&id.get()) {
             Some(e) if e.phase == Phase::Running => {
                 e.phase = to;
                 if to != Phase::Finishing {
@@ -98,7 +98,7 @@ impl Active {
         {
             let mut map = self.lock();
             for id in ids {
-                if let Some(e) = map.remove(id) {
+                if let Some(e) = map.remove(&id.get()) {
                     removed.push(e.queue_slot);
                 }
             }
@@ -129,7 +129,7 @@ impl Active {
         let mut map = self.lock();
         let mut n = 0;
         for l in lost {
-            if let Some(e) = map.get_mut(&l.id) {
+            if let Some(e) = map.get_mut(&l.id.get()) {
                 if e.lease == *l && e.phase == Phase::Running {
                     e.phase = Phase::Lost;
                     e.cancel.cancel();

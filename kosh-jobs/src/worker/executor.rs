@@ -58,8 +58,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
         shared.state.clone(),
         shared.backend.clone(),
         Arc::new(job),
-        // A child: the handler may cancel its own token without confusing the worker.
-        cancel.child_token(),
+        cancel.clone(),
     ))
     .catch_unwind();
     let clock = shared.clock.clone();
@@ -89,7 +88,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     // Decide who settles the job: only a job still running (or timed out) is finished here.
     let phase = {
         let mut map = shared.active.lock();
-        match map.get_mut(&id) {
+        match map.get_mut(&id.get()) {
             Some(e) => {
                 let old = e.phase;
                 if matches!(old, Phase::Running | Phase::TimedOut) {
@@ -102,7 +101,12 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     };
     let result = match (phase, result) {
         (Phase::Running, Some(r)) => r,
-        (Phase::TimedOut, _) | (Phase::Running, None) => Err(Failure {
+        // The handler cancelled its own attempt's token.
+        (Phase::Running, None) => Err(Failure {
+            message: "the handler cancelled its attempt".into(),
+            permanent: false,
+        }),
+        (Phase::TimedOut, _) => Err(Failure {
             message: format!(
                 "timed out after {}",
                 format_duration(timeout.unwrap_or_default())

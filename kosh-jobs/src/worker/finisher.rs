@@ -47,6 +47,9 @@ pub(crate) async fn run(
         };
         batch.clear();
         batch.push(first);
+        // Let the other attempts that are finishing right now reach the channel, so one
+        // `finish` call stores many outcomes.
+        tokio::task::yield_now().await;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(f) => batch.push(f),

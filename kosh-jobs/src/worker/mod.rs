@@ -319,6 +319,11 @@ async fn fetch_loop<S, F>(
             }
             continue;
         }
+        if active.in_flight() > 0 {
+            // Let other slots free up first, so one reserve fills several.
+            tokio::task::yield_now().await;
+        }
+        let free = config.concurrency.saturating_sub(active.in_flight());
         // Which queues have room, and how much.
         let mut requests: Vec<(Vec<String>, usize)> = Vec::new();
         if limited {
@@ -417,5 +422,8 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         job.queue = %job.queue,
         job.attempt = job.attempt,
     );
-    tokio::spawn(executor::execute(shared.clone(), job, cancel).instrument(span));
+    // Boxed first: the task then moves a pointer, not the whole future, through spawn.
+    tokio::spawn(Box::pin(
+        executor::execute(shared.clone(), job, cancel).instrument(span),
+    ));
 }
