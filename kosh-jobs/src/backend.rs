@@ -42,6 +42,9 @@ use crate::record::{
 ///   `reserve` too): the attempt stays counted, the error `lease expired` is recorded for that
 ///   attempt, and the job goes to `ready`, or to `failed` if it has no attempts left.
 /// - `release` gives a job back without counting the attempt (graceful shutdown).
+/// - A lease has expired when the clock reads `lease_expires_at` or later. Expiry alone does
+///   not void it: a lease stays current (accepted by `finish`, `heartbeat`, `progress`,
+///   `release`) until the job is recovered, finished, released or cancelled.
 ///
 /// # Blocking handlers
 ///
@@ -67,7 +70,9 @@ pub trait Backend: Send + Sync + 'static {
     /// A job whose `run_at` is after now is `scheduled`, otherwise `ready`. A job with a unique
     /// key held by a live job (scheduled, ready or running), including one earlier in the same
     /// batch, is not stored: its entry is the live job's id with `existing: true`. The batch is
-    /// atomic: on error, nothing was stored.
+    /// atomic: on error, nothing was stored. A job with an invalid queue name (see
+    /// [`validate_queue_name`]) or `max_attempts` of 0 makes the whole batch an `InvalidInput`
+    /// error.
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError>;
 
     /// Leases up to `req.max` jobs from `req.queues`, skipping paused queues.
@@ -82,7 +87,9 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// Returns one [`FinishResult`] per item, in order. A `Retry` or `Failed` outcome appends
     /// its error to the job's error history for the leased attempt. A `Retry` whose `retry_at`
-    /// is not after now makes the job `ready` at once.
+    /// is not after now makes the job `ready` at once. Backends apply the outcome they are
+    /// given, even a `Retry` of a job with no attempt left: the retry decision is the
+    /// worker's ([`crate::retry::decide`]), in one place.
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError>;
 
     /// Extends the given leases to now + `extend`; returns the leases that are no longer
@@ -110,7 +117,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn recover_expired(&self) -> Result<u64, BackendError>;
 
     /// Waits until a job in one of `queues` may be ready, or until the clock reads `until`,
-    /// whichever comes first.
+    /// whichever comes first. Returns at once if such a job is ready now.
     ///
     /// A push to one of the queues, a due scheduled job, a resumed queue or a recovered job
     /// should end the wait promptly. Returning early is allowed (the caller reserves and waits
@@ -123,10 +130,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Counts per queue and state, for every queue that has jobs or is paused, sorted by name.
     async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError>;
 
-    /// One page of the jobs in a state, by id ascending.
+    /// One page of the jobs in a state, by id ascending; `next` is `None` when no job follows
+    /// the page (also when the last page is exactly full).
     async fn list(&self, query: &ListQuery) -> Result<Page, BackendError>;
 
-    /// Puts a failed or cancelled job back to `ready` with its attempts reset to zero.
+    /// Puts a failed or cancelled job back to `ready` (`run_at` = now) with its attempts reset
+    /// to zero; its error history and progress are kept.
     async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError>;
 
     /// Cancels a scheduled, ready or running job.
