@@ -364,9 +364,10 @@ async fn idle(backend: Arc<dyn Backend>, url: &str, secs: u64) -> anyhow::Result
     let d = delta(&before, &command_stats(url)?);
     worker.shutdown().await?;
     println!(
-        "idle worker: {} commands in {secs} s = {:.1} per minute {:?}",
+        "idle worker: {} requests in {secs} s = {:.1} per minute ({} commands run by Redis including those inside scripts) {:?}",
+        sent(&d),
+        sent(&d) as f64 * 60.0 / secs as f64,
         total(&d),
-        total(&d) as f64 * 60.0 / secs as f64,
         d
     );
     Ok(())
