@@ -3,6 +3,45 @@
 
 use std::collections::BTreeMap;
 
+/// Commands that are never run from inside a Lua script.
+const TOP_LEVEL: &[&str] = &[
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+    "script",
+    "function",
+    "blpop",
+    "brpop",
+    "blmove",
+    "blmpop",
+    "brpoplpush",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "xread",
+    "xreadgroup",
+    "wait",
+    "config",
+    "client",
+    "hello",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "subscribe",
+    "ssubscribe",
+    "psubscribe",
+    "unsubscribe",
+    "quit",
+    "readonly",
+    "cluster",
+    "command",
+];
+
 /// Calls per command name (lowercase, e.g. `evalsha`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommandStats {
@@ -54,7 +93,19 @@ impl CommandStats {
         self
     }
 
-    /// All calls.
+    /// Commands only a client sends (script calls, blocking pops, connection and admin
+    /// commands): the requests, each of which hosted Redis bills as one command. The rest of
+    /// [`CommandStats::total`] ran inside Lua scripts, except data commands a client sent
+    /// directly, which `INFO commandstats` cannot tell apart from those.
+    pub fn requests(&self) -> u64 {
+        self.calls
+            .iter()
+            .filter(|(k, _)| TOP_LEVEL.contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// All calls, including those made by Lua scripts.
     pub fn total(&self) -> u64 {
         self.calls.values().sum()
     }
@@ -85,6 +136,10 @@ mod tests {
             .without_probes();
         assert_eq!(d.calls.get("evalsha"), Some(&300));
         assert_eq!(d.total(), 302);
+        assert_eq!(d.requests(), 302);
+        let mut with_inner = d.clone();
+        with_inner.calls.insert("hset".into(), 600);
+        assert_eq!((with_inner.requests(), with_inner.total()), (302, 902));
         assert_eq!(d.summary(5), "evalsha 300, blpop 2");
     }
 }

@@ -182,7 +182,8 @@ async fn main() -> anyhow::Result<()> {
             if let (Some(before), Some(after)) = (before, bench.command_stats()) {
                 let sent = after.since(&before).without_probes();
                 if row.jobs > 0 && sent.total() > 0 {
-                    row.cmds_per_job = Some(sent.total() as f64 / row.jobs as f64);
+                    let per_job = |x: u64| x as f64 / row.jobs as f64;
+                    row.cmds_per_job = Some((per_job(sent.requests()), per_job(sent.total())));
                     row.note = [row.note.as_str(), &format!("redis: {}", sent.summary(4))]
                         .join("; ")
                         .trim_start_matches("; ")
@@ -190,7 +191,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             println!("{}", row.human());
-            rows.push(row);
+            if !row.note.starts_with("skipped") {
+                rows.push(row);
+            }
         }
     }
     println!(

@@ -20,7 +20,8 @@ pub(crate) struct Row {
     pub(crate) rss_kib: Option<u64>,
     /// Peak RSS of the second process (multi-process runs).
     pub(crate) child_rss_kib: Option<u64>,
-    pub(crate) cmds_per_job: Option<f64>,
+    /// Redis commands per job: (requests, all commands including those inside scripts).
+    pub(crate) cmds_per_job: Option<(f64, f64)>,
     pub(crate) note: String,
 }
 
@@ -73,8 +74,10 @@ impl Row {
             parts.push(format!("pickup p50 {} p99 {}", ms(a), ms(b)));
         }
         parts.push(format!("peak RSS {}", self.rss()));
-        if let Some(c) = self.cmds_per_job {
-            parts.push(format!("{c:.2} redis cmds/job"));
+        if let Some((req, all)) = self.cmds_per_job {
+            parts.push(format!(
+                "redis per job: {req:.2} requests, {all:.2} commands incl. in scripts"
+            ));
         }
         if !self.note.is_empty() {
             parts.push(self.note.clone());
@@ -102,11 +105,11 @@ impl Row {
             lat,
             self.rss(),
             self.cmds_per_job
-                .map(|c| format!("{c:.2}"))
+                .map(|(req, all)| format!("{req:.2} / {all:.2}"))
                 .unwrap_or_else(|| "–".into()),
         )
     }
 }
 
 /// The header of [`Row::markdown`] rows.
-pub(crate) const HEADER: &str = "| backend | scenario | concurrency | jobs | enqueue (jobs/s) | processing (jobs/s) | pickup p50 / p99 | peak RSS | Redis cmds/job |\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
+pub(crate) const HEADER: &str = "| backend | scenario | concurrency | jobs | enqueue (jobs/s) | processing (jobs/s) | pickup p50 / p99 | peak RSS | Redis requests / commands per job |\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
