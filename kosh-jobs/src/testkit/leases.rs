@@ -291,3 +291,51 @@ pub async fn concurrent_recovery_recovers_each_once<F: BackendFactory + ?Sized>(
     }
     assert_eq!(t.counts_of("q").await.ready, N as u64);
 }
+
+/// Expiry alone does not void a lease: until the job is recovered, a late heartbeat renews
+/// it (nothing is recovered afterwards) and a late finish is applied. The lease expires
+/// exactly at `lease_expires_at`.
+pub async fn expired_lease_is_current_until_recovered<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let id = t.push_one(t.job("n", "q")).await;
+    let leased = t.reserve_one("q", "late lease").await;
+    t.advance(LEASE + secs(5));
+    let lost =
+        t.b.heartbeat(&[leased.lease], LEASE)
+            .await
+            .unwrap_or_else(|e| panic!("heartbeat: backend error: {e:?}"));
+    assert!(
+        lost.is_empty(),
+        "late lease: an expired but unrecovered lease is renewed, not lost"
+    );
+    assert_eq!(
+        t.get(id).await.lease_expires_at,
+        Some(t.now() + LEASE),
+        "late lease: renewed from now"
+    );
+    assert_eq!(
+        t.recover().await,
+        0,
+        "late lease: renewed, so not recovered"
+    );
+    t.advance(LEASE);
+    assert_eq!(
+        t.recover().await,
+        1,
+        "late lease: expired when the clock reads lease_expires_at"
+    );
+    let second = t.reserve_one("q", "late lease: re-lease").await;
+    t.advance(LEASE + secs(1));
+    t.finish_ok(
+        second.lease,
+        done(),
+        "late lease: finish after expiry, before recovery",
+    )
+    .await;
+    let r = t.get(id).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (JobState::Completed, 2),
+        "late lease: completed by the late finish"
+    );
+}

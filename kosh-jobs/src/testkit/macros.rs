@@ -28,6 +28,7 @@ macro_rules! __kosh_jobs_cases {
             leases::heartbeat_extends_lease,
             leases::release_does_not_count_attempt,
             leases::concurrent_recovery_recovers_each_once,
+            leases::expired_lease_is_current_until_recovered,
             finish::complete_stores_result,
             finish::finish_batch_results_in_order,
             finish::retry_at_is_honoured,
