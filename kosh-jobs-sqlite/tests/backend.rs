@@ -615,3 +615,56 @@ async fn a_failing_operation_does_not_undo_others_committed_with_it() {
     assert_eq!(ok, 51);
     assert_eq!(b.counts().await.unwrap()[0].ready, 2 * 51);
 }
+
+#[tokio::test]
+async fn default_retention_drops_completed_jobs_after_a_day_and_keeps_failed_ones() {
+    let f = fresh().await; // default options: Retention::default()
+    let b = &f.backend;
+    let now = b.clock().now();
+    let ids = b
+        .push(vec![job("q", 1, now), job("q", 2, now)])
+        .await
+        .unwrap();
+    let leased = b.reserve(&req(&["q"], 2)).await.unwrap();
+    b.finish(vec![
+        Finish {
+            lease: leased[0].lease,
+            outcome: completed(),
+        },
+        Finish {
+            lease: leased[1].lease,
+            outcome: Outcome::Failed { error: "x".into() },
+        },
+    ])
+    .await
+    .unwrap();
+    f.time
+        .advance(Retention::DEFAULT_MAX_AGE - Duration::from_secs(60));
+    // Pruning runs once a second of real time (on the writer, after a write): let at least
+    // one round pass, in which it must keep the job.
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < deadline {
+        b.recover_expired().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        b.get(ids[0].id).await.unwrap().is_some(),
+        "kept while younger than a day"
+    );
+    f.time.advance(Duration::from_secs(120));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.get(ids[0].id).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a completed job older than a day was not pruned"
+        );
+        b.recover_expired().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed = b
+        .get(ids[1].id)
+        .await
+        .unwrap()
+        .expect("failed jobs are kept");
+    assert_eq!(failed.state, JobState::Failed);
+}
