@@ -466,3 +466,100 @@ async fn tls_with_a_private_ca() {
     assert!(!chain(&e).contains("tls-Pw"), "{}", chain(&e));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Operations make progress when called from another runtime while every worker thread of
+/// the runtime that created the backend is blocked (a handler parsing a CSV file, say).
+#[test]
+fn operations_progress_while_the_creating_runtime_is_blocked() {
+    let server = RedisServer::start(&[]);
+    let blocked_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let b = blocked_rt
+        .block_on(RedisBackend::connect(
+            RedisOptions::builder(server.url())
+                .prefix(unique_prefix("blocked"))
+                .build()
+                .expect("options"),
+        ))
+        .expect("connect");
+    // Block the creating runtime's only worker thread until the other runtime is done.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    blocked_rt.spawn(async move {
+        let _ = started_tx.send(());
+        let _ = done_rx.recv(); // blocks the thread, not just the task
+    });
+    started_rx.recv().expect("the blocking task runs");
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    other.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), round_trip(&b))
+            .await
+            .expect("operations finish while the creating runtime is blocked");
+        let until = b.clock().now() + Duration::from_millis(50);
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            b.wait_for_work(&["empty".into()], until),
+        )
+        .await
+        .expect("a wait ends")
+        .expect("wait_for_work");
+    });
+    done_tx.send(()).expect("unblock");
+}
+
+/// A paused queue whose scheduled jobs are due gives idle workers nothing to wake up for:
+/// `wait_for_work` waits (until resumed) instead of returning at once, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_queue_with_due_jobs_does_not_spin() {
+    let (clock, time) = Clock::manual();
+    let b = RedisBackend::connect(
+        RedisOptions::builder(support::shared_url())
+            .prefix(unique_prefix("paused"))
+            .clock(clock)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let now = b.clock().now();
+    b.push(vec![NewJob::new(
+        "n",
+        "p",
+        "{}",
+        now + Duration::from_secs(10),
+    )])
+    .await
+    .expect("push");
+    b.pause("p").await.expect("pause");
+    time.advance(Duration::from_secs(20));
+    let req = ReserveRequest {
+        queues: vec!["p".into()],
+        worker: "test".into(),
+        max: 10,
+        lease: Duration::from_secs(30),
+    };
+    assert!(b.reserve(&req).await.expect("reserve").is_empty());
+    let b2 = b.clone();
+    let until = b.clock().now() + Duration::from_secs(3600);
+    let wait = tokio::spawn(async move { b2.wait_for_work(&["p".into()], until).await });
+    // A round trip lets the wait reach its blocking command.
+    b.counts().await.expect("counts");
+    b.counts().await.expect("counts");
+    assert!(
+        !wait.is_finished(),
+        "the wait returned although the queue is paused"
+    );
+    b.resume("p").await.expect("resume");
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("resume ends the wait")
+        .expect("join")
+        .expect("wait_for_work");
+    assert_eq!(b.reserve(&req).await.expect("reserve").len(), 1);
+}

@@ -8,8 +8,10 @@ local now = tonumber(now_s)
 local max = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 if redis.call('EXISTS', K_PAUSED) == 1 then
+  -- Nothing is due for a paused queue (resuming wakes waiters): a due time here would make
+  -- idle workers spin on it.
   redis.call('DEL', K_WAKE)
-  return { next_due() }
+  return { false }
 end
 recover(now, now_s, 1000)
 promote(now, 1000)
