@@ -298,3 +298,29 @@ async fn redis_restart_mid_run_loses_nothing() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn worker_process_fails_clearly_when_redis_is_unreachable() {
+    let port = support::free_port();
+    let dir = work_dir("unreachable");
+    let url = format!("redis://admin:Sekr1t-pw@127.0.0.1:{port}");
+    let out = Command::new(BIN)
+        .args([
+            "worker",
+            &url,
+            "p",
+            dir.join("log").to_str().unwrap(),
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the fault worker");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(
+        err.contains(&format!("cannot reach redis at 127.0.0.1:{port}")),
+        "names host and port: {err}"
+    );
+    assert!(!err.contains("Sekr1t"), "never the password: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -563,3 +563,76 @@ async fn paused_queue_with_due_jobs_does_not_spin() {
         .expect("wait_for_work");
     assert_eq!(b.reserve(&req).await.expect("reserve").len(), 1);
 }
+
+async fn complete_one(b: &RedisBackend, queue: &str, outcome: Outcome) -> kosh_jobs::JobId {
+    let now = b.clock().now();
+    b.push(vec![NewJob::new("n", queue, "{}", now)])
+        .await
+        .expect("push");
+    let l = b
+        .reserve(&ReserveRequest {
+            queues: vec![queue.into()],
+            worker: "test".into(),
+            max: 1,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .expect("reserve")
+        .remove(0);
+    let r = b
+        .finish(vec![Finish {
+            lease: l.lease,
+            outcome,
+        }])
+        .await
+        .expect("finish");
+    assert_eq!(r, vec![FinishResult::Applied]);
+    l.id()
+}
+
+/// Completed jobs beyond the count limit and older than the age limit are deleted, oldest
+/// first; failed jobs are kept.
+#[tokio::test]
+async fn retention_deletes_old_completed_jobs_and_keeps_failed_ones() {
+    let (clock, time) = Clock::manual();
+    let b = RedisBackend::connect(
+        RedisOptions::builder(support::shared_url())
+            .prefix(unique_prefix("retention"))
+            .clock(clock)
+            .keep_completed_max(Some(3))
+            .keep_completed_for(Some(Duration::from_secs(3600)))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let done = || Outcome::Completed { result: None };
+    let failed = complete_one(&b, "q", Outcome::Failed { error: "x".into() }).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(complete_one(&b, "q", done()).await);
+    }
+    let counts = |b: RedisBackend| async move {
+        let c = b.counts().await.expect("counts");
+        let q = c.iter().find(|c| c.queue == "q").expect("queue q");
+        (q.completed, q.failed)
+    };
+    assert_eq!(counts(b.clone()).await, (3, 1), "three completed jobs kept");
+    for (i, id) in ids.iter().enumerate() {
+        let kept = b.get(*id).await.expect("get").is_some();
+        assert_eq!(kept, i >= 2, "job {i}: only the newest three are kept");
+    }
+    // An hour later, the next completion also removes those older than an hour.
+    time.advance(Duration::from_secs(3601));
+    let newest = complete_one(&b, "q", done()).await;
+    assert_eq!(
+        counts(b.clone()).await,
+        (1, 1),
+        "only the new completed job is left"
+    );
+    assert!(b.get(newest).await.expect("get").is_some());
+    assert!(
+        b.get(failed).await.expect("get").is_some(),
+        "failed jobs are kept until purged"
+    );
+}
