@@ -207,7 +207,7 @@ pub struct Enqueued {
 pub struct Lease {
     /// The leased job.
     pub id: JobId,
-    /// Unique per lease of this job.
+    /// Unique per lease: no two leases of the backend (of this job or another) share a token.
     pub token: u64,
 }
 
