@@ -10,7 +10,8 @@
 //! Without `--url` it starts its own `redis-server` on a free port (no persistence) and stops
 //! it at the end. With `--url`, use a server of its own: the command counts are server-wide.
 //! `--idle SECONDS` instead measures an idle worker on an empty queue for that long, in real
-//! time, and prints its commands per minute.
+//! time, and prints its commands per minute. `--no-retention` keeps every completed job (to
+//! see what the default retention costs).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -64,6 +65,7 @@ struct Args {
     batch: usize,
     producers: usize,
     idle: Option<u64>,
+    no_retention: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -74,6 +76,7 @@ fn parse_args() -> anyhow::Result<Args> {
         batch: 1_000,
         producers: 4,
         idle: None,
+        no_retention: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,8 +88,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--batch" => args.batch = value()?.parse()?,
             "--producers" => args.producers = value()?.parse()?,
             "--idle" => args.idle = Some(value()?.parse()?),
+            "--no-retention" => args.no_retention = true,
             other => bail!(
-                "unknown flag `{other}` (flags: --url URL, --jobs N, --concurrency N, --batch N, --producers N, --idle SECONDS)"
+                "unknown flag `{other}` (flags: --url URL, --jobs N, --concurrency N, --batch N, --producers N, --idle SECONDS, --no-retention)"
             ),
         }
     }
@@ -255,8 +259,11 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => unreachable!("a server was started"),
     };
     let prefix = format!("bench-{}", std::process::id());
-    let backend =
-        RedisBackend::connect(RedisOptions::builder(url.as_str()).prefix(prefix).build()?).await?;
+    let mut options = RedisOptions::builder(url.as_str()).prefix(prefix);
+    if args.no_retention {
+        options = options.keep_completed_for(None).keep_completed_max(None);
+    }
+    let backend = RedisBackend::connect(options.build()?).await?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
 
     if let Some(secs) = args.idle {

@@ -156,7 +156,11 @@ impl Conn {
                 blocking: Box::new(build(MAX_BLOCK + opts.timeout)?),
             }
         } else {
-            let info = opts.nodes[0].connection_info();
+            let info = opts
+                .nodes
+                .first()
+                .ok_or_else(|| RedisError::Config("no redis url given".into()))?
+                .connection_info();
             let client = match &certs {
                 Some(c) => redis::Client::build_with_tls(info, c.clone()),
                 None => redis::Client::open(info),

@@ -63,6 +63,14 @@ pub(crate) fn req_int(v: &Value, what: &str) -> Result<i64, RedisError> {
     int(v).ok_or_else(|| bad(format!("{what}: expected a number, got {v:?}")))
 }
 
+/// A string reply, taken without copying.
+pub(crate) fn take_text(v: Value, what: &str) -> Result<String, RedisError> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| bad(format!("{what}: not UTF-8"))),
+        v => req_text(&v, what),
+    }
+}
+
 pub(crate) fn req_text(v: &Value, what: &str) -> Result<String, RedisError> {
     text(v).ok_or_else(|| bad(format!("{what}: expected a string, got {v:?}")))
 }

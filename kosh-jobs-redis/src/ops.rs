@@ -15,7 +15,9 @@ use redis::Value;
 use tracing::warn;
 
 use crate::conn::{Conn, ScriptArgs};
-use crate::decode::{array, bad, int, job_record, opt_int, opt_json, req_int, req_text, text};
+use crate::decode::{
+    array, bad, int, job_record, opt_int, opt_json, req_int, req_text, take_text, text,
+};
 use crate::error::RedisError;
 use crate::keys::{first_seq_after, member, JobRef, Keys};
 use crate::options::RedisOptions;
@@ -278,25 +280,31 @@ impl Shared {
             if rest.len() % 10 != 0 {
                 return Err(bad("reserve: wrong number of fields"));
             }
-            for f in rest.chunks(10) {
-                let m = req_text(&f[0], "member")?;
+            let rest_len = rest.len();
+            let mut fields = items.into_iter().skip(1);
+            let mut next = || fields.next().unwrap_or(Value::Nil);
+            for _ in 0..rest_len / 10 {
+                let f: [Value; 10] = std::array::from_fn(|_| next());
+                let [m, token, name, payload, priority, attempt, max_attempts, created, progress, le] =
+                    f;
+                let m = take_text(m, "member")?;
                 let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
                 let token =
-                    u64::try_from(req_int(&f[1], "token")?).map_err(|_| bad("bad token"))?;
+                    u64::try_from(req_int(&token, "token")?).map_err(|_| bad("bad token"))?;
                 out.push(LeasedJob {
                     lease: Lease { id: r.id(), token },
-                    name: req_text(&f[2], "name")?,
+                    name: take_text(name, "name")?,
                     queue: queue.clone(),
-                    payload: req_text(&f[3], "payload")?,
-                    priority: i32::try_from(req_int(&f[4], "priority")?)
+                    payload: take_text(payload, "payload")?,
+                    priority: i32::try_from(req_int(&priority, "priority")?)
                         .map_err(|_| bad("bad priority"))?,
-                    attempt: u32::try_from(req_int(&f[5], "attempt")?)
+                    attempt: u32::try_from(req_int(&attempt, "attempt")?)
                         .map_err(|_| bad("bad attempt"))?,
-                    max_attempts: u32::try_from(req_int(&f[6], "max_attempts")?)
+                    max_attempts: u32::try_from(req_int(&max_attempts, "max_attempts")?)
                         .map_err(|_| bad("bad max_attempts"))?,
-                    created_at: Timestamp::from_millis(req_int(&f[7], "created_at")?),
-                    progress: opt_json(&f[8], "progress")?,
-                    lease_expires_at: Timestamp::from_millis(req_int(&f[9], "lease")?),
+                    created_at: Timestamp::from_millis(req_int(&created, "created_at")?),
+                    progress: opt_json(&progress, "progress")?,
+                    lease_expires_at: Timestamp::from_millis(req_int(&le, "lease")?),
                 });
             }
         }

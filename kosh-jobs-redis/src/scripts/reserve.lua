@@ -21,7 +21,8 @@ local out = { 'x' }
 if n > 0 then
   -- Tokens come from a per-queue counter: unique among the queue's leases.
   local base = redis.call('INCRBY', B .. ':tok', n) - n
-  local le = now + lease
+  -- Numbers become strings once each (Lua formats them with sprintf on every use).
+  local le = string.format('%d', now + lease)
   local leases = {}
   for i = 1, n do
     local m = popped[2 * i - 1]
@@ -31,6 +32,7 @@ if n > 0 then
       local a = tonumber(f[4]) + 1
       local t = (base + i) * 2
       if f[8] then t = t + 1 end
+      t = string.format('%d', t)
       redis.call('HSET', k, 'st', 'running', 'a', a, 't', t, 's', now_s, 'le', le)
       leases[#leases + 1] = le
       leases[#leases + 1] = m .. ':' .. t
