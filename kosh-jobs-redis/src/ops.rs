@@ -270,22 +270,27 @@ impl Shared {
                 .script(&scripts::RESERVE, &[&self.keys.queue(queue)], args)
                 .await?;
             let items = array(v)?;
-            let Some((first, rest)) = items.split_first() else {
-                return Err(bad("reserve: empty reply"));
+            let (Some(first), Some(le)) = (items.first(), items.get(1)) else {
+                return Err(bad("reserve: short reply"));
             };
+            let rest = &items[2..];
             // 'x': not computed (the queue may have more); otherwise the next due time.
             if text(first).as_deref() != Some("x") {
                 lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
             }
-            if rest.len() % 10 != 0 {
+            if rest.len() % 9 != 0 {
                 return Err(bad("reserve: wrong number of fields"));
             }
             let rest_len = rest.len();
-            let mut fields = items.into_iter().skip(1);
+            let lease_expires_at = match opt_int(le)? {
+                Some(t) => Timestamp::from_millis(t),
+                None => Timestamp::EPOCH,
+            };
+            let mut fields = items.into_iter().skip(2);
             let mut next = || fields.next().unwrap_or(Value::Nil);
-            for _ in 0..rest_len / 10 {
-                let f: [Value; 10] = std::array::from_fn(|_| next());
-                let [m, token, name, payload, priority, attempt, max_attempts, created, progress, le] =
+            for _ in 0..rest_len / 9 {
+                let f: [Value; 9] = std::array::from_fn(|_| next());
+                let [m, token, name, payload, priority, attempt, max_attempts, created, progress] =
                     f;
                 let m = take_text(m, "member")?;
                 let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
@@ -304,7 +309,7 @@ impl Shared {
                         .map_err(|_| bad("bad max_attempts"))?,
                     created_at: Timestamp::from_millis(req_int(&created, "created_at")?),
                     progress: opt_json(&progress, "progress")?,
-                    lease_expires_at: Timestamp::from_millis(req_int(&le, "lease")?),
+                    lease_expires_at,
                 });
             }
         }

@@ -9,34 +9,38 @@ local keep_age = tonumber(ARGV[2])
 local keep_count = tonumber(ARGV[3])
 local origin = ARGV[4]
 
-local items, ls = {}, {}
+-- Items in parallel arrays (no table per item): lease, kind, text, retry_at.
+local ls, kinds, texts, ras = {}, {}, {}, {}
 local i = 5
 while i <= #ARGV do
-  local it = { l = ARGV[i], kind = ARGV[i + 1], text = ARGV[i + 2] }
-  if it.kind == 'r' then
-    it.ra = ARGV[i + 3]
+  local n = #ls + 1
+  ls[n] = ARGV[i]
+  local kind = ARGV[i + 1]
+  kinds[n] = kind
+  texts[n] = ARGV[i + 2]
+  if kind == 'r' then
+    ras[n] = ARGV[i + 3]
     i = i + 4
   else
     i = i + 3
   end
-  items[#items + 1] = it
-  ls[#ls + 1] = it.l
 end
 
 local current = zmscore_all(K_LEASE, ls)
 local used = {}
 local out, done = {}, {}
 local co, fa, fai, rd, sc, sci = {}, {}, {}, {}, {}, {}
-for n, it in ipairs(items) do
-  local l = it.l
+for n = 1, #ls do
+  local l = ls[n]
   if current[n] and not used[l] then
     used[l] = true
     done[#done + 1] = l
     local m = lease_job(l)
     local k = jk(m)
-    if it.kind == 'c' then
-      if it.text ~= '' then
-        redis.call('HSET', k, 'st', 'completed', 'f', now_s, 'r', it.text)
+    local kind, text = kinds[n], texts[n]
+    if kind == 'c' then
+      if text ~= '' then
+        redis.call('HSET', k, 'st', 'completed', 'f', now_s, 'r', text)
       else
         redis.call('HSET', k, 'st', 'completed', 'f', now_s)
       end
@@ -45,29 +49,29 @@ for n, it in ipairs(items) do
       co[#co + 1] = m
     else
       local f = redis.call('HMGET', k, 'a', 'pr', 'e', 'u')
-      local ne = with_error(f[3], f[1], it.text, now_s)
-      if it.kind == 'f' then
+      local ne = with_error(f[3], f[1], text, now_s)
+      if kind == 'f' then
         redis.call('HSET', k, 'st', 'failed', 'f', now_s, 'e', ne)
         release_unique(f[4], m)
         fa[#fa + 1] = now_s
         fa[#fa + 1] = m
         fai[#fai + 1] = m
         fai[#fai + 1] = m
-      elseif tonumber(it.ra) > now then
-        redis.call('HSET', k, 'st', 'scheduled', 'ra', it.ra, 'e', ne)
-        sc[#sc + 1] = it.ra
+      elseif tonumber(ras[n]) > now then
+        redis.call('HSET', k, 'st', 'scheduled', 'ra', ras[n], 'e', ne)
+        sc[#sc + 1] = ras[n]
         sc[#sc + 1] = m
         sci[#sci + 1] = m
         sci[#sci + 1] = m
       else
-        redis.call('HSET', k, 'st', 'ready', 'ra', it.ra, 'e', ne)
+        redis.call('HSET', k, 'st', 'ready', 'ra', ras[n], 'e', ne)
         rd[#rd + 1] = -tonumber(f[2])
         rd[#rd + 1] = m
       end
     end
-    out[#out + 1] = 1
+    out[n] = 1
   else
-    out[#out + 1] = 0
+    out[n] = 0
   end
 end
 zrem_all(K_LEASE, done)

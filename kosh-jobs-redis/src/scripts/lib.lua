@@ -24,7 +24,7 @@ local function lease_job(l) return string.sub(l, 1, 16) end
 
 -- Lease tokens are odd when the job holds a unique key, so finishing it knows whether a key
 -- must be released without reading the job first.
-local function holds_unique(l) return tonumber(string.sub(l, 18)) % 2 == 1 end
+local function holds_unique(l) return string.byte(l, -1) % 2 == 1 end
 
 -- ZADD key s1 m1 s2 m2 ... from a flat list, in chunks.
 local function zadd_all(key, flat)

@@ -1,7 +1,7 @@
 -- reserve: leases up to `max` jobs of one queue.
 -- ARGV: now, max, lease_ms
--- Returns { next_due, then per job: member, token, name, payload, priority, attempt,
---           max_attempts, created_at, progress | false, lease_deadline }
+-- Returns { next_due, lease_deadline, then per job: member, token, name, payload, priority,
+--           attempt, max_attempts, created_at, progress | false }
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -11,18 +11,19 @@ if redis.call('EXISTS', K_PAUSED) == 1 then
   -- Nothing is due for a paused queue (resuming wakes waiters): a due time here would make
   -- idle workers spin on it.
   redis.call('DEL', K_WAKE)
-  return { false }
+  return { false, false }
 end
 recover(now, now_s, 1000)
 promote(now, 1000)
 local popped = redis.call('ZPOPMIN', K_READY, max)
 local n = #popped / 2
-local out = { 'x' }
+local out = { 'x', false }
 if n > 0 then
   -- Tokens come from a per-queue counter: unique among the queue's leases.
   local base = redis.call('INCRBY', B .. ':tok', n) - n
   -- Numbers become strings once each (Lua formats them with sprintf on every use).
   local le = string.format('%d', now + lease)
+  out[2] = le
   local leases = {}
   for i = 1, n do
     local m = popped[2 * i - 1]
@@ -45,7 +46,6 @@ if n > 0 then
       out[#out + 1] = f[5]
       out[#out + 1] = f[6]
       out[#out + 1] = f[7]
-      out[#out + 1] = le
     end
   end
   zadd_all(K_LEASE, leases)
