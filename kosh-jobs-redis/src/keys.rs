@@ -16,7 +16,7 @@
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query) |
 //! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts) |
 //! | `{prefix:queue}:t:<state>` | zset | final states by `finished_at` (purge, retention) |
-//! | `{prefix:queue}:uniq` | hash | unique key → member of the live job holding it |
+//! | `{prefix}:uniq` (cluster: `{prefix:queue}:uniq`) | hash | unique key → job key of the live job holding it |
 //! | `{prefix:queue}:tok` | string | the lease token counter of the queue |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
@@ -38,13 +38,34 @@ const MAX_SEQ: u64 = 9_999_999_999_999_999;
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
     prefix: String,
+    cluster: bool,
 }
 
 impl Keys {
-    pub(crate) fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str, cluster: bool) -> Self {
         Keys {
             prefix: prefix.to_owned(),
+            cluster,
         }
+    }
+
+    /// The unique-key hash for jobs of `queue`: one for all queues on a single server (a
+    /// unique key is unique across queues, as on the other backends); per queue on a cluster,
+    /// where a script can only touch its queue's slot.
+    pub(crate) fn unique(&self, queue: &str) -> String {
+        if self.cluster {
+            format!("{}:uniq", self.queue(queue))
+        } else {
+            format!("{{{}}}:uniq", self.prefix)
+        }
+    }
+
+    /// The queue and member of a job key made by [`Keys::job`].
+    pub(crate) fn parse_job_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = key.strip_prefix('{')?.strip_prefix(self.prefix.as_str())?;
+        let rest = rest.strip_prefix(':')?;
+        let (queue, member) = rest.split_once("}:j:")?;
+        Some((queue, member))
     }
 
     /// `{prefix}:queues`: queue name → index.
@@ -189,7 +210,14 @@ mod tests {
 
     #[test]
     fn queue_keys_share_a_hash_tag() {
-        let k = Keys::new("kosh");
+        let k = Keys::new("kosh", false);
+        assert_eq!(
+            k.parse_job_key("{kosh:mail}:j:0000000000000001"),
+            Some(("mail", "0000000000000001"))
+        );
+        assert_eq!(k.parse_job_key("{other:mail}:j:1"), None);
+        assert_eq!(k.unique("mail"), "{kosh}:uniq");
+        assert_eq!(Keys::new("kosh", true).unique("mail"), "{kosh:mail}:uniq");
         assert_eq!(k.queue("mail"), "{kosh:mail}");
         assert_eq!(k.wake("mail"), "{kosh:mail}:wake");
         assert_eq!(

@@ -69,7 +69,7 @@ fn check_queue(q: &str) -> Result<(), RedisError> {
 impl Shared {
     pub(crate) async fn connect(opts: RedisOptions) -> Result<Arc<Shared>, RedisError> {
         let conn = Conn::connect(&opts).await?;
-        let keys = Keys::new(&opts.prefix);
+        let keys = Keys::new(&opts.prefix, opts.cluster);
         let shared = Shared {
             registry: Registry::new(conn.clone(), keys.clone()),
             conn,
@@ -179,6 +179,7 @@ impl Shared {
                 args.int(now.as_millis()).str(this.origin.as_str());
                 let seq_key = this.keys.seq();
                 let base = this.keys.queue(&queue);
+                let uniq = this.keys.unique(&queue);
                 let keys: Vec<&str> = if this.conn.is_cluster() {
                     // The counter lives in another slot: take the numbers first.
                     let n = jobs.len() as i64;
@@ -187,10 +188,10 @@ impl Shared {
                         .query(redis::cmd("INCRBY").arg(&seq_key).arg(n))
                         .await?;
                     args.int(req_int(&v, "sequence")? - n + 1);
-                    vec![&base]
+                    vec![&base, &uniq]
                 } else {
                     args.str("");
-                    vec![&base, &seq_key]
+                    vec![&base, &uniq, &seq_key]
                 };
                 args.int(jobs.len() as i64);
                 for j in jobs {
@@ -217,14 +218,15 @@ impl Shared {
                 for (k, i) in idxs.into_iter().enumerate() {
                     let m = req_text(&items[2 * k], "push member")?;
                     let existing = req_int(&items[2 * k + 1], "push flag")? == 1;
-                    let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("push: bad member"))?;
-                    out.push((
-                        i,
-                        Enqueued {
-                            id: r.id(),
-                            existing,
-                        },
-                    ));
+                    let id = if existing {
+                        // The holder may be in another queue: its job key says which.
+                        this.id_of_job_key(&m).await?
+                    } else {
+                        JobRef::from_member(qi, &m)
+                            .ok_or_else(|| bad("push: bad member"))?
+                            .id()
+                    };
+                    out.push((i, Enqueued { id, existing }));
                 }
                 Ok::<_, RedisError>(out)
             }
@@ -267,7 +269,11 @@ impl Shared {
             args.int(now).int(want.min(RESERVE_CHUNK) as i64).int(lease);
             let v = self
                 .conn
-                .script(&scripts::RESERVE, &[&self.keys.queue(queue)], args)
+                .script(
+                    &scripts::RESERVE,
+                    &[&self.keys.queue(queue), &self.keys.unique(queue)],
+                    args,
+                )
                 .await?;
             let items = array(v)?;
             let (Some(first), Some(le)) = (items.first(), items.get(1)) else {
@@ -398,7 +404,11 @@ impl Shared {
                 }
                 let v = this
                     .conn
-                    .script(&scripts::FINISH, &[&this.keys.queue(&queue)], args)
+                    .script(
+                        &scripts::FINISH,
+                        &[&this.keys.queue(&queue), &this.keys.unique(&queue)],
+                        args,
+                    )
                     .await?;
                 if let Some(e) = earliest {
                     this.note_due(&queue, e);
@@ -502,7 +512,11 @@ impl Shared {
                 args.int(self.now().as_millis()).int(RECOVER_CHUNK);
                 let v = self
                     .conn
-                    .script(&scripts::RECOVER, &[&self.keys.queue(&queue)], args)
+                    .script(
+                        &scripts::RECOVER,
+                        &[&self.keys.queue(&queue), &self.keys.unique(&queue)],
+                        args,
+                    )
                     .await?;
                 let n = req_int(&v, "recovered")?;
                 total += n.max(0) as u64;
@@ -635,7 +649,11 @@ impl Shared {
         args.str(r.member());
         let v = self
             .conn
-            .script(&scripts::RETRY, &[&self.keys.queue(&queue)], args)
+            .script(
+                &scripts::RETRY,
+                &[&self.keys.queue(&queue), &self.keys.unique(&queue)],
+                args,
+            )
             .await?;
         let a = array(v)?;
         match a.first().and_then(int) {
@@ -643,10 +661,10 @@ impl Shared {
             Some(1) => Ok(RetryOutcome::Retried),
             Some(2) => Ok(RetryOutcome::NotRetryable(state_of(a.get(1))?)),
             Some(3) => {
-                let m = req_text(a.get(1).unwrap_or(&Value::Nil), "holder")?;
-                let h = JobRef::from_member(r.queue_index, &m)
-                    .ok_or_else(|| bad("retry: bad holder"))?;
-                Ok(RetryOutcome::UniqueConflict(h.id()))
+                let key = req_text(a.get(1).unwrap_or(&Value::Nil), "holder")?;
+                Ok(RetryOutcome::UniqueConflict(
+                    self.id_of_job_key(&key).await?,
+                ))
             }
             _ => Err(bad("retry: unexpected reply")),
         }
@@ -663,7 +681,11 @@ impl Shared {
         args.int(self.now().as_millis()).str(r.member());
         let v = self
             .conn
-            .script(&scripts::CANCEL, &[&self.keys.queue(&queue)], args)
+            .script(
+                &scripts::CANCEL,
+                &[&self.keys.queue(&queue), &self.keys.unique(&queue)],
+                args,
+            )
             .await?;
         let a = array(v)?;
         match a.first().and_then(int) {
@@ -763,6 +785,18 @@ impl Shared {
             .iter()
             .filter_map(|q| m.get(q).copied().flatten())
             .min())
+    }
+
+    /// The id of the job stored under a job key (`{prefix:queue}:j:<member>`).
+    async fn id_of_job_key(&self, key: &str) -> Result<JobId, RedisError> {
+        let (queue, member) = self
+            .keys
+            .parse_job_key(key)
+            .ok_or_else(|| bad(format!("not a job key: {key}")))?;
+        let qi = self.registry.index(queue).await?;
+        JobRef::from_member(qi, member)
+            .map(JobRef::id)
+            .ok_or_else(|| bad(format!("not a job key: {key}")))
     }
 
     /// Whether a popped wake-up token is this process's own "scheduled time moved" token,

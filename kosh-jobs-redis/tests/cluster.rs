@@ -54,3 +54,19 @@ fn queues_spread_over_the_masters() {
     }
     assert!(nodes.len() >= 2, "queues should not all share one master");
 }
+
+/// On a cluster a unique key is unique within its queue only: a script can touch one slot.
+#[tokio::test]
+async fn unique_keys_are_per_queue_on_a_cluster() {
+    let b = backend(Clock::system()).await;
+    let job = |queue: &str| {
+        let mut j = kosh_jobs::NewJob::new("n", queue, "{}", kosh_jobs::Timestamp::now_system());
+        j.unique_key = Some("report-2024".into());
+        j
+    };
+    use kosh_jobs::Backend as _;
+    let a = b.push(vec![job("a"), job("a")]).await.expect("push");
+    assert!(!a[0].existing && a[1].existing && a[1].id == a[0].id);
+    let other = b.push(vec![job("b")]).await.expect("push")[0];
+    assert!(!other.existing, "another queue's job does not hold the key");
+}

@@ -636,3 +636,37 @@ async fn retention_deletes_old_completed_jobs_and_keeps_failed_ones() {
         "failed jobs are kept until purged"
     );
 }
+
+/// On a single server a unique key is unique across queues, as on the other backends.
+#[tokio::test]
+async fn unique_keys_span_queues() {
+    let b = RedisBackend::connect(
+        RedisOptions::builder(support::shared_url())
+            .prefix(unique_prefix("uniq"))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let job = |queue: &str| {
+        let mut j = NewJob::new("n", queue, "{}", b.clock().now());
+        j.unique_key = Some("report-2024".into());
+        j
+    };
+    let first = b.push(vec![job("a")]).await.expect("push")[0];
+    let again = b.push(vec![job("b")]).await.expect("push")[0];
+    assert!(!first.existing);
+    assert!(again.existing, "the key is held by the job in queue a");
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        b.cancel(first.id).await.expect("cancel"),
+        kosh_jobs::CancelOutcome::Cancelled
+    );
+    let other = b.push(vec![job("b")]).await.expect("push")[0];
+    assert!(!other.existing, "freed once the holder was cancelled");
+    assert_eq!(
+        b.retry(first.id).await.expect("retry"),
+        kosh_jobs::RetryOutcome::UniqueConflict(other.id),
+        "retrying the cancelled job sees the holder in queue b"
+    );
+}

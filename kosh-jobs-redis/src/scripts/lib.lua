@@ -1,7 +1,9 @@
 -- Shared prelude of every kosh-jobs script (prepended at compile time).
 --
 -- KEYS[1] is the queue's key base `{prefix:queue}`: every key below shares its hash tag, so
--- one script only ever touches one cluster slot. A job's member is its sequence number,
+-- one script only ever touches one cluster slot. KEYS[2], for the scripts that handle unique
+-- keys, is the unique-key hash: `{prefix}:uniq` on a single server (keys unique across
+-- queues), `{prefix:queue}:uniq` on a cluster (unique per queue). A job's member is its sequence number,
 -- zero-padded to 16 digits: members of equal score sort in enqueue order, and a member is
 -- also a valid score (the `s:<state>` sets are scored by it). A running job's entry in the
 -- lease set is `<member>:<token>`, so checking a lease is one lookup in that set.
@@ -9,7 +11,7 @@ local B = KEYS[1]
 local K_READY = B .. ':ready'     -- ZSET score -priority: ready jobs, in reserve order
 local K_SCHED = B .. ':sched'     -- ZSET score run_at: scheduled jobs
 local K_LEASE = B .. ':lease'     -- ZSET score lease deadline, member '<member>:<token>'
-local K_UNIQ = B .. ':uniq'       -- HASH unique key -> member of the live job holding it
+local K_UNIQ = KEYS[2]            -- HASH unique key -> job key of the live job holding it
 local K_PAUSED = B .. ':paused'   -- flag
 local K_WAKE = B .. ':wake'       -- LIST of wake-up tokens for blocked waiters
 local CHUNK = 1000                -- values per unpack(), far below Lua's limit
@@ -79,18 +81,18 @@ end
 
 local LIVE = { scheduled = true, ready = true, running = true }
 
--- The member of the live job holding unique key u, or nil (a stale entry is removed).
+-- The job key of the live job holding unique key u, or nil (a stale entry is removed).
 local function unique_holder(u)
   local h = redis.call('HGET', K_UNIQ, u)
   if not h then return nil end
-  local st = redis.call('HGET', jk(h), 'st')
+  local st = redis.call('HGET', h, 'st')
   if st and LIVE[st] then return h end
   redis.call('HDEL', K_UNIQ, u)
   return nil
 end
 
 local function release_unique(u, m)
-  if u and redis.call('HGET', K_UNIQ, u) == m then
+  if u and redis.call('HGET', K_UNIQ, u) == jk(m) then
     redis.call('HDEL', K_UNIQ, u)
   end
 end

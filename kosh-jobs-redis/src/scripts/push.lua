@@ -1,15 +1,15 @@
 -- push: stores a batch of jobs of one queue.
--- KEYS: queue base, and (standalone only) the global id counter.
--- ARGV: now, origin, first sequence number ('' = take them from KEYS[2]), count,
+-- KEYS: queue base, unique-key hash, and (single server only) the global id counter.
+-- ARGV: now, origin, first sequence number ('' = take them from KEYS[3]), count,
 --       then per job: name, payload, priority, run_at, max_attempts, unique ('' = none)
--- Returns a flat list: member, existing (0|1) per job.
+-- Returns a flat list per job: member and 0 (new), or the holder's job key and 1 (existing).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local origin = ARGV[2]
 local n = tonumber(ARGV[4])
 local base
 if ARGV[3] == '' then
-  base = redis.call('INCRBY', KEYS[2], n) - n
+  base = redis.call('INCRBY', KEYS[3], n) - n
 else
   base = tonumber(ARGV[3]) - 1
 end
@@ -34,7 +34,7 @@ for i = 0, n - 1 do
     if u ~= '' then
       redis.call('HSET', k, 'n', ARGV[b], 'p', ARGV[b + 1], 'pr', ARGV[b + 2], 'ra', ARGV[b + 3],
         'a', 0, 'ma', ARGV[b + 4], 'c', now_s, 'st', st, 'u', u)
-      redis.call('HSET', K_UNIQ, u, m)
+      redis.call('HSET', K_UNIQ, u, k)
     else
       redis.call('HSET', k, 'n', ARGV[b], 'p', ARGV[b + 1], 'pr', ARGV[b + 2], 'ra', ARGV[b + 3],
         'a', 0, 'ma', ARGV[b + 4], 'c', now_s, 'st', st)
