@@ -9,7 +9,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error of a storage backend.
 ///
-/// Backends map their own errors ([`kosh-jobs-sqlite`], [`kosh-jobs-redis`]) into these kinds so
+/// Backends map their own errors (`kosh-jobs-sqlite`, `kosh-jobs-redis`) into these kinds so
 /// that the client and the worker can react without knowing the backend: `Unavailable` is
 /// worth retrying later, the others are not.
 ///
