@@ -39,6 +39,19 @@ pub(super) struct Writer {
     nudge: Option<Nudge>,
 }
 
+impl Drop for Writer {
+    /// On the way out, copies what is left in the WAL into the database file (without waiting
+    /// on other processes' readers), so a closed database is a complete file on its own.
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::debug!(error = %e, "final checkpoint failed; the WAL keeps the commits");
+        }
+    }
+}
+
 impl Writer {
     pub(super) fn new(
         conn: Connection,
