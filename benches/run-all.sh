@@ -27,6 +27,9 @@ machine() {
     ram=$(free -g | awk '/^Mem:/ {print $2 " GiB"}')
     echo "- machine: ${cpu:-unknown CPU}, $(nproc) cores, ${ram:-? GiB} RAM, Linux $(uname -r)"
     echo "- toolchain: $(rustc --version); $(redis-server --version 2>/dev/null | cut -d' ' -f1-3 || echo 'no redis-server')"
+    local dirty=""
+    git diff --quiet HEAD 2>/dev/null || dirty=" with uncommitted changes"
+    echo "- code: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

@@ -155,6 +155,10 @@ impl Bench {
     }
 
     /// An empty store for one run, named after `tag`.
+    ///
+    /// On a Redis server the bench started, this empties the server (`FLUSHALL`), so stores
+    /// from earlier calls must no longer be in use. On a server given by URL each store gets a
+    /// key prefix of its own (`kbench-TAG-PID-N`) and nothing is deleted.
     pub async fn fresh(&self, tag: &str) -> anyhow::Result<Store> {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
         let locator = match &self.kind {
