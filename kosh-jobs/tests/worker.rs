@@ -226,6 +226,39 @@ async fn fetches_in_batches_up_to_free_slots() {
     w.shutdown().await.unwrap();
 }
 
+/// A job whose handler has ended no longer takes a slot while its outcome travels to the
+/// backend, so the next job starts without waiting for that round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_starts_while_the_previous_outcome_is_stored() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    let slow_store = Gate::new();
+    *spy.finish_gate.lock().unwrap() = Some(slow_store.clone());
+    let first = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let second = client.enqueue(task(2, Act::Ok)).await.unwrap().id;
+    let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
+    wait_until("both handlers ran", || async {
+        ctl.order.lock().unwrap().len() == 2
+    })
+    .await;
+    // Neither outcome is stored yet: the second job ran while the first was being stored.
+    assert_eq!(client.status(first).await.unwrap().state, JobState::Running);
+    assert_eq!(
+        client.status(second).await.unwrap().state,
+        JobState::Running
+    );
+    assert_eq!(
+        ctl.gauge.max.load(Ordering::SeqCst),
+        1,
+        "one handler at a time"
+    );
+    slow_store.open();
+    wait_state(&client, first, JobState::Completed).await;
+    wait_state(&client, second, JobState::Completed).await;
+    let stats = w.shutdown().await.unwrap();
+    assert_eq!(stats.completed, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_worker_waits_on_the_backend_signal_without_polling() {
     let (spy, client, clock) = setup();

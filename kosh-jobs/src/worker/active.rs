@@ -32,12 +32,16 @@ pub(crate) struct Entry {
     pub(crate) phase: Phase,
     pub(crate) cancel: CancellationToken,
     pub(crate) deadline: Option<Timestamp>,
+    /// Whether the job still counts against the concurrency limits. A job whose handler has
+    /// ended no longer does, even while its outcome is being stored: the next jobs can be
+    /// leased while the previous outcomes travel to the backend.
+    pub(crate) holds_slot: bool,
 }
 
 /// Shared state of one running worker.
 pub(crate) struct Active {
     entries: Mutex<IdMap<Entry>>,
-    /// Jobs holding a slot (leased, not yet settled), in total and per queue slot index.
+    /// Jobs holding a slot (handler not ended yet), in total and per queue slot index.
     in_flight: AtomicUsize,
     per_queue: Vec<AtomicUsize>,
     /// Signalled whenever a slot frees.
@@ -77,6 +81,43 @@ impl Active {
         self.lock().insert(entry.lease.id.get(), entry);
     }
 
+    /// A job whose handler ended: `Running` or `TimedOut` becomes `Finishing` and frees its
+    /// slot. Returns the phase it was in (`None` if it is no longer held).
+    pub(crate) fn begin_finishing(&self, id: JobId) -> Option<Phase> {
+        let (old, freed) = {
+            let mut map = self.lock();
+            let e = map.get_mut(&id.get())?;
+            let old = e.phase;
+            let mut freed = None;
+            if matches!(old, Phase::Running | Phase::TimedOut) {
+                e.phase = Phase::Finishing;
+                if e.holds_slot {
+                    e.holds_slot = false;
+                    freed = Some(e.queue_slot);
+                }
+            }
+            (old, freed)
+        };
+        if let Some(slot) = freed {
+            self.free_slots(&[slot]);
+        }
+        Some(old)
+    }
+
+    fn free_slots(&self, slots: &[usize]) {
+        if slots.is_empty() {
+            return;
+        }
+        for slot in slots {
+            if let Some(c) = self.per_queue.get(*slot) {
+                c.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.in_flight.fetch_sub(slots.len(), Ordering::AcqRel);
+        self.slot_freed.notify_one();
+        self.slot_freed.notify_waiters();
+    }
+
     /// Moves a job from `Running` to `to`; returns whether it was `Running`.
     pub(crate) fn transition(&self, id: JobId, to: Phase) -> bool {
         let mut map = self.lock();
@@ -92,27 +133,20 @@ impl Active {
         }
     }
 
-    /// Frees the slots of settled jobs.
+    /// Forgets settled jobs, freeing the slots they still hold.
     pub(crate) fn remove(&self, ids: &[JobId]) {
-        let mut removed = Vec::with_capacity(ids.len());
+        let mut freed = Vec::new();
         {
             let mut map = self.lock();
             for id in ids {
                 if let Some(e) = map.remove(&id.get()) {
-                    removed.push(e.queue_slot);
+                    if e.holds_slot {
+                        freed.push(e.queue_slot);
+                    }
                 }
             }
         }
-        for slot in &removed {
-            if let Some(c) = self.per_queue.get(*slot) {
-                c.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        if !removed.is_empty() {
-            self.in_flight.fetch_sub(removed.len(), Ordering::AcqRel);
-            self.slot_freed.notify_one();
-            self.slot_freed.notify_waiters();
-        }
+        self.free_slots(&freed);
     }
 
     /// Leases to renew: jobs that are running or whose result is being stored.

@@ -86,18 +86,8 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     };
 
     // Decide who settles the job: only a job still running (or timed out) is finished here.
-    let phase = {
-        let mut map = shared.active.lock();
-        match map.get_mut(&id.get()) {
-            Some(e) => {
-                let old = e.phase;
-                if matches!(old, Phase::Running | Phase::TimedOut) {
-                    e.phase = Phase::Finishing;
-                }
-                old
-            }
-            None => return,
-        }
+    let Some(phase) = shared.active.begin_finishing(id) else {
+        return;
     };
     let result = match (phase, result) {
         (Phase::Running, Some(r)) => r,
@@ -155,7 +145,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
 
 /// Hands an outcome to the finisher for a job that never started its handler.
 fn settle<S>(shared: &Shared<S>, lease: crate::record::Lease, outcome: Outcome) {
-    if shared.active.transition(lease.id, Phase::Finishing)
+    if shared.active.begin_finishing(lease.id) == Some(Phase::Running)
         && shared.finished.send(Finish { lease, outcome }).is_err()
     {
         shared.active.remove(&[lease.id]);

@@ -414,6 +414,7 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         phase: Phase::Running,
         cancel: cancel.clone(),
         deadline: timeout.map(|t| shared.clock.now() + t),
+        holds_slot: true,
     });
     let span = tracing::info_span!(
         "job",

@@ -25,6 +25,8 @@ pub struct Spy {
     pub heartbeats: AtomicUsize,
     pub drop_heartbeats: AtomicBool,
     pub fail_reserve: AtomicBool,
+    /// When set, `finish` waits for this gate before storing anything.
+    pub finish_gate: Mutex<Option<Gate>>,
     pub calls: Notify,
 }
 
@@ -39,6 +41,7 @@ impl Spy {
             heartbeats: AtomicUsize::new(0),
             drop_heartbeats: AtomicBool::new(false),
             fail_reserve: AtomicBool::new(false),
+            finish_gate: Mutex::new(None),
             calls: Notify::new(),
         })
     }
@@ -71,6 +74,10 @@ impl Backend for Spy {
         r
     }
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
+        let gate = self.finish_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.wait().await;
+        }
         self.inner.finish(items).await
     }
     async fn heartbeat(
