@@ -788,6 +788,10 @@ fn blocking_handlers_keep_their_lease() {
             .build()
             .unwrap();
         rt.block_on(async {
+            // Only once the worker runs the job: before that, taking it would be fair.
+            while BLOCKING_RUNS.load(Ordering::SeqCst) == 0 && !stop2.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let mut stolen = 0;
             while !stop2.load(Ordering::SeqCst) {
                 b2.recover_expired().await.unwrap();
