@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -296,6 +297,10 @@ async fn fetch_loop<S, F>(
     let mut next_recover = clock.now();
     let limited = config.limits.iter().any(|l| *l != usize::MAX);
     loop {
+        // Shutdown wins over any other work that is ready at the same moment.
+        if shutdown.as_mut().now_or_never().is_some() {
+            return;
+        }
         let now = clock.now();
         if now >= next_recover {
             next_recover = now + config.recover_interval;
@@ -312,9 +317,10 @@ async fn fetch_loop<S, F>(
             let notified = active.slot_freed.notified();
             if config.concurrency.saturating_sub(active.in_flight()) == 0 {
                 tokio::select! {
+                    biased;
+                    _ = shutdown.as_mut() => return,
                     _ = notified => {}
                     _ = clock.sleep_until(next_recover) => {}
-                    _ = shutdown.as_mut() => return,
                 }
             }
             continue;
@@ -347,10 +353,9 @@ async fn fetch_loop<S, F>(
                 max,
                 lease: config.lease,
             };
-            let reserved = tokio::select! {
-                r = backend.reserve(&req) => r,
-                _ = shutdown.as_mut() => return,
-            };
+            // Not raced against shutdown: a reserve dropped midway could still lease jobs on
+            // the server that nobody would run until their leases expire.
+            let reserved = backend.reserve(&req).await;
             match reserved {
                 Ok(jobs) => {
                     outage.ok();
@@ -363,8 +368,9 @@ async fn fetch_loop<S, F>(
                     failed = true;
                     let wait = outage.failed(&e);
                     tokio::select! {
-                        _ = clock.sleep(wait) => {}
+                        biased;
                         _ = shutdown.as_mut() => return,
+                        _ = clock.sleep(wait) => {}
                     }
                     break;
                 }
@@ -378,17 +384,19 @@ async fn fetch_loop<S, F>(
         let until = (clock.now() + config.idle_wait).min(next_recover);
         let notified = active.slot_freed.notified();
         tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => return,
             r = backend.wait_for_work(&config.queues, until) => {
                 if let Err(e) = r {
                     let wait = outage.failed(&e);
                     tokio::select! {
-                        _ = clock.sleep(wait) => {}
+                        biased;
                         _ = shutdown.as_mut() => return,
+                        _ = clock.sleep(wait) => {}
                     }
                 }
             }
             _ = notified, if limited && active.in_flight() > 0 => {}
-            _ = shutdown.as_mut() => return,
         }
     }
 }
