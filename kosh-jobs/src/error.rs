@@ -91,6 +91,9 @@ pub enum Error {
     /// The attempt was cancelled (timeout, lost lease, or shutdown past the grace period).
     #[error("attempt cancelled")]
     Cancelled,
+    /// A spawned worker's task ended without returning (it panicked or was aborted).
+    #[error("worker task ended abnormally: {0}")]
+    WorkerAborted(String),
 }
 
 /// Why a handler's attempt failed: a cause, and whether retrying can help.

@@ -704,6 +704,52 @@ async fn backend_outage_during_fetch_backs_off_then_recovers() {
     w.shutdown().await.unwrap();
 }
 
+/// Outcomes that cannot be stored (connection lost) are kept and stored once the backend is
+/// back, with backoff between tries; the lease is renewed meanwhile, so the job is neither
+/// lost nor run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_survive_a_backend_outage_while_storing() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    spy.fail_finish.store(true, Ordering::SeqCst);
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let w = builder(&spy, &ctl).build().unwrap().spawn();
+    wait_until("storing the outcome fails", || async {
+        spy.finishes.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    // Without the clock moving, the finisher waits out its backoff instead of retrying hot.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(spy.finishes.load(Ordering::SeqCst), 1, "no hot retry loop");
+    // A long outage: past the original lease, which the heartbeat keeps renewing.
+    for step in 0..4 {
+        let beats = spy.heartbeats.load(Ordering::SeqCst);
+        clock.advance(Duration::from_secs(10)); // one heartbeat interval
+        wait_until(&format!("the lease is renewed (step {step})"), || async {
+            spy.heartbeats.load(Ordering::SeqCst) > beats
+        })
+        .await;
+    }
+    assert_eq!(client.status(id).await.unwrap().state, JobState::Running);
+    assert_eq!(
+        spy.inner.recover_expired().await.unwrap(),
+        0,
+        "lease still current"
+    );
+    spy.fail_finish.store(false, Ordering::SeqCst);
+    wait_until("the outcome is stored after the outage", || async {
+        clock.advance(Duration::from_secs(1));
+        client.status(id).await.unwrap().state == JobState::Completed
+    })
+    .await;
+    assert_eq!(client.status(id).await.unwrap().attempts, 1);
+    assert_eq!(ctl.order.lock().unwrap().len(), 1, "ran once");
+    let stats = w.shutdown().await.unwrap();
+    assert_eq!(stats.completed, 1);
+}
+
 #[test]
 fn two_handlers_with_one_name_are_refused_at_build() {
     #[derive(Serialize, Deserialize)]

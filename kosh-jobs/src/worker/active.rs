@@ -118,18 +118,13 @@ impl Active {
         self.slot_freed.notify_waiters();
     }
 
-    /// Moves a job from `Running` to `to`; returns whether it was `Running`.
-    pub(crate) fn transition(&self, id: JobId, to: Phase) -> bool {
-        let mut map = self.lock();
-        match map.get_mut(&id.get()) {
-            Some(e) if e.phase == Phase::Running => {
-                e.phase = to;
-                if to != Phase::Finishing {
-                    e.cancel.cancel();
-                }
-                true
+    /// A running job whose timeout passed: `TimedOut`, its cancellation tripped.
+    pub(crate) fn time_out(&self, id: JobId) {
+        if let Some(e) = self.lock().get_mut(&id.get()) {
+            if e.phase == Phase::Running {
+                e.phase = Phase::TimedOut;
+                e.cancel.cancel();
             }
-            _ => false,
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::active::{Active, Phase};
-use super::registry::{AttemptResult, Failure, Registry};
+use super::registry::{AttemptResult, Failure, Registration, Registry};
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::record::{Finish, LeasedJob, Outcome};
@@ -31,13 +31,14 @@ pub(crate) struct Shared<S> {
 pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     shared: Arc<Shared<S>>,
     job: LeasedJob,
+    reg: Option<Registration<S>>,
     cancel: CancellationToken,
 ) {
     let id = job.lease.id;
     let lease = job.lease;
     let attempt = job.attempt;
     let max_attempts = job.max_attempts;
-    let Some(reg) = shared.registry.get(&job.name) else {
+    let Some(reg) = reg else {
         let message = format!(
             "no handler is registered for job `{}` in queue `{}` on this worker (it knows: {}); \
              retry the job once a worker with that handler runs",
@@ -51,7 +52,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     };
     let backoff = reg.options.backoff;
     let timeout = reg.options.timeout;
-    let run = reg.run.clone();
+    let run = reg.run;
     tracing::debug!("job started");
 
     let handler = AssertUnwindSafe(run(
@@ -80,7 +81,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
         }),
         _ = cancel.cancelled() => None,
         _ = timer => {
-            shared.active.transition(id, Phase::TimedOut);
+            shared.active.time_out(id);
             None
         }
     };

@@ -156,7 +156,7 @@ impl WorkerHandle {
     pub async fn join(self) -> Result<WorkerStats, Error> {
         match self.task.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Config(format!("worker task ended abnormally: {e}"))),
+            Err(e) => Err(Error::WorkerAborted(e.to_string())),
         }
     }
 }
@@ -407,10 +407,8 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
     job: LeasedJob,
 ) {
     let cancel = CancellationToken::new();
-    let timeout = shared
-        .registry
-        .get(&job.name)
-        .and_then(|r| r.options.timeout);
+    let reg = shared.registry.get(&job.name).cloned();
+    let timeout = reg.as_ref().and_then(|r| r.options.timeout);
     let slot = config
         .queues
         .iter()
@@ -433,6 +431,6 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
     );
     // Boxed first: the task then moves a pointer, not the whole future, through spawn.
     tokio::spawn(Box::pin(
-        executor::execute(shared.clone(), job, cancel).instrument(span),
+        executor::execute(shared.clone(), job, reg, cancel).instrument(span),
     ));
 }

@@ -25,6 +25,8 @@ pub struct Spy {
     pub heartbeats: AtomicUsize,
     pub drop_heartbeats: AtomicBool,
     pub fail_reserve: AtomicBool,
+    pub fail_finish: AtomicBool,
+    pub finishes: AtomicUsize,
     /// When set, `finish` waits for this gate before storing anything.
     pub finish_gate: Mutex<Option<Gate>>,
     pub calls: Notify,
@@ -41,6 +43,8 @@ impl Spy {
             heartbeats: AtomicUsize::new(0),
             drop_heartbeats: AtomicBool::new(false),
             fail_reserve: AtomicBool::new(false),
+            fail_finish: AtomicBool::new(false),
+            finishes: AtomicUsize::new(0),
             finish_gate: Mutex::new(None),
             calls: Notify::new(),
         })
@@ -74,6 +78,12 @@ impl Backend for Spy {
         r
     }
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
+        self.finishes.fetch_add(1, Ordering::SeqCst);
+        if self.fail_finish.load(Ordering::SeqCst) {
+            return Err(BackendError::unavailable(std::io::Error::other(
+                "spy: connection reset",
+            )));
+        }
         let gate = self.finish_gate.lock().unwrap().clone();
         if let Some(gate) = gate {
             gate.wait().await;
