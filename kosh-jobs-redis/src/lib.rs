@@ -53,5 +53,5 @@ pub use backend::RedisBackend;
 pub use error::RedisError;
 pub use options::{
     RedisOptions, RedisOptionsBuilder, DEFAULT_KEEP_COMPLETED_FOR, DEFAULT_KEEP_COMPLETED_MAX,
-    DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+    DEFAULT_PREFIX, DEFAULT_TIMEOUT, MAX_TIMEOUT,
 };

@@ -17,6 +17,10 @@ pub const DEFAULT_PREFIX: &str = "kosh";
 /// How long a command, a connection attempt or a wait for reconnection may take, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest [`RedisOptionsBuilder::timeout`] accepted (1 hour): a timeout is a bound on one
+/// command or connection attempt, and the connection code adds and multiplies it.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How to reach Redis and how to store jobs there. Validated when built.
 ///
 /// URLs: `redis://[user[:password]@]host[:port][/db]`, `rediss://…` for TLS (Upstash, Redis
@@ -295,7 +299,7 @@ impl RedisOptionsBuilder {
     }
 
     /// How long a connection attempt, a command's reply, or a wait for reconnection may take
-    /// before the operation fails as unavailable (default 5 s).
+    /// before the operation fails as unavailable (default 5 s, at most [`MAX_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -355,8 +359,12 @@ impl RedisOptionsBuilder {
             ));
         }
         validate_prefix(&self.prefix).map_err(RedisError::Config)?;
-        if self.timeout.is_zero() {
-            return Err(RedisError::Config("timeout must be more than zero".into()));
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(RedisError::Config(format!(
+                "timeout must be more than zero and at most {} s, got {:?}",
+                MAX_TIMEOUT.as_secs(),
+                self.timeout
+            )));
         }
         if self.tls_root_cert.is_some() && !nodes.iter().all(|n| n.tls) {
             return Err(RedisError::Config(
@@ -418,6 +426,16 @@ mod tests {
             .timeout(Duration::ZERO)
             .build()
             .is_err());
+        // A huge timeout would overflow the connection code's arithmetic: refused when built.
+        let e = RedisOptions::builder("redis://localhost")
+            .timeout(Duration::MAX)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("at most 3600 s"), "{e}");
+        assert!(RedisOptions::builder("redis://localhost")
+            .timeout(MAX_TIMEOUT)
+            .build()
+            .is_ok());
     }
 
     #[test]
