@@ -17,7 +17,9 @@ pub(crate) fn queue_name(name: &str, span: Span, errors: &mut Errors) -> bool {
 }
 
 /// Checks a job name given with `name = "..."`: the same characters as a queue name, so it is
-/// safe in keys, file names and URLs.
+/// safe in keys, file names and URLs. This is stricter than
+/// `kosh_jobs::backend::validate_job_name` (1 to 128 bytes, no control characters), which
+/// backends apply to every pushed job: every name accepted here passes there.
 pub(crate) fn job_name(name: &str, span: Span, errors: &mut Errors) -> bool {
     match name_problem(name) {
         None => true,
@@ -78,9 +80,62 @@ mod tests {
     fn same_rules_as_validate_queue_name() {
         for ok in ["csv-uploads", "a", "mail.v2", "x:y_z", &"q".repeat(128)] {
             assert_eq!(name_problem(ok), None, "{ok}");
+            assert_eq!(kosh_jobs::backend::validate_queue_name(ok), Ok(()), "{ok}");
         }
         for bad in ["", ":x", "csv uploads", "é", &"q".repeat(129), "a/b"] {
             assert!(name_problem(bad).is_some(), "{bad}");
+            assert!(
+                kosh_jobs::backend::validate_queue_name(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    /// The macro's job names are a subset of what `validate_job_name` accepts (so a job it
+    /// defines can always be pushed), and both refuse the same lengths and control characters.
+    #[test]
+    fn job_names_within_validate_job_name() {
+        let cases = [
+            "import_csv",
+            "a",
+            "mail.v2",
+            "x:y_z",
+            &"q".repeat(128),
+            "",
+            &"q".repeat(129),
+            "a\nb",
+            "tab\t",
+            "nul\0",
+            "del\u{7f}",
+            "csv uploads",
+            "é",
+            ":x",
+        ];
+        for name in cases {
+            if name_problem(name).is_none() {
+                assert_eq!(
+                    kosh_jobs::backend::validate_job_name(name),
+                    Ok(()),
+                    "{name:?}: accepted by the macro, refused at run time"
+                );
+            }
+        }
+        // Both refuse the bounds and control characters.
+        for name in ["", &"q".repeat(129), "a\nb", "nul\0"] {
+            assert!(name_problem(name).is_some(), "{name:?}");
+            assert!(
+                kosh_jobs::backend::validate_job_name(name).is_err(),
+                "{name:?}"
+            );
+        }
+        // Stricter on purpose: the macro keeps to the queue name's characters.
+        for name in ["csv uploads", "é", ":x"] {
+            assert!(name_problem(name).is_some(), "{name:?}");
+            assert_eq!(
+                kosh_jobs::backend::validate_job_name(name),
+                Ok(()),
+                "{name:?}"
+            );
         }
     }
 }

@@ -71,8 +71,8 @@ pub trait Backend: Send + Sync + 'static {
     /// key held by a live job (scheduled, ready or running), including one earlier in the same
     /// batch, is not stored: its entry is the live job's id with `existing: true`. The batch is
     /// atomic: on error, nothing was stored. A job with an invalid queue name (see
-    /// [`validate_queue_name`]) or `max_attempts` of 0 makes the whole batch an `InvalidInput`
-    /// error.
+    /// [`validate_queue_name`]), an invalid job name (see [`validate_job_name`]) or
+    /// `max_attempts` of 0 makes the whole batch an `InvalidInput` error.
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError>;
 
     /// Leases up to `req.max` jobs from `req.queues`, skipping paused queues.
@@ -259,4 +259,71 @@ pub fn validate_queue_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a job name: 1 to 128 bytes of UTF-8, with no control characters (so it prints
+/// safely in logs and error messages). Every backend refuses a job with an invalid name.
+///
+/// The `#[job]` attribute is stricter: a name it accepts (the queue name's characters) is
+/// always valid here.
+///
+/// ```
+/// use kosh_jobs::backend::validate_job_name;
+/// assert!(validate_job_name("import_csv").is_ok());
+/// assert!(validate_job_name("Import CSV · v2").is_ok());
+/// assert!(validate_job_name("").is_err());
+/// assert!(validate_job_name("import\ncsv").is_err());
+/// ```
+pub fn validate_job_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!(
+            "job name {name:?} must be 1 to 128 bytes long, not {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "job name {name:?} contains the control character {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_name_rules() {
+        let longest = "é".repeat(64);
+        for ok in [
+            "a",
+            "import_csv",
+            "Import CSV · v2",
+            "日本語",
+            longest.as_str(),
+        ] {
+            assert_eq!(validate_job_name(ok), Ok(()), "{ok:?}");
+        }
+        let too_long = format!("{longest}x");
+        for bad in [
+            "",
+            too_long.as_str(),
+            "a\nb",
+            "tab\t",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
+            assert!(validate_job_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            validate_job_name(""),
+            Err("job name \"\" must be 1 to 128 bytes long, not 0".to_owned())
+        );
+        assert_eq!(
+            validate_job_name("a\nb"),
+            Err("job name \"a\\nb\" contains the control character '\\n'".to_owned())
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kosh_jobs::backend::validate_queue_name;
+use kosh_jobs::backend::{validate_job_name, validate_queue_name};
 use kosh_jobs::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
 };
@@ -21,6 +21,7 @@ fn sql_err(e: rusqlite::Error) -> SqliteError {
 
 fn check_new(job: &NewJob) -> Result<()> {
     validate_queue_name(&job.queue).map_err(SqliteError::InvalidInput)?;
+    validate_job_name(&job.name).map_err(SqliteError::InvalidInput)?;
     if job.max_attempts == 0 {
         return Err(SqliteError::InvalidInput(format!(
             "job `{}`: max_attempts must be at least 1",

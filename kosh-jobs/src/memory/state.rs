@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::backend::validate_queue_name;
+use crate::backend::{validate_job_name, validate_queue_name};
 use crate::clock::Timestamp;
 use crate::error::BackendError;
 use crate::record::{
@@ -63,6 +63,8 @@ impl State {
                 })?;
                 valid = Some(j.queue.as_str());
             }
+            validate_job_name(&j.name)
+                .map_err(|e| BackendError::InvalidInput(format!("job {i} of the batch: {e}")))?;
             if j.max_attempts == 0 {
                 return Err(BackendError::InvalidInput(format!(
                     "job {i} of the batch: max_attempts must be at least 1"

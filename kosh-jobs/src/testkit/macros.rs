@@ -16,6 +16,7 @@ macro_rules! __kosh_jobs_cases {
             push::queues_are_isolated,
             push::batch_push_keeps_order,
             push::invalid_batch_stores_nothing,
+            push::empty_job_name_refuses_batch,
             push::get_unknown_is_none,
             reserve::priority_then_fifo,
             reserve::reserve_zero_is_empty,

@@ -242,6 +242,30 @@ pub async fn invalid_batch_stores_nothing<F: BackendFactory + ?Sized>(factory: &
     }
 }
 
+/// A batch with one valid job and one job with an empty name (see
+/// [`validate_job_name`](crate::backend::validate_job_name)) is refused as a whole with
+/// `InvalidInput`, storing nothing.
+pub async fn empty_job_name_refuses_batch<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let batch = vec![t.job("n", "valid"), t.job("", "valid")];
+    match t.b.push(batch).await {
+        Err(BackendError::InvalidInput(_)) => {}
+        other => panic!("batch with an empty job name: expected InvalidInput, got {other:?}"),
+    }
+    let c = t.counts_of("valid").await;
+    assert_eq!(
+        c.live(),
+        0,
+        "batch with an empty job name: the valid job of the batch was not stored"
+    );
+    let reserved = t.reserve(&["valid"], 10).await;
+    assert!(
+        reserved.is_empty(),
+        "batch with an empty job name: reserve found {} stored job(s)",
+        reserved.len()
+    );
+}
+
 /// `get` of an id that was never pushed is `None`.
 pub async fn get_unknown_is_none<F: BackendFactory + ?Sized>(factory: &F) {
     let t = env(factory).await;
