@@ -5,13 +5,9 @@ use kosh_jobs::{CancelOutcome, JobId, JobState, RetryOutcome, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::row::{self, db_id};
-use super::{exec, Effects};
+use super::{exec, live_holder, sql_err, Effects};
 use crate::error::{Result, SqliteError};
 use crate::options::Retention;
-
-fn sql_err(e: rusqlite::Error) -> SqliteError {
-    SqliteError::Sqlite(e)
-}
 
 /// (state as seen by readers, queue, unique key) of one job.
 fn look(
@@ -51,14 +47,7 @@ pub(super) fn retry(
         return Ok(RetryOutcome::NotRetryable(state));
     }
     if let Some(key) = key {
-        let holder: Option<i64> = conn
-            .prepare_cached(
-                "SELECT id FROM kosh_jobs WHERE unique_key = ?1 \
-                 AND state IN ('scheduled', 'ready', 'running')",
-            )
-            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-            .map_err(sql_err)?;
-        if let Some(holder) = holder {
+        if let Some(holder) = live_holder(conn, &key)? {
             return Ok(RetryOutcome::UniqueConflict(row::job_id(holder)?));
         }
     }

@@ -6,17 +6,98 @@ use kosh_jobs::backend::{validate_job_name, validate_queue_name};
 use kosh_jobs::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use super::row::{self, db_lease};
-use super::{exec, is_paused, Effects};
+use super::{exec, live_holder, sql_err, Effects};
 use crate::error::{Result, SqliteError};
 
-/// The states in which a job holds its unique key. Must match the partial unique index.
-const LIVE: &str = "('scheduled', 'ready', 'running')";
+/// The SQL that appends an error for the current attempt, as a string literal: `$err` and
+/// `$now` are the SQL of the error text and of the time (parameters or literals).
+macro_rules! append_error {
+    ($err:literal, $now:literal) => {
+        concat!(
+            "json_insert(coalesce(errors, '[]'), '$[#]', \
+             json_object('attempt', attempts, 'error', ",
+            $err,
+            ", 'at', ",
+            $now,
+            "))"
+        )
+    };
+}
 
-fn sql_err(e: rusqlite::Error) -> SqliteError {
-    SqliteError::Sqlite(e)
+/// The statements of the hot path, built once: each call looks its statement up in the
+/// connection's cache without building the string.
+pub(super) mod sql {
+    /// Due scheduled jobs of queue ?1 become ready (at ?2), unless the queue is paused.
+    pub(crate) const PROMOTE: &str = "UPDATE kosh_jobs SET state = 'ready' \
+         WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2 \
+         AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?1 AND paused)";
+
+    /// Leases up to ?4 ready jobs of queue ?3 (started at ?1, until ?2), unless the queue is
+    /// paused.
+    pub(crate) const CLAIM: &str = "UPDATE kosh_jobs SET state = 'running', \
+         attempts = attempts + 1, lease_token = random(), started_at = ?1, \
+         lease_expires_at = ?2 \
+         WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?3 \
+                      AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?3 AND paused) \
+                      ORDER BY priority DESC, id LIMIT ?4) \
+         RETURNING id, lease_token, name, queue, payload, priority, attempts, \
+                   max_attempts, created_at, progress";
+
+    /// Completes job ?1 leased with token ?2 at ?3 with result ?4.
+    pub(crate) const COMPLETE: &str = "UPDATE kosh_jobs SET state = 'completed', \
+         finished_at = ?3, result = ?4, lease_expires_at = NULL \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
+
+    /// Schedules job ?1 leased with token ?2 again at ?4 (now ?3), recording error ?5.
+    pub(crate) const RETRY: &str = concat!(
+        "UPDATE kosh_jobs SET \
+         state = CASE WHEN ?4 > ?3 THEN 'scheduled' ELSE 'ready' END, \
+         run_at = ?4, errors = ",
+        append_error!("?5", "?3"),
+        ", lease_expires_at = NULL \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running' \
+         RETURNING queue"
+    );
+
+    /// Fails job ?1 leased with token ?2 at ?3, recording error ?4.
+    pub(crate) const FAIL: &str = concat!(
+        "UPDATE kosh_jobs SET state = 'failed', finished_at = ?3, errors = ",
+        append_error!("?4", "?3"),
+        ", lease_expires_at = NULL \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'"
+    );
+
+    /// Extends the lease of job ?1 with token ?2 to ?3.
+    pub(crate) const HEARTBEAT: &str = "UPDATE kosh_jobs SET lease_expires_at = ?3 \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
+
+    /// Recovers every lease expired at ?1.
+    pub(crate) const RECOVER: &str = concat!(
+        "UPDATE kosh_jobs SET \
+         state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'ready' END, \
+         finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
+         errors = ",
+        append_error!("'lease expired'", "?1"),
+        ", lease_expires_at = NULL \
+         WHERE state = 'running' AND lease_expires_at <= ?1 \
+         RETURNING queue, id"
+    );
+}
+
+/// The statement in `slot`, prepared (from the cache) on first use.
+fn cached<'c, 's>(
+    slot: &'s mut Option<CachedStatement<'c>>,
+    conn: &'c Connection,
+    sql: &str,
+) -> Result<&'s mut CachedStatement<'c>> {
+    let stmt = match slot.take() {
+        Some(stmt) => stmt,
+        None => conn.prepare_cached(sql).map_err(sql_err)?,
+    };
+    Ok(slot.insert(stmt))
 }
 
 fn check_new(job: &NewJob) -> Result<()> {
@@ -58,13 +139,7 @@ pub(super) fn push(
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
         if let Some(key) = &job.unique_key {
-            let existing: Option<i64> = conn
-                .prepare_cached(&format!(
-                    "SELECT id FROM kosh_jobs WHERE unique_key = ?1 AND state IN {LIVE}"
-                ))
-                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-                .map_err(sql_err)?;
-            if let Some(id) = existing {
+            if let Some(id) = live_holder(conn, key)? {
                 out.push(Enqueued {
                     id: row::job_id(id)?,
                     existing: true,
@@ -124,30 +199,17 @@ pub(super) fn reserve(
     let expires = (now + req.lease).as_millis();
     let start = ROTATION.fetch_add(1, Ordering::Relaxed) % queues.len();
     let mut out: Vec<LeasedJob> = Vec::new();
+    let mut promote = conn.prepare_cached(sql::PROMOTE).map_err(sql_err)?;
+    let mut claim = conn.prepare_cached(sql::CLAIM).map_err(sql_err)?;
     for i in 0..queues.len() {
         let queue = queues[(start + i) % queues.len()];
         let want = req.max - out.len();
         if want == 0 {
             break;
         }
-        if is_paused(conn, queue)? {
-            continue;
-        }
-        exec(
-            conn,
-            "UPDATE kosh_jobs SET state = 'ready' \
-             WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2",
-            params![queue, now.as_millis()],
-        )?;
-        let mut claim = conn
-            .prepare_cached(
-                "UPDATE kosh_jobs SET state = 'running', attempts = attempts + 1, \
-                 lease_token = random(), started_at = ?1, lease_expires_at = ?2 \
-                 WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?3 \
-                              ORDER BY priority DESC, id LIMIT ?4) \
-                 RETURNING id, lease_token, name, queue, payload, priority, attempts, \
-                           max_attempts, created_at, progress",
-            )
+        // Both statements skip a paused queue themselves: no separate look-up per queue.
+        promote
+            .execute(params![queue, now.as_millis()])
             .map_err(sql_err)?;
         let limit = i64::try_from(want).unwrap_or(i64::MAX);
         let mut rows = claim
@@ -192,14 +254,6 @@ fn leased(r: &rusqlite::Row<'_>, expires: i64) -> Result<LeasedJob> {
     })
 }
 
-/// The SQL that appends an error for the current attempt: `?err` and `?now` are parameters.
-fn append_error(err: &str, now: &str) -> String {
-    format!(
-        "json_insert(coalesce(errors, '[]'), '$[#]', \
-         json_object('attempt', attempts, 'error', {err}, 'at', {now}))"
-    )
-}
-
 /// Ends attempts (see [`kosh_jobs::Backend::finish`]).
 pub(super) fn finish(
     conn: &Connection,
@@ -208,6 +262,8 @@ pub(super) fn finish(
     fx: &mut Effects,
 ) -> Result<Vec<FinishResult>> {
     let mut out = Vec::with_capacity(items.len());
+    // Each statement is taken from the cache once per batch, on first use.
+    let (mut complete, mut retry, mut fail) = (None, None, None);
     for item in items {
         let Some((id, token)) = db_lease(&item.lease) else {
             out.push(FinishResult::LeaseLost);
@@ -216,31 +272,18 @@ pub(super) fn finish(
         let applied = match &item.outcome {
             Outcome::Completed { result } => {
                 let result = result.as_ref().map(|v| v.to_string());
-                exec(
-                    conn,
-                    "UPDATE kosh_jobs SET state = 'completed', finished_at = ?3, result = ?4, \
-                     lease_expires_at = NULL \
-                     WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
-                    params![id, token, now.as_millis(), result],
-                )? == 1
+                cached(&mut complete, conn, sql::COMPLETE)?
+                    .execute(params![id, token, now.as_millis(), result])
+                    .map_err(sql_err)?
+                    == 1
             }
             Outcome::Retry { error, retry_at } => {
-                let queue: Option<String> = conn
-                    .prepare_cached(&format!(
-                        "UPDATE kosh_jobs SET \
-                         state = CASE WHEN ?4 > ?3 THEN 'scheduled' ELSE 'ready' END, \
-                         run_at = ?4, errors = {}, lease_expires_at = NULL \
-                         WHERE id = ?1 AND lease_token = ?2 AND state = 'running' \
-                         RETURNING queue",
-                        append_error("?5", "?3")
-                    ))
-                    .and_then(|mut s| {
-                        s.query_row(
-                            params![id, token, now.as_millis(), retry_at.as_millis(), error],
-                            |r| r.get(0),
-                        )
-                        .optional()
-                    })
+                let queue: Option<String> = cached(&mut retry, conn, sql::RETRY)?
+                    .query_row(
+                        params![id, token, now.as_millis(), retry_at.as_millis(), error],
+                        |r| r.get(0),
+                    )
+                    .optional()
                     .map_err(sql_err)?;
                 if let Some(q) = &queue {
                     fx.wake(q);
@@ -248,16 +291,10 @@ pub(super) fn finish(
                 queue.is_some()
             }
             Outcome::Failed { error } => {
-                exec(
-                    conn,
-                    &format!(
-                        "UPDATE kosh_jobs SET state = 'failed', finished_at = ?3, errors = {}, \
-                         lease_expires_at = NULL \
-                         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
-                        append_error("?4", "?3")
-                    ),
-                    params![id, token, now.as_millis(), error],
-                )? == 1
+                cached(&mut fail, conn, sql::FAIL)?
+                    .execute(params![id, token, now.as_millis(), error])
+                    .map_err(sql_err)?
+                    == 1
             }
         };
         out.push(if applied {
@@ -276,15 +313,13 @@ pub(super) fn heartbeat(
     until: Timestamp,
 ) -> Result<Vec<Lease>> {
     let mut lost = Vec::new();
+    let mut stmt = conn.prepare_cached(sql::HEARTBEAT).map_err(sql_err)?;
     for lease in leases {
         let extended = match db_lease(lease) {
             Some((id, token)) => {
-                exec(
-                    conn,
-                    "UPDATE kosh_jobs SET lease_expires_at = ?3 \
-                     WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
-                    params![id, token, until.as_millis()],
-                )? == 1
+                stmt.execute(params![id, token, until.as_millis()])
+                    .map_err(sql_err)?
+                    == 1
             }
             None => false,
         };
@@ -343,17 +378,7 @@ pub(super) fn recover_expired(conn: &Connection, now: Timestamp, fx: &mut Effect
     if any.is_none() {
         return Ok(0);
     }
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "UPDATE kosh_jobs SET \
-             state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'ready' END, \
-             finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
-             errors = {}, lease_expires_at = NULL \
-             WHERE state = 'running' AND lease_expires_at <= ?1 \
-             RETURNING queue, id",
-            append_error("'lease expired'", "?1")
-        ))
-        .map_err(sql_err)?;
+    let mut stmt = conn.prepare_cached(sql::RECOVER).map_err(sql_err)?;
     let mut rows = stmt.query([now.as_millis()]).map_err(sql_err)?;
     let mut n = 0;
     while let Some(r) = rows.next().map_err(sql_err)? {

@@ -12,9 +12,9 @@ use kosh_jobs::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
 };
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
-use crate::error::Result;
+use crate::error::{Result, SqliteError};
 
 pub(crate) use admin::prune_completed;
 pub(crate) use read::WaitInfo;
@@ -145,20 +145,36 @@ pub(crate) fn apply(
     })
 }
 
+/// Wraps an SQLite error (the writer and reader classify it later).
+pub(crate) fn sql_err(e: rusqlite::Error) -> SqliteError {
+    SqliteError::Sqlite(e)
+}
+
 /// Runs a cached statement's `execute`, mapping the error.
 pub(crate) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute(params))
-        .map_err(crate::error::SqliteError::Sqlite)
+        .map_err(sql_err)
 }
 
 /// Whether `queue` is paused.
 pub(crate) fn is_paused(conn: &Connection, queue: &str) -> Result<bool> {
-    use rusqlite::OptionalExtension;
     conn.prepare_cached("SELECT paused FROM kosh_queues WHERE name = ?1")
         .and_then(|mut s| s.query_row([queue], |r| r.get::<_, bool>(0)).optional())
         .map(|p| p.unwrap_or(false))
-        .map_err(crate::error::SqliteError::Sqlite)
+        .map_err(sql_err)
+}
+
+/// The live job (scheduled, ready or running) holding a unique key. The states must match
+/// the partial unique index `kosh_jobs_unique`.
+const LIVE_HOLDER: &str = "SELECT id FROM kosh_jobs WHERE unique_key = ?1 \
+     AND state IN ('scheduled', 'ready', 'running')";
+
+/// The id of the live job holding `key`, if any.
+pub(crate) fn live_holder(conn: &Connection, key: &str) -> Result<Option<i64>> {
+    conn.prepare_cached(LIVE_HOLDER)
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(sql_err)
 }
 
 #[cfg(test)]
@@ -187,16 +203,8 @@ mod plan_tests {
         let opts = SqliteOptions::in_memory().build().unwrap();
         let conn = schema::open(&opts, Role::Writer).unwrap();
         let cases = [
-            (
-                "SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?1 \
-                 ORDER BY priority DESC, id LIMIT ?2",
-                "kosh_jobs_ready",
-            ),
-            (
-                "UPDATE kosh_jobs SET state = 'ready' \
-                 WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2",
-                "kosh_jobs_scheduled",
-            ),
+            (super::jobs::sql::CLAIM, "kosh_jobs_ready"),
+            (super::jobs::sql::PROMOTE, "kosh_jobs_scheduled"),
             (
                 "SELECT min(run_at) FROM kosh_jobs WHERE state = 'scheduled' AND queue = ?1",
                 "kosh_jobs_scheduled",
@@ -205,11 +213,7 @@ mod plan_tests {
                 "SELECT id FROM kosh_jobs WHERE state = 'running' AND lease_expires_at <= ?1 LIMIT 1",
                 "kosh_jobs_running",
             ),
-            (
-                "SELECT id FROM kosh_jobs WHERE unique_key = ?1 \
-                 AND state IN ('scheduled', 'ready', 'running')",
-                "kosh_jobs_unique",
-            ),
+            (super::LIVE_HOLDER, "kosh_jobs_unique"),
             (
                 "SELECT id FROM kosh_jobs WHERE state = 'completed' AND finished_at < ?1 \
                  ORDER BY finished_at LIMIT ?2",

@@ -6,13 +6,9 @@ use kosh_jobs::{JobId, JobRecord, JobState, ListQuery, Page, QueueCounts, Timest
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::is_paused;
 use super::row::{self, db_id, RECORD_COLUMNS};
-use crate::error::{Result, SqliteError};
-
-fn sql_err(e: rusqlite::Error) -> SqliteError {
-    SqliteError::Sqlite(e)
-}
+use super::{is_paused, sql_err};
+use crate::error::Result;
 
 /// One job, in full.
 pub(super) fn get(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<JobRecord>> {
