@@ -6,6 +6,7 @@ use kosh_jobs::{AttemptError, JobId, JobRecord, JobState, Timestamp};
 use redis::Value;
 
 use crate::error::RedisError;
+use crate::spec;
 
 pub(crate) fn bad(what: impl std::fmt::Display) -> RedisError {
     RedisError::Protocol(what.to_string())
@@ -87,7 +88,9 @@ pub(crate) fn opt_json(v: &Value, what: &str) -> Result<Option<serde_json::Value
     }
 }
 
-/// A job hash (HGETALL reply: field, value, …) as a record.
+/// A job as the scripts' `record` returns it (field, value, …: its spec `sp`, state `st`,
+/// attempts `a`, and when set started `s`, moved run_at `ra`, finished `f`, errors `e`,
+/// progress `pg`, result `r`, lease deadline `le`).
 pub(crate) fn job_record(
     id: JobId,
     queue: &str,
@@ -102,6 +105,7 @@ pub(crate) fn job_record(
     let ts = |k: &str| -> Result<Option<Timestamp>, RedisError> {
         Ok(opt_int(get(k))?.map(Timestamp::from_millis))
     };
+    let spec = spec::decode(&req_text(get("sp"), "job spec")?)?;
     let state_s = req_text(get("st"), "job state")?;
     let state: JobState = state_s.parse().map_err(|e| bad(format!("job {id}: {e}")))?;
     let errors = match get("e") {
@@ -112,30 +116,24 @@ pub(crate) fn job_record(
                 .map_err(|e| bad(format!("job {id}: error history is not JSON: {e}")))?
         }
     };
-    let u32_of = |k: &str| -> Result<u32, RedisError> {
-        u32::try_from(req_int(get(k), k)?).map_err(|_| bad(format!("job {id}: `{k}` out of range")))
-    };
     Ok(JobRecord {
         id,
-        name: req_text(get("n"), "job name")?,
+        name: spec.name,
         queue: queue.to_owned(),
-        payload: req_text(get("p"), "job payload")?,
+        payload: spec.payload,
         state,
-        priority: i32::try_from(req_int(get("pr"), "priority")?)
-            .map_err(|_| bad(format!("job {id}: priority out of range")))?,
-        run_at: Timestamp::from_millis(req_int(get("ra"), "run_at")?),
-        attempts: u32_of("a")?,
-        max_attempts: u32_of("ma")?,
-        created_at: Timestamp::from_millis(req_int(get("c"), "created_at")?),
+        priority: spec.priority,
+        run_at: ts("ra")?.unwrap_or(spec.run_at),
+        attempts: u32::try_from(req_int(get("a"), "attempts")?)
+            .map_err(|_| bad(format!("job {id}: attempts out of range")))?,
+        max_attempts: spec.max_attempts,
+        created_at: spec.created_at,
         started_at: ts("s")?,
         finished_at: if state.is_final() { ts("f")? } else { None },
         errors,
         progress: opt_json(get("pg"), "progress")?,
         result: opt_json(get("r"), "result")?,
-        unique_key: match get("u") {
-            Value::Nil => None,
-            v => Some(req_text(v, "unique key")?),
-        },
+        unique_key: spec.unique_key,
         lease_expires_at: if state == JobState::Running {
             ts("le")?
         } else {

@@ -10,16 +10,26 @@
 //! | `{prefix}:queues` | hash | queue name → queue index (1..=65535) |
 //! | `{prefix}:qnames` | hash | queue index → queue name |
 //! | `{prefix}:seq` | string | the job sequence counter (ids increase in push order) |
-//! | `{prefix:queue}:j:<member>` | hash | one job |
+//! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
+//! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token` of its latest attempt |
+//! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
+//! | `{prefix:queue}:res`, `:err`, `:pg`, `:ra` | hash | member → result, attempt errors, progress, run_at moved by a retry |
 //! | `{prefix:queue}:ready` | zset | ready jobs, score `-priority`, ties by member (= enqueue order) |
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query) |
 //! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts) |
 //! | `{prefix:queue}:t:<state>` | zset | final states by `finished_at` (purge, retention) |
-//! | `{prefix}:uniq` (cluster: `{prefix:queue}:uniq`) | hash | unique key → job key of the live job holding it |
+//! | `{prefix}:uniq` (cluster: `{prefix:queue}:uniq`) | hash | unique key → job ref of the live job holding it |
 //! | `{prefix:queue}:tok` | string | the lease token counter of the queue |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
+//!
+//! Jobs are stored by column, one hash per field for the whole queue, so a batch of jobs costs
+//! a handful of commands whatever its size. A job's state is not stored: it is the index
+//! that holds it (`ready`, `sched`, `lease`, `s:<state>`). The lease set and the column
+//! hashes hold one marker entry (a member longer than Redis's compact-encoding limit) that
+//! keeps them hash tables: batch lookups in a small listpack are linear scans. A job ref,
+//! `{prefix:queue}:j:<member>`, names a job in unique-key holders and script replies.
 //!
 //! A job's member is its sequence number, zero-padded to 16 digits. Its public [`JobId`] is
 //! `sequence << 16 | queue index`, so ids increase in push order across queues, and `get`,
@@ -60,7 +70,7 @@ impl Keys {
         }
     }
 
-    /// The queue and member of a job key made by [`Keys::job`].
+    /// The queue and member of a job ref (`{prefix:queue}:j:<member>`, made by the scripts).
     pub(crate) fn parse_job_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
         let rest = key.strip_prefix('{')?.strip_prefix(self.prefix.as_str())?;
         let rest = rest.strip_prefix(':')?;
@@ -91,11 +101,6 @@ impl Keys {
     /// The wake-up list of a queue.
     pub(crate) fn wake(&self, queue: &str) -> String {
         format!("{}:wake", self.queue(queue))
-    }
-
-    /// One job's hash.
-    pub(crate) fn job(&self, queue: &str, member: &str) -> String {
-        format!("{}:j:{}", self.queue(queue), member)
     }
 }
 
@@ -220,10 +225,6 @@ mod tests {
         assert_eq!(Keys::new("kosh", true).unique("mail"), "{kosh:mail}:uniq");
         assert_eq!(k.queue("mail"), "{kosh:mail}");
         assert_eq!(k.wake("mail"), "{kosh:mail}:wake");
-        assert_eq!(
-            k.job("mail", "0000000000000001"),
-            "{kosh:mail}:j:0000000000000001"
-        );
         assert_eq!(k.queues(), "{kosh}:queues");
         assert!(validate_prefix("a{b").is_err());
         assert!(validate_prefix("kosh:test-1").is_ok());

@@ -47,6 +47,7 @@ mod ops;
 mod options;
 mod registry;
 mod scripts;
+mod spec;
 mod wait;
 
 pub use backend::RedisBackend;

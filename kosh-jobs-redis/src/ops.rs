@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use kosh_jobs::backend::validate_queue_name;
+use kosh_jobs::backend::{validate_job_name, validate_queue_name};
 use kosh_jobs::{
     CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -23,6 +23,7 @@ use crate::keys::{first_seq_after, member, JobRef, Keys};
 use crate::options::RedisOptions;
 use crate::registry::Registry;
 use crate::scripts;
+use crate::spec;
 
 /// Jobs leased per script call at most.
 const RESERVE_CHUNK: usize = 1000;
@@ -146,89 +147,48 @@ impl Shared {
     ) -> Result<Vec<Enqueued>, RedisError> {
         for j in &jobs {
             check_queue(&j.queue)?;
+            validate_job_name(&j.name).map_err(RedisError::InvalidInput)?;
             if j.max_attempts == 0 {
                 return Err(RedisError::InvalidInput(format!(
                     "job `{}`: max_attempts must be at least 1",
                     j.name
                 )));
             }
-            if j.name.is_empty() {
-                return Err(RedisError::InvalidInput(
-                    "job name must not be empty".into(),
-                ));
-            }
         }
+        // The batch's queues in order of first appearance, and each job's place among them.
+        let mut queues: Vec<String> = Vec::new();
+        let mut jobs: Vec<(usize, NewJob)> = jobs
+            .into_iter()
+            .map(|j| {
+                let q = match queues.iter().position(|q| *q == j.queue) {
+                    Some(q) => q,
+                    None => {
+                        queues.push(j.queue.clone());
+                        queues.len() - 1
+                    }
+                };
+                (q, j)
+            })
+            .collect();
+        if !self.conn.is_cluster() || queues.len() <= 1 {
+            // One script call: the whole batch is atomic, even across queues.
+            return self.push_call(&queues, jobs).await;
+        }
+        // On a cluster a script touches one slot: one call (atomic) per queue.
         let total = jobs.len();
-        let mut groups: Vec<Group<NewJob>> = Vec::new();
-        for (i, j) in jobs.into_iter().enumerate() {
-            match groups.iter_mut().find(|g| g.0 == j.queue) {
-                Some(g) => {
-                    g.1.push(i);
-                    g.2.push(j);
-                }
-                None => groups.push((j.queue.clone(), vec![i], vec![j])),
-            }
+        let mut groups: Vec<Group<(usize, NewJob)>> = queues
+            .into_iter()
+            .map(|q| (q, Vec::new(), Vec::new()))
+            .collect();
+        for (i, (q, j)) in jobs.drain(..).enumerate() {
+            groups[q].1.push(i);
+            groups[q].2.push((0, j));
         }
-        let now = self.now();
         let calls = groups.into_iter().map(|(queue, idxs, jobs)| {
             let this = self.clone();
             async move {
-                let qi = this.registry.index(&queue).await?;
-                let mut earliest: Option<i64> = None;
-                let mut args = ScriptArgs::with_capacity(4 + jobs.len() * 6);
-                args.int(now.as_millis()).str(this.origin.as_str());
-                let seq_key = this.keys.seq();
-                let base = this.keys.queue(&queue);
-                let uniq = this.keys.unique(&queue);
-                let keys: Vec<&str> = if this.conn.is_cluster() {
-                    // The counter lives in another slot: take the numbers first.
-                    let n = jobs.len() as i64;
-                    let v = this
-                        .conn
-                        .query(redis::cmd("INCRBY").arg(&seq_key).arg(n))
-                        .await?;
-                    args.int(req_int(&v, "sequence")? - n + 1);
-                    vec![&base, &uniq]
-                } else {
-                    args.str("");
-                    vec![&base, &uniq, &seq_key]
-                };
-                args.int(jobs.len() as i64);
-                for j in jobs {
-                    let ra = j.run_at.as_millis();
-                    if ra > now.as_millis() {
-                        earliest = Some(earliest.map_or(ra, |e| e.min(ra)));
-                    }
-                    args.str(j.name)
-                        .str(j.payload)
-                        .int(i64::from(j.priority))
-                        .int(ra)
-                        .int(i64::from(j.max_attempts))
-                        .str(j.unique_key.unwrap_or_default());
-                }
-                let v = this.conn.script(&scripts::PUSH, &keys, args).await?;
-                if let Some(e) = earliest {
-                    this.note_due(&queue, e);
-                }
-                let items = array(v)?;
-                if items.len() != idxs.len() * 2 {
-                    return Err(bad("push: wrong number of results"));
-                }
-                let mut out = Vec::with_capacity(idxs.len());
-                for (k, i) in idxs.into_iter().enumerate() {
-                    let m = req_text(&items[2 * k], "push member")?;
-                    let existing = req_int(&items[2 * k + 1], "push flag")? == 1;
-                    let id = if existing {
-                        // The holder may be in another queue: its job key says which.
-                        this.id_of_job_key(&m).await?
-                    } else {
-                        JobRef::from_member(qi, &m)
-                            .ok_or_else(|| bad("push: bad member"))?
-                            .id()
-                    };
-                    out.push((i, Enqueued { id, existing }));
-                }
-                Ok::<_, RedisError>(out)
+                let out = this.push_call(std::slice::from_ref(&queue), jobs).await?;
+                Ok::<_, RedisError>(idxs.into_iter().zip(out))
             }
         });
         let mut results: Vec<Option<Enqueued>> = vec![None; total];
@@ -241,6 +201,94 @@ impl Shared {
             .into_iter()
             .map(|e| e.ok_or_else(|| bad("push: missing result")))
             .collect()
+    }
+
+    /// One push script call for `jobs`, each tagged with its queue's place in `queues`
+    /// (several queues only on a single server).
+    async fn push_call(
+        &self,
+        queues: &[String],
+        jobs: Vec<(usize, NewJob)>,
+    ) -> Result<Vec<Enqueued>, RedisError> {
+        let mut qis = Vec::with_capacity(queues.len());
+        for q in queues {
+            qis.push(self.registry.index(q).await?);
+        }
+        let now = self.now();
+        let n = jobs.len();
+        let nq = queues.len();
+        let mut args = ScriptArgs::with_capacity(5 + n * 5);
+        args.int(now.as_millis()).str(self.origin.as_str());
+        let bases: Vec<String> = queues.iter().map(|q| self.keys.queue(q)).collect();
+        let (Some(first), Some(first_queue)) = (bases.first(), queues.first()) else {
+            return Ok(Vec::new());
+        };
+        let uniq = self.keys.unique(first_queue);
+        let seq_key = self.keys.seq();
+        let mut keys: Vec<&str> = vec![first, &uniq];
+        if self.conn.is_cluster() {
+            // The counter lives in another slot: take the numbers first.
+            let v = self
+                .conn
+                .query(redis::cmd("INCRBY").arg(&seq_key).arg(n as i64))
+                .await?;
+            args.int(req_int(&v, "sequence")? - n as i64 + 1);
+        } else {
+            args.str("");
+            keys.push(&seq_key);
+            keys.extend(bases[1..].iter().map(String::as_str));
+        }
+        args.int(n as i64).int(nq as i64);
+        let mut earliest: Vec<Option<i64>> = vec![None; nq];
+        let mut places = Vec::with_capacity(n);
+        for (q, j) in jobs {
+            let ra = j.run_at.as_millis();
+            if ra > now.as_millis() {
+                earliest[q] = Some(earliest[q].map_or(ra, |e| e.min(ra)));
+            }
+            if nq > 1 {
+                args.int(q as i64 + 1);
+            }
+            let spec = spec::encode(
+                j.unique_key.as_deref(),
+                &j.name,
+                j.priority,
+                j.max_attempts,
+                now,
+                j.run_at,
+                &j.payload,
+            );
+            args.str(spec)
+                .int(i64::from(j.priority))
+                .int(ra)
+                .str(j.unique_key.unwrap_or_default());
+            places.push(q);
+        }
+        let v = self.conn.script(&scripts::PUSH, &keys, args).await?;
+        for (queue, e) in queues.iter().zip(earliest) {
+            if let Some(e) = e {
+                self.note_due(queue, e);
+            }
+        }
+        let items = array(v)?;
+        if items.len() != n * 2 {
+            return Err(bad("push: wrong number of results"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for (k, q) in places.into_iter().enumerate() {
+            let m = req_text(&items[2 * k], "push member")?;
+            let existing = req_int(&items[2 * k + 1], "push flag")? == 1;
+            let id = if existing {
+                // The holder may be in another queue: its job ref says which.
+                self.id_of_job_key(&m).await?
+            } else {
+                JobRef::from_member(qis[q], &m)
+                    .ok_or_else(|| bad("push: bad member"))?
+                    .id()
+            };
+            out.push(Enqueued { id, existing });
+        }
+        Ok(out)
     }
 
     pub(crate) async fn reserve(
@@ -284,7 +332,7 @@ impl Shared {
             if text(first).as_deref() != Some("x") {
                 lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
             }
-            if rest.len() % 9 != 0 {
+            if rest.len() % 5 != 0 {
                 return Err(bad("reserve: wrong number of fields"));
             }
             let rest_len = rest.len();
@@ -294,26 +342,24 @@ impl Shared {
             };
             let mut fields = items.into_iter().skip(2);
             let mut next = || fields.next().unwrap_or(Value::Nil);
-            for _ in 0..rest_len / 9 {
-                let f: [Value; 9] = std::array::from_fn(|_| next());
-                let [m, token, name, payload, priority, attempt, max_attempts, created, progress] =
-                    f;
+            for _ in 0..rest_len / 5 {
+                let [m, token, spec, attempt, progress]: [Value; 5] =
+                    std::array::from_fn(|_| next());
                 let m = take_text(m, "member")?;
                 let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
                 let token =
                     u64::try_from(req_int(&token, "token")?).map_err(|_| bad("bad token"))?;
+                let spec = spec::decode(&take_text(spec, "spec")?)?;
                 out.push(LeasedJob {
                     lease: Lease { id: r.id(), token },
-                    name: take_text(name, "name")?,
+                    name: spec.name,
                     queue: queue.clone(),
-                    payload: take_text(payload, "payload")?,
-                    priority: i32::try_from(req_int(&priority, "priority")?)
-                        .map_err(|_| bad("bad priority"))?,
+                    payload: spec.payload,
+                    priority: spec.priority,
                     attempt: u32::try_from(req_int(&attempt, "attempt")?)
                         .map_err(|_| bad("bad attempt"))?,
-                    max_attempts: u32::try_from(req_int(&max_attempts, "max_attempts")?)
-                        .map_err(|_| bad("bad max_attempts"))?,
-                    created_at: Timestamp::from_millis(req_int(&created, "created_at")?),
+                    max_attempts: spec.max_attempts,
+                    created_at: spec.created_at,
                     progress: opt_json(&progress, "progress")?,
                     lease_expires_at,
                 });
@@ -535,9 +581,11 @@ impl Shared {
         let Some(queue) = self.registry.name(r.queue_index).await? else {
             return Ok(None);
         };
+        let mut args = ScriptArgs::with_capacity(1);
+        args.str(r.member());
         let v = self
             .conn
-            .query(redis::cmd("HGETALL").arg(self.keys.job(&queue, &r.member())))
+            .script(&scripts::GET, &[&self.keys.queue(&queue)], args)
             .await?;
         let fields = array(v)?;
         if fields.is_empty() {
@@ -787,7 +835,7 @@ impl Shared {
             .min())
     }
 
-    /// The id of the job stored under a job key (`{prefix:queue}:j:<member>`).
+    /// The id of the job named by a job ref (`{prefix:queue}:j:<member>`).
     async fn id_of_job_key(&self, key: &str) -> Result<JobId, RedisError> {
         let (queue, member) = self
             .keys

@@ -59,6 +59,7 @@ scripts! {
     PURGE => "purge",
     COUNTS => "counts",
     LIST => "list",
+    GET => "get",
     PAUSE => "pause",
     REGISTER => "register",
     DUE => "due",

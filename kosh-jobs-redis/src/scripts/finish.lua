@@ -12,8 +12,10 @@ local origin = ARGV[4]
 -- Items in parallel arrays (no table per item): lease, kind, text, retry_at.
 local ls, kinds, texts, ras = {}, {}, {}, {}
 local i = 5
-while i <= #ARGV do
-  local n = #ls + 1
+local nargs = #ARGV
+local n = 0
+while i <= nargs do
+  n = n + 1
   ls[n] = ARGV[i]
   local kind = ARGV[i + 1]
   kinds[n] = kind
@@ -29,55 +31,67 @@ end
 local current = zmscore_all(K_LEASE, ls)
 local used = {}
 local out, done = {}, {}
-local co, fa, fai, rd, sc, sci = {}, {}, {}, {}, {}, {}
-for n = 1, #ls do
-  local l = ls[n]
-  if current[n] and not used[l] then
+local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
+local nc = 0
+for k = 1, n do
+  local l = ls[k]
+  out[k] = 0
+  if current[k] and not used[l] then
     used[l] = true
     done[#done + 1] = l
     local m = lease_job(l)
-    local k = jk(m)
-    local kind, text = kinds[n], texts[n]
+    local kind, text = kinds[k], texts[k]
     if kind == 'c' then
+      co[nc + 1] = m
+      co[nc + 2] = m
+      fin[nc + 1] = m
+      fin[nc + 2] = now_s
+      nc = nc + 2
       if text ~= '' then
-        redis.call('HSET', k, 'st', 'completed', 'f', now_s, 'r', text)
-      else
-        redis.call('HSET', k, 'st', 'completed', 'f', now_s)
+        res[#res + 1] = m
+        res[#res + 1] = text
       end
-      if holds_unique(l) then release_unique(redis.call('HGET', k, 'u'), m) end
-      co[#co + 1] = m
-      co[#co + 1] = m
+      if holds_unique(l) then
+        local s = redis.call('HGET', K_SPEC, m)
+        if s then
+          local _, _, _, u = spec_fields(s)
+          release_unique(u, m)
+        end
+      end
+      out[k] = 1
     else
-      local f = redis.call('HMGET', k, 'a', 'pr', 'e', 'u')
-      local ne = with_error(f[3], f[1], text, now_s)
-      if kind == 'f' then
-        redis.call('HSET', k, 'st', 'failed', 'f', now_s, 'e', ne)
-        release_unique(f[4], m)
-        fa[#fa + 1] = now_s
-        fa[#fa + 1] = m
-        fai[#fai + 1] = m
-        fai[#fai + 1] = m
-      elseif tonumber(ras[n]) > now then
-        redis.call('HSET', k, 'st', 'scheduled', 'ra', ras[n], 'e', ne)
-        sc[#sc + 1] = ras[n]
-        sc[#sc + 1] = m
-        sci[#sci + 1] = m
-        sci[#sci + 1] = m
-      else
-        redis.call('HSET', k, 'st', 'ready', 'ra', ras[n], 'e', ne)
-        rd[#rd + 1] = -tonumber(f[2])
-        rd[#rd + 1] = m
+      local s = redis.call('HGET', K_SPEC, m)
+      -- A job without its spec is gone (only possible if Redis evicted keys): its lease
+      -- is dropped and the caller told the lease was lost.
+      if s then
+        local pr, _, _, u = spec_fields(s)
+        local a = run_fields(redis.call('HGET', K_RUN, m))
+        redis.call('HSET', K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, text, now_s))
+        if kind == 'f' then
+          to_failed(m, now_s, u)
+        else
+          redis.call('HSET', K_RA, m, ras[k])
+          if tonumber(ras[k]) > now then
+            sc[#sc + 1] = ras[k]
+            sc[#sc + 1] = m
+            sci[#sci + 1] = m
+            sci[#sci + 1] = m
+          else
+            rd[#rd + 1] = -pr
+            rd[#rd + 1] = m
+          end
+        end
+        out[k] = 1
       end
     end
-    out[n] = 1
-  else
-    out[n] = 0
   end
 end
 zrem_all(K_LEASE, done)
-zadd_all(ks('completed'), co)
-zadd_all(kt('failed'), fa)
-zadd_all(ks('failed'), fai)
+if nc > 0 then
+  zadd_all(ks('completed'), co)
+  hset_all(K_FIN, fin)
+  hset_all(K_RES, res)
+end
 zadd_all(K_READY, rd)
 zadd_all(K_SCHED, sc)
 zadd_all(ks('scheduled'), sci)
@@ -86,7 +100,7 @@ if #sc > 0 then wake(1, 's:' .. origin) end
 
 -- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
 -- Bounded work per call; every call that completes jobs continues it.
-if #co > 0 then
+if nc > 0 then
   local kc = ks('completed')
   if keep_count >= 0 then
     local excess = redis.call('ZCARD', kc) - keep_count
@@ -97,15 +111,19 @@ if #co > 0 then
   end
   if keep_age >= 0 then
     local cutoff = now - keep_age
-    local old = {}
-    for r = 0, 99 do
-      local head = redis.call('ZRANGE', kc, r, r)[1]
-      if not head then break end
-      local fin = redis.call('HGET', jk(head), 'f')
-      if fin and tonumber(fin) >= cutoff then break end
-      old[#old + 1] = head
+    -- The oldest job first: usually young enough, and then nothing more is read.
+    local head = redis.call('ZRANGE', kc, 0, 0)[1]
+    local fh = head and redis.call('HGET', K_FIN, head)
+    if fh and tonumber(fh) < cutoff then
+      local heads = redis.call('ZRANGE', kc, 0, 99)
+      local fs = hmget_all(K_FIN, heads)
+      local old = {}
+      for k, h in ipairs(heads) do
+        if fs[k] and tonumber(fs[k]) >= cutoff then break end
+        old[#old + 1] = h
+      end
+      if #old > 0 then delete_jobs('completed', old) end
     end
-    if #old > 0 then delete_jobs('completed', old) end
   end
 end
 return out

@@ -1,5 +1,5 @@
 -- list: jobs of one state from a member on, by member (= id order within the queue).
--- ARGV: state, min member (inclusive), limit. Returns member, {HGETALL fields} per job.
+-- ARGV: state, min member (inclusive), limit. Returns member, {record fields} per job.
 local st, min_m, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ms = {}
 if st == 'ready' then
@@ -27,8 +27,10 @@ if st == 'ready' then
 elseif st == 'running' then
   -- Running jobs are few (at most the workers' concurrency): scan the lease set.
   for _, l in ipairs(redis.call('ZRANGE', K_LEASE, 0, -1)) do
-    local m = lease_job(l)
-    if m >= min_m then ms[#ms + 1] = m end
+    if l ~= SENT then
+      local m = lease_job(l)
+      if m >= min_m then ms[#ms + 1] = m end
+    end
   end
   table.sort(ms)
 else
@@ -37,7 +39,10 @@ end
 local out = {}
 for n, m in ipairs(ms) do
   if n > limit then break end
-  out[#out + 1] = m
-  out[#out + 1] = redis.call('HGETALL', jk(m))
+  local r = record(m, st)
+  if r then
+    out[#out + 1] = m
+    out[#out + 1] = r
+  end
 end
 return out

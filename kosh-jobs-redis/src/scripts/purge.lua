@@ -13,10 +13,10 @@ end
 local from = '-inf'
 if cursor ~= '' then from = '(' .. cursor end
 local scan = redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit)
+local fins = hmget_all(K_FIN, scan)
 local victims = {}
-for _, m in ipairs(scan) do
-  local fin = redis.call('HGET', jk(m), 'f')
-  if fin and tonumber(fin) < before then victims[#victims + 1] = m end
+for k, m in ipairs(scan) do
+  if not fins[k] or tonumber(fins[k]) < before then victims[#victims + 1] = m end
 end
 if #victims > 0 then delete_jobs(st, victims) end
 if #scan == limit then return { #victims, scan[#scan] } end

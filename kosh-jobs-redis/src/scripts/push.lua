@@ -1,64 +1,82 @@
--- push: stores a batch of jobs of one queue.
--- KEYS: queue base, unique-key hash, and (single server only) the global id counter.
--- ARGV: now, origin, first sequence number ('' = take them from KEYS[3]), count,
---       then per job: name, payload, priority, run_at, max_attempts, unique ('' = none)
--- Returns a flat list per job: member and 0 (new), or the holder's job key and 1 (existing).
+-- push: stores a batch of jobs, of one queue or (single server only) of several.
+-- KEYS: the first queue's base, the unique-key hash, the global id counter (single server
+--       only), then the bases of the other queues of the batch (single server only).
+-- ARGV: now, origin, first sequence number ('' = take them from KEYS[3]), count, queues,
+--       then per job: [queue number (1 = KEYS[1], q > 1 = KEYS[q + 2]) when queues > 1,]
+--       spec, priority, run_at, unique ('' = none)
+-- Jobs are handled in batch order, so of two jobs with one unique key the first wins.
+-- Returns a flat list per job: member and 0 (new), or the holder's job ref and 1 (existing).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local origin = ARGV[2]
 local n = tonumber(ARGV[4])
+local nq = tonumber(ARGV[5])
 local base
 if ARGV[3] == '' then
   base = redis.call('INCRBY', KEYS[3], n) - n
 else
   base = tonumber(ARGV[3]) - 1
 end
+-- Per queue: its base, and the columns and index entries to write.
+local qs = {}
+for q = 1, nq do
+  local b = KEYS[1]
+  if q > 1 then b = KEYS[q + 2] end
+  qs[q] = { b = b, sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil }
+end
+local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
 local out = {}
-local rd, sc, sci = {}, {}, {}
-local earliest_before = redis.call('ZRANGE', K_SCHED, 0, 0, 'WITHSCORES')[2]
-local earliest_new = nil
-for i = 0, n - 1 do
-  local b = 5 + i * 6
-  local u = ARGV[b + 5]
+local a = 6
+for i = 1, n do
+  local q = qs[1]
+  if nq > 1 then
+    q = qs[tonumber(ARGV[a])]
+    a = a + 1
+  end
+  local spec, pr, ra_s, u = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  a = a + 4
   local holder = nil
-  if u ~= '' then holder = unique_holder(u) end
+  if u ~= '' then holder = taken[u] or unique_holder(u) end
   if holder then
     out[#out + 1] = holder
     out[#out + 1] = 1
   else
-    local m = string.format('%016d', base + i + 1)
-    local ra = tonumber(ARGV[b + 3])
-    local st = 'ready'
-    if ra > now then st = 'scheduled' end
-    local k = jk(m)
+    local m = string.format('%016d', base + i)
     if u ~= '' then
-      redis.call('HSET', k, 'n', ARGV[b], 'p', ARGV[b + 1], 'pr', ARGV[b + 2], 'ra', ARGV[b + 3],
-        'a', 0, 'ma', ARGV[b + 4], 'c', now_s, 'st', st, 'u', u)
-      redis.call('HSET', K_UNIQ, u, k)
-    else
-      redis.call('HSET', k, 'n', ARGV[b], 'p', ARGV[b + 1], 'pr', ARGV[b + 2], 'ra', ARGV[b + 3],
-        'a', 0, 'ma', ARGV[b + 4], 'c', now_s, 'st', st)
+      local ref = q.b .. ':j:' .. m
+      taken[u] = ref
+      redis.call('HSET', K_UNIQ, u, ref)
     end
-    if st == 'ready' then
-      rd[#rd + 1] = -tonumber(ARGV[b + 2])
-      rd[#rd + 1] = m
+    q.sp[#q.sp + 1] = m
+    q.sp[#q.sp + 1] = spec
+    local ra = tonumber(ra_s)
+    if ra > now then
+      q.sc[#q.sc + 1] = ra_s
+      q.sc[#q.sc + 1] = m
+      q.sci[#q.sci + 1] = m
+      q.sci[#q.sci + 1] = m
+      if q.earliest == nil or ra < q.earliest then q.earliest = ra end
     else
-      sc[#sc + 1] = ARGV[b + 3]
-      sc[#sc + 1] = m
-      sci[#sci + 1] = m
-      sci[#sci + 1] = m
-      if earliest_new == nil or ra < earliest_new then earliest_new = ra end
+      q.rd[#q.rd + 1] = -tonumber(pr)
+      q.rd[#q.rd + 1] = m
     end
     out[#out + 1] = m
     out[#out + 1] = 0
   end
 end
-zadd_all(K_READY, rd)
-zadd_all(K_SCHED, sc)
-zadd_all(ks('scheduled'), sci)
-wake(#rd / 2)
--- A new earliest scheduled job changes when waiters (of other processes) must wake up.
-if earliest_new and (not earliest_before or earliest_new < tonumber(earliest_before)) then
-  wake(1, 's:' .. origin)
+for _, q in ipairs(qs) do
+  local b = q.b
+  call_chunked('HSET', b .. ':spec', q.sp, 2, SENT_FIELD)
+  zadd_all(b .. ':ready', q.rd)
+  wake_queue(b, #q.rd / 2)
+  if #q.sc > 0 then
+    local before = redis.call('ZRANGE', b .. ':sched', 0, 0, 'WITHSCORES')[2]
+    zadd_all(b .. ':sched', q.sc)
+    zadd_all(b .. ':s:scheduled', q.sci)
+    -- A new earliest scheduled job changes when waiters (of other processes) must wake up.
+    if not before or q.earliest < tonumber(before) then
+      wake_queue(b, 1, 's:' .. origin)
+    end
+  end
 end
 return out

@@ -7,18 +7,21 @@ local rd, done, used = {}, {}, {}
 for n, l in ipairs(ls) do
   if current[n] and not used[l] then
     used[l] = true
-    local m = lease_job(l)
-    local k = jk(m)
-    local f = redis.call('HMGET', k, 'a', 'pr')
-    local a = tonumber(f[1]) - 1
-    if a < 0 then a = 0 end
-    redis.call('HSET', k, 'st', 'ready', 'a', a)
     done[#done + 1] = l
-    rd[#rd + 1] = -tonumber(f[2])
-    rd[#rd + 1] = m
+    local m = lease_job(l)
+    local s = redis.call('HGET', K_SPEC, m)
+    -- A job without its spec is gone (evicted): only its lease is dropped.
+    if s then
+      local a, started = run_fields(redis.call('HGET', K_RUN, m))
+      a = a - 1
+      if a < 0 then a = 0 end
+      redis.call('HSET', K_RUN, m, a .. ',' .. started .. ',')
+      rd[#rd + 1] = -spec_fields(s)
+      rd[#rd + 1] = m
+    end
   end
 end
 zrem_all(K_LEASE, done)
 zadd_all(K_READY, rd)
-wake(#done)
+wake(#rd / 2)
 return #done

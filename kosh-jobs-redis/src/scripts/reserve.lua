@@ -1,7 +1,7 @@
 -- reserve: leases up to `max` jobs of one queue.
 -- ARGV: now, max, lease_ms
--- Returns { next_due, lease_deadline, then per job: member, token, name, payload, priority,
---           attempt, max_attempts, created_at, progress | false }
+-- Returns { next_due, lease_deadline, then per job: member, token, spec, attempt,
+--           progress | false }
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -20,35 +20,42 @@ local n = #popped / 2
 local out = { 'x', false }
 if n > 0 then
   -- Tokens come from a per-queue counter: unique among the queue's leases.
-  local base = redis.call('INCRBY', B .. ':tok', n) - n
+  local tok = redis.call('INCRBY', B .. ':tok', n) - n
   -- Numbers become strings once each (Lua formats them with sprintf on every use).
   local le = string.format('%d', now + lease)
   out[2] = le
-  local leases = {}
+  local ms = {}
+  for i = 1, n do ms[i] = popped[2 * i - 1] end
+  local specs = hmget_all(K_SPEC, ms)
+  local runs = hmget_all(K_RUN, ms)
+  local pgs = hmget_all(K_PG, ms)
+  local leases, rn = {}, {}
+  local o, l, r = 2, 0, 0
   for i = 1, n do
-    local m = popped[2 * i - 1]
-    local k = jk(m)
-    local f = redis.call('HMGET', k, 'n', 'p', 'pr', 'a', 'ma', 'c', 'pg', 'u')
-    if f[1] then
-      local a = tonumber(f[4]) + 1
-      local t = (base + i) * 2
-      if f[8] then t = t + 1 end
+    local s = specs[i]
+    if s then
+      local m = ms[i]
+      local a = 1
+      if runs[i] then a = run_fields(runs[i]) + 1 end
+      local t = (tok + i) * 2
+      if spec_has_unique(s) then t = t + 1 end
       t = string.format('%d', t)
-      redis.call('HSET', k, 'st', 'running', 'a', a, 't', t, 's', now_s, 'le', le)
-      leases[#leases + 1] = le
-      leases[#leases + 1] = m .. ':' .. t
-      out[#out + 1] = m
-      out[#out + 1] = t
-      out[#out + 1] = f[1]
-      out[#out + 1] = f[2]
-      out[#out + 1] = f[3]
-      out[#out + 1] = a
-      out[#out + 1] = f[5]
-      out[#out + 1] = f[6]
-      out[#out + 1] = f[7]
+      leases[l + 1] = le
+      leases[l + 2] = m .. ':' .. t
+      l = l + 2
+      rn[r + 1] = m
+      rn[r + 2] = a .. ',' .. now_s .. ',' .. t
+      r = r + 2
+      out[o + 1] = m
+      out[o + 2] = t
+      out[o + 3] = s
+      out[o + 4] = a
+      out[o + 5] = pgs[i] or false
+      o = o + 5
     end
   end
-  zadd_all(K_LEASE, leases)
+  zadd_leases(leases)
+  hset_all(K_RUN, rn)
 end
 if n < max or redis.call('ZCARD', K_READY) == 0 then
   -- Nothing left to take: stale wake-up tokens would only cause empty reserves.

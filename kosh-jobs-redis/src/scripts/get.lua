@@ -1,0 +1,2 @@
+-- get: one job. ARGV: member. Returns field, value, ... (see `record`), or an empty list.
+return record(ARGV[1]) or {}

@@ -1,0 +1,205 @@
+//! How jobs are stored: batches across queues in one script call, jobs whose data Redis lost,
+//! and the encodings that keep batch operations linear.
+
+mod support;
+
+use std::time::Duration;
+
+use kosh_jobs::{
+    Backend, Finish, FinishResult, JobId, JobState, LeasedJob, NewJob, Outcome, ReserveRequest,
+};
+use kosh_jobs_redis::{RedisBackend, RedisOptions};
+use support::{raw_command, unique_prefix, RedisServer};
+
+async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
+    RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .prefix(prefix)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect")
+}
+
+fn unique_job(b: &RedisBackend, queue: &str, key: Option<&str>) -> NewJob {
+    let mut j = NewJob::new("n", queue, "{}", b.clock().now());
+    j.unique_key = key.map(str::to_owned);
+    j
+}
+
+async fn reserve(b: &RedisBackend, queue: &str, max: usize) -> Vec<LeasedJob> {
+    b.reserve(&ReserveRequest {
+        queues: vec![queue.into()],
+        worker: "test".into(),
+        max,
+        lease: Duration::from_secs(30),
+    })
+    .await
+    .expect("reserve")
+}
+
+/// A batch spanning queues is one script call on a single server, handled in batch order:
+/// of two jobs with one unique key in different queues, the earlier in the batch wins, even
+/// when its queue comes second among the batch's queues.
+#[tokio::test]
+async fn a_batch_across_queues_is_one_call_in_batch_order() {
+    let server = RedisServer::start(&[]);
+    let b = backend(&server, &unique_prefix("order")).await;
+    // Queue `a` appears first in the batch, but the job holding the key is in `b`.
+    let out = b
+        .push(vec![
+            unique_job(&b, "a", None),
+            unique_job(&b, "b", Some("k")),
+            unique_job(&b, "a", Some("k")),
+            unique_job(&b, "b", None),
+        ])
+        .await
+        .expect("push");
+    assert!(!out[1].existing, "the first job with the key is stored");
+    assert!(out[2].existing, "the second job with the key is not");
+    assert_eq!(
+        out[2].id, out[1].id,
+        "and names the holder in the other queue"
+    );
+    let ids: Vec<JobId> = out.iter().map(|e| e.id).collect();
+    assert!(
+        ids[0] < ids[1] && ids[1] < ids[3],
+        "ids follow batch order: {ids:?}"
+    );
+    let rec = b.get(out[1].id).await.expect("get").expect("holder");
+    assert_eq!(rec.queue, "b");
+    assert_eq!(rec.unique_key.as_deref(), Some("k"));
+
+    // One EVALSHA for the whole batch (of queues already registered).
+    let before = evalsha_calls(server.port);
+    b.push(vec![
+        unique_job(&b, "a", None),
+        unique_job(&b, "b", None),
+        unique_job(&b, "a", None),
+    ])
+    .await
+    .expect("push");
+    assert_eq!(evalsha_calls(server.port) - before, 1);
+    let counts = b.counts().await.expect("counts");
+    let ready: Vec<(String, u64)> = counts.into_iter().map(|c| (c.queue, c.ready)).collect();
+    assert_eq!(ready, vec![("a".into(), 3), ("b".into(), 3)]);
+}
+
+fn evalsha_calls(port: u16) -> u64 {
+    support::command_stats(port, None)
+        .into_iter()
+        .find(|(c, _)| c == "evalsha")
+        .map_or(0, |(_, n)| n)
+}
+
+/// A running job whose data Redis lost (possible only when keys may be evicted) is no
+/// script error: finishing it reports the lease lost or completes it, releasing and
+/// recovering it drops the lease, and `get` finds nothing.
+#[tokio::test]
+async fn running_jobs_whose_data_was_evicted_end_cleanly() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("evicted");
+    let b = backend(&server, &prefix).await;
+    let jobs: Vec<NewJob> = (0..4).map(|_| unique_job(&b, "q", None)).collect();
+    b.push(jobs).await.expect("push");
+    let leased = reserve(&b, "q", 4).await;
+    assert_eq!(leased.len(), 4);
+    // Redis loses every job's spec.
+    let spec_key = format!("{{{prefix}:q}}:spec");
+    for l in &leased {
+        let member = format!("{:016}", l.id().get() >> 16);
+        assert_eq!(
+            raw_command(server.port, None, &["HDEL", &spec_key, &member]),
+            ":1"
+        );
+        assert!(b.get(l.id()).await.expect("get").is_none());
+    }
+    let finish = |i: usize, outcome: Outcome| Finish {
+        lease: leased[i].lease,
+        outcome,
+    };
+    let results = b
+        .finish(vec![
+            finish(
+                0,
+                Outcome::Failed {
+                    error: "boom".into(),
+                },
+            ),
+            finish(
+                1,
+                Outcome::Retry {
+                    error: "again".into(),
+                    retry_at: b.clock().now(),
+                },
+            ),
+            finish(2, Outcome::Completed { result: None }),
+        ])
+        .await
+        .expect("finish is not a script error");
+    assert_eq!(
+        results,
+        vec![
+            FinishResult::LeaseLost,
+            FinishResult::LeaseLost,
+            FinishResult::Applied
+        ]
+    );
+    b.release(&[leased[3].lease]).await.expect("release");
+    let c = b.counts().await.expect("counts");
+    let q = c.iter().find(|c| c.queue == "q").expect("queue q");
+    assert_eq!((q.ready, q.running, q.failed), (0, 0, 0));
+    // The backend goes on working.
+    b.push(vec![unique_job(&b, "q", None)]).await.expect("push");
+    let l = reserve(&b, "q", 1).await;
+    assert_eq!(l.len(), 1);
+    let rec = b.get(l[0].id()).await.expect("get").expect("job");
+    assert_eq!(rec.state, JobState::Running);
+}
+
+/// The lease set and the column hashes are hash tables from their first write, even while
+/// small (a listpack would make each batch lookup a linear scan), and the marker entry that
+/// keeps them so is never counted or listed as a job.
+#[tokio::test]
+async fn small_queues_use_hash_table_encodings() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("enc");
+    let b = backend(&server, &prefix).await;
+    b.push(vec![unique_job(&b, "q", None), unique_job(&b, "q", None)])
+        .await
+        .expect("push");
+    let leased = reserve(&b, "q", 1).await;
+    let enc = |key: &str| {
+        raw_command(
+            server.port,
+            None,
+            &["OBJECT", "ENCODING", &format!("{{{prefix}:q}}:{key}")],
+        )
+    };
+    assert_eq!(enc("lease"), "skiplist");
+    assert_eq!(enc("spec"), "hashtable");
+    assert_eq!(enc("run"), "hashtable");
+    let c = b.counts().await.expect("counts");
+    assert_eq!((c[0].ready, c[0].running), (1, 1));
+    let running = b
+        .list(&kosh_jobs::ListQuery::new(JobState::Running))
+        .await
+        .expect("list");
+    assert_eq!(running.jobs.len(), 1);
+    assert_eq!(running.jobs[0].id, leased[0].id());
+    b.finish(vec![Finish {
+        lease: leased[0].lease,
+        outcome: Outcome::Completed { result: None },
+    }])
+    .await
+    .expect("finish");
+    let c = b.counts().await.expect("counts");
+    assert_eq!((c[0].running, c[0].completed), (0, 1));
+    assert!(b
+        .list(&kosh_jobs::ListQuery::new(JobState::Running))
+        .await
+        .expect("list")
+        .jobs
+        .is_empty());
+}
