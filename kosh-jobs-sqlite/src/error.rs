@@ -83,6 +83,16 @@ pub enum SqliteError {
         /// The file.
         path: PathBuf,
     },
+    /// The disk holding the database (or the database's size limit) ran out of space; the
+    /// operation that needed it was rolled back.
+    #[error(
+        "sqlite database `{path}` is full: its disk is out of space (or the database reached \
+         its size limit); the operation was rolled back and nothing of it was stored"
+    )]
+    Full {
+        /// The file.
+        path: PathBuf,
+    },
     /// Another connection held the database lock longer than the busy timeout.
     #[error(
         "sqlite database is locked by another connection past the busy timeout of {timeout:?}"
@@ -128,6 +138,9 @@ impl SqliteError {
                 SqliteError::Busy { timeout, source: e }
             }
             Some(ErrorCode::ReadOnly) => SqliteError::ReadOnly {
+                path: path.to_owned(),
+            },
+            Some(ErrorCode::DiskFull) => SqliteError::Full {
                 path: path.to_owned(),
             },
             Some(ErrorCode::NotADatabase) => SqliteError::NotADatabase {

@@ -225,6 +225,7 @@ fn duplicate(e: &SqliteError) -> SqliteError {
             source: raw(source),
         },
         SqliteError::ReadOnly { path } => SqliteError::ReadOnly { path: path.clone() },
+        SqliteError::Full { path } => SqliteError::Full { path: path.clone() },
         SqliteError::NotADatabase { path } => SqliteError::NotADatabase { path: path.clone() },
         SqliteError::Corrupt { path, source } => SqliteError::Corrupt {
             path: path.clone(),
@@ -288,7 +289,7 @@ mod tests {
         // At most the one look that follows the Nop's batch.
         assert!(shared.polls.load(Ordering::Relaxed) <= settled + 1);
     }
-    use kosh_jobs::{JobState, NewJob, ReserveRequest};
+    use kosh_jobs::{BackendError, JobState, NewJob, ReserveRequest};
 
     async fn call(tx: &Sender<Pending>, op: Op) -> Response {
         let (reply, rx) = oneshot::channel();
@@ -328,5 +329,236 @@ mod tests {
             panic!("get")
         };
         assert_eq!((rec.state, rec.attempts), (JobState::Ready, 0));
+    }
+
+    /// Sends `op` without waiting; the answer comes on the returned receiver.
+    fn send(tx: &Sender<Pending>, op: Op) -> oneshot::Receiver<Result<Response>> {
+        let (reply, rx) = oneshot::channel();
+        tx.send(Pending { op, reply }).unwrap();
+        rx
+    }
+
+    /// Runs SQL on the writer's connection; the first column of its first row.
+    async fn writer_sql(tx: &Sender<Pending>, sql: &str) -> u64 {
+        match call(tx, Op::Sql(sql.to_owned())).await {
+            Response::Count(n) => n,
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    /// Holds the writer inside its next batch's transaction until the returned sender is
+    /// used or dropped; returns once the writer is held.
+    fn hold(
+        tx: &Sender<Pending>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        oneshot::Receiver<Result<Response>>,
+    ) {
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel();
+        let answer = send(
+            tx,
+            Op::Hold {
+                arrived: arrived_tx,
+                go: go_rx,
+            },
+        );
+        arrived
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the writer did not reach the hold");
+        (go, answer)
+    }
+
+    /// Leaves room for only `pages` more pages in the database (as on a nearly full disk).
+    async fn leave_room(tx: &Sender<Pending>, pages: u64) {
+        let used = writer_sql(tx, "PRAGMA page_count").await;
+        let max = writer_sql(tx, &format!("PRAGMA max_page_count = {}", used + pages)).await;
+        assert_eq!(max, used + pages, "max_page_count was not set");
+    }
+
+    /// Room enough again.
+    async fn free_room(tx: &Sender<Pending>) {
+        writer_sql(tx, "PRAGMA max_page_count = 1000000").await;
+    }
+
+    fn ready_in(counts: Response, queue: &str) -> u64 {
+        let Response::Counts(all) = counts else {
+            panic!("counts: {counts:?}")
+        };
+        let c = all.iter().find(|c| c.queue == queue);
+        if let Some(c) = c {
+            let others = c.scheduled + c.running + c.completed + c.failed + c.cancelled;
+            assert_eq!(others, 0, "{c:?}");
+        }
+        c.map_or(0, |c| c.ready)
+    }
+
+    /// `n` jobs of about 2 KB each: far more than a few pages.
+    fn big_batch(n: usize, now: kosh_jobs::Timestamp) -> Vec<NewJob> {
+        let payload = format!("\"{}\"", "x".repeat(2000));
+        (0..n)
+            .map(|i| NewJob::new(format!("big-{i}"), "q", payload.clone(), now))
+            .collect()
+    }
+
+    fn assert_full(e: &SqliteError) {
+        assert!(matches!(e, SqliteError::Full { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("is full") && msg.contains("rolled back"),
+            "not a clear message: {msg}"
+        );
+        let BackendError::Storage(source) = BackendError::from(duplicate(e)) else {
+            panic!("a full disk is a storage error")
+        };
+        assert!(source.to_string().contains("is full"), "{source}");
+    }
+
+    /// A batch push that runs out of space after some of its jobs were inserted fails with
+    /// a clear error and stores none of them; the backend works on, and stores the batch
+    /// once there is room.
+    #[tokio::test]
+    async fn a_push_that_runs_out_of_space_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteOptions::builder(dir.path().join("full.db"))
+            .build()
+            .unwrap();
+        let threads = start(&opts, Arc::new(Shared::default())).await.unwrap();
+        let w = &threads.writer;
+        let now = opts.clock.now();
+        call(w, Op::Push(vec![NewJob::new("before", "q", "{}", now)])).await;
+        leave_room(w, 4).await;
+
+        let err = send(w, Op::Push(big_batch(200, now)))
+            .await
+            .unwrap()
+            .expect_err("200 jobs of 2 KB fit in 4 pages");
+        assert_full(&err);
+        assert_eq!(
+            ready_in(call(w, Op::Counts).await, "q"),
+            1,
+            "part of the batch was stored"
+        );
+        // The room left was enough for some of the batch: the push failed midway, and what
+        // it had inserted was undone, freeing the room again.
+        call(w, Op::Push(big_batch(1, now))).await;
+        assert_eq!(ready_in(call(w, Op::Counts).await, "q"), 2);
+
+        free_room(w).await;
+        let Response::Enqueued(ids) = call(w, Op::Push(big_batch(200, now))).await else {
+            panic!("push")
+        };
+        assert_eq!(ids.len(), 200);
+        assert_eq!(ready_in(call(w, Op::Counts).await, "q"), 202);
+    }
+
+    /// A full disk in a group commit: SQLite rolls the whole transaction back, so every
+    /// operation of the writer's batch fails with the error and none of them is stored (not
+    /// only the push that ran out of space); the writer goes on with the next batch.
+    #[tokio::test]
+    async fn a_full_disk_in_a_group_commit_fails_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteOptions::builder(dir.path().join("group.db"))
+            .build()
+            .unwrap();
+        let threads = start(&opts, Arc::new(Shared::default())).await.unwrap();
+        let w = &threads.writer;
+        let now = opts.clock.now();
+        leave_room(w, 4).await;
+
+        // Queue three pushes behind a held batch, so the writer takes them as one batch.
+        let (go, held) = hold(w);
+        let first = send(w, Op::Push(vec![NewJob::new("first", "q", "{}", now)]));
+        let big = send(w, Op::Push(big_batch(200, now)));
+        let last = send(w, Op::Push(vec![NewJob::new("last", "q", "{}", now)]));
+        drop(go);
+        held.await.unwrap().unwrap();
+
+        for (what, answer) in [("first", first), ("big", big), ("last", last)] {
+            match answer.await.unwrap() {
+                Err(e) => assert_full(&e),
+                Ok(r) => panic!("{what}: stored in a rolled-back batch: {r:?}"),
+            }
+        }
+        assert_eq!(ready_in(call(w, Op::Counts).await, "q"), 0);
+        // The writer is out of the failed transaction: what fits is stored again.
+        call(w, Op::Push(vec![NewJob::new("after", "q", "{}", now)])).await;
+        assert_eq!(ready_in(call(w, Op::Counts).await, "q"), 1);
+    }
+
+    /// A reserve whose caller went away while the writer was committing it: the writer
+    /// gives the jobs back at once, ready and without the attempt counted.
+    #[tokio::test]
+    async fn a_reserve_whose_caller_left_after_the_commit_is_released() {
+        let opts = SqliteOptions::in_memory().build().unwrap();
+        let threads = start(&opts, Arc::new(Shared::default())).await.unwrap();
+        let w = &threads.writer;
+        let now = opts.clock.now();
+        let Response::Enqueued(ids) = call(
+            w,
+            Op::Push(vec![
+                NewJob::new("t", "q", "{}", now),
+                NewJob::new("t", "q", "{}", now),
+            ]),
+        )
+        .await
+        else {
+            panic!("push")
+        };
+        let reserve = || {
+            Op::Reserve(ReserveRequest {
+                queues: vec!["q".into()],
+                worker: "w".into(),
+                max: 10,
+                lease: Duration::from_secs(30),
+            })
+        };
+
+        // Queue the reserve and a second hold behind a first: the writer takes both in one
+        // batch, so the reserve's caller is still there when the batch starts (it is not
+        // skipped) and the reserve is applied before the writer stops at the second hold.
+        let (go_first, first) = hold(w);
+        let reserved = send(w, reserve());
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (go_second, go_rx) = mpsc::channel();
+        let second = send(
+            w,
+            Op::Hold {
+                arrived: arrived_tx,
+                go: go_rx,
+            },
+        );
+        drop(go_first);
+        first.await.unwrap().unwrap();
+        arrived
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the writer did not reach the second hold");
+        // The reserve is applied, not yet committed or answered: its caller leaves now.
+        drop(reserved);
+        drop(go_second);
+        second.await.unwrap().unwrap();
+
+        // The writer releases the orphans before it reads its next operation.
+        for id in &ids {
+            let Response::Record(Some(rec)) = call(w, Op::Get(id.id)).await else {
+                panic!("get")
+            };
+            assert_eq!(
+                (rec.state, rec.attempts),
+                (JobState::Ready, 0),
+                "job {}: released without the attempt counted",
+                id.id
+            );
+            assert!(
+                rec.started_at.is_some(),
+                "job {}: the reserve was committed before it was released",
+                id.id
+            );
+        }
+        let Response::Leased(again) = call(w, reserve()).await else {
+            panic!("reserve")
+        };
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|j| j.attempt == 1), "{again:?}");
     }
 }

@@ -40,6 +40,17 @@ pub(crate) enum Op {
     Counts,
     List(ListQuery),
     WaitInfo(Vec<String>),
+    /// Test only: runs SQL on the connection; answers the first column of its first row as a
+    /// [`Response::Count`] (0 without rows).
+    #[cfg(test)]
+    Sql(String),
+    /// Test only: sends on `arrived`, then holds the connection's thread (inside the batch's
+    /// transaction) until `go` receives or its sender is dropped.
+    #[cfg(test)]
+    Hold {
+        arrived: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    },
 }
 
 impl Op {
@@ -142,6 +153,20 @@ pub(crate) fn apply(
         Op::Counts => Response::Counts(read::counts(conn, now)?),
         Op::List(q) => Response::Page(read::list(conn, q, now)?),
         Op::WaitInfo(queues) => Response::WaitInfo(read::wait_info(conn, queues)?),
+        #[cfg(test)]
+        Op::Sql(sql) => {
+            let first: Option<i64> = conn
+                .prepare(sql)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(sql_err)?;
+            Response::Count(first.unwrap_or(0).try_into().unwrap_or(0))
+        }
+        #[cfg(test)]
+        Op::Hold { arrived, go } => {
+            let _ = arrived.send(());
+            let _ = go.recv();
+            Response::Unit
+        }
     })
 }
 
