@@ -418,13 +418,26 @@ impl Shared {
         let results = self
             .per_queue(items, false, |this, queue, items| async move {
                 let now = this.now().as_millis();
-                let mut args = ScriptArgs::with_capacity(4 + items.len() * 5);
+                let mut args = ScriptArgs::with_capacity(5 + items.len() * 3);
                 args.int(now)
                     .int(this.keep_age_ms)
                     .int(this.keep_count)
                     .str(this.origin.as_str());
+                // Completions without a result go first, as bare leases (most items are
+                // those): the script then reads one argument per item instead of three.
+                let (plain, other): (Vec<_>, Vec<_>) =
+                    items.into_iter().enumerate().partition(|(_, (_, f))| {
+                        matches!(f.outcome, Outcome::Completed { result: None })
+                    });
+                args.int(plain.len() as i64);
+                let mut order = Vec::with_capacity(plain.len() + other.len());
+                for (i, (r, f)) in plain {
+                    order.push(i);
+                    args.str(lease_entry(r, f.lease.token));
+                }
                 let mut earliest: Option<i64> = None;
-                for (r, f) in items {
+                for (i, (r, f)) in other {
+                    order.push(i);
                     args.str(lease_entry(r, f.lease.token));
                     match f.outcome {
                         Outcome::Completed { result } => {
@@ -459,7 +472,15 @@ impl Shared {
                 if let Some(e) = earliest {
                     this.note_due(&queue, e);
                 }
-                flags(v)
+                let got = flags(v)?;
+                if got.len() != order.len() {
+                    return Err(bad("finish: wrong number of results"));
+                }
+                let mut out = vec![false; order.len()];
+                for (i, ok) in order.into_iter().zip(got) {
+                    out[i] = ok;
+                }
+                Ok(out)
             })
             .await?;
         Ok(results

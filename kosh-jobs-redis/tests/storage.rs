@@ -203,3 +203,117 @@ async fn small_queues_use_hash_table_encodings() {
         .jobs
         .is_empty());
 }
+
+/// A finish batch of mixed outcomes (completions without a result travel first, as bare
+/// leases) reports each item in the caller's order; retention then deletes every column of
+/// a job, including its errors, progress, moved run_at and result.
+#[tokio::test]
+async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_column() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("mixed");
+    let b = RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .prefix(&prefix)
+            .keep_completed_max(Some(0))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let jobs: Vec<NewJob> = (0..4).map(|_| unique_job(&b, "q", None)).collect();
+    b.push(jobs).await.expect("push");
+    let first = reserve(&b, "q", 4).await;
+    assert_eq!(first.len(), 4);
+    // Job 0 reports progress and is retried at once; the others stay leased.
+    assert!(b
+        .progress(first[0].lease, serde_json::json!({"row": 7}))
+        .await
+        .expect("progress"));
+    let stale = kosh_jobs::Lease {
+        token: first[1].lease.token + 1000,
+        ..first[1].lease
+    };
+    let now = b.clock().now();
+    let results = b
+        .finish(vec![
+            Finish {
+                lease: first[0].lease,
+                outcome: Outcome::Retry {
+                    error: "flaky".into(),
+                    retry_at: now,
+                },
+            },
+            Finish {
+                lease: stale,
+                outcome: Outcome::Completed { result: None },
+            },
+            Finish {
+                lease: first[2].lease,
+                outcome: Outcome::Completed {
+                    result: Some(serde_json::json!({"rows": 3})),
+                },
+            },
+            Finish {
+                lease: first[3].lease,
+                outcome: Outcome::Completed { result: None },
+            },
+            Finish {
+                lease: first[1].lease,
+                outcome: Outcome::Failed {
+                    error: "bad row".into(),
+                },
+            },
+        ])
+        .await
+        .expect("finish");
+    assert_eq!(
+        results,
+        vec![
+            FinishResult::Applied,
+            FinishResult::LeaseLost,
+            FinishResult::Applied,
+            FinishResult::Applied,
+            FinishResult::Applied
+        ]
+    );
+    let failed = b
+        .get(first[1].id())
+        .await
+        .expect("get")
+        .expect("failed job");
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.last_error(), Some("bad row"));
+    // Job 0 again: its progress comes back with it; it completes with a result.
+    let again = reserve(&b, "q", 1).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id(), first[0].id());
+    assert_eq!(again[0].attempt, 2);
+    assert_eq!(again[0].progress, Some(serde_json::json!({"row": 7})));
+    b.finish(vec![Finish {
+        lease: again[0].lease,
+        outcome: Outcome::Completed {
+            result: Some(serde_json::json!({"rows": 9})),
+        },
+    }])
+    .await
+    .expect("finish");
+    // Every completed job is gone (keep at most 0), with every column; the failed one stays.
+    for l in [&first[0], &first[2], &first[3]] {
+        assert!(b.get(l.id()).await.expect("get").is_none());
+    }
+    let member = format!("{:016}", first[1].id().get() >> 16);
+    for col in ["spec", "run", "fin", "res", "err", "pg", "ra"] {
+        let key = format!("{{{prefix}:q}}:{col}");
+        let fields = raw_command(server.port, None, &["HKEYS", &key]);
+        let jobs: Vec<&str> = fields
+            .lines()
+            .filter(|f| f.len() == 16 && f.bytes().all(|c| c.is_ascii_digit()))
+            .collect();
+        let expect: Vec<&str> = if ["spec", "run", "fin", "err"].contains(&col) {
+            vec![member.as_str()]
+        } else {
+            vec![]
+        };
+        assert_eq!(jobs, expect, "column {col}: {fields}");
+    }
+}

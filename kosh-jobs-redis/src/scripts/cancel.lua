@@ -18,7 +18,7 @@ else
 end
 local _, _, _, u = spec_fields(s)
 release_unique(u, m)
-redis.call('HSET', K_FIN, m, now_s)
+col_set(K_FIN, m, now_s)
 redis.call('ZADD', kt('cancelled'), now_s, m)
 redis.call('ZADD', ks('cancelled'), m, m)
 return { 1 }

@@ -1,19 +1,26 @@
 -- finish: ends attempts whose lease is current.
--- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, then per item:
---   lease ('<member>:<token>'), kind, and for kind c: result JSON ('' = none);
---   f: error; r: error, retry_at.
--- Returns one 1 (applied) or 0 (lease lost) per item.
+-- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, count of plain
+--   completions, then their leases ('<member>:<token>', completed without a result), then
+--   per other item: lease, kind, and for kind c: result JSON; f: error; r: error, retry_at.
+-- Returns one 1 (applied) or 0 (lease lost) per item, plain completions first.
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local keep_age = tonumber(ARGV[2])
 local keep_count = tonumber(ARGV[3])
 local origin = ARGV[4]
+local plain = tonumber(ARGV[5])
 
 -- Items in parallel arrays (no table per item): lease, kind, text, retry_at.
 local ls, kinds, texts, ras = {}, {}, {}, {}
-local i = 5
-local nargs = #ARGV
 local n = 0
+for i = 6, 5 + plain do
+  n = n + 1
+  ls[n] = ARGV[i]
+  kinds[n] = 'c'
+  texts[n] = ''
+end
+local i = 6 + plain
+local nargs = #ARGV
 while i <= nargs do
   n = n + 1
   ls[n] = ARGV[i]
@@ -66,11 +73,11 @@ for k = 1, n do
       if s then
         local pr, _, _, u = spec_fields(s)
         local a = run_fields(redis.call('HGET', K_RUN, m))
-        redis.call('HSET', K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, text, now_s))
+        col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, text, now_s))
         if kind == 'f' then
           to_failed(m, now_s, u)
         else
-          redis.call('HSET', K_RA, m, ras[k])
+          col_set(K_RA, m, ras[k])
           if tonumber(ras[k]) > now then
             sc[#sc + 1] = ras[k]
             sc[#sc + 1] = m

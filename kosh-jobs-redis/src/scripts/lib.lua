@@ -87,6 +87,8 @@ local function zadd_leases(flat) call_chunked('ZADD', K_LEASE, flat, 2, SENT_LEA
 local function zrem_all(key, members) call_chunked('ZREM', key, members, 1) end
 -- HSET key f1 v1 f2 v2 ... on a column hash (with its marker field).
 local function hset_all(key, flat) call_chunked('HSET', key, flat, 2, SENT_FIELD) end
+-- HSET of one job's field in a column hash (with its marker field).
+local function col_set(key, m, v) redis.call('HSET', key, SENT, '', m, v) end
 -- HDEL key f1 f2 ...
 local function hdel_all(key, fields) call_chunked('HDEL', key, fields, 1) end
 
@@ -177,7 +179,7 @@ end
 -- Ends job m in state `failed` (its lease or schedule already removed by the caller).
 local function to_failed(m, now_s, u)
   release_unique(u, m)
-  redis.call('HSET', K_FIN, m, now_s)
+  col_set(K_FIN, m, now_s)
   redis.call('ZADD', kt('failed'), now_s, m)
   redis.call('ZADD', ks('failed'), m, m)
 end
@@ -194,7 +196,7 @@ local function recover(now, now_s, limit)
     if s then
       local pr, ma, _, u = spec_fields(s)
       local a = run_fields(redis.call('HGET', K_RUN, m))
-      redis.call('HSET', K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, 'lease expired', now_s))
+      col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, 'lease expired', now_s))
       if a >= ma then
         to_failed(m, now_s, u)
       else
@@ -227,15 +229,16 @@ local function promote(now, limit)
   return #due
 end
 
--- Deletes finished jobs of one final state: their columns and index entries.
+-- Deletes finished jobs of one final state: their columns and index entries. Columns that
+-- hold no job (at most their marker) are skipped: results, errors, progress and moved
+-- run_at are often never written.
 local function delete_jobs(st, members)
   hdel_all(K_SPEC, members)
   hdel_all(K_RUN, members)
   hdel_all(K_FIN, members)
-  hdel_all(K_RES, members)
-  hdel_all(K_ERR, members)
-  hdel_all(K_PG, members)
-  hdel_all(K_RA, members)
+  for _, k in ipairs({ K_RES, K_ERR, K_PG, K_RA }) do
+    if redis.call('HLEN', k) > 1 then hdel_all(k, members) end
+  end
   zrem_all(ks(st), members)
   if st ~= 'completed' then zrem_all(kt(st), members) end
 end

@@ -1,4 +1,4 @@
 -- progress: stores a running job's progress. ARGV: lease, JSON. Returns 1 or 0.
 if not redis.call('ZSCORE', K_LEASE, ARGV[1]) then return 0 end
-redis.call('HSET', K_PG, lease_job(ARGV[1]), ARGV[2])
+col_set(K_PG, lease_job(ARGV[1]), ARGV[2])
 return 1

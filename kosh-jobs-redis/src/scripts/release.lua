@@ -15,7 +15,7 @@ for n, l in ipairs(ls) do
       local a, started = run_fields(redis.call('HGET', K_RUN, m))
       a = a - 1
       if a < 0 then a = 0 end
-      redis.call('HSET', K_RUN, m, a .. ',' .. started .. ',')
+      col_set(K_RUN, m, a .. ',' .. started .. ',')
       rd[#rd + 1] = -spec_fields(s)
       rd[#rd + 1] = m
     end

@@ -28,7 +28,16 @@ if n > 0 then
   for i = 1, n do ms[i] = popped[2 * i - 1] end
   local specs = hmget_all(K_SPEC, ms)
   local runs = hmget_all(K_RUN, ms)
-  local pgs = hmget_all(K_PG, ms)
+  -- Only a job that ran before can have reported progress.
+  local again = {}
+  for i = 1, n do
+    if runs[i] then again[#again + 1] = ms[i] end
+  end
+  local pgs = {}
+  if #again > 0 then
+    local got = hmget_all(K_PG, again)
+    for k, m in ipairs(again) do pgs[m] = got[k] end
+  end
   local leases, rn = {}, {}
   local o, l, r = 2, 0, 0
   for i = 1, n do
@@ -50,7 +59,7 @@ if n > 0 then
       out[o + 2] = t
       out[o + 3] = s
       out[o + 4] = a
-      out[o + 5] = pgs[i] or false
+      out[o + 5] = pgs[m] or false
       o = o + 5
     end
   end

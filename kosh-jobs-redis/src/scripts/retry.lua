@@ -16,7 +16,7 @@ if u then
 end
 redis.call('ZREM', kt(st), m)
 redis.call('ZREM', ks(st), m)
-redis.call('HSET', K_RUN, m, '0,' .. started .. ',')
+col_set(K_RUN, m, '0,' .. started .. ',')
 redis.call('HDEL', K_FIN, m)
 redis.call('ZADD', K_READY, -pr, m)
 wake(1)
