@@ -122,7 +122,11 @@ impl JobRef {
 
     /// From a queue index and a member string.
     pub(crate) fn from_member(queue_index: u16, member: &str) -> Option<JobRef> {
-        let seq: u64 = member.parse().ok()?;
+        JobRef::new(queue_index, member.parse().ok()?)
+    }
+
+    /// From a queue index and a sequence number, if the number is in range.
+    pub(crate) fn new(queue_index: u16, seq: u64) -> Option<JobRef> {
         (seq != 0 && seq <= MAX_SEQ).then_some(JobRef { queue_index, seq })
     }
 

@@ -238,7 +238,14 @@ impl Shared {
             keys.push(&seq_key);
             keys.extend(bases[1..].iter().map(String::as_str));
         }
-        args.int(n as i64).int(nq as i64);
+        // The plain form (every job ready now, no unique key: the common batch) sends two
+        // values per job instead of four.
+        let plain = jobs
+            .iter()
+            .all(|(_, j)| j.unique_key.is_none() && j.run_at <= now);
+        args.int(n as i64)
+            .int(nq as i64)
+            .str(if plain { "p" } else { "f" });
         let mut earliest: Vec<Option<i64>> = vec![None; nq];
         let mut places = Vec::with_capacity(n);
         for (q, j) in jobs {
@@ -258,10 +265,11 @@ impl Shared {
                 j.run_at,
                 &j.payload,
             );
-            args.str(spec)
-                .int(i64::from(j.priority))
-                .int(ra)
-                .str(j.unique_key.unwrap_or_default());
+            // The ready score, so the script passes it on untouched.
+            args.str(spec).int(-i64::from(j.priority));
+            if !plain {
+                args.int(ra).str(j.unique_key.unwrap_or_default());
+            }
             places.push(q);
         }
         let v = self.conn.script(&scripts::PUSH, &keys, args).await?;
@@ -271,22 +279,36 @@ impl Shared {
             }
         }
         let items = array(v)?;
-        if items.len() != n * 2 {
-            return Err(bad("push: wrong number of results"));
+        let first = items
+            .first()
+            .and_then(int)
+            .and_then(|s| u64::try_from(s).ok())
+            .ok_or_else(|| bad("push: no first sequence number"))?;
+        // Jobs whose unique key was held: their place (from 1) and the holder's job ref.
+        let mut held: HashMap<usize, String> = HashMap::new();
+        let mut rest = items[1..].iter();
+        while let (Some(i), Some(h)) = (rest.next(), rest.next()) {
+            let i = int(i)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| bad("push: bad place"))?;
+            held.insert(i, req_text(h, "holder")?);
         }
         let mut out = Vec::with_capacity(n);
         for (k, q) in places.into_iter().enumerate() {
-            let m = req_text(&items[2 * k], "push member")?;
-            let existing = req_int(&items[2 * k + 1], "push flag")? == 1;
-            let id = if existing {
+            let e = match held.get(&(k + 1)) {
                 // The holder may be in another queue: its job ref says which.
-                self.id_of_job_key(&m).await?
-            } else {
-                JobRef::from_member(qis[q], &m)
-                    .ok_or_else(|| bad("push: bad member"))?
-                    .id()
+                Some(h) => Enqueued {
+                    id: self.id_of_job_key(h).await?,
+                    existing: true,
+                },
+                None => Enqueued {
+                    id: JobRef::new(qis[q], first + k as u64)
+                        .ok_or_else(|| bad("push: sequence number out of range"))?
+                        .id(),
+                    existing: false,
+                },
             };
-            out.push(Enqueued { id, existing });
+            out.push(e);
         }
         Ok(out)
     }
@@ -324,32 +346,37 @@ impl Shared {
                 )
                 .await?;
             let items = array(v)?;
-            let (Some(first), Some(le)) = (items.first(), items.get(1)) else {
+            let (Some(first), Some(le), Some(tok)) = (items.first(), items.get(1), items.get(2))
+            else {
                 return Err(bad("reserve: short reply"));
             };
-            let rest = &items[2..];
             // 'x': not computed (the queue may have more); otherwise the next due time.
             if text(first).as_deref() != Some("x") {
                 lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
             }
-            if rest.len() % 5 != 0 {
+            let rest_len = items.len() - 3;
+            if rest_len % 4 != 0 {
                 return Err(bad("reserve: wrong number of fields"));
             }
-            let rest_len = rest.len();
             let lease_expires_at = match opt_int(le)? {
                 Some(t) => Timestamp::from_millis(t),
                 None => Timestamp::EPOCH,
             };
-            let mut fields = items.into_iter().skip(2);
+            let first_token = opt_int(tok)?.unwrap_or(0);
+            let mut fields = items.into_iter().skip(3);
             let mut next = || fields.next().unwrap_or(Value::Nil);
-            for _ in 0..rest_len / 5 {
-                let [m, token, spec, attempt, progress]: [Value; 5] =
-                    std::array::from_fn(|_| next());
+            for k in 1..=rest_len / 4 {
+                let [m, spec, attempt, progress]: [Value; 4] = std::array::from_fn(|_| next());
                 let m = take_text(m, "member")?;
                 let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
-                let token =
-                    u64::try_from(req_int(&token, "token")?).map_err(|_| bad("bad token"))?;
                 let spec = spec::decode(&take_text(spec, "spec")?)?;
+                // The script's rule: (first + k) * 2, odd when the job holds a unique key.
+                let token = first_token
+                    .checked_add(k as i64)
+                    .and_then(|t| t.checked_mul(2))
+                    .and_then(|t| u64::try_from(t).ok())
+                    .ok_or_else(|| bad("reserve: bad token"))?
+                    + u64::from(spec.unique_key.is_some());
                 out.push(LeasedJob {
                     lease: Lease { id: r.id(), token },
                     name: spec.name,

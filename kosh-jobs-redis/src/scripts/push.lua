@@ -2,10 +2,12 @@
 -- KEYS: the first queue's base, the unique-key hash, the global id counter (single server
 --       only), then the bases of the other queues of the batch (single server only).
 -- ARGV: now, origin, first sequence number ('' = take them from KEYS[3]), count, queues,
---       then per job: [queue number (1 = KEYS[1], q > 1 = KEYS[q + 2]) when queues > 1,]
---       spec, priority, run_at, unique ('' = none)
+--       form ('p' = plain: every job ready now, without a unique key; 'f' = full), then per
+--       job: [queue number (1 = KEYS[1], q > 1 = KEYS[q + 2]) when queues > 1,] spec,
+--       ready score (-priority), and in the full form: run_at, unique ('' = none).
+-- Job i (from 1) gets sequence number first + i - 1 unless its unique key is held.
 -- Jobs are handled in batch order, so of two jobs with one unique key the first wins.
--- Returns a flat list per job: member and 0 (new), or the holder's job ref and 1 (existing).
+-- Returns { first sequence number, then per job whose key was held: i, the holder's job ref }.
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local origin = ARGV[2]
@@ -25,43 +27,51 @@ for q = 1, nq do
   qs[q] = { b = b, sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil }
 end
 local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
-local out = {}
-local a = 6
+local out = { base + 1 }
+local full = ARGV[6] == 'f'
+local a = 7
 for i = 1, n do
   local q = qs[1]
   if nq > 1 then
     q = qs[tonumber(ARGV[a])]
     a = a + 1
   end
-  local spec, pr, ra_s, u = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  a = a + 4
-  local holder = nil
-  if u ~= '' then holder = taken[u] or unique_holder(u) end
-  if holder then
-    out[#out + 1] = holder
-    out[#out + 1] = 1
+  local m = string.format('%016d', base + i)
+  local sp, rd = q.sp, q.rd
+  if not full then
+    sp[#sp + 1] = m
+    sp[#sp + 1] = ARGV[a]
+    rd[#rd + 1] = ARGV[a + 1]
+    rd[#rd + 1] = m
+    a = a + 2
   else
-    local m = string.format('%016d', base + i)
-    if u ~= '' then
-      local ref = q.b .. ':j:' .. m
-      taken[u] = ref
-      redis.call('HSET', K_UNIQ, u, ref)
-    end
-    q.sp[#q.sp + 1] = m
-    q.sp[#q.sp + 1] = spec
-    local ra = tonumber(ra_s)
-    if ra > now then
-      q.sc[#q.sc + 1] = ra_s
-      q.sc[#q.sc + 1] = m
-      q.sci[#q.sci + 1] = m
-      q.sci[#q.sci + 1] = m
-      if q.earliest == nil or ra < q.earliest then q.earliest = ra end
+    local spec, score, ra_s, u = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    a = a + 4
+    local holder = nil
+    if u ~= '' then holder = taken[u] or unique_holder(u) end
+    if holder then
+      out[#out + 1] = i
+      out[#out + 1] = holder
     else
-      q.rd[#q.rd + 1] = -tonumber(pr)
-      q.rd[#q.rd + 1] = m
+      if u ~= '' then
+        local ref = q.b .. ':j:' .. m
+        taken[u] = ref
+        redis.call('HSET', K_UNIQ, u, ref)
+      end
+      sp[#sp + 1] = m
+      sp[#sp + 1] = spec
+      local ra = tonumber(ra_s)
+      if ra > now then
+        q.sc[#q.sc + 1] = ra_s
+        q.sc[#q.sc + 1] = m
+        q.sci[#q.sci + 1] = m
+        q.sci[#q.sci + 1] = m
+        if q.earliest == nil or ra < q.earliest then q.earliest = ra end
+      else
+        rd[#rd + 1] = score
+        rd[#rd + 1] = m
+      end
     end
-    out[#out + 1] = m
-    out[#out + 1] = 0
   end
 end
 for _, q in ipairs(qs) do

@@ -1,7 +1,8 @@
 -- reserve: leases up to `max` jobs of one queue.
 -- ARGV: now, max, lease_ms
--- Returns { next_due, lease_deadline, then per job: member, token, spec, attempt,
---           progress | false }
+-- Returns { next_due, lease_deadline, first token, then per job: member, spec, attempt,
+--           progress | false }. The k-th job's token is (first token + k) * 2, plus 1 when
+--           its spec has a unique key.
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -11,21 +12,22 @@ if redis.call('EXISTS', K_PAUSED) == 1 then
   -- Nothing is due for a paused queue (resuming wakes waiters): a due time here would make
   -- idle workers spin on it.
   redis.call('DEL', K_WAKE)
-  return { false, false }
+  return { false, false, false }
 end
 recover(now, now_s, 1000)
 promote(now, 1000)
-local popped = redis.call('ZPOPMIN', K_READY, max)
-local n = #popped / 2
-local out = { 'x', false }
+-- The first `max` ready jobs, then removed by rank (no member crosses into Lua twice).
+local ms = redis.call('ZRANGE', K_READY, 0, max - 1)
+local n = #ms
+local out = { 'x', false, false }
 if n > 0 then
+  redis.call('ZREMRANGEBYRANK', K_READY, 0, n - 1)
   -- Tokens come from a per-queue counter: unique among the queue's leases.
   local tok = redis.call('INCRBY', B .. ':tok', n) - n
+  out[3] = tok
   -- Numbers become strings once each (Lua formats them with sprintf on every use).
   local le = string.format('%d', now + lease)
   out[2] = le
-  local ms = {}
-  for i = 1, n do ms[i] = popped[2 * i - 1] end
   local specs = hmget_all(K_SPEC, ms)
   local runs = hmget_all(K_RUN, ms)
   -- Only a job that ran before can have reported progress.
@@ -39,14 +41,15 @@ if n > 0 then
     for k, m in ipairs(again) do pgs[m] = got[k] end
   end
   local leases, rn = {}, {}
-  local o, l, r = 2, 0, 0
+  local o, l, r, k = 3, 0, 0, 0
   for i = 1, n do
     local s = specs[i]
     if s then
       local m = ms[i]
       local a = 1
       if runs[i] then a = run_fields(runs[i]) + 1 end
-      local t = (tok + i) * 2
+      k = k + 1
+      local t = (tok + k) * 2
       if spec_has_unique(s) then t = t + 1 end
       t = string.format('%d', t)
       leases[l + 1] = le
@@ -56,11 +59,10 @@ if n > 0 then
       rn[r + 2] = a .. ',' .. now_s .. ',' .. t
       r = r + 2
       out[o + 1] = m
-      out[o + 2] = t
-      out[o + 3] = s
-      out[o + 4] = a
-      out[o + 5] = pgs[m] or false
-      o = o + 5
+      out[o + 2] = s
+      out[o + 3] = a
+      out[o + 4] = pgs[m] or false
+      o = o + 4
     end
   end
   zadd_leases(leases)
