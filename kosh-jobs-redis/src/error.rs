@@ -41,6 +41,9 @@ pub enum RedisError {
     /// A reply had a shape this version does not understand.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// The keys under the prefix were written in a storage layout this version cannot read.
+    #[error("{0}")]
+    Incompatible(String),
     /// A job or queue that cannot be stored (checked before anything is sent).
     #[error("{0}")]
     InvalidInput(String),
@@ -88,7 +91,9 @@ impl From<RedisError> for BackendError {
     fn from(e: RedisError) -> Self {
         match e {
             RedisError::InvalidInput(msg) => BackendError::InvalidInput(msg),
-            RedisError::Protocol(msg) => BackendError::Incompatible(msg),
+            RedisError::Protocol(msg) | RedisError::Incompatible(msg) => {
+                BackendError::Incompatible(msg)
+            }
             e if e.is_unavailable() => BackendError::unavailable(e),
             e => BackendError::storage(e),
         }

@@ -10,6 +10,7 @@
 //! | `{prefix}:queues` | hash | queue name → queue index (1..=65535) |
 //! | `{prefix}:qnames` | hash | queue index → queue name |
 //! | `{prefix}:seq` | string | the job sequence counter (ids increase in push order) |
+//! | `{prefix}:layout` | string | the storage layout of the keys under the prefix ([`LAYOUT`]) |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
 //! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token` of its latest attempt |
 //! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
@@ -36,6 +37,10 @@
 //! `cancel` and `retry` by id find the queue (and so the slot) without a cross-slot lookup.
 
 use kosh_jobs::JobId;
+
+/// The storage layout this version reads and writes. Layout 1 (before columns) kept one hash
+/// per job and had no `layout` key.
+pub(crate) const LAYOUT: i64 = 2;
 
 /// Bits of a [`JobId`] that hold the queue index.
 const QUEUE_BITS: u32 = 16;
@@ -81,6 +86,11 @@ impl Keys {
     /// `{prefix}:queues`: queue name → index.
     pub(crate) fn queues(&self) -> String {
         format!("{{{}}}:queues", self.prefix)
+    }
+
+    /// `{prefix}:layout`: the storage layout the keys under the prefix use.
+    pub(crate) fn layout(&self) -> String {
+        format!("{{{}}}:layout", self.prefix)
     }
 
     /// `{prefix}:seq`: the global sequence counter.

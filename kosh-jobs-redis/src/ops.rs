@@ -19,7 +19,7 @@ use crate::decode::{
     array, bad, int, job_record, opt_int, opt_json, req_int, req_text, take_text, text,
 };
 use crate::error::RedisError;
-use crate::keys::{first_seq_after, member, JobRef, Keys};
+use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT};
 use crate::options::RedisOptions;
 use crate::registry::Registry;
 use crate::scripts;
@@ -86,8 +86,43 @@ impl Shared {
             wait_failures: std::sync::atomic::AtomicU32::new(0),
             timeout: opts.timeout,
         };
+        shared.check_layout(&opts.prefix).await?;
         shared.check_eviction_policy().await;
         Ok(Arc::new(shared))
+    }
+
+    /// Refuses keys written in another storage layout (reading them would lose jobs) and
+    /// marks a new prefix with this version's layout.
+    async fn check_layout(&self, prefix: &str) -> Result<(), RedisError> {
+        let key = self.keys.layout();
+        let found = opt_int(&self.conn.query(redis::cmd("GET").arg(&key)).await?)?;
+        let found = match found {
+            Some(l) => Some(l),
+            // Layout 1 had no marker; its id counter gives it away.
+            None => {
+                let v = self
+                    .conn
+                    .query(redis::cmd("EXISTS").arg(self.keys.seq()))
+                    .await?;
+                if req_int(&v, "exists")? == 1 {
+                    Some(1)
+                } else {
+                    let mut set = redis::cmd("SET");
+                    set.arg(&key).arg(LAYOUT).arg("NX");
+                    self.conn.query(&set).await?;
+                    None
+                }
+            }
+        };
+        match found {
+            None => Ok(()),
+            Some(l) if l == LAYOUT => Ok(()),
+            Some(l) => Err(RedisError::Incompatible(format!(
+                "the keys under prefix `{prefix}` use storage layout {l}, and this version of \
+                 kosh-jobs-redis reads layout {LAYOUT} only: let workers of the version that \
+                 wrote them drain the queues and delete the prefix's keys, or use another prefix"
+            ))),
+        }
     }
 
     /// Warns when Redis may evict keys (each evicted key is a lost job). Hosted services that

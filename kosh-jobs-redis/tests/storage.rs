@@ -317,3 +317,45 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
         assert_eq!(jobs, expect, "column {col}: {fields}");
     }
 }
+
+/// Keys of another storage layout are refused at connect with a clear error, never misread:
+/// layout 1 (one hash per job) is recognised by its id counter without a layout marker.
+#[tokio::test]
+async fn keys_of_another_storage_layout_are_refused() {
+    let server = RedisServer::start(&[]);
+    let fresh = unique_prefix("layout");
+    let b = backend(&server, &fresh).await;
+    b.push(vec![unique_job(&b, "q", None)]).await.expect("push");
+    drop(b);
+    // The same prefix connects again.
+    let again = backend(&server, &fresh).await;
+    assert_eq!(again.counts().await.expect("counts")[0].ready, 1);
+
+    let old = unique_prefix("layout-v1");
+    raw_command(server.port, None, &["SET", &format!("{{{old}}}:seq"), "42"]);
+    let newer = unique_prefix("layout-v9");
+    raw_command(
+        server.port,
+        None,
+        &["SET", &format!("{{{newer}}}:layout"), "9"],
+    );
+    for (prefix, layout) in [(old, "layout 1"), (newer, "layout 9")] {
+        let e = RedisBackend::connect(
+            RedisOptions::builder(server.url())
+                .prefix(&prefix)
+                .build()
+                .expect("options"),
+        )
+        .await
+        .expect_err("another layout is refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 2"),
+            "{msg}"
+        );
+        assert!(matches!(
+            kosh_jobs::BackendError::from(e),
+            kosh_jobs::BackendError::Incompatible(_)
+        ));
+    }
+}
