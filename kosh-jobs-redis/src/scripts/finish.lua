@@ -113,7 +113,7 @@ if nc > 0 then
     local excess = redis.call('ZCARD', kc) - keep_count
     if excess > 0 then
       if excess > 1000 then excess = 1000 end
-      delete_jobs('completed', redis.call('ZRANGE', kc, 0, excess - 1))
+      delete_jobs('completed', redis.call('ZRANGE', kc, 0, excess - 1), true)
     end
   end
   if keep_age >= 0 then
@@ -129,7 +129,7 @@ if nc > 0 then
         if fs[k] and tonumber(fs[k]) >= cutoff then break end
         old[#old + 1] = h
       end
-      if #old > 0 then delete_jobs('completed', old) end
+      if #old > 0 then delete_jobs('completed', old, true) end
     end
   end
 end

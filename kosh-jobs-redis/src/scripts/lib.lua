@@ -231,15 +231,20 @@ end
 
 -- Deletes finished jobs of one final state: their columns and index entries. Columns that
 -- hold no job (at most their marker) are skipped: results, errors, progress and moved
--- run_at are often never written.
-local function delete_jobs(st, members)
+-- run_at are often never written. `oldest` says the members are the first of the state's
+-- index, which is then trimmed by rank (the members need not cross into Redis again).
+local function delete_jobs(st, members, oldest)
   hdel_all(K_SPEC, members)
   hdel_all(K_RUN, members)
   hdel_all(K_FIN, members)
   for _, k in ipairs({ K_RES, K_ERR, K_PG, K_RA }) do
     if redis.call('HLEN', k) > 1 then hdel_all(k, members) end
   end
-  zrem_all(ks(st), members)
+  if oldest then
+    redis.call('ZREMRANGEBYRANK', ks(st), 0, #members - 1)
+  else
+    zrem_all(ks(st), members)
+  end
   if st ~= 'completed' then zrem_all(kt(st), members) end
 end
 
