@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{validate_queue_name, Backend};
+use crate::backend::{validate_job_name, validate_queue_name, Backend};
 use crate::error::{BackendError, Error};
 use crate::job::{Enqueue, Job};
 use crate::record::{
@@ -74,6 +74,7 @@ impl Client {
         })?;
         let queue = e.queue.unwrap_or_else(|| J::QUEUE.to_owned());
         validate_queue_name(&queue).map_err(Error::Config)?;
+        validate_job_name(J::NAME).map_err(Error::Config)?;
         let max_attempts = e.max_attempts.unwrap_or(defaults.max_attempts);
         if max_attempts == 0 {
             return Err(Error::Config(format!(

@@ -777,6 +777,36 @@ fn two_handlers_with_one_name_are_refused_at_build() {
     );
 }
 
+/// A hand-written job whose name no backend would store is refused when the worker is built
+/// and when it is enqueued, with the type and the reason, before anything reaches a backend.
+#[test]
+fn invalid_job_names_are_refused_at_build_and_enqueue() {
+    #[derive(Serialize, Deserialize)]
+    struct Unnamed;
+    impl Job for Unnamed {
+        const NAME: &'static str = "";
+    }
+    impl Handler<Ctl> for Unnamed {
+        type Output = ();
+        async fn run(self, _ctx: JobContext<Ctl>) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+    let (spy, client, _clock) = setup();
+    let err = builder(&spy, &Ctl::new())
+        .register::<Unnamed>()
+        .build()
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("Unnamed`") && err.contains("must be 1 to 128 bytes"),
+        "{err}"
+    );
+    let err = client.prepare(Unnamed).expect_err("refused").to_string();
+    assert!(err.contains("must be 1 to 128 bytes"), "{err}");
+}
+
 #[test]
 fn bad_configuration_is_refused_with_every_problem() {
     let (spy, _client, _clock) = setup();

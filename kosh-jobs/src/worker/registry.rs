@@ -94,11 +94,18 @@ pub(crate) struct Registry<S> {
 }
 
 impl<S> Registry<S> {
-    /// Builds the registry; two registrations with one name are refused.
+    /// Builds the registry; invalid job names and two registrations with one name are
+    /// refused.
     pub(crate) fn new(regs: Vec<Registration<S>>) -> Result<Self, Error> {
         let mut by_name: HashMap<&'static str, Registration<S>> = HashMap::new();
         let mut clashes = Vec::new();
         for reg in regs {
+            // A hand-written `impl Job` can name itself anything; the macro checks at compile
+            // time. A name no backend would store is a configuration error, found at build.
+            if let Err(e) = crate::backend::validate_job_name(reg.name) {
+                clashes.push(format!("`{}`: {e}", reg.type_name));
+                continue;
+            }
             if let Some(existing) = by_name.get(reg.name) {
                 clashes.push(if existing.type_name == reg.type_name {
                     format!(
