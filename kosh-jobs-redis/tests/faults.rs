@@ -276,10 +276,19 @@ async fn redis_restart_mid_run_loses_nothing() {
         .iter()
         .find(|c| c.queue == "faults")
         .expect("queue listed");
+    // An enqueue that failed while Redis went down may have been stored before its reply was
+    // lost; the producer's retry then stores the job again if the first copy has already
+    // finished (a unique key is held only while its job is live). So each retried enqueue
+    // may add one completed job, and nothing else may.
+    let retried = events(&log, "retried").len() as u64;
     assert_eq!(
-        (c.completed, c.live(), c.failed),
-        (JOBS, 0, 0),
-        "all {JOBS} jobs completed once in Redis: {c:?}"
+        (c.live(), c.failed),
+        (0, 0),
+        "nothing left running or failed: {c:?}"
+    );
+    assert!(
+        c.completed >= JOBS && c.completed - JOBS <= retried,
+        "all {JOBS} jobs completed, plus at most one per retried enqueue ({retried}): {c:?}"
     );
     // The outage is logged once per connection and per worker loop, not in a tight loop.
     let lost = outage_log
@@ -292,8 +301,9 @@ async fn redis_restart_mid_run_loses_nothing() {
         "few warnings during the outage, got {warns}:\n{outage_log}"
     );
     eprintln!(
-        "restart test: enqueue failed after {failed_after:?} while down; jobs run more than once: {}",
-        per_job.values().filter(|n| **n > 1).count()
+        "restart test: enqueue failed after {failed_after:?} while down; jobs run more than once: {}; enqueues retried: {retried}; completed: {}",
+        per_job.values().filter(|n| **n > 1).count(),
+        c.completed
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
