@@ -15,6 +15,7 @@ macro_rules! __kosh_jobs_cases {
             push::run_at_in_past_is_ready,
             push::queues_are_isolated,
             push::batch_push_keeps_order,
+            push::batch_across_queues_keeps_order,
             push::invalid_batch_stores_nothing,
             push::empty_job_name_refuses_batch,
             push::get_unknown_is_none,

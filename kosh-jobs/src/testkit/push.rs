@@ -176,6 +176,62 @@ pub async fn queues_are_isolated<F: BackendFactory + ?Sized>(factory: &F) {
     );
 }
 
+/// A batch spanning queues, interleaved: one result per job in batch order, each job stored
+/// in its own queue with its own payload, and within each queue ids growing in batch order
+/// (which is what FIFO needs; across queues a Redis Cluster numbers each queue's part apart).
+pub async fn batch_across_queues_keeps_order<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let queues = ["east", "west", "east", "north", "west", "east"];
+    let jobs: Vec<NewJob> = queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| NewJob::new("n", *q, json!({ "i": i }).to_string(), t.now()))
+        .collect();
+    let ids = t.push(jobs).await;
+    assert_eq!(
+        ids.len(),
+        queues.len(),
+        "batch across queues: one id per job"
+    );
+    for q in ["east", "west", "north"] {
+        let of_q: Vec<JobId> = ids
+            .iter()
+            .zip(queues)
+            .filter(|(_, x)| *x == q)
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(
+            of_q.windows(2).all(|w| w[0] < w[1]),
+            "batch across queues: ids of `{q}` grow in batch order: {ids:?}"
+        );
+    }
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "batch across queues: distinct ids"
+    );
+    for (i, (id, q)) in ids.iter().zip(queues).enumerate() {
+        let r = t.get(*id).await;
+        assert_eq!(r.queue, q, "batch across queues: job {i} is in its queue");
+        assert_eq!(
+            parse("batch across queues", &r.payload),
+            json!({ "i": i }),
+            "batch across queues: result {i} is the id of job {i}"
+        );
+    }
+    let west: HashSet<JobId> = t
+        .reserve(&["west"], 10)
+        .await
+        .iter()
+        .map(|j| j.id())
+        .collect();
+    assert_eq!(
+        west,
+        HashSet::from([ids[1], ids[4]]),
+        "batch across queues: reserve from `west` returns west's jobs"
+    );
+}
+
 /// A batch of 1,500 jobs: one result per job, in order, each id holding its own payload, and
 /// leased in the same order.
 pub async fn batch_push_keeps_order<F: BackendFactory + ?Sized>(factory: &F) {
