@@ -318,6 +318,82 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
     }
 }
 
+/// Finishing removes the batch's leases in one step and checks leases one by one only when
+/// some were not current. Each kind of stale lease is refused in such a batch, while the
+/// current ones beside it apply: a lease given twice, the old lease of a job leased again
+/// after its lease expired, and the lease of a job finished before.
+#[tokio::test]
+async fn a_finish_batch_with_stale_leases_applies_only_the_current_ones() {
+    let server = RedisServer::start(&[]);
+    let (clock, manual) = kosh_jobs::Clock::manual();
+    let b = RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .prefix(unique_prefix("stale"))
+            .clock(clock)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let jobs: Vec<NewJob> = (0..3).map(|_| unique_job(&b, "q", None)).collect();
+    b.push(jobs).await.expect("push");
+    let short = |max| ReserveRequest {
+        queues: vec!["q".into()],
+        worker: "test".into(),
+        max,
+        lease: Duration::from_secs(5),
+    };
+    // Job 0 is leased and its lease expires; it is leased again with a new token.
+    let old = b.reserve(&short(1)).await.expect("reserve");
+    manual.advance(Duration::from_secs(6));
+    let rest = reserve(&b, "q", 3).await;
+    assert_eq!(rest.len(), 3, "job 0 is leased again, with jobs 1 and 2");
+    let again = rest.iter().find(|l| l.id() == old[0].id()).expect("job 0");
+    assert_eq!(again.attempt, 2);
+    let others: Vec<&LeasedJob> = rest.iter().filter(|l| l.id() != old[0].id()).collect();
+    // Job 1 is finished before the batch.
+    let done = |lease| Finish {
+        lease,
+        outcome: Outcome::Completed { result: None },
+    };
+    let first = b.finish(vec![done(others[0].lease)]).await.expect("finish");
+    assert_eq!(first, vec![FinishResult::Applied]);
+    let results = b
+        .finish(vec![
+            done(others[1].lease),
+            done(others[1].lease),
+            done(old[0].lease),
+            done(others[0].lease),
+            Finish {
+                lease: again.lease,
+                outcome: Outcome::Failed {
+                    error: "bad row".into(),
+                },
+            },
+        ])
+        .await
+        .expect("finish");
+    assert_eq!(
+        results,
+        vec![
+            FinishResult::Applied,
+            FinishResult::LeaseLost,
+            FinishResult::LeaseLost,
+            FinishResult::LeaseLost,
+            FinishResult::Applied,
+        ]
+    );
+    let state = |id| {
+        let b = &b;
+        async move { b.get(id).await.expect("get").expect("job").state }
+    };
+    assert_eq!(state(others[1].id()).await, JobState::Completed);
+    assert_eq!(state(others[0].id()).await, JobState::Completed);
+    assert_eq!(state(again.id()).await, JobState::Failed);
+    let c = b.counts().await.expect("counts");
+    assert_eq!((c[0].running, c[0].completed, c[0].failed), (0, 2, 1));
+}
+
 /// Keys of another storage layout are refused at connect with a clear error, never misread:
 /// layout 1 (one hash per job) is recognised by its id counter without a layout marker.
 #[tokio::test]

@@ -35,17 +35,33 @@ while i <= nargs do
   end
 end
 
-local current = zmscore_all(K_LEASE, ls)
+-- Which leases are current. Removing them all at once says how many were: when that is
+-- every item (the usual case, and never with a lease given twice), none needs a lookup of
+-- its own. Otherwise each is checked against what the removal left behind (`was_current`).
+local removed = 0
+do
+  local i = 1
+  while i <= n do
+    local j = math.min(i + CHUNK - 1, n)
+    removed = removed + redis.call('ZREM', K_LEASE, unpack(ls, i, j))
+    i = j + 1
+  end
+end
+local all_current = removed == n
+-- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}
-local out, done = {}, {}
+local out = {}
 local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
 local nc = 0
 for k = 1, n do
   local l = ls[k]
   out[k] = 0
-  if current[k] and not used[l] then
+  local ok = all_current
+  if not ok and not used[l] then
     used[l] = true
-    done[#done + 1] = l
+    ok = was_current(l)
+  end
+  if ok then
     local m = lease_job(l)
     local kind, text = kinds[k], texts[k]
     if kind == 'c' then
@@ -93,7 +109,6 @@ for k = 1, n do
     end
   end
 end
-zrem_all(K_LEASE, done)
 if nc > 0 then
   zadd_all(ks('completed'), co)
   hset_all(K_FIN, fin)

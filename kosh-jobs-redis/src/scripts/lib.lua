@@ -140,6 +140,21 @@ local function is_live(base, m)
   return t ~= '' and redis.call('ZSCORE', base .. ':lease', m .. ':' .. t) ~= false
 end
 
+-- Whether lease l, just removed from the lease set if it was there, was its job's current
+-- lease: its token is the job's latest and the job is in no other index (a job is in
+-- exactly one; a lease expired, released, cancelled or finished before has moved it on).
+local function was_current(l)
+  local m = lease_job(l)
+  local _, _, t = run_fields(redis.call('HGET', K_RUN, m))
+  if t == '' or t ~= string.sub(l, 18) then return false end
+  if redis.call('HEXISTS', K_SPEC, m) == 0 then return false end
+  if redis.call('ZSCORE', K_READY, m) or redis.call('ZSCORE', K_SCHED, m) then return false end
+  for _, st in ipairs({ 'completed', 'failed', 'cancelled' }) do
+    if redis.call('ZSCORE', ks(st), m) then return false end
+  end
+  return true
+end
+
 -- The ref of the live job holding unique key u, or nil (a stale entry is removed).
 local function unique_holder(u)
   local h = redis.call('HGET', K_UNIQ, u)

@@ -46,8 +46,12 @@ if n > 0 then
     local s = specs[i]
     if s then
       local m = ms[i]
-      local a = 1
-      if runs[i] then a = run_fields(runs[i]) + 1 end
+      -- Attempts as text too: concatenating a Lua number formats it with sprintf('%.14g').
+      local a, a_s = 1, '1'
+      if runs[i] then
+        a = run_fields(runs[i]) + 1
+        a_s = string.format('%d', a)
+      end
       k = k + 1
       local t = (tok + k) * 2
       if spec_has_unique(s) then t = t + 1 end
@@ -56,7 +60,7 @@ if n > 0 then
       leases[l + 2] = m .. ':' .. t
       l = l + 2
       rn[r + 1] = m
-      rn[r + 2] = a .. ',' .. now_s .. ',' .. t
+      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. t
       r = r + 2
       out[o + 1] = m
       out[o + 2] = s
