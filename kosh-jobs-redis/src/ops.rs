@@ -389,19 +389,39 @@ impl Shared {
             if text(first).as_deref() != Some("x") {
                 lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
             }
-            let rest_len = items.len() - 3;
-            if rest_len % 4 != 0 {
-                return Err(bad("reserve: wrong number of fields"));
-            }
             let lease_expires_at = match opt_int(le)? {
                 Some(t) => Timestamp::from_millis(t),
                 None => Timestamp::EPOCH,
             };
             let first_token = opt_int(tok)?.unwrap_or(0);
-            let mut fields = items.into_iter().skip(3);
+            // Then (member, spec) per job, then the jobs that ran before: (k, attempt, progress).
+            // A paused queue answers with the first three fields only.
+            let Some(again) = items.get(3) else { continue };
+            let again = usize::try_from(req_int(again, "reserve: count")?)
+                .map_err(|_| bad("reserve: bad count"))?;
+            let jobs_end = again
+                .checked_mul(3)
+                .and_then(|r| items.len().checked_sub(r))
+                .filter(|&end| end >= 4 && (end - 4) % 2 == 0)
+                .ok_or_else(|| bad("reserve: wrong number of fields"))?;
+            let n_jobs = (jobs_end - 4) / 2;
+            let mut repeat: Vec<(u32, Option<serde_json::Value>)> = vec![(1, None); n_jobs];
+            let mut items = items;
+            for t in items.split_off(jobs_end).chunks_exact(3) {
+                let slot = usize::try_from(req_int(&t[0], "reserve: index")?)
+                    .ok()
+                    .and_then(|k| k.checked_sub(1))
+                    .and_then(|k| repeat.get_mut(k))
+                    .ok_or_else(|| bad("reserve: bad index"))?;
+                *slot = (
+                    u32::try_from(req_int(&t[1], "attempt")?).map_err(|_| bad("bad attempt"))?,
+                    opt_json(&t[2], "progress")?,
+                );
+            }
+            let mut fields = items.into_iter().skip(4);
             let mut next = || fields.next().unwrap_or(Value::Nil);
-            for k in 1..=rest_len / 4 {
-                let [m, spec, attempt, progress]: [Value; 4] = std::array::from_fn(|_| next());
+            for (k, (attempt, progress)) in (1..=n_jobs).zip(repeat) {
+                let [m, spec]: [Value; 2] = std::array::from_fn(|_| next());
                 let m = take_text(m, "member")?;
                 let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
                 let spec = spec::decode(&take_text(spec, "spec")?)?;
@@ -418,11 +438,10 @@ impl Shared {
                     queue: queue.clone(),
                     payload: spec.payload,
                     priority: spec.priority,
-                    attempt: u32::try_from(req_int(&attempt, "attempt")?)
-                        .map_err(|_| bad("bad attempt"))?,
+                    attempt,
                     max_attempts: spec.max_attempts,
                     created_at: spec.created_at,
-                    progress: opt_json(&progress, "progress")?,
+                    progress,
                     lease_expires_at,
                 });
             }

@@ -1,8 +1,9 @@
 -- reserve: leases up to `max` jobs of one queue.
 -- ARGV: now, max, lease_ms
--- Returns { next_due, lease_deadline, first token, then per job: member, spec, attempt,
---           progress | false }. The k-th job's token is (first token + k) * 2, plus 1 when
---           its spec has a unique key.
+-- Returns { next_due, lease_deadline, first token, r, then per job: member, spec; then r
+--           triples for the jobs that ran before: k, attempt, progress | false }. The k-th
+--           job (from 1) is on attempt 1 unless listed; its token is (first token + k) * 2,
+--           plus 1 when its spec has a unique key. A first attempt sends no more than it must.
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -19,7 +20,7 @@ promote(now, 1000)
 -- The first `max` ready jobs, then removed by rank (no member crosses into Lua twice).
 local ms = redis.call('ZRANGE', K_READY, 0, max - 1)
 local n = #ms
-local out = { 'x', false, false }
+local out = { 'x', false, false, 0 }
 if n > 0 then
   redis.call('ZREMRANGEBYRANK', K_READY, 0, n - 1)
   -- Tokens come from a per-queue counter: unique among the queue's leases.
@@ -41,7 +42,8 @@ if n > 0 then
     for k, m in ipairs(again) do pgs[m] = got[k] end
   end
   local leases, rn = {}, {}
-  local o, l, r, k = 3, 0, 0, 0
+  local rep = {}
+  local o, l, r, k = 4, 0, 0, 0
   for i = 1, n do
     local s = specs[i]
     if s then
@@ -64,11 +66,16 @@ if n > 0 then
       r = r + 2
       out[o + 1] = m
       out[o + 2] = s
-      out[o + 3] = a
-      out[o + 4] = pgs[m] or false
-      o = o + 4
+      o = o + 2
+      if runs[i] then
+        rep[#rep + 1] = k
+        rep[#rep + 1] = a
+        rep[#rep + 1] = pgs[m] or false
+      end
     end
   end
+  out[4] = #rep / 3
+  for j = 1, #rep do out[o + j] = rep[j] end
   zadd_leases(leases)
   hset_all(K_RUN, rn)
 end
