@@ -27,6 +27,9 @@ use crate::spec;
 
 /// Jobs leased per script call at most.
 const RESERVE_CHUNK: usize = 1000;
+/// Lease tokens of one reserve call: call * TOKEN_SPAN + 2k (+ 1), k <= RESERVE_CHUNK.
+const TOKEN_SPAN: u64 = 10_000;
+const _: () = assert!(2 * RESERVE_CHUNK as u64 + 1 < TOKEN_SPAN);
 /// Expired leases recovered per script call.
 const RECOVER_CHUNK: i64 = 1000;
 /// Finished jobs purged per state per script call.
@@ -393,7 +396,7 @@ impl Shared {
                 Some(t) => Timestamp::from_millis(t),
                 None => Timestamp::EPOCH,
             };
-            let first_token = opt_int(tok)?.unwrap_or(0);
+            let call = opt_int(tok)?.unwrap_or(0);
             // Then (member, spec) per job, then the jobs that ran before: (k, attempt, progress).
             // A paused queue answers with the first three fields only.
             let Some(again) = items.get(3) else { continue };
@@ -425,11 +428,12 @@ impl Shared {
                 let m = take_text(m, "member")?;
                 let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
                 let spec = spec::decode(&take_text(spec, "spec")?)?;
-                // The script's rule: (first + k) * 2, odd when the job holds a unique key.
-                let token = first_token
-                    .checked_add(k as i64)
-                    .and_then(|t| t.checked_mul(2))
-                    .and_then(|t| u64::try_from(t).ok())
+                // The script's rule: call * 10000 + 2k, odd when the job holds a unique key.
+                let token = u64::try_from(call)
+                    .ok()
+                    .filter(|&c| c >= 1)
+                    .and_then(|c| c.checked_mul(TOKEN_SPAN))
+                    .and_then(|t| t.checked_add(2 * k as u64))
                     .ok_or_else(|| bad("reserve: bad token"))?
                     + u64::from(spec.unique_key.is_some());
                 out.push(LeasedJob {

@@ -394,6 +394,38 @@ async fn a_finish_batch_with_stale_leases_applies_only_the_current_ones() {
     assert_eq!((c[0].running, c[0].completed, c[0].failed), (0, 2, 1));
 }
 
+/// Members are written without string.format: the last four digits come from a table and
+/// the twelve before them change only when those wrap. A batch crossing such a wrap (and
+/// one crossing a higher digit) stores every job under its own id.
+#[tokio::test]
+async fn members_are_right_across_digit_wraps() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("wrap");
+    let b = backend(&server, &prefix).await;
+    for start in [9_997_u64, 123_456_789_997] {
+        let seq_key = format!("{{{prefix}}}:seq");
+        assert_eq!(
+            raw_command(server.port, None, &["SET", &seq_key, &start.to_string()]),
+            "+OK"
+        );
+        let jobs: Vec<NewJob> = (0..5).map(|_| unique_job(&b, "q", None)).collect();
+        let out = b.push(jobs).await.expect("push");
+        let seqs: Vec<u64> = out.iter().map(|p| p.id.get() >> 16).collect();
+        assert_eq!(seqs, (start + 1..start + 6).collect::<Vec<_>>());
+        let spec_key = format!("{{{prefix}:q}}:spec");
+        for p in &out {
+            let member = format!("{:016}", p.id.get() >> 16);
+            assert_eq!(
+                raw_command(server.port, None, &["HEXISTS", &spec_key, &member]),
+                ":1",
+                "member {member}"
+            );
+            let rec = b.get(p.id).await.expect("get").expect("job");
+            assert_eq!(rec.state, JobState::Ready);
+        }
+    }
+}
+
 /// Keys of another storage layout are refused at connect with a clear error, never misread:
 /// layout 1 (one hash per job) is recognised by its id counter without a layout marker.
 #[tokio::test]

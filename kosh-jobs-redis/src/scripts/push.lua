@@ -30,13 +30,24 @@ local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
 local out = { base + 1 }
 local full = ARGV[6] == 'f'
 local a = 7
+-- Members are '%016d' of base + i: 12 digits that change rarely, then 4 from digits4.
+local lo = (base + 1) % 10000
+local hi = (base + 1 - lo) / 10000
+local hi_s = string.format('%012d', hi)
 for i = 1, n do
   local q = qs[1]
   if nq > 1 then
     q = qs[tonumber(ARGV[a])]
     a = a + 1
   end
-  local m = string.format('%016d', base + i)
+  local lo2 = lo % 100
+  local m = hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1]
+  lo = lo + 1
+  if lo == 10000 then
+    lo = 0
+    hi = hi + 1
+    hi_s = string.format('%012d', hi)
+  end
   local sp, rd = q.sp, q.rd
   if not full then
     sp[#sp + 1] = m

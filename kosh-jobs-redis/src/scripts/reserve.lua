@@ -1,9 +1,9 @@
 -- reserve: leases up to `max` jobs of one queue.
 -- ARGV: now, max, lease_ms
--- Returns { next_due, lease_deadline, first token, r, then per job: member, spec; then r
+-- Returns { next_due, lease_deadline, tok, r, then per job: member, spec; then r
 --           triples for the jobs that ran before: k, attempt, progress | false }. The k-th
---           job (from 1) is on attempt 1 unless listed; its token is (first token + k) * 2,
---           plus 1 when its spec has a unique key. A first attempt sends no more than it must.
+--           job (from 1) is on attempt 1 unless listed; its token is tok * 10000 + 2k, plus 1
+--           when its spec has a unique key. A first attempt sends no more than it must.
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -23,9 +23,12 @@ local n = #ms
 local out = { 'x', false, false, 0 }
 if n > 0 then
   redis.call('ZREMRANGEBYRANK', K_READY, 0, n - 1)
-  -- Tokens come from a per-queue counter: unique among the queue's leases.
-  local tok = redis.call('INCRBY', B .. ':tok', n) - n
+  -- Tokens come from a per-queue counter of reserve calls (from 1): the k-th job's token is
+  -- tok * 10000 + 2k, plus 1 when its spec has a unique key, so unique among the queue's
+  -- leases. Written as tok's digits then four more: no number is formatted per job.
+  local tok = redis.call('INCR', B .. ':tok')
   out[3] = tok
+  local tok_s = string.format('%d', tok)
   -- Numbers become strings once each (Lua formats them with sprintf on every use).
   local le = string.format('%d', now + lease)
   out[2] = le
@@ -55,14 +58,15 @@ if n > 0 then
         a_s = string.format('%d', a)
       end
       k = k + 1
-      local t = (tok + k) * 2
-      if spec_has_unique(s) then t = t + 1 end
-      t = string.format('%d', t)
+      local v = 2 * k
+      if spec_has_unique(s) then v = v + 1 end
+      local v2 = v % 100
+      local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
       leases[l + 1] = le
-      leases[l + 2] = m .. ':' .. t
+      leases[l + 2] = m .. ':' .. tok_s .. hi .. lo
       l = l + 2
       rn[r + 1] = m
-      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. t
+      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. tok_s .. hi .. lo
       r = r + 2
       out[o + 1] = m
       out[o + 2] = s
