@@ -21,7 +21,8 @@
 //! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts) |
 //! | `{prefix:queue}:t:<state>` | zset | final states by `finished_at` (purge, retention) |
 //! | `{prefix}:uniq` (cluster: `{prefix:queue}:uniq`) | hash | unique key → job ref of the live job holding it |
-//! | `{prefix:queue}:tok` | string | the lease token counter of the queue |
+//! | `{prefix:queue}:again` | set | waiting jobs that ran before (only these have a `run` entry reserve must read) |
+//! | `{prefix:queue}:tok` | string | the queue's reserve call counter: lease tokens are `call * 10000 + 2k` (+1 with a unique key) |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
 //!
@@ -39,8 +40,9 @@
 use kosh_jobs::JobId;
 
 /// The storage layout this version reads and writes. Layout 1 (before columns) kept one hash
-/// per job and had no `layout` key.
-pub(crate) const LAYOUT: i64 = 2;
+/// per job and had no `layout` key; layout 2 had no `again` set, so its jobs waiting for
+/// another attempt would be counted as on their first.
+pub(crate) const LAYOUT: i64 = 3;
 
 /// Bits of a [`JobId`] that hold the queue index.
 const QUEUE_BITS: u32 = 16;

@@ -458,7 +458,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         .expect_err("another layout is refused");
         let msg = e.to_string();
         assert!(
-            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 2"),
+            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 3"),
             "{msg}"
         );
         assert!(matches!(

@@ -18,6 +18,7 @@ else
 end
 local _, _, _, u = spec_fields(s)
 release_unique(u, m)
+redis.call('SREM', K_AGAIN, m)
 col_set(K_FIN, m, now_s)
 redis.call('ZADD', kt('cancelled'), now_s, m)
 redis.call('ZADD', ks('cancelled'), m, m)

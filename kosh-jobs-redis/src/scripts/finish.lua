@@ -115,7 +115,9 @@ if nc > 0 then
   hset_all(K_RES, res)
 end
 zadd_all(K_READY, rd)
+ran_again(rd)
 zadd_all(K_SCHED, sc)
+ran_again(sc)
 zadd_all(ks('scheduled'), sci)
 wake(#rd / 2)
 if #sc > 0 then wake(1, 's:' .. origin) end

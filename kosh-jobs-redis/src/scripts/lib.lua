@@ -28,6 +28,8 @@ local K_RES = B .. ':res'         -- HASH member -> result JSON
 local K_ERR = B .. ':err'         -- HASH member -> attempt errors (comma-separated JSON)
 local K_PG = B .. ':pg'           -- HASH member -> progress JSON
 local K_RA = B .. ':ra'           -- HASH member -> run_at, when a retry moved it
+local K_AGAIN = B .. ':again'     -- SET: waiting jobs that ran before (their `run` counts);
+                                  -- while empty, reserve reads no `run` entry
 local CHUNK = 1000                -- values per unpack(), far below Lua's limit
 local WAKE_MAX = 64
 -- A member too long for Redis's compact encodings (listpack: at most 64 bytes a value), kept
@@ -214,6 +216,13 @@ local function to_failed(m, now_s, u)
   redis.call('ZADD', ks('failed'), m, m)
 end
 
+-- Notes the jobs of a flat (score, member) list as having run before.
+local function ran_again(flat)
+  local ms = {}
+  for i = 2, #flat, 2 do ms[#ms + 1] = flat[i] end
+  call_chunked('SADD', K_AGAIN, ms, 1)
+end
+
 -- Moves jobs whose lease deadline is at or before now back to ready (or to failed when out of
 -- attempts), recording `lease expired`. Returns how many were recovered.
 local function recover(now, now_s, limit)
@@ -237,6 +246,7 @@ local function recover(now, now_s, limit)
   end
   zrem_all(K_LEASE, exp)
   zadd_all(K_READY, rd)
+  ran_again(rd)
   wake(#rd / 2)
   return #exp
 end
@@ -275,7 +285,10 @@ local function delete_jobs(st, members, oldest)
   else
     zrem_all(ks(st), members)
   end
-  if st ~= 'completed' then zrem_all(kt(st), members) end
+  if st ~= 'completed' then
+    zrem_all(kt(st), members)
+    call_chunked('SREM', K_AGAIN, members, 1)
+  end
 end
 
 -- The state of job m (whose `run` token is t), or nil.

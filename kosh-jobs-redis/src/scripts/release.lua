@@ -23,5 +23,6 @@ for n, l in ipairs(ls) do
 end
 zrem_all(K_LEASE, done)
 zadd_all(K_READY, rd)
+ran_again(rd)
 wake(#rd / 2)
 return #done

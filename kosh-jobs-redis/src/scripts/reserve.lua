@@ -33,7 +33,16 @@ if n > 0 then
   local le = string.format('%d', now + lease)
   out[2] = le
   local specs = hmget_all(K_SPEC, ms)
-  local runs = hmget_all(K_RUN, ms)
+  -- Only a job that ran before has a `run` entry to count on; most batches have none.
+  local runs = {}
+  if redis.call('SCARD', K_AGAIN) > 0 then
+    runs = hmget_all(K_RUN, ms)
+    local back = {}
+    for i = 1, n do
+      if runs[i] then back[#back + 1] = ms[i] end
+    end
+    call_chunked('SREM', K_AGAIN, back, 1)
+  end
   -- Only a job that ran before can have reported progress.
   local again = {}
   for i = 1, n do

@@ -4,15 +4,8 @@ use serde_json::json;
 
 use crate::record::{AttemptError, Finish, FinishResult, JobState, Lease, Outcome};
 
-use super::support::{done, env, secs};
+use super::support::{done, env, retry, secs};
 use super::BackendFactory;
-
-fn retry(error: &str, retry_at: crate::Timestamp) -> Outcome {
-    Outcome::Retry {
-        error: error.into(),
-        retry_at,
-    }
-}
 
 fn failed(error: &str) -> Outcome {
     Outcome::Failed {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::record::{AttemptError, FinishResult, JobId, JobState, Lease};
 
-use super::support::{done, env, join, secs, LEASE};
+use super::support::{done, env, join, retry, secs, LEASE};
 use super::BackendFactory;
 
 /// An expired lease is recovered: the job is ready again with the attempt counted and
@@ -250,6 +250,49 @@ pub async fn release_does_not_count_attempt<F: BackendFactory + ?Sized>(factory:
     let l = t.reserve_one("q", "release: final run").await;
     t.finish_ok(l.lease, done(), "release: final run").await;
     assert_eq!(t.get(id).await.state, JobState::Completed);
+}
+
+/// Releasing a job on a later attempt takes back that attempt only: the next lease is the
+/// same attempt again, with the earlier attempt's error and progress kept.
+pub async fn release_on_a_later_attempt_keeps_earlier_ones<F: BackendFactory + ?Sized>(
+    factory: &F,
+) {
+    let t = env(factory).await;
+    let id = t.push_one(t.job("n", "q")).await;
+    let l1 = t.reserve_one("q", "release later: attempt 1").await;
+    assert!(t
+        .b
+        .progress(l1.lease, json!({"row": 4}))
+        .await
+        .unwrap_or_else(|e| panic!("progress: backend error: {e:?}")));
+    t.finish_ok(l1.lease, retry("flaky", t.now()), "release later: retry")
+        .await;
+    let l2 = t.reserve_one("q", "release later: attempt 2").await;
+    assert_eq!(l2.attempt, 2, "release later: second attempt");
+    t.b.release(&[l2.lease])
+        .await
+        .unwrap_or_else(|e| panic!("release: backend error: {e:?}"));
+    let r = t.get(id).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (JobState::Ready, 1),
+        "release later: the released attempt is not counted"
+    );
+    let l3 = t.reserve_one("q", "release later: attempt 2 again").await;
+    assert_eq!(l3.attempt, 2, "release later: the second attempt again");
+    assert_eq!(
+        l3.progress,
+        Some(json!({"row": 4})),
+        "release later: progress kept"
+    );
+    t.finish_ok(l3.lease, done(), "release later: done").await;
+    let r = t.get(id).await;
+    assert_eq!((r.state, r.attempts), (JobState::Completed, 2));
+    assert_eq!(
+        r.errors.len(),
+        1,
+        "release later: the first attempt's error"
+    );
 }
 
 /// Six tasks running `recover_expired` at once recover each of 300 expired leases once.

@@ -29,6 +29,7 @@ macro_rules! __kosh_jobs_cases {
             leases::stale_lease_is_refused,
             leases::heartbeat_extends_lease,
             leases::release_does_not_count_attempt,
+            leases::release_on_a_later_attempt_keeps_earlier_ones,
             leases::concurrent_recovery_recovers_each_once,
             leases::expired_lease_is_current_until_recovered,
             finish::complete_stores_result,

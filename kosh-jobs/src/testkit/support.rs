@@ -85,6 +85,14 @@ pub(crate) fn done() -> Outcome {
     Outcome::Completed { result: None }
 }
 
+/// An outcome that retries at `retry_at` after `error`.
+pub(crate) fn retry(error: &str, retry_at: Timestamp) -> Outcome {
+    Outcome::Retry {
+        error: error.into(),
+        retry_at,
+    }
+}
+
 impl Env {
     /// The clock's current time.
     pub(crate) fn now(&self) -> Timestamp {
