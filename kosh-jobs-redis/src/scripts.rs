@@ -1,27 +1,26 @@
-//! The Lua scripts: one per state change, each prefixed with the shared `lib.lua`.
+//! The Lua scripts: one per state change, each prefixed with the parts of the shared
+//! `lib.lua` it uses.
 
 use std::sync::LazyLock;
 
 /// A script with its SHA1, computed once.
 pub(crate) struct LuaScript {
     name: &'static str,
-    code: &'static str,
+    code: String,
     sha: String,
 }
 
 impl LuaScript {
-    fn new(name: &'static str, code: &'static str) -> Self {
-        LuaScript {
-            name,
-            code,
-            sha: redis::Script::new(code).get_hash().to_owned(),
-        }
+    fn new(name: &'static str, body: &str) -> Self {
+        let code = assemble(include_str!("scripts/lib.lua"), body);
+        let sha = redis::Script::new(&code).get_hash().to_owned();
+        LuaScript { name, code, sha }
     }
     pub(crate) fn name(&self) -> &'static str {
         self.name
     }
-    pub(crate) fn code(&self) -> &'static str {
-        self.code
+    pub(crate) fn code(&self) -> &str {
+        &self.code
     }
     pub(crate) fn sha(&self) -> &str {
         &self.sha
@@ -32,10 +31,7 @@ macro_rules! scripts {
     ($($ident:ident => $file:literal),* $(,)?) => {
         $(
             pub(crate) static $ident: LazyLock<LuaScript> = LazyLock::new(|| {
-                LuaScript::new(
-                    $file,
-                    concat!(include_str!("scripts/lib.lua"), include_str!(concat!("scripts/", $file, ".lua"))),
-                )
+                LuaScript::new($file, include_str!(concat!("scripts/", $file, ".lua")))
             });
         )*
         /// Every script, for tests.
@@ -65,6 +61,82 @@ scripts! {
     DUE => "due",
 }
 
+/// One top-level definition of `lib.lua` (`local NAME = …` or `local function NAME`), with
+/// the comment lines above it.
+struct Def<'a> {
+    name: &'a str,
+    lines: Vec<&'a str>,
+}
+
+/// The Lua identifiers of some code, comments left out.
+fn identifiers<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for line in lines {
+        let code = line.find("--").map_or(line, |i| &line[..i]);
+        let mut start = None;
+        for (i, c) in code.char_indices().chain([(code.len(), ' ')]) {
+            let word = c.is_ascii_alphanumeric() || c == '_';
+            match (start, word) {
+                (None, true) => start = Some(i),
+                (Some(s), false) => {
+                    out.push(&code[s..i]);
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// `lib.lua`'s definitions that `body` uses, directly or through one another, in their order
+/// in `lib.lua`, then `body`. Lua runs a script's whole text at every call, creating each
+/// local function anew: the full `lib.lua` cost more than most scripts' own work (some
+/// 65,000 instructions a call), so a script carries only what it uses.
+fn assemble(lib: &str, body: &str) -> String {
+    let mut defs: Vec<Def> = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for line in lib.lines() {
+        if let Some(rest) = line.strip_prefix("local ") {
+            let rest = rest.strip_prefix("function ").unwrap_or(rest);
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let mut lines = std::mem::take(&mut pending);
+            lines.push(line);
+            defs.push(Def {
+                name: &rest[..end],
+                lines,
+            });
+        } else if line.is_empty() || line.starts_with("--") {
+            // Blank and comment lines at the left margin go with the next definition.
+            pending.push(line);
+        } else if let Some(d) = defs.last_mut() {
+            d.lines.append(&mut pending);
+            d.lines.push(line);
+        }
+    }
+    let mut needed = vec![false; defs.len()];
+    let mut work: Vec<&str> = identifiers(body.lines());
+    while let Some(word) = work.pop() {
+        for (i, d) in defs.iter().enumerate() {
+            if !needed[i] && d.name == word {
+                needed[i] = true;
+                work.extend(identifiers(d.lines.iter().copied()));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (d, _) in defs.iter().zip(&needed).filter(|(_, n)| **n) {
+        for line in &d.lines {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -74,5 +146,31 @@ mod tests {
         shas.sort();
         shas.dedup();
         assert_eq!(shas.len(), all.len());
+    }
+
+    #[test]
+    fn a_script_carries_the_definitions_it_uses_and_no_others() {
+        let lib = "-- head\nlocal A = 1\n-- about b\nlocal function b()\n  return A\nend\n\
+                   local C = 3 -- uses b in a comment only\nlocal function d() return C end\n";
+        let code = super::assemble(lib, "return b()\n");
+        assert_eq!(
+            code,
+            "-- head\nlocal A = 1\n-- about b\nlocal function b()\n  return A\nend\nreturn b()\n"
+        );
+        assert_eq!(super::assemble(lib, "return 1\n"), "return 1\n");
+        let both = super::assemble(lib, "return d() + b()\n");
+        assert!(both.contains("local C = 3") && both.contains("local A = 1"));
+    }
+
+    #[test]
+    fn scripts_leave_out_what_they_do_not_use() {
+        // `record` is for reading jobs; the hot paths never call it.
+        assert!(super::GET.code().contains("local function record("));
+        for s in [&*super::PUSH, &*super::RESERVE, &*super::FINISH] {
+            assert!(!s.code().contains("local function record("), "{}", s.name());
+        }
+        // The two-digit table is only for scripts that write members or tokens.
+        assert!(super::PUSH.code().contains("local P2 = {"));
+        assert!(!super::COUNTS.code().contains("local P2 = {"));
     }
 }
