@@ -426,6 +426,56 @@ async fn members_are_right_across_digit_wraps() {
     }
 }
 
+/// A heartbeat extends the batch's leases in one step and looks leases up one by one only
+/// when that step moved fewer than all: a lost lease or a lease given twice in the batch, or
+/// a second heartbeat at the same instant (its deadlines do not move), still answer right.
+#[tokio::test]
+async fn heartbeat_batches_with_lost_or_repeated_leases_answer_per_lease() {
+    let server = RedisServer::start(&[]);
+    let (clock, manual) = kosh_jobs::Clock::manual();
+    let b = RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .prefix(unique_prefix("beat"))
+            .clock(clock)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let jobs: Vec<NewJob> = (0..2).map(|_| unique_job(&b, "q", None)).collect();
+    b.push(jobs).await.expect("push");
+    let leased = reserve(&b, "q", 2).await;
+    let (a, c) = (leased[0].lease, leased[1].lease);
+    let forged = kosh_jobs::Lease {
+        token: a.token + 2,
+        ..a
+    };
+    let extend = Duration::from_secs(60);
+    manual.advance(Duration::from_secs(1));
+    let all = b.heartbeat(&[a, c], extend).await.expect("heartbeat");
+    assert_eq!(all, vec![], "every lease current: none lost");
+    let again = b.heartbeat(&[a, c], extend).await.expect("heartbeat");
+    assert_eq!(
+        again,
+        vec![],
+        "the same instant: deadlines do not move, none lost"
+    );
+    manual.advance(Duration::from_secs(1));
+    let mixed = b
+        .heartbeat(&[a, forged, c, a], extend)
+        .await
+        .expect("heartbeat");
+    assert_eq!(mixed, vec![forged], "only the forged lease is lost");
+    // The extension holds: past the first deadline, nothing is recovered.
+    manual.advance(Duration::from_secs(45));
+    let rec = b.get(a.id).await.expect("get").expect("job");
+    assert_eq!(rec.state, JobState::Running);
+    assert_eq!(
+        rec.lease_expires_at,
+        Some(b.clock().now().saturating_add(Duration::from_secs(15)))
+    );
+}
+
 /// Keys of another storage layout are refused at connect with a clear error, never misread:
 /// layout 1 (one hash per job) is recognised by its id counter without a layout marker.
 #[tokio::test]

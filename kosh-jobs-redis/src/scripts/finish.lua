@@ -100,7 +100,7 @@ for k = 1, n do
             sci[#sci + 1] = m
             sci[#sci + 1] = m
           else
-            rd[#rd + 1] = -pr
+            rd[#rd + 1] = string.format('%d', -pr)
             rd[#rd + 1] = m
           end
         end
@@ -130,16 +130,16 @@ if nc > 0 then
     local excess = redis.call('ZCARD', kc) - keep_count
     if excess > 0 then
       if excess > 1000 then excess = 1000 end
-      delete_jobs('completed', redis.call('ZRANGE', kc, 0, excess - 1), true)
+      delete_jobs('completed', redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)), true)
     end
   end
   if keep_age >= 0 then
     local cutoff = now - keep_age
     -- The oldest job first: usually young enough, and then nothing more is read.
-    local head = redis.call('ZRANGE', kc, 0, 0)[1]
+    local head = redis.call('ZRANGE', kc, '0', '0')[1]
     local fh = head and redis.call('HGET', K_FIN, head)
     if fh and tonumber(fh) < cutoff then
-      local heads = redis.call('ZRANGE', kc, 0, 99)
+      local heads = redis.call('ZRANGE', kc, '0', '99')
       local fs = hmget_all(K_FIN, heads)
       local old = {}
       for k, h in ipairs(heads) do

@@ -3,16 +3,28 @@
 local le = string.format('%d', tonumber(ARGV[1]) + tonumber(ARGV[2]))
 local ls = {}
 for i = 3, #ARGV do ls[#ls + 1] = ARGV[i] end
-local current = zmscore_all(K_LEASE, ls)
-local out, pairs_ = {}, {}
+-- Extending only leases that exist (XX) counts the ones it moved (CH): when that is all of
+-- them, none needs a lookup of its own (ZMSCORE formats each score with sprintf).
+local pairs_ = {}
 for n, l in ipairs(ls) do
-  if current[n] then
-    pairs_[#pairs_ + 1] = le
-    pairs_[#pairs_ + 1] = l
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
+  pairs_[2 * n - 1] = le
+  pairs_[2 * n] = l
 end
-zadd_leases(pairs_)
+local moved = 0
+local i = 1
+while i <= #pairs_ do
+  local j = math.min(i + 2 * CHUNK - 1, #pairs_)
+  moved = moved + redis.call('ZADD', K_LEASE, 'XX', 'CH', unpack(pairs_, i, j))
+  i = j + 1
+end
+local out = {}
+if moved == #ls then
+  for n = 1, #ls do out[n] = 1 end
+  return out
+end
+-- Some lease was lost, given twice or already at this deadline: look each up.
+local current = zmscore_all(K_LEASE, ls)
+for n = 1, #ls do
+  if current[n] then out[n] = 1 else out[n] = 0 end
+end
 return out

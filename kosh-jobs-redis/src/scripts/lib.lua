@@ -32,6 +32,8 @@ local K_AGAIN = B .. ':again'     -- SET: waiting jobs that ran before (their `r
                                   -- while empty, reserve reads no `run` entry
 local CHUNK = 1000                -- values per unpack(), far below Lua's limit
 local WAKE_MAX = 64
+-- Numbers given to redis.call are formatted with sprintf('%.17g') (some 2,000 instructions
+-- each, in Redis 7.0): arguments are passed as strings, written once where computed.
 -- A member too long for Redis's compact encodings (listpack: at most 64 bytes a value), kept
 -- in the lease set and the column hashes so they always use hash tables. Small listpacks
 -- are searched linearly, which makes a batch of 64 lookups in a set of 128 quadratic.
@@ -145,7 +147,7 @@ local function wake_queue(base, n, token)
   local t = {}
   for i = 1, n do t[i] = token end
   redis.call('RPUSH', base .. ':wake', unpack(t))
-  redis.call('LTRIM', base .. ':wake', -WAKE_MAX, -1)
+  redis.call('LTRIM', base .. ':wake', '-64', '-1')
 end
 local function wake(n, token) wake_queue(B, n, token) end
 
@@ -198,8 +200,8 @@ end
 -- Earliest time something may become ready by itself: the first scheduled run_at or the
 -- first lease deadline (whose expiry makes the job ready again), as a string, or false.
 local function next_due()
-  local a = redis.call('ZRANGE', K_SCHED, 0, 0, 'WITHSCORES')[2]
-  local b = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')[2]
+  local a = redis.call('ZRANGE', K_SCHED, '0', '0', 'WITHSCORES')[2]
+  local b = redis.call('ZRANGE', K_LEASE, '0', '0', 'WITHSCORES')[2]
   if b == 'inf' then b = nil end -- only the marker
   if a and b then
     if tonumber(b) < tonumber(a) then return b end
@@ -224,9 +226,9 @@ local function ran_again(flat)
 end
 
 -- Moves jobs whose lease deadline is at or before now back to ready (or to failed when out of
--- attempts), recording `lease expired`. Returns how many were recovered.
-local function recover(now, now_s, limit)
-  local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now, 'LIMIT', 0, limit)
+-- attempts), recording `lease expired`. `limit` is a string. Returns how many were recovered.
+local function recover(now_s, limit)
+  local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now_s, 'LIMIT', '0', limit)
   if #exp == 0 then return 0 end
   local rd = {}
   for _, l in ipairs(exp) do
@@ -239,7 +241,7 @@ local function recover(now, now_s, limit)
       if a >= ma then
         to_failed(m, now_s, u)
       else
-        rd[#rd + 1] = -pr
+        rd[#rd + 1] = string.format('%d', -pr)
         rd[#rd + 1] = m
       end
     end
@@ -251,15 +253,15 @@ local function recover(now, now_s, limit)
   return #exp
 end
 
--- Moves due scheduled jobs to ready. Returns how many.
-local function promote(now, limit)
-  local due = redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', now, 'LIMIT', 0, limit)
+-- Moves due scheduled jobs to ready (`now_s` and `limit` are strings). Returns how many.
+local function promote(now_s, limit)
+  local due = redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', now_s, 'LIMIT', '0', limit)
   if #due == 0 then return 0 end
   local specs = hmget_all(K_SPEC, due)
   local rd = {}
   for i, m in ipairs(due) do
     if specs[i] then
-      rd[#rd + 1] = -spec_fields(specs[i])
+      rd[#rd + 1] = string.format('%d', -spec_fields(specs[i]))
       rd[#rd + 1] = m
     end
   end
@@ -281,7 +283,7 @@ local function delete_jobs(st, members, oldest)
     if redis.call('HLEN', k) > 1 then hdel_all(k, members) end
   end
   if oldest then
-    redis.call('ZREMRANGEBYRANK', ks(st), 0, #members - 1)
+    redis.call('ZREMRANGEBYRANK', ks(st), '0', string.format('%d', #members - 1))
   else
     zrem_all(ks(st), members)
   end

@@ -15,7 +15,7 @@ local n = tonumber(ARGV[4])
 local nq = tonumber(ARGV[5])
 local base
 if ARGV[3] == '' then
-  base = redis.call('INCRBY', KEYS[3], n) - n
+  base = redis.call('INCRBY', KEYS[3], ARGV[4]) - n
 else
   base = tonumber(ARGV[3]) - 1
 end
@@ -91,7 +91,7 @@ for _, q in ipairs(qs) do
   zadd_all(b .. ':ready', q.rd)
   wake_queue(b, #q.rd / 2)
   if #q.sc > 0 then
-    local before = redis.call('ZRANGE', b .. ':sched', 0, 0, 'WITHSCORES')[2]
+    local before = redis.call('ZRANGE', b .. ':sched', '0', '0', 'WITHSCORES')[2]
     zadd_all(b .. ':sched', q.sc)
     zadd_all(b .. ':s:scheduled', q.sci)
     -- A new earliest scheduled job changes when waiters (of other processes) must wake up.

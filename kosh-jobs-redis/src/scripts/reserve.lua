@@ -15,14 +15,14 @@ if redis.call('EXISTS', K_PAUSED) == 1 then
   redis.call('DEL', K_WAKE)
   return { false, false, false }
 end
-recover(now, now_s, 1000)
-promote(now, 1000)
+recover(now_s, '1000')
+promote(now_s, '1000')
 -- The first `max` ready jobs, then removed by rank (no member crosses into Lua twice).
-local ms = redis.call('ZRANGE', K_READY, 0, max - 1)
+local ms = redis.call('ZRANGE', K_READY, '0', string.format('%d', max - 1))
 local n = #ms
 local out = { 'x', false, false, 0 }
 if n > 0 then
-  redis.call('ZREMRANGEBYRANK', K_READY, 0, n - 1)
+  redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
   -- Tokens come from a per-queue counter of reserve calls (from 1): the k-th job's token is
   -- tok * 10000 + 2k, plus 1 when its spec has a unique key, so unique among the queue's
   -- leases. Written as tok's digits then four more: no number is formatted per job.

@@ -18,7 +18,7 @@ redis.call('ZREM', kt(st), m)
 redis.call('ZREM', ks(st), m)
 col_set(K_RUN, m, '0,' .. started .. ',')
 redis.call('HDEL', K_FIN, m)
-redis.call('ZADD', K_READY, -pr, m)
+redis.call('ZADD', K_READY, string.format('%d', -pr), m)
 redis.call('SADD', K_AGAIN, m)
 wake(1)
 return { 1 }
