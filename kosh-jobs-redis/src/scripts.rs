@@ -94,7 +94,7 @@ fn identifiers<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
 /// local function anew: the full `lib.lua` cost more than most scripts' own work (some
 /// 65,000 instructions a call), so a script carries only what it uses.
 fn assemble(lib: &str, body: &str) -> String {
-    let mut defs: Vec<Def> = Vec::new();
+    let mut defs: Vec<Def<'_>> = Vec::new();
     let mut pending: Vec<&str> = Vec::new();
     for line in lib.lines() {
         if let Some(rest) = line.strip_prefix("local ") {
