@@ -10,43 +10,40 @@ local keep_count = tonumber(ARGV[3])
 local origin = ARGV[4]
 local plain = tonumber(ARGV[5])
 
--- Items in parallel arrays (no table per item): lease, kind, text, retry_at.
+-- Plain completions are read from ARGV where they are; the other items go in parallel arrays
+-- (no table per item): lease, kind, text, retry_at.
 local ls, kinds, texts, ras = {}, {}, {}, {}
-local n = 0
-for i = 6, 5 + plain do
-  n = n + 1
-  ls[n] = ARGV[i]
-  kinds[n] = 'c'
-  texts[n] = ''
-end
+local o = 0
 local i = 6 + plain
 local nargs = #ARGV
 while i <= nargs do
-  n = n + 1
-  ls[n] = ARGV[i]
+  o = o + 1
+  ls[o] = ARGV[i]
   local kind = ARGV[i + 1]
-  kinds[n] = kind
-  texts[n] = ARGV[i + 2]
+  kinds[o] = kind
+  texts[o] = ARGV[i + 2]
   if kind == 'r' then
-    ras[n] = ARGV[i + 3]
+    ras[o] = ARGV[i + 3]
     i = i + 4
   else
     i = i + 3
   end
 end
+local n = plain + o
 
 -- Which leases are current. Removing them all at once says how many were: when that is
 -- every item (the usual case, and never with a lease given twice), none needs a lookup of
 -- its own. Otherwise each is checked against what the removal left behind (`was_current`).
-local removed = 0
-do
-  local i = 1
-  while i <= n do
-    local j = math.min(i + CHUNK - 1, n)
-    removed = removed + redis.call('ZREM', K_LEASE, unpack(ls, i, j))
-    i = j + 1
+local function zrem_count(t, from, to)
+  local removed = 0
+  while from <= to do
+    local j = math.min(from + CHUNK - 1, to)
+    removed = removed + redis.call('ZREM', K_LEASE, unpack(t, from, j))
+    from = j + 1
   end
+  return removed
 end
+local removed = zrem_count(ARGV, 6, 5 + plain) + zrem_count(ls, 1, o)
 local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}
@@ -54,7 +51,13 @@ local out = {}
 local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
 local nc = 0
 for k = 1, n do
-  local l = ls[k]
+  local l, kind, text
+  if k <= plain then
+    l, kind, text = ARGV[5 + k], 'c', ''
+  else
+    local x = k - plain
+    l, kind, text = ls[x], kinds[x], texts[x]
+  end
   out[k] = 0
   local ok = all_current
   if not ok and not used[l] then
@@ -63,7 +66,6 @@ for k = 1, n do
   end
   if ok then
     local m = lease_job(l)
-    local kind, text = kinds[k], texts[k]
     if kind == 'c' then
       co[nc + 1] = m
       co[nc + 2] = m
@@ -93,9 +95,10 @@ for k = 1, n do
         if kind == 'f' then
           to_failed(m, now_s, u)
         else
-          col_set(K_RA, m, ras[k])
-          if tonumber(ras[k]) > now then
-            sc[#sc + 1] = ras[k]
+          local ra = ras[k - plain]
+          col_set(K_RA, m, ra)
+          if tonumber(ra) > now then
+            sc[#sc + 1] = ra
             sc[#sc + 1] = m
             sci[#sci + 1] = m
             sci[#sci + 1] = m

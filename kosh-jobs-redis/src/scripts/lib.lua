@@ -113,8 +113,11 @@ local function hdel_all(key, fields) call_chunked('HDEL', key, fields, 1) end
 
 -- `cmd key m1 m2 ...` in chunks, for commands with one reply per member (HMGET, ZMSCORE).
 local function per_member(cmd, key, members)
-  local out = {}
   local n = #members
+  -- One call's reply is the answer as it is.
+  if n == 0 then return {} end
+  if n <= CHUNK then return redis.call(cmd, key, unpack(members)) end
+  local out = {}
   local i = 1
   while i <= n do
     local j = math.min(i + CHUNK - 1, n)
