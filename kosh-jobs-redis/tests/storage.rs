@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use kosh_jobs::{
-    Backend, Finish, FinishResult, JobId, JobState, LeasedJob, NewJob, Outcome, ReserveRequest,
+    Backend, Finish, FinishResult, JobId, JobState, LeasedJob, ManualClock, NewJob, Outcome,
+    ReserveRequest,
 };
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use support::{raw_command, unique_prefix, RedisServer};
@@ -20,6 +21,21 @@ async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
     )
     .await
     .expect("connect")
+}
+
+/// A backend on a manual clock, under a fresh prefix, and the hand that moves the clock.
+async fn manual_backend(server: &RedisServer, name: &str) -> (RedisBackend, ManualClock) {
+    let (clock, manual) = kosh_jobs::Clock::manual();
+    let b = RedisBackend::connect(
+        RedisOptions::builder(server.url())
+            .prefix(unique_prefix(name))
+            .clock(clock)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    (b, manual)
 }
 
 fn unique_job(b: &RedisBackend, queue: &str, key: Option<&str>) -> NewJob {
@@ -325,16 +341,7 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
 #[tokio::test]
 async fn a_finish_batch_with_stale_leases_applies_only_the_current_ones() {
     let server = RedisServer::start(&[]);
-    let (clock, manual) = kosh_jobs::Clock::manual();
-    let b = RedisBackend::connect(
-        RedisOptions::builder(server.url())
-            .prefix(unique_prefix("stale"))
-            .clock(clock)
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect");
+    let (b, manual) = manual_backend(&server, "stale").await;
     let jobs: Vec<NewJob> = (0..3).map(|_| unique_job(&b, "q", None)).collect();
     b.push(jobs).await.expect("push");
     let short = |max| ReserveRequest {
@@ -432,16 +439,7 @@ async fn members_are_right_across_digit_wraps() {
 #[tokio::test]
 async fn heartbeat_batches_with_lost_or_repeated_leases_answer_per_lease() {
     let server = RedisServer::start(&[]);
-    let (clock, manual) = kosh_jobs::Clock::manual();
-    let b = RedisBackend::connect(
-        RedisOptions::builder(server.url())
-            .prefix(unique_prefix("beat"))
-            .clock(clock)
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect");
+    let (b, manual) = manual_backend(&server, "beat").await;
     let jobs: Vec<NewJob> = (0..2).map(|_| unique_job(&b, "q", None)).collect();
     b.push(jobs).await.expect("push");
     let leased = reserve(&b, "q", 2).await;
