@@ -458,12 +458,23 @@ async fn heartbeat_batches_with_lost_or_repeated_leases_answer_per_lease() {
         vec![],
         "the same instant: deadlines do not move, none lost"
     );
+    // One lost lease among current ones: the others move, one short of the batch.
+    manual.advance(Duration::from_secs(1));
+    let one_lost = b
+        .heartbeat(&[a, forged, c], extend)
+        .await
+        .expect("heartbeat");
+    assert_eq!(one_lost, vec![forged], "only the forged lease is lost");
     manual.advance(Duration::from_secs(1));
     let mixed = b
         .heartbeat(&[a, forged, c, a], extend)
         .await
         .expect("heartbeat");
-    assert_eq!(mixed, vec![forged], "only the forged lease is lost");
+    assert_eq!(
+        mixed,
+        vec![forged],
+        "a repeated lease is extended once, not lost"
+    );
     // The extension holds: past the first deadline, nothing is recovered.
     manual.advance(Duration::from_secs(45));
     let rec = b.get(a.id).await.expect("get").expect("job");
