@@ -34,16 +34,8 @@ local n = plain + o
 -- Which leases are current. Removing them all at once says how many were: when that is
 -- every item (the usual case, and never with a lease given twice), none needs a lookup of
 -- its own. Otherwise each is checked against what the removal left behind (`was_current`).
-local function zrem_count(t, from, to)
-  local removed = 0
-  while from <= to do
-    local j = math.min(from + CHUNK - 1, to)
-    removed = removed + redis.call('ZREM', K_LEASE, unpack(t, from, j))
-    from = j + 1
-  end
-  return removed
-end
-local removed = zrem_count(ARGV, 6, 5 + plain) + zrem_count(ls, 1, o)
+local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 6, 5 + plain)
+  + call_chunked('ZREM', K_LEASE, ls, 1)
 local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}

@@ -10,13 +10,7 @@ for n, l in ipairs(ls) do
   pairs_[2 * n - 1] = le
   pairs_[2 * n] = l
 end
-local moved = 0
-local i = 1
-while i <= #pairs_ do
-  local j = math.min(i + 2 * CHUNK - 1, #pairs_)
-  moved = moved + redis.call('ZADD', K_LEASE, 'XX', 'CH', unpack(pairs_, i, j))
-  i = j + 1
-end
+local moved = call_chunked('ZADD', K_LEASE, pairs_, 2, { 'XX', 'CH' })
 local out = {}
 if moved == #ls then
   for n = 1, #ls do out[n] = 1 end

@@ -81,19 +81,24 @@ local function spec_fields(s)
   return tonumber(pr), tonumber(ma), tonumber(ra), u
 end
 
--- Calls cmd key [pre...] v1 v2 ... over a flat list, `step` values per item, in chunks.
-local function call_chunked(cmd, key, flat, step, pre)
-  local n = #flat
-  local i = 1
+-- Calls cmd key [pre...] v1 v2 ... over flat[first..last] (default: all of it), `step`
+-- values per item, in chunks. Returns the sum of the replies (for commands that count).
+local function call_chunked(cmd, key, flat, step, pre, first, last)
+  local i = first or 1
+  local n = last or #flat
+  local sum = 0
   while i <= n do
     local j = math.min(i + step * CHUNK - 1, n)
+    local r
     if pre then
-      redis.call(cmd, key, pre[1], pre[2], unpack(flat, i, j))
+      r = redis.call(cmd, key, pre[1], pre[2], unpack(flat, i, j))
     else
-      redis.call(cmd, key, unpack(flat, i, j))
+      r = redis.call(cmd, key, unpack(flat, i, j))
     end
+    if type(r) == 'number' then sum = sum + r end
     i = j + 1
   end
+  return sum
 end
 
 local SENT_FIELD = { SENT, '' }
@@ -160,21 +165,6 @@ local function is_live(base, m)
   if redis.call('ZSCORE', base .. ':sched', m) then return true end
   local _, _, t = run_fields(redis.call('HGET', base .. ':run', m))
   return t ~= '' and redis.call('ZSCORE', base .. ':lease', m .. ':' .. t) ~= false
-end
-
--- Whether lease l, just removed from the lease set if it was there, was its job's current
--- lease: its token is the job's latest and the job is in no other index (a job is in
--- exactly one; a lease expired, released, cancelled or finished before has moved it on).
-local function was_current(l)
-  local m = lease_job(l)
-  local _, _, t = run_fields(redis.call('HGET', K_RUN, m))
-  if t == '' or t ~= string.sub(l, 18) then return false end
-  if redis.call('HEXISTS', K_SPEC, m) == 0 then return false end
-  if redis.call('ZSCORE', K_READY, m) or redis.call('ZSCORE', K_SCHED, m) then return false end
-  for _, st in ipairs({ 'completed', 'failed', 'cancelled' }) do
-    if redis.call('ZSCORE', ks(st), m) then return false end
-  end
-  return true
 end
 
 -- The ref of the live job holding unique key u, or nil (a stale entry is removed).
@@ -304,6 +294,17 @@ local function state_of(m, t)
     if redis.call('ZSCORE', ks(st), m) then return st end
   end
   return nil
+end
+
+-- Whether lease l, just removed from the lease set if it was there, was its job's current
+-- lease: its token is the job's latest, and the job is in no other index (a job is in
+-- exactly one; a lease expired, released, cancelled or finished before has moved it on).
+local function was_current(l)
+  local m = lease_job(l)
+  local _, _, t = run_fields(redis.call('HGET', K_RUN, m))
+  if t == '' or t ~= string.sub(l, 18) then return false end
+  if redis.call('HEXISTS', K_SPEC, m) == 0 then return false end
+  return state_of(m, t) == nil
 end
 
 -- Job m as field, value, ... (the names the client decodes), or nil when it does not exist.

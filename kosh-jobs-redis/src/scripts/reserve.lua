@@ -33,20 +33,15 @@ if n > 0 then
   local le = string.format('%d', now + lease)
   out[2] = le
   local specs = hmget_all(K_SPEC, ms)
-  -- Only a job that ran before has a `run` entry to count on; most batches have none.
-  local runs = {}
+  -- Only a job that ran before has a `run` entry to count on, or progress it reported; most
+  -- batches have none. Those that have leave the `again` set as they are leased.
+  local runs, again = {}, {}
   if redis.call('SCARD', K_AGAIN) > 0 then
     runs = hmget_all(K_RUN, ms)
-    local back = {}
     for i = 1, n do
-      if runs[i] then back[#back + 1] = ms[i] end
+      if runs[i] then again[#again + 1] = ms[i] end
     end
-    call_chunked('SREM', K_AGAIN, back, 1)
-  end
-  -- Only a job that ran before can have reported progress.
-  local again = {}
-  for i = 1, n do
-    if runs[i] then again[#again + 1] = ms[i] end
+    call_chunked('SREM', K_AGAIN, again, 1)
   end
   local pgs = {}
   if #again > 0 then
