@@ -35,6 +35,15 @@ pub enum RedisError {
     /// The connection broke or a reply did not come in time; the backend reconnects by itself.
     #[error("redis connection lost")]
     ConnectionLost(#[source] BoxError),
+    /// Redis is out of memory: its used memory is above `maxmemory` and, with the policy
+    /// `noeviction` (the only safe one for jobs), it refuses writes. The script that was
+    /// refused stored nothing of its operation; it may succeed once memory is freed (purge
+    /// old jobs, shorten retention) or `maxmemory` is raised.
+    #[error(
+        "redis is out of memory (used memory above `maxmemory`): the operation was refused \
+         and nothing of it was stored; free memory or raise `maxmemory`"
+    )]
+    OutOfMemory(#[source] BoxError),
     /// Redis answered a command with an error.
     #[error("redis command failed")]
     Command(#[source] BoxError),
@@ -65,6 +74,8 @@ impl RedisError {
     pub(crate) fn from_redis(e: redis::RedisError) -> Self {
         if is_connection_error(&e) {
             RedisError::ConnectionLost(Box::new(e))
+        } else if e.code() == Some("OOM") {
+            RedisError::OutOfMemory(Box::new(e))
         } else {
             RedisError::Command(Box::new(e))
         }

@@ -35,7 +35,8 @@
 //!   next scheduled job is due), so an idle worker sends only a few commands a minute.
 //! - Completed jobs are deleted after 24 hours, and beyond 10,000 per queue (configurable, see
 //!   [`RedisOptions`]); failed jobs are kept until purged.
-//! - Warns at start-up if `maxmemory-policy` is not `noeviction`.
+//! - Warns at start-up if `maxmemory-policy` is not `noeviction`. Above `maxmemory`, Redis
+//!   refuses enqueues whole ([`RedisError::OutOfMemory`]) while workers go on draining.
 
 mod backend;
 mod conn;

@@ -1,5 +1,5 @@
 //! How jobs are stored: batches across queues in one script call, jobs whose data Redis lost,
-//! and the encodings that keep batch operations linear.
+//! the encodings that keep batch operations linear, and Redis at its memory limit.
 
 mod support;
 
@@ -525,4 +525,115 @@ async fn keys_of_another_storage_layout_are_refused() {
             kosh_jobs::BackendError::Incompatible(_)
         ));
     }
+}
+
+/// Redis at `maxmemory` with `noeviction` refuses writes. A push, which only adds, is refused
+/// whole with an error that says why, and nothing of it is stored. The worker's operations go
+/// on: reserving (also when it first recovers an expired lease), extending, releasing and
+/// finishing leases move jobs between indexes and, through retention, free memory. Once memory is available
+/// again, the refused push goes through.
+#[tokio::test]
+async fn out_of_memory_refuses_pushes_whole_and_lets_workers_drain() {
+    // DEBUG DIGEST (a hash of the whole dataset) shows that nothing changed.
+    let server = RedisServer::start(&[
+        "--maxmemory-policy",
+        "noeviction",
+        "--enable-debug-command",
+        "yes",
+    ]);
+    let (b, clock) = manual_backend(&server, "oom").await;
+    b.push((0..4).map(|_| unique_job(&b, "q", None)).collect())
+        .await
+        .expect("push");
+    let first = reserve(&b, "q", 1).await;
+    let second = reserve(&b, "q", 1).await;
+    // The first lease expires: the next reserve recovers it before it leases.
+    clock.advance(Duration::from_secs(31));
+    let second_lease = b
+        .heartbeat(&[second[0].lease], Duration::from_secs(30))
+        .await
+        .expect("heartbeat");
+    assert!(second_lease.is_empty(), "the second lease is current");
+    let digest = || raw_command(server.port, None, &["DEBUG", "DIGEST"]);
+    let before = digest();
+
+    let full = raw_command(server.port, None, &["CONFIG", "SET", "maxmemory", "1"]);
+    assert!(full.contains("OK"), "{full}");
+    let batch: Vec<NewJob> = (0..5)
+        .map(|i| unique_job(&b, "q", (i == 2).then_some("key")))
+        .collect();
+    let e = b
+        .push(batch.clone())
+        .await
+        .expect_err("a push over maxmemory is refused");
+    let text = format!("{e}: {:?}", std::error::Error::source(&e));
+    assert!(
+        matches!(e, kosh_jobs::BackendError::Storage(_)),
+        "a storage error, not a retryable outage: {text}"
+    );
+    let source = std::error::Error::source(&e).map(ToString::to_string);
+    assert!(
+        source
+            .as_deref()
+            .is_some_and(|s| s.contains("out of memory") && s.contains("maxmemory")),
+        "says Redis is out of memory: {text}"
+    );
+    assert_eq!(digest(), before, "nothing of the refused push was stored");
+
+    // Workers go on.
+    let lost = b
+        .heartbeat(&[second[0].lease], Duration::from_secs(30))
+        .await
+        .expect("heartbeat over maxmemory");
+    assert!(lost.is_empty(), "the lease was extended");
+    // Progress is the handler's data, which grows memory: refused like a push.
+    let e = b
+        .progress(second[0].lease, serde_json::json!({ "rows": 1 }))
+        .await
+        .expect_err("progress over maxmemory is refused");
+    assert!(
+        matches!(e, kosh_jobs::BackendError::Storage(_)),
+        "progress: {e:?}"
+    );
+    let third = reserve(&b, "q", 2).await;
+    let mut ids: Vec<JobId> = third.iter().map(LeasedJob::id).collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "the expired job and the next one are leased");
+    assert!(
+        ids.contains(&first[0].id()),
+        "the expired job is leased again"
+    );
+    let fourth = reserve(&b, "q", 1).await;
+    b.release(&[fourth[0].lease])
+        .await
+        .expect("release over maxmemory");
+    let mut finishes = vec![Finish {
+        lease: second[0].lease,
+        outcome: Outcome::Completed { result: None },
+    }];
+    finishes.extend(third.iter().map(|j| Finish {
+        lease: j.lease,
+        outcome: Outcome::Completed { result: None },
+    }));
+    let r = b.finish(finishes).await.expect("finish over maxmemory");
+    assert_eq!(r, vec![FinishResult::Applied; 3]);
+    let stale = b
+        .finish(vec![Finish {
+            lease: first[0].lease,
+            outcome: Outcome::Completed { result: None },
+        }])
+        .await
+        .expect("finish of the expired lease");
+    assert_eq!(stale, vec![FinishResult::LeaseLost]);
+
+    let freed = raw_command(server.port, None, &["CONFIG", "SET", "maxmemory", "0"]);
+    assert!(freed.contains("OK"), "{freed}");
+    let out = b.push(batch).await.expect("the same push, with memory");
+    assert_eq!(out.len(), 5);
+    let counts = b.counts().await.expect("counts");
+    assert_eq!(
+        (counts[0].ready, counts[0].running, counts[0].completed),
+        (6, 0, 3),
+        "the released job and the pushed ones are ready"
+    );
 }

@@ -10,6 +10,7 @@ for n, l in ipairs(ls) do
   pairs_[2 * n - 1] = le
   pairs_[2 * n] = l
 end
+allow_writes()
 local moved = call_chunked('ZADD', K_LEASE, pairs_, 2, { 'XX', 'CH' })
 local out = {}
 if moved == #ls then

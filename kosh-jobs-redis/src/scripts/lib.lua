@@ -218,11 +218,20 @@ local function ran_again(flat)
   call_chunked('SADD', K_AGAIN, ms, 1)
 end
 
+-- Redis above `maxmemory` (policy noeviction) refuses a script's first write when that
+-- command may add memory, but never a later one: a script cannot stop halfway. A push is then
+-- refused whole, as it should be. The scripts that move a worker's jobs along (extend, give
+-- back or recover leases) call this before their first such write, so that workers keep
+-- draining the queue (retention frees memory): deleting a key that never exists counts as
+-- the script's first write and adds nothing.
+local function allow_writes() redis.call('DEL', B .. ':never') end
+
 -- Moves jobs whose lease deadline is at or before now back to ready (or to failed when out of
 -- attempts), recording `lease expired`. `limit` is a string. Returns how many were recovered.
 local function recover(now_s, limit)
   local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now_s, 'LIMIT', '0', limit)
   if #exp == 0 then return 0 end
+  allow_writes()
   local rd = {}
   for _, l in ipairs(exp) do
     local m = lease_job(l)

@@ -3,6 +3,7 @@
 local ls = {}
 for i = 1, #ARGV do ls[i] = ARGV[i] end
 local current = zmscore_all(K_LEASE, ls)
+allow_writes()
 local rd, done, used = {}, {}, {}
 for n, l in ipairs(ls) do
   if current[n] and not used[l] then
