@@ -14,12 +14,14 @@ async fn resize(Resize { image, width }: Resize, _: JobContext<()>) -> Result<u3
 }
 
 #[derive(Serialize, Deserialize)]
-struct Keyword;
+struct Keyword {
+    n: u32,
+}
 
 #[kosh_jobs::job]
 async fn r#match(mut job: Keyword) -> Result<(), JobError> {
-    job = Keyword;
-    let _ = job;
+    job.n += 1;
+    assert!(job.n > 0);
     Ok(())
 }
 
