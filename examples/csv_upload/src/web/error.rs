@@ -59,9 +59,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error and its sources on one line: `outer: inner: innermost`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(format!("app database: {e}"))
+        ApiError::internal(format!("app database: {}", chain(&e)))
     }
 }
 
@@ -75,7 +87,8 @@ impl From<kosh_jobs::Error> for ApiError {
                 "the job queue is unavailable, try again shortly",
             )
         } else {
-            ApiError::internal(format!("job store: {e}"))
+            // The backend's own words (Redis out of memory, a full disk) are in the sources.
+            ApiError::internal(format!("job store: {}", chain(&e)))
         }
     }
 }
@@ -89,5 +102,49 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::bad_request(e.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kosh_jobs::BackendError;
+
+    #[test]
+    fn a_job_store_error_is_logged_with_its_cause() {
+        let e = kosh_jobs::Error::Backend(BackendError::storage(std::io::Error::other(
+            "redis is out of memory",
+        )));
+        assert_eq!(chain(&e), "storage error: redis is out of memory");
+
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        let api = tracing::subscriber::with_default(subscriber, || ApiError::from(e));
+        assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            api.message, "internal error",
+            "the cause is logged, not shown"
+        );
+        let logged = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+        assert!(
+            logged.contains("job store: storage error: redis is out of memory"),
+            "{logged}"
+        );
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("logs").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
