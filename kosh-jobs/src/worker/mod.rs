@@ -248,7 +248,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
                         clock.sleep(outage.failed(&e)).await;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "could not release jobs; they will be recovered when their leases expire");
+                        tracing::error!(error = %outage::chain(&e), "could not release jobs; they will be recovered when their leases expire");
                         break;
                     }
                 }
