@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use kosh_jobs::{
-    Backend, Finish, FinishResult, JobId, JobState, LeasedJob, ManualClock, NewJob, Outcome,
+    Backend, Finish, FinishResult, JobId, JobState, Lease, LeasedJob, ManualClock, NewJob, Outcome,
     ReserveRequest,
 };
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
@@ -53,6 +53,24 @@ async fn reserve(b: &RedisBackend, queue: &str, max: usize) -> Vec<LeasedJob> {
     })
     .await
     .expect("reserve")
+}
+
+/// Completes a lease without a result.
+fn done(lease: Lease) -> Finish {
+    Finish {
+        lease,
+        outcome: Outcome::Completed { result: None },
+    }
+}
+
+/// Fails a lease for good with `error`.
+fn failed(lease: Lease, error: &str) -> Finish {
+    Finish {
+        lease,
+        outcome: Outcome::Failed {
+            error: error.into(),
+        },
+    }
 }
 
 /// A batch spanning queues is one script call on a single server, handled in batch order:
@@ -204,12 +222,7 @@ async fn small_queues_use_hash_table_encodings() {
         .expect("list");
     assert_eq!(running.jobs.len(), 1);
     assert_eq!(running.jobs[0].id, leased[0].id());
-    b.finish(vec![Finish {
-        lease: leased[0].lease,
-        outcome: Outcome::Completed { result: None },
-    }])
-    .await
-    .expect("finish");
+    b.finish(vec![done(leased[0].lease)]).await.expect("finish");
     let c = b.counts().await.expect("counts");
     assert_eq!((c[0].running, c[0].completed), (0, 1));
     assert!(b
@@ -245,7 +258,7 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
         .progress(first[0].lease, serde_json::json!({"row": 7}))
         .await
         .expect("progress"));
-    let stale = kosh_jobs::Lease {
+    let stale = Lease {
         token: first[1].lease.token + 1000,
         ..first[1].lease
     };
@@ -259,26 +272,15 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
                     retry_at: now,
                 },
             },
-            Finish {
-                lease: stale,
-                outcome: Outcome::Completed { result: None },
-            },
+            done(stale),
             Finish {
                 lease: first[2].lease,
                 outcome: Outcome::Completed {
                     result: Some(serde_json::json!({"rows": 3})),
                 },
             },
-            Finish {
-                lease: first[3].lease,
-                outcome: Outcome::Completed { result: None },
-            },
-            Finish {
-                lease: first[1].lease,
-                outcome: Outcome::Failed {
-                    error: "bad row".into(),
-                },
-            },
+            done(first[3].lease),
+            failed(first[1].lease, "bad row"),
         ])
         .await
         .expect("finish");
@@ -359,10 +361,6 @@ async fn a_finish_batch_with_stale_leases_applies_only_the_current_ones() {
     assert_eq!(again.attempt, 2);
     let others: Vec<&LeasedJob> = rest.iter().filter(|l| l.id() != old[0].id()).collect();
     // Job 1 is finished before the batch.
-    let done = |lease| Finish {
-        lease,
-        outcome: Outcome::Completed { result: None },
-    };
     let first = b.finish(vec![done(others[0].lease)]).await.expect("finish");
     assert_eq!(first, vec![FinishResult::Applied]);
     let results = b
@@ -371,12 +369,7 @@ async fn a_finish_batch_with_stale_leases_applies_only_the_current_ones() {
             done(others[1].lease),
             done(old[0].lease),
             done(others[0].lease),
-            Finish {
-                lease: again.lease,
-                outcome: Outcome::Failed {
-                    error: "bad row".into(),
-                },
-            },
+            failed(again.lease, "bad row"),
         ])
         .await
         .expect("finish");
@@ -444,7 +437,7 @@ async fn heartbeat_batches_with_lost_or_repeated_leases_answer_per_lease() {
     b.push(jobs).await.expect("push");
     let leased = reserve(&b, "q", 2).await;
     let (a, c) = (leased[0].lease, leased[1].lease);
-    let forged = kosh_jobs::Lease {
+    let forged = Lease {
         token: a.token + 2,
         ..a
     };
@@ -607,21 +600,12 @@ async fn out_of_memory_refuses_pushes_whole_and_lets_workers_drain() {
     b.release(&[fourth[0].lease])
         .await
         .expect("release over maxmemory");
-    let mut finishes = vec![Finish {
-        lease: second[0].lease,
-        outcome: Outcome::Completed { result: None },
-    }];
-    finishes.extend(third.iter().map(|j| Finish {
-        lease: j.lease,
-        outcome: Outcome::Completed { result: None },
-    }));
+    let mut finishes = vec![done(second[0].lease)];
+    finishes.extend(third.iter().map(|j| done(j.lease)));
     let r = b.finish(finishes).await.expect("finish over maxmemory");
     assert_eq!(r, vec![FinishResult::Applied; 3]);
     let stale = b
-        .finish(vec![Finish {
-            lease: first[0].lease,
-            outcome: Outcome::Completed { result: None },
-        }])
+        .finish(vec![done(first[0].lease)])
         .await
         .expect("finish of the expired lease");
     assert_eq!(stale, vec![FinishResult::LeaseLost]);
