@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures_util::future::try_join_all;
-use kosh_jobs::{Backend, Client, Handler, Job, JobContext, JobError, Worker};
+use kosh_jobs_core::{Backend, Client, Handler, Job, JobContext, JobError, Worker};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use serde::{Deserialize, Serialize};
 
@@ -287,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
             for (s, e) in chunk {
                 client.enqueue_batch((s..e).map(|n| Noop { n })).await?;
             }
-            Ok::<_, kosh_jobs::Error>(())
+            Ok::<_, kosh_jobs_core::Error>(())
         }
     });
     try_join_all(producers).await?;

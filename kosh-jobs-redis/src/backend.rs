@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
     Timestamp,
@@ -27,7 +27,7 @@ use crate::options::RedisOptions;
 /// renew leases. Cheap to clone; clones share the connection.
 ///
 /// ```no_run
-/// use kosh_jobs::Client;
+/// use kosh_jobs_core::Client;
 /// use kosh_jobs_redis::RedisBackend;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use kosh_jobs::{AttemptError, JobId, JobRecord, JobState, Timestamp};
+use kosh_jobs_core::{AttemptError, JobId, JobRecord, JobState, Timestamp};
 use redis::Value;
 
 use crate::error::RedisError;

@@ -1,17 +1,17 @@
 //! Errors of the Redis backend.
 
-use kosh_jobs::{BackendError, BoxError};
+use kosh_jobs_core::{BackendError, BoxError};
 
 /// An error of the Redis backend.
 ///
-/// Converts into [`kosh_jobs::BackendError`]: connection problems become
+/// Converts into [`kosh_jobs_core::BackendError`]: connection problems become
 /// [`BackendError::Unavailable`] (worth retrying), bad input `InvalidInput`, data this version
 /// does not understand `Incompatible`, everything else `Storage`. No variant ever carries the
 /// password of the connection URL.
 ///
 /// ```
 /// use kosh_jobs_redis::RedisError;
-/// use kosh_jobs::BackendError;
+/// use kosh_jobs_core::BackendError;
 ///
 /// let e = RedisError::Unreachable { addr: "localhost:6379".into(), source: "refused".into() };
 /// assert_eq!(e.to_string(), "cannot reach redis at localhost:6379");

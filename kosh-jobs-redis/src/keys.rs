@@ -37,7 +37,7 @@
 //! `sequence << 16 | queue index`, so ids increase in push order across queues, and `get`,
 //! `cancel` and `retry` by id find the queue (and so the slot) without a cross-slot lookup.
 
-use kosh_jobs::JobId;
+use kosh_jobs_core::JobId;
 
 /// The storage layout this version reads and writes. Layout 1 (before columns) kept one hash
 /// per job and had no `layout` key; layout 2 had no `again` set, so its jobs waiting for

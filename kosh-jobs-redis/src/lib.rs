@@ -1,11 +1,11 @@
 //! # kosh-jobs-redis
 //!
-//! The Redis backend of [`kosh_jobs`]: production storage for many workers on many machines,
+//! The Redis backend of [kosh-jobs](https://docs.rs/kosh-jobs): production storage for many workers on many machines,
 //! on self-hosted Redis, Redis Cluster, or hosted Redis (Upstash, Redis Cloud, ElastiCache)
 //! over TLS.
 //!
 //! ```no_run
-//! use kosh_jobs::{Backend, Client};
+//! use kosh_jobs_core::{Backend, Client};
 //! use kosh_jobs_redis::{RedisBackend, RedisOptions};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use kosh_jobs::backend::{validate_job_name, validate_queue_name};
-use kosh_jobs::{
+use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
+use kosh_jobs_core::{
     CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
     Timestamp,

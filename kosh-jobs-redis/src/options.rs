@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use kosh_jobs::Clock;
+use kosh_jobs_core::Clock;
 
 use crate::error::RedisError;
 use crate::keys::validate_prefix;
@@ -30,7 +30,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 ///
 /// Retention: completed jobs are deleted [`DEFAULT_KEEP_COMPLETED_FOR`] (24 h) after they
 /// finished, and beyond [`DEFAULT_KEEP_COMPLETED_MAX`] (10,000) per queue the oldest go first;
-/// failed and cancelled jobs are kept until [`kosh_jobs::Backend::purge`]d.
+/// failed and cancelled jobs are kept until [`kosh_jobs_core::Backend::purge`]d.
 ///
 /// ```
 /// use kosh_jobs_redis::RedisOptions;

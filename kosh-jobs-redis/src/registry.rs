@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kosh_jobs::Timestamp;
+use kosh_jobs_core::Timestamp;
 use redis::Value;
 
 use crate::conn::{Conn, ScriptArgs};

@@ -7,7 +7,7 @@
 //! one pattern (`spec_fields` in `lib.lua`); a spec starts with `0` exactly when it has no
 //! unique key.
 
-use kosh_jobs::Timestamp;
+use kosh_jobs_core::Timestamp;
 
 use crate::decode::bad;
 use crate::error::RedisError;

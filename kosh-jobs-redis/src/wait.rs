@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kosh_jobs::Timestamp;
+use kosh_jobs_core::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -26,7 +26,7 @@ impl Shared {
         cancel: CancellationToken,
     ) -> Result<(), RedisError> {
         for q in &queues {
-            kosh_jobs::backend::validate_queue_name(q).map_err(RedisError::InvalidInput)?;
+            kosh_jobs_core::backend::validate_queue_name(q).map_err(RedisError::InvalidInput)?;
         }
         let manual = self.clock.is_manual();
         let keys: Vec<String> = queues.iter().map(|q| self.wake_key(q)).collect();

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::OnceLock;
 
-use kosh_jobs::Clock;
+use kosh_jobs_core::Clock;
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 
 fn cluster_url() -> String {
@@ -31,7 +31,7 @@ async fn backend(clock: Clock) -> RedisBackend {
     RedisBackend::connect(options).await.expect("connect")
 }
 
-kosh_jobs::conformance_tests!(backend);
+kosh_jobs_core::conformance_tests!(backend);
 
 /// The queues of one test land on different masters, so the suite above really crosses
 /// slots and nodes.
@@ -60,11 +60,12 @@ fn queues_spread_over_the_masters() {
 async fn unique_keys_are_per_queue_on_a_cluster() {
     let b = backend(Clock::system()).await;
     let job = |queue: &str| {
-        let mut j = kosh_jobs::NewJob::new("n", queue, "{}", kosh_jobs::Timestamp::now_system());
+        let mut j =
+            kosh_jobs_core::NewJob::new("n", queue, "{}", kosh_jobs_core::Timestamp::now_system());
         j.unique_key = Some("report-2024".into());
         j
     };
-    use kosh_jobs::Backend as _;
+    use kosh_jobs_core::Backend as _;
     let a = b.push(vec![job("a"), job("a")]).await.expect("push");
     assert!(!a[0].existing && a[1].existing && a[1].id == a[0].id);
     let other = b.push(vec![job("b")]).await.expect("push")[0];

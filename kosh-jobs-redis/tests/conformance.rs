@@ -3,7 +3,7 @@
 
 mod support;
 
-use kosh_jobs::Clock;
+use kosh_jobs_core::Clock;
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 
 async fn backend(clock: Clock) -> RedisBackend {
@@ -15,4 +15,4 @@ async fn backend(clock: Clock) -> RedisBackend {
     RedisBackend::connect(options).await.expect("connect")
 }
 
-kosh_jobs::conformance_tests!(backend);
+kosh_jobs_core::conformance_tests!(backend);

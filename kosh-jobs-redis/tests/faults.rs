@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kosh_jobs::{AttemptError, Backend, JobId, JobState, NewJob};
+use kosh_jobs_core::{AttemptError, Backend, JobId, JobState, NewJob};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use support::{unique_prefix, RedisServer};
 
@@ -104,7 +104,7 @@ fn fault_job(n: u64, extra: &str) -> NewJob {
         "fault_job",
         "faults",
         format!(r#"{{"n":{n}{extra}}}"#),
-        kosh_jobs::Timestamp::now_system(),
+        kosh_jobs_core::Timestamp::now_system(),
     );
     j.unique_key = Some(format!("job-{n}"));
     j

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, Clock, Finish, FinishResult, Handler, Job, JobContext, JobError, NewJob, Outcome,
     ReserveRequest, Worker,
 };
@@ -110,7 +110,7 @@ async fn unreachable_at_start_names_host_and_port_not_password() {
     assert!(e.is_unavailable());
     assert!(!text.contains("hunter2"), "password leaked: {text}");
     assert!(
-        kosh_jobs::BackendError::from(e).is_unavailable(),
+        kosh_jobs_core::BackendError::from(e).is_unavailable(),
         "maps to BackendError::Unavailable"
     );
     eprintln!("connection refused reported after {:?}", started.elapsed());
@@ -564,7 +564,7 @@ async fn paused_queue_with_due_jobs_does_not_spin() {
     assert_eq!(b.reserve(&req).await.expect("reserve").len(), 1);
 }
 
-async fn complete_one(b: &RedisBackend, queue: &str, outcome: Outcome) -> kosh_jobs::JobId {
+async fn complete_one(b: &RedisBackend, queue: &str, outcome: Outcome) -> kosh_jobs_core::JobId {
     let now = b.clock().now();
     b.push(vec![NewJob::new("n", queue, "{}", now)])
         .await
@@ -660,13 +660,13 @@ async fn unique_keys_span_queues() {
     assert_eq!(again.id, first.id);
     assert_eq!(
         b.cancel(first.id).await.expect("cancel"),
-        kosh_jobs::CancelOutcome::Cancelled
+        kosh_jobs_core::CancelOutcome::Cancelled
     );
     let other = b.push(vec![job("b")]).await.expect("push")[0];
     assert!(!other.existing, "freed once the holder was cancelled");
     assert_eq!(
         b.retry(first.id).await.expect("retry"),
-        kosh_jobs::RetryOutcome::UniqueConflict(other.id),
+        kosh_jobs_core::RetryOutcome::UniqueConflict(other.id),
         "retrying the cancelled job sees the holder in queue b"
     );
 }

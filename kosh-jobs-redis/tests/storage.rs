@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, Finish, FinishResult, JobId, JobState, Lease, LeasedJob, ManualClock, NewJob, Outcome,
     ReserveRequest,
 };
@@ -25,7 +25,7 @@ async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
 
 /// A backend on a manual clock, under a fresh prefix, and the hand that moves the clock.
 async fn manual_backend(server: &RedisServer, name: &str) -> (RedisBackend, ManualClock) {
-    let (clock, manual) = kosh_jobs::Clock::manual();
+    let (clock, manual) = kosh_jobs_core::Clock::manual();
     let b = RedisBackend::connect(
         RedisOptions::builder(server.url())
             .prefix(unique_prefix(name))
@@ -217,7 +217,7 @@ async fn small_queues_use_hash_table_encodings() {
     let c = b.counts().await.expect("counts");
     assert_eq!((c[0].ready, c[0].running), (1, 1));
     let running = b
-        .list(&kosh_jobs::ListQuery::new(JobState::Running))
+        .list(&kosh_jobs_core::ListQuery::new(JobState::Running))
         .await
         .expect("list");
     assert_eq!(running.jobs.len(), 1);
@@ -226,7 +226,7 @@ async fn small_queues_use_hash_table_encodings() {
     let c = b.counts().await.expect("counts");
     assert_eq!((c[0].running, c[0].completed), (0, 1));
     assert!(b
-        .list(&kosh_jobs::ListQuery::new(JobState::Running))
+        .list(&kosh_jobs_core::ListQuery::new(JobState::Running))
         .await
         .expect("list")
         .jobs
@@ -514,8 +514,8 @@ async fn keys_of_another_storage_layout_are_refused() {
             "{msg}"
         );
         assert!(matches!(
-            kosh_jobs::BackendError::from(e),
-            kosh_jobs::BackendError::Incompatible(_)
+            kosh_jobs_core::BackendError::from(e),
+            kosh_jobs_core::BackendError::Incompatible(_)
         ));
     }
 }
@@ -561,7 +561,7 @@ async fn out_of_memory_refuses_pushes_whole_and_lets_workers_drain() {
         .expect_err("a push over maxmemory is refused");
     let text = format!("{e}: {:?}", std::error::Error::source(&e));
     assert!(
-        matches!(e, kosh_jobs::BackendError::Storage(_)),
+        matches!(e, kosh_jobs_core::BackendError::Storage(_)),
         "a storage error, not a retryable outage: {text}"
     );
     let source = std::error::Error::source(&e).map(ToString::to_string);
@@ -585,7 +585,7 @@ async fn out_of_memory_refuses_pushes_whole_and_lets_workers_drain() {
         .await
         .expect_err("progress over maxmemory is refused");
     assert!(
-        matches!(e, kosh_jobs::BackendError::Storage(_)),
+        matches!(e, kosh_jobs_core::BackendError::Storage(_)),
         "progress: {e:?}"
     );
     let third = reserve(&b, "q", 2).await;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, Finish, Handler, Job, JobContext, JobError, NewJob, Outcome, ReserveRequest, Worker,
 };
 use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
@@ -81,7 +81,7 @@ impl Handler<Tally> for Noop {
     }
 }
 
-fn jobs(from: u64, n: u64, now: kosh_jobs::Timestamp) -> Vec<NewJob> {
+fn jobs(from: u64, n: u64, now: kosh_jobs_core::Timestamp) -> Vec<NewJob> {
     (from..from + n)
         .map(|i| NewJob::new(Noop::NAME, Noop::QUEUE, format!("{{\"n\":{i}}}"), now))
         .collect()
@@ -214,7 +214,7 @@ async fn direct_processing(b: &SqliteBackend, total: u64) -> anyhow::Result<Dura
                     }])
                     .await
                     .expect("finish");
-                assert_eq!(r, vec![kosh_jobs::FinishResult::Applied]);
+                assert_eq!(r, vec![kosh_jobs_core::FinishResult::Applied]);
                 tally.record(n.n);
                 drop(permit);
             });
@@ -340,7 +340,7 @@ async fn main() -> anyhow::Result<()> {
                     for i in 0..per {
                         b.push(jobs(t * per + i, 1, now)).await?;
                     }
-                    Ok::<_, kosh_jobs::BackendError>(())
+                    Ok::<_, kosh_jobs_core::BackendError>(())
                 })
             })
             .collect();

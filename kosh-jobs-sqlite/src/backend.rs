@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
     Timestamp,
@@ -41,7 +41,7 @@ use crate::store::{Op, Response};
 /// handler blocks its runtime, and it can be used from any tokio runtime.
 ///
 /// ```
-/// use kosh_jobs::{Backend, NewJob, ReserveRequest, JobState};
+/// use kosh_jobs_core::{Backend, NewJob, ReserveRequest, JobState};
 /// use kosh_jobs_sqlite::SqliteBackend;
 /// use std::time::Duration;
 ///
@@ -109,7 +109,7 @@ impl SqliteBackend {
     /// written by a newer kosh-jobs-sqlite, is corrupt, or cannot be written.
     ///
     /// ```
-    /// use kosh_jobs::{Backend, Clock};
+    /// use kosh_jobs_core::{Backend, Clock};
     /// use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
     ///
     /// # #[tokio::main(flavor = "current_thread")]

@@ -3,19 +3,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kosh_jobs::BackendError;
+use kosh_jobs_core::BackendError;
 use rusqlite::ErrorCode;
 
 /// An error of the SQLite backend.
 ///
 /// Opening a file reports what is wrong with it (not a database, not a kosh-jobs database,
 /// written by a newer version, corrupt, read-only) in the message. Operations through the
-/// [`kosh_jobs::Backend`] trait return these mapped into [`BackendError`]: `Busy` becomes
+/// [`kosh_jobs_core::Backend`] trait return these mapped into [`BackendError`]: `Busy` becomes
 /// `Unavailable`; `NewerSchema`, `NotKoshDatabase`, `NotADatabase` and `Corrupt` become
 /// `Incompatible`; the rest become `Storage` with this error as the source.
 ///
 /// ```
-/// use kosh_jobs::BackendError;
+/// use kosh_jobs_core::BackendError;
 /// use kosh_jobs_sqlite::SqliteError;
 ///
 /// let e = SqliteError::NewerSchema { path: "jobs.db".into(), found: 9, supported: 1 };

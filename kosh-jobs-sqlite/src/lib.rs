@@ -1,10 +1,10 @@
 //! # kosh-jobs-sqlite
 //!
-//! The SQLite backend of [kosh-jobs](kosh_jobs): jobs in one file, no server to install,
+//! The SQLite backend of [kosh-jobs](https://docs.rs/kosh-jobs): jobs in one file, no server to install,
 //! several processes (a web server and its workers) sharing that file.
 //!
 //! ```
-//! use kosh_jobs::{Backend, NewJob};
+//! use kosh_jobs_core::{Backend, NewJob};
 //! use kosh_jobs_sqlite::SqliteBackend;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -30,7 +30,7 @@
 //!   into the file in the background (checkpoints), so commits do not wait for the disk.
 //! - Several processes on one file take turns at SQLite's write lock; a process waiting for
 //!   it retries in steps of 100 µs to 1.6 ms until the busy timeout, then the operation
-//!   fails as [`kosh_jobs::BackendError::Unavailable`].
+//!   fails as [`kosh_jobs_core::BackendError::Unavailable`].
 //! - Reserving is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`; every transition
 //!   out of `running` checks the lease token, so a stale worker's result is refused.
 //! - The schema is created and migrated by the backend inside `BEGIN IMMEDIATE` (the SQL is in

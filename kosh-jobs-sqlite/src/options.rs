@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kosh_jobs::Clock;
+use kosh_jobs_core::Clock;
 
 use crate::error::SqliteError;
 
@@ -12,7 +12,7 @@ use crate::error::SqliteError;
 /// The default keeps completed jobs for 24 hours, and at most the newest 10,000 of them, so
 /// a busy queue does not grow the file without bound. Failed jobs (the dead set) and
 /// cancelled jobs are never pruned by retention: they stay until purged with
-/// [`kosh_jobs::Backend::purge`] (or [`kosh_jobs::Client::purge`]).
+/// [`kosh_jobs_core::Backend::purge`] (or [`kosh_jobs_core::Client::purge`]).
 ///
 /// Pruning runs on the backend's writer thread about once a second, a few thousand jobs per
 /// transaction. Every process that opens the file applies its own retention to the whole

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, CancelOutcome, Clock, Finish, FinishResult, JobState, ListQuery, ManualClock, NewJob,
     Outcome, ReserveRequest, RetryOutcome, Timestamp,
 };
@@ -78,7 +78,7 @@ async fn lifecycle_push_reserve_complete() {
                 },
             },
             Finish {
-                lease: kosh_jobs::Lease {
+                lease: kosh_jobs_core::Lease {
                     id: leased[1].id(),
                     token: leased[1].lease.token.wrapping_add(7),
                 },
@@ -302,7 +302,7 @@ async fn retry_outcomes_and_error_history() {
         RetryOutcome::NotRetryable(JobState::Ready)
     );
     assert_eq!(
-        b.retry(kosh_jobs::JobId::new(999)).await.unwrap(),
+        b.retry(kosh_jobs_core::JobId::new(999)).await.unwrap(),
         RetryOutcome::NotFound
     );
 }
@@ -340,7 +340,7 @@ async fn push_is_atomic_and_validates() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, kosh_jobs::BackendError::InvalidInput(_)),
+        matches!(err, kosh_jobs_core::BackendError::InvalidInput(_)),
         "{err:?}"
     );
     assert!(b.counts().await.unwrap().is_empty());
@@ -606,7 +606,7 @@ async fn a_failing_operation_does_not_undo_others_committed_with_it() {
             Err(e) => {
                 assert!(i % 5 == 0);
                 assert!(
-                    matches!(e, kosh_jobs::BackendError::InvalidInput(_)),
+                    matches!(e, kosh_jobs_core::BackendError::InvalidInput(_)),
                     "{e:?}"
                 );
             }

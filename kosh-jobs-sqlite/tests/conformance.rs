@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
     Timestamp,
@@ -32,12 +32,12 @@ async fn sqlite(clock: Clock) -> TempSqlite {
     }
 }
 
-kosh_jobs::conformance_tests!(sqlite);
+kosh_jobs_core::conformance_tests!(sqlite);
 
 /// The suite again on a private in-memory database (`sqlite::memory:`), where reads go
 /// through the writer thread.
 mod in_memory {
-    use kosh_jobs::Clock;
+    use kosh_jobs_core::Clock;
     use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
 
     async fn sqlite_memory(clock: Clock) -> SqliteBackend {
@@ -49,7 +49,7 @@ mod in_memory {
         SqliteBackend::open_with(opts).await.expect("open")
     }
 
-    kosh_jobs::conformance_tests!(sqlite_memory);
+    kosh_jobs_core::conformance_tests!(sqlite_memory);
 }
 
 #[async_trait]

@@ -5,11 +5,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use kosh_jobs::{Backend, BackendError, JobState, NewJob, ReserveRequest};
+use kosh_jobs_core::{Backend, BackendError, JobState, NewJob, ReserveRequest};
 use kosh_jobs_sqlite::{SqliteBackend, SqliteError};
 
 fn job(queue: &str) -> NewJob {
-    NewJob::new("t", queue, "{}", kosh_jobs::Timestamp::now_system())
+    NewJob::new("t", queue, "{}", kosh_jobs_core::Timestamp::now_system())
 }
 
 /// Writes a kosh-jobs database with one job, closed again when this returns.
@@ -158,7 +158,7 @@ async fn a_corrupt_file_gives_an_error_not_a_panic() {
         Err(e) => e,
         Ok(b) => {
             // Opening may succeed when damage is only in data pages; then use fails cleanly.
-            let e = b.get(kosh_jobs::JobId::new(1)).await.unwrap_err();
+            let e = b.get(kosh_jobs_core::JobId::new(1)).await.unwrap_err();
             panic!("expected the open to notice, got a backend whose get says {e:?}")
         }
     };
@@ -181,7 +181,7 @@ async fn damage_in_data_pages_fails_operations_cleanly() {
                     "t",
                     "q",
                     format!("{{\"pad\":\"{}\"}}", "x".repeat(i % 200)),
-                    kosh_jobs::Timestamp::now_system(),
+                    kosh_jobs_core::Timestamp::now_system(),
                 )
             })
             .collect();

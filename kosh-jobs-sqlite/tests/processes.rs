@@ -3,7 +3,7 @@
 //!
 //! The child processes are this test binary itself, started again with
 //! `KOSH_SQLITE_CHILD=<role>` to run [`child_process`] only. Workers are the real
-//! [`kosh_jobs::Worker`] runtime; each handler appends its job's number to a log file of its
+//! [`kosh_jobs_core::Worker`] runtime; each handler appends its job's number to a log file of its
 //! process (opened with `O_APPEND`), which is the side effect the tests count.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kosh_jobs::{
+use kosh_jobs_core::{
     Backend, Handler, Job, JobContext, JobError, JobState, ListQuery, NewJob, Timestamp, Worker,
 };
 use kosh_jobs_sqlite::{Retention, SqliteBackend, SqliteOptions};
@@ -204,7 +204,7 @@ fn read_log(path: &Path) -> (Vec<u64>, Vec<u64>) {
     (done, started)
 }
 
-async fn all_jobs(b: &SqliteBackend, state: JobState) -> Vec<kosh_jobs::JobRecord> {
+async fn all_jobs(b: &SqliteBackend, state: JobState) -> Vec<kosh_jobs_core::JobRecord> {
     let mut out = Vec::new();
     let mut q = ListQuery::new(state).limit(1000);
     loop {
@@ -217,7 +217,7 @@ async fn all_jobs(b: &SqliteBackend, state: JobState) -> Vec<kosh_jobs::JobRecor
     }
 }
 
-fn payload_n(rec: &kosh_jobs::JobRecord) -> u64 {
+fn payload_n(rec: &kosh_jobs_core::JobRecord) -> u64 {
     serde_json::from_str::<Numbered>(&rec.payload)
         .expect("payload")
         .n
@@ -387,7 +387,7 @@ async fn a_job_of_a_killed_worker_runs_again_after_its_lease_expires() {
     let (victim_done, _) = read_log(&victim_log);
     assert!(victim_done.is_empty(), "the victim completed nothing");
 
-    let records: BTreeMap<u64, kosh_jobs::JobRecord> = all_jobs(&b, JobState::Completed)
+    let records: BTreeMap<u64, kosh_jobs_core::JobRecord> = all_jobs(&b, JobState::Completed)
         .await
         .into_iter()
         .map(|r| (payload_n(&r), r))

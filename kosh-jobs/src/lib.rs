@@ -2,55 +2,35 @@
 //!
 //! Background jobs for Rust applications: the web process enqueues typed jobs, one or many
 //! worker processes run them with retries and backoff, delays, priorities, timeouts, and
-//! recovery of jobs whose worker died. Storage is pluggable: [`memory`] here, SQLite in
-//! `kosh-jobs-sqlite`, Redis in `kosh-jobs-redis`, all passing the same conformance suite.
+//! recovery of jobs whose worker died.
 //!
-//! Delivery is **at least once**: a job whose worker dies mid-run runs again elsewhere once
-//! its lease expires, so handlers should be idempotent (or checkpoint with
-//! [`JobContext::progress`] and resume from [`JobContext::checkpoint`]).
+//! This is the one crate an application depends on. Backends are features:
 //!
-//! Define a job by putting [`job`] on its async handler: the payload type becomes the job
-//! type, with its stable name (the function's name by default), queue and default options,
-//! e.g. `#[job(queue = "csv-uploads", max_attempts = 5, backoff = exponential(2s, max = 10m),
-//! timeout = 15m)]`. See [`job`] for every key. The [`Job`] and [`Handler`] traits it
-//! implements can also be written by hand.
+//! | feature | URL | backend |
+//! |---|---|---|
+//! | (always) | `memory:` | [`memory::MemoryBackend`], one process, for tests |
+//! | `sqlite` | `sqlite://path/jobs.db`, `sqlite::memory:` | `kosh_jobs::sqlite::SqliteBackend` |
+//! | `redis` | `redis://…`, `rediss://…`, `redis+cluster://…` | `kosh_jobs::redis::RedisBackend` |
+//! | `macros` (default) | | the [`job`] attribute |
 //!
-//! Enqueue with a [`Client`], run with a [`Worker`]; both take any [`Backend`].
-//!
-//! See `docs/job-lifecycle.md` for the state machine and `README.md` for a quickstart.
+//! See the crate's README for a quickstart.
 
-pub mod backend;
-mod client;
-mod clock;
-mod context;
-mod error;
-mod job;
-pub mod memory;
-mod record;
-pub mod retry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
-pub mod worker;
-
-#[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
-
-pub use backend::Backend;
-pub use client::Client;
-pub use clock::{Clock, ManualClock, Timestamp};
-pub use context::JobContext;
-pub use error::{BackendError, BoxError, Error, JobError};
-pub use job::{Enqueue, Handler, Job, JobOptions};
-pub use record::{
-    AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
-    LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
-    UnknownState,
-};
-pub use retry::Backoff;
-pub use worker::{Worker, WorkerBuilder};
+#[doc(inline)]
+pub use kosh_jobs_core::*;
 
 #[cfg(feature = "macros")]
 pub use kosh_jobs_derive::job;
 
-pub use tokio_util::sync::CancellationToken;
+/// The SQLite backend (feature `sqlite`): [`sqlite::SqliteBackend`].
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use kosh_jobs_sqlite::*;
+}
+
+/// The Redis backend (feature `redis`): [`redis::RedisBackend`].
+#[cfg(feature = "redis")]
+pub mod redis {
+    #[doc(inline)]
+    pub use kosh_jobs_redis::*;
+}

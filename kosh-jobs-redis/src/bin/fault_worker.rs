@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kosh_jobs::{Client, Handler, Job, JobContext, JobError, Worker};
+use kosh_jobs_core::{Client, Handler, Job, JobContext, JobError, Worker};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use serde::{Deserialize, Serialize};
 

@@ -289,7 +289,7 @@ mod tests {
         // At most the one look that follows the Nop's batch.
         assert!(shared.polls.load(Ordering::Relaxed) <= settled + 1);
     }
-    use kosh_jobs::{BackendError, JobState, NewJob, ReserveRequest};
+    use kosh_jobs_core::{BackendError, JobState, NewJob, ReserveRequest};
 
     async fn call(tx: &Sender<Pending>, op: Op) -> Response {
         let (reply, rx) = oneshot::channel();
@@ -394,7 +394,7 @@ mod tests {
     }
 
     /// `n` jobs of about 2 KB each: far more than a few pages.
-    fn big_batch(n: usize, now: kosh_jobs::Timestamp) -> Vec<NewJob> {
+    fn big_batch(n: usize, now: kosh_jobs_core::Timestamp) -> Vec<NewJob> {
         let payload = format!("\"{}\"", "x".repeat(2000));
         (0..n)
             .map(|i| NewJob::new(format!("big-{i}"), "q", payload.clone(), now))

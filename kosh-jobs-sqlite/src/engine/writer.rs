@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kosh_jobs::{Clock, Lease};
+use kosh_jobs_core::{Clock, Lease};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 

@@ -1,7 +1,7 @@
 //! Administration: retry, cancel, purge, pause, resume, and retention of completed jobs.
 
-use kosh_jobs::backend::validate_queue_name;
-use kosh_jobs::{CancelOutcome, JobId, JobState, RetryOutcome, Timestamp};
+use kosh_jobs_core::backend::validate_queue_name;
+use kosh_jobs_core::{CancelOutcome, JobId, JobState, RetryOutcome, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::row::{self, db_id};

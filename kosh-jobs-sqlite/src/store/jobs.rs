@@ -2,8 +2,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kosh_jobs::backend::{validate_job_name, validate_queue_name};
-use kosh_jobs::{
+use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
+use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
 };
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
@@ -112,7 +112,7 @@ fn check_new(job: &NewJob) -> Result<()> {
     Ok(())
 }
 
-/// Stores jobs (see [`kosh_jobs::Backend::push`]).
+/// Stores jobs (see [`kosh_jobs_core::Backend::push`]).
 pub(super) fn push(
     conn: &Connection,
     jobs: &[NewJob],
@@ -179,7 +179,7 @@ pub(super) fn push(
 /// Rotates the first queue reserve looks at, so one busy queue does not starve the others.
 static ROTATION: AtomicUsize = AtomicUsize::new(0);
 
-/// Leases jobs (see [`kosh_jobs::Backend::reserve`]).
+/// Leases jobs (see [`kosh_jobs_core::Backend::reserve`]).
 pub(super) fn reserve(
     conn: &Connection,
     req: &ReserveRequest,
@@ -254,7 +254,7 @@ fn leased(r: &rusqlite::Row<'_>, expires: i64) -> Result<LeasedJob> {
     })
 }
 
-/// Ends attempts (see [`kosh_jobs::Backend::finish`]).
+/// Ends attempts (see [`kosh_jobs_core::Backend::finish`]).
 pub(super) fn finish(
     conn: &Connection,
     items: &[Finish],

@@ -8,7 +8,7 @@ pub(crate) mod row;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kosh_jobs::{
+use kosh_jobs_core::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
 };

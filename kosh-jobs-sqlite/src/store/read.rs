@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kosh_jobs::{JobId, JobRecord, JobState, ListQuery, Page, QueueCounts, Timestamp};
+use kosh_jobs_core::{JobId, JobRecord, JobState, ListQuery, Page, QueueCounts, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 

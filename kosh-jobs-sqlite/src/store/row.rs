@@ -1,6 +1,6 @@
 //! Converting between rows and the contract's records.
 
-use kosh_jobs::{AttemptError, JobId, JobRecord, JobState, Lease, Timestamp};
+use kosh_jobs_core::{AttemptError, JobId, JobRecord, JobState, Lease, Timestamp};
 use rusqlite::Row;
 
 use crate::error::{Result, SqliteError};
