@@ -65,7 +65,7 @@ fn enqueue(c: &mut Criterion, rt: &Runtime, bench: &Bench) {
         b.to_async(rt).iter_custom(|iters| async move {
             // A fresh store per sample, so the store does not grow without bound.
             let store = bench.fresh("crit-single").await.expect("fresh store");
-            let client = Client::from_arc(store.backend.clone());
+            let client = Client::new(store.backend.clone());
             let start = Instant::now();
             for n in 0..iters {
                 client.enqueue(Noop { n }).await.expect("enqueue");
@@ -77,7 +77,7 @@ fn enqueue(c: &mut Criterion, rt: &Runtime, bench: &Bench) {
     g.bench_function("batch_1000", |b| {
         b.to_async(rt).iter_custom(|iters| async move {
             let store = bench.fresh("crit-batch").await.expect("fresh store");
-            let client = Client::from_arc(store.backend.clone());
+            let client = Client::new(store.backend.clone());
             let start = Instant::now();
             for i in 0..iters {
                 let ids = client
@@ -100,7 +100,7 @@ fn process(c: &mut Criterion, rt: &Runtime, bench: &Bench) {
         let store = rt
             .block_on(bench.fresh("crit-process"))
             .expect("fresh store");
-        let client = Client::from_arc(store.backend.clone());
+        let client = Client::new(store.backend.clone());
         let tally = Tally::counting();
         let worker = rt
             .block_on(async { spawn_worker(store.backend.clone(), tally.clone(), concurrency) })

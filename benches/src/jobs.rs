@@ -1,11 +1,10 @@
 //! The jobs the benches run, all on queue [`QUEUE`], each carrying its number `n` so the
 //! [`Tally`] can check that it ran exactly once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kosh_jobs::worker::WorkerHandle;
-use kosh_jobs::{Backend, Handler, Job, JobContext, JobError, Worker};
+use kosh_jobs::{AnyBackend, Handler, Job, JobContext, JobError, Worker};
 use serde::{Deserialize, Serialize};
 
 use crate::tally::Tally;
@@ -21,12 +20,12 @@ pub struct Noop {
 }
 
 impl Job for Noop {
+    type Output = ();
     const NAME: &'static str = "bench_noop";
     const QUEUE: &'static str = QUEUE;
 }
 
 impl Handler<Tally> for Noop {
-    type Output = ();
     async fn run(self, ctx: JobContext<Tally>) -> Result<(), JobError> {
         ctx.state().record(self.n);
         Ok(())
@@ -45,12 +44,12 @@ pub struct Sleep10 {
 pub const SLEEP: Duration = Duration::from_millis(10);
 
 impl Job for Sleep10 {
+    type Output = ();
     const NAME: &'static str = "bench_sleep10";
     const QUEUE: &'static str = QUEUE;
 }
 
 impl Handler<Tally> for Sleep10 {
-    type Output = ();
     async fn run(self, ctx: JobContext<Tally>) -> Result<(), JobError> {
         tokio::time::sleep(SLEEP).await;
         ctx.state().record(self.n);
@@ -66,12 +65,12 @@ pub struct Probe {
 }
 
 impl Job for Probe {
+    type Output = ();
     const NAME: &'static str = "bench_probe";
     const QUEUE: &'static str = QUEUE;
 }
 
 impl Handler<Tally> for Probe {
-    type Output = ();
     async fn run(self, ctx: JobContext<Tally>) -> Result<(), JobError> {
         ctx.state().started(self.n);
         ctx.state().record(self.n);
@@ -81,11 +80,11 @@ impl Handler<Tally> for Probe {
 
 /// Starts a worker for all bench jobs at the given concurrency, with default timings.
 pub fn spawn_worker(
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     tally: Tally,
     concurrency: usize,
 ) -> anyhow::Result<WorkerHandle> {
-    Ok(Worker::builder_arc(backend)
+    Ok(Worker::builder(backend)
         .state(tally)
         .register::<Noop>()
         .register::<Sleep10>()

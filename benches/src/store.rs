@@ -8,12 +8,11 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use kosh_jobs::memory::MemoryBackend;
-use kosh_jobs::Backend;
+use kosh_jobs::AnyBackend;
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use kosh_jobs_sqlite::SqliteBackend;
 
@@ -228,10 +227,10 @@ pub enum Locator {
 
 impl Locator {
     /// Opens the store.
-    pub async fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
+    pub async fn open(&self) -> anyhow::Result<AnyBackend> {
         Ok(match self {
-            Locator::Memory => Arc::new(MemoryBackend::new()),
-            Locator::Sqlite(path) => Arc::new(
+            Locator::Memory => AnyBackend::new(MemoryBackend::new()),
+            Locator::Sqlite(path) => AnyBackend::new(
                 SqliteBackend::open(path.clone())
                     .await
                     .with_context(|| format!("opening {}", path.display()))?,
@@ -240,7 +239,7 @@ impl Locator {
                 let opts = RedisOptions::builder(url.clone())
                     .prefix(prefix.clone())
                     .build()?;
-                Arc::new(RedisBackend::connect(opts).await?)
+                AnyBackend::new(RedisBackend::connect(opts).await?)
             }
         })
     }
@@ -275,7 +274,7 @@ impl Locator {
 /// One run's store.
 pub struct Store {
     /// The backend, opened.
-    pub backend: Arc<dyn Backend>,
+    pub backend: AnyBackend,
     /// How another process opens it.
     pub locator: Locator,
 }

@@ -1,10 +1,10 @@
 //! The storage contract every backend implements.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::any::AnyBackend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
 use crate::record::{
@@ -14,8 +14,8 @@ use crate::record::{
 
 /// Where jobs live: memory, SQLite, Redis, or your own.
 ///
-/// The trait is object-safe: a program can hold an `Arc<dyn Backend>` and choose the backend
-/// from configuration at run time. Every operation is atomic; operations on several jobs
+/// The trait is object-safe: a program can hold an [`AnyBackend`] (an `Arc<dyn Backend>`
+/// inside) and choose the backend from configuration at run time. Every operation is atomic; operations on several jobs
 /// (push, finish, heartbeat, release) take batches so a backend can do them in one round trip
 /// or one transaction.
 ///
@@ -54,16 +54,30 @@ use crate::record::{
 /// starve renewal. Backends doing I/O keep their connections on their own threads or tasks.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use kosh_jobs::{Backend, memory::MemoryBackend};
+/// use kosh_jobs::{memory::MemoryBackend, AnyBackend, Backend};
 ///
-/// let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-/// # let _ = backend;
+/// let backend: AnyBackend = AnyBackend::new(MemoryBackend::new()); // chosen at run time
+/// let dynamic: &dyn Backend = &*backend;
+/// # let _ = dynamic;
 /// ```
 #[async_trait]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a kosh-jobs backend",
+    note = "pass a backend itself (they are cheap to clone) or an `AnyBackend`; an \
+            `Arc<dyn Backend>` converts with `AnyBackend::from(arc)`"
+)]
 pub trait Backend: Send + Sync + 'static {
     /// The clock every time-based decision of this backend reads.
     fn clock(&self) -> &Clock;
+
+    /// This backend as an [`AnyBackend`]. Keep the default: [`AnyBackend`] overrides it so
+    /// that it is never wrapped twice.
+    fn into_any_backend(self) -> AnyBackend
+    where
+        Self: Sized,
+    {
+        crate::any::wrap(self)
+    }
 
     /// Stores jobs, in order; returns one [`Enqueued`] per job, in the same order.
     ///
@@ -155,83 +169,6 @@ pub trait Backend: Send + Sync + 'static {
     /// Undoes [`Backend::pause`] and wakes waiting workers.
     async fn resume(&self, queue: &str) -> Result<(), BackendError>;
 }
-
-macro_rules! forward_backend {
-    ($($ty:ty),*) => {$(
-        #[async_trait]
-        impl<B: Backend + ?Sized> Backend for $ty {
-            fn clock(&self) -> &Clock {
-                (**self).clock()
-            }
-            async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
-                (**self).push(jobs).await
-            }
-            async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError> {
-                (**self).reserve(req).await
-            }
-            async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError> {
-                (**self).finish(items).await
-            }
-            async fn heartbeat(
-                &self,
-                leases: &[Lease],
-                extend: Duration,
-            ) -> Result<Vec<Lease>, BackendError> {
-                (**self).heartbeat(leases, extend).await
-            }
-            async fn progress(
-                &self,
-                lease: Lease,
-                progress: serde_json::Value,
-            ) -> Result<bool, BackendError> {
-                (**self).progress(lease, progress).await
-            }
-            async fn release(&self, leases: &[Lease]) -> Result<(), BackendError> {
-                (**self).release(leases).await
-            }
-            async fn recover_expired(&self) -> Result<u64, BackendError> {
-                (**self).recover_expired().await
-            }
-            async fn wait_for_work(
-                &self,
-                queues: &[String],
-                until: Timestamp,
-            ) -> Result<(), BackendError> {
-                (**self).wait_for_work(queues, until).await
-            }
-            async fn get(&self, id: JobId) -> Result<Option<JobRecord>, BackendError> {
-                (**self).get(id).await
-            }
-            async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError> {
-                (**self).counts().await
-            }
-            async fn list(&self, query: &ListQuery) -> Result<Page, BackendError> {
-                (**self).list(query).await
-            }
-            async fn retry(&self, id: JobId) -> Result<RetryOutcome, BackendError> {
-                (**self).retry(id).await
-            }
-            async fn cancel(&self, id: JobId) -> Result<CancelOutcome, BackendError> {
-                (**self).cancel(id).await
-            }
-            async fn purge(
-                &self,
-                states: &[JobState],
-                finished_before: Timestamp,
-            ) -> Result<u64, BackendError> {
-                (**self).purge(states, finished_before).await
-            }
-            async fn pause(&self, queue: &str) -> Result<(), BackendError> {
-                (**self).pause(queue).await
-            }
-            async fn resume(&self, queue: &str) -> Result<(), BackendError> {
-                (**self).resume(queue).await
-            }
-        }
-    )*};
-}
-
-forward_backend!(Arc<B>, Box<B>);
 
 /// Checks a queue name: 1 to 128 characters of ASCII letters, digits, `-`, `_`, `.` and `:`,
 /// not starting with `:`, so it is safe in keys, file names and URLs.

@@ -1,10 +1,11 @@
 //! The application's handle on its jobs: enqueue, inspect, administer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::any::AnyBackend;
 use crate::backend::{validate_job_name, validate_queue_name, Backend};
 use crate::error::{BackendError, Error};
+use crate::handle::{JobHandle, POLL_MAX, POLL_MIN};
 use crate::job::{Enqueue, Job};
 use crate::record::{
     CancelOutcome, Enqueued, JobId, JobRecord, JobState, ListQuery, NewJob, Page, QueueCounts,
@@ -23,6 +24,7 @@ use crate::record::{
 /// #[derive(Serialize, Deserialize)]
 /// struct ImportCsv { upload_id: i64 }
 /// impl Job for ImportCsv {
+///     type Output = ();
 ///     const NAME: &'static str = "import_csv";
 ///     const QUEUE: &'static str = "csv-uploads";
 /// }
@@ -34,33 +36,29 @@ use crate::record::{
 ///     .enqueue(ImportCsv { upload_id: 8 }.with().delay(Duration::from_secs(60)).unique("upload-8"))
 ///     .await?;
 /// let again = jobs.enqueue(ImportCsv { upload_id: 8 }.with().unique("upload-8")).await?;
-/// assert!(again.existing && again.id == later.id);
+/// assert!(again.existing() && again.id() == later.id());
 ///
-/// let status = jobs.status(first.id).await?;
+/// let status = first.status().await?; // or jobs.status(first.id())
 /// assert_eq!(status.state, JobState::Ready);
-/// assert_eq!(jobs.status(later.id).await?.state, JobState::Scheduled);
+/// assert_eq!(jobs.status(later.id()).await?.state, JobState::Scheduled);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
 }
 
 impl Client {
-    /// A client over `backend`.
+    /// A client over `backend`: any backend, or the [`AnyBackend`] that
+    /// `kosh_jobs::connect(url)` returns (kept as it is, not wrapped again).
     pub fn new(backend: impl Backend) -> Self {
         Client {
-            backend: Arc::new(backend),
+            backend: backend.into_any_backend(),
         }
     }
 
-    /// A client over a shared backend (e.g. one chosen at run time).
-    pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
-        Client { backend }
-    }
-
     /// The backend.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
+    pub fn backend(&self) -> &AnyBackend {
         &self.backend
     }
 
@@ -68,16 +66,18 @@ impl Client {
     pub fn prepare<J: Job>(&self, job: impl Into<Enqueue<J>>) -> Result<NewJob, Error> {
         let e = job.into();
         let defaults = J::options();
-        let payload = serde_json::to_string(&e.job).map_err(|source| Error::Serialize {
-            job: J::NAME,
-            source,
+        let payload = serde_json::to_string(&e.job).map_err(|source| {
+            Error::InvalidInput(format!(
+                "cannot serialize the payload of job `{}`: {source}",
+                J::NAME
+            ))
         })?;
         let queue = e.queue.unwrap_or_else(|| J::QUEUE.to_owned());
-        validate_queue_name(&queue).map_err(Error::Config)?;
-        validate_job_name(J::NAME).map_err(Error::Config)?;
+        validate_queue_name(&queue).map_err(Error::InvalidInput)?;
+        validate_job_name(J::NAME).map_err(Error::InvalidInput)?;
         let max_attempts = e.max_attempts.unwrap_or(defaults.max_attempts);
         if max_attempts == 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::InvalidInput(format!(
                 "job `{}`: max_attempts must be at least 1",
                 J::NAME
             )));
@@ -100,18 +100,20 @@ impl Client {
         })
     }
 
-    /// Enqueues one job. With a unique key held by a live job, returns that job's id with
-    /// `existing: true` and adds nothing.
-    pub async fn enqueue<J: Job>(&self, job: impl Into<Enqueue<J>>) -> Result<Enqueued, Error> {
+    /// Enqueues one job; returns a typed [`JobHandle`] to read its result or wait for it.
+    /// With a unique key held by a live job, the handle is that job's, with
+    /// [`existing()`](JobHandle::existing) true, and nothing is added.
+    pub async fn enqueue<J: Job>(&self, job: impl Into<Enqueue<J>>) -> Result<JobHandle<J>, Error> {
         let new = self.prepare(job)?;
         let mut out = self.backend.push(vec![new]).await?;
-        out.pop().ok_or_else(|| {
-            Error::Backend(BackendError::storage("backend returned no id for a push"))
-        })
+        let e = out.pop().ok_or_else(|| {
+            Error::from(BackendError::storage("backend returned no id for a push"))
+        })?;
+        Ok(JobHandle::new(self.clone(), e.id, e.existing))
     }
 
-    /// Enqueues many jobs of one type in one atomic batch; results in the same order.
-    pub async fn enqueue_batch<J: Job, I>(&self, jobs: I) -> Result<Vec<Enqueued>, Error>
+    /// Enqueues many jobs of one type in one atomic batch; handles in the same order.
+    pub async fn enqueue_batch<J: Job, I>(&self, jobs: I) -> Result<Vec<JobHandle<J>>, Error>
     where
         I: IntoIterator,
         I::Item: Into<Enqueue<J>>,
@@ -120,7 +122,56 @@ impl Client {
             .into_iter()
             .map(|j| self.prepare(j))
             .collect::<Result<Vec<_>, _>>()?;
-        self.push_raw(new).await
+        let out = self.push_raw(new).await?;
+        Ok(out
+            .into_iter()
+            .map(|e| JobHandle::new(self.clone(), e.id, e.existing))
+            .collect())
+    }
+
+    /// The typed handle of a job enqueued earlier (by this process or another), from its id.
+    /// The type is not checked against the stored job's name until its result is read.
+    pub fn handle<J: Job>(&self, id: JobId) -> JobHandle<J> {
+        JobHandle::new(self.clone(), id, false)
+    }
+
+    /// Waits until the job has finished; the typed result, or its end as an error. Same as
+    /// [`JobHandle::wait`].
+    pub async fn wait<J: Job>(&self, handle: &JobHandle<J>) -> Result<J::Output, Error> {
+        handle.wait().await
+    }
+
+    /// Waits until the job is completed, failed or cancelled and returns it as stored,
+    /// whichever way it ended; [`Error::WaitTimeout`] after `timeout`, if one is given;
+    /// [`Error::NotFound`] if there is no such job (or it was purged).
+    ///
+    /// It looks at the job at growing intervals from 5 ms to 500 ms, on the backend's clock.
+    pub async fn wait_record(
+        &self,
+        id: JobId,
+        timeout: Option<Duration>,
+    ) -> Result<JobRecord, Error> {
+        let clock = self.backend.clock().clone();
+        let deadline = timeout.map(|t| clock.now() + t);
+        let mut pause = POLL_MIN;
+        loop {
+            let rec = self.status(id).await?;
+            if rec.state.is_final() {
+                return Ok(rec);
+            }
+            let mut until = clock.now() + pause;
+            if let Some(d) = deadline {
+                if clock.now() >= d {
+                    return Err(Error::WaitTimeout {
+                        id,
+                        waited: timeout.unwrap_or_default(),
+                    });
+                }
+                until = until.min(d);
+            }
+            clock.sleep_until(until).await;
+            pause = (pause * 3 / 2).min(POLL_MAX);
+        }
     }
 
     /// Enqueues jobs already prepared (of any types), in one atomic batch.
@@ -131,7 +182,7 @@ impl Client {
         let n = jobs.len();
         let out = self.backend.push(jobs).await?;
         if out.len() != n {
-            return Err(Error::Backend(BackendError::storage(format!(
+            return Err(Error::from(BackendError::storage(format!(
                 "backend returned {} ids for {n} jobs",
                 out.len()
             ))));

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::any::AnyBackend;
 use crate::backend::Backend;
+use crate::client::Client;
 use crate::error::Error;
 use crate::record::{JobId, Lease, LeasedJob};
 
@@ -25,7 +29,7 @@ use crate::record::{JobId, Lease, LeasedJob};
 /// ```
 pub struct JobContext<S> {
     state: S,
-    backend: Arc<dyn Backend>,
+    client: Client,
     job: Arc<LeasedJob>,
     cancel: CancellationToken,
 }
@@ -34,13 +38,13 @@ impl<S> JobContext<S> {
     /// Builds a context. The worker does this; tests of handlers can too.
     pub fn new(
         state: S,
-        backend: Arc<dyn Backend>,
+        backend: impl Backend,
         job: Arc<LeasedJob>,
         cancel: CancellationToken,
     ) -> Self {
         JobContext {
             state,
-            backend,
+            client: Client::new(backend),
             job,
             cancel,
         }
@@ -87,13 +91,40 @@ impl<S> JobContext<S> {
         self.job.progress.as_ref()
     }
 
-    /// Stores progress (a small JSON value), readable by clients while the job runs and by
-    /// the next attempt as [`JobContext::checkpoint`].
+    /// The progress last stored, read as `P` (e.g. the job's
+    /// [`JobProgress::Progress`](crate::JobProgress::Progress)); `Ok(None)` if none was.
+    pub fn checkpoint_as<P: DeserializeOwned>(&self) -> Result<Option<P>, Error> {
+        self.job
+            .progress
+            .as_ref()
+            .map(|v| P::deserialize(v))
+            .transpose()
+            .map_err(|source| Error::Decode {
+                id: self.id(),
+                what: "progress",
+                source,
+            })
+    }
+
+    /// Stores progress (any small serializable value: the job's declared
+    /// [`JobProgress::Progress`](crate::JobProgress::Progress), or `json!(...)`), readable
+    /// by clients while the job runs and by the next attempt as [`JobContext::checkpoint`].
     ///
     /// Fails with [`Error::LeaseLost`] if this attempt's lease is gone (the job was recovered
     /// by another worker or cancelled): stop working when it does.
-    pub async fn progress(&self, value: serde_json::Value) -> Result<(), Error> {
-        if self.backend.progress(self.job.lease, value).await? {
+    pub async fn progress(&self, value: impl Serialize) -> Result<(), Error> {
+        let value = serde_json::to_value(value).map_err(|e| {
+            Error::InvalidInput(format!(
+                "cannot serialize the progress of job {}: {e}",
+                self.id()
+            ))
+        })?;
+        if self
+            .client
+            .backend()
+            .progress(self.job.lease, value)
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::LeaseLost(self.job.lease.id))
@@ -112,9 +143,27 @@ impl<S> JobContext<S> {
         self.cancel.is_cancelled()
     }
 
-    /// The backend, for handlers that enqueue follow-up jobs through a [`crate::Client`].
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
+    /// A client on the worker's backend, to enqueue follow-up jobs or look at others.
+    ///
+    /// ```
+    /// # use kosh_jobs::{job, JobContext, JobError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Notify { user: i64 }
+    /// # #[job] async fn notify(_j: Notify) -> Result<(), JobError> { Ok(()) }
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Import { user: i64 }
+    /// #[job(queue = "csv-uploads")]
+    /// async fn import(job: Import, ctx: JobContext<()>) -> Result<(), JobError> {
+    ///     // ... import the rows ...
+    ///     ctx.client().enqueue(Notify { user: job.user }).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &AnyBackend {
+        self.client.backend()
     }
 
     /// A check for blocking code: `Err` once cancelled.
@@ -131,7 +180,7 @@ impl<S: Clone> Clone for JobContext<S> {
     fn clone(&self) -> Self {
         JobContext {
             state: self.state.clone(),
-            backend: self.backend.clone(),
+            client: self.client.clone(),
             job: self.job.clone(),
             cancel: self.cancel.clone(),
         }

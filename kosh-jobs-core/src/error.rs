@@ -7,17 +7,19 @@ use crate::record::JobId;
 /// A boxed error, the common currency of handler and backend errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// An error of a storage backend.
+/// An error of a storage backend, as the [`Backend`](crate::Backend) trait returns it.
 ///
 /// Backends map their own errors (`kosh-jobs-sqlite`, `kosh-jobs-redis`) into these kinds so
-/// that the client and the worker can react without knowing the backend: `Unavailable` is
-/// worth retrying later, the others are not.
+/// that the client and the worker can react without knowing the backend. Applications see
+/// them as the matching variants of [`Error`], which this converts into one to one.
 ///
 /// ```
 /// use kosh_jobs::BackendError;
 /// let e = BackendError::unavailable(std::io::Error::other("connection refused"));
 /// assert!(e.is_unavailable());
 /// assert_eq!(e.to_string(), "backend unavailable");
+/// let denied = BackendError::permission_denied(std::io::Error::other("WRONGPASS"));
+/// assert!(!denied.is_unavailable());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,6 +31,10 @@ pub enum BackendError {
     /// The caller passed something the backend cannot store or accept.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The store refused who we are or what we asked: a wrong password, an ACL that forbids a
+    /// command, a read-only file. Retrying does not help until the configuration changes.
+    #[error("permission denied")]
+    PermissionDenied(#[source] BoxError),
     /// The stored data is not what this version understands (corrupt, foreign, or newer).
     #[error("incompatible storage: {0}")]
     Incompatible(String),
@@ -46,13 +52,28 @@ impl BackendError {
     pub fn storage(e: impl Into<BoxError>) -> Self {
         BackendError::Storage(e.into())
     }
-    /// Whether retrying later may succeed.
+    /// A `PermissionDenied` error from any error.
+    pub fn permission_denied(e: impl Into<BoxError>) -> Self {
+        BackendError::PermissionDenied(e.into())
+    }
+    /// Whether retrying later may succeed: only for outages, never for refused credentials
+    /// or invalid input.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, BackendError::Unavailable(_))
     }
 }
 
-/// An error of [`crate::Client`] and [`crate::Worker`].
+/// The one error type of kosh-jobs: every API (client, worker, `connect`, the backends'
+/// constructors) returns it or converts into it with `?`, and the same mistake gives the same
+/// variant whichever API or backend it came through.
+///
+/// - caller mistakes (queue and job names, attempts, payloads, options, URLs):
+///   [`Error::InvalidInput`];
+/// - outages worth retrying: [`Error::Unavailable`] (the only kind where
+///   [`Error::is_unavailable`] is true);
+/// - refused credentials or permissions: [`Error::PermissionDenied`];
+/// - a job's own ending, from [`Client::wait`](crate::Client::wait): [`Error::JobFailed`],
+///   [`Error::JobCancelled`], [`Error::WaitTimeout`].
 ///
 /// ```
 /// use kosh_jobs::{memory::MemoryBackend, Client, Error, JobId};
@@ -67,21 +88,23 @@ impl BackendError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The backend failed.
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    /// A payload could not be serialized to JSON.
-    #[error("cannot serialize the payload of job `{job}`")]
-    Serialize {
-        /// The job's name.
-        job: &'static str,
-        /// The serde error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// Options or configuration that do not make sense, caught when built.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// Something the caller passed does not make sense: a queue or job name, a number of
+    /// attempts, a payload that does not serialize, a worker's configuration, a URL.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The store cannot be reached now. Retrying later may succeed.
+    #[error("backend unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The store refused the credentials or the operation (wrong password, ACL, read-only
+    /// file). Not an outage: retrying does not help until the configuration changes.
+    #[error("permission denied")]
+    PermissionDenied(#[source] BoxError),
+    /// The stored data is not what this version understands (corrupt, foreign, or newer).
+    #[error("incompatible storage: {0}")]
+    Incompatible(String),
+    /// Any other storage error.
+    #[error("storage error")]
+    Storage(#[source] BoxError),
     /// No job with this id.
     #[error("job {0} not found")]
     NotFound(JobId),
@@ -94,6 +117,61 @@ pub enum Error {
     /// A spawned worker's task ended without returning (it panicked or was aborted).
     #[error("worker task ended abnormally: {0}")]
     WorkerAborted(String),
+    /// The awaited job failed for good; `error` is its last attempt's error.
+    #[error("job {id} failed: {error}")]
+    JobFailed {
+        /// The job.
+        id: JobId,
+        /// The last attempt's error message.
+        error: String,
+    },
+    /// The awaited job was cancelled.
+    #[error("job {0} was cancelled")]
+    JobCancelled(JobId),
+    /// The job did not finish within the wait's timeout (it goes on; wait again later).
+    #[error("job {id} did not finish within {waited:?}")]
+    WaitTimeout {
+        /// The job.
+        id: JobId,
+        /// How long was waited.
+        waited: std::time::Duration,
+    },
+    /// A stored value (a job's result or progress) does not deserialize into the type asked
+    /// for: the job type's `Output` or `Progress` changed since the job ran.
+    #[error("cannot read the {what} of job {id} as the declared type")]
+    Decode {
+        /// The job.
+        id: JobId,
+        /// `"result"` or `"progress"`.
+        what: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Whether retrying later may succeed (the store is unreachable now).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    /// An `InvalidInput` error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Unavailable(s) => Error::Unavailable(s),
+            BackendError::InvalidInput(m) => Error::InvalidInput(m),
+            BackendError::PermissionDenied(s) => Error::PermissionDenied(s),
+            BackendError::Incompatible(m) => Error::Incompatible(m),
+            BackendError::Storage(s) => Error::Storage(s),
+        }
+    }
 }
 
 /// Why a handler's attempt failed: a cause, and whether retrying can help.

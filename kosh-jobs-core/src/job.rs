@@ -89,6 +89,7 @@ impl Default for JobOptions {
 /// struct SendReceipt { order_id: i64 }
 ///
 /// impl Job for SendReceipt {
+///     type Output = ();
 ///     const NAME: &'static str = "send_receipt";
 ///     const QUEUE: &'static str = "mail";
 ///     fn options() -> JobOptions { JobOptions::new().max_attempts(5) }
@@ -100,6 +101,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const NAME: &'static str;
     /// The queue jobs of this type go to, unless overridden. Default `"default"`.
     const QUEUE: &'static str = "default";
+
+    /// What a successful run returns, stored as the job's result and read back, typed, by
+    /// [`JobHandle::wait`](crate::JobHandle::wait). `()` stores nothing.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
 
     /// Default options.
     fn options() -> JobOptions {
@@ -131,22 +136,45 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 ///
 /// #[derive(Serialize, Deserialize)]
 /// struct Ping;
-/// impl Job for Ping { const NAME: &'static str = "ping"; }
+/// impl Job for Ping { type Output = String; const NAME: &'static str = "ping"; }
 ///
 /// impl<S: Send + Sync + 'static> Handler<S> for Ping {
-///     type Output = String;
 ///     async fn run(self, _ctx: JobContext<S>) -> Result<String, JobError> {
 ///         Ok("pong".into())
 ///     }
 /// }
 /// ```
 pub trait Handler<S>: Job {
-    /// Stored as the job's result (`()` stores nothing).
-    type Output: Serialize + Send + 'static;
-
-    /// Runs one attempt.
+    /// Runs one attempt; its value is stored as the job's result.
     fn run(self, ctx: JobContext<S>)
         -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+}
+
+/// The type of a job's progress, for jobs that declare one: handlers report it with
+/// [`JobContext::progress`] and the application reads it back typed with
+/// [`JobHandle::progress`](crate::JobHandle::progress). The `#[job]` attribute implements it
+/// with `progress = Type`.
+///
+/// ```
+/// use kosh_jobs::{Job, JobProgress};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct ImportCsv { upload_id: i64 }
+/// #[derive(Serialize, Deserialize)]
+/// struct Rows { done: u64, total: u64 }
+///
+/// impl Job for ImportCsv {
+///     const NAME: &'static str = "import_csv";
+///     type Output = ();
+/// }
+/// impl JobProgress for ImportCsv {
+///     type Progress = Rows;
+/// }
+/// ```
+pub trait JobProgress: Job {
+    /// The progress a handler of this job reports.
+    type Progress: Serialize + DeserializeOwned + Send + 'static;
 }
 
 /// A job with per-enqueue options, built by [`Job::with`]; pass it to
@@ -155,7 +183,7 @@ pub trait Handler<S>: Job {
 /// ```
 /// # use kosh_jobs::Job;
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping;
-/// # impl Job for Ping { const NAME: &'static str = "ping"; }
+/// # impl Job for Ping { type Output = (); const NAME: &'static str = "ping"; }
 /// use std::time::Duration;
 /// let e = Ping.with().delay(Duration::from_secs(60)).priority(10).unique("ping-1");
 /// assert_eq!(e.priority, Some(10));

@@ -23,11 +23,13 @@
 //!
 //! See `docs/job-lifecycle.md` for the state machine and `README.md` for a quickstart.
 
+mod any;
 pub mod backend;
 mod client;
 mod clock;
 mod context;
 mod error;
+mod handle;
 mod job;
 pub mod memory;
 mod record;
@@ -40,12 +42,14 @@ pub mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use any::AnyBackend;
 pub use backend::Backend;
 pub use client::Client;
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use context::JobContext;
 pub use error::{BackendError, BoxError, Error, JobError};
-pub use job::{Enqueue, Handler, Job, JobOptions};
+pub use handle::JobHandle;
+pub use job::{Enqueue, Handler, Job, JobOptions, JobProgress};
 pub use record::{
     AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,

@@ -14,7 +14,7 @@ pub use std::time::Duration;
 
 pub use crate::context::JobContext;
 pub use crate::error::JobError;
-pub use crate::job::{Handler, Job, JobOptions};
+pub use crate::job::{Handler, Job, JobOptions, JobProgress};
 pub use crate::retry::Backoff;
 
 /// What a job's payload must be. Checked once, with one message, for the payload type of
@@ -33,18 +33,32 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> 
 /// Fails to compile, at the payload's type, if it is not a valid payload.
 pub fn assert_payload<T: Payload>() {}
 
-/// What a handler's success value must be: it is stored as the job's result.
+/// What a handler's success value must be: it is stored as the job's result and read back,
+/// typed, by the application.
 #[diagnostic::on_unimplemented(
-    message = "the result `{Self}` of a job handler must be `Serialize + Send + 'static`: it is stored as the job's result",
+    message = "the result `{Self}` of a job handler must be `Serialize + DeserializeOwned + Send + 'static`: it is stored as the job's result and read back",
     label = "the handler's result type",
-    note = "derive it: `#[derive(serde::Serialize)]`, or return `Result<(), E>` to store nothing"
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or return `Result<(), E>` to store nothing"
 )]
-pub trait Output: serde::Serialize + Send + 'static {}
+pub trait Output: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
 
-impl<T: serde::Serialize + Send + 'static> Output for T {}
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Output for T {}
 
 /// Fails to compile, at the handler's result type, if it cannot be stored.
 pub fn assert_output<T: Output>() {}
+
+/// What a job's progress type must be.
+#[diagnostic::on_unimplemented(
+    message = "the progress type `{Self}` of a job must be `Serialize + DeserializeOwned + Send + 'static`",
+    label = "the job's progress type",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait ProgressType: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> ProgressType for T {}
+
+/// Fails to compile, at the progress type, if it cannot be stored and read back.
+pub fn assert_progress<T: ProgressType>() {}
 
 /// Turns a handler's error into a [`JobError`]: any `E: Into<BoxError>` becomes a retryable
 /// error, a `JobError` (e.g. [`JobError::permanent`]) passes through unchanged.

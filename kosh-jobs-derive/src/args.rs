@@ -21,6 +21,7 @@ pub(crate) const KEYS: &[&str] = &[
     "timeout",
     "priority",
     "unique",
+    "progress",
     "crate",
 ];
 
@@ -50,6 +51,8 @@ pub(crate) struct Args {
     pub(crate) timeout: Option<Dur>,
     pub(crate) priority: Option<(i32, Span)>,
     pub(crate) unique: Option<Unique>,
+    /// The job's progress type (`progress = ImportProgress`).
+    pub(crate) progress: Option<syn::Type>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -146,6 +149,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             "timeout" => args.timeout = timeout(&value, errors),
             "priority" => args.priority = priority(&value, errors),
             "unique" => args.unique = unique::parse(&value, errors),
+            "progress" => args.progress = progress_type(&value, errors),
             "crate" => args.krate = crate_path(&value, errors),
             _ => {}
         }
@@ -190,6 +194,7 @@ fn example_for(key: &str) -> &'static str {
         "timeout" => "`timeout = 15m`",
         "priority" => "`priority = 10`",
         "unique" => "`unique = \"upload-{upload_id}\"`",
+        "progress" => "`progress = ImportProgress`",
         _ => "`crate = \"my_app::kosh_jobs\"`",
     }
 }
@@ -315,6 +320,19 @@ fn priority(value: &TokenStream, errors: &mut Errors) -> Option<(i32, Span)> {
                     i32::MIN,
                     i32::MAX
                 ),
+            );
+            None
+        }
+    }
+}
+
+fn progress_type(value: &TokenStream, errors: &mut Errors) -> Option<syn::Type> {
+    match syn::parse2::<syn::Type>(value.clone()) {
+        Ok(ty) => Some(ty),
+        Err(_) => {
+            errors.spanned(
+                value,
+                "expected the progress type, e.g. `progress = ImportProgress` (a serde type)",
             );
             None
         }

@@ -53,12 +53,21 @@ pub(crate) fn job(args: TokenStream, item: TokenStream) -> TokenStream {
         .unwrap_or_else(|| syn::parse_quote!(::kosh_jobs));
     let p = Ident::new("__kosh_jobs", Span::call_site());
 
+    // The handler's success type is the job's `Output`; `()` while the signature is too
+    // broken to tell (no handler is generated then, so nothing depends on it).
+    let output = checked
+        .shape
+        .as_ref()
+        .map(|shape| output_type(&p, shape))
+        .unwrap_or_else(|| quote! { () });
     let job_impl = match (&checked.payload, &name) {
-        (Some(payload), Some((name, _))) => Some(job_impl(&p, payload, name, queue, &args)),
+        (Some(payload), Some((name, _))) => {
+            Some(job_impl(&p, payload, name, queue, &output, &args))
+        }
         _ => None,
     };
     let handler_impl = match (&checked.shape, errors.is_empty()) {
-        (Some(shape), true) => Some(handler_impl(&p, shape)),
+        (Some(shape), true) => Some(handler_impl(&p, shape, &output)),
         _ => None,
     };
     let name_guard = match (&checked.payload, &name) {
@@ -117,6 +126,7 @@ fn job_impl(
     payload: &syn::Type,
     name: &str,
     queue: Option<&LitStr>,
+    output: &TokenStream,
     args: &Args,
 ) -> TokenStream {
     let queue = queue.map(|q| quote! { const QUEUE: &'static str = #q; });
@@ -145,18 +155,34 @@ fn job_impl(
         }
     });
     let unique = args.unique.as_ref().map(|u| unique_key(p, name, u));
+    let progress = args.progress.as_ref().map(|ty| {
+        quote_spanned! {ty.span()=>
+            impl #p::JobProgress for #payload
+            where
+                for<'__kosh_jobs> #payload: #p::Job,
+                for<'__kosh_jobs> #ty: #p::ProgressType,
+            {
+                type Progress = #ty;
+            }
+            const _: fn() = #p::assert_progress::<#ty>;
+        }
+    });
     quote! {
-        // The payload's bounds are assumed here and checked once, with one message, by
-        // `assert_payload` (see `payload_check`).
+        // The payload's and the result's bounds are assumed here and checked once each, with
+        // one message, by `assert_payload` and `assert_output` (see `payload_check` and
+        // `handler_impl`).
         impl #p::Job for #payload
         where
             for<'__kosh_jobs> #payload: #p::Payload,
+            for<'__kosh_jobs> #output: #p::Output,
         {
             const NAME: &'static str = #name;
             #queue
+            type Output = #output;
             #options
             #unique
         }
+        #progress
     }
 }
 
@@ -199,20 +225,24 @@ fn unique_key(p: &Ident, name: &str, u: &Unique) -> TokenStream {
     }
 }
 
-fn handler_impl(p: &Ident, shape: &Shape) -> TokenStream {
+/// The handler's success type, as written or through `HandlerResult` for an alias.
+fn output_type(p: &Ident, shape: &Shape) -> TokenStream {
+    match &shape.ret.ok {
+        Some(t) => t.to_token_stream(),
+        None => {
+            let ty = &shape.ret.ty;
+            quote_spanned! {ty.span()=> <#ty as #p::HandlerResult>::Ok }
+        }
+    }
+}
+
+fn handler_impl(p: &Ident, shape: &Shape, output: &TokenStream) -> TokenStream {
     let Shape {
         ident,
         payload,
         state,
         ret,
     } = shape;
-    let output = match &ret.ok {
-        Some(t) => t.to_token_stream(),
-        None => {
-            let ty = &ret.ty;
-            quote_spanned! {ty.span()=> <#ty as #p::HandlerResult>::Ok }
-        }
-    };
     // As for the payload: the result's bounds are assumed here and checked once, at the
     // result type, by `assert_output`.
     let output_check = quote_spanned! {output.span()=>
@@ -258,7 +288,6 @@ fn handler_impl(p: &Ident, shape: &Shape) -> TokenStream {
             for<'__kosh_jobs> #payload: #p::Job,
             for<'__kosh_jobs> #output: #p::Output,
         {
-            type Output = #output;
             #run
         }
         #output_check

@@ -168,7 +168,7 @@ use proc_macro::TokenStream;
 ///     image: String,
 /// }
 ///
-/// #[derive(Serialize)]
+/// #[derive(Serialize, Deserialize)]
 /// struct Resized {
 ///     bytes: u64,
 /// }
@@ -212,10 +212,10 @@ use proc_macro::TokenStream;
 /// impl Job for ImportCsv {
 ///     const NAME: &'static str = "import_csv";
 ///     const QUEUE: &'static str = "csv-uploads";
+///     type Output = ();
 ///     fn options() -> JobOptions { JobOptions::new().max_attempts(5) }
 /// }
 /// impl Handler<App> for ImportCsv {
-///     type Output = ();
 ///     async fn run(self, ctx: JobContext<App>) -> Result<(), JobError> {
 ///         import_csv(self, ctx).await.map_err(Into::into)
 ///     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures_util::future::try_join_all;
-use kosh_jobs_core::{Backend, Client, Handler, Job, JobContext, JobError, Worker};
+use kosh_jobs_core::{AnyBackend, Client, Handler, Job, JobContext, JobError, Worker};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,7 @@ struct Noop {
 }
 
 impl Job for Noop {
+    type Output = ();
     const NAME: &'static str = "noop";
     const QUEUE: &'static str = "bench";
 }
@@ -45,7 +46,6 @@ struct Tally {
 }
 
 impl Handler<Tally> for Noop {
-    type Output = ();
     async fn run(self, ctx: JobContext<Tally>) -> Result<(), JobError> {
         let t = ctx.state();
         if let Some(r) = t.runs.get(self.n as usize) {
@@ -264,14 +264,14 @@ async fn main() -> anyhow::Result<()> {
         options = options.keep_completed_for(None).keep_completed_max(None);
     }
     let backend = RedisBackend::connect(options.build()?).await?;
-    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let backend: AnyBackend = AnyBackend::new(backend);
 
     if let Some(secs) = args.idle {
         return idle(backend, &url, secs).await;
     }
 
     // Batch enqueue: `producers` concurrent callers, `batch` jobs per call.
-    let client = Client::from_arc(backend.clone());
+    let client = Client::new(backend.clone());
     let before = command_stats(&url)?;
     let (rc0, oc0) = (redis_cpu(&url)?, own_cpu());
     let start = Instant::now();
@@ -308,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
     let before = command_stats(&url)?;
     let (rc0, oc0) = (redis_cpu(&url)?, own_cpu());
     let start = Instant::now();
-    let worker = Worker::builder_arc(backend.clone())
+    let worker = Worker::builder(backend.clone())
         .state(tally.clone())
         .register::<Noop>()
         .concurrency(args.concurrency)
@@ -352,14 +352,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// An idle worker on an empty queue, in real time: commands per minute.
-async fn idle(backend: Arc<dyn Backend>, url: &str, secs: u64) -> anyhow::Result<()> {
+async fn idle(backend: AnyBackend, url: &str, secs: u64) -> anyhow::Result<()> {
     let tally = Tally {
         runs: Arc::new(Vec::new()),
         done: Arc::new(AtomicU64::new(0)),
         all_done: Arc::new(tokio::sync::Notify::new()),
         total: u64::MAX,
     };
-    let worker = Worker::builder_arc(backend)
+    let worker = Worker::builder(backend)
         .state(tally)
         .register::<Noop>()
         .build()?

@@ -187,12 +187,12 @@ async fn warns_at_start_when_keys_may_be_evicted() {
 struct Idle;
 
 impl Job for Idle {
+    type Output = ();
     const NAME: &'static str = "idle";
     const QUEUE: &'static str = "idle";
 }
 
 impl Handler<()> for Idle {
-    type Output = ();
     async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
         Ok(())
     }

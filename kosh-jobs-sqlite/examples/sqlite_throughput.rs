@@ -28,6 +28,7 @@ struct Noop {
 }
 
 impl Job for Noop {
+    type Output = ();
     const NAME: &'static str = "noop";
     const QUEUE: &'static str = "bench";
 }
@@ -74,7 +75,6 @@ impl Tally {
 }
 
 impl Handler<Tally> for Noop {
-    type Output = ();
     async fn run(self, ctx: JobContext<Tally>) -> Result<(), JobError> {
         ctx.state().record(self.n);
         Ok(())
@@ -248,6 +248,7 @@ async fn worker_processing(b: &SqliteBackend, total: u64) -> anyhow::Result<Dura
 struct Ping;
 
 impl Job for Ping {
+    type Output = ();
     const NAME: &'static str = "ping";
     const QUEUE: &'static str = "ping";
 }
@@ -259,7 +260,6 @@ struct PingState {
 }
 
 impl Handler<PingState> for Ping {
-    type Output = ();
     async fn run(self, ctx: JobContext<PingState>) -> Result<(), JobError> {
         let st = ctx.state();
         let _ = st.started.send(st.base.elapsed());

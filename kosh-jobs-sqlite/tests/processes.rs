@@ -32,6 +32,7 @@ struct Numbered {
 }
 
 impl Job for Numbered {
+    type Output = ();
     const NAME: &'static str = "numbered";
     const QUEUE: &'static str = "mp";
 }
@@ -44,7 +45,6 @@ struct ChildState {
 }
 
 impl Handler<ChildState> for Numbered {
-    type Output = ();
     async fn run(self, ctx: JobContext<ChildState>) -> Result<(), JobError> {
         let st = ctx.state();
         if st.hang {

@@ -222,9 +222,9 @@ async fn unique_keys_deduplicate_live_jobs() {
     let first = client.enqueue(Reindex { account: 9 }).await.unwrap();
     let again = client.enqueue(Reindex { account: 9 }).await.unwrap();
     let other = client.enqueue(Reindex { account: 10 }).await.unwrap();
-    assert!(!first.existing && again.existing && !other.existing);
-    assert_eq!(first.id, again.id);
-    assert_ne!(first.id, other.id);
+    assert!(!first.existing() && again.existing() && !other.existing());
+    assert_eq!(first.id(), again.id());
+    assert_ne!(first.id(), other.id());
 }
 
 // ---- outputs and errors -----------------------------------------------------------------
@@ -234,7 +234,7 @@ struct Count {
     rows: Vec<u32>,
 }
 
-#[derive(Debug, PartialEq, Serialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Summary {
     rows: usize,
     total: u64,
@@ -375,11 +375,19 @@ async fn other_spellings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_handlers_run_in_a_worker() {
-    let backend = Arc::new(MemoryBackend::new());
+    let backend = MemoryBackend::new();
     let client = Client::new(backend.clone());
-    let import = client.enqueue(ImportCsv { upload_id: 5 }).await.unwrap().id;
-    let count = client.enqueue(Count { rows: vec![2, 3] }).await.unwrap().id;
-    let empty = client.enqueue(Count { rows: vec![] }).await.unwrap().id;
+    let import = client
+        .enqueue(ImportCsv { upload_id: 5 })
+        .await
+        .unwrap()
+        .id();
+    let count = client
+        .enqueue(Count { rows: vec![2, 3] })
+        .await
+        .unwrap()
+        .id();
+    let empty = client.enqueue(Count { rows: vec![] }).await.unwrap().id();
 
     // One handler takes `JobContext<App>`, the other works with any state.
     let handle = kosh_jobs::Worker::builder(backend)
@@ -456,8 +464,8 @@ fn the_worker_refuses_one_name_for_two_jobs_in_different_modules() {
 
 /// Enqueues `job` on a fresh memory backend and leases it, returning a context for it.
 async fn leased<J: Job, St>(job: J, state: St) -> (Client, JobContext<St>) {
-    let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-    let client = Client::from_arc(backend.clone());
+    let backend = kosh_jobs::AnyBackend::new(MemoryBackend::new());
+    let client = Client::new(backend.clone());
     client.enqueue(job).await.unwrap();
     let req = ReserveRequest {
         queues: vec![J::QUEUE.to_owned()],

@@ -41,11 +41,11 @@ impl<S: Subscriber> Layer<S> for Capture {
 #[derive(Serialize, Deserialize)]
 struct Traced;
 impl Job for Traced {
+    type Output = ();
     const NAME: &'static str = "traced";
     const QUEUE: &'static str = "spans";
 }
 impl Handler<()> for Traced {
-    type Output = ();
     async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
         Ok(())
     }
@@ -57,9 +57,9 @@ async fn every_attempt_has_a_job_span() {
     let subscriber = tracing_subscriber::registry().with(Capture(spans.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let backend = Arc::new(MemoryBackend::new());
+    let backend = MemoryBackend::new();
     let client = Client::new(backend.clone());
-    let id = client.enqueue(Traced).await.unwrap().id;
+    let id = client.enqueue(Traced).await.unwrap().id();
     let w = Worker::builder(backend)
         .register::<Traced>()
         .build()

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kosh_jobs::{
-    Backend, Backoff, Handler, Job, JobContext, JobError, JobOptions, JobState, NewJob,
+    AnyBackend, Backend, Backoff, Handler, Job, JobContext, JobError, JobOptions, JobState, NewJob,
     ReserveRequest, RetryOutcome, Worker,
 };
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,7 @@ async fn run_task(t: Task, ctx: JobContext<Ctl>) -> Result<serde_json::Value, Jo
 }
 
 impl Job for Task {
+    type Output = serde_json::Value;
     const NAME: &'static str = "task";
     const QUEUE: &'static str = "q1";
     fn options() -> JobOptions {
@@ -109,7 +110,6 @@ impl Job for Task {
 }
 
 impl Handler<Ctl> for Task {
-    type Output = serde_json::Value;
     async fn run(self, ctx: JobContext<Ctl>) -> Result<serde_json::Value, JobError> {
         run_task(self, ctx).await
     }
@@ -120,12 +120,12 @@ impl Handler<Ctl> for Task {
 struct Task2(Task);
 
 impl Job for Task2 {
+    type Output = serde_json::Value;
     const NAME: &'static str = "task2";
     const QUEUE: &'static str = "q2";
 }
 
 impl Handler<Ctl> for Task2 {
-    type Output = serde_json::Value;
     async fn run(self, ctx: JobContext<Ctl>) -> Result<serde_json::Value, JobError> {
         run_task(self.0, ctx).await
     }
@@ -135,8 +135,11 @@ fn task(n: u32, act: Act) -> Task {
     Task { n, act }
 }
 
-fn builder(spy: &Arc<Spy>, ctl: &Ctl) -> kosh_jobs::WorkerBuilder<Ctl> {
-    Worker::builder(spy.clone())
+fn builder(
+    spy: &Arc<Spy>,
+    ctl: &Ctl,
+) -> kosh_jobs::WorkerBuilder<Ctl, kosh_jobs::worker::Registered> {
+    Worker::builder(AnyBackend::from(spy.clone()))
         .state(ctl.clone())
         .register::<Task>()
         .register::<Task2>()
@@ -234,8 +237,8 @@ async fn the_next_job_starts_while_the_previous_outcome_is_stored() {
     let ctl = Ctl::new();
     let slow_store = Gate::new();
     *spy.finish_gate.lock().unwrap() = Some(slow_store.clone());
-    let first = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
-    let second = client.enqueue(task(2, Act::Ok)).await.unwrap().id;
+    let first = client.enqueue(task(1, Act::Ok)).await.unwrap().id();
+    let second = client.enqueue(task(2, Act::Ok)).await.unwrap().id();
     let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
     wait_until("both handlers ran", || async {
         ctl.order.lock().unwrap().len() == 2
@@ -291,7 +294,7 @@ async fn idle_worker_waits_on_the_backend_signal_without_polling() {
     assert!(waits <= 22, "{waits} waits in 10 idle minutes");
     assert!(recovers <= 22, "{recovers} recoveries in 10 idle minutes");
     // A push wakes it at once, without the clock moving.
-    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id();
     wait_state(&client, id, JobState::Completed).await;
     w.shutdown().await.unwrap();
 }
@@ -305,10 +308,10 @@ async fn delayed_jobs_run_no_earlier_than_due() {
         .enqueue(task(1, Act::Ok).with().delay(Duration::from_secs(60)))
         .await
         .unwrap()
-        .id;
+        .id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     clock.advance(Duration::from_secs(59));
-    let now_id = client.enqueue(task(2, Act::Ok)).await.unwrap().id;
+    let now_id = client.enqueue(task(2, Act::Ok)).await.unwrap().id();
     wait_state(&client, now_id, JobState::Completed).await;
     assert_eq!(
         client.status(later).await.unwrap().state,
@@ -347,11 +350,11 @@ async fn a_panic_fails_the_attempt_and_the_worker_goes_on() {
         .enqueue(task(7, Act::Panic).with().max_attempts(1))
         .await
         .unwrap()
-        .id;
+        .id();
     let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
     let rec = wait_state(&client, bad, JobState::Failed).await;
     assert_eq!(rec.last_error(), Some("handler panicked: boom at 7"));
-    let good = client.enqueue(task(8, Act::Ok)).await.unwrap().id;
+    let good = client.enqueue(task(8, Act::Ok)).await.unwrap().id();
     wait_state(&client, good, JobState::Completed).await;
     w.shutdown().await.unwrap();
 }
@@ -364,7 +367,7 @@ async fn a_timeout_drops_the_handler_and_records_it() {
         .enqueue(task(1, Act::Pending).with().max_attempts(1))
         .await
         .unwrap()
-        .id;
+        .id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     wait_until("the handler runs", || async { ctl.gauge.now() == 1 }).await;
     clock.advance(Duration::from_secs(5));
@@ -379,7 +382,11 @@ async fn a_timeout_drops_the_handler_and_records_it() {
 async fn retries_follow_the_backoff_then_succeed() {
     let (spy, client, clock) = setup();
     let ctl = Ctl::new();
-    let id = client.enqueue(task(1, Act::FailUntil(3))).await.unwrap().id;
+    let id = client
+        .enqueue(task(1, Act::FailUntil(3)))
+        .await
+        .unwrap()
+        .id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     let rec = wait_state(&client, id, JobState::Scheduled).await;
     assert_eq!(rec.attempts, 1);
@@ -417,7 +424,7 @@ async fn a_permanent_error_skips_the_remaining_attempts() {
         .enqueue(task(1, Act::Permanent).with().max_attempts(5))
         .await
         .unwrap()
-        .id;
+        .id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     let rec = wait_state(&client, id, JobState::Failed).await;
     assert_eq!((rec.attempts, rec.last_error()), (1, Some("bad input")));
@@ -448,11 +455,11 @@ struct Newcomer {
     x: u32,
 }
 impl Job for Newcomer {
+    type Output = u32;
     const NAME: &'static str = "newcomer";
     const QUEUE: &'static str = "q1";
 }
 impl Handler<Ctl> for Newcomer {
-    type Output = u32;
     async fn run(self, _ctx: JobContext<Ctl>) -> Result<u32, JobError> {
         Ok(self.x * 2)
     }
@@ -462,7 +469,7 @@ impl Handler<Ctl> for Newcomer {
 async fn an_unknown_job_name_stays_visible_and_can_be_retried_later() {
     let (spy, client, _clock) = setup();
     let ctl = Ctl::new();
-    let id = client.enqueue(Newcomer { x: 21 }).await.unwrap().id;
+    let id = client.enqueue(Newcomer { x: 21 }).await.unwrap().id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     let rec = wait_state(&client, id, JobState::Failed).await;
     let err = rec.last_error().unwrap();
@@ -489,7 +496,7 @@ async fn an_unknown_job_name_stays_visible_and_can_be_retried_later() {
 async fn handlers_reach_state_and_report_progress_while_running() {
     let (spy, client, _clock) = setup();
     let ctl = Ctl::new();
-    let id = client.enqueue(task(1, Act::Progress)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Progress)).await.unwrap().id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     wait_until("progress is visible", || async {
         client.status(id).await.unwrap().progress == Some(json!({ "rows": 1200 }))
@@ -498,7 +505,7 @@ async fn handlers_reach_state_and_report_progress_while_running() {
     assert_eq!(client.status(id).await.unwrap().state, JobState::Running);
     ctl.gate.open();
     wait_state(&client, id, JobState::Completed).await;
-    let ok = client.enqueue(task(2, Act::Ok)).await.unwrap().id;
+    let ok = client.enqueue(task(2, Act::Ok)).await.unwrap().id();
     let rec = wait_state(&client, ok, JobState::Completed).await;
     assert_eq!(rec.result, Some(json!({ "n": 2, "state": "app-state" })));
     w.shutdown().await.unwrap();
@@ -512,7 +519,7 @@ async fn results_are_stored() {
         .enqueue(task(1, Act::Echo("imported 12 rows".into())))
         .await
         .unwrap()
-        .id;
+        .id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     let rec = wait_state(&client, id, JobState::Completed).await;
     assert_eq!(rec.result, Some(json!("imported 12 rows")));
@@ -525,8 +532,8 @@ async fn results_are_stored() {
 async fn graceful_shutdown_waits_for_running_jobs() {
     let (spy, client, _clock) = setup();
     let ctl = Ctl::new();
-    let id = client.enqueue(task(1, Act::Gate)).await.unwrap().id;
-    let queued = client.enqueue(task(2, Act::Gate)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Gate)).await.unwrap().id();
+    let queued = client.enqueue(task(2, Act::Gate)).await.unwrap().id();
     let w = builder(&spy, &ctl).concurrency(1).build().unwrap().spawn();
     wait_until("the handler runs", || async { ctl.gauge.now() == 1 }).await;
     // Shutdown starts before the running job can finish: the worker stops fetching, but the
@@ -549,7 +556,7 @@ async fn graceful_shutdown_waits_for_running_jobs() {
 async fn shutdown_past_the_grace_period_cancels_and_releases() {
     let (spy, client, clock) = setup();
     let ctl = Ctl::new();
-    let id = client.enqueue(task(1, Act::Pending)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Pending)).await.unwrap().id();
     let w = builder(&spy, &ctl)
         .grace_period(Duration::from_secs(2)) // shorter than the 5 s timeout
         .build()
@@ -573,7 +580,7 @@ async fn shutdown_past_the_grace_period_cancels_and_releases() {
 async fn a_cancelled_running_job_is_noticed_and_dropped() {
     let (spy, client, clock) = setup();
     let ctl = Ctl::new();
-    let id = client.enqueue(task(1, Act::Pending)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Pending)).await.unwrap().id();
     let w = builder(&spy, &ctl)
         .lease(Duration::from_secs(30))
         .build()
@@ -600,7 +607,7 @@ async fn a_partitioned_workers_stale_result_is_refused() {
         .enqueue(Task2(task(1, Act::Block(300))).with().max_attempts(3))
         .await
         .unwrap()
-        .id;
+        .id();
     // Worker A cannot reach the backend for heartbeats: its lease runs out.
     spy.drop_heartbeats.store(true, Ordering::SeqCst);
     let a = builder(&spy, &ctl)
@@ -643,12 +650,12 @@ async fn a_partitioned_workers_stale_result_is_refused() {
 async fn expired_leases_of_dead_workers_are_recovered() {
     let (spy, client, clock) = setup();
     let ctl = Ctl::new();
-    let again = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let again = client.enqueue(task(1, Act::Ok)).await.unwrap().id();
     let last = client
         .enqueue(task(2, Act::Ok).with().max_attempts(1))
         .await
         .unwrap()
-        .id;
+        .id();
     // A worker that died: it leased both and vanished.
     let dead = spy
         .reserve(&ReserveRequest {
@@ -695,7 +702,7 @@ async fn backend_outage_during_fetch_backs_off_then_recovers() {
     }
     assert!(spy.reserves.load(Ordering::SeqCst) <= before + 1);
     spy.fail_reserve.store(false, Ordering::SeqCst);
-    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id();
     wait_until("the job completes after the outage", || async {
         clock.advance(Duration::from_millis(200));
         client.status(id).await.unwrap().state == JobState::Completed
@@ -712,7 +719,7 @@ async fn outcomes_survive_a_backend_outage_while_storing() {
     let (spy, client, clock) = setup();
     let ctl = Ctl::new();
     spy.fail_finish.store(true, Ordering::SeqCst);
-    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id;
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id();
     let w = builder(&spy, &ctl).build().unwrap().spawn();
     wait_until("storing the outcome fails", || async {
         spy.finishes.load(Ordering::SeqCst) >= 1
@@ -755,10 +762,10 @@ fn two_handlers_with_one_name_are_refused_at_build() {
     #[derive(Serialize, Deserialize)]
     struct Impostor;
     impl Job for Impostor {
+        type Output = ();
         const NAME: &'static str = "task";
     }
     impl Handler<Ctl> for Impostor {
-        type Output = ();
         async fn run(self, _ctx: JobContext<Ctl>) -> Result<(), JobError> {
             Ok(())
         }
@@ -784,10 +791,10 @@ fn invalid_job_names_are_refused_at_build_and_enqueue() {
     #[derive(Serialize, Deserialize)]
     struct Unnamed;
     impl Job for Unnamed {
+        type Output = ();
         const NAME: &'static str = "";
     }
     impl Handler<Ctl> for Unnamed {
-        type Output = ();
         async fn run(self, _ctx: JobContext<Ctl>) -> Result<(), JobError> {
             Ok(())
         }
@@ -824,7 +831,10 @@ fn bad_configuration_is_refused_with_every_problem() {
         err.contains("`nope`, which this worker does not listen on"),
         "{err}"
     );
-    let none = Worker::builder(spy.clone()).build().err().expect("refused");
+    let none = Worker::builder(AnyBackend::from(spy.clone()))
+        .build()
+        .err()
+        .expect("refused");
     assert!(none.to_string().contains("no job handlers registered"));
 }
 
@@ -834,11 +844,11 @@ static BLOCKING_RUNS: AtomicU32 = AtomicU32::new(0);
 #[derive(Serialize, Deserialize)]
 struct Crunch;
 impl Job for Crunch {
+    type Output = ();
     const NAME: &'static str = "crunch";
     const QUEUE: &'static str = "cpu";
 }
 impl Handler<()> for Crunch {
-    type Output = ();
     async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
         BLOCKING_RUNS.fetch_add(1, Ordering::SeqCst);
         // CPU-bound work that never yields: 4 leases long.
@@ -851,7 +861,7 @@ impl Handler<()> for Crunch {
 /// renewed from the worker's own thread. Real time, because the point is a blocked thread.
 #[test]
 fn blocking_handlers_keep_their_lease() {
-    let backend = Arc::new(kosh_jobs::memory::MemoryBackend::new());
+    let backend = kosh_jobs::memory::MemoryBackend::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -890,7 +900,7 @@ fn blocking_handlers_keep_their_lease() {
     });
     rt.block_on(async {
         let client = kosh_jobs::Client::new(backend.clone());
-        let id = client.enqueue(Crunch).await.unwrap().id;
+        let id = client.enqueue(Crunch).await.unwrap().id();
         let w = Worker::builder(backend.clone())
             .register::<Crunch>()
             .lease(Duration::from_millis(400))

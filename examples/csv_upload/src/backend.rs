@@ -1,11 +1,10 @@
 //! The job store, chosen by URL: the one place that knows the backends.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use kosh_jobs::memory::MemoryBackend;
-use kosh_jobs::Backend;
+use kosh_jobs::AnyBackend;
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use kosh_jobs_sqlite::SqliteBackend;
 
@@ -16,7 +15,7 @@ use kosh_jobs_sqlite::SqliteBackend;
 /// - `redis://host:6379`, `rediss://user:password@host:port` (TLS, e.g. Upstash): workers
 ///   on many machines;
 /// - `memory:`: inside this process only (the `dev` command with no files, tests).
-pub async fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
+pub async fn open_backend(url: &str) -> anyhow::Result<AnyBackend> {
     open_backend_with(url, None).await
 }
 
@@ -25,10 +24,10 @@ pub async fn open_backend(url: &str) -> anyhow::Result<Arc<dyn Backend>> {
 pub async fn open_backend_with(
     url: &str,
     redis_prefix: Option<&str>,
-) -> anyhow::Result<Arc<dyn Backend>> {
+) -> anyhow::Result<AnyBackend> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
-        "memory" => Ok(Arc::new(MemoryBackend::new())),
+        "memory" => Ok(AnyBackend::new(MemoryBackend::new())),
         "sqlite" => {
             if let Some(path) = url
                 .strip_prefix("sqlite://")
@@ -44,7 +43,7 @@ pub async fn open_backend_with(
             let backend = SqliteBackend::connect(url)
                 .await
                 .with_context(|| format!("cannot open the job store {url}"))?;
-            Ok(Arc::new(backend))
+            Ok(AnyBackend::new(backend))
         }
         "redis" | "rediss" => {
             let mut options = RedisOptions::builder(url);
@@ -55,7 +54,7 @@ pub async fn open_backend_with(
             let backend = RedisBackend::connect(options.build()?)
                 .await
                 .context("cannot connect to the Redis job store")?;
-            Ok(Arc::new(backend))
+            Ok(AnyBackend::new(backend))
         }
         _ => bail!(
             "unknown job store URL scheme `{scheme}:`: expected sqlite://path, redis://host:port, \

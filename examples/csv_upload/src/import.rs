@@ -36,7 +36,7 @@ pub struct ImportCsv {
 }
 
 /// The job's result, stored with the job.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImportSummary {
     /// The import.
     pub import_id: i64,

@@ -2,11 +2,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context;
 use kosh_jobs::worker::WorkerStats;
-use kosh_jobs::{Backend, Client, Worker};
+use kosh_jobs::{AnyBackend, Client, Worker};
 
 use crate::backend::open_backend_with;
 use crate::config::Config;
@@ -20,7 +19,7 @@ pub struct Services {
     /// What handlers share.
     pub app: App,
     /// The job store.
-    pub backend: Arc<dyn Backend>,
+    pub backend: AnyBackend,
     /// The job client over it.
     pub jobs: Client,
     /// The configuration they came from.
@@ -55,7 +54,7 @@ impl Services {
                 batch_rows: config.batch_rows,
                 row_delay: config.row_delay,
             },
-            jobs: Client::from_arc(backend.clone()),
+            jobs: Client::new(backend.clone()),
             backend,
             config,
         })
@@ -72,7 +71,7 @@ impl Services {
 
     /// A worker running the import job.
     pub fn worker(&self, concurrency: usize) -> anyhow::Result<Worker<App>> {
-        Ok(Worker::builder_arc(self.backend.clone())
+        Ok(Worker::builder(self.backend.clone())
             .state(self.app.clone())
             .register::<ImportCsv>()
             .concurrency(concurrency)

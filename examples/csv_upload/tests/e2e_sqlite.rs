@@ -31,9 +31,9 @@ async fn the_same_job_run_twice_adds_nothing() {
         .enqueue(ImportCsv { import_id: id })
         .await
         .unwrap();
-    assert!(!again.existing);
+    assert!(!again.existing());
     support::wait_for("the second run", Duration::from_secs(30), || async {
-        let r = app.services.jobs.status(again.id).await.unwrap();
+        let r = app.services.jobs.status(again.id()).await.unwrap();
         (r.state == kosh_jobs::JobState::Completed).then_some(())
     })
     .await;

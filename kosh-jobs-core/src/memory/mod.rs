@@ -102,9 +102,12 @@ use state::{State, WaitCheck};
 /// assert_eq!(backend.get(ids[0].id).await?.unwrap().state, JobState::Completed);
 /// # Ok(()) }
 /// ```
+///
+/// It is a cheap handle: clones share the same jobs.
+#[derive(Clone)]
 pub struct MemoryBackend {
     clock: Clock,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl MemoryBackend {
@@ -130,7 +133,7 @@ impl MemoryBackend {
     pub fn with_clock(clock: Clock) -> Self {
         MemoryBackend {
             clock,
-            state: Mutex::new(State::new()),
+            state: Arc::new(Mutex::new(State::new())),
         }
     }
 

@@ -78,7 +78,7 @@ impl Backoff {
     /// the cap.
     pub fn with_jitter(mut self, fraction: f64) -> Result<Self, Error> {
         if !(0.0..=1.0).contains(&fraction) || fraction.is_nan() {
-            return Err(Error::Config(format!(
+            return Err(Error::InvalidInput(format!(
                 "backoff jitter must be between 0.0 and 1.0, got {fraction}"
             )));
         }
@@ -151,7 +151,7 @@ fn scale(d: Duration, factor: f64) -> Duration {
 
 fn check_max(what: &str, d: Duration) -> Result<(), Error> {
     if d > MAX_DELAY {
-        return Err(Error::Config(format!(
+        return Err(Error::InvalidInput(format!(
             "backoff {what} of {d:?} exceeds the maximum of 30 days"
         )));
     }
@@ -160,12 +160,12 @@ fn check_max(what: &str, d: Duration) -> Result<(), Error> {
 
 fn check_growing(what: &str, base: Duration, max: Duration) -> Result<(), Error> {
     if base.is_zero() {
-        return Err(Error::Config(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} backoff needs a base above zero (use Backoff::none() for no delay)"
         )));
     }
     if max < base {
-        return Err(Error::Config(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} backoff cap {max:?} is below its base {base:?}"
         )));
     }

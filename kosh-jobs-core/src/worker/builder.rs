@@ -1,12 +1,13 @@
 //! Configuring a worker, validated when built.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::registry::{Registration, Registry};
 use super::{Worker, WorkerConfig};
-use crate::backend::{validate_queue_name, Backend};
+use crate::any::AnyBackend;
+use crate::backend::validate_queue_name;
 use crate::error::Error;
 use crate::job::Handler;
 
@@ -23,11 +24,11 @@ use crate::job::Handler;
 /// #[derive(Serialize, Deserialize)]
 /// struct ImportCsv { upload_id: i64 }
 /// impl Job for ImportCsv {
+///     type Output = ();
 ///     const NAME: &'static str = "import_csv";
 ///     const QUEUE: &'static str = "csv-uploads";
 /// }
 /// impl Handler<App> for ImportCsv {
-///     type Output = ();
 ///     async fn run(self, ctx: JobContext<App>) -> Result<(), JobError> {
 ///         let _db = &ctx.state().db_url;
 ///         Ok(())
@@ -44,8 +45,9 @@ use crate::job::Handler;
 ///     .expect("valid configuration");
 /// # drop(worker);
 /// ```
-pub struct WorkerBuilder<S> {
-    backend: Arc<dyn Backend>,
+pub struct WorkerBuilder<S, R = Unregistered> {
+    backend: AnyBackend,
+    registered: PhantomData<R>,
     state: S,
     registrations: Vec<Registration<S>>,
     extra_queues: Vec<String>,
@@ -60,10 +62,21 @@ pub struct WorkerBuilder<S> {
     errors: Vec<String>,
 }
 
+/// A [`WorkerBuilder`] before its first [`register`](WorkerBuilder::register): the state can
+/// still be set.
+#[derive(Debug)]
+pub enum Unregistered {}
+
+/// A [`WorkerBuilder`] with handlers registered: its state is fixed, so a late
+/// [`state`](WorkerBuilder::state) is a compile error rather than a surprise at `build`.
+#[derive(Debug)]
+pub enum Registered {}
+
 impl WorkerBuilder<()> {
-    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+    pub(crate) fn new(backend: AnyBackend) -> Self {
         WorkerBuilder {
             backend,
+            registered: PhantomData,
             state: (),
             registrations: Vec::new(),
             extra_queues: Vec::new(),
@@ -80,16 +93,23 @@ impl WorkerBuilder<()> {
     }
 }
 
-impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
+impl WorkerBuilder<()> {
     /// Sets the application state handlers reach through [`crate::JobContext::state`] (a
-    /// database pool, clients, settings). Call it before registering handlers.
+    /// database pool, clients, settings). It comes before the first `register`, which fixes
+    /// the state's type; after it, `state` does not compile:
+    ///
+    /// ```compile_fail
+    /// # use kosh_jobs::{memory::MemoryBackend, Handler, Job, JobContext, JobError, Worker};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping;
+    /// # impl Job for Ping { type Output = (); const NAME: &'static str = "ping"; }
+    /// # impl<S: Send + Sync + 'static> Handler<S> for Ping { async fn run(self, _c: JobContext<S>) -> Result<(), JobError> { Ok(()) } }
+    /// Worker::builder(MemoryBackend::new()).register::<Ping>().state(7_u32);
+    /// ```
     pub fn state<T: Clone + Send + Sync + 'static>(self, state: T) -> WorkerBuilder<T> {
-        let mut errors = self.errors;
-        if !self.registrations.is_empty() {
-            errors.push("`state` must be set before `register`".into());
-        }
+        let errors = self.errors;
         WorkerBuilder {
             backend: self.backend,
+            registered: PhantomData,
             state,
             registrations: Vec::new(),
             extra_queues: self.extra_queues,
@@ -104,11 +124,28 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             errors,
         }
     }
+}
 
+impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
     /// Registers the handler of job type `J`; the worker listens on `J::QUEUE`.
-    pub fn register<J: Handler<S>>(mut self) -> Self {
+    pub fn register<J: Handler<S>>(mut self) -> WorkerBuilder<S, Registered> {
         self.registrations.push(Registration::of::<J>());
-        self
+        WorkerBuilder {
+            backend: self.backend,
+            registered: PhantomData,
+            state: self.state,
+            registrations: self.registrations,
+            extra_queues: self.extra_queues,
+            queue_limits: self.queue_limits,
+            concurrency: self.concurrency,
+            lease: self.lease,
+            heartbeat: self.heartbeat,
+            grace: self.grace,
+            recover_interval: self.recover_interval,
+            idle_wait: self.idle_wait,
+            worker_id: self.worker_id,
+            errors: self.errors,
+        }
     }
 
     /// Also listens on `queue` (e.g. one that jobs are sent to with `Enqueue::queue`).
@@ -176,7 +213,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
             Err(e) => {
                 errors.push(
                     e.to_string()
-                        .trim_start_matches("invalid configuration: ")
+                        .trim_start_matches("invalid input: ")
                         .to_owned(),
                 );
                 None
@@ -245,7 +282,7 @@ impl<S: Clone + Send + Sync + 'static> WorkerBuilder<S> {
                     worker_id: self.worker_id.unwrap_or_else(default_worker_id),
                 },
             }),
-            _ => Err(Error::Config(errors.join("; "))),
+            _ => Err(Error::InvalidInput(errors.join("; "))),
         }
     }
 }

@@ -12,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::active::{Active, Phase};
 use super::registry::{AttemptResult, Failure, Registration, Registry};
-use crate::backend::Backend;
+use crate::any::AnyBackend;
 use crate::clock::Clock;
 use crate::record::{Finish, LeasedJob, Outcome};
 use crate::retry::{decide, Decision};
 
 /// What every executor of a worker shares.
 pub(crate) struct Shared<S> {
-    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) backend: AnyBackend,
     pub(crate) clock: Clock,
     pub(crate) state: S,
     pub(crate) registry: Registry<S>,

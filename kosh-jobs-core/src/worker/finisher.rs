@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::active::Active;
 use super::outage::Outage;
+use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::record::{Finish, FinishResult, Outcome};
@@ -27,7 +28,7 @@ pub(crate) struct Tally {
 /// until `give_up` is tripped while the backend is unreachable (the unstored leases then
 /// expire and their jobs are recovered elsewhere).
 pub(crate) async fn run(
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     clock: Clock,
     active: Arc<Active>,
     mut rx: mpsc::UnboundedReceiver<Finish>,

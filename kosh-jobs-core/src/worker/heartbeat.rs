@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::active::Active;
 use super::outage::Outage;
+use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
 
@@ -23,7 +24,7 @@ pub(crate) struct Heartbeat {
 
 impl Heartbeat {
     pub(crate) fn start(
-        backend: Arc<dyn Backend>,
+        backend: AnyBackend,
         clock: Clock,
         active: Arc<Active>,
         interval: Duration,
@@ -62,7 +63,7 @@ impl Drop for Heartbeat {
 }
 
 async fn beat(
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     clock: Clock,
     active: Arc<Active>,
     interval: Duration,

@@ -29,12 +29,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use builder::WorkerBuilder;
+pub use builder::{Registered, Unregistered, WorkerBuilder};
 
 use self::active::{Active, Entry, Phase};
 use self::executor::Shared;
 use self::outage::Outage;
 use self::registry::Registry;
+use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::record::{LeasedJob, ReserveRequest};
@@ -42,37 +43,31 @@ use crate::record::{LeasedJob, ReserveRequest};
 /// Runs registered jobs from a backend. Built with [`Worker::builder`].
 ///
 /// ```
-/// use kosh_jobs::{memory::MemoryBackend, Client, Handler, Job, JobContext, JobError, JobState, Worker};
+/// use kosh_jobs::{memory::MemoryBackend, Client, Handler, Job, JobContext, JobError, Worker};
 /// use serde::{Deserialize, Serialize};
-/// use std::sync::Arc;
 ///
 /// #[derive(Serialize, Deserialize)]
 /// struct Greet { name: String }
-/// impl Job for Greet { const NAME: &'static str = "greet"; }
+/// impl Job for Greet { type Output = String; const NAME: &'static str = "greet"; }
 /// impl Handler<()> for Greet {
-///     type Output = String;
 ///     async fn run(self, _ctx: JobContext<()>) -> Result<String, JobError> {
 ///         Ok(format!("hello, {}", self.name))
 ///     }
 /// }
 ///
 /// # #[tokio::main] async fn main() -> Result<(), kosh_jobs::Error> {
-/// let backend = Arc::new(MemoryBackend::new());
+/// let backend = MemoryBackend::new();
 /// let client = Client::new(backend.clone());
-/// let id = client.enqueue(Greet { name: "Ada".into() }).await?.id;
+/// let greeting = client.enqueue(Greet { name: "Ada".into() }).await?;
 ///
 /// let handle = Worker::builder(backend).register::<Greet>().build()?.spawn();
-/// while client.status(id).await?.state != JobState::Completed {
-///     backend_changed(&client).await;
-/// }
-/// assert_eq!(client.status(id).await?.result, Some(serde_json::json!("hello, Ada")));
+/// assert_eq!(greeting.wait().await?, "hello, Ada");
 /// let stats = handle.shutdown().await?;
 /// assert_eq!(stats.completed, 1);
 /// # Ok(()) }
-/// # async fn backend_changed(_c: &Client) { tokio::task::yield_now().await }
 /// ```
 pub struct Worker<S> {
-    backend: Arc<dyn Backend>,
+    backend: AnyBackend,
     state: S,
     registry: Registry<S>,
     config: WorkerConfig,
@@ -108,14 +103,12 @@ pub struct WorkerStats {
 }
 
 impl Worker<()> {
-    /// Starts configuring a worker over `backend` (any [`Backend`], or an `Arc` of one).
+    /// Starts configuring a worker over `backend`: any backend, or the [`AnyBackend`] that
+    /// `kosh_jobs::connect(url)` returns.
+    ///
+    /// [`AnyBackend`]: crate::AnyBackend
     pub fn builder(backend: impl Backend) -> WorkerBuilder<()> {
-        WorkerBuilder::new(Arc::new(backend))
-    }
-
-    /// Like [`Worker::builder`], for a backend chosen at run time.
-    pub fn builder_arc(backend: Arc<dyn Backend>) -> WorkerBuilder<()> {
-        WorkerBuilder::new(backend)
+        WorkerBuilder::new(backend.into_any_backend())
     }
 }
 
@@ -125,8 +118,8 @@ impl Worker<()> {
 /// ```
 /// # use kosh_jobs::{memory::MemoryBackend, Handler, Job, JobContext, JobError, Worker};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping;
-/// # impl Job for Ping { const NAME: &'static str = "ping"; }
-/// # impl Handler<()> for Ping { type Output = (); async fn run(self, _c: JobContext<()>) -> Result<(), JobError> { Ok(()) } }
+/// # impl Job for Ping { type Output = (); const NAME: &'static str = "ping"; }
+/// # impl Handler<()> for Ping { async fn run(self, _c: JobContext<()>) -> Result<(), JobError> { Ok(()) } }
 /// # #[tokio::main] async fn main() -> Result<(), kosh_jobs::Error> {
 /// let handle = Worker::builder(MemoryBackend::new()).register::<Ping>().build()?.spawn();
 /// let stop = handle.stop_token(); // e.g. for a signal handler
@@ -200,7 +193,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             config.heartbeat,
             config.lease,
         )
-        .map_err(|e| Error::Config(format!("cannot start the lease-renewal thread: {e}")))?;
+        .map_err(|e| Error::WorkerAborted(format!("cannot start the lease-renewal thread: {e}")))?;
         let shared = Arc::new(Shared {
             backend: backend.clone(),
             clock: clock.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Backend;
+use crate::any::AnyBackend;
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::job::{Handler, JobOptions};
@@ -21,7 +21,7 @@ pub(crate) struct Failure {
 
 pub(crate) type AttemptResult = Result<Option<serde_json::Value>, Failure>;
 
-type RunFn<S> = dyn Fn(S, Arc<dyn Backend>, Arc<LeasedJob>, CancellationToken) -> BoxFuture<'static, AttemptResult>
+type RunFn<S> = dyn Fn(S, AnyBackend, Arc<LeasedJob>, CancellationToken) -> BoxFuture<'static, AttemptResult>
     + Send
     + Sync;
 
@@ -123,7 +123,7 @@ impl<S> Registry<S> {
             by_name.insert(reg.name, reg);
         }
         if !clashes.is_empty() {
-            return Err(Error::Config(clashes.join("; ")));
+            return Err(Error::InvalidInput(clashes.join("; ")));
         }
         Ok(Registry { by_name })
     }

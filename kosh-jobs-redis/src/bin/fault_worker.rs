@@ -33,6 +33,7 @@ struct FaultJob {
 }
 
 impl Job for FaultJob {
+    type Output = ();
     const NAME: &'static str = "fault_job";
     const QUEUE: &'static str = "faults";
     fn unique_key(&self) -> Option<String> {
@@ -65,7 +66,6 @@ impl Log {
 }
 
 impl Handler<Log> for FaultJob {
-    type Output = ();
     async fn run(self, ctx: JobContext<Log>) -> Result<(), JobError> {
         let pid = std::process::id();
         ctx.state()

@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::{
-    Backend, BackendError, CancelOutcome, Client, Clock, Enqueued, Finish, FinishResult, JobId,
-    JobRecord, JobState, Lease, LeasedJob, ListQuery, ManualClock, NewJob, Page, QueueCounts,
-    ReserveRequest, RetryOutcome, Timestamp,
+    AnyBackend, Backend, BackendError, CancelOutcome, Client, Clock, Enqueued, Finish,
+    FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob, ListQuery, ManualClock, NewJob,
+    Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
 };
 use tokio::sync::Notify;
 
@@ -157,7 +157,7 @@ impl Backend for Spy {
 pub fn setup() -> (Arc<Spy>, Client, ManualClock) {
     let (clock, handle) = Clock::manual();
     let spy = Spy::new(clock);
-    let client = Client::new(spy.clone());
+    let client = Client::new(AnyBackend::from(spy.clone()));
     (spy, client, handle)
 }
 

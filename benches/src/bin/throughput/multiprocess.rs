@@ -50,7 +50,7 @@ pub(crate) async fn run(bench: &Bench, args: &Args, c: usize, row: &mut Row) -> 
         row.note = "skipped: the memory backend cannot be shared by two processes".into();
         return Ok(());
     }
-    let client = Client::from_arc(store.backend.clone());
+    let client = Client::new(store.backend.clone());
     let enqueue = enqueue_batches(&client, n, args.batch, |n| Noop { n }).await?;
 
     let dir = tempfile::tempdir()?;

@@ -1,11 +1,10 @@
 //! The single-process scenarios: no-op end to end, backlog drain, 10 ms sleeps, pickup
 //! latency, and single awaited enqueues. Each runs on a fresh store and checks its work.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use kosh_jobs::{Backend, Client, Job};
+use kosh_jobs::{AnyBackend, Backend, Client, Job};
 use kosh_jobs_benches::jobs::{spawn_worker, Noop, Probe, Sleep10, QUEUE};
 use kosh_jobs_benches::store::Bench;
 use kosh_jobs_benches::tally::Tally;
@@ -29,7 +28,7 @@ pub(crate) async fn enqueue_batches<J: Job + Serialize>(
     while n < jobs {
         let end = (n + batch as u64).min(jobs);
         let ids = client.enqueue_batch((n..end).map(&make)).await?;
-        if ids.iter().any(|e| e.existing) {
+        if ids.iter().any(|e| e.existing()) {
             bail!("a bench job was taken for a duplicate");
         }
         n = end;
@@ -61,7 +60,7 @@ pub(crate) async fn wait_done(
 }
 
 /// Checks that the store holds nothing left to do and no failed job.
-pub(crate) async fn check_store_drained(backend: &Arc<dyn Backend>) -> anyhow::Result<()> {
+pub(crate) async fn check_store_drained(backend: &AnyBackend) -> anyhow::Result<()> {
     for c in backend.counts().await? {
         if c.queue == QUEUE && (c.ready + c.scheduled + c.running + c.failed + c.cancelled) > 0 {
             bail!("after the run the store still has {c:?}");
@@ -81,7 +80,7 @@ pub(crate) async fn noop(
     let store = bench.fresh("noop").await?;
     let tally = Tally::tracking(n);
     let worker = spawn_worker(store.backend.clone(), tally.clone(), c)?;
-    let client = Client::from_arc(store.backend.clone());
+    let client = Client::new(store.backend.clone());
     let start = Instant::now();
     let batch = args.batch;
     let producer =
@@ -138,7 +137,7 @@ async fn drain<J: Job + Serialize>(
 ) -> anyhow::Result<()> {
     row.jobs = n;
     let store = bench.fresh(tag).await?;
-    let client = Client::from_arc(store.backend.clone());
+    let client = Client::new(store.backend.clone());
     let enqueue = enqueue_batches(&client, n, batch, make).await?;
     let tally = Tally::tracking(n);
     let start = Instant::now();
@@ -152,12 +151,7 @@ async fn drain<J: Job + Serialize>(
     Ok(())
 }
 
-async fn verify(
-    tally: &Tally,
-    completed: u64,
-    n: u64,
-    backend: &Arc<dyn Backend>,
-) -> anyhow::Result<()> {
+async fn verify(tally: &Tally, completed: u64, n: u64, backend: &AnyBackend) -> anyhow::Result<()> {
     tally.check()?;
     if completed != n {
         bail!("NOT EXACTLY ONCE: the worker completed {completed} jobs, {n} were enqueued");
@@ -175,7 +169,7 @@ pub(crate) async fn latency(
     let n = args.samples;
     row.jobs = n;
     let store = bench.fresh("latency").await?;
-    let client = Client::from_arc(store.backend.clone());
+    let client = Client::new(store.backend.clone());
     let tally = Tally::tracking(n);
     let mut starts = tally.watch_starts();
     let worker = spawn_worker(store.backend.clone(), tally.clone(), c)?;
@@ -223,11 +217,11 @@ pub(crate) async fn enqueue(bench: &Bench, args: &Args, row: &mut Row) -> anyhow
     let n = args.single_jobs.unwrap_or(args.jobs.min(20_000));
     row.jobs = n;
     let store = bench.fresh("enqueue").await?;
-    let client = Client::from_arc(store.backend.clone());
+    let client = Client::new(store.backend.clone());
     let start = Instant::now();
     let mut ids = Vec::with_capacity(n as usize);
     for i in 0..n {
-        ids.push(client.enqueue(Noop { n: i }).await?.id);
+        ids.push(client.enqueue(Noop { n: i }).await?.id());
     }
     let took = start.elapsed();
     ids.sort();

@@ -68,7 +68,7 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<kosh_jobs::Error> for ApiError {
     fn from(e: kosh_jobs::Error) -> Self {
-        let unavailable = matches!(&e, kosh_jobs::Error::Backend(b) if b.is_unavailable());
+        let unavailable = e.is_unavailable();
         if unavailable {
             tracing::warn!(
                 error = format!("{:#}", anyhow::Error::new(e)),
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_job_store_error_is_logged_with_its_cause() {
-        let e = kosh_jobs::Error::Backend(BackendError::storage(std::io::Error::other(
+        let e = kosh_jobs::Error::from(BackendError::storage(std::io::Error::other(
             "redis is out of memory",
         )));
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));

@@ -200,7 +200,7 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
             return Err(e.into());
         }
     };
-    let job_id = enqueued.id.to_string();
+    let job_id = enqueued.id().to_string();
     db::set_job_id(&web.app.db, id, &job_id).await?;
     tracing::info!(import = id, job = %job_id, bytes = size, "upload stored, import queued");
     Ok((

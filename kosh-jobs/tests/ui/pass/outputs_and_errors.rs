@@ -1,4 +1,4 @@
-// `Result<T, E>` with `T: Serialize` stored as the result; `E` any `Into<BoxError>`, or
+// `Result<T, E>` with `T: Serialize + DeserializeOwned` stored as the result and read back; `E` any `Into<BoxError>`, or
 // `JobError` for permanent failures; `Result` aliases with one or no arguments.
 use kosh_jobs::{Handler, JobContext, JobError};
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,7 @@ struct Count {
     rows: Vec<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Summary {
     total: u64,
 }
@@ -53,7 +53,7 @@ async fn boxed(_: Boxed) -> BoxedResult {
 struct Text;
 
 #[kosh_jobs::job]
-async fn text(_: Text) -> Result<&'static str, String> {
+async fn text(_: Text) -> Result<Box<str>, String> {
     Err(String::from("a string error"))
 }
 
@@ -64,5 +64,5 @@ fn main() {
     output::<Fetch, String>();
     output::<Read, Vec<u8>>();
     output::<Boxed, u8>();
-    output::<Text, &'static str>();
+    output::<Text, Box<str>>();
 }
