@@ -46,6 +46,9 @@ pub(crate) struct Active {
     per_queue: Vec<AtomicUsize>,
     /// Signalled whenever a slot frees.
     pub(crate) slot_freed: Notify,
+    /// Signalled when a job with a timeout starts, so the heartbeat thread, which trips
+    /// timeouts for handlers that block their threads, wakes by its deadline.
+    pub(crate) deadline_added: Notify,
 }
 
 impl Active {
@@ -55,6 +58,7 @@ impl Active {
             in_flight: AtomicUsize::new(0),
             per_queue: (0..queues).map(|_| AtomicUsize::new(0)).collect(),
             slot_freed: Notify::new(),
+            deadline_added: Notify::new(),
         })
     }
 
@@ -78,7 +82,21 @@ impl Active {
         if let Some(c) = self.per_queue.get(entry.queue_slot) {
             c.fetch_add(1, Ordering::AcqRel);
         }
+        let has_deadline = entry.deadline.is_some();
         self.lock().insert(entry.lease.id.get(), entry);
+        if has_deadline {
+            // A stored permit if the heartbeat thread is not waiting yet: it is never missed.
+            self.deadline_added.notify_one();
+        }
+    }
+
+    /// The earliest timeout deadline of a job still running.
+    pub(crate) fn earliest_deadline(&self) -> Option<Timestamp> {
+        self.lock()
+            .values()
+            .filter(|e| e.phase == Phase::Running)
+            .filter_map(|e| e.deadline)
+            .min()
     }
 
     /// A job whose handler ended: `Running` or `TimedOut` becomes `Finishing` and frees its

@@ -71,14 +71,24 @@ async fn beat(
     stop: CancellationToken,
 ) {
     let mut outage = Outage::new("renewing leases");
-    let mut wait = interval;
+    let mut next_beat = clock.now() + interval;
     loop {
+        // Wake for the next renewal, or sooner for a timeout: a handler blocking its thread
+        // cannot run the worker's own timer, so its token is tripped from here, on time.
+        let wake = active
+            .earliest_deadline()
+            .map_or(next_beat, |d| d.min(next_beat));
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = clock.sleep(wait) => {}
+            _ = clock.sleep_until(wake) => {}
+            _ = active.deadline_added.notified() => continue,
         }
-        wait = interval;
-        active.expire_deadlines(clock.now());
+        let now = clock.now();
+        active.expire_deadlines(now);
+        if now < next_beat {
+            continue;
+        }
+        next_beat = now + interval;
         let leases = active.leases_to_renew();
         if leases.is_empty() {
             continue;
@@ -97,7 +107,7 @@ async fn beat(
             }
             Err(e) => {
                 // Retry sooner than the interval, but never faster than the outage backoff.
-                wait = outage.failed(&e).min(interval);
+                next_beat = clock.now() + outage.failed(&e).min(interval);
             }
         }
     }
