@@ -89,7 +89,7 @@ fn jobs(from: u64, n: u64, now: kosh_jobs_core::Timestamp) -> Vec<NewJob> {
 
 async fn open(dir: &std::path::Path, name: &str) -> anyhow::Result<SqliteBackend> {
     let opts = SqliteOptions::builder(dir.join(name)).build()?;
-    Ok(SqliteBackend::open_with(opts).await?)
+    Ok(SqliteBackend::connect_with(opts).await?)
 }
 
 fn rate(n: u64, d: Duration) -> String {

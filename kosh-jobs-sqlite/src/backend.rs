@@ -77,50 +77,63 @@ struct Inner {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the database file at `path` with default options.
+    /// Opens the database named by a URL, with default options for whatever the URL does
+    /// not set (see [`SqliteOptions::from_url`]):
     ///
-    /// ```no_run
-    /// # async fn f() -> Result<(), kosh_jobs_sqlite::SqliteError> {
-    /// let backend = kosh_jobs_sqlite::SqliteBackend::open("data/jobs.db").await?;
-    /// # let _ = backend; Ok(()) }
-    /// ```
-    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Self::open_with(SqliteOptions::builder(path).build()?).await
-    }
-
-    /// Opens the database named by a URL: `sqlite://path/to/jobs.db`, or `sqlite::memory:`
-    /// for a private in-memory database (see [`SqliteOptions::from_url`]).
+    /// - `sqlite://data/jobs.db` or `sqlite:data/jobs.db`: a file relative to the current
+    ///   folder, `sqlite:///var/lib/app/jobs.db`: an absolute one. A missing file is created
+    ///   with its schema, and so are the folders it goes in.
+    /// - `sqlite::memory:`: a new, private in-memory database (for tests), gone when the
+    ///   backend is dropped.
+    /// - `?busy_timeout_ms=10000&poll_interval_ms=100`: options; any other key is refused.
+    ///
+    /// An invalid URL fails as [`SqliteError::InvalidOptions`]; a file that cannot be opened
+    /// fails with a message that names it by its absolute path and says what is wrong (see
+    /// [`SqliteBackend::connect_with`]). With `?`, the error converts into
+    /// [`kosh_jobs_core::Error`] too.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// # async fn main() -> Result<(), kosh_jobs_core::Error> {
     /// let backend = kosh_jobs_sqlite::SqliteBackend::connect("sqlite::memory:").await?;
     /// assert!(backend.path().is_none());
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, SqliteError> {
-        Self::open_with(SqliteOptions::from_url(url)?.build()?).await
+        Self::connect_with(SqliteOptions::from_url(url)?.build()?).await
     }
 
     /// Opens a database with the given options.
     ///
-    /// Creates the schema in a new file and migrates an older one. Fails with a message that
-    /// says so for a file that is not an SQLite database, belongs to another application, was
-    /// written by a newer kosh-jobs-sqlite, is corrupt, or cannot be written.
+    /// A relative path is taken against the current folder, once, here. A missing file is
+    /// created, and so are the folders it goes in; the schema is created in a new file and
+    /// migrated in an older one. Fails with a message that names the file by its absolute
+    /// path and says what is wrong: a folder on the way that is a file, no permission
+    /// ([`SqliteError::PermissionDenied`]), a read-only file or folder
+    /// ([`SqliteError::ReadOnly`]), not an SQLite database, another application's database,
+    /// written by a newer kosh-jobs-sqlite, or corrupt.
     ///
     /// ```
     /// use kosh_jobs_core::{Backend, Clock};
     /// use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (clock, _time) = Clock::manual();
     /// let opts = SqliteOptions::in_memory().clock(clock).build()?;
-    /// let backend = SqliteBackend::open_with(opts).await?;
+    /// let backend = SqliteBackend::connect_with(opts).await?;
     /// assert!(backend.clock().is_manual());
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("data/jobs.db");
+    /// // A file, in a folder that does not exist yet.
+    /// let opts = SqliteOptions::builder(&path).build()?;
+    /// let backend = SqliteBackend::connect_with(opts).await?;
+    /// assert_eq!(backend.path(), Some(path.as_path()));
     /// # Ok(()) }
     /// ```
-    pub async fn open_with(opts: SqliteOptions) -> Result<Self, SqliteError> {
+    pub async fn connect_with(options: SqliteOptions) -> Result<Self, SqliteError> {
+        let opts = options.resolve()?;
         let shared = Arc::new(Shared::default());
         let threads = engine::start(&opts, shared.clone()).await?;
         Ok(SqliteBackend {
@@ -166,7 +179,7 @@ impl SqliteBackend {
         }
     }
 
-    /// The database file, or `None` for an in-memory database.
+    /// The database file, absolute, or `None` for an in-memory database.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
     }

@@ -1,26 +1,47 @@
-//! Errors of the SQLite backend, and how they map into [`BackendError`].
+//! Errors of the SQLite backend, and how they map into [`BackendError`] and
+//! [`kosh_jobs_core::Error`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kosh_jobs_core::BackendError;
+use kosh_jobs_core::{BackendError, BoxError};
 use rusqlite::ErrorCode;
 
 /// An error of the SQLite backend.
 ///
-/// Opening a file reports what is wrong with it (not a database, not a kosh-jobs database,
-/// written by a newer version, corrupt, read-only) in the message. Operations through the
-/// [`kosh_jobs_core::Backend`] trait return these mapped into [`BackendError`]: `Busy` becomes
-/// `Unavailable`; `NewerSchema`, `NotKoshDatabase`, `NotADatabase` and `Corrupt` become
-/// `Incompatible`; the rest become `Storage` with this error as the source.
+/// Opening a file reports what is wrong with it in the message, naming the file by its
+/// absolute path: a folder on the way that is a file, no permission, not a database, not a
+/// kosh-jobs database, written by a newer version, corrupt, read-only.
+///
+/// Operations through the [`kosh_jobs_core::Backend`] trait return these mapped into
+/// [`BackendError`], and `?` maps them on into [`kosh_jobs_core::Error`] (through
+/// [`BackendError`], kind for kind):
+///
+/// | `SqliteError` | [`BackendError`] |
+/// | --- | --- |
+/// | `Busy` (locked past the busy timeout) | `Unavailable`: the only outage |
+/// | `ReadOnly`, `PermissionDenied` | `PermissionDenied` |
+/// | `InvalidOptions`, `InvalidInput` | `InvalidInput` |
+/// | `NewerSchema`, `NotKoshDatabase`, `NotADatabase`, `Corrupt`, `Malformed` | `Incompatible` |
+/// | the rest (`Open`, `Full`, `Closed`, `Thread`, `Sqlite`) | `Storage`, with this error as the source |
 ///
 /// ```
 /// use kosh_jobs_core::BackendError;
-/// use kosh_jobs_sqlite::SqliteError;
+/// use kosh_jobs_sqlite::{SqliteBackend, SqliteError};
 ///
-/// let e = SqliteError::NewerSchema { path: "jobs.db".into(), found: 9, supported: 1 };
+/// let e = SqliteError::NewerSchema { path: "/srv/jobs.db".into(), found: 9, supported: 1 };
 /// assert!(e.to_string().contains("newer version"));
 /// assert!(matches!(BackendError::from(e), BackendError::Incompatible(_)));
+///
+/// // `?` turns it into the application-facing error.
+/// async fn open(url: &str) -> Result<SqliteBackend, kosh_jobs_core::Error> {
+///     Ok(SqliteBackend::connect(url).await?)
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = open("sqlite://jobs.db?busy_timeout=5").await.unwrap_err();
+/// assert!(matches!(err, kosh_jobs_core::Error::InvalidInput(_)), "{err:?}");
+/// # }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,14 +49,25 @@ pub enum SqliteError {
     /// The options or URL do not make sense.
     #[error("invalid sqlite options: {0}")]
     InvalidOptions(String),
-    /// The file (or its directory) could not be opened or created.
-    #[error("cannot open sqlite database `{path}`")]
+    /// The file, or a folder on its way, cannot be opened or created.
+    #[error("cannot open sqlite database `{path}`: {reason}")]
     Open {
-        /// The database file.
+        /// The database file, absolute.
         path: PathBuf,
-        /// What SQLite said.
+        /// What is wrong, e.g. "the folder `/srv/data` is a file".
+        reason: String,
+        /// What the operating system or SQLite said, when it says more than `reason`.
         #[source]
-        source: rusqlite::Error,
+        source: Option<BoxError>,
+    },
+    /// The operating system denies this process the file or a folder on its way (or SQLite
+    /// denies the access).
+    #[error("cannot open sqlite database `{path}`: {reason}")]
+    PermissionDenied {
+        /// The database file, absolute.
+        path: PathBuf,
+        /// What was denied, e.g. "permission denied creating the folder `/srv/data`".
+        reason: String,
     },
     /// The file exists but is not an SQLite database at all.
     #[error("`{path}` is not an sqlite database (or it is encrypted)")]
@@ -74,7 +106,8 @@ pub enum SqliteError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The file, or the directory that holds its `-wal` and `-shm` files, cannot be written.
+    /// The file, or the directory that holds its `-wal` and `-shm` files, cannot be written
+    /// (write-protected, on a read-only file system, or opened read-only).
     #[error(
         "sqlite database `{path}` is read-only: kosh-jobs needs write access to the file and \
          to its directory (for the -wal and -shm files)"
@@ -150,9 +183,16 @@ impl SqliteError {
                 path: path.to_owned(),
                 source: e,
             },
+            Some(ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied) => {
+                SqliteError::PermissionDenied {
+                    path: path.to_owned(),
+                    reason: format!("sqlite denied the access ({e})"),
+                }
+            }
             Some(ErrorCode::CannotOpen) => SqliteError::Open {
                 path: path.to_owned(),
-                source: e,
+                reason: "sqlite cannot open the file or its -wal and -shm files".into(),
+                source: Some(Box::new(e)),
             },
             _ => SqliteError::Sqlite(e),
         }
@@ -167,8 +207,14 @@ impl SqliteError {
 impl From<SqliteError> for BackendError {
     fn from(e: SqliteError) -> Self {
         match e {
-            SqliteError::Busy { .. } | SqliteError::Closed(_) => BackendError::unavailable(e),
+            // Only an outage is `Unavailable`: another connection holds the lock, and waiting
+            // longer may succeed.
+            SqliteError::Busy { .. } => BackendError::unavailable(e),
+            SqliteError::ReadOnly { .. } | SqliteError::PermissionDenied { .. } => {
+                BackendError::permission_denied(e)
+            }
             SqliteError::InvalidInput(msg) => BackendError::InvalidInput(msg),
+            SqliteError::InvalidOptions(_) => BackendError::InvalidInput(e.to_string()),
             SqliteError::NewerSchema { .. }
             | SqliteError::NotKoshDatabase { .. }
             | SqliteError::NotADatabase { .. }
@@ -176,6 +222,12 @@ impl From<SqliteError> for BackendError {
             | SqliteError::Malformed { .. } => BackendError::Incompatible(e.to_string()),
             other => BackendError::storage(other),
         }
+    }
+}
+
+impl From<SqliteError> for kosh_jobs_core::Error {
+    fn from(e: SqliteError) -> Self {
+        BackendError::from(e).into()
     }
 }
 
@@ -203,7 +255,73 @@ mod tests {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
             None,
         );
-        let e = SqliteError::classify(source, "x.db".as_ref(), Duration::from_secs(5));
+        let e = SqliteError::classify(source, "/srv/x.db".as_ref(), Duration::from_secs(5));
         assert!(e.to_string().contains("read-only"), "{e}");
+        assert!(e.to_string().contains("/srv/x.db"), "{e}");
+    }
+
+    fn sqlite_failure(code: std::ffi::c_int) -> SqliteError {
+        let source = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        SqliteError::classify(source, "/srv/x.db".as_ref(), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn denied_access_is_permission_denied_not_unavailable() {
+        for code in [
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_PERM,
+            rusqlite::ffi::SQLITE_AUTH,
+        ] {
+            let e = sqlite_failure(code);
+            assert!(!e.is_busy(), "{code}: {e:?}");
+            let b = BackendError::from(e);
+            assert!(
+                matches!(b, BackendError::PermissionDenied(_)),
+                "{code}: {b:?}"
+            );
+        }
+        let e = SqliteError::PermissionDenied {
+            path: "/srv/x.db".into(),
+            reason: "permission denied creating the folder `/srv`".into(),
+        };
+        assert!(matches!(
+            kosh_jobs_core::Error::from(e),
+            kosh_jobs_core::Error::PermissionDenied(_)
+        ));
+    }
+
+    #[test]
+    fn only_busy_is_unavailable() {
+        let others = [
+            SqliteError::Closed("writer"),
+            SqliteError::InvalidOptions("x".into()),
+            SqliteError::Open {
+                path: "/srv/x.db".into(),
+                reason: "the folder `/srv` is a file".into(),
+                source: None,
+            },
+            SqliteError::Full {
+                path: "/srv/x.db".into(),
+            },
+            sqlite_failure(rusqlite::ffi::SQLITE_CANTOPEN),
+            sqlite_failure(rusqlite::ffi::SQLITE_IOERR),
+        ];
+        for e in others {
+            let shown = format!("{e:?}");
+            assert!(!kosh_jobs_core::Error::from(e).is_unavailable(), "{shown}");
+        }
+        assert!(
+            kosh_jobs_core::Error::from(sqlite_failure(rusqlite::ffi::SQLITE_BUSY))
+                .is_unavailable()
+        );
+    }
+
+    #[test]
+    fn invalid_options_are_invalid_input_and_keep_their_message() {
+        let e = SqliteError::InvalidOptions("unknown query parameter `foo`".into());
+        match kosh_jobs_core::Error::from(e) {
+            kosh_jobs_core::Error::InvalidInput(m) => assert!(m.contains("`foo`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -44,6 +44,7 @@
 mod backend;
 mod engine;
 mod error;
+mod file;
 mod options;
 mod schema;
 mod store;

@@ -129,7 +129,9 @@ impl SqliteOptions {
     /// Default limit of one group-committed transaction, in jobs touched: 2,048.
     pub const DEFAULT_MAX_BATCH: usize = 2048;
 
-    /// Options for a database file, created (with its schema) if missing.
+    /// Options for a database file, created (with its schema, and the folders it goes in)
+    /// if missing. A relative path is taken against the current folder when the backend
+    /// connects.
     pub fn builder(path: impl Into<PathBuf>) -> SqliteOptionsBuilder {
         SqliteOptionsBuilder::new(Location::File(path.into()))
     }
@@ -146,9 +148,19 @@ impl SqliteOptions {
     ///   or `sqlite:data/jobs.db`;
     /// - `sqlite::memory:` (or `sqlite://:memory:`) for a private in-memory database;
     /// - optional query parameters `busy_timeout_ms` and `poll_interval_ms`, e.g.
-    ///   `sqlite://jobs.db?busy_timeout_ms=10000`.
+    ///   `sqlite://jobs.db?busy_timeout_ms=10000`; any other is refused, with a message that
+    ///   lists these.
     ///
-    /// The path is taken literally (no percent-decoding).
+    /// The path is taken literally (no percent-decoding). Every `sqlite::memory:` database is
+    /// a new, private one.
+    ///
+    /// ```
+    /// use kosh_jobs_sqlite::{SqliteError, SqliteOptions};
+    ///
+    /// let err = SqliteOptions::from_url("sqlite://jobs.db?timeout=10").unwrap_err();
+    /// assert!(matches!(err, SqliteError::InvalidOptions(_)));
+    /// assert!(err.to_string().contains("`timeout` (known: busy_timeout_ms, poll_interval_ms)"));
+    /// ```
     pub fn from_url(url: &str) -> Result<SqliteOptionsBuilder, SqliteError> {
         let bad = |reason: &str| SqliteError::InvalidOptions(format!("url `{url}`: {reason}"));
         let rest = url
@@ -212,6 +224,14 @@ impl SqliteOptions {
     /// The clock the backend reads.
     pub fn clock_value(&self) -> &Clock {
         &self.clock
+    }
+
+    /// These options with a relative path made absolute against the current folder.
+    pub(crate) fn resolve(mut self) -> Result<Self, SqliteError> {
+        if let Location::File(p) = &self.location {
+            self.location = Location::File(crate::file::absolute(p)?);
+        }
+        Ok(self)
     }
 
     /// The path as shown in messages.

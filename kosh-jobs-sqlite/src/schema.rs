@@ -13,6 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Result, SqliteError};
+use crate::file;
 use crate::options::{Location, SqliteOptions};
 
 /// `PRAGMA application_id` of a kosh-jobs database: "KOSH" in ASCII.
@@ -46,24 +47,22 @@ impl Role {
     }
 }
 
-/// Opens a connection with the pragmas of its role. The writer also creates or migrates the
-/// schema; open the writer before any reader.
+/// Opens a connection with the pragmas of its role. The writer also creates the folders of a
+/// new file and creates or migrates the schema; open the writer before any reader. The path
+/// of `opts` is absolute ([`SqliteOptions::resolve`]), so errors name the file unambiguously.
 pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
     let path = opts.display_path();
     let classify = |e: rusqlite::Error| SqliteError::classify(e, &path, opts.busy_timeout);
     let conn = match &opts.location {
         Location::Memory => Connection::open_in_memory().map_err(classify)?,
         Location::File(p) => {
+            if role == Role::Writer {
+                file::create_folders(p)?;
+            }
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            Connection::open_with_flags(p, flags).map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ReadOnly) => SqliteError::ReadOnly { path: p.clone() },
-                _ => SqliteError::Open {
-                    path: p.clone(),
-                    source: e,
-                },
-            })?
+            Connection::open_with_flags(p, flags).map_err(|e| file::open_failed(p, e))?
         }
     };
     BUSY_LIMIT.with(|l| l.set(opts.busy_timeout));

@@ -27,7 +27,7 @@ async fn fresh_with(
     let opts = f(SqliteOptions::builder(dir.path().join("jobs.db")).clock(clock))
         .build()
         .expect("options");
-    let backend = SqliteBackend::open_with(opts).await.expect("open");
+    let backend = SqliteBackend::connect_with(opts).await.expect("open");
     Fixture { backend, time, dir }
 }
 
@@ -433,9 +433,13 @@ async fn another_connection_wakes_a_waiter_through_data_version() {
     let f = fresh_with(|o| o.poll_interval(Duration::from_millis(20))).await;
     // A second backend on the same file stands in for another process: it shares no memory
     // with the first, only the file.
-    let other = SqliteBackend::open(f.dir.path().join("jobs.db"))
-        .await
-        .unwrap();
+    let other = SqliteBackend::connect_with(
+        SqliteOptions::builder(f.dir.path().join("jobs.db"))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let b = f.backend.clone();
     let until = b.clock().now() + Duration::from_secs(3600);
     let waiter = tokio::spawn({
@@ -522,7 +526,9 @@ async fn ids_are_never_reused_after_the_newest_job_is_purged() {
     // Also after reopening the file.
     let path = f.dir.path().join("jobs.db");
     f.backend.clone().close().await;
-    let again = SqliteBackend::open(&path).await.unwrap();
+    let again = SqliteBackend::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
     let later = again.push(vec![job("q", 4, now)]).await.unwrap()[0].id;
     assert!(later > next);
 }
@@ -552,7 +558,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable_then_recovers() {
 #[tokio::test]
 async fn in_memory_backend_works_without_a_reader_thread() {
     let (clock, time) = Clock::manual();
-    let b = SqliteBackend::open_with(SqliteOptions::in_memory().clock(clock).build().unwrap())
+    let b = SqliteBackend::connect_with(SqliteOptions::in_memory().clock(clock).build().unwrap())
         .await
         .unwrap();
     let now = b.clock().now();

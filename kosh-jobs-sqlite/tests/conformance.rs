@@ -25,7 +25,7 @@ async fn sqlite(clock: Clock) -> TempSqlite {
         .clock(clock)
         .build()
         .expect("options");
-    let backend = SqliteBackend::open_with(opts).await.expect("open");
+    let backend = SqliteBackend::connect_with(opts).await.expect("open");
     TempSqlite {
         backend,
         _dir: Arc::new(dir),
@@ -46,7 +46,7 @@ mod in_memory {
             .clock(clock)
             .build()
             .expect("options");
-        SqliteBackend::open_with(opts).await.expect("open")
+        SqliteBackend::connect_with(opts).await.expect("open")
     }
 
     kosh_jobs_core::conformance_tests!(sqlite_memory);

@@ -1,20 +1,25 @@
-//! Opening files: new, concurrent, foreign, newer, corrupt, read-only; URLs; use from another
-//! runtime.
+//! Opening files: new, concurrent, foreign, newer, corrupt; URLs and in-memory databases; use
+//! from another runtime. Folders, paths in messages and permissions are in `paths.rs`.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use kosh_jobs_core::{Backend, BackendError, JobState, NewJob, ReserveRequest};
-use kosh_jobs_sqlite::{SqliteBackend, SqliteError};
+use kosh_jobs_sqlite::{SqliteBackend, SqliteError, SqliteOptions};
 
 fn job(queue: &str) -> NewJob {
     NewJob::new("t", queue, "{}", kosh_jobs_core::Timestamp::now_system())
 }
 
+/// Opens the file at `path` with default options.
+async fn open(path: impl AsRef<Path>) -> Result<SqliteBackend, SqliteError> {
+    SqliteBackend::connect_with(SqliteOptions::builder(path.as_ref()).build()?).await
+}
+
 /// Writes a kosh-jobs database with one job, closed again when this returns.
 async fn make_db(path: &Path) {
-    let b = SqliteBackend::open(path).await.expect("create");
+    let b = open(path).await.expect("create");
     b.push(vec![job("q")]).await.expect("push");
     b.close().await;
 }
@@ -49,7 +54,7 @@ async fn many_openers_of_a_new_file_do_not_race() {
                     .unwrap();
                 barrier.wait();
                 rt.block_on(async {
-                    let b = SqliteBackend::open(&path).await?;
+                    let b = open(&path).await?;
                     b.push(vec![job("q")])
                         .await
                         .map_err(|e| SqliteError::InvalidOptions(format!("push failed: {e}")))?;
@@ -61,7 +66,7 @@ async fn many_openers_of_a_new_file_do_not_race() {
     for h in handles {
         h.join().unwrap().expect("every opener succeeds");
     }
-    let b = SqliteBackend::open(&path).await.unwrap();
+    let b = open(&path).await.unwrap();
     assert_eq!(b.counts().await.unwrap()[0].ready, 8);
 }
 
@@ -70,7 +75,7 @@ async fn a_file_that_is_not_a_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "these are my notes, not a database\n".repeat(200)).unwrap();
-    let err = SqliteBackend::open(&path).await.unwrap_err();
+    let err = open(&path).await.unwrap_err();
     assert!(matches!(err, SqliteError::NotADatabase { .. }), "{err:?}");
     assert!(
         err.to_string().contains("is not an sqlite database"),
@@ -95,7 +100,7 @@ async fn another_applications_database_is_refused() {
         conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
             .unwrap();
     }
-    let err = SqliteBackend::open(&path).await.unwrap_err();
+    let err = open(&path).await.unwrap_err();
     assert!(
         matches!(err, SqliteError::NotKoshDatabase { .. }),
         "{err:?}"
@@ -110,7 +115,7 @@ async fn another_applications_database_is_refused() {
         let conn = rusqlite::Connection::open(&other).unwrap();
         conn.execute_batch("PRAGMA application_id = 1234;").unwrap();
     }
-    let err = SqliteBackend::open(&other).await.unwrap_err();
+    let err = open(&other).await.unwrap_err();
     assert!(err.to_string().contains("application id"), "{err}");
 }
 
@@ -123,7 +128,7 @@ async fn a_newer_schema_is_refused_with_a_message_that_says_so() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA user_version = 99;").unwrap();
     }
-    let err = SqliteBackend::open(&path).await.unwrap_err();
+    let err = open(&path).await.unwrap_err();
     assert!(
         matches!(err, SqliteError::NewerSchema { found: 99, .. }),
         "{err:?}"
@@ -154,7 +159,7 @@ async fn a_corrupt_file_gives_an_error_not_a_panic() {
     f.seek(SeekFrom::Start(100)).unwrap();
     f.write_all(&vec![0xA5; (len - 100) as usize]).unwrap();
     drop(f);
-    let err = match SqliteBackend::open(&path).await {
+    let err = match open(&path).await {
         Err(e) => e,
         Ok(b) => {
             // Opening may succeed when damage is only in data pages; then use fails cleanly.
@@ -174,7 +179,7 @@ async fn damage_in_data_pages_fails_operations_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
     {
-        let b = SqliteBackend::open(&path).await.unwrap();
+        let b = open(&path).await.unwrap();
         let jobs = (0..2000)
             .map(|i| {
                 NewJob::new(
@@ -194,7 +199,7 @@ async fn damage_in_data_pages_fails_operations_cleanly() {
     f.seek(SeekFrom::Start(len / 2)).unwrap();
     f.write_all(&vec![0x5A; (len - len / 2) as usize]).unwrap();
     drop(f);
-    let b = match SqliteBackend::open(&path).await {
+    let b = match open(&path).await {
         Ok(b) => b,
         Err(e) => {
             assert!(matches!(e, SqliteError::Corrupt { .. }), "{e:?}");
@@ -227,77 +232,60 @@ async fn damage_in_data_pages_fails_operations_cleanly() {
     assert!(saw_error, "reading a destroyed half of the table must fail");
 }
 
-/// The read-only check runs in a child process without the right to write (tests may run as
-/// root, who can write to any file).
-#[test]
-fn read_only_file_gives_a_clear_error() {
-    if let Ok(path) = std::env::var("KOSH_SQLITE_OPEN_CHILD") {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let err = rt
-            .block_on(SqliteBackend::open(&path))
-            .expect_err("opening a read-only file must fail");
-        println!("OPEN-ERROR: {err}");
-        assert!(matches!(err, SqliteError::ReadOnly { .. }), "{err:?}");
-        return;
-    }
-    // The file cannot be written; then only its directory cannot (no -wal/-shm files).
-    for (file_mode, what) in [
-        (0o444, "a read-only file"),
-        (0o666, "a read-only directory"),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jobs.db");
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(make_db(&path));
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file_mode)).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
-        let stdout = open_in_child_without_write_rights(&path);
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(
-            stdout.contains("OPEN-ERROR:") && stdout.contains("is read-only"),
-            "{what}: {stdout}"
-        );
-    }
+/// `?` turns the backend's error into the application-facing one.
+async fn connect(url: &str) -> Result<SqliteBackend, kosh_jobs_core::Error> {
+    Ok(SqliteBackend::connect(url).await?)
 }
 
-/// Runs this test in a child process that opens `path` and prints the error; as root, the
-/// child runs as `nobody` (root may write anything).
-fn open_in_child_without_write_rights(path: &Path) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let mut cmd = if root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-        c.arg(&exe);
-        c
-    } else {
-        std::process::Command::new(&exe)
-    };
-    let out = cmd
-        .args([
-            "--exact",
-            "read_only_file_gives_a_clear_error",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("KOSH_SQLITE_OPEN_CHILD", path)
-        .output()
-        .expect("run the child (as root this needs `setpriv` from util-linux)");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+#[tokio::test]
+async fn an_unknown_url_key_is_invalid_input_naming_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/jobs.db");
+    let url = format!("sqlite://{}?busy_timeout=5000", path.display());
+    let err = SqliteBackend::connect(&url).await.unwrap_err();
+    assert!(matches!(err, SqliteError::InvalidOptions(_)), "{err:?}");
+    let msg = err.to_string();
     assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        msg.contains("`busy_timeout`") && msg.contains("busy_timeout_ms, poll_interval_ms"),
+        "{msg}"
     );
-    stdout
+    assert!(matches!(
+        BackendError::from(err),
+        BackendError::InvalidInput(ref m) if m.contains("`busy_timeout`")
+    ));
+    match connect(&url).await {
+        Err(kosh_jobs_core::Error::InvalidInput(m)) => {
+            assert!(m.contains("busy_timeout_ms, poll_interval_ms"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        "sqlite://",
+        "postgres://x/jobs",
+        "sqlite://j.db?busy_timeout_ms=soon",
+    ] {
+        assert!(
+            matches!(
+                connect(bad).await,
+                Err(kosh_jobs_core::Error::InvalidInput(_))
+            ),
+            "{bad}"
+        );
+    }
+    assert!(!dir.path().join("data").exists(), "nothing is created");
+}
+
+#[tokio::test]
+async fn every_memory_database_is_private() {
+    let a = connect("sqlite::memory:").await.unwrap();
+    let b = connect("sqlite::memory:").await.unwrap();
+    let c = connect("sqlite://:memory:").await.unwrap();
+    a.push(vec![job("only-in-a")]).await.unwrap();
+    assert_eq!(a.counts().await.unwrap()[0].ready, 1);
+    assert!(b.counts().await.unwrap().is_empty());
+    assert!(c.counts().await.unwrap().is_empty());
+    assert!(a.path().is_none());
+    assert!(!Path::new(":memory:").exists(), "no file named :memory:");
 }
 
 /// The backend's futures make progress when polled from a runtime other than the one that
@@ -309,9 +297,7 @@ fn usable_from_another_runtime_while_the_first_is_blocked() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let b = first
-        .block_on(SqliteBackend::open(dir.path().join("jobs.db")))
-        .unwrap();
+    let b = first.block_on(open(dir.path().join("jobs.db"))).unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Block the first runtime's only thread.
     let blocker = std::thread::spawn(move || {

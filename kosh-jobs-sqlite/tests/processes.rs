@@ -64,7 +64,7 @@ async fn open(db: &Path) -> SqliteBackend {
         .poll_interval(Duration::from_millis(100))
         .build()
         .expect("options");
-    SqliteBackend::open_with(opts)
+    SqliteBackend::connect_with(opts)
         .await
         .expect("open the database")
 }

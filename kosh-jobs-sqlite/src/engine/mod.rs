@@ -225,6 +225,19 @@ fn duplicate(e: &SqliteError) -> SqliteError {
             source: raw(source),
         },
         SqliteError::ReadOnly { path } => SqliteError::ReadOnly { path: path.clone() },
+        SqliteError::PermissionDenied { path, reason } => SqliteError::PermissionDenied {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        SqliteError::Open {
+            path,
+            reason,
+            source,
+        } => SqliteError::Open {
+            path: path.clone(),
+            reason: reason.clone(),
+            source: source.as_ref().map(|s| s.to_string().into()),
+        },
         SqliteError::Full { path } => SqliteError::Full { path: path.clone() },
         SqliteError::NotADatabase { path } => SqliteError::NotADatabase { path: path.clone() },
         SqliteError::Corrupt { path, source } => SqliteError::Corrupt {
