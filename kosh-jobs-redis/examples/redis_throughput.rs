@@ -263,7 +263,7 @@ async fn main() -> anyhow::Result<()> {
     if args.no_retention {
         options = options.keep_completed_for(None).keep_completed_max(None);
     }
-    let backend = RedisBackend::connect(options.build()?).await?;
+    let backend = RedisBackend::connect_with(options.build()?).await?;
     let backend: AnyBackend = AnyBackend::new(backend);
 
     if let Some(secs) = args.idle {

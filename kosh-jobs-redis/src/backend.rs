@@ -31,7 +31,7 @@ use crate::options::RedisOptions;
 /// use kosh_jobs_redis::RedisBackend;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let backend = RedisBackend::connect_url("redis://:password@localhost:6379/0").await?;
+/// let backend = RedisBackend::connect("redis://:password@localhost:6379/0?prefix=myapp").await?;
 /// let jobs = Client::new(backend);
 /// # let _ = jobs;
 /// # Ok(()) }
@@ -60,11 +60,67 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects with the given options. Fails with [`RedisError::Unreachable`] (naming host
-    /// and port, never the password) if Redis cannot be reached now; once connected, the
-    /// backend reconnects by itself. Warns (via `tracing`) if Redis's `maxmemory-policy` is
-    /// not `noeviction`, because an evicted key is a lost job.
-    pub async fn connect(options: RedisOptions) -> Result<RedisBackend, RedisError> {
+    /// Connects to the Redis (or Redis Cluster) a URL names, with the options of its query
+    /// string; everything else default. For options a URL cannot carry (a clock, a private
+    /// CA), use [`RedisBackend::connect_with`].
+    ///
+    /// ```text
+    /// redis://[[user]:password@]host[:port][/db][?option=value&…]          plain TCP
+    /// rediss://…                                                           TLS (web PKI roots)
+    /// redis+cluster://[[user]:password@]host[:port][,host[:port]…][/0][?…] Redis Cluster
+    /// rediss+cluster://…                                                   Redis Cluster over TLS
+    /// ```
+    ///
+    /// - `port` defaults to 6379 and `db` to 0 (a cluster has only database 0). A cluster's
+    ///   hosts are seeds: the backend finds the other nodes from them.
+    /// - `user` and `password` are percent-encoded (`%40` for `@`); `:password@` alone is the
+    ///   `requirepass` password (the `default` user).
+    /// - Options (each at most once):
+    ///
+    /// | option | value | default |
+    /// |---|---|---|
+    /// | `prefix` | the key prefix: ASCII letters, digits, `-`, `_`, `.`, `:` | `kosh` |
+    /// | `timeout` | connecting, a reply, waiting for a reconnection: `500ms`, `2s`, `1m` | `5s` |
+    /// | `keep_completed_for` | age after which completed jobs are deleted: `30m`, `24h`, `7d`, or `none` | `24h` |
+    /// | `keep_completed_max` | completed jobs kept per queue, or `none` | `10000` |
+    ///
+    /// An unknown option or a bad value fails with [`RedisError::Config`]
+    /// ([`kosh_jobs_core::Error::InvalidInput`]) naming the option. A server that cannot be
+    /// reached fails with [`RedisError::Unreachable`] (`Unavailable`); refused credentials
+    /// with [`RedisError::PermissionDenied`] (`PermissionDenied`, not worth retrying). No
+    /// error or log line contains the password.
+    ///
+    /// Once connected, the backend reconnects by itself. It warns (via `tracing`) if Redis's
+    /// `maxmemory-policy` is not `noeviction`, because an evicted key is a lost job.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), kosh_jobs_core::Error> {
+    /// use kosh_jobs_redis::RedisBackend;
+    ///
+    /// let backend = RedisBackend::connect("redis://localhost:6379?prefix=myapp&timeout=2s").await?;
+    /// let cluster = RedisBackend::connect(
+    ///     "rediss+cluster://:secret@node1.example.com:6379,node2.example.com:6379?prefix=myapp",
+    /// )
+    /// .await?;
+    /// # let _ = (backend, cluster); Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<RedisBackend, RedisError> {
+        RedisBackend::connect_with(RedisOptions::from_url(url)?).await
+    }
+
+    /// Connects with the given options (see [`RedisBackend::connect`] for the errors).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), kosh_jobs_redis::RedisError> {
+    /// use kosh_jobs_redis::{RedisBackend, RedisOptions};
+    ///
+    /// let options = RedisOptions::builder("rediss://default:secret@eu1-example.upstash.io:6379")
+    ///     .prefix("myapp")
+    ///     .build()?;
+    /// let backend = RedisBackend::connect_with(options).await?;
+    /// # let _ = backend; Ok(()) }
+    /// ```
+    pub async fn connect_with(options: RedisOptions) -> Result<RedisBackend, RedisError> {
         let io = IoThread::start()?;
         let opts = options.clone();
         let shared = io.run(Shared::connect(opts)).await?;
@@ -77,11 +133,6 @@ impl RedisBackend {
                 io,
             }),
         })
-    }
-
-    /// Connects to a URL with default options; see [`RedisOptions`] for the URL forms.
-    pub async fn connect_url(url: &str) -> Result<RedisBackend, RedisError> {
-        RedisBackend::connect(RedisOptions::from_url(url)?).await
     }
 
     /// The key prefix.

@@ -12,7 +12,7 @@ use redis::{AsyncConnectionConfig, Cmd, Value};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::error::{is_connection_error, RedisError};
+use crate::error::{is_connection_error, is_permission_error, RedisError};
 use crate::options::RedisOptions;
 use crate::scripts::LuaScript;
 
@@ -23,7 +23,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 enum Mode {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     Cluster {
         client: Box<ClusterClient>,
         blocking: Box<ClusterClient>,
@@ -104,6 +104,9 @@ pub(crate) struct Conn {
     blockers_made: std::sync::atomic::AtomicU64,
     /// Prefix of the lists that wake this process's own blocked connections.
     own_key_prefix: String,
+    /// Set while reconnection attempts fail because Redis refuses the credentials (the
+    /// password or the user changed): operations report that, not an outage.
+    refused: Mutex<Option<redis::RedisError>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,7 +132,11 @@ impl Conn {
             });
         let config_err = |e: redis::RedisError| RedisError::Config(format!("redis client: {e}"));
         let mode = if opts.cluster {
-            let infos: Vec<_> = opts.nodes.iter().map(|n| n.connection_info()).collect();
+            let infos = opts
+                .nodes
+                .iter()
+                .map(|n| n.connection_info())
+                .collect::<Result<Vec<_>, _>>()?;
             let build = |response: Duration| {
                 let mut b = redis::cluster::ClusterClientBuilder::new(infos.clone())
                     .connection_timeout(opts.timeout)
@@ -160,13 +167,13 @@ impl Conn {
                 .nodes
                 .first()
                 .ok_or_else(|| RedisError::Config("no redis url given".into()))?
-                .connection_info();
+                .connection_info()?;
             let client = match &certs {
                 Some(c) => redis::Client::build_with_tls(info, c.clone()),
                 None => redis::Client::open(info),
             }
             .map_err(config_err)?;
-            Mode::Single(client)
+            Mode::Single(Box::new(client))
         };
         let (up, _) = watch::channel(0);
         let conn = Conn {
@@ -178,14 +185,21 @@ impl Conn {
             blockers: Mutex::new(Vec::new()),
             blockers_made: std::sync::atomic::AtomicU64::new(0),
             own_key_prefix: format!("{{{}}}:unblock:{:016x}:", opts.prefix, fastrand::u64(..)),
+            refused: Mutex::new(None),
         };
-        let link = conn
-            .open_link()
-            .await
-            .map_err(|e| RedisError::Unreachable {
-                addr: conn.addr.clone(),
-                source: Box::new(e),
-            })?;
+        let link = conn.open_link().await.map_err(|e| {
+            if is_permission_error(&e) {
+                RedisError::PermissionDenied {
+                    addr: conn.addr.clone(),
+                    source: Box::new(e),
+                }
+            } else {
+                RedisError::Unreachable {
+                    addr: conn.addr.clone(),
+                    source: Box::new(e),
+                }
+            }
+        })?;
         *lock(&conn.state) = State::Up { link, gen: 1 };
         conn.up.send_replace(1);
         Ok(Arc::new(conn))
@@ -204,8 +218,8 @@ impl Conn {
         match &self.mode {
             Mode::Single(client) => {
                 let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(self.timeout);
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
                 let mut c = client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
@@ -230,25 +244,35 @@ impl Conn {
         }
     }
 
-    /// The current link, waiting up to the timeout for a reconnection in progress.
+    /// The current link, waiting up to the timeout for a reconnection in progress (less
+    /// when Redis refuses the credentials meanwhile).
     async fn link(&self) -> Result<(Link, u64), RedisError> {
         let mut rx = self.up.subscribe();
         if let Some(l) = self.current() {
             return Ok(l);
         }
         let _ = tokio::time::timeout(self.timeout, async {
-            while rx.changed().await.is_ok() {
-                if self.current().is_some() {
+            while self.current().is_none() && lock(&self.refused).is_none() {
+                if rx.changed().await.is_err() {
                     return;
                 }
             }
         })
         .await;
-        self.current().ok_or_else(|| {
-            RedisError::ConnectionLost(
+        self.current().ok_or_else(|| self.down_error())
+    }
+
+    /// Why there is no link now: Redis refuses the credentials, or it is unreachable.
+    fn down_error(&self) -> RedisError {
+        match &*lock(&self.refused) {
+            Some(e) => RedisError::PermissionDenied {
+                addr: self.addr.clone(),
+                source: Box::new(e.clone()),
+            },
+            None => RedisError::ConnectionLost(
                 format!("redis at {} is unreachable; reconnecting", self.addr).into(),
-            )
-        })
+            ),
+        }
     }
 
     fn current(&self) -> Option<(Link, u64)> {
@@ -285,7 +309,7 @@ impl Conn {
                 if is_connection_error(&e) {
                     self.mark_down(gen, &e);
                 }
-                Err(RedisError::from_redis(e))
+                Err(RedisError::from_redis(e, &self.addr))
             }
         }
     }
@@ -303,8 +327,9 @@ impl Conn {
         args.append_to(&mut cmd);
         match self.query(&cmd).await {
             Err(RedisError::Command(e))
-                if e.downcast_ref::<redis::RedisError>()
-                    .is_some_and(|e| e.kind() == redis::ErrorKind::NoScriptError) =>
+                if e.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+                    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                }) =>
             {
                 debug!(script = script.name(), "script not loaded; sending it");
                 let mut eval = redis::cmd("EVAL");
@@ -376,7 +401,7 @@ impl Conn {
                                 self.put_blocker(Blocker::Single { conn, own_key });
                                 Ok(w)
                             }
-                            Ok(Err(e)) => Err(RedisError::from_redis(e)),
+                            Ok(Err(e)) => Err(RedisError::from_redis(e, &self.addr)),
                             Err(_) => Err(RedisError::ConnectionLost("blocking wait got no reply".into())),
                         }
                     }
@@ -418,7 +443,7 @@ impl Conn {
                             self.put_blocker(Blocker::Cluster(conn));
                             Ok(woken(&v, ""))
                         }
-                        Ok(Err(e)) => Err(RedisError::from_redis(e)),
+                        Ok(Err(e)) => Err(RedisError::from_redis(e, &self.addr)),
                         Err(_) => Err(RedisError::ConnectionLost("blocking wait got no reply".into())),
                     },
                     // Dropping the other connections closes them, which unblocks the server side.
@@ -433,17 +458,19 @@ impl Conn {
             return Ok(b);
         }
         if !self.is_up() {
-            return Err(RedisError::ConnectionLost(
-                format!("redis at {} is unreachable; reconnecting", self.addr).into(),
-            ));
+            return Err(self.down_error());
         }
         match &self.mode {
             Mode::Single(client) => {
-                let config = AsyncConnectionConfig::new().set_connection_timeout(self.timeout);
+                // No response timeout: a `BLPOP` blocks for as long as it was asked to (the
+                // caller bounds it).
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(None);
                 let conn = client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
-                    .map_err(RedisError::from_redis)?;
+                    .map_err(|e| RedisError::from_redis(e, &self.addr))?;
                 let n = self
                     .blockers_made
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -454,7 +481,7 @@ impl Conn {
                 let c = tokio::time::timeout(self.timeout * 3, blocking.get_async_connection())
                     .await
                     .map_err(|_| RedisError::ConnectionLost("cluster connection timed out".into()))?
-                    .map_err(RedisError::from_redis)?;
+                    .map_err(|e| RedisError::from_redis(e, &self.addr))?;
                 Ok(Blocker::Cluster(c))
             }
         }
@@ -500,6 +527,7 @@ async fn reconnect(conn: Weak<Conn>, gen: u64) {
         attempts += 1;
         match c.open_link().await {
             Ok(link) => {
+                *lock(&c.refused) = None;
                 *lock(&c.state) = State::Up { link, gen: gen + 1 };
                 c.up.send_replace(gen + 1);
                 info!(
@@ -510,7 +538,18 @@ async fn reconnect(conn: Weak<Conn>, gen: u64) {
                 );
                 return;
             }
-            Err(e) => debug!(addr = %c.addr, error = %e, attempts, "redis still unreachable"),
+            Err(e) if is_permission_error(&e) => {
+                let first = lock(&c.refused).replace(e.clone()).is_none();
+                if first {
+                    warn!(addr = %c.addr, error = %e, "redis refuses the credentials; retrying in the background");
+                }
+                // Wake the operations waiting for the link: they fail as refused now.
+                c.up.send_modify(|_| {});
+            }
+            Err(e) => {
+                *lock(&c.refused) = None;
+                debug!(addr = %c.addr, error = %e, attempts, "redis still unreachable");
+            }
         }
         drop(c);
         // A little jitter so that many processes do not reconnect in lockstep.

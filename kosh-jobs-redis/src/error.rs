@@ -4,18 +4,23 @@ use kosh_jobs_core::{BackendError, BoxError};
 
 /// An error of the Redis backend.
 ///
-/// Converts into [`kosh_jobs_core::BackendError`]: connection problems become
-/// [`BackendError::Unavailable`] (worth retrying), bad input `InvalidInput`, data this version
-/// does not understand `Incompatible`, everything else `Storage`. No variant ever carries the
-/// password of the connection URL.
+/// Converts into [`kosh_jobs_core::BackendError`] and [`kosh_jobs_core::Error`]: connection
+/// problems become `Unavailable` (worth retrying, and the only kind that is), refused
+/// credentials and ACL refusals `PermissionDenied`, invalid URLs and options and bad input
+/// `InvalidInput`, data this version does not understand `Incompatible`, everything else
+/// `Storage`. No variant ever carries the password of the connection URL.
 ///
 /// ```
 /// use kosh_jobs_redis::RedisError;
-/// use kosh_jobs_core::BackendError;
+/// use kosh_jobs_core::{BackendError, Error};
 ///
 /// let e = RedisError::Unreachable { addr: "localhost:6379".into(), source: "refused".into() };
 /// assert_eq!(e.to_string(), "cannot reach redis at localhost:6379");
 /// assert!(BackendError::from(e).is_unavailable());
+///
+/// let e = RedisError::PermissionDenied { addr: "localhost:6379".into(), source: "WRONGPASS".into() };
+/// assert!(!e.is_unavailable());
+/// assert!(matches!(Error::from(e), Error::PermissionDenied(_)));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,12 +28,24 @@ pub enum RedisError {
     /// The connection URL or another option is not valid.
     #[error("invalid redis options: {0}")]
     Config(String),
-    /// The server could not be reached or refused the connection (also: wrong password).
+    /// The server could not be reached.
     #[error("cannot reach redis at {addr}")]
     Unreachable {
         /// `host:port` of the server (never the password).
         addr: String,
         /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// Redis refused the credentials (a wrong or missing password, an unknown or disabled
+    /// user: `WRONGPASS`, `NOAUTH`) or a command or key the backend needs (an ACL without
+    /// it: `NOPERM`). Not an outage: retrying does not help until the password or the ACL
+    /// changes.
+    #[error("redis at {addr} refused access")]
+    PermissionDenied {
+        /// `host:port` of the server (never the password).
+        addr: String,
+        /// What Redis said.
         #[source]
         source: BoxError,
     },
@@ -56,13 +73,16 @@ pub enum RedisError {
     /// A job or queue that cannot be stored (checked before anything is sent).
     #[error("{0}")]
     InvalidInput(String),
+    /// The backend's own I/O thread could not be started.
+    #[error("cannot start the redis backend's I/O thread")]
+    Thread(#[source] std::io::Error),
     /// The backend was dropped while an operation was running.
     #[error("redis backend stopped")]
     Stopped,
 }
 
 impl RedisError {
-    /// Whether retrying later may succeed.
+    /// Whether retrying later may succeed: only outages, never refused credentials.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
@@ -70,9 +90,21 @@ impl RedisError {
         )
     }
 
-    /// Classifies an error of the `redis` crate.
-    pub(crate) fn from_redis(e: redis::RedisError) -> Self {
-        if is_connection_error(&e) {
+    /// Whether Redis refused the credentials or a command ([`RedisError::PermissionDenied`]).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, RedisError::PermissionDenied { .. })
+    }
+
+    /// Classifies an error of the `redis` crate from the server at `addr`.
+    pub(crate) fn from_redis(e: redis::RedisError, addr: &str) -> Self {
+        // Before the connection check: a cluster reports refused credentials of its seed
+        // nodes as an I/O error.
+        if is_permission_error(&e) {
+            RedisError::PermissionDenied {
+                addr: addr.to_owned(),
+                source: Box::new(e),
+            }
+        } else if is_connection_error(&e) {
             RedisError::ConnectionLost(Box::new(e))
         } else if e.code() == Some("OOM") {
             RedisError::OutOfMemory(Box::new(e))
@@ -82,18 +114,41 @@ impl RedisError {
     }
 }
 
+/// What Redis says when it refuses credentials or a command. A script's own `redis.call` of
+/// a forbidden command or key fails with a plain `ERR` and the last sentence; the cluster
+/// client reports its seed nodes' refusals inside an I/O error's text.
+const REFUSALS: &[&str] = &[
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+    "AuthenticationFailed",
+    "invalid username-password pair",
+    "The user executing the script can't",
+];
+
+/// Errors that mean Redis refused who we are or what we asked: retrying does not help.
+pub(crate) fn is_permission_error(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || {
+            let text = e.to_string();
+            REFUSALS.iter().any(|r| text.contains(r))
+        }
+}
+
 /// Errors after which the connection cannot be trusted any more (or the server is not ready).
 pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind as S;
     e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_io_error()
         || e.is_timeout()
         || matches!(
             e.kind(),
-            redis::ErrorKind::BusyLoadingError
-                | redis::ErrorKind::ClusterDown
-                | redis::ErrorKind::TryAgain
-                | redis::ErrorKind::MasterDown
+            redis::ErrorKind::Server(S::BusyLoading | S::ClusterDown | S::TryAgain | S::MasterDown)
                 | redis::ErrorKind::ClusterConnectionNotFound
         )
 }
@@ -101,12 +156,82 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
 impl From<RedisError> for BackendError {
     fn from(e: RedisError) -> Self {
         match e {
-            RedisError::InvalidInput(msg) => BackendError::InvalidInput(msg),
+            RedisError::Config(msg) | RedisError::InvalidInput(msg) => {
+                BackendError::InvalidInput(msg)
+            }
             RedisError::Protocol(msg) | RedisError::Incompatible(msg) => {
                 BackendError::Incompatible(msg)
             }
+            e if e.is_permission_denied() => BackendError::permission_denied(e),
             e if e.is_unavailable() => BackendError::unavailable(e),
             e => BackendError::storage(e),
         }
+    }
+}
+
+/// So that `RedisBackend::connect(url).await?` works in a function returning
+/// [`kosh_jobs_core::Error`]; the same mapping as into [`BackendError`].
+impl From<RedisError> for kosh_jobs_core::Error {
+    fn from(e: RedisError) -> Self {
+        kosh_jobs_core::Error::from(BackendError::from(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(text: &str) -> redis::RedisError {
+        // The way the crate makes errors from a reply's text.
+        let (code, detail) = text.split_once(' ').unwrap_or((text, ""));
+        redis::make_extension_error(code.to_owned(), Some(detail.to_owned()))
+    }
+
+    #[test]
+    fn refusals_are_permission_denied_never_unavailable() {
+        for text in [
+            "NOAUTH Authentication required.",
+            "WRONGPASS invalid username-password pair or user is disabled.",
+            "NOPERM this user has no permissions to run the 'evalsha' command",
+            "ERR The user executing the script can't run this command or subcommand script: x",
+        ] {
+            let e = RedisError::from_redis(server_error(text), "h:1");
+            assert!(e.is_permission_denied(), "{text}: {e:?}");
+            assert_eq!(e.to_string(), "redis at h:1 refused access");
+            let b = BackendError::from(e);
+            assert!(matches!(b, BackendError::PermissionDenied(_)), "{text}");
+            assert!(!b.is_unavailable());
+        }
+        let auth = redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        assert!(RedisError::from_redis(auth, "h:1").is_permission_denied());
+        // The cluster client wraps a seed node's refusal in an I/O error.
+        let wrapped = redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "Failed to create initial connections",
+            "Password authentication failed - AuthenticationFailed".to_owned(),
+        ));
+        assert!(RedisError::from_redis(wrapped, "h:1").is_permission_denied());
+    }
+
+    #[test]
+    fn other_errors_keep_their_kinds() {
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let e = RedisError::from_redis(io, "h:1");
+        assert!(e.is_unavailable() && !e.is_permission_denied(), "{e:?}");
+        let oom = server_error("OOM command not allowed when used memory > 'maxmemory'.");
+        assert!(matches!(
+            RedisError::from_redis(oom, "h:1"),
+            RedisError::OutOfMemory(_)
+        ));
+        let other = server_error("ERR unknown command");
+        assert!(matches!(
+            BackendError::from(RedisError::from_redis(other, "h:1")),
+            BackendError::Storage(_)
+        ));
+        let e = kosh_jobs_core::Error::from(RedisError::Config("unknown option `x`".into()));
+        assert!(matches!(e, kosh_jobs_core::Error::InvalidInput(ref m) if m.contains("`x`")));
     }
 }

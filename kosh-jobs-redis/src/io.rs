@@ -41,11 +41,11 @@ impl IoThread {
                 });
                 // Dropping the runtime here cancels whatever is still running.
             })
-            .map_err(|e| RedisError::Config(format!("cannot start the redis I/O thread: {e}")))?;
+            .map_err(RedisError::Thread)?;
         let handle = ready_rx
             .recv()
             .map_err(|_| RedisError::Stopped)?
-            .map_err(|e| RedisError::Config(format!("cannot start the redis I/O runtime: {e}")))?;
+            .map_err(RedisError::Thread)?;
         Ok(IoThread {
             handle,
             stop: Some(stop_tx),

@@ -12,7 +12,7 @@
 //! let options = RedisOptions::builder("rediss://default:secret@eu1-example.upstash.io:6379")
 //!     .prefix("myapp")
 //!     .build()?;
-//! let backend = RedisBackend::connect(options).await?;
+//! let backend = RedisBackend::connect_with(options).await?;
 //! let jobs = Client::new(backend.clone());
 //! println!("{:?}", backend.counts().await?);
 //! # let _ = jobs;
@@ -35,6 +35,10 @@
 //!   next scheduled job is due), so an idle worker sends only a few commands a minute.
 //! - Completed jobs are deleted after 24 hours, and beyond 10,000 per queue (configurable, see
 //!   [`RedisOptions`]); failed jobs are kept until purged.
+//! - Connect from a URL with [`RedisBackend::connect`] (options in its query string:
+//!   `redis://host:6379?prefix=myapp&timeout=2s`, and `redis+cluster://host1:port1,host2:port2`
+//!   for a cluster) or from [`RedisOptions`] with [`RedisBackend::connect_with`]. A wrong
+//!   password or an ACL refusal is [`RedisError::PermissionDenied`], never an outage.
 //! - Warns at start-up if `maxmemory-policy` is not `noeviction`. Above `maxmemory`, Redis
 //!   refuses enqueues whole ([`RedisError::OutOfMemory`]) while workers go on draining.
 
@@ -46,6 +50,7 @@ mod io;
 mod keys;
 mod ops;
 mod options;
+mod redis_url;
 mod registry;
 mod scripts;
 mod spec;

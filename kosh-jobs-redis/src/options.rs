@@ -7,6 +7,7 @@ use kosh_jobs_core::Clock;
 
 use crate::error::RedisError;
 use crate::keys::validate_prefix;
+use crate::redis_url;
 
 /// Completed jobs are deleted this long after they finished, by default.
 pub const DEFAULT_KEEP_COMPLETED_FOR: Duration = Duration::from_secs(24 * 60 * 60);
@@ -23,10 +24,13 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How to reach Redis and how to store jobs there. Validated when built.
 ///
-/// URLs: `redis://[user[:password]@]host[:port][/db]`, `rediss://…` for TLS (Upstash, Redis
-/// Cloud, ElastiCache with in-transit encryption), and `redis+cluster://…` /
-/// `rediss+cluster://…` for Redis Cluster (add more seed nodes with
-/// [`RedisOptionsBuilder::cluster_node`]). Neither `Debug` nor any error shows the password.
+/// URLs: `redis://[user[:password]@]host[:port][/db][?options]`, `rediss://…` for TLS
+/// (Upstash, Redis Cloud, ElastiCache with in-transit encryption), and
+/// `redis+cluster://host1:port1,host2:port2` / `rediss+cluster://…` for Redis Cluster (more
+/// seed nodes also with [`RedisOptionsBuilder::cluster_node`]). The query string sets
+/// `prefix`, `timeout`, `keep_completed_for` and `keep_completed_max`; the full grammar is on
+/// [`RedisBackend::connect`](crate::RedisBackend::connect). A builder method wins over the
+/// same option in the URL. Neither `Debug` nor any error shows the password.
 ///
 /// Retention: completed jobs are deleted [`DEFAULT_KEEP_COMPLETED_FOR`] (24 h) after they
 /// finished, and beyond [`DEFAULT_KEEP_COMPLETED_MAX`] (10,000) per queue the oldest go first;
@@ -44,6 +48,10 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// assert_eq!(opts.prefix(), "myapp");
 /// assert!(!format!("{opts:?}").contains("s3cret"));
 /// assert!(RedisOptions::from_url("http://localhost").is_err());
+///
+/// let opts = RedisOptions::from_url("redis://localhost:6379/2?prefix=myapp&timeout=500ms")?;
+/// assert_eq!((opts.prefix(), opts.timeout()), ("myapp", Duration::from_millis(500)));
+/// # Ok::<(), kosh_jobs_redis::RedisError>(())
 /// ```
 #[derive(Clone)]
 pub struct RedisOptions {
@@ -78,7 +86,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn connection_info(&self) -> redis::ConnectionInfo {
+    pub(crate) fn connection_info(&self) -> Result<redis::ConnectionInfo, RedisError> {
         let addr = if self.tls {
             redis::ConnectionAddr::TcpTls {
                 host: self.host.clone(),
@@ -89,15 +97,21 @@ impl Node {
         } else {
             redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
         };
-        redis::ConnectionInfo {
-            addr,
-            redis: redis::RedisConnectionInfo {
-                db: self.db,
-                username: self.username.clone(),
-                password: self.password.clone(),
-                protocol: redis::ProtocolVersion::RESP2,
-            },
+        // No `CLIENT SETINFO` after connecting: two requests fewer per connection, which
+        // hosted Redis bills.
+        let mut settings = redis::RedisConnectionInfo::default()
+            .set_db(self.db)
+            .set_protocol(redis::ProtocolVersion::RESP2)
+            .set_skip_set_lib_name();
+        if let Some(u) = &self.username {
+            settings = settings.set_username(u);
         }
+        if let Some(p) = &self.password {
+            settings = settings.set_password(p);
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(addr)
+            .map_err(|e| RedisError::Config(format!("redis client: {e}")))?;
+        Ok(info.set_redis_settings(settings))
     }
 }
 
@@ -113,99 +127,23 @@ impl fmt::Debug for Node {
     }
 }
 
-/// Parses one URL; the result says whether its scheme asked for cluster mode.
-fn parse_url(raw: &str) -> Result<(Node, bool), RedisError> {
-    let url =
-        url::Url::parse(raw).map_err(|e| RedisError::Config(format!("invalid redis url: {e}")))?;
-    let (tls, cluster) = match url.scheme() {
-        "redis" => (false, false),
-        "rediss" => (true, false),
-        "redis+cluster" => (false, true),
-        "rediss+cluster" => (true, true),
-        other => {
-            return Err(RedisError::Config(format!(
-                "unsupported url scheme `{other}`: use redis://, rediss://, redis+cluster:// or rediss+cluster://"
-            )))
-        }
-    };
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) => d.to_owned(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => return Err(RedisError::Config("redis url has no host".into())),
-    };
-    let port = url.port().unwrap_or(6379);
-    let username = match url.username() {
-        "" => None,
-        u => Some(percent_decode(u).ok_or_else(|| {
-            RedisError::Config("the user name of the redis url is not valid UTF-8".into())
-        })?),
-    };
-    let password = match url.password() {
-        None => None,
-        Some(p) => Some(percent_decode(p).ok_or_else(|| {
-            RedisError::Config("the password of the redis url is not valid UTF-8".into())
-        })?),
-    };
-    let db = match url.path().trim_start_matches('/') {
-        "" => 0,
-        d => d.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            RedisError::Config(format!("redis url path `/{d}` is not a database number"))
-        })?,
-    };
-    if cluster && db != 0 {
-        return Err(RedisError::Config(
-            "redis cluster has only database 0".into(),
-        ));
-    }
-    Ok((
-        Node {
-            host,
-            port,
-            tls,
-            username,
-            password,
-            db,
-        },
-        cluster,
-    ))
-}
-
-/// Percent-decoding of URL user info (`%40` → `@`).
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 impl RedisOptions {
-    /// Options from a URL, everything else default.
+    /// Options from a URL (with the options of its query string), everything else default.
     pub fn from_url(url: &str) -> Result<RedisOptions, RedisError> {
         RedisOptions::builder(url).build()
     }
 
-    /// A builder starting from a URL.
+    /// A builder starting from a URL. The URL is checked by
+    /// [`RedisOptionsBuilder::build`].
     pub fn builder(url: impl Into<String>) -> RedisOptionsBuilder {
         RedisOptionsBuilder {
             urls: vec![url.into()],
             cluster: false,
-            prefix: DEFAULT_PREFIX.to_owned(),
+            prefix: None,
             clock: Clock::system(),
-            timeout: DEFAULT_TIMEOUT,
-            keep_completed_for: Some(DEFAULT_KEEP_COMPLETED_FOR),
-            keep_completed_max: Some(DEFAULT_KEEP_COMPLETED_MAX),
+            timeout: None,
+            keep_completed_for: None,
+            keep_completed_max: None,
             tls_root_cert: None,
         }
     }
@@ -229,6 +167,21 @@ impl RedisOptions {
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
+
+    /// How long a connection attempt, a reply or a wait for reconnection may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// How long completed jobs are kept (`None`: no age limit).
+    pub fn keep_completed_for(&self) -> Option<Duration> {
+        self.keep_completed_for
+    }
+
+    /// How many completed jobs each queue keeps at most (`None`: no limit).
+    pub fn keep_completed_max(&self) -> Option<u64> {
+        self.keep_completed_max
+    }
 }
 
 impl fmt::Debug for RedisOptions {
@@ -249,27 +202,31 @@ impl fmt::Debug for RedisOptions {
     }
 }
 
-/// Builds [`RedisOptions`]; see there for the URL forms and defaults.
+/// Builds [`RedisOptions`]; see there for the URL forms and defaults. Each method wins over
+/// the same option in the URL's query string.
 ///
 /// ```
 /// use kosh_jobs_redis::RedisOptions;
-/// let opts = RedisOptions::builder("redis+cluster://127.0.0.1:7000")
+/// let opts = RedisOptions::builder("redis+cluster://127.0.0.1:7000?prefix=from-url")
 ///     .cluster_node("redis://127.0.0.1:7001")
+///     .prefix("myapp")
 ///     .build()
 ///     .unwrap();
 /// assert!(opts.is_cluster());
 /// assert_eq!(opts.addrs(), ["127.0.0.1:7000", "127.0.0.1:7001"]);
+/// assert_eq!(opts.prefix(), "myapp");
 /// ```
 #[derive(Clone)]
 #[must_use]
 pub struct RedisOptionsBuilder {
     urls: Vec<String>,
     cluster: bool,
-    prefix: String,
+    // `None`: as the URL says, else the default.
+    prefix: Option<String>,
     clock: Clock,
-    timeout: Duration,
-    keep_completed_for: Option<Duration>,
-    keep_completed_max: Option<u64>,
+    timeout: Option<Duration>,
+    keep_completed_for: Option<Option<Duration>>,
+    keep_completed_max: Option<Option<u64>>,
     tls_root_cert: Option<Vec<u8>>,
 }
 
@@ -288,7 +245,7 @@ impl RedisOptionsBuilder {
     /// The prefix of every key (default `kosh`): several applications, or test runs, can share
     /// one Redis database under different prefixes. ASCII letters, digits, `-`, `_`, `.`, `:`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.prefix = Some(prefix.into());
         self
     }
 
@@ -301,7 +258,7 @@ impl RedisOptionsBuilder {
     /// How long a connection attempt, a command's reply, or a wait for reconnection may take
     /// before the operation fails as unavailable (default 5 s, at most [`MAX_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -311,7 +268,7 @@ impl RedisOptionsBuilder {
         self
     }
 
-    /// Another seed node of the cluster; turns cluster mode on.
+    /// Another seed node of the cluster (a URL without options); turns cluster mode on.
     pub fn cluster_node(mut self, url: impl Into<String>) -> Self {
         self.urls.push(url.into());
         self.cluster = true;
@@ -321,14 +278,14 @@ impl RedisOptionsBuilder {
     /// How long completed jobs are kept after they finished; `None` keeps them until purged
     /// or pushed out by [`RedisOptionsBuilder::keep_completed_max`]. Default 24 h.
     pub fn keep_completed_for(mut self, age: Option<Duration>) -> Self {
-        self.keep_completed_for = age;
+        self.keep_completed_for = Some(age);
         self
     }
 
     /// How many completed jobs each queue keeps at most (oldest deleted first); `None` for no
     /// limit. Default 10,000.
     pub fn keep_completed_max(mut self, count: Option<u64>) -> Self {
-        self.keep_completed_max = count;
+        self.keep_completed_max = Some(count);
         self
     }
 
@@ -339,15 +296,18 @@ impl RedisOptionsBuilder {
         self
     }
 
-    /// Checks everything and returns the options.
+    /// Checks everything (the URLs with their options too) and returns the options.
     pub fn build(self) -> Result<RedisOptions, RedisError> {
         let mut nodes = Vec::with_capacity(self.urls.len());
         let mut cluster = self.cluster;
-        for url in &self.urls {
-            let (node, c) = parse_url(url)?;
-            cluster |= c;
-            nodes.push(node);
+        let mut query = None;
+        for (i, url) in self.urls.iter().enumerate() {
+            let parsed = redis_url::parse(url, i > 0)?;
+            cluster |= parsed.cluster;
+            nodes.extend(parsed.nodes);
+            query.get_or_insert(parsed.query);
         }
+        let query = query.unwrap_or_default();
         if nodes.len() > 1 && !cluster {
             return Err(RedisError::Config(
                 "several nodes are only allowed in cluster mode".into(),
@@ -358,12 +318,23 @@ impl RedisOptionsBuilder {
                 "redis cluster has only database 0".into(),
             ));
         }
-        validate_prefix(&self.prefix).map_err(RedisError::Config)?;
-        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+        let prefix = match (self.prefix, query.prefix) {
+            (Some(p), _) => p,
+            (None, Some(p)) => {
+                validate_prefix(&p).map_err(|e| {
+                    RedisError::Config(format!("option `prefix` of the redis url: {e}"))
+                })?;
+                p
+            }
+            (None, None) => DEFAULT_PREFIX.to_owned(),
+        };
+        // A prefix from the URL was checked above, with the option named.
+        validate_prefix(&prefix).map_err(RedisError::Config)?;
+        let timeout = self.timeout.or(query.timeout).unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
             return Err(RedisError::Config(format!(
-                "timeout must be more than zero and at most {} s, got {:?}",
+                "timeout must be more than zero and at most {} s, got {timeout:?}",
                 MAX_TIMEOUT.as_secs(),
-                self.timeout
             )));
         }
         if self.tls_root_cert.is_some() && !nodes.iter().all(|n| n.tls) {
@@ -374,11 +345,17 @@ impl RedisOptionsBuilder {
         Ok(RedisOptions {
             nodes,
             cluster,
-            prefix: self.prefix,
+            prefix,
             clock: self.clock,
-            timeout: self.timeout,
-            keep_completed_for: self.keep_completed_for,
-            keep_completed_max: self.keep_completed_max,
+            timeout,
+            keep_completed_for: self
+                .keep_completed_for
+                .or(query.keep_completed_for)
+                .unwrap_or(Some(DEFAULT_KEEP_COMPLETED_FOR)),
+            keep_completed_max: self
+                .keep_completed_max
+                .or(query.keep_completed_max)
+                .unwrap_or(Some(DEFAULT_KEEP_COMPLETED_MAX)),
             tls_root_cert: self.tls_root_cert,
         })
     }
@@ -446,5 +423,60 @@ mod tests {
         let d = format!("{o:?}");
         assert!(!d.contains("hunter2"), "{d}");
         assert!(d.contains("localhost:1234"), "{d}");
+    }
+
+    #[test]
+    fn url_options_apply_and_builder_methods_win() {
+        let url =
+            "redis://h/1?prefix=from-url&timeout=2s&keep_completed_for=1h&keep_completed_max=7";
+        let o = RedisOptions::from_url(url).unwrap();
+        assert_eq!(o.prefix(), "from-url");
+        assert_eq!(o.timeout(), Duration::from_secs(2));
+        assert_eq!(o.keep_completed_for(), Some(Duration::from_secs(3600)));
+        assert_eq!(o.keep_completed_max(), Some(7));
+        let o = RedisOptions::builder(url)
+            .prefix("from-code")
+            .timeout(Duration::from_millis(300))
+            .keep_completed_for(None)
+            .keep_completed_max(None)
+            .build()
+            .unwrap();
+        assert_eq!(o.prefix(), "from-code");
+        assert_eq!(o.timeout(), Duration::from_millis(300));
+        assert_eq!(o.keep_completed_for(), None);
+        assert_eq!(o.keep_completed_max(), None);
+        let o = RedisOptions::from_url("redis://h").unwrap();
+        assert_eq!(o.prefix(), DEFAULT_PREFIX);
+        assert_eq!(o.timeout(), DEFAULT_TIMEOUT);
+        assert_eq!(o.keep_completed_for(), Some(DEFAULT_KEEP_COMPLETED_FOR));
+        assert_eq!(o.keep_completed_max(), Some(DEFAULT_KEEP_COMPLETED_MAX));
+    }
+
+    #[test]
+    fn url_option_values_are_checked_like_the_builder_methods() {
+        for (url, needle) in [
+            ("redis://h?prefix=a%7Bb%7D", "option `prefix`"),
+            ("redis://h?prefix=", "option `prefix`"),
+            ("redis://h?timeout=0s", "timeout must be more than zero"),
+            ("redis://h?timeout=2h", "at most 3600 s"),
+        ] {
+            let e = RedisOptions::from_url(url).unwrap_err().to_string();
+            assert!(e.contains(needle), "{url}: {e}");
+        }
+        // Options belong to the first URL only.
+        let e = RedisOptions::builder("redis+cluster://h1:1")
+            .cluster_node("redis://h2:2?prefix=x")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("first redis url"), "{e}");
+    }
+
+    #[test]
+    fn a_cluster_url_with_a_host_list() {
+        let o = RedisOptions::from_url("redis+cluster://:pw@h1:7000,h2:7001?prefix=app").unwrap();
+        assert!(o.is_cluster());
+        assert_eq!(o.addrs(), ["h1:7000", "h2:7001"]);
+        assert_eq!(o.prefix(), "app");
+        assert!(o.nodes.iter().all(|n| n.password.as_deref() == Some("pw")));
     }
 }

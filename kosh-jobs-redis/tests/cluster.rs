@@ -7,18 +7,24 @@ mod support;
 
 use std::sync::OnceLock;
 
-use kosh_jobs_core::Clock;
+use std::time::Duration;
+
+use kosh_jobs_core::{BackendError, Clock};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 
-fn cluster_url() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
+/// The shared cluster's URLs: with the first node as the only seed, and with every node.
+fn cluster_urls() -> &'static (String, String) {
+    static URLS: OnceLock<(String, String)> = OnceLock::new();
+    URLS.get_or_init(|| {
         let cluster = support::RedisCluster::start(3);
-        let url = cluster.url();
+        let urls = (cluster.url(), cluster.seeds_url());
         cluster.leak_until_exit();
-        url
+        urls
     })
-    .clone()
+}
+
+fn cluster_url() -> String {
+    cluster_urls().0.clone()
 }
 
 async fn backend(clock: Clock) -> RedisBackend {
@@ -28,7 +34,7 @@ async fn backend(clock: Clock) -> RedisBackend {
         .build()
         .expect("options");
     assert!(options.is_cluster());
-    RedisBackend::connect(options).await.expect("connect")
+    RedisBackend::connect_with(options).await.expect("connect")
 }
 
 kosh_jobs_core::conformance_tests!(backend);
@@ -70,4 +76,91 @@ async fn unique_keys_are_per_queue_on_a_cluster() {
     assert!(!a[0].existing && a[1].existing && a[1].id == a[0].id);
     let other = b.push(vec![job("b")]).await.expect("push")[0];
     assert!(!other.existing, "another queue's job does not hold the key");
+}
+
+/// `redis+cluster://host1:port1,host2:port2,…?prefix=…` opens a working cluster backend
+/// through `connect`, with the URL's options.
+#[tokio::test]
+async fn a_cluster_url_with_every_seed_and_options_works() {
+    use kosh_jobs_core::{Backend as _, Finish, NewJob, Outcome, ReserveRequest};
+    let prefix = support::unique_prefix("cluster-url");
+    let url = format!("{}?prefix={prefix}&timeout=2s", cluster_urls().1);
+    let options = RedisOptions::from_url(&url).expect("options");
+    assert!(options.is_cluster());
+    assert_eq!(options.addrs().len(), 3);
+    let b = RedisBackend::connect(&url).await.expect("connect");
+    assert_eq!(b.prefix(), prefix);
+    // Queues on different masters (see `queues_spread_over_the_masters`).
+    let queues = ["alpha", "beta", "gamma", "delta"];
+    let now = b.clock().now();
+    let pushed = b
+        .push(
+            queues
+                .iter()
+                .map(|q| NewJob::new("n", *q, "{}", now))
+                .collect(),
+        )
+        .await
+        .expect("push");
+    let leased = b
+        .reserve(&ReserveRequest {
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            worker: "test".into(),
+            max: 10,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .expect("reserve");
+    assert_eq!(leased.len(), queues.len());
+    for e in &pushed {
+        assert!(leased.iter().any(|l| l.id() == e.id));
+    }
+    let done = b
+        .finish(
+            leased
+                .iter()
+                .map(|l| Finish {
+                    lease: l.lease,
+                    outcome: Outcome::Completed { result: None },
+                })
+                .collect(),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done.len(), queues.len());
+    // The keys are under the URL's prefix (on whichever masters its slots are).
+    let ports = cluster_urls()
+        .1
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .filter_map(|h| h.rsplit(':').next()?.parse::<u16>().ok());
+    let with_keys = ports
+        .filter(|port| {
+            let keys = support::raw_command(*port, None, &["KEYS", &format!("{{{prefix}:*")]);
+            !keys.is_empty()
+        })
+        .count();
+    assert!(
+        with_keys >= 2,
+        "keys under the prefix on {with_keys} masters"
+    );
+}
+
+/// Refused credentials on a cluster are `PermissionDenied`, not an outage.
+#[tokio::test]
+async fn refused_credentials_on_a_cluster_are_permission_denied() {
+    let (_, seeds) = cluster_urls();
+    let url = seeds.replacen(
+        "redis+cluster://",
+        "redis+cluster://nosuchuser:hunter2-Pw@",
+        1,
+    );
+    let e = RedisBackend::connect(&format!("{url}?timeout=2s"))
+        .await
+        .expect_err("no such user");
+    let text = support::chain(&e);
+    assert!(e.is_permission_denied(), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let b = BackendError::from(e);
+    assert!(matches!(b, BackendError::PermissionDenied(_)) && !b.is_unavailable());
 }

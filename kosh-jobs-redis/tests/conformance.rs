@@ -12,7 +12,7 @@ async fn backend(clock: Clock) -> RedisBackend {
         .clock(clock)
         .build()
         .expect("options");
-    RedisBackend::connect(options).await.expect("connect")
+    RedisBackend::connect_with(options).await.expect("connect")
 }
 
 kosh_jobs_core::conformance_tests!(backend);

@@ -88,7 +88,7 @@ fn stop(mut child: Child) {
 }
 
 async fn connect(url: &str, prefix: &str) -> RedisBackend {
-    RedisBackend::connect(
+    RedisBackend::connect_with(
         RedisOptions::builder(url)
             .prefix(prefix)
             .timeout(Duration::from_secs(2))

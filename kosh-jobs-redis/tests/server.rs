@@ -1,5 +1,5 @@
-//! Connection set-up against real servers: passwords, TLS, an unreachable server, the
-//! eviction-policy warning, and the command count of an idle worker.
+//! Connection set-up against real servers: TLS, an unreachable server, the eviction-policy
+//! warning, and the command count of an idle worker (passwords and ACLs: `tests/access.rs`).
 
 mod support;
 
@@ -12,89 +12,17 @@ use kosh_jobs_core::{
     Backend, Clock, Finish, FinishResult, Handler, Job, JobContext, JobError, NewJob, Outcome,
     ReserveRequest, Worker,
 };
-use kosh_jobs_redis::{RedisBackend, RedisError, RedisOptions};
+use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use serde::{Deserialize, Serialize};
-use support::{command_stats, free_port, raw_command, unique_prefix, RedisServer};
-
-/// Push, reserve and complete one job: the backend works.
-async fn round_trip(b: &RedisBackend) {
-    let now = b.clock().now();
-    let id = b
-        .push(vec![NewJob::new("n", "q", "{}", now)])
-        .await
-        .expect("push")[0]
-        .id;
-    let leased = b
-        .reserve(&ReserveRequest {
-            queues: vec!["q".into()],
-            worker: "test".into(),
-            max: 1,
-            lease: Duration::from_secs(30),
-        })
-        .await
-        .expect("reserve");
-    assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].id(), id);
-    let r = b
-        .finish(vec![Finish {
-            lease: leased[0].lease,
-            outcome: Outcome::Completed { result: None },
-        }])
-        .await
-        .expect("finish");
-    assert_eq!(r, vec![FinishResult::Applied]);
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = format!("{e} / {e:?}");
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!(" / {c} / {c:?}"));
-        cur = c.source();
-    }
-    s
-}
-
-#[tokio::test]
-async fn password_protected_server() {
-    let server = RedisServer::start(&["--requirepass", "s3cret-Pw"]);
-    let url = format!("redis://:s3cret-Pw@127.0.0.1:{}/2", server.port);
-    let b = RedisBackend::connect(
-        RedisOptions::builder(url)
-            .prefix(unique_prefix("pw"))
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect with the password");
-    round_trip(&b).await;
-    // The jobs went to database 2.
-    let keys = raw_command(server.port, Some("s3cret-Pw"), &["INFO", "keyspace"]);
-    assert!(keys.contains("db2:keys="), "{keys}");
-
-    for url in [
-        format!("redis://:wrong-Pw@127.0.0.1:{}", server.port),
-        format!("redis://default:wrong-Pw@127.0.0.1:{}", server.port),
-        format!("redis://127.0.0.1:{}", server.port),
-    ] {
-        let e = RedisBackend::connect_url(&url)
-            .await
-            .expect_err("a wrong or missing password is refused");
-        let text = chain(&e);
-        assert!(!text.contains("wrong-Pw"), "password leaked: {text}");
-        assert!(matches!(e, RedisError::Unreachable { .. }), "{text}");
-        assert!(
-            text.contains(&format!("127.0.0.1:{}", server.port)),
-            "{text}"
-        );
-    }
-}
+use support::{
+    chain, command_stats, free_port, raw_command, round_trip, unique_prefix, RedisServer,
+};
 
 #[tokio::test]
 async fn unreachable_at_start_names_host_and_port_not_password() {
     let port = free_port();
     let started = Instant::now();
-    let e = RedisBackend::connect(
+    let e = RedisBackend::connect_with(
         RedisOptions::builder(format!("redis://alice:hunter2-Pw@127.0.0.1:{port}/1"))
             .timeout(Duration::from_secs(2))
             .build()
@@ -161,12 +89,8 @@ async fn warns_at_start_when_keys_may_be_evicted() {
     let logs = captured_logs();
     let lru = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]);
     let safe = RedisServer::start(&["--maxmemory-policy", "noeviction"]);
-    let _b1 = RedisBackend::connect_url(&lru.url())
-        .await
-        .expect("connect");
-    let _b2 = RedisBackend::connect_url(&safe.url())
-        .await
-        .expect("connect");
+    let _b1 = RedisBackend::connect(&lru.url()).await.expect("connect");
+    let _b2 = RedisBackend::connect(&safe.url()).await.expect("connect");
     let text = logs.text();
     let warned = |port: u16| {
         text.lines().any(|l| {
@@ -285,7 +209,7 @@ async fn idle_worker_sends_at_most_ten_commands_a_minute() {
     let server = RedisServer::start(&[]);
     let monitor = Monitor::start(server.port);
     let (clock, time) = Clock::manual();
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(server.url())
             .prefix(unique_prefix("idle"))
             .clock(clock)
@@ -449,7 +373,7 @@ async fn tls_with_a_private_ca() {
         "tls-Pw",
     ]);
     let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(server.url())
             .tls_root_cert_pem(ca)
             .prefix(unique_prefix("tls"))
@@ -460,7 +384,7 @@ async fn tls_with_a_private_ca() {
     .expect("connect over TLS");
     round_trip(&b).await;
     // Without trusting the private CA, the certificate is refused.
-    let e = RedisBackend::connect_url(&server.url())
+    let e = RedisBackend::connect(&server.url())
         .await
         .expect_err("untrusted certificate");
     assert!(!chain(&e).contains("tls-Pw"), "{}", chain(&e));
@@ -478,7 +402,7 @@ fn operations_progress_while_the_creating_runtime_is_blocked() {
         .build()
         .expect("runtime");
     let b = blocked_rt
-        .block_on(RedisBackend::connect(
+        .block_on(RedisBackend::connect_with(
             RedisOptions::builder(server.url())
                 .prefix(unique_prefix("blocked"))
                 .build()
@@ -518,7 +442,7 @@ fn operations_progress_while_the_creating_runtime_is_blocked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_queue_with_due_jobs_does_not_spin() {
     let (clock, time) = Clock::manual();
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(support::shared_url())
             .prefix(unique_prefix("paused"))
             .clock(clock)
@@ -595,7 +519,7 @@ async fn complete_one(b: &RedisBackend, queue: &str, outcome: Outcome) -> kosh_j
 #[tokio::test]
 async fn retention_deletes_old_completed_jobs_and_keeps_failed_ones() {
     let (clock, time) = Clock::manual();
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(support::shared_url())
             .prefix(unique_prefix("retention"))
             .clock(clock)
@@ -640,7 +564,7 @@ async fn retention_deletes_old_completed_jobs_and_keeps_failed_ones() {
 /// On a single server a unique key is unique across queues, as on the other backends.
 #[tokio::test]
 async fn unique_keys_span_queues() {
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(support::shared_url())
             .prefix(unique_prefix("uniq"))
             .build()

@@ -13,7 +13,7 @@ use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use support::{raw_command, unique_prefix, RedisServer};
 
 async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
-    RedisBackend::connect(
+    RedisBackend::connect_with(
         RedisOptions::builder(server.url())
             .prefix(prefix)
             .build()
@@ -26,7 +26,7 @@ async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
 /// A backend on a manual clock, under a fresh prefix, and the hand that moves the clock.
 async fn manual_backend(server: &RedisServer, name: &str) -> (RedisBackend, ManualClock) {
     let (clock, manual) = kosh_jobs_core::Clock::manual();
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(server.url())
             .prefix(unique_prefix(name))
             .clock(clock)
@@ -240,7 +240,7 @@ async fn small_queues_use_hash_table_encodings() {
 async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_column() {
     let server = RedisServer::start(&[]);
     let prefix = unique_prefix("mixed");
-    let b = RedisBackend::connect(
+    let b = RedisBackend::connect_with(
         RedisOptions::builder(server.url())
             .prefix(&prefix)
             .keep_completed_max(Some(0))
@@ -500,7 +500,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         &["SET", &format!("{{{newer}}}:layout"), "9"],
     );
     for (prefix, layout) in [(old, "layout 1"), (newer, "layout 9")] {
-        let e = RedisBackend::connect(
+        let e = RedisBackend::connect_with(
             RedisOptions::builder(server.url())
                 .prefix(&prefix)
                 .build()

@@ -143,7 +143,7 @@ async fn main() {
             std::process::exit(2)
         }
     };
-    let backend = match RedisBackend::connect(options).await {
+    let backend = match RedisBackend::connect_with(options).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("cannot connect: {e}");

@@ -13,6 +13,47 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Push, reserve and complete one job: the backend works.
+pub async fn round_trip(b: &kosh_jobs_redis::RedisBackend) {
+    use kosh_jobs_core::{Backend as _, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
+    let now = b.clock().now();
+    let id = b
+        .push(vec![NewJob::new("n", "q", "{}", now)])
+        .await
+        .expect("push")[0]
+        .id;
+    let leased = b
+        .reserve(&ReserveRequest {
+            queues: vec!["q".into()],
+            worker: "test".into(),
+            max: 1,
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .expect("reserve");
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id(), id);
+    let r = b
+        .finish(vec![Finish {
+            lease: leased[0].lease,
+            outcome: Outcome::Completed { result: None },
+        }])
+        .await
+        .expect("finish");
+    assert_eq!(r, vec![FinishResult::Applied]);
+}
+
+/// An error with its sources, each shown and debug-printed (to look for leaked passwords).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = format!("{e} / {e:?}");
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(" / {c} / {c:?}"));
+        cur = c.source();
+    }
+    s
+}
+
 const INSTALL_HINT: &str =
     "redis-server not found: install it with `apt-get install redis-server` or set KOSH_TEST_REDIS_URL";
 
@@ -451,5 +492,15 @@ impl RedisCluster {
     /// A `redis+cluster://` URL of the first node; the others are found from it.
     pub fn url(&self) -> String {
         format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port)
+    }
+
+    /// A `redis+cluster://` URL that lists every node as a seed.
+    pub fn seeds_url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
     }
 }
