@@ -69,9 +69,7 @@ pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
     conn.busy_handler(Some(busy_wait)).map_err(classify)?;
     conn.set_prepared_statement_cache_capacity(64);
     if matches!(opts.location, Location::File(_))
-        && conn
-            .is_readonly(rusqlite::DatabaseName::Main)
-            .map_err(classify)?
+        && conn.is_readonly(rusqlite::MAIN_DB).map_err(classify)?
     {
         // SQLite silently falls back to read-only when the file is write-protected.
         return Err(SqliteError::ReadOnly { path });
