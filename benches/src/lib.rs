@@ -13,8 +13,7 @@
 
 pub mod commandstats;
 pub mod jobs;
-pub mod redis_server;
-pub mod resp;
+pub use kosh_jobs_testsupport::{redis_server, resp};
 pub mod rss;
 pub mod store;
 pub mod tally;

@@ -14,11 +14,11 @@ use anyhow::{bail, Context as _};
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::AnyBackend;
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use kosh_jobs_sqlite::SqliteBackend;
+use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
 
 use crate::commandstats::CommandStats;
-use crate::redis_server::RedisServer;
-use crate::resp::{RedisAddr, Resp};
+use kosh_jobs_testsupport::redis_server::RedisServer;
+use kosh_jobs_testsupport::resp::{RedisAddr, Resp};
 
 /// The environment variable naming a Redis server to use instead of starting one.
 pub const REDIS_URL_VAR: &str = "KOSH_BENCH_REDIS_URL";
@@ -231,7 +231,7 @@ impl Locator {
         Ok(match self {
             Locator::Memory => AnyBackend::new(MemoryBackend::new()),
             Locator::Sqlite(path) => AnyBackend::new(
-                SqliteBackend::open(path.clone())
+                SqliteBackend::connect_with(SqliteOptions::builder(path.clone()).build()?)
                     .await
                     .with_context(|| format!("opening {}", path.display()))?,
             ),
@@ -239,7 +239,7 @@ impl Locator {
                 let opts = RedisOptions::builder(url.clone())
                     .prefix(prefix.clone())
                     .build()?;
-                AnyBackend::new(RedisBackend::connect(opts).await?)
+                AnyBackend::new(RedisBackend::connect_with(opts).await?)
             }
         })
     }

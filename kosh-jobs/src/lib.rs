@@ -15,8 +15,13 @@
 //!
 //! See the crate's README for a quickstart.
 
+mod connect;
+pub mod prelude;
+
 #[doc(inline)]
 pub use kosh_jobs_core::*;
+
+pub use connect::connect;
 
 #[cfg(feature = "macros")]
 pub use kosh_jobs_derive::job;
@@ -34,3 +39,9 @@ pub mod redis {
     #[doc(inline)]
     pub use kosh_jobs_redis::*;
 }
+
+/// The README's code blocks, compiled as doctests so the README cannot drift from the API.
+/// (`tests/readme.rs` also builds and runs its quickstart as a new project would.)
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

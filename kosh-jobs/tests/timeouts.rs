@@ -9,9 +9,11 @@ use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::{job, Client, JobContext, JobError, JobState, Worker};
 use serde::{Deserialize, Serialize};
 
-/// When the handler started and when its blocking code saw the token trip.
+/// When the handler started, and when its blocking code saw the token trip.
+type Times = (Instant, Option<Instant>);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Option<(Instant, Option<Instant>)>>>);
+struct Seen(Arc<Mutex<Option<Times>>>);
 
 impl Seen {
     fn started(&self) {

@@ -1,4 +1,4 @@
-//! A private `redis-server` for a bench run: started on a free port in a temporary directory,
+//! A private `redis-server` for a test or bench run: started on a free port in a temporary directory,
 //! with persistence off, ready once it answers `PING`, and killed when dropped.
 //!
 //! The server runs under a small `sh` that also watches this process: it kills the server
@@ -18,7 +18,7 @@ use crate::resp::{RedisAddr, Resp};
 
 /// What to tell someone whose machine has no `redis-server`.
 pub const INSTALL_HINT: &str = "install it (`apt-get install redis-server`, `brew install redis`) \
-or point KOSH_BENCH_REDIS_URL at a server the bench may write to";
+or run the workspace's test script, which installs it (`scripts/test.sh`)";
 
 /// How long the server may take to answer `PING`.
 const START_DEADLINE: Duration = Duration::from_secs(15);
@@ -48,7 +48,7 @@ impl RedisServer {
             Err(e) => bail!("cannot run `redis-server`: {e}; {INSTALL_HINT}"),
         }
         let dir = tempfile::Builder::new()
-            .prefix("kosh-bench-redis-")
+            .prefix("kosh-test-redis-")
             .tempdir()
             .context("temporary directory for redis-server")?;
         let mut server = RedisServer {

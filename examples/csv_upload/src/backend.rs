@@ -1,12 +1,7 @@
-//! The job store, chosen by URL: the one place that knows the backends.
+//! The job store, chosen by URL through `kosh_jobs::connect`.
 
-use std::path::Path;
-
-use anyhow::{bail, Context};
-use kosh_jobs::memory::MemoryBackend;
+use anyhow::Context;
 use kosh_jobs::AnyBackend;
-use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use kosh_jobs_sqlite::SqliteBackend;
 
 /// Opens the job store named by `url`:
 ///
@@ -15,50 +10,49 @@ use kosh_jobs_sqlite::SqliteBackend;
 /// - `redis://host:6379`, `rediss://user:password@host:port` (TLS, e.g. Upstash): workers
 ///   on many machines;
 /// - `memory:`: inside this process only (the `dev` command with no files, tests).
-pub async fn open_backend(url: &str) -> anyhow::Result<AnyBackend> {
-    open_backend_with(url, None).await
+///
+/// `redis_prefix` (default `kosh`) puts the job store's Redis keys under another prefix, so
+/// several apps or environments can share one Redis database; a `?prefix=` in the URL does
+/// the same.
+pub async fn open_backend(url: &str, redis_prefix: Option<&str>) -> anyhow::Result<AnyBackend> {
+    let url = with_prefix(url, redis_prefix);
+    let scheme = url.split(':').next().unwrap_or_default();
+    // The errors name the SQLite file's absolute path, or Redis's host and port, never a
+    // password: the URL itself is not repeated here, as it may hold one.
+    kosh_jobs::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the job store ({scheme}: URL)"))
 }
 
-/// Like [`open_backend`], with the prefix of the job store's Redis keys (default `kosh`):
-/// several apps or environments can share one Redis database under different prefixes.
-pub async fn open_backend_with(
-    url: &str,
-    redis_prefix: Option<&str>,
-) -> anyhow::Result<AnyBackend> {
-    let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "memory" => Ok(AnyBackend::new(MemoryBackend::new())),
-        "sqlite" => {
-            if let Some(path) = url
-                .strip_prefix("sqlite://")
-                .map(|p| p.split('?').next().unwrap_or(p))
-            {
-                if let Some(dir) = Path::new(path).parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir)
-                            .with_context(|| format!("cannot create {}", dir.display()))?;
-                    }
-                }
-            }
-            let backend = SqliteBackend::connect(url)
-                .await
-                .with_context(|| format!("cannot open the job store {url}"))?;
-            Ok(AnyBackend::new(backend))
+/// The URL with `prefix=…` added to a Redis URL's query string.
+fn with_prefix(url: &str, prefix: Option<&str>) -> String {
+    match prefix {
+        Some(p) if url.starts_with("redis") => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}prefix={p}")
         }
-        "redis" | "rediss" => {
-            let mut options = RedisOptions::builder(url);
-            if let Some(prefix) = redis_prefix {
-                options = options.prefix(prefix);
-            }
-            // The error names host and port, never the password.
-            let backend = RedisBackend::connect(options.build()?)
-                .await
-                .context("cannot connect to the Redis job store")?;
-            Ok(AnyBackend::new(backend))
-        }
-        _ => bail!(
-            "unknown job store URL scheme `{scheme}:`: expected sqlite://path, redis://host:port, \
-             rediss://… or memory:"
-        ),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_prefix;
+
+    #[test]
+    fn the_prefix_joins_the_redis_query_string() {
+        assert_eq!(
+            with_prefix("redis://h:1", Some("app")),
+            "redis://h:1?prefix=app"
+        );
+        assert_eq!(
+            with_prefix("rediss://h:1/0?timeout=2s", Some("app")),
+            "rediss://h:1/0?timeout=2s&prefix=app"
+        );
+        assert_eq!(
+            with_prefix("sqlite://data/jobs.db", Some("app")),
+            "sqlite://data/jobs.db"
+        );
+        assert_eq!(with_prefix("redis://h:1", None), "redis://h:1");
     }
 }

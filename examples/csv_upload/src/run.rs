@@ -7,7 +7,7 @@ use anyhow::Context;
 use kosh_jobs::worker::WorkerStats;
 use kosh_jobs::{AnyBackend, Client, Worker};
 
-use crate::backend::open_backend_with;
+use crate::backend::open_backend;
 use crate::config::Config;
 use crate::db;
 use crate::import::{App, ImportCsv};
@@ -46,7 +46,7 @@ impl Services {
         let pool = db::connect(&config.database_url)
             .await
             .with_context(|| "cannot open the app database (DATABASE_URL)".to_string())?;
-        let backend = open_backend_with(&config.jobs_url, config.jobs_prefix.as_deref()).await?;
+        let backend = open_backend(&config.jobs_url, config.jobs_prefix.as_deref()).await?;
         Ok(Services {
             app: App {
                 db: pool,
