@@ -61,7 +61,7 @@ pub(crate) fn check(sig: &Signature, errors: &mut Errors) -> Checked {
             ),
         );
     }
-    if let Some(u) = &sig.unsafety {
+    if let syn::Safety::Unsafe(u) = &sig.safety {
         errors.spanned(
             u,
             "a job handler cannot be `unsafe`: the worker calls it without an `unsafe` block",

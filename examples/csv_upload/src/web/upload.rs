@@ -169,7 +169,11 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
     }
     out.flush().await.map_err(ApiError::internal)?;
     drop(out);
-    let sha256 = format!("{:x}", hasher.finalize());
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let stored_path = dir.join(&stored_name);
     tokio::fs::rename(&part.path, &stored_path)
         .await
