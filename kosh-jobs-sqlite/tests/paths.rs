@@ -176,18 +176,7 @@ fn read_only_and_forbidden_files_are_permission_denied() {
         msg.contains(&format!("`{}`", path.display())) && msg.contains("permission denied"),
         "{msg}"
     );
-    assert_eq!(
-        child.variant(),
-        Some("PermissionDenied"),
-        "{}",
-        child.stdout
-    );
-    assert_eq!(
-        child.core_kind(),
-        Some("PermissionDenied"),
-        "{}",
-        child.stdout
-    );
+    child.assert_denied();
 
     // A file that may not be created.
     let dir = tempfile::tempdir().unwrap();
@@ -206,18 +195,7 @@ fn read_only_and_forbidden_files_are_permission_denied() {
         )),
         "{msg}"
     );
-    assert_eq!(
-        child.variant(),
-        Some("PermissionDenied"),
-        "{}",
-        child.stdout
-    );
-    assert_eq!(
-        child.core_kind(),
-        Some("PermissionDenied"),
-        "{}",
-        child.stdout
-    );
+    child.assert_denied();
 
     // A folder that may not be created.
     let dir = tempfile::tempdir().unwrap();
@@ -235,18 +213,7 @@ fn read_only_and_forbidden_files_are_permission_denied() {
         )),
         "{msg}"
     );
-    assert_eq!(
-        child.variant(),
-        Some("PermissionDenied"),
-        "{}",
-        child.stdout
-    );
-    assert_eq!(
-        child.core_kind(),
-        Some("PermissionDenied"),
-        "{}",
-        child.stdout
-    );
+    child.assert_denied();
 }
 
 const CHILD_URL: &str = "KOSH_SQLITE_PATHS_CHILD_URL";
@@ -371,5 +338,16 @@ impl ChildOutput {
 
     fn core_kind(&self) -> Option<&str> {
         self.line("CORE: ")
+    }
+
+    /// The child's error was `PermissionDenied`, as a `SqliteError` and as a core `Error`.
+    fn assert_denied(&self) {
+        assert_eq!(self.variant(), Some("PermissionDenied"), "{}", self.stdout);
+        assert_eq!(
+            self.core_kind(),
+            Some("PermissionDenied"),
+            "{}",
+            self.stdout
+        );
     }
 }

@@ -88,9 +88,9 @@ where
     (tripped.duration_since(started), rec)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spawn_blocking_code_sees_the_token_at_the_deadline() {
-    let (after, rec) = run_one(InBlockingTask).await;
+/// The token tripped no earlier than the deadline and within [`WITHIN`] after it, and the
+/// attempt failed as a timeout.
+fn assert_on_time(after: Duration, rec: &kosh_jobs::JobRecord) {
     assert!(
         after >= TIMEOUT,
         "tripped after {after:?}, before the deadline"
@@ -103,18 +103,16 @@ async fn spawn_blocking_code_sees_the_token_at_the_deadline() {
     assert!(rec.last_error().unwrap().contains("timed out"), "{rec:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_blocking_code_sees_the_token_at_the_deadline() {
+    let (after, rec) = run_one(InBlockingTask).await;
+    assert_on_time(after, &rec);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn code_blocking_the_handlers_own_thread_sees_the_token_at_the_deadline() {
     // On a current-thread runtime the blocked handler starves the worker's own timer: only a
     // deadline kept off the handlers' threads can trip the token.
     let (after, rec) = run_one(OnOwnThread).await;
-    assert!(
-        after >= TIMEOUT,
-        "tripped after {after:?}, before the deadline"
-    );
-    assert!(
-        after < TIMEOUT + WITHIN,
-        "tripped {after:?} after the start"
-    );
-    assert_eq!(rec.state, JobState::Failed);
+    assert_on_time(after, &rec);
 }

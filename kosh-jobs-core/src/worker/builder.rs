@@ -59,7 +59,6 @@ pub struct WorkerBuilder<S, R = Unregistered> {
     recover_interval: Option<Duration>,
     idle_wait: Duration,
     worker_id: Option<String>,
-    errors: Vec<String>,
 }
 
 /// A [`WorkerBuilder`] before its first [`register`](WorkerBuilder::register): the state can
@@ -88,7 +87,6 @@ impl WorkerBuilder<()> {
             recover_interval: None,
             idle_wait: Duration::from_secs(30),
             worker_id: None,
-            errors: Vec::new(),
         }
     }
 }
@@ -106,12 +104,23 @@ impl WorkerBuilder<()> {
     /// Worker::builder(MemoryBackend::new()).register::<Ping>().state(7_u32);
     /// ```
     pub fn state<T: Clone + Send + Sync + 'static>(self, state: T) -> WorkerBuilder<T> {
-        let errors = self.errors;
+        // No handler is registered yet (the typestate guarantees it): none is lost.
+        self.retype(|_, _| (state, Vec::new()))
+    }
+}
+
+impl<S, R> WorkerBuilder<S, R> {
+    /// The same settings with another state and registration marker.
+    fn retype<T, R2>(
+        self,
+        map: impl FnOnce(S, Vec<Registration<S>>) -> (T, Vec<Registration<T>>),
+    ) -> WorkerBuilder<T, R2> {
+        let (state, registrations) = map(self.state, self.registrations);
         WorkerBuilder {
             backend: self.backend,
             registered: PhantomData,
             state,
-            registrations: Vec::new(),
+            registrations,
             extra_queues: self.extra_queues,
             queue_limits: self.queue_limits,
             concurrency: self.concurrency,
@@ -121,31 +130,17 @@ impl WorkerBuilder<()> {
             recover_interval: self.recover_interval,
             idle_wait: self.idle_wait,
             worker_id: self.worker_id,
-            errors,
         }
     }
 }
 
 impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
     /// Registers the handler of job type `J`; the worker listens on `J::QUEUE`.
-    pub fn register<J: Handler<S>>(mut self) -> WorkerBuilder<S, Registered> {
-        self.registrations.push(Registration::of::<J>());
-        WorkerBuilder {
-            backend: self.backend,
-            registered: PhantomData,
-            state: self.state,
-            registrations: self.registrations,
-            extra_queues: self.extra_queues,
-            queue_limits: self.queue_limits,
-            concurrency: self.concurrency,
-            lease: self.lease,
-            heartbeat: self.heartbeat,
-            grace: self.grace,
-            recover_interval: self.recover_interval,
-            idle_wait: self.idle_wait,
-            worker_id: self.worker_id,
-            errors: self.errors,
-        }
+    pub fn register<J: Handler<S>>(self) -> WorkerBuilder<S, Registered> {
+        self.retype(|state, mut registrations| {
+            registrations.push(Registration::of::<J>());
+            (state, registrations)
+        })
     }
 
     /// Also listens on `queue` (e.g. one that jobs are sent to with `Enqueue::queue`).
@@ -207,7 +202,7 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
 
     /// Checks the configuration and builds the worker.
     pub fn build(self) -> Result<Worker<S>, Error> {
-        let mut errors = self.errors;
+        let mut errors = Vec::new();
         let registry = match Registry::new(self.registrations) {
             Ok(r) => Some(r),
             Err(e) => {
