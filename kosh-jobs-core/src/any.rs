@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use crate::backend::Backend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
@@ -152,6 +156,32 @@ impl Backend for AnyBackend {
     }
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.0.resume(queue).await
+    }
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
+        self.0.search(query).await
+    }
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError> {
+        self.0.apply(action, ids, only).await
+    }
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError> {
+        self.0.throughput(query).await
+    }
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.0.register_worker(info, ttl).await
+    }
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError> {
+        self.0.deregister_worker(id).await
+    }
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
+        self.0.workers().await
     }
 }
 

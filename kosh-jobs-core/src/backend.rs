@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use crate::any::AnyBackend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
@@ -168,6 +172,63 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Undoes [`Backend::pause`] and wakes waiting workers.
     async fn resume(&self, queue: &str) -> Result<(), BackendError>;
+
+    // ---- The admin contract (see [`crate::admin`]) ----
+
+    /// One page of the jobs matching `query.filter`, in `query.order` (by id), past
+    /// `query.after`.
+    ///
+    /// Examines at most [`SearchQuery::effective_budget`] jobs and returns at most
+    /// [`SearchQuery::effective_limit`]; `next` is the last id covered, `None` once nothing
+    /// past it can match. Continuing from `next` never skips a job that matched throughout
+    /// and never returns a job twice. An indexed filter ([`crate::admin::JobFilter::is_indexed`])
+    /// walks the state indexes: its cost is the page, not the jobs in other states.
+    ///
+    /// With `with_total`, `total` counts every job matching the filter (not only past the
+    /// cursor): exactly for an indexed filter, otherwise by a scan of at most the budget that
+    /// stops at [`crate::admin::TOTAL_BOUND`] matches (then `exact` is `false`). An invalid
+    /// filter ([`crate::admin::JobFilter::validate`]) is `InvalidInput`.
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError>;
+
+    /// Applies `action` to each job of `ids` (at most [`crate::admin::MAX_ACTION_IDS`], else
+    /// `InvalidInput`), each atomically; returns one [`ActionResult`] per id, in order.
+    ///
+    /// A job whose state the action does not apply to
+    /// ([`AdminAction::applies_to`]), or, when `only` is not empty, whose state is not in
+    /// `only`, is `Skipped` with its state and left as it was. Retry and cancel behave as
+    /// [`Backend::retry`] and [`Backend::cancel`]; delete removes a final job and everything
+    /// stored about it; promote makes a scheduled job ready now (`run_at` = now) and wakes
+    /// waiting workers.
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError>;
+
+    /// Completed and failed jobs per queue per minute, from `query.since`, ordered by queue
+    /// then minute; minutes with neither are left out.
+    ///
+    /// Written by `finish` and by lease recovery when a job reaches `completed` or `failed`,
+    /// not derived from the jobs kept, so purging jobs does not change it. Kept for
+    /// [`crate::admin::THROUGHPUT_RETENTION`] (7 days) by default; older minutes are dropped
+    /// as new ones are written, so it stays bounded.
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError>;
+
+    /// Registers a running worker, or refreshes its registration: it is live until the
+    /// clock reads now + `ttl`, unless refreshed. The worker runtime calls it at start and
+    /// every [`crate::admin::WORKER_REFRESH`].
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError>;
+
+    /// Removes a worker's registration (at graceful shutdown). Unknown ids are ignored.
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError>;
+
+    /// The live workers (registered, not expired), by id, each with the running jobs whose
+    /// current attempt it holds. Expired registrations are never returned.
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError>;
 }
 
 /// Checks a queue name: 1 to 128 characters of ASCII letters, digits, `-`, `_`, `.` and `:`,

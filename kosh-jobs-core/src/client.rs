@@ -105,10 +105,14 @@ impl Client {
     /// [`existing()`](JobHandle::existing) true, and nothing is added.
     pub async fn enqueue<J: Job>(&self, job: impl Into<Enqueue<J>>) -> Result<JobHandle<J>, Error> {
         let new = self.prepare(job)?;
+        let queue = new.queue.clone();
         let mut out = self.backend.push(vec![new]).await?;
         let e = out.pop().ok_or_else(|| {
             Error::from(BackendError::storage("backend returned no id for a push"))
         })?;
+        if !e.existing {
+            crate::metrics::enqueued(&queue, J::NAME, 1);
+        }
         Ok(JobHandle::new(self.clone(), e.id, e.existing))
     }
 
@@ -180,12 +184,28 @@ impl Client {
             return Ok(Vec::new());
         }
         let n = jobs.len();
+        // Runs of jobs of one queue and name (a batch is usually one run), for the metrics.
+        let mut runs: Vec<(String, String, usize)> = Vec::new();
+        for j in &jobs {
+            match runs.last_mut() {
+                Some((q, name, len)) if *q == j.queue && *name == j.name => *len += 1,
+                _ => runs.push((j.queue.clone(), j.name.clone(), 1)),
+            }
+        }
         let out = self.backend.push(jobs).await?;
         if out.len() != n {
             return Err(Error::from(BackendError::storage(format!(
                 "backend returned {} ids for {n} jobs",
                 out.len()
             ))));
+        }
+        let mut at = 0;
+        for (queue, name, len) in runs {
+            let new = out[at..at + len].iter().filter(|e| !e.existing).count() as u64;
+            if new > 0 {
+                crate::metrics::enqueued(&queue, &name, new);
+            }
+            at += len;
         }
         Ok(out)
     }

@@ -23,6 +23,7 @@
 //!
 //! See `docs/job-lifecycle.md` for the state machine and `README.md` for a quickstart.
 
+pub mod admin;
 mod any;
 pub mod backend;
 mod client;
@@ -32,6 +33,8 @@ mod error;
 mod handle;
 mod job;
 pub mod memory;
+pub mod metrics;
+mod operator;
 mod record;
 pub mod retry;
 #[cfg(feature = "testkit")]
@@ -42,6 +45,7 @@ pub mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use admin::{AdminAction, JobFilter, Order, SearchQuery};
 pub use any::AnyBackend;
 pub use backend::Backend;
 pub use client::Client;
@@ -50,10 +54,11 @@ pub use context::JobContext;
 pub use error::{BackendError, BoxError, Error, JobError};
 pub use handle::JobHandle;
 pub use job::{Enqueue, Handler, Job, JobOptions, JobProgress};
+pub use operator::{ActionTotals, Admin, Finished, QueueStats, Stats};
 pub use record::{
-    AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
-    LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
-    UnknownState,
+    AttemptError, CancelOutcome, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord,
+    JobState, Lease, LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest,
+    RetryOutcome, UnknownState,
 };
 pub use retry::Backoff;
 pub use worker::{Worker, WorkerBuilder};

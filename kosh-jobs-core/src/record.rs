@@ -299,12 +299,62 @@ pub enum Outcome {
         error: String,
         /// When the next attempt may run.
         retry_at: Timestamp,
+        /// How it failed, for the attempt history.
+        kind: FailureKind,
     },
     /// The attempt failed and the job goes to `failed`.
     Failed {
         /// This attempt's error.
         error: String,
+        /// How it failed, for the attempt history.
+        kind: FailureKind,
     },
+}
+
+impl Outcome {
+    /// A failed attempt to run again at `retry_at`, failed by an error.
+    pub fn retry(error: impl Into<String>, retry_at: Timestamp) -> Self {
+        Outcome::Retry {
+            error: error.into(),
+            retry_at,
+            kind: FailureKind::Error,
+        }
+    }
+
+    /// A failed attempt that fails the job, failed by an error.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Outcome::Failed {
+            error: error.into(),
+            kind: FailureKind::Error,
+        }
+    }
+
+    /// How the attempt ends in the job's history.
+    pub fn attempt_outcome(&self) -> crate::admin::AttemptOutcome {
+        use crate::admin::AttemptOutcome as A;
+        match self {
+            Outcome::Completed { .. } => A::Completed,
+            Outcome::Retry { kind, .. } | Outcome::Failed { kind, .. } => match kind {
+                FailureKind::TimedOut => A::TimedOut,
+                FailureKind::Panicked => A::Panicked,
+                FailureKind::Error if matches!(self, Outcome::Retry { .. }) => A::RetryScheduled,
+                FailureKind::Error => A::Failed,
+            },
+        }
+    }
+}
+
+/// How a failed attempt failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The handler returned an error (or the payload did not decode).
+    #[default]
+    Error,
+    /// The attempt ran past the job's timeout.
+    TimedOut,
+    /// The handler panicked.
+    Panicked,
 }
 
 /// A finished attempt, as sent to [`crate::Backend::finish`].
@@ -444,6 +494,9 @@ pub struct JobRecord {
     pub unique_key: Option<String>,
     /// While running: when the lease ends unless renewed.
     pub lease_expires_at: Option<Timestamp>,
+    /// The latest attempts (at most [`crate::admin::MAX_HISTORY`]), oldest first: who ran
+    /// each, when, and how it ended. A running job's last entry has no end yet.
+    pub history: Vec<crate::admin::Attempt>,
 }
 
 impl JobRecord {
@@ -486,6 +539,11 @@ pub struct QueueCounts {
     pub cancelled: u64,
     /// Whether the queue is paused.
     pub paused: bool,
+    /// When the ready job that has waited longest became due (its `run_at`); `None` when no
+    /// job is ready. The queue's latency is now minus this. Backends read it from the head
+    /// of each priority level of the ready index, so a retried job behind newer ones of its
+    /// priority is not seen.
+    pub oldest_ready_at: Option<Timestamp>,
 }
 
 impl QueueCounts {

@@ -5,6 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kosh_jobs_core::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -62,7 +66,7 @@ impl fmt::Debug for RedisBackend {
 impl RedisBackend {
     /// Connects to the Redis (or Redis Cluster) a URL names, with the options of its query
     /// string; everything else default. For options a URL cannot carry (a clock, a private
-    /// CA), use [`RedisBackend::connect_with`].
+    /// CA's certificate from memory), use [`RedisBackend::connect_with`].
     ///
     /// ```text
     /// redis://[[user]:password@]host[:port][/db][?option=value&…]          plain TCP
@@ -83,12 +87,15 @@ impl RedisBackend {
     /// | `timeout` | connecting, a reply, waiting for a reconnection: `500ms`, `2s`, `1m` | `5s` |
     /// | `keep_completed_for` | age after which completed jobs are deleted: `30m`, `24h`, `7d`, or `none` | `24h` |
     /// | `keep_completed_max` | completed jobs kept per queue, or `none` | `10000` |
+    /// | `ca_file` | `rediss://` only: a PEM file of the CA certificates to trust instead of the web PKI roots (a private CA), read when the options are built; percent-encoded | web PKI roots |
     ///
     /// An unknown option or a bad value fails with [`RedisError::Config`]
     /// ([`kosh_jobs_core::Error::InvalidInput`]) naming the option. A server that cannot be
     /// reached fails with [`RedisError::Unreachable`] (`Unavailable`); refused credentials
-    /// with [`RedisError::PermissionDenied`] (`PermissionDenied`, not worth retrying). No
-    /// error or log line contains the password.
+    /// with [`RedisError::PermissionDenied`] (`PermissionDenied`, not worth retrying), and a
+    /// TLS certificate no trusted CA issued (expired, or for another host) at once with
+    /// [`RedisError::UntrustedCertificate`] (`PermissionDenied` too). No error or log line
+    /// contains the password.
     ///
     /// Once connected, the backend reconnects by itself. It warns (via `tracing`) if Redis's
     /// `maxmemory-policy` is not `noeviction`, because an evicted key is a lost job.
@@ -254,5 +261,40 @@ impl Backend for RedisBackend {
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.run(self.shared().set_paused(queue.to_owned(), false))
             .await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
+        self.run(self.shared().search(query.clone())).await
+    }
+
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError> {
+        self.run(self.shared().apply(action, ids.to_vec(), only.to_vec()))
+            .await
+    }
+
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError> {
+        self.run(self.shared().throughput(query.clone())).await
+    }
+
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.run(self.shared().register_worker(info.clone(), ttl))
+            .await
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError> {
+        self.run(self.shared().deregister_worker(id.to_owned()))
+            .await
+    }
+
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
+        self.run(self.shared().workers()).await
     }
 }

@@ -187,19 +187,10 @@ impl Conn {
             own_key_prefix: format!("{{{}}}:unblock:{:016x}:", opts.prefix, fastrand::u64(..)),
             refused: Mutex::new(None),
         };
-        let link = conn.open_link().await.map_err(|e| {
-            if is_permission_error(&e) {
-                RedisError::PermissionDenied {
-                    addr: conn.addr.clone(),
-                    source: Box::new(e),
-                }
-            } else {
-                RedisError::Unreachable {
-                    addr: conn.addr.clone(),
-                    source: Box::new(e),
-                }
-            }
-        })?;
+        let link = conn
+            .open_link()
+            .await
+            .map_err(|e| RedisError::from_connect(e, &conn.addr))?;
         *lock(&conn.state) = State::Up { link, gen: 1 };
         conn.up.send_replace(1);
         Ok(Arc::new(conn))

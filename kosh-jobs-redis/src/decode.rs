@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use kosh_jobs_core::admin::{Attempt, AttemptOutcome, MAX_HISTORY};
 use kosh_jobs_core::{AttemptError, JobId, JobRecord, JobState, Timestamp};
 use redis::Value;
 
@@ -88,9 +89,10 @@ pub(crate) fn opt_json(v: &Value, what: &str) -> Result<Option<serde_json::Value
     }
 }
 
-/// A job as the scripts' `record` returns it (field, value, …: its spec `sp`, state `st`,
+/// A job as the scripts' `records` returns it (field, value, …: its spec `sp`, state `st`,
 /// attempts `a`, and when set started `s`, moved run_at `ra`, finished `f`, errors `e`,
-/// progress `pg`, result `r`, lease deadline `le`).
+/// progress `pg`, result `r`, lease deadline `le`, ended attempts `h`, the latest attempt's
+/// worker number `w` while it runs or once it completed, and worker names `wn`).
 pub(crate) fn job_record(
     id: JobId,
     queue: &str,
@@ -116,6 +118,12 @@ pub(crate) fn job_record(
                 .map_err(|e| bad(format!("job {id}: error history is not JSON: {e}")))?
         }
     };
+    let started_at = ts("s")?;
+    let finished_at = if state.is_final() { ts("f")? } else { None };
+    let attempts = u32::try_from(req_int(get("a"), "attempts")?)
+        .map_err(|_| bad(format!("job {id}: attempts out of range")))?;
+    let history = history(&map, state, attempts, started_at, finished_at, &errors)
+        .map_err(|e| bad(format!("job {id}: {e}")))?;
     Ok(JobRecord {
         id,
         name: spec.name,
@@ -124,12 +132,11 @@ pub(crate) fn job_record(
         state,
         priority: spec.priority,
         run_at: ts("ra")?.unwrap_or(spec.run_at),
-        attempts: u32::try_from(req_int(get("a"), "attempts")?)
-            .map_err(|_| bad(format!("job {id}: attempts out of range")))?,
+        attempts,
         max_attempts: spec.max_attempts,
         created_at: spec.created_at,
-        started_at: ts("s")?,
-        finished_at: if state.is_final() { ts("f")? } else { None },
+        started_at,
+        finished_at,
         errors,
         progress: opt_json(get("pg"), "progress")?,
         result: opt_json(get("r"), "result")?,
@@ -139,5 +146,96 @@ pub(crate) fn job_record(
         } else {
             None
         },
+        history,
     })
+}
+
+/// An attempt's outcome from its code in the history (see `archive` in `lib.lua`).
+fn outcome_of(code: &str) -> Option<AttemptOutcome> {
+    Some(match code {
+        "c" => AttemptOutcome::Completed,
+        "r" => AttemptOutcome::RetryScheduled,
+        "f" => AttemptOutcome::Failed,
+        "t" => AttemptOutcome::TimedOut,
+        "p" => AttemptOutcome::Panicked,
+        "l" => AttemptOutcome::LeaseExpired,
+        "x" => AttemptOutcome::Released,
+        "k" => AttemptOutcome::Cancelled,
+        _ => return None,
+    })
+}
+
+/// A job's attempts: the ended ones (`h`: `attempt,worker,started_at,duration_ms,code;` each),
+/// then the latest one while it runs or once it completed (from `run`: attempts, started, `w`).
+/// The attempts that failed with an error take the job's errors, pairing from the end.
+fn history(
+    map: &HashMap<String, Value>,
+    state: JobState,
+    attempts: u32,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    errors: &[AttemptError],
+) -> Result<Vec<Attempt>, String> {
+    let mut names: HashMap<String, String> = HashMap::new();
+    if let Some(Value::Array(wn)) = map.get("wn") {
+        let mut it = wn.iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let (Some(k), Some(v)) = (text(k), text(v)) {
+                names.insert(k, v);
+            }
+        }
+    }
+    let worker = |w: &str| names.get(w).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(h) = map.get("h").and_then(text) {
+        for entry in h.split(';').filter(|e| !e.is_empty()) {
+            let malformed = || format!("malformed attempt history entry `{entry}`");
+            let mut f = entry.split(',');
+            let mut next = || f.next().ok_or_else(malformed);
+            let attempt: u32 = next()?.parse().map_err(|_| malformed())?;
+            let w = next()?;
+            let start: i64 = next()?.parse().map_err(|_| malformed())?;
+            let took: i64 = next()?.parse().map_err(|_| malformed())?;
+            let outcome = outcome_of(next()?).ok_or_else(malformed)?;
+            out.push(Attempt {
+                attempt,
+                started_at: Timestamp::from_millis(start),
+                worker: worker(w),
+                ended_at: Some(Timestamp::from_millis(start.saturating_add(took))),
+                outcome: Some(outcome),
+                error: None,
+            });
+        }
+    }
+    if let (Some(w), Some(started)) = (map.get("w").and_then(text), started_at) {
+        let done = state == JobState::Completed;
+        out.push(Attempt {
+            attempt: attempts,
+            started_at: started,
+            worker: worker(&w),
+            ended_at: if done { finished_at } else { None },
+            outcome: done.then_some(AttemptOutcome::Completed),
+            error: None,
+        });
+    }
+    let mut errs = errors.iter().rev();
+    for a in out.iter_mut().rev() {
+        let failed = matches!(
+            a.outcome,
+            Some(
+                AttemptOutcome::RetryScheduled
+                    | AttemptOutcome::Failed
+                    | AttemptOutcome::TimedOut
+                    | AttemptOutcome::Panicked
+                    | AttemptOutcome::LeaseExpired
+            )
+        );
+        if failed {
+            a.error = errs.next().map(|e| e.error.clone());
+        }
+    }
+    if out.len() > MAX_HISTORY {
+        out.drain(..out.len() - MAX_HISTORY);
+    }
+    Ok(out)
 }

@@ -7,8 +7,9 @@ use kosh_jobs_core::{BackendError, BoxError};
 /// Converts into [`kosh_jobs_core::BackendError`] and [`kosh_jobs_core::Error`]: connection
 /// problems become `Unavailable` (worth retrying, and the only kind that is), refused
 /// credentials and ACL refusals `PermissionDenied`, invalid URLs and options and bad input
-/// `InvalidInput`, data this version does not understand `Incompatible`, everything else
-/// `Storage`. No variant ever carries the password of the connection URL.
+/// `InvalidInput`, data this version does not understand `Incompatible`, a TLS certificate
+/// this client does not trust `PermissionDenied` too (retrying does not help either),
+/// everything else `Storage`. No variant ever carries the password of the connection URL.
 ///
 /// ```
 /// use kosh_jobs_redis::RedisError;
@@ -46,6 +47,27 @@ pub enum RedisError {
         /// `host:port` of the server (never the password).
         addr: String,
         /// What Redis said.
+        #[source]
+        source: BoxError,
+    },
+    /// The TLS handshake failed because this client refused the server's certificate: it was
+    /// issued by a certificate authority the client does not trust (a server with a
+    /// certificate of a private CA needs that CA: `?ca_file=/path/ca.pem` in the URL or
+    /// [`RedisOptionsBuilder::tls_root_cert_pem`](crate::RedisOptionsBuilder::tls_root_cert_pem)),
+    /// it expired, or it was not issued for the host of the URL. Not an outage: retrying does
+    /// not help until the certificate or the trusted roots change, so it converts into
+    /// `PermissionDenied`.
+    #[error(
+        "the TLS certificate of redis at {addr} is not trusted ({reason}); for a server with a \
+         certificate of a private CA, trust that CA: `?ca_file=/path/ca.pem` in the URL"
+    )]
+    UntrustedCertificate {
+        /// `host:port` of the server (never the password).
+        addr: String,
+        /// Why the certificate was refused, as the TLS library says it
+        /// (`invalid peer certificate: UnknownIssuer`).
+        reason: String,
+        /// The error of the connection attempt.
         #[source]
         source: BoxError,
     },
@@ -95,13 +117,41 @@ impl RedisError {
         matches!(self, RedisError::PermissionDenied { .. })
     }
 
-    /// Classifies an error of the `redis` crate from the server at `addr`.
-    pub(crate) fn from_redis(e: redis::RedisError, addr: &str) -> Self {
-        // Before the connection check: a cluster reports refused credentials of its seed
-        // nodes as an I/O error.
+    /// Classifies the error of a first connection attempt to the server(s) at `addr`:
+    /// refused credentials, a refused certificate, or else unreachable.
+    pub(crate) fn from_connect(e: redis::RedisError, addr: &str) -> Self {
         if is_permission_error(&e) {
             RedisError::PermissionDenied {
                 addr: addr.to_owned(),
+                source: Box::new(e),
+            }
+        } else if let Some(reason) = untrusted_certificate(&e) {
+            RedisError::UntrustedCertificate {
+                addr: addr.to_owned(),
+                reason,
+                source: Box::new(e),
+            }
+        } else {
+            RedisError::Unreachable {
+                addr: addr.to_owned(),
+                source: Box::new(e),
+            }
+        }
+    }
+
+    /// Classifies an error of the `redis` crate from the server at `addr`.
+    pub(crate) fn from_redis(e: redis::RedisError, addr: &str) -> Self {
+        // Before the connection check: a cluster reports refused credentials of its seed
+        // nodes, and the failed TLS handshakes of nodes it connects to, as I/O errors.
+        if is_permission_error(&e) {
+            RedisError::PermissionDenied {
+                addr: addr.to_owned(),
+                source: Box::new(e),
+            }
+        } else if let Some(reason) = untrusted_certificate(&e) {
+            RedisError::UntrustedCertificate {
+                addr: addr.to_owned(),
+                reason,
                 source: Box::new(e),
             }
         } else if is_connection_error(&e) {
@@ -139,6 +189,45 @@ pub(crate) fn is_permission_error(e: &redis::RedisError) -> bool {
         }
 }
 
+/// What rustls says when it refuses a server's certificate; the cluster client passes the
+/// errors of its connections on as text only.
+const UNTRUSTED_CERTIFICATE: &str = "invalid peer certificate";
+
+/// Why this client refused the server's TLS certificate, if that is what `e` is: a rustls
+/// `InvalidCertificate` error somewhere in its chain (inside the I/O error of the handshake),
+/// or its text.
+pub(crate) fn untrusted_certificate(e: &redis::RedisError) -> Option<String> {
+    use std::error::Error as StdError;
+    use std::sync::Arc;
+    fn rustls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        // The redis crate keeps an I/O error in an `Arc`; `io::Error` hides its payload from
+        // `source()`.
+        if let Some(arc) = err.downcast_ref::<Arc<dyn StdError + Send + Sync>>() {
+            return rustls_error(&**arc);
+        }
+        let io = err.downcast_ref::<std::io::Error>()?;
+        rustls_error(io.get_ref()?)
+    }
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r @ rustls::Error::InvalidCertificate(_)) = rustls_error(err) {
+            return Some(r.to_string());
+        }
+        cur = err.source();
+    }
+    let text = e.to_string();
+    let at = text.find(UNTRUSTED_CERTIFICATE)?;
+    let reason = &text[at..];
+    // Up to the end of the rustls message (the cluster client may append more).
+    let end = reason
+        .find(|c: char| !(c.is_alphanumeric() || c == ' ' || c == ':' || c == '_'))
+        .unwrap_or(reason.len());
+    Some(reason[..end].trim_end().to_owned())
+}
+
 /// Errors after which the connection cannot be trusted any more (or the server is not ready).
 pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
     use redis::ServerErrorKind as S;
@@ -163,6 +252,7 @@ impl From<RedisError> for BackendError {
                 BackendError::Incompatible(msg)
             }
             e if e.is_permission_denied() => BackendError::permission_denied(e),
+            e @ RedisError::UntrustedCertificate { .. } => BackendError::permission_denied(e),
             e if e.is_unavailable() => BackendError::unavailable(e),
             e => BackendError::storage(e),
         }
@@ -214,6 +304,71 @@ mod tests {
             "Password authentication failed - AuthenticationFailed".to_owned(),
         ));
         assert!(RedisError::from_redis(wrapped, "h:1").is_permission_denied());
+    }
+
+    #[test]
+    fn untrusted_certificates_are_permission_denied_never_unavailable() {
+        use rustls::{CertificateError, Error as TlsError};
+        // As tokio-rustls reports a refused certificate: an I/O error around the rustls one.
+        let handshake = |c: CertificateError| {
+            redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                TlsError::InvalidCertificate(c),
+            ))
+        };
+        for (e, reason) in [
+            (
+                handshake(CertificateError::UnknownIssuer),
+                "invalid peer certificate: UnknownIssuer",
+            ),
+            (
+                handshake(CertificateError::Expired),
+                "invalid peer certificate: Expired",
+            ),
+            // The cluster client's text-only report.
+            (
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "Failed to create initial connections",
+                    "h:1: invalid peer certificate: UnknownIssuer (os error)".to_owned(),
+                )),
+                "invalid peer certificate: UnknownIssuer",
+            ),
+        ] {
+            for e in [
+                RedisError::from_connect(e.clone(), "h:1"),
+                RedisError::from_redis(e, "h:1"),
+            ] {
+                match &e {
+                    RedisError::UntrustedCertificate {
+                        addr, reason: r, ..
+                    } => {
+                        assert_eq!((addr.as_str(), r.as_str()), ("h:1", reason))
+                    }
+                    other => panic!("{other:?}"),
+                }
+                let text = e.to_string();
+                assert!(
+                    text.contains("TLS certificate of redis at h:1 is not trusted")
+                        && text.contains(reason)
+                        && text.contains("ca_file"),
+                    "{text}"
+                );
+                assert!(!e.is_unavailable());
+                let b = BackendError::from(e);
+                assert!(matches!(b, BackendError::PermissionDenied(_)), "{b:?}");
+            }
+        }
+        // A handshake that broke off is an outage, not a refused certificate.
+        let reset =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(RedisError::from_connect(reset.clone(), "h:1").is_unavailable());
+        assert!(RedisError::from_redis(reset, "h:1").is_unavailable());
+        let other_tls = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            TlsError::HandshakeNotComplete,
+        ));
+        assert!(RedisError::from_connect(other_tls, "h:1").is_unavailable());
     }
 
     #[test]

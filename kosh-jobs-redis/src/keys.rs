@@ -11,10 +11,16 @@
 //! | `{prefix}:qnames` | hash | queue index → queue name |
 //! | `{prefix}:seq` | string | the job sequence counter (ids increase in push order) |
 //! | `{prefix}:layout` | string | the storage layout of the keys under the prefix ([`LAYOUT`]) |
+//! | `{prefix}:workers` | hash | worker id → `last_seen|` then its `WorkerInfo` as JSON |
+//! | `{prefix}:wexp` | zset | worker ids by the time their registration ends |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
-//! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token` of its latest attempt |
+//! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`) |
 //! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
-//! | `{prefix:queue}:res`, `:err`, `:pg`, `:ra` | hash | member → result, attempt errors, progress, run_at moved by a retry |
+//! | `{prefix:queue}:res`, `:err`, `:pg`, `:ra` | hash | member → result, attempt errors, progress, run_at moved by a retry or a promote |
+//! | `{prefix:queue}:hist` | hash | member → its ended attempts but a completed one, `attempt,worker,started_at,duration_ms,code;` each, the latest 25 (errors pair with `err` from the end) |
+//! | `{prefix:queue}:wid` | hash | the queue's worker numbers: `n:<worker id>` → number, number → worker id, `n` → the last number given |
+//! | `{prefix:queue}:tp` | hash | `c<minute>` / `f<minute>` → jobs completed / failed in the minute (start in ms), for 7 days |
+//! | `{prefix:queue}:tpm` | zset | the minutes `tp` holds (score = member = minute start), to drop old ones |
 //! | `{prefix:queue}:ready` | zset | ready jobs, score `-priority`, ties by member (= enqueue order) |
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query) |
@@ -41,8 +47,13 @@ use kosh_jobs_core::JobId;
 
 /// The storage layout this version reads and writes. Layout 1 (before columns) kept one hash
 /// per job and had no `layout` key; layout 2 had no `again` set, so its jobs waiting for
-/// another attempt would be counted as on their first.
-pub(crate) const LAYOUT: i64 = 3;
+/// another attempt would be counted as on their first. Layout 3 had no worker in `run` entries
+/// (which older versions cannot read) and no attempt history: this version reads it as it is
+/// and upgrades its marker to 4 at connect ([`UPGRADABLE`]).
+pub(crate) const LAYOUT: i64 = 4;
+
+/// The older layout this version reads as it is and upgrades (by rewriting the marker).
+pub(crate) const UPGRADABLE: i64 = 3;
 
 /// Bits of a [`JobId`] that hold the queue index.
 const QUEUE_BITS: u32 = 16;
@@ -98,6 +109,16 @@ impl Keys {
     /// `{prefix}:seq`: the global sequence counter.
     pub(crate) fn seq(&self) -> String {
         format!("{{{}}}:seq", self.prefix)
+    }
+
+    /// `{prefix}:workers`: worker id → last seen and info.
+    pub(crate) fn workers(&self) -> String {
+        format!("{{{}}}:workers", self.prefix)
+    }
+
+    /// `{prefix}:wexp`: worker ids by the end of their registration.
+    pub(crate) fn worker_expiry(&self) -> String {
+        format!("{{{}}}:wexp", self.prefix)
     }
 
     /// `{prefix}:qnames`: index → queue name.
@@ -175,6 +196,19 @@ pub(crate) fn first_seq_after(after: Option<JobId>, queue_index: u16) -> u64 {
     }
 }
 
+/// The largest sequence number whose id (in queue `queue_index`) is less than `before`
+/// (`None`: no bound; `Some(0)`: no such number).
+pub(crate) fn last_seq_before(before: Option<JobId>, queue_index: u16) -> Option<u64> {
+    let n = before?.get();
+    let seq = n >> QUEUE_BITS;
+    let idx = (n & MAX_QUEUE_INDEX) as u16;
+    Some(if queue_index < idx {
+        seq
+    } else {
+        seq.saturating_sub(1)
+    })
+}
+
 /// Checks a key prefix: 1 to 64 characters of ASCII letters, digits, `-`, `_`, `.` and `:`
 /// (no braces, which would break the hash tags).
 pub(crate) fn validate_prefix(prefix: &str) -> Result<(), String> {
@@ -227,6 +261,10 @@ mod tests {
         assert_eq!(first_seq_after(Some(id), 2), 11);
         assert_eq!(first_seq_after(Some(id), 3), 10);
         assert_eq!(first_seq_after(None, 3), 1);
+        assert_eq!(last_seq_before(Some(id), 1), Some(10));
+        assert_eq!(last_seq_before(Some(id), 2), Some(9));
+        assert_eq!(last_seq_before(Some(id), 3), Some(9));
+        assert_eq!(last_seq_before(None, 3), None);
     }
 
     #[test]

@@ -39,9 +39,17 @@
 //!   `redis://host:6379?prefix=myapp&timeout=2s`, and `redis+cluster://host1:port1,host2:port2`
 //!   for a cluster) or from [`RedisOptions`] with [`RedisBackend::connect_with`]. A wrong
 //!   password or an ACL refusal is [`RedisError::PermissionDenied`], never an outage.
+//! - The admin contract is bounded work too: a search walks the state indexes when it filters
+//!   by state and queue only (the first page of failed jobs costs the page, however many jobs
+//!   there are), and otherwise examines at most 1,000 jobs per script call and its budget per
+//!   call, one queue per script, merged by id. Each job keeps its latest 25 attempts (worker
+//!   ids stored as small per-queue numbers), throughput per queue and minute is counted when
+//!   jobs finish (kept 7 days), and live workers register under the prefix with one command a
+//!   minute.
 //! - Warns at start-up if `maxmemory-policy` is not `noeviction`. Above `maxmemory`, Redis
 //!   refuses enqueues whole ([`RedisError::OutOfMemory`]) while workers go on draining.
 
+mod admin;
 mod backend;
 mod conn;
 mod decode;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
 use kosh_jobs_core::{
-    CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
-    LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
+    CancelOutcome, Clock, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord, JobState,
+    Lease, LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
     Timestamp,
 };
 use redis::Value;
@@ -19,7 +19,7 @@ use crate::decode::{
     array, bad, int, job_record, opt_int, opt_json, req_int, req_text, take_text, text,
 };
 use crate::error::RedisError;
-use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT};
+use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT, UPGRADABLE};
 use crate::options::RedisOptions;
 use crate::registry::Registry;
 use crate::scripts;
@@ -30,6 +30,8 @@ const RESERVE_CHUNK: usize = 1000;
 /// Lease tokens of one reserve call: call * TOKEN_SPAN + 2k (+ 1), k <= RESERVE_CHUNK.
 const TOKEN_SPAN: u64 = 10_000;
 const _: () = assert!(2 * RESERVE_CHUNK as u64 + 1 < TOKEN_SPAN);
+/// Worker ids whose numbers one backend handle remembers (see `Shared::worker_numbers`).
+const MAX_KNOWN_WORKERS: usize = 1024;
 /// Expired leases recovered per script call.
 const RECOVER_CHUNK: i64 = 1000;
 /// Finished jobs purged per state per script call.
@@ -38,9 +40,9 @@ const PURGE_CHUNK: i64 = 1000;
 /// Everything the operations share; lives on the I/O thread's tasks.
 pub(crate) struct Shared {
     pub(crate) conn: Arc<Conn>,
-    keys: Keys,
+    pub(crate) keys: Keys,
     pub(crate) clock: Clock,
-    registry: Registry,
+    pub(crate) registry: Registry,
     keep_age_ms: i64,
     keep_count: i64,
     /// Identifies this backend's own "scheduled time moved" wake-up tokens.
@@ -53,6 +55,9 @@ pub(crate) struct Shared {
     /// Consecutive failed blocking waits (for the pause between them).
     pub(crate) wait_failures: std::sync::atomic::AtomicU32,
     timeout: Duration,
+    /// Per worker id, its number in each queue (by queue index) as `wid` gave it: reserve
+    /// passes it, so only a worker's first reserve in a queue looks it up.
+    worker_numbers: Mutex<HashMap<String, HashMap<u16, String>>>,
 }
 
 /// Items of one queue: the queue, their places in the caller's batch, the items.
@@ -88,6 +93,7 @@ impl Shared {
             turn: std::sync::atomic::AtomicUsize::new(0),
             wait_failures: std::sync::atomic::AtomicU32::new(0),
             timeout: opts.timeout,
+            worker_numbers: Mutex::new(HashMap::new()),
         };
         shared.check_layout(&opts.prefix).await?;
         shared.check_eviction_policy().await;
@@ -120,6 +126,20 @@ impl Shared {
         match found {
             None => Ok(()),
             Some(l) if l == LAYOUT => Ok(()),
+            Some(l) if l == UPGRADABLE => {
+                // Its keys read as they are; only processes of older versions cannot read
+                // what this one writes, and the new marker keeps them out.
+                let mut set = redis::cmd("SET");
+                set.arg(&key).arg(LAYOUT);
+                self.conn.query(&set).await?;
+                tracing::info!(
+                    prefix,
+                    "upgraded the storage layout of the keys under prefix `{prefix}` from {l} to \
+                     {LAYOUT}: processes of kosh-jobs-redis versions that use layout {l} must \
+                     not run against it any more"
+                );
+                Ok(())
+            }
             Some(l) => Err(RedisError::Incompatible(format!(
                 "the keys under prefix `{prefix}` use storage layout {l}, and this version of \
                  kosh-jobs-redis reads layout {LAYOUT} only: let workers of the version that \
@@ -153,7 +173,7 @@ impl Shared {
         self.timeout
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -372,9 +392,17 @@ impl Shared {
                 break;
             }
             let qi = self.registry.index(queue).await?;
-            let mut args = ScriptArgs::with_capacity(3);
+            let number = lock(&self.worker_numbers)
+                .get(req.worker.as_str())
+                .and_then(|by_queue| by_queue.get(&qi))
+                .cloned();
+            let mut args = ScriptArgs::with_capacity(5);
             let now = self.now().as_millis();
             args.int(now).int(want.min(RESERVE_CHUNK) as i64).int(lease);
+            match number {
+                Some(w) => args.str(w),
+                None => args.str("").str(req.worker.as_str()),
+            };
             let v = self
                 .conn
                 .script(
@@ -397,17 +425,31 @@ impl Shared {
                 None => Timestamp::EPOCH,
             };
             let call = opt_int(tok)?.unwrap_or(0);
-            // Then (member, spec) per job, then the jobs that ran before: (k, attempt, progress).
-            // A paused queue answers with the first three fields only.
-            let Some(again) = items.get(3) else { continue };
+            // Then the worker's number if it was not passed, (member, spec) per job, then the
+            // jobs that ran before: (k, attempt, progress). A paused queue answers with the
+            // first three fields only.
+            let (Some(again), Some(number)) = (items.get(3), items.get(4)) else {
+                continue;
+            };
+            if let Some(w) = opt_int(number)? {
+                let mut known = lock(&self.worker_numbers);
+                if known.len() >= MAX_KNOWN_WORKERS {
+                    // Worker ids come and go (one per worker started): forget the old ones.
+                    known.clear();
+                }
+                known
+                    .entry(req.worker.as_str().to_owned())
+                    .or_default()
+                    .insert(qi, w.to_string());
+            }
             let again = usize::try_from(req_int(again, "reserve: count")?)
                 .map_err(|_| bad("reserve: bad count"))?;
             let jobs_end = again
                 .checked_mul(3)
                 .and_then(|r| items.len().checked_sub(r))
-                .filter(|&end| end >= 4 && (end - 4) % 2 == 0)
+                .filter(|&end| end >= 5 && (end - 5) % 2 == 0)
                 .ok_or_else(|| bad("reserve: wrong number of fields"))?;
-            let n_jobs = (jobs_end - 4) / 2;
+            let n_jobs = (jobs_end - 5) / 2;
             let mut repeat: Vec<(u32, Option<serde_json::Value>)> = vec![(1, None); n_jobs];
             let mut items = items;
             for t in items.split_off(jobs_end).chunks_exact(3) {
@@ -421,7 +463,7 @@ impl Shared {
                     opt_json(&t[2], "progress")?,
                 );
             }
-            let mut fields = items.into_iter().skip(4);
+            let mut fields = items.into_iter().skip(5);
             let mut next = || fields.next().unwrap_or(Value::Nil);
             for (k, (attempt, progress)) in (1..=n_jobs).zip(repeat) {
                 let [m, spec]: [Value; 2] = std::array::from_fn(|_| next());
@@ -455,7 +497,7 @@ impl Shared {
 
     /// Groups items by queue (by their job id), runs `call` per queue concurrently, and puts
     /// the per-item results back in order. Items of unknown queues get `missing`.
-    async fn per_queue<T, R, F, Fut>(
+    pub(crate) async fn per_queue<T, R, F, Fut>(
         self: &Arc<Self>,
         items: Vec<(JobId, T)>,
         missing: R,
@@ -507,7 +549,8 @@ impl Shared {
                 args.int(now)
                     .int(this.keep_age_ms)
                     .int(this.keep_count)
-                    .str(this.origin.as_str());
+                    .str(this.origin.as_str())
+                    .int(now - now.rem_euclid(60_000));
                 // Completions without a result go first, as bare leases (most items are
                 // those): the script then reads one argument per item instead of three.
                 let (plain, other): (Vec<_>, Vec<_>) =
@@ -534,15 +577,19 @@ impl Shared {
                             };
                             args.str("c").str(text);
                         }
-                        Outcome::Retry { error, retry_at } => {
+                        Outcome::Retry {
+                            error,
+                            retry_at,
+                            kind,
+                        } => {
                             let at = retry_at.as_millis();
                             if at > now {
                                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
                             }
-                            args.str("r").str(error).int(at);
+                            args.str(failure_kind("r", kind)).str(error).int(at);
                         }
-                        Outcome::Failed { error } => {
-                            args.str("f").str(error);
+                        Outcome::Failed { error, kind } => {
+                            args.str(failure_kind("f", kind)).str(error);
                         }
                     }
                 }
@@ -642,7 +689,8 @@ impl Shared {
         let items: Vec<(JobId, Lease)> = leases.iter().map(|l| (l.id, *l)).collect();
         self.per_queue(items, (), |this, queue, items| async move {
             let n = items.len();
-            let mut args = ScriptArgs::with_capacity(n);
+            let mut args = ScriptArgs::with_capacity(n + 1);
+            args.int(this.now().as_millis());
             for (r, l) in items {
                 args.str(lease_entry(r, l.token));
             }
@@ -702,19 +750,18 @@ impl Shared {
 
     pub(crate) async fn counts(self: Arc<Self>) -> Result<Vec<QueueCounts>, RedisError> {
         let queues = self.registry.all(self.now()).await?;
+        let now = self.now().as_millis();
         let calls = queues.into_iter().map(|(queue, _)| {
             let this = self.clone();
             async move {
+                let mut args = ScriptArgs::with_capacity(1);
+                args.int(now);
                 let v = this
                     .conn
-                    .script(
-                        &scripts::COUNTS,
-                        &[&this.keys.queue(&queue)],
-                        ScriptArgs::default(),
-                    )
+                    .script(&scripts::COUNTS, &[&this.keys.queue(&queue)], args)
                     .await?;
                 let a = array(v)?;
-                if a.len() != 7 {
+                if a.len() != 8 {
                     return Err(bad("counts: wrong number of fields"));
                 }
                 let n = |i: usize| int(&a[i]).map(|n| n.max(0) as u64).unwrap_or(0);
@@ -727,6 +774,7 @@ impl Shared {
                     failed: n(4),
                     cancelled: n(5),
                     paused: n(6) == 1,
+                    oldest_ready_at: opt_int(&a[7])?.map(Timestamp::from_millis),
                 };
                 Ok::<_, RedisError>(c)
             }
@@ -799,8 +847,8 @@ impl Shared {
         let Some(queue) = self.registry.name(r.queue_index).await? else {
             return Ok(RetryOutcome::NotFound);
         };
-        let mut args = ScriptArgs::with_capacity(1);
-        args.str(r.member());
+        let mut args = ScriptArgs::with_capacity(2);
+        args.int(self.now().as_millis()).str(r.member());
         let v = self
             .conn
             .script(
@@ -942,7 +990,7 @@ impl Shared {
     }
 
     /// The id of the job named by a job ref (`{prefix:queue}:j:<member>`).
-    async fn id_of_job_key(&self, key: &str) -> Result<JobId, RedisError> {
+    pub(crate) async fn id_of_job_key(&self, key: &str) -> Result<JobId, RedisError> {
         let (queue, member) = self
             .keys
             .parse_job_key(key)
@@ -969,6 +1017,17 @@ fn lease_entry(r: JobRef, token: u64) -> String {
     format!("{}:{token}", r.member())
 }
 
+/// A failed outcome's kind for the finish script: `r` (retry) or `f` (failed), then the
+/// attempt's code in the history (see `archive` in `lib.lua`).
+fn failure_kind(what: &'static str, kind: FailureKind) -> String {
+    let code = match kind {
+        FailureKind::Error => what,
+        FailureKind::TimedOut => "t",
+        FailureKind::Panicked => "p",
+    };
+    format!("{what}{code}")
+}
+
 fn flags(v: Value) -> Result<Vec<bool>, RedisError> {
     array(v)?
         .iter()
@@ -976,7 +1035,7 @@ fn flags(v: Value) -> Result<Vec<bool>, RedisError> {
         .collect()
 }
 
-fn state_of(v: Option<&Value>) -> Result<JobState, RedisError> {
+pub(crate) fn state_of(v: Option<&Value>) -> Result<JobState, RedisError> {
     let s = req_text(v.unwrap_or(&Value::Nil), "state")?;
     s.parse().map_err(|e| bad(format!("{e}")))
 }

@@ -28,7 +28,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// (Upstash, Redis Cloud, ElastiCache with in-transit encryption), and
 /// `redis+cluster://host1:port1,host2:port2` / `rediss+cluster://…` for Redis Cluster (more
 /// seed nodes also with [`RedisOptionsBuilder::cluster_node`]). The query string sets
-/// `prefix`, `timeout`, `keep_completed_for` and `keep_completed_max`; the full grammar is on
+/// `prefix`, `timeout`, `keep_completed_for`, `keep_completed_max` and `ca_file` (a private
+/// CA for `rediss://`, read when the options are built); the full grammar is on
 /// [`RedisBackend::connect`](crate::RedisBackend::connect). A builder method wins over the
 /// same option in the URL. Neither `Debug` nor any error shows the password.
 ///
@@ -289,8 +290,9 @@ impl RedisOptionsBuilder {
         self
     }
 
-    /// A PEM root certificate to trust for `rediss://` (a private CA); by default the web PKI
-    /// roots are trusted.
+    /// PEM root certificates to trust for `rediss://` (a private CA) instead of the web PKI
+    /// roots, the default; the URL option `ca_file=/path/ca.pem` does the same from a file.
+    /// Checked when built: a PEM without a certificate is an error.
     pub fn tls_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_cert = Some(pem.into());
         self
@@ -337,11 +339,36 @@ impl RedisOptionsBuilder {
                 MAX_TIMEOUT.as_secs(),
             )));
         }
-        if self.tls_root_cert.is_some() && !nodes.iter().all(|n| n.tls) {
-            return Err(RedisError::Config(
-                "a TLS root certificate needs rediss:// urls".into(),
-            ));
-        }
+        let all_tls = nodes.iter().all(|n| n.tls);
+        let tls_root_cert = match (self.tls_root_cert, query.ca_file) {
+            (Some(pem), _) => {
+                if !all_tls {
+                    return Err(RedisError::Config(
+                        "a TLS root certificate needs rediss:// urls".into(),
+                    ));
+                }
+                check_root_certs(&pem, "the certificate given to `tls_root_cert_pem`")?;
+                Some(pem)
+            }
+            (None, Some(path)) => {
+                if !all_tls {
+                    return Err(RedisError::Config(
+                        "option `ca_file` of the redis url needs a rediss:// url (TLS)".into(),
+                    ));
+                }
+                let pem = std::fs::read(&path).map_err(|e| {
+                    RedisError::Config(format!(
+                        "option `ca_file` of the redis url: cannot read `{path}`: {e}"
+                    ))
+                })?;
+                check_root_certs(
+                    &pem,
+                    &format!("option `ca_file` of the redis url: `{path}`"),
+                )?;
+                Some(pem)
+            }
+            (None, None) => None,
+        };
         Ok(RedisOptions {
             nodes,
             cluster,
@@ -356,9 +383,32 @@ impl RedisOptionsBuilder {
                 .keep_completed_max
                 .or(query.keep_completed_max)
                 .unwrap_or(Some(DEFAULT_KEEP_COMPLETED_MAX)),
-            tls_root_cert: self.tls_root_cert,
+            tls_root_cert,
         })
     }
+}
+
+/// Checks that `pem` holds at least one certificate usable as a trust anchor, so a wrong
+/// file fails here, named by `what`, and not at the first connection with a message that
+/// names nothing.
+fn check_root_certs(pem: &[u8], what: &str) -> Result<(), RedisError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| RedisError::Config(format!("{what} is not valid PEM: {e}")))?;
+        roots.add(cert).map_err(|e| {
+            RedisError::Config(format!(
+                "{what} holds a certificate that cannot be trusted as a root: {e}"
+            ))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(RedisError::Config(format!(
+            "{what} holds no certificate (expected PEM: `-----BEGIN CERTIFICATE-----`)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -470,6 +520,85 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("first redis url"), "{e}");
     }
+
+    #[test]
+    fn ca_file_from_the_url_is_read_when_built() {
+        let dir = std::env::temp_dir().join(format!(
+            "kosh-ca-file-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, TEST_CA_PEM).unwrap();
+        let url = format!("rediss://:pw@h:6380?ca_file={}", ca.display());
+        let o = RedisOptions::from_url(&url).unwrap();
+        assert_eq!(o.tls_root_cert.as_deref(), Some(TEST_CA_PEM.as_bytes()));
+        // The builder's certificate wins over the URL's file, which is then not read.
+        let missing = dir.join("missing.pem");
+        let o = RedisOptions::builder(format!("rediss://h?ca_file={}", missing.display()))
+            .tls_root_cert_pem(TEST_CA_PEM)
+            .build()
+            .unwrap();
+        assert_eq!(o.tls_root_cert.as_deref(), Some(TEST_CA_PEM.as_bytes()));
+        // Errors name the option and the file, never the password.
+        let not_pem = dir.join("not-pem.txt");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let bad_pem = dir.join("bad.pem");
+        std::fs::write(
+            &bad_pem,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for (url, needles) in [
+            (
+                format!("rediss://:pw@h?ca_file={}", missing.display()),
+                vec!["`ca_file`", "cannot read", "missing.pem"],
+            ),
+            (
+                format!("rediss://:pw@h?ca_file={}", not_pem.display()),
+                vec!["`ca_file`", "not-pem.txt", "no certificate"],
+            ),
+            (
+                format!("rediss://:pw@h?ca_file={}", bad_pem.display()),
+                vec!["`ca_file`", "bad.pem"],
+            ),
+            (
+                format!("redis://:pw@h?ca_file={}", ca.display()),
+                vec!["`ca_file`", "rediss://"],
+            ),
+            ("rediss://:pw@h?ca_file=".to_owned(), vec!["`ca_file`"]),
+        ] {
+            let e = RedisOptions::from_url(&url).unwrap_err();
+            assert!(matches!(e, RedisError::Config(_)), "{e:?}");
+            let text = e.to_string();
+            for n in needles {
+                assert!(text.contains(n), "{url}: `{text}` lacks {n}");
+            }
+            assert!(!text.contains("pw"), "{text}");
+        }
+        let e = RedisOptions::builder("rediss://h")
+            .tls_root_cert_pem("not a certificate")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("tls_root_cert_pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A self-signed CA certificate (P-256, valid until 2126; its key was thrown away).
+    const TEST_CA_PEM: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBmjCCAT+gAwIBAgIUfDEDdSpI96DHMcJm1FyrSmMEY+AwCgYIKoZIzj0EAwIw
+ITEfMB0GA1UEAwwWa29zaC1qb2JzIHVuaXQgdGVzdCBDQTAgFw0yNjEyMDIyMzU2
+MTJaGA8yMTI2MTEwODIzNTYxMlowITEfMB0GA1UEAwwWa29zaC1qb2JzIHVuaXQg
+dGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABIpa/kroO4+deNKDgcNB
+94FcNZsOqsLd+AZz20SUsg1JN+364mzbUwdt/nD7YnwF/aDmOK1Jvn4tsOVLFpes
+wxGjUzBRMB0GA1UdDgQWBBRtNOSItyWlwtWvp5kCjtNsGZTT0zAfBgNVHSMEGDAW
+gBRtNOSItyWlwtWvp5kCjtNsGZTT0zAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49
+BAMCA0kAMEYCIQCaGKMq9wda6d7NkX1Odx/HHwbvtd1T3t2RNmrAXQunkAIhAIb/
+ALlep5me4NZsXuAeImGPXtja0DnCrZXqvsXxf/7x
+-----END CERTIFICATE-----
+";
 
     #[test]
     fn a_cluster_url_with_a_host_list() {

@@ -12,6 +12,7 @@ pub(crate) const QUERY_KEYS: &[&str] = &[
     "timeout",
     "keep_completed_for",
     "keep_completed_max",
+    "ca_file",
 ];
 
 /// What one URL says.
@@ -31,6 +32,9 @@ pub(crate) struct UrlQuery {
     pub(crate) timeout: Option<Duration>,
     pub(crate) keep_completed_for: Option<Option<Duration>>,
     pub(crate) keep_completed_max: Option<Option<u64>>,
+    /// A PEM file of root certificates to trust for `rediss://` (a private CA), read when
+    /// the options are built.
+    pub(crate) ca_file: Option<String>,
 }
 
 impl UrlQuery {
@@ -39,6 +43,7 @@ impl UrlQuery {
             && self.timeout.is_none()
             && self.keep_completed_for.is_none()
             && self.keep_completed_max.is_none()
+            && self.ca_file.is_none()
     }
 }
 
@@ -199,6 +204,12 @@ fn parse_query(url: &url::Url) -> Result<UrlQuery, RedisError> {
                     ),
                 })
             }
+            "ca_file" => {
+                if value.is_empty() {
+                    return Err(bad("the path of a PEM file of CA certificates"));
+                }
+                q.ca_file = Some(value.clone().into_owned())
+            }
             _ => {
                 return Err(invalid(format!(
                     "unknown option `{key}` in the redis url; the options are {}",
@@ -334,6 +345,10 @@ mod tests {
             Some(Some(Duration::from_secs(7 * 86_400)))
         );
         assert_eq!(p.query.keep_completed_max, Some(None));
+        // A file path, percent-decoded; read later, when the options are built.
+        let p = parse("rediss://h?ca_file=/etc/my%20certs/ca.pem", false).unwrap();
+        assert_eq!(p.query.ca_file.as_deref(), Some("/etc/my certs/ca.pem"));
+        assert!(parse("rediss://h?ca_file=ca.pem", true).is_err());
         assert!(parse("redis://h", false).unwrap().query.is_empty());
         assert!(parse("redis://h?prefix=x", true).is_err());
     }
@@ -345,7 +360,7 @@ mod tests {
                 "redis://:pw@h?colour=red",
                 &[
                     "`colour`",
-                    "prefix, timeout, keep_completed_for, keep_completed_max",
+                    "prefix, timeout, keep_completed_for, keep_completed_max, ca_file",
                 ][..],
             ),
             ("redis://:pw@h?timeout=2", &["`timeout`", "`500ms`", "`2`"]),
@@ -360,6 +375,11 @@ mod tests {
                 &["`keep_completed_for`"],
             ),
             ("redis://:pw@h?prefix=a&prefix=b", &["`prefix`", "twice"]),
+            ("rediss://:pw@h?ca_file=", &["`ca_file`", "PEM file"]),
+            (
+                "rediss://:pw@h?ca_file=a&ca_file=b",
+                &["`ca_file`", "twice"],
+            ),
             ("redis://:pw@h#frag", &["fragment"]),
         ] {
             let e = parse(url, false).err().expect(url).to_string();

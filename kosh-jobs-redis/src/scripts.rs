@@ -59,6 +59,11 @@ scripts! {
     PAUSE => "pause",
     REGISTER => "register",
     DUE => "due",
+    SEARCH => "search",
+    APPLY => "apply",
+    THROUGHPUT => "throughput",
+    RUNNING => "running",
+    WORKER => "worker",
 }
 
 /// One top-level definition of `lib.lua` (`local NAME = …` or `local function NAME`), with

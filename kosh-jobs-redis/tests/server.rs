@@ -531,7 +531,7 @@ async fn retention_deletes_old_completed_jobs_and_keeps_failed_ones() {
     .await
     .expect("connect");
     let done = || Outcome::Completed { result: None };
-    let failed = complete_one(&b, "q", Outcome::Failed { error: "x".into() }).await;
+    let failed = complete_one(&b, "q", Outcome::failed("x")).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(complete_one(&b, "q", done()).await);

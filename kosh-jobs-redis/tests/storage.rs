@@ -67,9 +67,7 @@ fn done(lease: Lease) -> Finish {
 fn failed(lease: Lease, error: &str) -> Finish {
     Finish {
         lease,
-        outcome: Outcome::Failed {
-            error: error.into(),
-        },
+        outcome: Outcome::failed(error),
     }
 }
 
@@ -155,19 +153,8 @@ async fn running_jobs_whose_data_was_evicted_end_cleanly() {
     };
     let results = b
         .finish(vec![
-            finish(
-                0,
-                Outcome::Failed {
-                    error: "boom".into(),
-                },
-            ),
-            finish(
-                1,
-                Outcome::Retry {
-                    error: "again".into(),
-                    retry_at: b.clock().now(),
-                },
-            ),
+            finish(0, Outcome::failed("boom")),
+            finish(1, Outcome::retry("again", b.clock().now())),
             finish(2, Outcome::Completed { result: None }),
         ])
         .await
@@ -267,10 +254,7 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
         .finish(vec![
             Finish {
                 lease: first[0].lease,
-                outcome: Outcome::Retry {
-                    error: "flaky".into(),
-                    retry_at: now,
-                },
+                outcome: Outcome::retry("flaky", now),
             },
             done(stale),
             Finish {
@@ -320,14 +304,14 @@ async fn mixed_finish_batches_keep_their_order_and_retention_deletes_every_colum
         assert!(b.get(l.id()).await.expect("get").is_none());
     }
     let member = format!("{:016}", first[1].id().get() >> 16);
-    for col in ["spec", "run", "fin", "res", "err", "pg", "ra"] {
+    for col in ["spec", "run", "fin", "res", "err", "pg", "ra", "hist"] {
         let key = format!("{{{prefix}:q}}:{col}");
         let fields = raw_command(server.port, None, &["HKEYS", &key]);
         let jobs: Vec<&str> = fields
             .lines()
             .filter(|f| f.len() == 16 && f.bytes().all(|c| c.is_ascii_digit()))
             .collect();
-        let expect: Vec<&str> = if ["spec", "run", "fin", "err"].contains(&col) {
+        let expect: Vec<&str> = if ["spec", "run", "fin", "err", "hist"].contains(&col) {
             vec![member.as_str()]
         } else {
             vec![]
@@ -510,7 +494,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         .expect_err("another layout is refused");
         let msg = e.to_string();
         assert!(
-            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 3"),
+            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 4"),
             "{msg}"
         );
         assert!(matches!(
@@ -518,6 +502,57 @@ async fn keys_of_another_storage_layout_are_refused() {
             kosh_jobs_core::BackendError::Incompatible(_)
         ));
     }
+}
+
+/// Layout 3 (no worker in `run` entries, no attempt history) is read as it is and its marker
+/// upgraded to 4 at connect: its running jobs finish, with an attempt of unknown worker.
+#[tokio::test]
+async fn layout_3_is_upgraded_in_place() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("layout-v3");
+    let b = backend(&server, &prefix).await;
+    b.push(vec![unique_job(&b, "q", None)]).await.expect("push");
+    let leased = reserve(&b, "q", 1).await;
+    drop(b);
+    // As layout 3 wrote it: `attempts,started_at,token`.
+    let member = format!("{:016}", leased[0].id().get() >> 16);
+    let run = raw_command(
+        server.port,
+        None,
+        &["HGET", &format!("{{{prefix}:q}}:run"), &member],
+    );
+    let three: Vec<&str> = run.trim().split(',').take(3).collect();
+    raw_command(
+        server.port,
+        None,
+        &[
+            "HSET",
+            &format!("{{{prefix}:q}}:run"),
+            &member,
+            &three.join(","),
+        ],
+    );
+    raw_command(
+        server.port,
+        None,
+        &["SET", &format!("{{{prefix}}}:layout"), "3"],
+    );
+    let b = backend(&server, &prefix).await;
+    assert_eq!(
+        raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
+        "4"
+    );
+    let running = b.get(leased[0].id()).await.expect("get").expect("job");
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.history.len(), 1);
+    assert_eq!(running.history[0].worker, "");
+    assert_eq!(
+        b.finish(vec![done(leased[0].lease)]).await.expect("finish"),
+        vec![FinishResult::Applied]
+    );
+    let rec = b.get(leased[0].id()).await.expect("get").expect("job");
+    assert_eq!(rec.state, JobState::Completed);
+    assert_eq!(rec.attempts, 1);
 }
 
 /// Redis at `maxmemory` with `noeviction` refuses writes. A push, which only adds, is refused

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kosh_jobs_core::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo, MAX_ACTION_IDS,
+};
 use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -36,6 +40,14 @@ use crate::store::{Op, Response};
 ///   configurable), made only while a worker of this process waits.
 /// - **Retention**: completed jobs are deleted after a while ([`crate::Retention`]); failed jobs
 ///   stay until purged.
+/// - **Operating** ([`kosh_jobs_core::admin`]): each job keeps its latest 25 attempts. A
+///   lease records its attempt in plain columns (worker, start); an attempt that ends other
+///   than by completing the job is appended to a JSON column by the statement that ends it,
+///   so leasing and completing a job write no JSON. Completed and failed jobs are counted
+///   per queue and minute in the transaction that ends them (kept 7 days);
+///   workers register in a table of their own. A search walks jobs by id from its cursor,
+///   at most its budget per call, testing the filter in SQL; a filter of only states and a
+///   queue reads the page from a `(queue, state)` index instead.
 ///
 /// The database never runs on the caller's async threads, so a backend keeps working when a
 /// handler blocks its runtime, and it can be used from any tokio runtime.
@@ -85,7 +97,9 @@ impl SqliteBackend {
     ///   with its schema, and so are the folders it goes in.
     /// - `sqlite::memory:`: a new, private in-memory database (for tests), gone when the
     ///   backend is dropped.
-    /// - `?busy_timeout_ms=10000&poll_interval_ms=100`: options; any other key is refused.
+    /// - `?busy_timeout_ms=10000&poll_interval_ms=100`: options; `?create=false`: fail with
+    ///   [`SqliteError::Missing`] rather than create a missing file (for tools that only read
+    ///   an existing database); any other key is refused.
     ///
     /// An invalid URL fails as [`SqliteError::InvalidOptions`]; a file that cannot be opened
     /// fails with a message that names it by its absolute path and says what is wrong (see
@@ -405,5 +419,59 @@ impl Backend for SqliteBackend {
 
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.write(Op::Resume(queue.to_owned())).await.map(drop)
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
+        query.filter.validate()?;
+        expect!(
+            self.read(Op::Search(Box::new(query.clone()))).await?,
+            Search
+        )
+        .map(|p| *p)
+    }
+
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError> {
+        if ids.len() > MAX_ACTION_IDS {
+            return Err(BackendError::InvalidInput(format!(
+                "{action}: at most {MAX_ACTION_IDS} jobs per call, not {}",
+                ids.len()
+            )));
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        expect!(
+            self.write(Op::Apply(action, ids.to_vec(), only.to_vec()))
+                .await?,
+            Actions
+        )
+    }
+
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError> {
+        expect!(self.read(Op::Throughput(query.clone())).await?, Throughput)
+    }
+
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.write(Op::RegisterWorker(Box::new(info.clone()), ttl))
+            .await
+            .map(drop)
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError> {
+        self.write(Op::DeregisterWorker(id.to_owned()))
+            .await
+            .map(drop)
+    }
+
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
+        expect!(self.read(Op::Workers).await?, Workers)
     }
 }

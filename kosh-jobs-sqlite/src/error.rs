@@ -21,7 +21,7 @@ use rusqlite::ErrorCode;
 /// | --- | --- |
 /// | `Busy` (locked past the busy timeout) | `Unavailable`: the only outage |
 /// | `ReadOnly`, `PermissionDenied` | `PermissionDenied` |
-/// | `InvalidOptions`, `InvalidInput` | `InvalidInput` |
+/// | `InvalidOptions`, `InvalidInput`, `Missing` | `InvalidInput` |
 /// | `NewerSchema`, `NotKoshDatabase`, `NotADatabase`, `Corrupt`, `Malformed` | `Incompatible` |
 /// | the rest (`Open`, `Full`, `Closed`, `Thread`, `Sqlite`) | `Storage`, with this error as the source |
 ///
@@ -59,6 +59,16 @@ pub enum SqliteError {
         /// What the operating system or SQLite said, when it says more than `reason`.
         #[source]
         source: Option<BoxError>,
+    },
+    /// The database file does not exist, and the options say not to create it
+    /// ([`crate::SqliteOptionsBuilder::create_if_missing`], URL `?create=false`).
+    #[error(
+        "sqlite database `{path}` does not exist (and the options say not to create it: \
+         `create=false`)"
+    )]
+    Missing {
+        /// The database file, absolute.
+        path: PathBuf,
     },
     /// The operating system denies this process the file or a folder on its way (or SQLite
     /// denies the access).
@@ -214,7 +224,9 @@ impl From<SqliteError> for BackendError {
                 BackendError::permission_denied(e)
             }
             SqliteError::InvalidInput(msg) => BackendError::InvalidInput(msg),
-            SqliteError::InvalidOptions(_) => BackendError::InvalidInput(e.to_string()),
+            SqliteError::InvalidOptions(_) | SqliteError::Missing { .. } => {
+                BackendError::InvalidInput(e.to_string())
+            }
             SqliteError::NewerSchema { .. }
             | SqliteError::NotKoshDatabase { .. }
             | SqliteError::NotADatabase { .. }

@@ -117,6 +117,7 @@ pub struct SqliteOptions {
     pub(crate) retention: Retention,
     pub(crate) prune_interval: Duration,
     pub(crate) prune_chunk: usize,
+    pub(crate) create_if_missing: bool,
     pub(crate) clock: Clock,
 }
 
@@ -147,9 +148,11 @@ impl SqliteOptions {
     /// - `sqlite://data/jobs.db` (relative path), `sqlite:///var/lib/app/jobs.db` (absolute)
     ///   or `sqlite:data/jobs.db`;
     /// - `sqlite::memory:` (or `sqlite://:memory:`) for a private in-memory database;
-    /// - optional query parameters `busy_timeout_ms` and `poll_interval_ms`, e.g.
-    ///   `sqlite://jobs.db?busy_timeout_ms=10000`; any other is refused, with a message that
-    ///   lists these.
+    /// - optional query parameters: `busy_timeout_ms` and `poll_interval_ms` (milliseconds),
+    ///   and `create` (`true` or `false`: whether a missing file is created, see
+    ///   [`SqliteOptionsBuilder::create_if_missing`]), e.g.
+    ///   `sqlite://jobs.db?busy_timeout_ms=10000&create=false`; any other is refused, with a
+    ///   message that lists these.
     ///
     /// The path is taken literally (no percent-decoding). Every `sqlite::memory:` database is
     /// a new, private one.
@@ -159,7 +162,7 @@ impl SqliteOptions {
     ///
     /// let err = SqliteOptions::from_url("sqlite://jobs.db?timeout=10").unwrap_err();
     /// assert!(matches!(err, SqliteError::InvalidOptions(_)));
-    /// assert!(err.to_string().contains("`timeout` (known: busy_timeout_ms, poll_interval_ms)"));
+    /// assert!(err.to_string().contains("`timeout` (known: busy_timeout_ms, poll_interval_ms, create)"));
     /// ```
     pub fn from_url(url: &str) -> Result<SqliteOptionsBuilder, SqliteError> {
         let bad = |reason: &str| SqliteError::InvalidOptions(format!("url `{url}`: {reason}"));
@@ -180,17 +183,29 @@ impl SqliteOptions {
             let (key, value) = pair
                 .split_once('=')
                 .ok_or_else(|| bad(&format!("query parameter `{pair}` has no value")))?;
-            let millis: u64 = value.parse().map_err(|_| {
-                bad(&format!(
-                    "`{key}` must be a number of milliseconds, not `{value}`"
-                ))
-            })?;
+            let millis = || -> Result<Duration, SqliteError> {
+                value.parse().map(Duration::from_millis).map_err(|_| {
+                    bad(&format!(
+                        "`{key}` must be a number of milliseconds, not `{value}`"
+                    ))
+                })
+            };
             builder = match key {
-                "busy_timeout_ms" => builder.busy_timeout(Duration::from_millis(millis)),
-                "poll_interval_ms" => builder.poll_interval(Duration::from_millis(millis)),
+                "busy_timeout_ms" => builder.busy_timeout(millis()?),
+                "poll_interval_ms" => builder.poll_interval(millis()?),
+                "create" => builder.create_if_missing(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(bad(&format!(
+                            "`create` must be `true` or `false`, not `{value}`"
+                        )))
+                    }
+                }),
                 _ => {
                     return Err(bad(&format!(
-                        "unknown query parameter `{key}` (known: busy_timeout_ms, poll_interval_ms)"
+                        "unknown query parameter `{key}` (known: busy_timeout_ms, \
+                         poll_interval_ms, create)"
                     )))
                 }
             };
@@ -219,6 +234,11 @@ impl SqliteOptions {
     /// The retention of completed jobs.
     pub fn retention_value(&self) -> Retention {
         self.retention
+    }
+
+    /// Whether a missing database file is created.
+    pub fn create_if_missing_value(&self) -> bool {
+        self.create_if_missing
     }
 
     /// The clock the backend reads.
@@ -276,6 +296,7 @@ impl SqliteOptionsBuilder {
                 retention: Retention::default(),
                 prune_interval: Duration::from_secs(1),
                 prune_chunk: 2_000,
+                create_if_missing: true,
                 clock: Clock::system(),
             },
         }
@@ -304,6 +325,29 @@ impl SqliteOptionsBuilder {
     /// How long completed jobs are kept. Default: [`Retention::default`].
     pub fn retention(mut self, retention: Retention) -> Self {
         self.opts.retention = retention;
+        self
+    }
+
+    /// Whether a missing database file is created (with its schema, and the folders it goes
+    /// in). Default `true`. With `false`, opening a file that does not exist fails with
+    /// [`SqliteError::Missing`] and creates nothing: for tools that only look at an existing
+    /// database (URL: `?create=false`). An existing file of an older schema is still
+    /// migrated.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), kosh_jobs_sqlite::SqliteError> {
+    /// use kosh_jobs_sqlite::{SqliteBackend, SqliteError, SqliteOptions};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("nothing/here.db");
+    /// let opts = SqliteOptions::builder(&path).create_if_missing(false).build()?;
+    /// let err = SqliteBackend::connect_with(opts).await.unwrap_err();
+    /// assert!(matches!(err, SqliteError::Missing { .. }));
+    /// assert!(!path.parent().unwrap().exists());
+    /// # Ok(()) }
+    /// ```
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.opts.create_if_missing = create;
         self
     }
 
@@ -381,6 +425,12 @@ mod tests {
             .unwrap();
         assert_eq!(o.busy_timeout, Duration::from_millis(100));
         assert_eq!(o.poll_interval, Duration::from_millis(50));
+        assert!(o.create_if_missing);
+        let o = SqliteOptions::from_url("sqlite://j.db?create=false")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!o.create_if_missing_value());
     }
 
     #[test]
@@ -391,6 +441,8 @@ mod tests {
             ("sqlite://j.db?foo=1", "unknown query parameter `foo`"),
             ("sqlite://j.db?busy_timeout_ms=x", "milliseconds"),
             ("sqlite://j.db?busy_timeout_ms", "no value"),
+            ("sqlite://j.db?create=no", "`true` or `false`"),
+            ("sqlite://j.db?foo=1", "poll_interval_ms, create)"),
         ] {
             let err = SqliteOptions::from_url(url).unwrap_err().to_string();
             assert!(err.contains(needle), "{url}: {err}");

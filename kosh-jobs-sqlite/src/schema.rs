@@ -20,7 +20,10 @@ use crate::options::{Location, SqliteOptions};
 pub(crate) const APPLICATION_ID: i32 = 0x4B4F_5348;
 
 /// The migrations, in order: (schema version reached, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_admin.sql")),
+];
 
 /// The newest schema version this build knows.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -55,6 +58,17 @@ pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
     let classify = |e: rusqlite::Error| SqliteError::classify(e, &path, opts.busy_timeout);
     let conn = match &opts.location {
         Location::Memory => Connection::open_in_memory().map_err(classify)?,
+        Location::File(p) if !opts.create_if_missing => {
+            // Never create the file, nor its folders.
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(p, flags).map_err(|e| {
+                if std::fs::metadata(p).is_err_and(|m| m.kind() == std::io::ErrorKind::NotFound) {
+                    SqliteError::Missing { path: p.clone() }
+                } else {
+                    file::open_failed(p, e)
+                }
+            })?
+        }
         Location::File(p) => {
             if role == Role::Writer {
                 file::create_folders(p)?;

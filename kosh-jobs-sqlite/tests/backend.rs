@@ -263,10 +263,7 @@ async fn retry_outcomes_and_error_history() {
     let l = b.reserve(&req(&["q"], 1)).await.unwrap().remove(0);
     b.finish(vec![Finish {
         lease: l.lease,
-        outcome: Outcome::Retry {
-            error: "bank api down".into(),
-            retry_at: now + Duration::from_secs(10),
-        },
+        outcome: Outcome::retry("bank api down", now + Duration::from_secs(10)),
     }])
     .await
     .unwrap();
@@ -279,9 +276,7 @@ async fn retry_outcomes_and_error_history() {
     assert_eq!(l.attempt, 2);
     b.finish(vec![Finish {
         lease: l.lease,
-        outcome: Outcome::Failed {
-            error: "bad row \"7\"".into(),
-        },
+        outcome: Outcome::failed("bad row \"7\""),
     }])
     .await
     .unwrap();
@@ -474,7 +469,7 @@ async fn retention_prunes_completed_but_keeps_failed() {
         .map(|(i, l)| Finish {
             lease: l.lease,
             outcome: if i < 5 {
-                Outcome::Failed { error: "x".into() }
+                Outcome::failed("x")
             } else {
                 completed()
             },
@@ -639,7 +634,7 @@ async fn default_retention_drops_completed_jobs_after_a_day_and_keeps_failed_one
         },
         Finish {
             lease: leased[1].lease,
-            outcome: Outcome::Failed { error: "x".into() },
+            outcome: Outcome::failed("x"),
         },
     ])
     .await

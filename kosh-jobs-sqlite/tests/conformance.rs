@@ -5,6 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kosh_jobs_core::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -116,5 +120,31 @@ impl Backend for TempSqlite {
     }
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.backend.resume(queue).await
+    }
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
+        self.backend.search(query).await
+    }
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError> {
+        self.backend.apply(action, ids, only).await
+    }
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError> {
+        self.backend.throughput(query).await
+    }
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.backend.register_worker(info, ttl).await
+    }
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError> {
+        self.backend.deregister_worker(id).await
+    }
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
+        self.backend.workers().await
     }
 }

@@ -1,7 +1,8 @@
-//! Every backend through one URL: `kosh_jobs::connect` opens it and one test body uses it
-//! the way an application does (enqueue, run, wait for typed results and final errors, typed
-//! progress, follow-up jobs from a handler), then makes the same mistakes through each API
-//! and expects the same error variant from every backend.
+//! Every backend through one URL (`memory:`, `sqlite://` on disk and in memory, `redis://`,
+//! `rediss://` with a private CA, `redis+cluster://`): `kosh_jobs::connect` opens it and one
+//! test body uses it the way an application does (enqueue, run, wait for typed results and
+//! final errors, typed progress, follow-up jobs from a handler), then makes the same mistakes
+//! through each API and expects the same error variant from every backend.
 
 use std::time::Duration;
 
@@ -213,6 +214,24 @@ async fn sqlite_in_memory_url() {
 async fn redis_url_with_a_prefix() {
     let server = RedisServer::start().expect("a private redis-server (see scripts/test.sh)");
     use_it(&format!("{}?prefix=urls-test", server.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_url_with_a_private_ca() {
+    // A throwaway CA and a certificate for 127.0.0.1 it signed; the server speaks only TLS.
+    let certs = redis_support::TestCerts::generate("urls");
+    let server = redis_support::RedisServer::start_tls_with(&certs, &[]);
+    let url = server.url();
+    assert!(url.starts_with("rediss://127.0.0.1:"), "{url}");
+    let ca = redis_support::query_value(&certs.ca().display().to_string());
+    use_it(&format!("{url}?prefix=urls-tls&ca_file={ca}")).await;
+    // The certificate is verified: without its CA the same server is refused.
+    match kosh_jobs::connect(&format!("{url}?prefix=urls-tls")).await {
+        Err(Error::PermissionDenied(e)) => {
+            assert!(e.to_string().contains("not trusted"), "{e}")
+        }
+        other => panic!("{url} without its CA: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

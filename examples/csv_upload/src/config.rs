@@ -30,6 +30,12 @@ pub struct Config {
     /// Job lease of the worker: `WORKER_LEASE_MS`, default 30000. A job whose worker died
     /// is taken over about this long after its last renewal.
     pub lease: Duration,
+    /// Whether to record metrics and serve them at `/metrics` (Prometheus text format):
+    /// `METRICS`, default `on` (`off` to disable).
+    pub metrics: bool,
+    /// How often the worker samples the store-wide gauges (jobs per state, the age of the
+    /// oldest ready job): `METRICS_SAMPLE_SECS`, default 15; 0 turns sampling off.
+    pub metrics_sample: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -69,6 +75,12 @@ impl Config {
             batch_rows: number("IMPORT_BATCH_ROWS", 500)?,
             row_delay: Duration::from_millis(number("CSV_UPLOAD_ROW_DELAY_MS", 0)?),
             lease: Duration::from_millis(number("WORKER_LEASE_MS", 30_000)?),
+            metrics: match var("METRICS").as_deref().map(str::trim) {
+                None | Some("on" | "1" | "true") => true,
+                Some("off" | "0" | "false") => false,
+                Some(other) => anyhow::bail!("METRICS={other}: use on or off"),
+            },
+            metrics_sample: Duration::from_secs(number("METRICS_SAMPLE_SECS", 15)?),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -7,7 +7,7 @@
 //! - [`db`]: the app's own tables (sqlx on SQLite);
 //! - [`web`]: the page and the JSON API (axum);
 //! - [`backend`]: the job store chosen by URL; [`config`]: the environment;
-//!   [`run`]: wiring it together.
+//!   [`run`]: wiring it together; [`metrics`]: `/metrics` for Prometheus.
 //!
 //! See `README.md` beside this crate for running it.
 
@@ -15,6 +15,7 @@ pub mod backend;
 pub mod config;
 pub mod db;
 pub mod import;
+pub mod metrics;
 pub mod parse;
 pub mod run;
 pub mod web;

@@ -24,6 +24,8 @@ pub struct Services {
     pub jobs: Client,
     /// The configuration they came from.
     pub config: Config,
+    /// What `/metrics` serves, when metrics are on.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Services {
@@ -46,6 +48,13 @@ impl Services {
         let pool = db::connect(&config.database_url)
             .await
             .with_context(|| "cannot open the app database (DATABASE_URL)".to_string())?;
+        // Installed before the job client and workers exist: their metric handles are taken
+        // from the recorder installed at that time.
+        let metrics = if config.metrics {
+            Some(crate::metrics::install()?)
+        } else {
+            None
+        };
         let backend = open_backend(&config.jobs_url, config.jobs_prefix.as_deref()).await?;
         Ok(Services {
             app: App {
@@ -57,6 +66,7 @@ impl Services {
             jobs: Client::new(backend.clone()),
             backend,
             config,
+            metrics,
         })
     }
 
@@ -66,17 +76,21 @@ impl Services {
             app: self.app.clone(),
             jobs: self.jobs.clone(),
             max_upload_bytes: self.config.max_upload_bytes,
+            metrics: self.metrics.clone(),
         })
     }
 
     /// A worker running the import job.
     pub fn worker(&self, concurrency: usize) -> anyhow::Result<Worker<App>> {
-        Ok(Worker::builder(self.backend.clone())
+        let mut builder = Worker::builder(self.backend.clone())
             .state(self.app.clone())
             .register::<ImportCsv>()
             .concurrency(concurrency)
-            .lease(self.config.lease)
-            .build()?)
+            .lease(self.config.lease);
+        if self.metrics.is_some() && !self.config.metrics_sample.is_zero() {
+            builder = builder.sample_metrics(self.config.metrics_sample);
+        }
+        Ok(builder.build()?)
     }
 
     /// Binds the web server (`addr`, or the configured address) and returns the address it

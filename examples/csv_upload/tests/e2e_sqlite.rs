@@ -66,3 +66,43 @@ async fn the_page_is_served() {
     assert!(html.contains("<form id=\"upload\"") && html.contains("/api/imports"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_for_prometheus() {
+    let app = TestApp::start(None, true).await;
+    let (status, v) = app.upload("m.csv", fixture("debit_credit.csv")).await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    app.wait_final(id, Duration::from_secs(30)).await;
+    // The sampler runs every second in tests: wait for its gauge, not for time.
+    let body = support::wait_for("the sampled gauges", Duration::from_secs(30), || async {
+        let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/plain"), "{ct}");
+        let body = r.text().await.unwrap();
+        body.contains("kosh_jobs_oldest_ready_age_seconds")
+            .then_some(body)
+    })
+    .await;
+    let value = |line_start: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{line_start}` in:\n{body}"))
+    };
+    // Other tests of this process may import too: at least this one counts.
+    assert!(value(r#"kosh_jobs_enqueued_total{queue="csv-uploads",job="import_csv"}"#) >= 1.0);
+    assert!(value(r#"kosh_jobs_started_total{queue="csv-uploads",job="import_csv"}"#) >= 1.0);
+    assert!(
+        value(
+            r#"kosh_jobs_attempts_total{queue="csv-uploads",job="import_csv",outcome="completed"}"#
+        ) >= 1.0
+    );
+    assert!(
+        body.contains("# TYPE kosh_jobs_attempt_duration_seconds summary"),
+        "{body}"
+    );
+    app.stop().await;
+}

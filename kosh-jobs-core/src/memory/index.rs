@@ -10,7 +10,7 @@
 //! second.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -67,6 +67,8 @@ pub(super) struct QueueIndex {
     /// Scheduled jobs by due time, to know when this queue's next job becomes due.
     pub(super) scheduled: BTreeSet<(Timestamp, u64)>,
     pub(super) paused: bool,
+    /// Completed and failed jobs per minute (minute start in ms → [completed, failed]).
+    pub(super) throughput: BTreeMap<i64, [u64; 2]>,
     /// Woken when a job of this queue becomes ready or scheduled, or the queue is resumed.
     pub(super) notify: Arc<Notify>,
     /// Set when `notify` must be woken at the end of the current operation.
@@ -82,6 +84,7 @@ impl QueueIndex {
             ready: BTreeSet::new(),
             scheduled: BTreeSet::new(),
             paused: false,
+            throughput: BTreeMap::new(),
             notify: Arc::new(Notify::new()),
             wake: false,
         }
@@ -147,6 +150,32 @@ impl Indexes {
         self.queues.push(QueueIndex::new(name.to_owned()));
         self.queue_slots.insert(name.to_owned(), q);
         q
+    }
+
+    /// Counts a job of `queue` that completed (or failed) at `now` in its minute, and drops
+    /// the minutes older than the retention when a new minute starts.
+    pub(super) fn count_finished(&mut self, queue: usize, now: Timestamp, completed: bool) {
+        let Some(qi) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let minute = crate::admin::minute_of(now).as_millis();
+        let new_minute = qi
+            .throughput
+            .last_key_value()
+            .is_none_or(|(&m, _)| m < minute);
+        qi.throughput.entry(minute).or_default()[usize::from(!completed)] += 1;
+        if new_minute {
+            let keep_from = now
+                .saturating_sub(crate::admin::THROUGHPUT_RETENTION)
+                .as_millis();
+            while qi
+                .throughput
+                .first_key_value()
+                .is_some_and(|(&m, _)| m < keep_from)
+            {
+                qi.throughput.pop_first();
+            }
+        }
     }
 
     /// Marks a queue's waiters to be woken by [`Indexes::flush_wakes`].

@@ -51,6 +51,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 pub(crate) mod index;
 mod state;
 
@@ -61,6 +62,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use crate::backend::Backend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
@@ -203,7 +208,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn release(&self, leases: &[Lease]) -> Result<(), BackendError> {
-        self.with_state(|st, _| st.release(leases));
+        self.with_state(|st, now| st.release(leases, now));
         Ok(())
     }
 
@@ -297,6 +302,46 @@ impl Backend for MemoryBackend {
 
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.with_state(|st, _| st.set_paused(queue, false))
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
+        self.with_state(|st, now| {
+            st.promote_due(now);
+            st.search(query)
+        })
+    }
+
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError> {
+        self.with_state(|st, now| {
+            st.promote_due(now);
+            st.apply(action, ids, only, now)
+        })
+    }
+
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError> {
+        self.with_state(|st, _| st.throughput(query))
+    }
+
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.with_state(|st, now| st.register_worker(info, ttl, now));
+        Ok(())
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError> {
+        self.with_state(|st, _| st.workers.remove(id));
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
+        Ok(self.with_state(|st, now| st.workers(now)))
     }
 }
 

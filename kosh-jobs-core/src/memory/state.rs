@@ -1,7 +1,9 @@
 //! The memory backend's operations on its state, all synchronous and run under one lock.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::admin::{Attempt, AttemptOutcome, WorkerInfo, MAX_HISTORY};
 use crate::backend::{validate_job_name, validate_queue_name};
 use crate::clock::Timestamp;
 use crate::error::BackendError;
@@ -25,10 +27,12 @@ pub(super) enum WaitCheck {
 
 /// All jobs and their indexes.
 pub(super) struct State {
-    jobs: IdMap<Entry>,
+    pub(super) jobs: IdMap<Entry>,
     pub(super) ix: Indexes,
-    next_id: u64,
+    pub(super) next_id: u64,
     next_token: u64,
+    /// Registered workers by id: what they told, when last seen, when the registration ends.
+    pub(super) workers: HashMap<String, (WorkerInfo, Timestamp, Timestamp)>,
 }
 
 impl State {
@@ -38,6 +42,7 @@ impl State {
             ix: Indexes::default(),
             next_id: 1,
             next_token: 1,
+            workers: HashMap::new(),
         }
     }
 
@@ -117,6 +122,7 @@ impl State {
                     result: None,
                     unique_key: j.unique_key,
                     lease_expires_at: None,
+                    history: Vec::new(),
                 },
                 queue,
                 token: 0,
@@ -151,6 +157,7 @@ impl State {
     /// Recovers every expired lease; returns how many.
     pub(super) fn recover_expired(&mut self, now: Timestamp) -> u64 {
         let mut n = 0;
+        let mut failed = Vec::new();
         while let Some(&(at, id)) = self.ix.leases.first() {
             if at > now {
                 break;
@@ -162,11 +169,13 @@ impl State {
                     error: LEASE_EXPIRED.to_owned(),
                     at: now,
                 });
+                end_attempt(r, now, AttemptOutcome::LeaseExpired, Some(LEASE_EXPIRED));
                 r.lease_expires_at = None;
                 e.token = 0;
                 if r.attempts >= r.max_attempts {
                     r.state = JobState::Failed;
                     r.finished_at = Some(now);
+                    failed.push(e.queue);
                 } else {
                     r.state = JobState::Ready;
                 }
@@ -177,6 +186,9 @@ impl State {
                     self.ix.leases.remove(&(at, id));
                 }
             }
+        }
+        for q in failed {
+            self.ix.count_finished(q, now, false);
         }
         n
     }
@@ -214,6 +226,17 @@ impl State {
                 r.started_at = Some(now);
                 r.lease_expires_at = Some(lease_ends);
                 e.token = token;
+                if r.history.len() >= MAX_HISTORY {
+                    r.history.remove(0);
+                }
+                r.history.push(Attempt {
+                    attempt: r.attempts,
+                    started_at: now,
+                    worker: req.worker.clone(),
+                    ended_at: None,
+                    outcome: None,
+                    error: None,
+                });
                 LeasedJob {
                     lease: Lease { id: r.id, token },
                     name: r.name.clone(),
@@ -247,18 +270,29 @@ impl State {
                 out.push(FinishResult::LeaseLost);
                 continue;
             }
-            self.ix
+            let outcome = item.outcome.attempt_outcome();
+            let ended = self
+                .ix
                 .transition(&mut self.jobs, item.lease.id.get(), |e| {
                     let r = &mut e.rec;
                     e.token = 0;
                     r.lease_expires_at = None;
+                    let error = match &item.outcome {
+                        Outcome::Completed { .. } => None,
+                        Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => {
+                            Some(error.as_str())
+                        }
+                    };
+                    end_attempt(r, now, outcome, error);
                     match item.outcome {
                         Outcome::Completed { result } => {
                             r.state = JobState::Completed;
                             r.result = result;
                             r.finished_at = Some(now);
                         }
-                        Outcome::Retry { error, retry_at } => {
+                        Outcome::Retry {
+                            error, retry_at, ..
+                        } => {
                             r.errors.push(AttemptError {
                                 attempt: r.attempts,
                                 error,
@@ -271,7 +305,7 @@ impl State {
                                 JobState::Ready
                             };
                         }
-                        Outcome::Failed { error } => {
+                        Outcome::Failed { error, .. } => {
                             r.errors.push(AttemptError {
                                 attempt: r.attempts,
                                 error,
@@ -281,7 +315,13 @@ impl State {
                             r.finished_at = Some(now);
                         }
                     }
+                    (e.queue, r.state)
                 });
+            match ended {
+                Some((q, JobState::Completed)) => self.ix.count_finished(q, now, true),
+                Some((q, JobState::Failed)) => self.ix.count_finished(q, now, false),
+                _ => {}
+            }
             out.push(FinishResult::Applied);
         }
         out
@@ -319,7 +359,7 @@ impl State {
         }
     }
 
-    pub(super) fn release(&mut self, leases: &[Lease]) {
+    pub(super) fn release(&mut self, leases: &[Lease], now: Timestamp) {
         for lease in leases {
             if !self.is_current(lease) {
                 continue;
@@ -328,6 +368,7 @@ impl State {
                 let r = &mut e.rec;
                 e.token = 0;
                 r.lease_expires_at = None;
+                end_attempt(r, now, AttemptOutcome::Released, None);
                 r.attempts = r.attempts.saturating_sub(1);
                 r.state = JobState::Ready;
             });
@@ -375,6 +416,7 @@ impl State {
                     *c.get_mut(st) = qi.counts[slot(st)];
                 }
                 c.paused = qi.paused;
+                c.oldest_ready_at = self.oldest_ready(qi);
                 c
             })
             .collect();
@@ -473,6 +515,9 @@ impl State {
         }
         self.ix.transition(&mut self.jobs, id.get(), |e| {
             let r = &mut e.rec;
+            if r.state == JobState::Running {
+                end_attempt(r, now, AttemptOutcome::Cancelled, None);
+            }
             r.state = JobState::Cancelled;
             r.finished_at = Some(now);
             r.lease_expires_at = None;
@@ -518,5 +563,14 @@ impl State {
             self.ix.wake(q);
         }
         Ok(())
+    }
+}
+
+/// Ends the running attempt of `r`'s history (the last entry, if it has not ended).
+fn end_attempt(r: &mut JobRecord, now: Timestamp, outcome: AttemptOutcome, error: Option<&str>) {
+    if let Some(a) = r.history.last_mut().filter(|a| a.ended_at.is_none()) {
+        a.ended_at = Some(now);
+        a.outcome = Some(outcome);
+        a.error = error.map(str::to_owned);
     }
 }

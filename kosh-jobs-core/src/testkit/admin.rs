@@ -219,22 +219,11 @@ pub async fn retry_failed_job<F: BackendFactory + ?Sized>(factory: &F) {
     j.max_attempts = 2;
     let id = t.push_one(j).await;
     let l = t.reserve_one("q", "retry by hand").await;
-    t.finish_ok(
-        l.lease,
-        Outcome::Retry {
-            error: "e1".into(),
-            retry_at: t.now(),
-        },
-        "retry by hand",
-    )
-    .await;
+    t.finish_ok(l.lease, Outcome::retry("e1", t.now()), "retry by hand")
+        .await;
     let l = t.reserve_one("q", "retry by hand").await;
-    t.finish_ok(
-        l.lease,
-        Outcome::Failed { error: "e2".into() },
-        "retry by hand",
-    )
-    .await;
+    t.finish_ok(l.lease, Outcome::failed("e2"), "retry by hand")
+        .await;
     assert_eq!(t.get(id).await.state, JobState::Failed);
 
     assert_eq!(
@@ -299,12 +288,8 @@ pub async fn retry_unique_conflict<F: BackendFactory + ?Sized>(factory: &F) {
     let t = env(factory).await;
     let a = t.push_one(keyed(&t, "daily-report")).await;
     let l = t.reserve_one("q", "unique conflict").await;
-    t.finish_ok(
-        l.lease,
-        Outcome::Failed { error: "x".into() },
-        "unique conflict",
-    )
-    .await;
+    t.finish_ok(l.lease, Outcome::failed("x"), "unique conflict")
+        .await;
     let b = t.push_one(keyed(&t, "daily-report")).await;
     assert_ne!(a, b, "unique conflict: a failed job's key is free");
     assert_eq!(

@@ -8,9 +8,7 @@ use super::support::{done, env, retry, secs};
 use super::BackendFactory;
 
 fn failed(error: &str) -> Outcome {
-    Outcome::Failed {
-        error: error.into(),
-    }
+    Outcome::failed(error)
 }
 
 /// Completing stores the result and the finish time, ends the lease, and only works once.

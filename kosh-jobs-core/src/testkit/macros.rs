@@ -53,6 +53,17 @@ macro_rules! __kosh_jobs_cases {
             wait::wait_woken_by_resume,
             wait::wait_woken_by_recovery,
             wait::wait_returns_when_work_is_ready,
+            operate::search_matches_filter,
+            operate::search_cursor_stable_while_adding,
+            operate::search_work_is_bounded,
+            operate::search_rejects_bad_filters,
+            operate::actions_apply_in_their_states,
+            operate::action_retry_unique_conflict,
+            operate::attempt_history_records_each_attempt,
+            operate::throughput_counts_finished_jobs,
+            operate::throughput_drops_old_minutes,
+            operate::workers_are_listed_until_they_expire,
+            operate::counts_report_oldest_ready,
         }
     };
 }

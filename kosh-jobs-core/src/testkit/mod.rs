@@ -76,13 +76,15 @@
 //! # The cases
 //!
 //! One module per area: [`push`], [`reserve`], [`leases`], [`finish`], [`admin`] (unique keys,
-//! cancel, retry), [`queues`] (counts, list, pause, purge), [`wait`]. Each case is a `pub async
+//! cancel, retry), [`queues`] (counts, list, pause, purge), [`wait`], [`operate`] (search, actions,
+//! attempt history, throughput, workers, latency). Each case is a `pub async
 //! fn` taking the factory, documented with what it checks.
 
 pub mod admin;
 pub mod finish;
 pub mod leases;
 mod macros;
+pub mod operate;
 pub mod push;
 pub mod queues;
 pub mod reserve;

@@ -25,12 +25,8 @@ pub async fn counts_by_queue_and_state<F: BackendFactory + ?Sized>(factory: &F) 
     let leased = t.reserve(&["b-queue"], 4).await;
     assert_eq!(leased.len(), 4);
     t.finish_ok(leased[0].lease, done(), "counts").await;
-    t.finish_ok(
-        leased[1].lease,
-        Outcome::Failed { error: "x".into() },
-        "counts",
-    )
-    .await;
+    t.finish_ok(leased[1].lease, Outcome::failed("x"), "counts")
+        .await;
     let cancelled = t.push_one(t.job("n", "b-queue")).await;
     t.b.cancel(cancelled)
         .await
@@ -47,6 +43,7 @@ pub async fn counts_by_queue_and_state<F: BackendFactory + ?Sized>(factory: &F) 
     let expected = vec![
         QueueCounts {
             ready: 1,
+            oldest_ready_at: Some(t.now()),
             ..QueueCounts::empty("a-queue")
         },
         QueueCounts {
@@ -58,6 +55,7 @@ pub async fn counts_by_queue_and_state<F: BackendFactory + ?Sized>(factory: &F) 
             failed: 1,
             cancelled: 1,
             paused: false,
+            oldest_ready_at: Some(t.now()),
         },
         QueueCounts {
             paused: true,
@@ -207,12 +205,8 @@ pub async fn purge_final_before_cutoff<F: BackendFactory + ?Sized>(factory: &F) 
     leases.sort_by_key(|l| l.id());
     // t0: ids[0] completed, ids[1] failed, ids[4] cancelled.
     t.finish_ok(leases[0].lease, done(), "purge").await;
-    t.finish_ok(
-        leases[1].lease,
-        Outcome::Failed { error: "x".into() },
-        "purge",
-    )
-    .await;
+    t.finish_ok(leases[1].lease, Outcome::failed("x"), "purge")
+        .await;
     t.b.cancel(ids[4])
         .await
         .unwrap_or_else(|e| panic!("cancel: backend error: {e:?}"));

@@ -87,10 +87,7 @@ pub(crate) fn done() -> Outcome {
 
 /// An outcome that retries at `retry_at` after `error`.
 pub(crate) fn retry(error: &str, retry_at: Timestamp) -> Outcome {
-    Outcome::Retry {
-        error: error.into(),
-        retry_at,
-    }
+    Outcome::retry(error, retry_at)
 }
 
 impl Env {

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Timestamp;
 use crate::memory::index::IdMap;
-use crate::record::{JobId, Lease};
+use crate::metrics::JobMetrics;
+use crate::record::Lease;
 
 /// Why an attempt was stopped from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub(crate) struct Entry {
     /// ended no longer does, even while its outcome is being stored: the next jobs can be
     /// leased while the previous outcomes travel to the backend.
     pub(crate) holds_slot: bool,
+    /// The metric handles of the job's queue and name.
+    pub(crate) metrics: Arc<JobMetrics>,
 }
 
 /// Shared state of one running worker.
@@ -101,10 +104,12 @@ impl Active {
 
     /// A job whose handler ended: `Running` or `TimedOut` becomes `Finishing` and frees its
     /// slot. Returns the phase it was in (`None` if it is no longer held).
-    pub(crate) fn begin_finishing(&self, id: JobId) -> Option<Phase> {
+    pub(crate) fn begin_finishing(&self, lease: Lease) -> Option<Phase> {
         let (old, freed) = {
             let mut map = self.lock();
-            let e = map.get_mut(&id.get())?;
+            // The entry of this attempt only: a job whose earlier attempt is still being
+            // stored can already be leased again by this worker, under a new token.
+            let e = map.get_mut(&lease.id.get()).filter(|e| e.lease == lease)?;
             let old = e.phase;
             let mut freed = None;
             if matches!(old, Phase::Running | Phase::TimedOut) {
@@ -137,8 +142,12 @@ impl Active {
     }
 
     /// A running job whose timeout passed: `TimedOut`, its cancellation tripped.
-    pub(crate) fn time_out(&self, id: JobId) {
-        if let Some(e) = self.lock().get_mut(&id.get()) {
+    pub(crate) fn time_out(&self, lease: Lease) {
+        if let Some(e) = self
+            .lock()
+            .get_mut(&lease.id.get())
+            .filter(|e| e.lease == lease)
+        {
             if e.phase == Phase::Running {
                 e.phase = Phase::TimedOut;
                 e.cancel.cancel();
@@ -146,15 +155,19 @@ impl Active {
         }
     }
 
-    /// Forgets settled jobs, freeing the slots they still hold.
-    pub(crate) fn remove(&self, ids: &[JobId]) {
+    /// Forgets settled attempts, freeing the slots they still hold. An entry of a later
+    /// attempt of the same job (leased again meanwhile) is left alone.
+    pub(crate) fn remove(&self, leases: &[Lease]) {
         let mut freed = Vec::new();
         {
             let mut map = self.lock();
-            for id in ids {
-                if let Some(e) = map.remove(&id.get()) {
-                    if e.holds_slot {
-                        freed.push(e.queue_slot);
+            for lease in leases {
+                let id = lease.id.get();
+                if map.get(&id).is_some_and(|e| e.lease == *lease) {
+                    if let Some(e) = map.remove(&id) {
+                        if e.holds_slot {
+                            freed.push(e.queue_slot);
+                        }
                     }
                 }
             }
@@ -208,6 +221,7 @@ impl Active {
             if e.phase == Phase::Running {
                 e.phase = Phase::Released;
                 e.cancel.cancel();
+                e.metrics.released.increment(1);
                 out.push(e.lease);
             }
         }

@@ -59,6 +59,7 @@ pub struct WorkerBuilder<S, R = Unregistered> {
     recover_interval: Option<Duration>,
     idle_wait: Duration,
     worker_id: Option<String>,
+    sample_metrics: Option<Duration>,
 }
 
 /// A [`WorkerBuilder`] before its first [`register`](WorkerBuilder::register): the state can
@@ -87,6 +88,7 @@ impl WorkerBuilder<()> {
             recover_interval: None,
             idle_wait: Duration::from_secs(30),
             worker_id: None,
+            sample_metrics: None,
         }
     }
 }
@@ -130,6 +132,7 @@ impl<S, R> WorkerBuilder<S, R> {
             recover_interval: self.recover_interval,
             idle_wait: self.idle_wait,
             worker_id: self.worker_id,
+            sample_metrics: self.sample_metrics,
         }
     }
 }
@@ -200,6 +203,15 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
         self
     }
 
+    /// Makes this worker read the store-wide gauges of [`crate::metrics`] (jobs per queue and
+    /// state, the age of the oldest ready job, live workers per queue) every `interval`: two
+    /// reads of the store per interval (at least 1 s). Off by default; turn it on in one or a
+    /// few workers, not in all of them.
+    pub fn sample_metrics(mut self, interval: Duration) -> Self {
+        self.sample_metrics = Some(interval);
+        self
+    }
+
     /// Checks the configuration and builds the worker.
     pub fn build(self) -> Result<Worker<S>, Error> {
         let mut errors = Vec::new();
@@ -240,6 +252,11 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
         if self.idle_wait.is_zero() {
             errors.push("idle wait must be above zero".into());
         }
+        if let Some(i) = self.sample_metrics.filter(|i| *i < Duration::from_secs(1)) {
+            errors.push(format!(
+                "metrics sampling interval of {i:?} is too short (at least 1s)"
+            ));
+        }
         let mut queues = registry.as_ref().map(|r| r.queues()).unwrap_or_default();
         queues.extend(self.extra_queues);
         queues.sort();
@@ -275,6 +292,7 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
                     recover_interval,
                     idle_wait: self.idle_wait,
                     worker_id: self.worker_id.unwrap_or_else(default_worker_id),
+                    sample_metrics: self.sample_metrics,
                 },
             }),
             _ => Err(Error::InvalidInput(errors.join("; "))),

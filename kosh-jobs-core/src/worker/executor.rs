@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
@@ -14,7 +14,8 @@ use super::active::{Active, Phase};
 use super::registry::{AttemptResult, Failure, Registration, Registry};
 use crate::any::AnyBackend;
 use crate::clock::Clock;
-use crate::record::{Finish, LeasedJob, Outcome};
+use crate::metrics::{JobMetrics, MetricsCache};
+use crate::record::{FailureKind, Finish, LeasedJob, Outcome};
 use crate::retry::{decide, Decision};
 
 /// What every executor of a worker shares.
@@ -24,7 +25,30 @@ pub(crate) struct Shared<S> {
     pub(crate) state: S,
     pub(crate) registry: Registry<S>,
     pub(crate) active: Arc<Active>,
-    pub(crate) finished: mpsc::UnboundedSender<Finish>,
+    pub(crate) finished: mpsc::UnboundedSender<Done>,
+    pub(crate) metrics: MetricsCache,
+}
+
+/// An attempt's outcome on its way to the finisher, with the metric handles of its job.
+pub(crate) struct Done {
+    pub(crate) finish: Finish,
+    pub(crate) metrics: Arc<JobMetrics>,
+}
+
+/// Keeps the running gauge right on every way out of an attempt.
+struct RunningGuard(Arc<JobMetrics>);
+
+impl RunningGuard {
+    fn new(m: &Arc<JobMetrics>) -> Self {
+        m.running.increment(1.0);
+        RunningGuard(m.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.decrement(1.0);
+    }
 }
 
 /// Runs `job` to the end of its attempt and hands the outcome to the finisher.
@@ -33,6 +57,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     job: LeasedJob,
     reg: Option<Registration<S>>,
     cancel: CancellationToken,
+    metrics: Arc<JobMetrics>,
 ) {
     let id = job.lease.id;
     let lease = job.lease;
@@ -47,7 +72,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
             shared.registry.names().join(", ")
         );
         tracing::error!(job.id = %id, job.name = %job.name, "{message}");
-        settle(&shared, lease, Outcome::Failed { error: message });
+        settle(&shared, lease, Outcome::failed(message), &metrics);
         return;
     };
     let backoff = reg.options.backoff;
@@ -55,6 +80,8 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     let run = reg.run;
     tracing::debug!("job started");
 
+    let running = RunningGuard::new(&metrics);
+    let started = Instant::now();
     let handler = AssertUnwindSafe(run(
         shared.state.clone(),
         shared.backend.clone(),
@@ -77,17 +104,21 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
             Err(panic) => Err(Failure {
                 message: format!("handler panicked: {}", panic_message(&*panic)),
                 permanent: false,
+                kind: FailureKind::Panicked,
             }),
         }),
         _ = cancel.cancelled() => None,
         _ = timer => {
-            shared.active.time_out(id);
+            shared.active.time_out(lease);
             None
         }
     };
 
+    metrics.duration.record(started.elapsed().as_secs_f64());
+    drop(running);
+
     // Decide who settles the job: only a job still running (or timed out) is finished here.
-    let Some(phase) = shared.active.begin_finishing(id) else {
+    let Some(phase) = shared.active.begin_finishing(lease) else {
         return;
     };
     let result = match (phase, result) {
@@ -96,6 +127,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
         (Phase::Running, None) => Err(Failure {
             message: "the handler cancelled its attempt".into(),
             permanent: false,
+            kind: FailureKind::Error,
         }),
         (Phase::TimedOut, _) => Err(Failure {
             message: format!(
@@ -103,10 +135,12 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
                 format_duration(timeout.unwrap_or_default())
             ),
             permanent: false,
+            kind: FailureKind::TimedOut,
         }),
         (Phase::Lost, _) => {
+            metrics.lease_lost.increment(1);
             tracing::warn!("lease lost while running (recovered by another worker or cancelled); result dropped");
-            shared.active.remove(&[id]);
+            shared.active.remove(&[lease]);
             return;
         }
         // Released at shutdown (the shutdown path frees the slot) or already finishing.
@@ -130,26 +164,43 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
                 Outcome::Retry {
                     error: f.message,
                     retry_at: shared.clock.now() + delay,
+                    kind: f.kind,
                 }
             }
             Decision::Fail => {
                 tracing::error!(error = %f.message, permanent = f.permanent, "job failed");
-                Outcome::Failed { error: f.message }
+                Outcome::Failed {
+                    error: f.message,
+                    kind: f.kind,
+                }
             }
         },
     };
-    if shared.finished.send(Finish { lease, outcome }).is_err() {
+    let done = Done {
+        finish: Finish { lease, outcome },
+        metrics,
+    };
+    if shared.finished.send(done).is_err() {
         // The finisher is gone (worker torn down): the lease expires and the job is recovered.
-        shared.active.remove(&[id]);
+        shared.active.remove(&[lease]);
     }
 }
 
 /// Hands an outcome to the finisher for a job that never started its handler.
-fn settle<S>(shared: &Shared<S>, lease: crate::record::Lease, outcome: Outcome) {
-    if shared.active.begin_finishing(lease.id) == Some(Phase::Running)
-        && shared.finished.send(Finish { lease, outcome }).is_err()
+fn settle<S>(
+    shared: &Shared<S>,
+    lease: crate::record::Lease,
+    outcome: Outcome,
+    metrics: &Arc<JobMetrics>,
+) {
+    let done = Done {
+        finish: Finish { lease, outcome },
+        metrics: metrics.clone(),
+    };
+    if shared.active.begin_finishing(lease) == Some(Phase::Running)
+        && shared.finished.send(done).is_err()
     {
-        shared.active.remove(&[lease.id]);
+        shared.active.remove(&[lease]);
     }
 }
 

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::active::Active;
+use super::executor::Done;
 use super::outage::Outage;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
@@ -31,7 +32,7 @@ pub(crate) async fn run(
     backend: AnyBackend,
     clock: Clock,
     active: Arc<Active>,
-    mut rx: mpsc::UnboundedReceiver<Finish>,
+    mut rx: mpsc::UnboundedReceiver<Done>,
     give_up: CancellationToken,
 ) -> Tally {
     let mut tally = Tally::default();
@@ -57,12 +58,20 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let ids: Vec<_> = batch.iter().map(|f| f.lease.id).collect();
+        let leases: Vec<_> = batch.iter().map(|d| d.finish.lease).collect();
+        let finishes: Vec<Finish> = batch.iter().map(|d| d.finish.clone()).collect();
         loop {
-            match backend.finish(batch.clone()).await {
+            match backend.finish(finishes.clone()).await {
                 Ok(results) => {
                     outage.ok();
-                    for (f, r) in batch.iter().zip(&results) {
+                    for (d, r) in batch.iter().zip(&results) {
+                        let f = &d.finish;
+                        match r {
+                            FinishResult::Applied => {
+                                d.metrics.ended(f.outcome.attempt_outcome()).increment(1)
+                            }
+                            FinishResult::LeaseLost => d.metrics.lease_lost.increment(1),
+                        }
                         match (r, &f.outcome) {
                             (FinishResult::LeaseLost, _) => {
                                 tally.lost += 1;
@@ -89,7 +98,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        active.remove(&ids);
+        active.remove(&leases);
     }
     tally
 }

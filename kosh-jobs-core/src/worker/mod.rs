@@ -19,6 +19,7 @@ mod finisher;
 mod heartbeat;
 mod outage;
 mod registry;
+mod sampler;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use self::active::{Active, Entry, Phase};
 use self::executor::Shared;
 use self::outage::Outage;
 use self::registry::Registry;
+use crate::admin::{WorkerInfo, WORKER_REFRESH, WORKER_TTL};
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::error::Error;
@@ -84,6 +86,7 @@ struct WorkerConfig {
     recover_interval: Duration,
     idle_wait: Duration,
     worker_id: String,
+    sample_metrics: Option<Duration>,
 }
 
 /// What a worker did before it stopped: see the example of [`Worker`].
@@ -201,13 +204,41 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             registry,
             active: active.clone(),
             finished: tx,
+            metrics: crate::metrics::MetricsCache::default(),
         });
         tracing::info!(worker = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
 
+        let info = WorkerInfo {
+            id: config.worker_id.clone(),
+            host: host_name(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            queues: config.queues.clone(),
+            concurrency: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
+            started_at: clock.now(),
+        };
+        // Registered before the first job is leased, so the list of workers never shows a
+        // job held by a worker it does not list (and the sampler's first read sees it).
+        if let Err(e) = backend.register_worker(&info, WORKER_TTL).await {
+            tracing::warn!(error = %outage::chain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
+        }
+        let sampler_stop = CancellationToken::new();
+        let sampler = config.sample_metrics.map(|interval| {
+            tokio::spawn(sampler::run(
+                backend.clone(),
+                clock.clone(),
+                interval,
+                sampler_stop.clone(),
+            ))
+        });
         {
             let shutdown = shutdown;
             tokio::pin!(shutdown);
-            fetch_loop(&shared, &config, &mut shutdown).await;
+            fetch_loop(&shared, &config, &info, &mut shutdown).await;
+        }
+        sampler_stop.cancel();
+        if let Some(s) = sampler {
+            let _ = s.await;
         }
         tracing::info!(worker = %config.worker_id, running = active.in_flight(), "worker stopping: no new jobs");
 
@@ -246,8 +277,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
                     }
                 }
             }
-            let ids: Vec<_> = to_release.iter().map(|l| l.id).collect();
-            active.remove(&ids);
+            active.remove(&to_release);
         }
         // Outcomes already handed over are stored before returning; bounded, in case a handler
         // blocks its thread forever (its lease was released above).
@@ -263,6 +293,9 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         }
         .unwrap_or_default();
         heartbeat.stop().await;
+        if let Err(e) = backend.deregister_worker(&info.id).await {
+            tracing::warn!(error = %outage::chain(&e), "could not deregister the worker; it drops out of the list when its registration expires");
+        }
         let stats = WorkerStats {
             completed: tally.completed,
             retried: tally.retried,
@@ -278,6 +311,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
 async fn fetch_loop<S, F>(
     shared: &Arc<Shared<S>>,
     config: &WorkerConfig,
+    info: &WorkerInfo,
     shutdown: &mut std::pin::Pin<&mut F>,
 ) where
     S: Clone + Send + Sync + 'static,
@@ -288,6 +322,7 @@ async fn fetch_loop<S, F>(
     let active = &shared.active;
     let mut outage = Outage::new("fetching jobs");
     let mut next_recover = clock.now();
+    let mut next_register = clock.now() + WORKER_REFRESH;
     let limited = config.limits.iter().any(|l| *l != usize::MAX);
     loop {
         // Shutdown wins over any other work that is ready at the same moment.
@@ -295,11 +330,20 @@ async fn fetch_loop<S, F>(
             return;
         }
         let now = clock.now();
+        if now >= next_register {
+            next_register = now + WORKER_REFRESH;
+            if let Err(e) = backend.register_worker(info, WORKER_TTL).await {
+                tracing::warn!(error = %outage::chain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
+            }
+        }
         if now >= next_recover {
             next_recover = now + config.recover_interval;
             match backend.recover_expired().await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(jobs = n, "recovered jobs whose leases expired"),
+                Ok(n) => {
+                    crate::metrics::recovered(n);
+                    tracing::info!(jobs = n, "recovered jobs whose leases expired")
+                }
                 Err(e) => {
                     tracing::warn!(error = %outage::chain(&e), "recovering expired leases failed")
                 }
@@ -374,7 +418,9 @@ async fn fetch_loop<S, F>(
         }
         // Nothing to do: wait for the backend's signal, a freed slot (per-queue limits), the
         // next recovery round, or shutdown.
-        let until = (clock.now() + config.idle_wait).min(next_recover);
+        let until = (clock.now() + config.idle_wait)
+            .min(next_recover)
+            .min(next_register);
         let notified = active.slot_freed.notified();
         tokio::select! {
             biased;
@@ -407,6 +453,12 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         .iter()
         .position(|q| *q == job.queue)
         .unwrap_or(usize::MAX);
+    let metrics = shared.metrics.get(&job.queue, &job.name);
+    metrics.started.increment(1);
+    if job.attempt == 1 {
+        let waited = shared.clock.now().saturating_duration_since(job.created_at);
+        metrics.wait.record(waited.as_secs_f64());
+    }
     shared.active.insert(Entry {
         lease: job.lease,
         queue_slot: slot,
@@ -414,6 +466,7 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         cancel: cancel.clone(),
         deadline: timeout.map(|t| shared.clock.now() + t),
         holds_slot: true,
+        metrics: metrics.clone(),
     });
     let span = tracing::info_span!(
         "job",
@@ -424,6 +477,18 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
     );
     // Boxed first: the task then moves a pointer, not the whole future, through spawn.
     tokio::spawn(Box::pin(
-        executor::execute(shared.clone(), job, reg, cancel).instrument(span),
+        executor::execute(shared.clone(), job, reg, cancel, metrics).instrument(span),
     ));
+}
+
+/// This machine's name, for the list of workers: `HOSTNAME`, else the kernel's, else
+/// `unknown`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -10,13 +10,14 @@ use crate::any::AnyBackend;
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::job::{Handler, JobOptions};
-use crate::record::LeasedJob;
+use crate::record::{FailureKind, LeasedJob};
 
 /// Why an attempt failed, as the worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) permanent: bool,
+    pub(crate) kind: FailureKind,
 }
 
 pub(crate) type AttemptResult = Result<Option<serde_json::Value>, Failure>;
@@ -57,6 +58,7 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                         job.lease.id
                     ),
                     permanent: true,
+                    kind: FailureKind::Error,
                 })?;
                 let ctx = JobContext::new(state, backend, job, cancel);
                 match payload.run(ctx).await {
@@ -69,11 +71,13 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                                 J::NAME
                             ),
                             permanent: true,
+                            kind: FailureKind::Error,
                         }),
                     },
                     Err(e) => Err(Failure {
                         message: e.message(),
                         permanent: e.is_permanent(),
+                        kind: FailureKind::Error,
                     }),
                 }
             })

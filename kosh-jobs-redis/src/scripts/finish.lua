@@ -1,26 +1,30 @@
 -- finish: ends attempts whose lease is current.
--- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, count of plain
---   completions, then their leases ('<member>:<token>', completed without a result), then
---   per other item: lease, kind, and for kind c: result JSON; f: error; r: error, retry_at.
+-- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, the minute of
+--   now (its start, for the throughput counters), count of plain completions, then their leases ('<member>:<token>', completed without a result), then
+--   per other item: lease, kind, and for kind c: result JSON; f?: error; r?: error, retry_at,
+--   where ? is the attempt's code in the history (r, f, t or p: see `archive`).
 -- Returns one 1 (applied) or 0 (lease lost) per item, plain completions first.
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local keep_age = tonumber(ARGV[2])
 local keep_count = tonumber(ARGV[3])
 local origin = ARGV[4]
-local plain = tonumber(ARGV[5])
+local minute = ARGV[5]
+local plain = tonumber(ARGV[6])
 
 -- Plain completions are read from ARGV where they are; the other items go in parallel arrays
 -- (no table per item): lease, kind, text, retry_at.
-local ls, kinds, texts, ras = {}, {}, {}, {}
+local ls, kinds, codes, texts, ras = {}, {}, {}, {}, {}
 local o = 0
-local i = 6 + plain
+local i = 7 + plain
 local nargs = #ARGV
 while i <= nargs do
   o = o + 1
   ls[o] = ARGV[i]
-  local kind = ARGV[i + 1]
+  local kc = ARGV[i + 1]
+  local kind = string.sub(kc, 1, 1)
   kinds[o] = kind
+  codes[o] = string.sub(kc, 2, 2)
   texts[o] = ARGV[i + 2]
   if kind == 'r' then
     ras[o] = ARGV[i + 3]
@@ -34,18 +38,18 @@ local n = plain + o
 -- Which leases are current. Removing them all at once says how many were: when that is
 -- every item (the usual case, and never with a lease given twice), none needs a lookup of
 -- its own. Otherwise each is checked against what the removal left behind (`was_current`).
-local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 6, 5 + plain)
+local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 7, 6 + plain)
   + call_chunked('ZREM', K_LEASE, ls, 1)
 local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}
 local out = {}
 local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
-local nc = 0
+local nc, nf = 0, 0
 for k = 1, n do
   local l, kind, text
   if k <= plain then
-    l, kind, text = ARGV[5 + k], 'c', ''
+    l, kind, text = ARGV[6 + k], 'c', ''
   else
     local x = k - plain
     l, kind, text = ls[x], kinds[x], texts[x]
@@ -82,10 +86,13 @@ for k = 1, n do
       -- is dropped and the caller told the lease was lost.
       if s then
         local pr, _, _, u = spec_fields(s)
-        local a = run_fields(redis.call('HGET', K_RUN, m))
+        local r = redis.call('HGET', K_RUN, m)
+        local a = run_fields(r)
         col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, text, now_s))
+        archive(m, r, codes[k - plain], now)
         if kind == 'f' then
           to_failed(m, now_s, u)
+          nf = nf + 1
         else
           local ra = ras[k - plain]
           col_set(K_RA, m, ra)
@@ -108,7 +115,11 @@ if nc > 0 then
   zadd_all(ks('completed'), co)
   hset_all(K_FIN, fin)
   hset_all(K_RES, res)
+  -- Usually every item is a plain completion: their count is an argument already.
+  local c = nc / 2
+  count_ended('c', c, c == plain and ARGV[6] or string.format('%d', c), now, minute)
 end
+if nf > 0 then count_ended('f', nf, string.format('%d', nf), now, minute) end
 zadd_all(K_READY, rd)
 ran_again(rd)
 zadd_all(K_SCHED, sc)

@@ -30,6 +30,14 @@ local K_PG = B .. ':pg'           -- HASH member -> progress JSON
 local K_RA = B .. ':ra'           -- HASH member -> run_at, when a retry moved it
 local K_AGAIN = B .. ':again'     -- SET: waiting jobs that ran before (their `run` counts);
                                   -- while empty, reserve reads no `run` entry
+-- Each definition above and below costs every call of a script that carries it (a string
+-- built, a closure created, then collected): the keys only the paths that record attempt
+-- history and throughput use (rarely, or once a call) are spelled out there instead:
+-- `archive`, `count_ended` and `delete_jobs` write B .. ':hist', ':tp' and ':tpm'.
+local K_HIST = B .. ':hist'       -- HASH member -> ended attempts 'a,w,start,ms,o;' (see archive)
+local K_WID = B .. ':wid'         -- HASH worker ids by number: 'n:<id>' -> w, w -> id, 'n' -> last w
+local K_TP = B .. ':tp'           -- HASH 'c<minute>' / 'f<minute>' -> jobs completed / failed
+local K_TPM = B .. ':tpm'         -- ZSET the minutes of K_TP (score = member = minute start, ms)
 local CHUNK = 1000                -- values per unpack(), far below Lua's limit
 local WAKE_MAX = 64
 -- Numbers given to redis.call are formatted with sprintf('%.17g') (some 2,000 instructions
@@ -135,12 +143,55 @@ end
 local function hmget_all(key, members) return per_member('HMGET', key, members) end
 local function zmscore_all(key, members) return per_member('ZMSCORE', key, members) end
 
--- The attempts so far, started_at and token ('' when none) of a job's `run` entry.
+-- The attempts so far, started_at, token ('' when none) and worker number ('' when unknown)
+-- of a job's `run` entry 'attempts,started_at,token,worker' (layout 3 had no worker).
 local function run_fields(r)
-  if not r then return 0, '', '' end
-  local a, s, t = string.match(r, '^(%d+),(%d*),(%d*)$')
-  if not a then return 0, '', '' end
-  return tonumber(a), s, t
+  if not r then return 0, '', '', '' end
+  local a, s, t, w = string.match(r, '^(%d+),(%d*),(%d*),?(%d*)$')
+  if not a then return 0, '', '', '' end
+  return tonumber(a), s, t, w
+end
+
+-- Appends the attempt of `run` entry r, ended now (a number) as `code`, to job m's history of
+-- ended attempts (K_HIST): 'attempt,worker,started_at,duration_ms,code;' per attempt, oldest
+-- first, the latest 25 kept (admin::MAX_HISTORY). Codes: r retry scheduled, f failed, t timed
+-- out, p panicked, l lease expired, x released, k cancelled (a completed attempt stays in
+-- `run` and `fin`). Errors are not copied: the failed ones pair, from the end, with the job's
+-- `err` entries.
+local function archive(m, r, code, now)
+  local a, s, _, w = run_fields(r)
+  if s == '' then return end
+  local k = B .. ':hist'
+  local h = redis.call('HGET', k, m) or ''
+  h = h .. a .. ',' .. w .. ',' .. s .. ',' .. string.format('%d', now - tonumber(s)) .. ','
+    .. code .. ';'
+  local _, n = string.gsub(h, ';', ';')
+  if n > 25 then h = string.sub(h, string.find(h, ';', 1, true) + 1) end
+  col_set(k, m, h)
+end
+
+-- Counts n jobs of the queue (n_s: n as a string; a number given to redis.call is formatted
+-- with sprintf) that ended now (a number) as `what` ('c' completed, 'f' failed) in the
+-- minute's counter (K_TP; min_s: the minute's start, when the caller has it). A counter's
+-- first increment starts a new minute: it is indexed (K_TPM), and minutes older than 7 days
+-- (admin::THROUGHPUT_RETENTION) are dropped, so most calls cost one command.
+local function count_ended(what, n, n_s, now, min_s)
+  if n <= 0 then return end
+  min_s = min_s or string.format('%d', now - now % 60000)
+  local tp = B .. ':tp'
+  if redis.call('HINCRBY', tp, what .. min_s, n_s) ~= n then return end
+  local tpm = B .. ':tpm'
+  redis.call('ZADD', tpm, min_s, min_s)
+  local old = redis.call('ZRANGEBYSCORE', tpm, '-inf', '(' .. string.format('%d', now - 604800000),
+    'LIMIT', '0', '1000')
+  if #old == 0 then return end
+  local f = {}
+  for _, x in ipairs(old) do
+    f[#f + 1] = 'c' .. x
+    f[#f + 1] = 'f' .. x
+  end
+  hdel_all(tp, f)
+  zrem_all(tpm, old)
 end
 
 -- Lets up to n blocked waiters go (one token each), keeping at most WAKE_MAX tokens.
@@ -232,16 +283,21 @@ local function recover(now_s, limit)
   local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now_s, 'LIMIT', '0', limit)
   if #exp == 0 then return 0 end
   allow_writes()
+  local now = tonumber(now_s)
   local rd = {}
+  local nf = 0
   for _, l in ipairs(exp) do
     local m = lease_job(l)
     local s = redis.call('HGET', K_SPEC, m)
     if s then
       local pr, ma, _, u = spec_fields(s)
-      local a = run_fields(redis.call('HGET', K_RUN, m))
+      local r = redis.call('HGET', K_RUN, m)
+      local a = run_fields(r)
       col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, 'lease expired', now_s))
+      archive(m, r, 'l', now)
       if a >= ma then
         to_failed(m, now_s, u)
+        nf = nf + 1
       else
         rd[#rd + 1] = string.format('%d', -pr)
         rd[#rd + 1] = m
@@ -252,6 +308,7 @@ local function recover(now_s, limit)
   zadd_all(K_READY, rd)
   ran_again(rd)
   wake(#rd / 2)
+  if nf > 0 then count_ended('f', nf, string.format('%d', nf), now) end
   return #exp
 end
 
@@ -284,6 +341,10 @@ local function delete_jobs(st, members, oldest)
   for _, k in ipairs({ K_RES, K_ERR, K_PG, K_RA }) do
     if redis.call('HLEN', k) > 1 then hdel_all(k, members) end
   end
+  -- Attempt history (K_HIST), deleted without the check: one command either way, and
+  -- deleting from a key that does not exist (no attempt ever ended but by completing) is
+  -- about as cheap as the check.
+  hdel_all(B .. ':hist', members)
   if oldest then
     redis.call('ZREMRANGEBYRANK', ks(st), '0', string.format('%d', #members - 1))
   else
@@ -316,29 +377,205 @@ local function was_current(l)
   return state_of(m, t) == nil
 end
 
--- Job m as field, value, ... (the names the client decodes), or nil when it does not exist.
--- `st` is its state when the caller knows it.
-local function record(m, st)
-  local s = redis.call('HGET', K_SPEC, m)
-  if not s then return nil end
-  local a, started, t = run_fields(redis.call('HGET', K_RUN, m))
-  st = st or state_of(m, t)
-  if not st then return nil end
-  local out = { 'sp', s, 'st', st, 'a', a }
-  local function add(k, v)
-    if v then
-      out[#out + 1] = k
-      out[#out + 1] = v
+-- Jobs ms as field, value, ... lists (the names the client decodes), or false for a job that
+-- does not exist; sts[i] is job i's state when the caller knows it. Each column is read with
+-- one HMGET for the whole batch (a column holding no job, only its marker, is not read).
+local function records(ms, sts)
+  local n = #ms
+  if n == 0 then return {} end
+  local sp = hmget_all(K_SPEC, ms)
+  local rn = hmget_all(K_RUN, ms)
+  local cols = {}
+  for _, c in ipairs({ { 'ra', K_RA }, { 'f', K_FIN }, { 'e', K_ERR }, { 'pg', K_PG },
+    { 'r', K_RES }, { 'h', K_HIST } }) do
+    if redis.call('HLEN', c[2]) > 1 then cols[#cols + 1] = { c[1], hmget_all(c[2], ms) } end
+  end
+  local out, ws, wseen, wlist = {}, {}, {}, {}
+  local function want(w)
+    if w ~= '' and not wseen[w] then
+      wseen[w] = true
+      wlist[#wlist + 1] = w
     end
   end
-  if started ~= '' then add('s', started) end
-  add('ra', redis.call('HGET', K_RA, m))
-  add('f', redis.call('HGET', K_FIN, m))
-  add('e', redis.call('HGET', K_ERR, m))
-  add('pg', redis.call('HGET', K_PG, m))
-  add('r', redis.call('HGET', K_RES, m))
-  if st == 'running' then add('le', redis.call('ZSCORE', K_LEASE, m .. ':' .. t)) end
+  for i = 1, n do
+    out[i] = false
+    local s = sp[i]
+    if s then
+      local m = ms[i]
+      local a, started, t, w = run_fields(rn[i])
+      local st = sts[i] or state_of(m, t)
+      if st then
+        local rec = { 'sp', s, 'st', st, 'a', a }
+        local function add(k, v)
+          rec[#rec + 1] = k
+          rec[#rec + 1] = v
+        end
+        if started ~= '' then add('s', started) end
+        local mine = {}
+        for _, c in ipairs(cols) do
+          local v = c[2][i]
+          if v then
+            add(c[1], v)
+            if c[1] == 'h' then
+              for e in string.gmatch(v, '([^;]*);') do
+                local x = string.match(e, '^%d+,(%d*),')
+                if x and x ~= '' then mine[#mine + 1] = x end
+              end
+            end
+          end
+        end
+        if st == 'running' then
+          local le = redis.call('ZSCORE', K_LEASE, m .. ':' .. t)
+          if le then add('le', le) end
+        end
+        -- The latest attempt is still in `run` (not in the history of ended attempts)
+        -- while it runs and once it completed.
+        if st == 'running' or st == 'completed' then
+          add('w', w)
+          if w ~= '' then mine[#mine + 1] = w end
+        end
+        for _, x in ipairs(mine) do want(x) end
+        ws[i] = mine
+        out[i] = rec
+      end
+    end
+  end
+  if #wlist > 0 then
+    local names = hmget_all(K_WID, wlist)
+    local by = {}
+    for k, x in ipairs(wlist) do by[x] = names[k] or '' end
+    for i = 1, n do
+      local mine = ws[i]
+      if mine and #mine > 0 then
+        local wn = {}
+        for _, x in ipairs(mine) do
+          wn[#wn + 1] = x
+          wn[#wn + 1] = by[x]
+        end
+        out[i][#out[i] + 1] = 'wn'
+        out[i][#out[i] + 1] = wn
+      end
+    end
+  end
   return out
+end
+
+-- Job m as records() gives it, or nil. `st` is its state when the caller knows it.
+local function record(m, st)
+  return records({ m }, { st })[1] or nil
+end
+
+-- Cancels job m (now_s a string). Returns {0} not found, {1} cancelled, {2, state} already
+-- final.
+local function cancel_job(m, now_s)
+  local s = redis.call('HGET', K_SPEC, m)
+  if not s then return { 0 } end
+  local r = redis.call('HGET', K_RUN, m)
+  local _, _, t = run_fields(r)
+  local st = state_of(m, t)
+  if not st then return { 0 } end
+  if st ~= 'ready' and st ~= 'scheduled' and st ~= 'running' then return { 2, st } end
+  if st == 'ready' then
+    redis.call('ZREM', K_READY, m)
+    if redis.call('ZCARD', K_READY) == 0 then redis.call('DEL', K_WAKE) end
+  elseif st == 'scheduled' then
+    redis.call('ZREM', K_SCHED, m)
+    redis.call('ZREM', ks('scheduled'), m)
+  else
+    redis.call('ZREM', K_LEASE, m .. ':' .. t)
+    archive(m, r, 'k', tonumber(now_s))
+  end
+  local _, _, _, u = spec_fields(s)
+  release_unique(u, m)
+  redis.call('SREM', K_AGAIN, m)
+  col_set(K_FIN, m, now_s)
+  redis.call('ZADD', kt('cancelled'), now_s, m)
+  redis.call('ZADD', ks('cancelled'), m, m)
+  return { 1 }
+end
+
+-- Puts failed or cancelled job m back to ready (run_at = now_s) with a fresh count of
+-- attempts. Returns {0} not found, {1} retried, {2, state} not retryable, {3, job ref} unique
+-- key held by another live job.
+local function retry_job(m, now_s)
+  local s = redis.call('HGET', K_SPEC, m)
+  if not s then return { 0 } end
+  local _, started, t = run_fields(redis.call('HGET', K_RUN, m))
+  local st = state_of(m, t)
+  if not st then return { 0 } end
+  if st ~= 'failed' and st ~= 'cancelled' then return { 2, st } end
+  local pr, _, _, u = spec_fields(s)
+  if u then
+    local h = unique_holder(u)
+    if h and h ~= jk(m) then return { 3, h } end
+    redis.call('HSET', K_UNIQ, u, jk(m))
+  end
+  redis.call('ZREM', kt(st), m)
+  redis.call('ZREM', ks(st), m)
+  col_set(K_RUN, m, '0,' .. started .. ',')
+  col_set(K_RA, m, now_s)
+  redis.call('HDEL', K_FIN, m)
+  redis.call('ZADD', K_READY, string.format('%d', -pr), m)
+  redis.call('SADD', K_AGAIN, m)
+  wake(1)
+  return { 1 }
+end
+
+-- Up to n members of state st past `bound` (a member, inclusive; nil for none), in member
+-- order: ascending when asc, else descending. Scheduled and final states walk their `s:<state>`
+-- index; ready jobs are ordered by priority, then member, so each priority's run is
+-- binary-searched for the bound; running jobs are few (the workers' concurrency): the lease
+-- set is read whole.
+local function walk(st, bound, asc, n)
+  local ms = {}
+  if n <= 0 then return ms end
+  if st == 'ready' then
+    local lo = '-inf'
+    while true do
+      local r = redis.call('ZRANGEBYSCORE', K_READY, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      if #r == 0 then break end
+      local sc = r[2]
+      local first = redis.call('ZCOUNT', K_READY, '-inf', '(' .. sc)
+      local stop = first + redis.call('ZCOUNT', K_READY, sc, sc)
+      -- a = the first rank whose member is past the bound (asc: >= bound; desc: > bound).
+      local a, b = first, stop
+      if bound then
+        while a < b do
+          local mid = math.floor((a + b) / 2)
+          local x = redis.call('ZRANGE', K_READY, mid, mid)[1]
+          if x < bound or (not asc and x == bound) then a = mid + 1 else b = mid end
+        end
+      else
+        if asc then a = first else a = stop end
+      end
+      if asc then
+        local last = math.min(a + n, stop) - 1
+        if a <= last then
+          for _, m in ipairs(redis.call('ZRANGE', K_READY, a, last)) do ms[#ms + 1] = m end
+        end
+      else
+        local from = math.max(a - n, first)
+        if from <= a - 1 then
+          for _, m in ipairs(redis.call('ZRANGE', K_READY, from, a - 1)) do ms[#ms + 1] = m end
+        end
+      end
+      lo = '(' .. sc
+    end
+  elseif st == 'running' then
+    for _, l in ipairs(redis.call('ZRANGE', K_LEASE, 0, -1)) do
+      if l ~= SENT then
+        local m = lease_job(l)
+        if not bound or (asc and m >= bound) or (not asc and m <= bound) then ms[#ms + 1] = m end
+      end
+    end
+  elseif asc then
+    return redis.call('ZRANGEBYSCORE', ks(st), bound or '-inf', '+inf', 'LIMIT', 0, n)
+  else
+    return redis.call('ZREVRANGEBYSCORE', ks(st), bound or '+inf', '-inf', 'LIMIT', 0, n)
+  end
+  if asc then table.sort(ms) else table.sort(ms, function(x, y) return x > y end) end
+  for i = #ms, n + 1, -1 do ms[i] = nil end
+  return ms
 end
 
 -- ==== script body ====

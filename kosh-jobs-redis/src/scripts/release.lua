@@ -1,7 +1,8 @@
 -- release: gives current leases back, attempt not counted.
--- ARGV: leases ('<member>:<token>'). Returns how many were released.
+-- ARGV: now, then leases ('<member>:<token>'). Returns how many were released.
+local now = tonumber(ARGV[1])
 local ls = {}
-for i = 1, #ARGV do ls[i] = ARGV[i] end
+for i = 2, #ARGV do ls[i - 1] = ARGV[i] end
 local current = zmscore_all(K_LEASE, ls)
 allow_writes()
 local rd, done, used = {}, {}, {}
@@ -13,7 +14,9 @@ for n, l in ipairs(ls) do
     local s = redis.call('HGET', K_SPEC, m)
     -- A job without its spec is gone (evicted): only its lease is dropped.
     if s then
-      local a, started = run_fields(redis.call('HGET', K_RUN, m))
+      local r = redis.call('HGET', K_RUN, m)
+      local a, started = run_fields(r)
+      archive(m, r, 'x', now)
       a = a - 1
       if a < 0 then a = 0 end
       col_set(K_RUN, m, a .. ',' .. started .. ',')

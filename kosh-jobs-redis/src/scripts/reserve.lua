@@ -1,9 +1,11 @@
 -- reserve: leases up to `max` jobs of one queue.
--- ARGV: now, max, lease_ms
--- Returns { next_due, lease_deadline, tok, r, then per job: member, spec; then r
+-- ARGV: now, max, lease_ms, the worker's number in the queue (`wid`, for the attempt history;
+--   '' when the client does not know it yet), then the worker's id when the number is ''.
+-- Returns { next_due, lease_deadline, tok, r, w, then per job: member, spec; then r
 --           triples for the jobs that ran before: k, attempt, progress | false }. The k-th
 --           job (from 1) is on attempt 1 unless listed; its token is tok * 10000 + 2k, plus 1
---           when its spec has a unique key. A first attempt sends no more than it must.
+--           when its spec has a unique key. A first attempt sends no more than it must. w is
+--           the worker's number when the client passed '' and a job was leased, else false.
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -17,10 +19,13 @@ if redis.call('EXISTS', K_PAUSED) == 1 then
 end
 recover(now_s, '1000')
 promote(now_s, '1000')
--- The first `max` ready jobs, then removed by rank (no member crosses into Lua twice).
-local ms = redis.call('ZRANGE', K_READY, '0', string.format('%d', max - 1))
+-- The first `max` ready jobs, then removed by rank (no member crosses into Lua twice), and
+-- one more, which tells whether any are left (without a ZCARD after the removal).
+local ms = redis.call('ZRANGE', K_READY, '0', ARGV[2])
+local more = #ms > max
+if more then ms[max + 1] = nil end
 local n = #ms
-local out = { 'x', false, false, 0 }
+local out = { 'x', false, false, 0, false }
 if n > 0 then
   redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
   -- Tokens come from a per-queue counter of reserve calls (from 1): the k-th job's token is
@@ -32,6 +37,19 @@ if n > 0 then
   -- Numbers become strings once each (Lua formats them with sprintf on every use).
   local le = string.format('%d', now + lease)
   out[2] = le
+  -- The worker's number in this queue: the client passes it once it knows it. Otherwise it
+  -- is looked up, or given on the worker's first lease here, and returned.
+  local w_s = ARGV[4]
+  if w_s == '' then
+    local kw, wk = B .. ':wid', 'n:' .. ARGV[5] -- K_WID, built only here (see lib.lua)
+    w_s = redis.call('HGET', kw, wk)
+    if not w_s then
+      w_s = string.format('%d', redis.call('HINCRBY', kw, 'n', 1))
+      redis.call('HSET', kw, wk, w_s, w_s, ARGV[5])
+    end
+    out[5] = w_s
+  end
+  local run_end = ',' .. w_s
   local specs = hmget_all(K_SPEC, ms)
   -- Only a job that ran before has a `run` entry to count on, or progress it reported; most
   -- batches have none. Those that have leave the `again` set as they are leased.
@@ -50,7 +68,7 @@ if n > 0 then
   end
   local leases, rn = {}, {}
   local rep = {}
-  local o, l, r, k = 4, 0, 0, 0
+  local o, l, r, k = 5, 0, 0, 0
   for i = 1, n do
     local s = specs[i]
     if s then
@@ -70,7 +88,7 @@ if n > 0 then
       leases[l + 2] = m .. ':' .. tok_s .. hi .. lo
       l = l + 2
       rn[r + 1] = m
-      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. tok_s .. hi .. lo
+      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. tok_s .. hi .. lo .. run_end
       r = r + 2
       out[o + 1] = m
       out[o + 2] = s
@@ -87,7 +105,7 @@ if n > 0 then
   zadd_leases(leases)
   hset_all(K_RUN, rn)
 end
-if n < max or redis.call('ZCARD', K_READY) == 0 then
+if not more then
   -- Nothing left to take: stale wake-up tokens would only cause empty reserves.
   redis.call('DEL', K_WAKE)
 end

@@ -137,6 +137,16 @@ impl RedisServer {
         Self::start_in(temp_dir("tls"), extra, true)
     }
 
+    /// Starts a TLS-only server presenting the server certificate of `certs` (clients are not
+    /// asked for certificates of their own); its [`RedisServer::url`] is `rediss://127.0.0.1:port`.
+    pub fn start_tls_with(certs: &TestCerts, extra: &[&str]) -> RedisServer {
+        require_redis_tls();
+        let mut args = certs.server_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_tls(&args)
+    }
+
     fn start_in(dir: PathBuf, extra: &[&str], tls: bool) -> RedisServer {
         require_redis_server();
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -503,4 +513,164 @@ impl RedisCluster {
             .collect();
         format!("redis+cluster://{}", hosts.join(","))
     }
+}
+
+/// Panics with a hint unless this `redis-server` was built with TLS (Debian's and Homebrew's
+/// are).
+pub fn require_redis_tls() {
+    static HAS_TLS: OnceLock<bool> = OnceLock::new();
+    let has = *HAS_TLS.get_or_init(|| {
+        require_redis_server();
+        // A build without TLS refuses the option itself ("... not supported ..."); one with
+        // TLS only complains about the missing certificate files.
+        let out = Command::new("redis-server")
+            .args(["--tls-port", "0", "--port", "0", "--test-memory", "0"])
+            .output();
+        !matches!(out, Ok(o) if {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.contains("TLS") && text.contains("not")
+        })
+    });
+    assert!(
+        has,
+        "this redis-server was built without TLS support; install Debian's \
+         (`apt-get install redis-server`) or one built with BUILD_TLS=yes"
+    );
+}
+
+/// A throwaway certificate authority and a server certificate it signed, valid for
+/// `127.0.0.1` and `localhost` for two days, made with the `openssl` command in a temporary
+/// directory that is removed when this is dropped. The keys are ECDSA P-256 (fast to make).
+pub struct TestCerts {
+    pub dir: PathBuf,
+}
+
+impl TestCerts {
+    /// Makes the CA (`ca.crt`) and the server's certificate (`server.crt`, `server.key`).
+    pub fn generate(tag: &str) -> TestCerts {
+        let certs = TestCerts {
+            dir: temp_dir(&format!("certs-{tag}")),
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        certs.openssl(
+            &[
+                &["req", "-x509", "-nodes"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN=kosh-jobs test CA {tag}"),
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
+        );
+        certs.openssl(
+            &[
+                &["req", "-nodes"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            certs.dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        certs.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        certs
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("openssl not found: install it with `apt-get install openssl`");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The CA's certificate (PEM): what a client must trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The CA's certificate as bytes.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.ca()).expect("read ca.crt")
+    }
+
+    /// `redis-server` arguments for a TLS port with the server certificate.
+    pub fn server_args(&self) -> Vec<String> {
+        let p = |f: &str| self.dir.join(f).display().to_string();
+        vec![
+            "--tls-cert-file".into(),
+            p("server.crt"),
+            "--tls-key-file".into(),
+            p("server.key"),
+            "--tls-ca-cert-file".into(),
+            p("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `s` percent-encoded for a URL's query string (a file path as an option value).
+pub fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -260,7 +260,7 @@ fn run_reader(conn: Connection, rx: Receiver<Pending>, opts: SqliteOptions) {
         }
         let now = opts.clock.now();
         let mut fx = Effects::default();
-        let result = store::apply(&conn, &p.op, now, &mut fx)
+        let result = store::apply(&conn, &p.op, now, &mut fx, &mut Default::default())
             .map_err(|e| classify(e, &path, opts.busy_timeout));
         let _ = p.reply.send(result);
     }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{classify, duplicate, Nudge, Pending, Shared};
 use crate::error::{Result, SqliteError};
 use crate::options::{Location, Retention, SqliteOptions};
-use crate::store::{self, Effects, Op, Response};
+use crate::store::{self, Effects, LeasedQueues, Op, Response};
 
 /// How long the writer looks for more work before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
@@ -37,6 +37,8 @@ pub(super) struct Writer {
     last_prune: Instant,
     prune_backlog: bool,
     nudge: Option<Nudge>,
+    /// The queue of the jobs this writer leased, for finishing them.
+    leased: LeasedQueues,
 }
 
 impl Drop for Writer {
@@ -77,6 +79,7 @@ impl Writer {
             last_prune: Instant::now(),
             prune_backlog: false,
             nudge,
+            leased: LeasedQueues::default(),
         }
     }
 
@@ -244,19 +247,24 @@ impl Writer {
             let now = self.clock.now();
             if p.op.is_read() {
                 results.push(
-                    store::apply(&self.conn, &p.op, now, &mut fx).map_err(|e| self.classify(e)),
+                    store::apply(&self.conn, &p.op, now, &mut fx, &mut self.leased)
+                        .map_err(|e| self.classify(e)),
                 );
                 continue;
             }
-            if !alone {
+            // An operation whose only change is its last statement needs no savepoint: if it
+            // fails, SQLite has already undone that statement. A savepoint costs a copy of
+            // every page the operation touches, more than the change itself.
+            let savepoint = !alone && !p.op.is_one_change();
+            if savepoint {
                 if let Err(e) = store::exec(&self.conn, "SAVEPOINT op", []) {
                     return Err(self.abort(e));
                 }
             }
             let mut op_fx = Effects::default();
-            match store::apply(&self.conn, &p.op, now, &mut op_fx) {
+            match store::apply(&self.conn, &p.op, now, &mut op_fx, &mut self.leased) {
                 Ok(r) => {
-                    if !alone {
+                    if savepoint {
                         if let Err(e) = store::exec(&self.conn, "RELEASE op", []) {
                             return Err(self.abort(e));
                         }
@@ -273,14 +281,20 @@ impl Writer {
                         // SQLite rolled the whole transaction back (I/O error, disk full).
                         return Err(self.classify(e));
                     }
-                    let undo = store::exec(&self.conn, "ROLLBACK TO op", [])
-                        .and_then(|_| store::exec(&self.conn, "RELEASE op", []));
-                    if let Err(u) = undo {
-                        return Err(self.abort(u));
+                    if savepoint {
+                        let undo = store::exec(&self.conn, "ROLLBACK TO op", [])
+                            .and_then(|_| store::exec(&self.conn, "RELEASE op", []));
+                        if let Err(u) = undo {
+                            return Err(self.abort(u));
+                        }
                     }
                     results.push(Err(self.classify(e)));
                 }
             }
+        }
+        // Throughput of the jobs this transaction ended: one upsert per queue, not per job.
+        if let Err(e) = store::write_throughput(&self.conn, &fx.finished, self.clock.now()) {
+            return Err(self.abort(e));
         }
         if let Err(e) = store::exec(&self.conn, "COMMIT", []) {
             return Err(self.abort(e));

@@ -4,13 +4,14 @@ use kosh_jobs_core::backend::validate_queue_name;
 use kosh_jobs_core::{CancelOutcome, JobId, JobState, RetryOutcome, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::jobs::append_attempt;
 use super::row::{self, db_id};
 use super::{exec, live_holder, sql_err, Effects};
 use crate::error::{Result, SqliteError};
 use crate::options::Retention;
 
 /// (state as seen by readers, queue, unique key) of one job.
-fn look(
+pub(super) fn look(
     conn: &Connection,
     id: i64,
     now: Timestamp,
@@ -74,8 +75,12 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Timestamp) -> Result<Can
     }
     exec(
         conn,
-        "UPDATE kosh_jobs SET state = 'cancelled', finished_at = ?2, lease_expires_at = NULL \
-         WHERE id = ?1",
+        concat!(
+            "UPDATE kosh_jobs SET state = 'cancelled', finished_at = ?2, lease_expires_at = NULL, \
+             history = CASE WHEN state = 'running' THEN ",
+            append_attempt!("?2", "'cancelled'", "NULL"),
+            " ELSE history END WHERE id = ?1"
+        ),
         params![id, now.as_millis()],
     )?;
     Ok(CancelOutcome::Cancelled)
@@ -83,7 +88,7 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Timestamp) -> Result<Can
 
 /// Raises the id floor to the highest id stored, before deleting jobs: ids of deleted jobs
 /// are never given out again.
-fn raise_id_floor(conn: &Connection) -> Result<()> {
+pub(super) fn raise_id_floor(conn: &Connection) -> Result<()> {
     exec(
         conn,
         "UPDATE kosh_meta SET value = max(value, coalesce((SELECT max(id) FROM kosh_jobs), 0)) \

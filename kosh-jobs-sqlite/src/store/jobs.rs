@@ -1,7 +1,9 @@
 //! The hot path: push, reserve, finish, heartbeat, progress, release, recovery.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use kosh_jobs_core::admin::{minute_of, THROUGHPUT_RETENTION};
 use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
 use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
@@ -9,7 +11,7 @@ use kosh_jobs_core::{
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use super::row::{self, db_lease};
-use super::{exec, live_holder, sql_err, Effects};
+use super::{exec, live_holder, sql_err, Effects, LeasedQueues};
 use crate::error::{Result, SqliteError};
 
 /// The SQL that appends an error for the current attempt, as a string literal: `$err` and
@@ -27,6 +29,45 @@ macro_rules! append_error {
     };
 }
 
+/// The SQL that appends the job's latest attempt, ending at `$now` with `$outcome` and error
+/// `$err` (SQL: parameters or literals), to its history, as a string literal. The attempt is
+/// built from the columns the lease set (`attempts`, `started_at`, `worker`), and appended by
+/// editing the text: JSON is parsed only to drop the oldest of
+/// [`kosh_jobs_core::admin::MAX_HISTORY`] (25) attempts, and to count them once a job has
+/// two. A job leased before schema version 2 (no `worker`) keeps no history.
+macro_rules! append_attempt {
+    ($now:literal, $outcome:literal, $err:literal) => {
+        concat!(
+            "CASE WHEN worker IS NULL THEN history \
+             WHEN history IS NULL THEN '[' || ",
+            $crate::store::jobs::attempt_object!($now, $outcome, $err),
+            " || ']' WHEN json_array_length(history) < 25 THEN rtrim(history, ']') || ',' || ",
+            $crate::store::jobs::attempt_object!($now, $outcome, $err),
+            " || ']' ELSE rtrim(json_remove(history, '$[0]'), ']') || ',' || ",
+            $crate::store::jobs::attempt_object!($now, $outcome, $err),
+            " || ']' END"
+        )
+    };
+}
+pub(crate) use append_attempt;
+
+/// The JSON object of the job's latest attempt (see [`append_attempt`]).
+macro_rules! attempt_object {
+    ($now:literal, $outcome:literal, $err:literal) => {
+        concat!(
+            "json_object('attempt', attempts, 'started_at', started_at, 'worker', worker, \
+             'ended_at', ",
+            $now,
+            ", 'outcome', ",
+            $outcome,
+            ", 'error', ",
+            $err,
+            ")"
+        )
+    };
+}
+pub(crate) use attempt_object;
+
 /// The statements of the hot path, built once: each call looks its statement up in the
 /// connection's cache without building the string.
 pub(super) mod sql {
@@ -35,40 +76,73 @@ pub(super) mod sql {
          WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2 \
          AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?1 AND paused)";
 
-    /// Leases up to ?4 ready jobs of queue ?3 (started at ?1, until ?2), unless the queue is
-    /// paused.
+    /// Leases up to ?4 ready jobs of queue ?3 (started at ?1, until ?2, by worker ?5), unless
+    /// the queue is paused. The attempt is recorded by the columns alone (`attempts`,
+    /// `started_at`, `worker`): no JSON is written until it ends. `LIMIT +?4`, not
+    /// `LIMIT ?4`: SQLite plans with the value of a bare `LIMIT` parameter, and so prepares
+    /// the statement again each time it is bound; the unary `+` keeps one plan.
     pub(crate) const CLAIM: &str = "UPDATE kosh_jobs SET state = 'running', \
          attempts = attempts + 1, lease_token = random(), started_at = ?1, \
-         lease_expires_at = ?2 \
+         lease_expires_at = ?2, worker = ?5 \
          WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?3 \
                       AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?3 AND paused) \
-                      ORDER BY priority DESC, id LIMIT ?4) \
+                      ORDER BY priority DESC, id LIMIT +?4) \
          RETURNING id, lease_token, name, queue, payload, priority, attempts, \
                    max_attempts, created_at, progress";
 
-    /// Completes job ?1 leased with token ?2 at ?3 with result ?4.
+    /// Completes job ?1 leased with token ?2 at ?3 with result ?4. The attempt that completed
+    /// a job is not appended to its history: readers take it from the columns.
     pub(crate) const COMPLETE: &str = "UPDATE kosh_jobs SET state = 'completed', \
          finished_at = ?3, result = ?4, lease_expires_at = NULL \
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
 
-    /// Schedules job ?1 leased with token ?2 again at ?4 (now ?3), recording error ?5.
+    /// The queue of job ?1 if it runs under lease token ?2. Finish reads it before changing
+    /// the job, rather than with `RETURNING queue`: SQLite keeps the rows an `UPDATE …
+    /// RETURNING` returns in a temporary table it creates on every run, which costs more than
+    /// this look-up.
+    pub(crate) const LEASED_QUEUE: &str =
+        "SELECT queue FROM kosh_jobs WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
+
+    /// Schedules job ?1 leased with token ?2 again at ?4 (now ?3), recording error ?5 and
+    /// the attempt's outcome ?6.
     pub(crate) const RETRY: &str = concat!(
         "UPDATE kosh_jobs SET \
          state = CASE WHEN ?4 > ?3 THEN 'scheduled' ELSE 'ready' END, \
          run_at = ?4, errors = ",
         append_error!("?5", "?3"),
-        ", lease_expires_at = NULL \
-         WHERE id = ?1 AND lease_token = ?2 AND state = 'running' \
-         RETURNING queue"
-    );
-
-    /// Fails job ?1 leased with token ?2 at ?3, recording error ?4.
-    pub(crate) const FAIL: &str = concat!(
-        "UPDATE kosh_jobs SET state = 'failed', finished_at = ?3, errors = ",
-        append_error!("?4", "?3"),
+        ", history = ",
+        append_attempt!("?3", "?6", "?5"),
         ", lease_expires_at = NULL \
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'"
     );
+
+    /// Fails job ?1 leased with token ?2 at ?3, recording error ?4 and the attempt's outcome
+    /// ?5.
+    pub(crate) const FAIL: &str = concat!(
+        "UPDATE kosh_jobs SET state = 'failed', finished_at = ?3, errors = ",
+        append_error!("?4", "?3"),
+        ", history = ",
+        append_attempt!("?3", "?5", "?4"),
+        ", lease_expires_at = NULL \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'"
+    );
+
+    /// Gives job ?1 leased with token ?2 back at ?3, without counting the attempt.
+    pub(crate) const RELEASE: &str = concat!(
+        "UPDATE kosh_jobs SET state = 'ready', attempts = max(attempts - 1, 0), \
+         lease_expires_at = NULL, history = ",
+        append_attempt!("?3", "'released'", "NULL"),
+        " WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue"
+    );
+
+    /// Adds ?3 completed and ?4 failed jobs to queue ?1's minute ?2, if that minute has a
+    /// row (no `RETURNING` and no upsert: the common case is one plain `UPDATE`).
+    pub(crate) const COUNT_FINISHED: &str = "UPDATE kosh_throughput \
+         SET completed = completed + ?3, failed = failed + ?4 WHERE queue = ?1 AND minute = ?2";
+
+    /// Queue ?1's first row of minute ?2, with ?3 completed and ?4 failed jobs.
+    pub(crate) const NEW_MINUTE: &str =
+        "INSERT INTO kosh_throughput (queue, minute, completed, failed) VALUES (?1, ?2, ?3, ?4)";
 
     /// Extends the lease of job ?1 with token ?2 to ?3.
     pub(crate) const HEARTBEAT: &str = "UPDATE kosh_jobs SET lease_expires_at = ?3 \
@@ -81,9 +155,11 @@ pub(super) mod sql {
          finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
          errors = ",
         append_error!("'lease expired'", "?1"),
+        ", history = ",
+        append_attempt!("?1", "'lease_expired'", "'lease expired'"),
         ", lease_expires_at = NULL \
          WHERE state = 'running' AND lease_expires_at <= ?1 \
-         RETURNING queue, id"
+         RETURNING queue, id, state"
     );
 }
 
@@ -185,6 +261,7 @@ pub(super) fn reserve(
     req: &ReserveRequest,
     now: Timestamp,
     fx: &mut Effects,
+    known: &mut LeasedQueues,
 ) -> Result<Vec<LeasedJob>> {
     let mut queues: Vec<&str> = Vec::with_capacity(req.queues.len());
     for q in &req.queues {
@@ -213,12 +290,13 @@ pub(super) fn reserve(
             .map_err(sql_err)?;
         let limit = i64::try_from(want).unwrap_or(i64::MAX);
         let mut rows = claim
-            .query(params![now.as_millis(), expires, queue, limit])
+            .query(params![now.as_millis(), expires, queue, limit, req.worker])
             .map_err(sql_err)?;
         let first = out.len();
         while let Some(r) = rows.next().map_err(sql_err)? {
             out.push(leased(r, expires)?);
         }
+        known.insert(&out[first..], queue);
         out[first..].sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)
@@ -260,50 +338,110 @@ pub(super) fn finish(
     items: &[Finish],
     now: Timestamp,
     fx: &mut Effects,
+    leased: &mut LeasedQueues,
 ) -> Result<Vec<FinishResult>> {
     let mut out = Vec::with_capacity(items.len());
     // Each statement is taken from the cache once per batch, on first use.
-    let (mut complete, mut retry, mut fail) = (None, None, None);
+    let (mut lookup, mut complete, mut retry, mut fail) = (None, None, None, None);
     for item in items {
         let Some((id, token)) = db_lease(&item.lease) else {
             out.push(FinishResult::LeaseLost);
             continue;
         };
-        let applied = match &item.outcome {
-            Outcome::Completed { result } => {
-                let result = result.as_ref().map(|v| v.to_string());
-                cached(&mut complete, conn, sql::COMPLETE)?
-                    .execute(params![id, token, now.as_millis(), result])
-                    .map_err(sql_err)?
-                    == 1
-            }
-            Outcome::Retry { error, retry_at } => {
-                let queue: Option<String> = cached(&mut retry, conn, sql::RETRY)?
-                    .query_row(
-                        params![id, token, now.as_millis(), retry_at.as_millis(), error],
-                        |r| r.get(0),
-                    )
+        // The queue of the job: known if this connection leased it, else read with the
+        // lease (a lease that is not current changes nothing: no need to go on). Either way
+        // the change below is the item's last fallible step.
+        let queue: Arc<str> = match leased.take(id) {
+            Some(q) => q,
+            None => {
+                let q: Option<String> = cached(&mut lookup, conn, sql::LEASED_QUEUE)?
+                    .query_row(params![id, token], |r| r.get(0))
                     .optional()
                     .map_err(sql_err)?;
-                if let Some(q) = &queue {
-                    fx.wake(q);
+                match q {
+                    Some(q) => Arc::from(q),
+                    None => {
+                        out.push(FinishResult::LeaseLost);
+                        continue;
+                    }
                 }
-                queue.is_some()
-            }
-            Outcome::Failed { error } => {
-                cached(&mut fail, conn, sql::FAIL)?
-                    .execute(params![id, token, now.as_millis(), error])
-                    .map_err(sql_err)?
-                    == 1
             }
         };
-        out.push(if applied {
+        let outcome = item.outcome.attempt_outcome().as_str();
+        let changed = match &item.outcome {
+            Outcome::Completed { result } => {
+                let result = result.as_ref().map(|v| v.to_string());
+                let n = cached(&mut complete, conn, sql::COMPLETE)?
+                    .execute(params![id, token, now.as_millis(), result])
+                    .map_err(sql_err)?;
+                if n == 1 {
+                    fx.count_finished(&queue, true);
+                }
+                n
+            }
+            Outcome::Retry {
+                error, retry_at, ..
+            } => {
+                let n = cached(&mut retry, conn, sql::RETRY)?
+                    .execute(params![
+                        id,
+                        token,
+                        now.as_millis(),
+                        retry_at.as_millis(),
+                        error,
+                        outcome
+                    ])
+                    .map_err(sql_err)?;
+                if n == 1 {
+                    fx.wake(&queue);
+                }
+                n
+            }
+            Outcome::Failed { error, .. } => {
+                let n = cached(&mut fail, conn, sql::FAIL)?
+                    .execute(params![id, token, now.as_millis(), error, outcome])
+                    .map_err(sql_err)?;
+                if n == 1 {
+                    fx.count_finished(&queue, false);
+                }
+                n
+            }
+        };
+        out.push(if changed == 1 {
             FinishResult::Applied
         } else {
             FinishResult::LeaseLost
         });
     }
     Ok(out)
+}
+
+/// Adds jobs that reached `completed` or `failed` (per queue: completed, failed) to the
+/// minute of `now`; when that is a queue's first write in this minute, drops its minutes
+/// older than the retention. The writer calls it once per transaction.
+pub(crate) fn write_throughput(
+    conn: &Connection,
+    finished: &[(String, i64, i64)],
+    now: Timestamp,
+) -> Result<()> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let minute = minute_of(now).as_millis();
+    let mut add = conn.prepare_cached(sql::COUNT_FINISHED).map_err(sql_err)?;
+    for (queue, completed, failed) in finished {
+        let p = params![queue, minute, completed, failed];
+        if add.execute(p).map_err(sql_err)? == 0 {
+            exec(conn, sql::NEW_MINUTE, p)?;
+            let keep_from = now.saturating_sub(THROUGHPUT_RETENTION).as_millis();
+            exec(
+                conn,
+                "DELETE FROM kosh_throughput WHERE queue = ?1 AND minute < ?2",
+                params![queue, keep_from],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Extends current leases to `until`; returns the ones that are not current.
@@ -344,18 +482,17 @@ pub(super) fn progress(conn: &Connection, lease: &Lease, json: &str) -> Result<b
 }
 
 /// Gives leased jobs back without counting the attempt.
-pub(super) fn release(conn: &Connection, leases: &[Lease], fx: &mut Effects) -> Result<()> {
-    let mut stmt = conn
-        .prepare_cached(
-            "UPDATE kosh_jobs SET state = 'ready', attempts = max(attempts - 1, 0), \
-             lease_expires_at = NULL \
-             WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue",
-        )
-        .map_err(sql_err)?;
+pub(super) fn release(
+    conn: &Connection,
+    leases: &[Lease],
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql::RELEASE).map_err(sql_err)?;
     for lease in leases {
         if let Some((id, token)) = db_lease(lease) {
             let queue: Option<String> = stmt
-                .query_row(params![id, token], |r| r.get(0))
+                .query_row(params![id, token, now.as_millis()], |r| r.get(0))
                 .optional()
                 .map_err(sql_err)?;
             if let Some(q) = queue {
@@ -384,7 +521,11 @@ pub(super) fn recover_expired(conn: &Connection, now: Timestamp, fx: &mut Effect
     while let Some(r) = rows.next().map_err(sql_err)? {
         let queue: String = r.get(0).map_err(sql_err)?;
         let id: i64 = r.get(1).map_err(sql_err)?;
+        let state: String = r.get(2).map_err(sql_err)?;
         tracing::debug!(job = id, queue, "recovered an expired lease");
+        if state == "failed" {
+            fx.count_finished(&queue, false);
+        }
         fx.wake(&queue);
         n += 1;
     }

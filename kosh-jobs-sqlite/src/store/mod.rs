@@ -2,12 +2,18 @@
 
 mod admin;
 mod jobs;
+mod operate;
 mod read;
 pub(crate) mod row;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
+use kosh_jobs_core::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use kosh_jobs_core::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
@@ -17,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Result, SqliteError};
 
 pub(crate) use admin::prune_completed;
+pub(crate) use jobs::write_throughput;
 pub(crate) use read::WaitInfo;
 
 /// One operation, sent to the thread that owns the connection.
@@ -40,6 +47,12 @@ pub(crate) enum Op {
     Counts,
     List(ListQuery),
     WaitInfo(Vec<String>),
+    Search(Box<SearchQuery>),
+    Apply(AdminAction, Vec<JobId>, Vec<JobState>),
+    Throughput(ThroughputQuery),
+    RegisterWorker(Box<WorkerInfo>, Duration),
+    DeregisterWorker(String),
+    Workers,
     /// Test only: runs SQL on the connection; answers the first column of its first row as a
     /// [`Response::Count`] (0 without rows).
     #[cfg(test)]
@@ -61,16 +74,37 @@ impl Op {
             Op::Reserve(r) => r.max,
             Op::Finish(v) => v.len(),
             Op::Heartbeat(v, _) | Op::Release(v) => v.len(),
+            Op::Apply(_, ids, _) => ids.len(),
             _ => 1,
         }
         .max(1)
     }
 
     /// Whether the operation only reads.
+    /// Whether the operation changes the database with at most one statement, run after
+    /// everything else in it that can fail: if it fails, nothing of it remains (SQLite undoes
+    /// a failed statement), so it needs no savepoint in a group commit. A finish of one job
+    /// (reads its lease, then one `UPDATE`), a heartbeat of one lease, a progress report.
+    pub(crate) fn is_one_change(&self) -> bool {
+        match self {
+            Op::Finish(items) => items.len() == 1,
+            Op::Heartbeat(leases, _) => leases.len() == 1,
+            Op::Progress(..) => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::Nop | Op::Get(_) | Op::Counts | Op::List(_) | Op::WaitInfo(_)
+            Op::Nop
+                | Op::Get(_)
+                | Op::Counts
+                | Op::List(_)
+                | Op::WaitInfo(_)
+                | Op::Search(_)
+                | Op::Throughput(_)
+                | Op::Workers
         )
     }
 
@@ -96,16 +130,75 @@ pub(crate) enum Response {
     Counts(Vec<QueueCounts>),
     Page(Page),
     WaitInfo(WaitInfo),
+    Search(Box<SearchPage>),
+    Actions(Vec<ActionResult>),
+    Throughput(Vec<ThroughputPoint>),
+    Workers(Vec<LiveWorker>),
 }
 
-/// What committed operations mean for waiting workers of this process.
+/// The queue of jobs this connection leased, by id, so that finishing a job needs no look-up
+/// of its row. An entry is never wrong (a job's queue never changes and ids are never
+/// reused), so it needs no undo when a transaction rolls back; a job missing from it is
+/// looked up. Entries leave when their job is finished; the whole map is cleared past
+/// [`LeasedQueues::MAX`] entries (leases lost to another process, or cancelled, stay until
+/// then).
+#[derive(Debug, Default)]
+pub(crate) struct LeasedQueues {
+    by_id: HashMap<i64, Arc<str>>,
+}
+
+impl LeasedQueues {
+    const MAX: usize = 1 << 16;
+
+    /// Remembers jobs leased from `queue`.
+    pub(crate) fn insert(&mut self, jobs: &[LeasedJob], queue: &str) {
+        if jobs.is_empty() {
+            return;
+        }
+        if self.by_id.len() + jobs.len() > Self::MAX {
+            self.by_id.clear();
+        }
+        let queue: Arc<str> = Arc::from(queue);
+        for id in jobs.iter().filter_map(|j| row::db_id(j.lease.id)) {
+            self.by_id.insert(id, Arc::clone(&queue));
+        }
+    }
+
+    /// The queue of job `id` if it was leased here, forgetting it.
+    pub(crate) fn take(&mut self, id: i64) -> Option<Arc<str>> {
+        self.by_id.remove(&id)
+    }
+}
+
+/// What committed operations mean for waiting workers of this process, and what the
+/// transaction still has to write once at its end.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     /// Queues that may have new work.
     pub(crate) wake: BTreeSet<String>,
+    /// Jobs that reached `completed` or `failed`, per queue: (queue, completed, failed).
+    /// Written to the throughput table once per transaction ([`write_throughput`]), so a
+    /// group commit of many finishes costs one upsert per queue.
+    pub(crate) finished: Vec<(String, i64, i64)>,
 }
 
 impl Effects {
+    /// Counts a job of `queue` that completed (or failed).
+    pub(crate) fn count_finished(&mut self, queue: &str, completed: bool) {
+        let i = match self.finished.iter().position(|(q, _, _)| q == queue) {
+            Some(i) => i,
+            None => {
+                self.finished.push((queue.to_owned(), 0, 0));
+                self.finished.len() - 1
+            }
+        };
+        if completed {
+            self.finished[i].1 += 1;
+        } else {
+            self.finished[i].2 += 1;
+        }
+    }
+
     pub(crate) fn wake(&mut self, queue: &str) {
         if !self.wake.contains(queue) {
             self.wake.insert(queue.to_owned());
@@ -114,6 +207,15 @@ impl Effects {
 
     pub(crate) fn merge(&mut self, other: Effects) {
         self.wake.extend(other.wake);
+        for (q, c, f) in other.finished {
+            match self.finished.iter_mut().find(|(mine, _, _)| *mine == q) {
+                Some(e) => {
+                    e.1 += c;
+                    e.2 += f;
+                }
+                None => self.finished.push((q, c, f)),
+            }
+        }
     }
 }
 
@@ -123,18 +225,19 @@ pub(crate) fn apply(
     op: &Op,
     now: Timestamp,
     fx: &mut Effects,
+    leased: &mut LeasedQueues,
 ) -> Result<Response> {
     Ok(match op {
         Op::Nop => Response::Unit,
         Op::Push(jobs) => Response::Enqueued(jobs::push(conn, jobs, now, fx)?),
-        Op::Reserve(req) => Response::Leased(jobs::reserve(conn, req, now, fx)?),
-        Op::Finish(items) => Response::Finished(jobs::finish(conn, items, now, fx)?),
+        Op::Reserve(req) => Response::Leased(jobs::reserve(conn, req, now, fx, leased)?),
+        Op::Finish(items) => Response::Finished(jobs::finish(conn, items, now, fx, leased)?),
         Op::Heartbeat(leases, extend) => {
             Response::Leases(jobs::heartbeat(conn, leases, now + *extend)?)
         }
         Op::Progress(lease, json) => Response::Bool(jobs::progress(conn, lease, json)?),
         Op::Release(leases) => {
-            jobs::release(conn, leases, fx)?;
+            jobs::release(conn, leases, now, fx)?;
             Response::Unit
         }
         Op::Recover => Response::Count(jobs::recover_expired(conn, now, fx)?),
@@ -153,6 +256,20 @@ pub(crate) fn apply(
         Op::Counts => Response::Counts(read::counts(conn, now)?),
         Op::List(q) => Response::Page(read::list(conn, q, now)?),
         Op::WaitInfo(queues) => Response::WaitInfo(read::wait_info(conn, queues)?),
+        Op::Search(q) => Response::Search(Box::new(operate::search(conn, q, now)?)),
+        Op::Apply(action, ids, only) => {
+            Response::Actions(operate::apply(conn, *action, ids, only, now, fx)?)
+        }
+        Op::Throughput(q) => Response::Throughput(operate::throughput(conn, q)?),
+        Op::RegisterWorker(info, ttl) => {
+            operate::register_worker(conn, info, *ttl, now)?;
+            Response::Unit
+        }
+        Op::DeregisterWorker(id) => {
+            operate::deregister_worker(conn, id)?;
+            Response::Unit
+        }
+        Op::Workers => Response::Workers(operate::workers(conn, now)?),
         #[cfg(test)]
         Op::Sql(sql) => {
             let first: Option<i64> = conn
@@ -221,6 +338,20 @@ mod plan_tests {
         rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("\n")
     }
 
+    /// Appending an attempt keeps at most `MAX_HISTORY` of them (a literal in its SQL).
+    #[test]
+    fn appending_bounds_history_at_max_history() {
+        assert_eq!(kosh_jobs_core::admin::MAX_HISTORY, 25);
+        for sql in [
+            super::jobs::sql::RETRY,
+            super::jobs::sql::FAIL,
+            super::jobs::sql::RELEASE,
+            super::jobs::sql::RECOVER,
+        ] {
+            assert!(sql.contains("json_array_length(history) < 25"), "{sql}");
+        }
+    }
+
     /// The hot statements use their partial indexes: reserve stays O(log n) however many
     /// jobs are stored.
     #[test]
@@ -249,6 +380,42 @@ mod plan_tests {
                 "kosh_jobs_finished",
             ),
         ];
+        use super::operate::{count_sql, next_queue_sql, range_sql, Kind};
+        use kosh_jobs_core::admin::Order;
+        let mut extra: Vec<(String, &str)> = Vec::new();
+        for (kind, index) in [
+            (Kind::Ready, "kosh_jobs_ready"),
+            (Kind::Scheduled(1), "kosh_jobs_scheduled_ids"),
+            (Kind::Final("failed"), "kosh_jobs_final"),
+        ] {
+            for order in [Order::OldestFirst, Order::NewestFirst] {
+                extra.push((range_sql(kind, order), index));
+            }
+            extra.push((next_queue_sql(kind).to_owned(), index));
+        }
+        extra.push((
+            range_sql(Kind::Running, Order::OldestFirst),
+            "kosh_jobs_running",
+        ));
+        extra.push((count_sql(Kind::Ready).to_owned(), "kosh_jobs_ready"));
+        extra.push((
+            count_sql(Kind::Scheduled(2)).to_owned(),
+            "kosh_jobs_scheduled",
+        ));
+        extra.push((
+            count_sql(Kind::Final("failed")).to_owned(),
+            "kosh_jobs_final",
+        ));
+        extra.push((super::operate::NEXT_PRIORITY.to_owned(), "kosh_jobs_ready"));
+        extra.push((super::operate::READY_HEAD.to_owned(), "kosh_jobs_ready"));
+        extra.push((super::operate::DUE_HEAD.to_owned(), "kosh_jobs_scheduled"));
+        extra.push((
+            "DELETE FROM kosh_throughput WHERE queue = ?1 AND minute < ?2".to_owned(),
+            "PRIMARY KEY",
+        ));
+        let cases = cases
+            .into_iter()
+            .chain(extra.iter().map(|(s, i)| (s.as_str(), *i)));
         for (sql, index) in cases {
             let p = plan(&conn, sql);
             assert!(p.contains(index), "{sql}\nuses:\n{p}");

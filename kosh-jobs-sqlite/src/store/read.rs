@@ -59,6 +59,11 @@ pub(super) fn counts(conn: &Connection, now: Timestamp) -> Result<Vec<QueueCount
             .or_insert_with(|| QueueCounts::empty(queue))
             .paused = true;
     }
+    for c in by_queue.values_mut() {
+        if c.ready > 0 {
+            c.oldest_ready_at = super::operate::oldest_ready(conn, &c.queue, now)?;
+        }
+    }
     Ok(by_queue.into_values().collect())
 }
 

@@ -1,5 +1,6 @@
 //! Converting between rows and the contract's records.
 
+use kosh_jobs_core::admin::{Attempt, AttemptOutcome, MAX_HISTORY};
 use kosh_jobs_core::{AttemptError, JobId, JobRecord, JobState, Lease, Timestamp};
 use rusqlite::Row;
 
@@ -8,7 +9,7 @@ use crate::error::{Result, SqliteError};
 /// The columns [`record`] reads, in order.
 pub(crate) const RECORD_COLUMNS: &str = "id, name, queue, payload, state, priority, run_at, \
      attempts, max_attempts, created_at, started_at, finished_at, errors, progress, result, \
-     unique_key, lease_expires_at";
+     unique_key, lease_expires_at, history, worker";
 
 /// A job id as stored; `None` if it cannot be a stored id.
 pub(crate) fn db_id(id: JobId) -> Option<i64> {
@@ -90,6 +91,18 @@ pub(crate) fn record(row: &Row<'_>, now: Timestamp) -> Result<JobRecord> {
     };
     let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
     let lease_expires_at: Option<i64> = get(row.get(16))?;
+    let started_at: Option<i64> = get(row.get(10))?;
+    let finished_at: Option<i64> = get(row.get(11))?;
+    let attempts = count(id, "attempts", get(row.get(7))?)?;
+    let history = history(
+        id,
+        get(row.get(17))?,
+        get(row.get(18))?,
+        stored_state,
+        attempts,
+        started_at,
+        finished_at,
+    )?;
     Ok(JobRecord {
         id: job_id(id)?,
         name: get(row.get(1))?,
@@ -98,11 +111,11 @@ pub(crate) fn record(row: &Row<'_>, now: Timestamp) -> Result<JobRecord> {
         state: effective_state(stored_state, run_at, now),
         priority: priority(id, get(row.get(5))?)?,
         run_at: Timestamp::from_millis(run_at),
-        attempts: count(id, "attempts", get(row.get(7))?)?,
+        attempts,
         max_attempts: count(id, "max_attempts", get(row.get(8))?)?,
         created_at: Timestamp::from_millis(get(row.get(9))?),
-        started_at: ts(get(row.get(10))?),
-        finished_at: ts(get(row.get(11))?),
+        started_at: ts(started_at),
+        finished_at: ts(finished_at),
         errors,
         progress: json(id, "progress", get(row.get(13))?)?,
         result: json(id, "result", get(row.get(14))?)?,
@@ -112,5 +125,46 @@ pub(crate) fn record(row: &Row<'_>, now: Timestamp) -> Result<JobRecord> {
         } else {
             None
         },
+        history,
     })
+}
+
+/// A job's attempt history: the attempts that ended, as stored (`history`), then its latest
+/// attempt when the columns hold it: still running, or the one that completed the job (which
+/// is never appended). `worker` is NULL for a job not leased since schema version 2.
+fn history(
+    id: i64,
+    stored: Option<String>,
+    worker: Option<String>,
+    state: JobState,
+    attempts: u32,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+) -> Result<Vec<Attempt>> {
+    let mut history: Vec<Attempt> = match stored {
+        Some(t) => serde_json::from_str(&t)
+            .map_err(|e| malformed(id, &format!("attempt history is not valid: {e}")))?,
+        None => Vec::new(),
+    };
+    let latest = match (worker, started_at, state) {
+        (Some(worker), Some(started), JobState::Running) => Some((worker, started, None)),
+        (Some(worker), Some(started), JobState::Completed) => {
+            Some((worker, started, finished_at.map(Timestamp::from_millis)))
+        }
+        _ => None,
+    };
+    if let Some((worker, started, ended_at)) = latest {
+        history.push(Attempt {
+            attempt: attempts,
+            started_at: Timestamp::from_millis(started),
+            worker,
+            outcome: ended_at.map(|_| AttemptOutcome::Completed),
+            ended_at,
+            error: None,
+        });
+        if history.len() > MAX_HISTORY {
+            history.drain(..history.len() - MAX_HISTORY);
+        }
+    }
+    Ok(history)
 }

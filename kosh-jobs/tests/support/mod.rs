@@ -6,6 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kosh_jobs::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::{
     AnyBackend, Backend, BackendError, CancelOutcome, Client, Clock, Enqueued, Finish,
@@ -29,6 +33,11 @@ pub struct Spy {
     pub finishes: AtomicUsize,
     /// When set, `finish` waits for this gate before storing anything.
     pub finish_gate: Mutex<Option<Gate>>,
+    /// When set, `finish` stores, then answers only once one of the jobs it finished was
+    /// leased again (or 5 s passed): a store whose answer travels slower than its wake-up.
+    pub answer_after_release: AtomicBool,
+    /// Ids `reserve` handed out, for `answer_after_release`.
+    pub leased: Mutex<Vec<JobId>>,
     pub calls: Notify,
 }
 
@@ -46,6 +55,8 @@ impl Spy {
             fail_finish: AtomicBool::new(false),
             finishes: AtomicUsize::new(0),
             finish_gate: Mutex::new(None),
+            answer_after_release: AtomicBool::new(false),
+            leased: Mutex::new(Vec::new()),
             calls: Notify::new(),
         })
     }
@@ -73,6 +84,10 @@ impl Backend for Spy {
                 .lock()
                 .unwrap()
                 .push((req.max, jobs.len()));
+            self.leased
+                .lock()
+                .unwrap()
+                .extend(jobs.iter().map(|j| j.id()));
         }
         self.calls.notify_waiters();
         r
@@ -88,7 +103,36 @@ impl Backend for Spy {
         if let Some(gate) = gate {
             gate.wait().await;
         }
-        self.inner.finish(items).await
+        if !self.answer_after_release.load(Ordering::SeqCst) {
+            return self.inner.finish(items).await;
+        }
+        // Only a retried job can be leased again.
+        let ids: Vec<JobId> = items
+            .iter()
+            .filter(|f| matches!(f.outcome, kosh_jobs::Outcome::Retry { .. }))
+            .map(|f| f.lease.id)
+            .collect();
+        if ids.is_empty() {
+            return self.inner.finish(items).await;
+        }
+        self.leased.lock().unwrap().clear();
+        let out = self.inner.finish(items).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.calls.notified();
+            if self
+                .leased
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|id| ids.contains(id))
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+        out
     }
     async fn heartbeat(
         &self,
@@ -150,6 +194,32 @@ impl Backend for Spy {
     }
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.inner.resume(queue).await
+    }
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
+        self.inner.search(query).await
+    }
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> Result<Vec<ActionResult>, BackendError> {
+        self.inner.apply(action, ids, only).await
+    }
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> Result<Vec<ThroughputPoint>, BackendError> {
+        self.inner.throughput(query).await
+    }
+    async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError> {
+        self.inner.register_worker(info, ttl).await
+    }
+    async fn deregister_worker(&self, id: &str) -> Result<(), BackendError> {
+        self.inner.deregister_worker(id).await
+    }
+    async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
+        self.inner.workers().await
     }
 }
 

@@ -12,6 +12,7 @@
 //! | `POST /api/notifications/{id}/read` | marks one read |
 //! | `POST /api/notifications/read` | marks all read |
 //! | `GET /healthz` | liveness |
+//! | `GET /metrics` | metrics in the Prometheus text format (see `kosh_jobs::metrics`) |
 
 mod api;
 mod error;
@@ -38,6 +39,8 @@ pub struct Web {
     pub jobs: Client,
     /// Largest upload accepted.
     pub max_upload_bytes: u64,
+    /// What `/metrics` serves; `None` when metrics are off (then it answers 404).
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 const PAGE: &str = include_str!("index.html");
@@ -47,6 +50,7 @@ pub fn router(web: Web) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::serve))
         .route(
             "/api/imports",
             // The upload enforces its own limit while streaming (413 as JSON).

@@ -46,6 +46,8 @@ pub fn config(dir: &std::path::Path, jobs_url: &str) -> Config {
         batch_rows: 4,
         row_delay: Duration::ZERO,
         lease: Duration::from_secs(5),
+        metrics: true,
+        metrics_sample: Duration::from_secs(1),
     }
 }
 

@@ -1,0 +1,243 @@
+//! The metrics of `kosh_jobs::metrics`, read back from a test recorder after a scripted run:
+//! three jobs completed, one retried then completed, one failed for good, one timed out, one
+//! whose lease was lost (it was cancelled while it ran); and the sampler's gauges.
+//!
+//! One test per process: a metrics recorder is global.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kosh_jobs::memory::MemoryBackend;
+use kosh_jobs::metrics as names;
+use kosh_jobs::{job, AnyBackend, Backend, Client, JobError, JobState, Worker};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::{CompositeKey, MetricKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+struct Signals {
+    /// Notified when the job that waits to be cancelled has started.
+    held: Arc<Notify>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Step {
+    /// ok, fail_once, fail or slow
+    how: String,
+}
+
+#[job(queue = "metered", max_attempts = 2, backoff = fixed(1ms), timeout = 300ms)]
+async fn step(job: Step, ctx: kosh_jobs::JobContext<Signals>) -> Result<(), JobError> {
+    match job.how.as_str() {
+        "fail_once" if ctx.attempt() == 1 => Err(JobError::retryable("first try fails")),
+        "fail" => Err(JobError::permanent("never works")),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Hold;
+
+/// Runs until its attempt is cancelled: here, by its lease being lost.
+#[job(queue = "metered")]
+async fn hold(_job: Hold, ctx: kosh_jobs::JobContext<Signals>) -> Result<(), JobError> {
+    ctx.state().held.notify_one();
+    ctx.cancellation().cancelled().await;
+    Ok(())
+}
+
+type Values = HashMap<(MetricKind, String, Vec<(String, String)>), DebugValue>;
+
+fn read(snapshotter: &Snapshotter) -> Values {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value): (CompositeKey, _, _, _)| {
+            let (kind, key) = key.into_parts();
+            let mut labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            ((kind, key.name().to_owned(), labels), value)
+        })
+        .collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn counter(values: &Values, name: &str, pairs: &[(&str, &str)]) -> u64 {
+    match values.get(&(MetricKind::Counter, name.to_owned(), labels(pairs))) {
+        Some(DebugValue::Counter(n)) => *n,
+        None => 0,
+        other => panic!("{name} {pairs:?} is not a counter: {other:?}"),
+    }
+}
+
+fn histogram_len(values: &Values, name: &str, pairs: &[(&str, &str)]) -> usize {
+    match values.get(&(MetricKind::Histogram, name.to_owned(), labels(pairs))) {
+        Some(DebugValue::Histogram(v)) => v.len(),
+        None => 0,
+        other => panic!("{name} {pairs:?} is not a histogram: {other:?}"),
+    }
+}
+
+fn gauge(values: &Values, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
+    match values.get(&(MetricKind::Gauge, name.to_owned(), labels(pairs))) {
+        Some(DebugValue::Gauge(g)) => Some(g.into_inner()),
+        None => None,
+        other => panic!("{name} {pairs:?} is not a gauge: {other:?}"),
+    }
+}
+
+async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
+    let client = Client::new(backend.clone());
+    let signals = Signals {
+        held: Arc::new(Notify::new()),
+    };
+    let mut handles = Vec::new();
+    for how in ["ok", "ok", "ok", "fail_once", "fail", "slow"] {
+        handles.push(
+            client
+                .enqueue(Step { how: how.into() })
+                .await
+                .expect("enqueue"),
+        );
+    }
+    let held = client.enqueue(Hold).await.expect("enqueue");
+    // A job for a queue no worker listens on: counted as enqueued, never started.
+    client
+        .push_raw(vec![kosh_jobs::NewJob::new(
+            "step",
+            "unwatched",
+            r#"{"how":"ok"}"#,
+            backend.clock().now(),
+        )])
+        .await
+        .expect("push");
+    let worker = Worker::builder(backend.clone())
+        .state(signals.clone())
+        .register::<Step>()
+        .register::<Hold>()
+        .concurrency(8)
+        .heartbeat_interval(Duration::from_millis(50))
+        .lease(Duration::from_secs(2))
+        .sample_metrics(Duration::from_secs(1))
+        .build()
+        .expect("worker")
+        .spawn();
+    for h in &handles {
+        let _ = h.wait_timeout(Duration::from_secs(30)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(30), signals.held.notified())
+        .await
+        .expect("the held job starts");
+    // Cancelled while running: its worker finds its lease gone.
+    backend.cancel(held.id()).await.expect("cancel");
+    let rec = held.wait_record_for_test().await;
+    assert_eq!(rec, JobState::Cancelled);
+    worker.shutdown().await.expect("shutdown");
+
+    let v = read(snapshotter);
+    let q = [("queue", "metered"), ("job", "step")];
+    let outcome = |o: &str| counter(&v, names::ATTEMPTS, &[q[0], q[1], ("outcome", o)]);
+    assert_eq!(counter(&v, names::ENQUEUED, &q), 6, "enqueued");
+    assert_eq!(
+        counter(
+            &v,
+            names::ENQUEUED,
+            &[("queue", "unwatched"), ("job", "step")]
+        ),
+        1,
+        "enqueued elsewhere"
+    );
+    assert_eq!(
+        counter(&v, names::STARTED, &q),
+        8,
+        "attempts started: 6 jobs, 2 retried"
+    );
+    assert_eq!(outcome("completed"), 4, "completed");
+    assert_eq!(outcome("retry_scheduled"), 1, "retry scheduled");
+    assert_eq!(outcome("failed"), 1, "failed for good");
+    assert_eq!(outcome("timed_out"), 2, "timed out, on both attempts");
+    assert_eq!(outcome("lease_lost"), 0);
+    assert_eq!(outcome("panicked"), 0);
+    assert_eq!(
+        histogram_len(&v, names::ATTEMPT_DURATION, &q),
+        8,
+        "one duration per attempt"
+    );
+    assert_eq!(histogram_len(&v, names::WAIT, &q), 6, "one wait per job");
+    let h = [("queue", "metered"), ("job", "hold")];
+    assert_eq!(counter(&v, names::STARTED, &h), 1, "the held job started");
+    assert_eq!(
+        counter(
+            &v,
+            names::ATTEMPTS,
+            &[h[0], h[1], ("outcome", "lease_lost")]
+        ),
+        1,
+        "the held job's lease was lost"
+    );
+    assert_eq!(gauge(&v, names::RUNNING, &h), Some(0.0));
+    assert_eq!(
+        gauge(&v, names::RUNNING, &q),
+        Some(0.0),
+        "nothing runs after shutdown"
+    );
+    assert_eq!(
+        gauge(
+            &v,
+            names::JOBS,
+            &[("queue", "unwatched"), ("state", "ready")]
+        ),
+        Some(1.0),
+        "sampled: the job nobody takes is ready"
+    );
+    assert!(
+        gauge(&v, names::WORKERS, &[("queue", "metered")]) == Some(1.0),
+        "sampled: one live worker on the queue"
+    );
+    assert!(
+        gauge(&v, names::OLDEST_READY_AGE, &[("queue", "unwatched")]).is_some(),
+        "sampled: the age of the oldest ready job"
+    );
+}
+
+/// Waits until the job is final; its state.
+trait WaitForTest {
+    async fn wait_record_for_test(&self) -> JobState;
+}
+
+impl<J: kosh_jobs::Job> WaitForTest for kosh_jobs::JobHandle<J> {
+    async fn wait_record_for_test(&self) -> JobState {
+        match self.wait_timeout(Duration::from_secs(30)).await {
+            Ok(_) => JobState::Completed,
+            Err(_) => self.status().await.expect("status").state,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_on_a_scripted_run() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this process");
+    scripted_run(MemoryBackend::new().into_any_backend(), &snapshotter).await;
+}
