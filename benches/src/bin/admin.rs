@@ -1,0 +1,336 @@
+//! The operating surface at scale: how fast an operator's questions are answered on a big
+//! store, and what a bulk action costs the workers running beside it.
+//!
+//! ```text
+//! cargo run --release -p kosh-jobs-benches --bin admin -- --backend sqlite --jobs 1000000
+//! ```
+//!
+//! It seeds one queue, `csv-uploads`, with `--jobs` jobs run to the end (`--failed` of them,
+//! default a tenth, fail with "database is locked"; one payload holds a rare text), then
+//! measures, each over `--repeat` calls (median and worst):
+//!
+//! - `stats`: what `kosh-jobs stats` reads (counts, the last day's throughput, live workers);
+//! - `first page`: the newest 50 failed jobs of the queue, with their total;
+//! - `rare search`: a text found in one payload, every page to the end: the scan rate;
+//! - `bulk retry`: every failed job back to ready, page by page (a search of 1,000 ids, then
+//!   `apply`), while a worker drains another queue: the retry rate, and the worker's slowest
+//!   reserve during it.
+//!
+//! Results are printed as lines, and with `--table` as a Markdown table row.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use kosh_jobs::admin::{AdminAction, JobFilter, Order, SearchQuery, ThroughputQuery};
+use kosh_jobs::{AnyBackend, Backend, Finish, JobState, NewJob, Outcome, ReserveRequest};
+use kosh_jobs_benches::store::{BackendKind, Bench};
+
+const USAGE: &str = "flags: --backend memory|sqlite|redis|sqlite://DIR|redis://URL, --jobs N, \
+--failed N, --repeat N, --drain-jobs N, --table";
+
+const QUEUE: &str = "csv-uploads";
+const DRAIN: &str = "drain";
+const RARE: &str = "needle-7f3a";
+
+struct Args {
+    backend: BackendKind,
+    jobs: u64,
+    failed: Option<u64>,
+    repeat: usize,
+    drain_jobs: u64,
+    table: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        backend: BackendKind::Memory,
+        jobs: 100_000,
+        failed: None,
+        repeat: 9,
+        drain_jobs: 200_000,
+        table: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value; {USAGE}"))
+        };
+        match flag.as_str() {
+            "--backend" => args.backend = value()?.parse()?,
+            "--jobs" => args.jobs = value()?.parse().context("--jobs")?,
+            "--failed" => args.failed = Some(value()?.parse().context("--failed")?),
+            "--repeat" => args.repeat = value()?.parse().context("--repeat")?,
+            "--drain-jobs" => args.drain_jobs = value()?.parse().context("--drain-jobs")?,
+            "--table" => args.table = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag `{other}`; {USAGE}"),
+        }
+    }
+    ensure!(args.jobs >= 10, "--jobs must be at least 10");
+    ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    Ok(args)
+}
+
+fn lease_req(queue: &str, max: usize) -> ReserveRequest {
+    ReserveRequest {
+        queues: vec![queue.to_owned()],
+        worker: "admin-bench".to_owned(),
+        max,
+        lease: Duration::from_secs(600),
+    }
+}
+
+/// Pushes `jobs` jobs and runs them all: about `failed` of them (spread evenly) fail.
+/// Returns how many failed.
+async fn seed(b: &AnyBackend, jobs: u64, failed: u64) -> anyhow::Result<u64> {
+    let mut failures = 0u64;
+    let now = b.clock().now();
+    let every = jobs.checked_div(failed).unwrap_or(u64::MAX).max(1);
+    let mut pushed = 0u64;
+    while pushed < jobs {
+        let n = (jobs - pushed).min(1000);
+        let batch: Vec<NewJob> = (pushed..pushed + n)
+            .map(|i| {
+                let text = if i == jobs / 2 { RARE } else { "statement" };
+                let payload = format!(r#"{{"upload_id":{i},"file":"{text}-{i}.csv","rows":120}}"#);
+                NewJob::new("import_csv", QUEUE, payload, now)
+            })
+            .collect();
+        b.push(batch).await?;
+        pushed += n;
+        let leased = b.reserve(&lease_req(QUEUE, n as usize)).await?;
+        let finishes = leased
+            .iter()
+            .map(|l| {
+                let seq = l.payload_index();
+                let outcome = if failed > 0 && seq % every == 0 {
+                    failures += 1;
+                    Outcome::failed("database is locked")
+                } else {
+                    Outcome::Completed { result: None }
+                };
+                Finish {
+                    lease: l.lease,
+                    outcome,
+                }
+            })
+            .collect();
+        b.finish(finishes).await?;
+    }
+    Ok(failures)
+}
+
+/// The upload number in a seeded payload.
+trait PayloadIndex {
+    fn payload_index(&self) -> u64;
+}
+
+impl PayloadIndex for kosh_jobs::LeasedJob {
+    fn payload_index(&self) -> u64 {
+        serde_json::from_str::<serde_json::Value>(&self.payload)
+            .ok()
+            .and_then(|v| v.get("upload_id").and_then(serde_json::Value::as_u64))
+            .unwrap_or(1)
+    }
+}
+
+/// Median and worst of `repeat` timed calls of `f`.
+async fn timed<F, Fut, T>(repeat: usize, mut f: F) -> anyhow::Result<(Duration, Duration, T)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut times = Vec::with_capacity(repeat);
+    let mut last = None;
+    for _ in 0..repeat {
+        let t = Instant::now();
+        last = Some(f().await?);
+        times.push(t.elapsed());
+    }
+    times.sort_unstable();
+    let out = last.context("at least one call")?;
+    Ok((times[times.len() / 2], times[times.len() - 1], out))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let wanted = args.failed.unwrap_or(args.jobs / 10).min(args.jobs);
+    let bench = Bench::setup(&args.backend)?;
+    let store = bench.fresh("admin").await?;
+    let b = store.backend.clone();
+    let name = args.backend.name();
+
+    let t = Instant::now();
+    let failed = seed(&b, args.jobs, wanted).await?;
+    let seeded = t.elapsed();
+    println!(
+        "{name}: seeded {} jobs ({failed} failed) in {:.1} s ({:.0} jobs/s)",
+        args.jobs,
+        seeded.as_secs_f64(),
+        args.jobs as f64 / seeded.as_secs_f64()
+    );
+
+    let (stats_med, stats_max, _) = timed(args.repeat, || async {
+        let day_ago = b.clock().now() - Duration::from_secs(86_400);
+        let counts = b.counts().await?;
+        let tp = b
+            .throughput(&ThroughputQuery {
+                queue: None,
+                since: day_ago,
+            })
+            .await?;
+        let workers = b.workers().await?;
+        Ok((counts, tp, workers))
+    })
+    .await?;
+    println!(
+        "{name}: stats: median {}, worst {}",
+        ms(stats_med),
+        ms(stats_max)
+    );
+
+    let first_page = SearchQuery::new(JobFilter::new().state(JobState::Failed).queue(QUEUE))
+        .order(Order::NewestFirst)
+        .limit(50);
+    let (page_med, page_max, page) =
+        timed(args.repeat, || async { Ok(b.search(&first_page).await?) }).await?;
+    ensure!(
+        page.jobs.len() as u64 == failed.min(50),
+        "first page: {} jobs, expected {}",
+        page.jobs.len(),
+        failed.min(50)
+    );
+    let total = page.total.context("first page: a total")?;
+    ensure!(
+        total.count == failed && total.exact,
+        "first page: total {total:?}, expected {failed} exactly"
+    );
+    println!(
+        "{name}: first page of failed jobs (total {total}): median {}, worst {}",
+        ms(page_med),
+        ms(page_max)
+    );
+
+    // The rare text, to the end of the cursor.
+    let t = Instant::now();
+    let mut q = SearchQuery::new(JobFilter::new().search(RARE)).with_total(false);
+    let (mut examined, mut found, mut calls) = (0u64, 0usize, 0u64);
+    loop {
+        let page = b.search(&q).await?;
+        calls += 1;
+        examined += page.examined;
+        found += page.jobs.len();
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    let scan = t.elapsed();
+    ensure!(found == 1, "rare search: found {found} jobs, expected 1");
+    let scan_rate = examined as f64 / scan.as_secs_f64();
+    println!(
+        "{name}: rare search: {examined} jobs examined in {calls} calls, {:.2} s ({scan_rate:.0} jobs/s)",
+        scan.as_secs_f64()
+    );
+
+    // Bulk retry while a worker drains another queue.
+    let now = b.clock().now();
+    let mut pushed = 0;
+    while pushed < args.drain_jobs {
+        let n = (args.drain_jobs - pushed).min(1000);
+        b.push(
+            (0..n)
+                .map(|_| NewJob::new("noop", DRAIN, "{}", now))
+                .collect(),
+        )
+        .await?;
+        pushed += n;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drainer = {
+        let b = b.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut reserves = 0u64;
+            let mut ran = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let leased = b.reserve(&lease_req(DRAIN, 16)).await?;
+                worst = worst.max(t.elapsed());
+                reserves += 1;
+                if leased.is_empty() {
+                    break;
+                }
+                ran += leased.len() as u64;
+                let fin = leased
+                    .iter()
+                    .map(|l| Finish {
+                        lease: l.lease,
+                        outcome: Outcome::Completed { result: None },
+                    })
+                    .collect();
+                b.finish(fin).await?;
+            }
+            anyhow::Ok((worst, reserves, ran))
+        })
+    };
+    let t = Instant::now();
+    let filter = JobFilter::new().state(JobState::Failed).queue(QUEUE);
+    let mut q = SearchQuery::new(filter.clone())
+        .limit(1000)
+        .with_total(false);
+    let mut applied = 0u64;
+    loop {
+        let page = b.search(&q).await?;
+        let ids: Vec<_> = page.jobs.iter().map(|j| j.id).collect();
+        if !ids.is_empty() {
+            let out = b.apply(AdminAction::Retry, &ids, &filter.states).await?;
+            applied += out
+                .iter()
+                .filter(|r| **r == kosh_jobs::admin::ActionResult::Applied)
+                .count() as u64;
+        }
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    let bulk = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst_reserve, reserves, drained) = drainer.await.context("drain task")??;
+    ensure!(
+        applied == failed,
+        "bulk retry: {applied} jobs retried, expected {failed}"
+    );
+    let retry_rate = applied as f64 / bulk.as_secs_f64();
+    println!(
+        "{name}: bulk retry: {applied} jobs in {:.2} s ({retry_rate:.0} jobs/s); a worker draining `{DRAIN}` meanwhile ran {drained} jobs in {reserves} reserves, the slowest {}",
+        bulk.as_secs_f64(),
+        ms(worst_reserve)
+    );
+    if args.table {
+        println!();
+        println!("| backend | jobs | stats (median / worst) | first failed page (median / worst) | rare search | bulk retry | slowest reserve during it |");
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| {name} | {} | {} / {} | {} / {} | {scan_rate:.0} jobs/s | {retry_rate:.0} jobs/s | {} |",
+            args.jobs,
+            ms(stats_med),
+            ms(stats_max),
+            ms(page_med),
+            ms(page_max),
+            ms(worst_reserve)
+        );
+    }
+    Ok(())
+}
