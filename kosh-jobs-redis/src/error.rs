@@ -117,44 +117,43 @@ impl RedisError {
         matches!(self, RedisError::PermissionDenied { .. })
     }
 
-    /// Classifies the error of a first connection attempt to the server(s) at `addr`:
-    /// refused credentials, a refused certificate, or else unreachable.
-    pub(crate) fn from_connect(e: redis::RedisError, addr: &str) -> Self {
+    /// Refused credentials or a refused certificate: the classes that retrying does not
+    /// help, checked first on every path. Any other error comes back as it was.
+    fn refusal(e: redis::RedisError, addr: &str) -> Result<Self, redis::RedisError> {
         if is_permission_error(&e) {
-            RedisError::PermissionDenied {
+            Ok(RedisError::PermissionDenied {
                 addr: addr.to_owned(),
                 source: Box::new(e),
-            }
+            })
         } else if let Some(reason) = untrusted_certificate(&e) {
-            RedisError::UntrustedCertificate {
+            Ok(RedisError::UntrustedCertificate {
                 addr: addr.to_owned(),
                 reason,
                 source: Box::new(e),
-            }
+            })
         } else {
-            RedisError::Unreachable {
-                addr: addr.to_owned(),
-                source: Box::new(e),
-            }
+            Err(e)
         }
+    }
+
+    /// Classifies the error of a first connection attempt to the server(s) at `addr`:
+    /// refused credentials, a refused certificate, or else unreachable.
+    pub(crate) fn from_connect(e: redis::RedisError, addr: &str) -> Self {
+        Self::refusal(e, addr).unwrap_or_else(|e| RedisError::Unreachable {
+            addr: addr.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// Classifies an error of the `redis` crate from the server at `addr`.
     pub(crate) fn from_redis(e: redis::RedisError, addr: &str) -> Self {
         // Before the connection check: a cluster reports refused credentials of its seed
         // nodes, and the failed TLS handshakes of nodes it connects to, as I/O errors.
-        if is_permission_error(&e) {
-            RedisError::PermissionDenied {
-                addr: addr.to_owned(),
-                source: Box::new(e),
-            }
-        } else if let Some(reason) = untrusted_certificate(&e) {
-            RedisError::UntrustedCertificate {
-                addr: addr.to_owned(),
-                reason,
-                source: Box::new(e),
-            }
-        } else if is_connection_error(&e) {
+        let e = match Self::refusal(e, addr) {
+            Ok(refused) => return refused,
+            Err(e) => e,
+        };
+        if is_connection_error(&e) {
             RedisError::ConnectionLost(Box::new(e))
         } else if e.code() == Some("OOM") {
             RedisError::OutOfMemory(Box::new(e))

@@ -10,7 +10,7 @@ use crate::admin::{
 };
 use crate::clock::Timestamp;
 use crate::error::BackendError;
-use crate::record::{CancelOutcome, JobId, JobRecord, JobState, RetryOutcome};
+use crate::record::{CancelOutcome, JobId, JobState, RetryOutcome};
 
 use super::index::{final_slot, slot, QueueIndex};
 use super::state::State;
@@ -58,17 +58,7 @@ impl State {
                 Order::OldestFirst => ids.sort_unstable(),
                 Order::NewestFirst => ids.sort_unstable_by(|a, b| b.cmp(a)),
             }
-            let more = ids.len() > limit;
-            ids.truncate(limit);
-            let jobs: Vec<JobRecord> = ids
-                .iter()
-                .filter_map(|id| self.jobs.get(id).map(|e| e.rec.clone()))
-                .collect();
-            let next = if more {
-                ids.last().map(|&id| JobId::new(id))
-            } else {
-                None
-            };
+            let (jobs, next) = self.page_of(ids, limit);
             return Ok(SearchPage {
                 examined: jobs.len() as u64,
                 jobs,

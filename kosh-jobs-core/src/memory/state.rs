@@ -466,9 +466,20 @@ impl State {
             ids.truncate(limit + 1);
         }
         ids.sort_unstable();
+        let (jobs, next) = self.page_of(ids, limit);
+        Page { jobs, next }
+    }
+
+    /// The first `limit` jobs of `ids` (in the order given), and the id to continue after
+    /// when more follow.
+    pub(super) fn page_of(
+        &self,
+        mut ids: Vec<u64>,
+        limit: usize,
+    ) -> (Vec<JobRecord>, Option<JobId>) {
         let more = ids.len() > limit;
         ids.truncate(limit);
-        let jobs: Vec<JobRecord> = ids
+        let jobs = ids
             .iter()
             .filter_map(|id| self.jobs.get(id).map(|e| e.rec.clone()))
             .collect();
@@ -477,7 +488,7 @@ impl State {
         } else {
             None
         };
-        Page { jobs, next }
+        (jobs, next)
     }
 
     pub(super) fn retry(&mut self, id: JobId, now: Timestamp) -> RetryOutcome {

@@ -117,20 +117,3 @@ async fn wait_on_system_clock_ends_at_until() {
     .unwrap();
     assert!(b.clock().now() >= until, "wait returned before `until`");
 }
-
-/// The admin cases of the conformance suite, on the memory backend, from inside the crate
-/// (the facade's conformance run covers the whole suite).
-#[cfg(feature = "testkit")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_conformance_cases() {
-    use crate::clock::Clock;
-    use crate::testkit::{BackendFactory, CASES};
-    let factory: std::sync::Arc<dyn BackendFactory> =
-        std::sync::Arc::new(|clock: Clock| async move { super::MemoryBackend::with_clock(clock) });
-    let mut ran = 0;
-    for case in CASES.iter().filter(|c| c.area == "operate") {
-        case.run(factory.clone()).await;
-        ran += 1;
-    }
-    assert_eq!(ran, 11, "the admin cases");
-}

@@ -460,6 +460,18 @@ local function records(ms, sts)
   return out
 end
 
+-- Appends member, record for each job of `ms` (states `sts`) still stored, to `out`.
+local function append_records(out, ms, sts)
+  local recs = records(ms, sts)
+  for i, m in ipairs(ms) do
+    if recs[i] then
+      out[#out + 1] = m
+      out[#out + 1] = recs[i]
+    end
+  end
+  return out
+end
+
 -- Job m as records() gives it, or nil. `st` is its state when the caller knows it.
 local function record(m, st)
   return records({ m }, { st })[1] or nil

@@ -51,14 +51,7 @@ if mode == 'i' then
   local ms, st_of = candidates(n)
   local sts = {}
   for i, m in ipairs(ms) do sts[i] = st_of[m] end
-  local recs = records(ms, sts)
-  for i, m in ipairs(ms) do
-    if recs[i] then
-      out[#out + 1] = m
-      out[#out + 1] = recs[i]
-    end
-  end
-  return out
+  return append_records(out, ms, sts)
 end
 
 -- Scan: the filter's other fields, checked on each job.
@@ -135,11 +128,4 @@ end
 local next_m = ms[stop + 1] or false
 if mode == 'c' then return { next_m, examined, #found } end
 local out = { next_m, examined }
-local recs = records(found, found_st)
-for i, m in ipairs(found) do
-  if recs[i] then
-    out[#out + 1] = m
-    out[#out + 1] = recs[i]
-  end
-end
-return out
+return append_records(out, found, found_st)
