@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::AnyBackend;
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use kosh_jobs_sqlite::{SqliteBackend, SqliteOptions};
+use kosh_jobs_sqlite::{Retention, SqliteBackend, SqliteOptions};
 
 use crate::commandstats::CommandStats;
 use kosh_jobs_testsupport::redis_server::RedisServer;
@@ -93,6 +93,7 @@ pub struct Bench {
     redis_owned: bool,
     server: Option<RedisServer>,
     runs: AtomicU64,
+    keep_completed: bool,
 }
 
 impl Bench {
@@ -108,6 +109,7 @@ impl Bench {
             redis_owned: false,
             server: None,
             runs: AtomicU64::new(0),
+            keep_completed: false,
         };
         match kind {
             BackendKind::Memory => {}
@@ -181,8 +183,14 @@ impl Bench {
                 }
             }
         };
-        let backend = locator.open().await?;
+        let backend = locator.open_with(self.keep_completed).await?;
         Ok(Store { backend, locator })
+    }
+
+    /// Stores opened from now on keep every completed job (no retention), as the admin
+    /// runner's "900,000 completed" store needs.
+    pub fn keep_completed(&mut self) {
+        self.keep_completed = true;
     }
 
     /// Commands the Redis server has run so far; `None` for other backends or a server the
@@ -228,17 +236,31 @@ pub enum Locator {
 impl Locator {
     /// Opens the store.
     pub async fn open(&self) -> anyhow::Result<AnyBackend> {
+        self.open_with(false).await
+    }
+
+    /// Opens the store; with `keep_completed`, retention deletes no completed job (the
+    /// memory backend keeps every job anyway).
+    pub async fn open_with(&self, keep_completed: bool) -> anyhow::Result<AnyBackend> {
         Ok(match self {
             Locator::Memory => AnyBackend::new(MemoryBackend::new()),
-            Locator::Sqlite(path) => AnyBackend::new(
-                SqliteBackend::connect_with(SqliteOptions::builder(path.clone()).build()?)
-                    .await
-                    .with_context(|| format!("opening {}", path.display()))?,
-            ),
+            Locator::Sqlite(path) => {
+                let mut opts = SqliteOptions::builder(path.clone());
+                if keep_completed {
+                    opts = opts.retention(Retention::keep_all());
+                }
+                AnyBackend::new(
+                    SqliteBackend::connect_with(opts.build()?)
+                        .await
+                        .with_context(|| format!("opening {}", path.display()))?,
+                )
+            }
             Locator::Redis { url, prefix } => {
-                let opts = RedisOptions::builder(url.clone())
-                    .prefix(prefix.clone())
-                    .build()?;
+                let mut opts = RedisOptions::builder(url.clone()).prefix(prefix.clone());
+                if keep_completed {
+                    opts = opts.keep_completed_for(None).keep_completed_max(None);
+                }
+                let opts = opts.build()?;
                 AnyBackend::new(RedisBackend::connect_with(opts).await?)
             }
         })

@@ -59,6 +59,7 @@ macro_rules! __kosh_jobs_cases {
             operate::search_rejects_bad_filters,
             operate::actions_apply_in_their_states,
             operate::action_retry_unique_conflict,
+            operate::action_retry_in_bulk,
             operate::attempt_history_records_each_attempt,
             operate::throughput_counts_finished_jobs,
             operate::throughput_drops_old_minutes,

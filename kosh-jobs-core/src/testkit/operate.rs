@@ -520,6 +520,78 @@ pub async fn action_retry_unique_conflict<F: BackendFactory + ?Sized>(factory: &
     );
 }
 
+/// A bulk retry of failed and cancelled jobs, some with unique keys, with an id given twice,
+/// a job in another state and an unknown id: each gets its own answer, as if retried one at
+/// a time, and every retried job is leased exactly once afterwards.
+pub async fn action_retry_in_bulk<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let mut failed = Vec::new();
+    for i in 0..4 {
+        let mut j = t.job("n", "q");
+        if i % 2 == 1 {
+            j.unique_key = Some(format!("bulk-{i}"));
+        }
+        failed.push(t.push_one(j).await);
+    }
+    let cancelled = t.push_one(t.job("n", "q")).await;
+    for _ in 0..4 {
+        let l = t.reserve_one("q", "bulk retry").await;
+        t.finish_ok(l.lease, Outcome::failed("database is locked"), "bulk retry")
+            .await;
+    }
+    let out = apply(&t, AdminAction::Cancel, &[cancelled], &[]).await;
+    assert_eq!(out, vec![ActionResult::Applied], "bulk retry: cancel");
+    let ready = t.push_one(t.job("n", "q")).await;
+    let unknown = JobId::new(u64::MAX - 11);
+    let ids = [
+        failed[0], failed[1], failed[0], cancelled, ready, unknown, failed[2], failed[3],
+    ];
+    let out = apply(&t, AdminAction::Retry, &ids, &[]).await;
+    assert_eq!(
+        out,
+        vec![
+            ActionResult::Applied,
+            ActionResult::Applied,
+            ActionResult::Skipped(JobState::Ready),
+            ActionResult::Applied,
+            ActionResult::Skipped(JobState::Ready),
+            ActionResult::NotFound,
+            ActionResult::Applied,
+            ActionResult::Applied,
+        ],
+        "bulk retry: one answer per id"
+    );
+    let c = t.counts_of("q").await;
+    assert_eq!(
+        (c.ready, c.failed, c.cancelled),
+        (6, 0, 0),
+        "bulk retry: counts after"
+    );
+    let mut leased = Vec::new();
+    for _ in 0..6 {
+        let l = t.reserve_one("q", "bulk retry: lease after").await;
+        assert_eq!(l.attempt, 1, "bulk retry: attempts start again");
+        leased.push(l.id());
+    }
+    leased.sort_unstable();
+    let mut want: Vec<JobId> = failed.iter().copied().chain([cancelled, ready]).collect();
+    want.sort_unstable();
+    assert_eq!(leased, want, "bulk retry: each job leased once");
+    // The retried jobs hold their unique keys again: a new job with one is not a second
+    // live job.
+    let mut dup = t.job("n", "q");
+    dup.unique_key = Some("bulk-1".into());
+    let again =
+        t.b.push(vec![dup])
+            .await
+            .unwrap_or_else(|e| panic!("push: {e:?}"));
+    assert_eq!(
+        again.first().map(|p| (p.id, p.existing)),
+        Some((failed[1], true)),
+        "bulk retry: the unique key is held by the retried job"
+    );
+}
+
 /// Each attempt is recorded with its worker, start, end, outcome and error; a running
 /// attempt has no end; history keeps the latest [`MAX_HISTORY`] attempts.
 pub async fn attempt_history_records_each_attempt<F: BackendFactory + ?Sized>(factory: &F) {

@@ -19,12 +19,83 @@ local applies = APPLIES[action]
 if not applies then return redis.error_reply('ERR kosh-jobs: unknown action ' .. action) end
 -- Due scheduled jobs are ready, as reserve would make them.
 promote(now_s, '1000')
+
+-- Retry, the bulk action of an incident (hundreds of thousands of failed jobs), in batches:
+-- each column and index is read and written once for all the jobs, not once per job. A job
+-- holding a unique key is retried on its own (its key may be held by another live job).
+if action == 'retry' then
+  local ms = {}
+  for i = 4, #ARGV do ms[#ms + 1] = ARGV[i] end
+  local specs, runs = hmget_all(K_SPEC, ms), hmget_all(K_RUN, ms)
+  local in_failed, in_cancelled = zmscore_all(ks('failed'), ms), zmscore_all(ks('cancelled'), ms)
+  local out, done, seen = {}, { failed = {}, cancelled = {} }, {}
+  local run_flat, ra_flat, ready_flat, made_ready = {}, {}, {}, {}
+  local n = 0
+  for i, m in ipairs(ms) do
+    local s, r = specs[i], nil
+    if not s then
+      r = { 0 }
+    else
+      local _, started, t = run_fields(runs[i])
+      local st
+      if seen[m] then
+        st = 'ready' -- retried earlier in this call
+      elseif in_failed[i] then
+        st = 'failed'
+      elseif in_cancelled[i] then
+        st = 'cancelled'
+      else
+        st = state_of(m, t)
+      end
+      if not st then
+        r = { 0 }
+      elseif not applies[st] or (only and not only[st]) then
+        r = { 2, st }
+      else
+        local pr, _, _, u = spec_fields(s)
+        if u then
+          r = retry_found(m, s, started, st, now_s)
+        else
+          local d = done[st]
+          d[#d + 1] = m
+          run_flat[#run_flat + 1] = m
+          run_flat[#run_flat + 1] = '0,' .. started .. ','
+          ra_flat[#ra_flat + 1] = m
+          ra_flat[#ra_flat + 1] = now_s
+          ready_flat[#ready_flat + 1] = string.format('%d', -pr)
+          ready_flat[#ready_flat + 1] = m
+          made_ready[#made_ready + 1] = m
+          r = { 1 }
+        end
+        if r[1] == 1 then
+          seen[m] = true
+          n = n + 1
+        end
+      end
+    end
+    out[i] = r
+  end
+  for st, d in pairs(done) do
+    zrem_all(kt(st), d)
+    zrem_all(ks(st), d)
+  end
+  hset_all(K_RUN, run_flat)
+  hset_all(K_RA, ra_flat)
+  hdel_all(K_FIN, made_ready)
+  zadd_all(K_READY, ready_flat)
+  call_chunked('SADD', K_AGAIN, made_ready, 1)
+  wake(n)
+  return out
+end
+
 local out = {}
+-- Jobs made ready (promoted): one wake-up for all of them at the end.
 local promoted = 0
 for i = 4, #ARGV do
   local m = ARGV[i]
   local r
-  if redis.call('HEXISTS', K_SPEC, m) == 0 then
+  local spec = redis.call('HGET', K_SPEC, m)
+  if not spec then
     r = { 0 }
   else
     local _, _, t = run_fields(redis.call('HGET', K_RUN, m))
@@ -33,18 +104,15 @@ for i = 4, #ARGV do
       r = { 0 }
     elseif not applies[st] or (only and not only[st]) then
       r = { 2, st }
-    elseif action == 'retry' then
-      r = retry_job(m, now_s)
     elseif action == 'cancel' then
       r = cancel_job(m, now_s)
     elseif action == 'delete' then
-      local s = redis.call('HGET', K_SPEC, m)
-      local _, _, _, u = spec_fields(s)
+      local _, _, _, u = spec_fields(spec)
       release_unique(u, m)
       delete_jobs(st, { m })
       r = { 1 }
     else
-      local pr = spec_fields(redis.call('HGET', K_SPEC, m))
+      local pr = spec_fields(spec)
       redis.call('ZREM', K_SCHED, m)
       redis.call('ZREM', ks('scheduled'), m)
       col_set(K_RA, m, now_s)

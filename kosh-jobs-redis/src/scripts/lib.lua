@@ -506,15 +506,11 @@ local function cancel_job(m, now_s)
   return { 1 }
 end
 
--- Puts failed or cancelled job m back to ready (run_at = now_s) with a fresh count of
--- attempts. Returns {0} not found, {1} retried, {2, state} not retryable, {3, job ref} unique
+-- Puts job m, found in final state st (spec s, started at `started`), back to ready
+-- (run_at = now_s) with a fresh count of attempts, without waking a worker: the caller wakes
+-- once for all it retried. Returns {1} retried, {2, state} not retryable, {3, job ref} unique
 -- key held by another live job.
-local function retry_job(m, now_s)
-  local s = redis.call('HGET', K_SPEC, m)
-  if not s then return { 0 } end
-  local _, started, t = run_fields(redis.call('HGET', K_RUN, m))
-  local st = state_of(m, t)
-  if not st then return { 0 } end
+local function retry_found(m, s, started, st, now_s)
   if st ~= 'failed' and st ~= 'cancelled' then return { 2, st } end
   local pr, _, _, u = spec_fields(s)
   if u then
@@ -529,8 +525,21 @@ local function retry_job(m, now_s)
   redis.call('HDEL', K_FIN, m)
   redis.call('ZADD', K_READY, string.format('%d', -pr), m)
   redis.call('SADD', K_AGAIN, m)
-  wake(1)
   return { 1 }
+end
+
+-- Puts failed or cancelled job m back to ready (run_at = now_s) with a fresh count of
+-- attempts. Returns {0} not found, {1} retried, {2, state} not retryable, {3, job ref} unique
+-- key held by another live job.
+local function retry_job(m, now_s)
+  local s = redis.call('HGET', K_SPEC, m)
+  if not s then return { 0 } end
+  local _, started, t = run_fields(redis.call('HGET', K_RUN, m))
+  local st = state_of(m, t)
+  if not st then return { 0 } end
+  local r = retry_found(m, s, started, st, now_s)
+  if r[1] == 1 then wake(1) end
+  return r
 end
 
 -- Up to n members of state st past `bound` (a member, inclusive; nil for none), in member

@@ -421,5 +421,19 @@ mod plan_tests {
             assert!(p.contains(index), "{sql}\nuses:\n{p}");
             assert!(!p.contains("TEMP B-TREE"), "{sql}\nsorts:\n{p}");
         }
+        // Counting a store of millions reads indexes only, one per part; never the table.
+        let p = plan(&conn, super::read::COUNTS);
+        for index in [
+            "kosh_jobs_final",
+            "kosh_jobs_ready",
+            "kosh_jobs_scheduled",
+            "kosh_jobs_running",
+        ] {
+            assert!(p.contains(index), "counts does not use {index}:\n{p}");
+        }
+        assert!(
+            p.lines().all(|l| !l.trim_end().ends_with("SCAN kosh_jobs")),
+            "counts scans the table:\n{p}"
+        );
     }
 }
