@@ -1,0 +1,247 @@
+//! [`Options`]: read-only mode, the authorization hook, the title, the backend's description.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::request::Parts;
+use kosh_jobs_core::AdminAction;
+use serde::Serialize;
+
+use crate::redact::redact_url;
+
+/// Something the dashboard can change, as its authorization hook sees it.
+///
+/// Every state-changing request names one; reading pages and the API needs none.
+///
+/// ```
+/// use kosh_jobs_web::Action;
+/// assert_eq!(Action::Retry.as_str(), "retry");
+/// assert!(Action::Delete.is_destructive());
+/// assert_eq!(Action::ALL.len(), 8);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Retry failed or cancelled jobs.
+    Retry,
+    /// Cancel scheduled, ready or running jobs.
+    Cancel,
+    /// Delete finished jobs.
+    Delete,
+    /// Run scheduled jobs now.
+    Promote,
+    /// Pause a queue.
+    Pause,
+    /// Resume a paused queue.
+    Resume,
+    /// Delete a queue's finished jobs older than an age.
+    Purge,
+    /// Enqueue a job by hand.
+    Enqueue,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 8] = [
+        Action::Retry,
+        Action::Cancel,
+        Action::Delete,
+        Action::Promote,
+        Action::Pause,
+        Action::Resume,
+        Action::Purge,
+        Action::Enqueue,
+    ];
+
+    /// The lowercase name, as the API and the authorization hook's logs show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Cancel => "cancel",
+            Action::Delete => "delete",
+            Action::Promote => "promote",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Purge => "purge",
+            Action::Enqueue => "enqueue",
+        }
+    }
+
+    /// Whether the action removes jobs for good (delete, purge).
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Action::Delete | Action::Purge)
+    }
+
+    /// The action on jobs, for the backend's admin contract.
+    pub(crate) fn admin(self) -> Option<AdminAction> {
+        match self {
+            Action::Retry => Some(AdminAction::Retry),
+            Action::Cancel => Some(AdminAction::Cancel),
+            Action::Delete => Some(AdminAction::Delete),
+            Action::Promote => Some(AdminAction::Promote),
+            _ => None,
+        }
+    }
+
+    /// The action on jobs named `s` (retry, cancel, delete, promote).
+    pub(crate) fn job_action(s: &str) -> Option<Action> {
+        [
+            Action::Retry,
+            Action::Cancel,
+            Action::Delete,
+            Action::Promote,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+impl From<AdminAction> for Action {
+    fn from(a: AdminAction) -> Self {
+        match a {
+            AdminAction::Retry => Action::Retry,
+            AdminAction::Cancel => Action::Cancel,
+            AdminAction::Delete => Action::Delete,
+            AdminAction::Promote => Action::Promote,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authorization hook: whether this request may do this action.
+type Authorize = Arc<dyn Fn(&Parts, Action) -> bool + Send + Sync + 'static>;
+
+/// How the dashboard behaves: built with [`Options::new`] and its builder methods, passed to
+/// [`router`](crate::router).
+///
+/// By default every action is allowed to whoever reaches the router: nest it behind your
+/// application's authentication, and narrow it with [`Options::read_only`] or
+/// [`Options::authorize`].
+///
+/// ```
+/// use kosh_jobs_web::{Action, Options};
+///
+/// // Support staff (no `x-role: engineer` header set by the app's auth layer) may only retry.
+/// let options = Options::new()
+///     .title("Acme jobs")
+///     .backend_url("redis://:s3cret@cache.internal:6379/0")
+///     .authorize(|parts, action| {
+///         let engineer = parts.headers.get("x-role").is_some_and(|r| r == "engineer");
+///         engineer || action == Action::Retry
+///     });
+/// assert_eq!(options.backend_description(), Some("redis://cache.internal:6379/0"));
+/// assert!(!options.is_read_only());
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) title: String,
+    pub(crate) read_only: bool,
+    pub(crate) authorize: Option<Authorize>,
+    pub(crate) backend: Option<String>,
+    pub(crate) poll_interval: Duration,
+    pub(crate) allowed_origins: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            title: "kosh-jobs".into(),
+            read_only: false,
+            authorize: None,
+            backend: None,
+            poll_interval: Duration::from_secs(5),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    /// Every action allowed, title "kosh-jobs", polling every 5 seconds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The title of the pages (shown as text, never as markup).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// Refuses every action with `403 Forbidden` and hides the buttons: a dashboard to look,
+    /// not to touch.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Called for each action with the request's head (method, URI, headers, extensions set
+    /// by your auth layer): `false` refuses it with `403 Forbidden`. Also called when the
+    /// pages load, to hide the buttons of refused actions. Keep it cheap and free of side
+    /// effects.
+    pub fn authorize(
+        mut self,
+        hook: impl Fn(&Parts, Action) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.authorize = Some(Arc::new(hook));
+        self
+    }
+
+    /// Shows which store the dashboard looks at, from its URL with the password and the query
+    /// string removed (see [`redact_url`]): the password never reaches a page.
+    pub fn backend_url(mut self, url: &str) -> Self {
+        self.backend = Some(redact_url(url));
+        self
+    }
+
+    /// How often open pages ask for fresh data; clamped to 1 second .. 10 minutes.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every.clamp(Duration::from_secs(1), Duration::from_secs(600));
+        self
+    }
+
+    /// Also accepts state-changing requests whose `Origin` is this one (e.g.
+    /// `https://admin.example.com`), for a reverse proxy that rewrites the `Host` header
+    /// without setting `X-Forwarded-Host`. The request's own host is always accepted.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        let origin = origin.into().trim_end_matches('/').to_ascii_lowercase();
+        if !self.allowed_origins.contains(&origin) {
+            self.allowed_origins.push(origin);
+        }
+        self
+    }
+
+    /// Whether every action is refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The redacted description of the store, if one was given.
+    pub fn backend_description(&self) -> Option<&str> {
+        self.backend.as_deref()
+    }
+
+    /// Whether the request may do the action: not read-only, and the hook (if any) agrees.
+    pub fn allows(&self, parts: &Parts, action: Action) -> bool {
+        !self.read_only && self.authorize.as_ref().is_none_or(|f| f(parts, action))
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("title", &self.title)
+            .field("read_only", &self.read_only)
+            .field("authorize", &self.authorize.as_ref().map(|_| "<hook>"))
+            .field("backend", &self.backend)
+            .field("poll_interval", &self.poll_interval)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish()
+    }
+}
