@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::parse::DateOrder;
+
 /// Everything the app reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -30,6 +32,9 @@ pub struct Config {
     /// Job lease of the worker: `WORKER_LEASE_MS`, default 30000. A job whose worker died
     /// is taken over about this long after its last renewal.
     pub lease: Duration,
+    /// How to read `05/03/2024`-style dates when neither the file nor its bank's layout
+    /// settles it: `DATE_ORDER`, `dmy` (default) or `mdy`. An import read this way says so.
+    pub date_order: DateOrder,
     /// Whether to record metrics and serve them at `/metrics` (Prometheus text format):
     /// `METRICS`, default `on` (`off` to disable).
     pub metrics: bool,
@@ -75,6 +80,12 @@ impl Config {
             batch_rows: number("IMPORT_BATCH_ROWS", 500)?,
             row_delay: Duration::from_millis(number("CSV_UPLOAD_ROW_DELAY_MS", 0)?),
             lease: Duration::from_millis(number("WORKER_LEASE_MS", 30_000)?),
+            date_order: match var("DATE_ORDER") {
+                Some(v) => v
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("DATE_ORDER={v}: {e}"))?,
+                None => DateOrder::DayFirst,
+            },
             metrics: match var("METRICS").as_deref().map(str::trim) {
                 None | Some("on" | "1" | "true") => true,
                 Some("off" | "0" | "false") => false,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::parse::{ParsedRow, ResumePoint};
+use crate::parse::{OrderBasis, ParsedRow, ResumePoint, Scan};
 
 /// Now, as stored: RFC 3339 in UTC with milliseconds.
 pub fn now() -> String {
@@ -89,6 +89,17 @@ pub struct Import {
     /// Checkpoint: its record number.
     #[serde(skip)]
     pub checkpoint_record: Option<i64>,
+    /// Summary and footer lines skipped (balances, totals, notices): not transactions.
+    pub summary_lines_skipped: i64,
+    /// How `a/b/yyyy` dates were read: `dmy` or `mdy`; `None` when the file has none.
+    pub date_order: Option<String>,
+    /// Why that order: `unambiguous` (a day above 12), `posting_dates`, `file_order`,
+    /// `span`, `layout`, `default`, `conflicting` or `not_needed`.
+    pub date_order_basis: Option<String>,
+    /// Whether the order was a guess: no date in the file settled it.
+    pub date_order_guessed: bool,
+    /// The bank layout recognised (`HDFC Bank`, `generic`, …).
+    pub layout: Option<String>,
     /// Why it failed (or the last attempt's error while retrying).
     pub error: Option<String>,
     /// Upload time.
@@ -116,6 +127,26 @@ impl Import {
             }),
             _ => None,
         }
+    }
+
+    /// What the user should know about how the file was read: `2 summary lines skipped`,
+    /// `dates read as month/day`.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        match self.summary_lines_skipped {
+            0 => {}
+            1 => notes.push("1 summary line skipped".to_owned()),
+            n => notes.push(format!("{n} summary lines skipped")),
+        }
+        if let (true, Some(order)) = (self.date_order_guessed, self.date_order.as_deref()) {
+            let words = if order == "mdy" {
+                "month/day"
+            } else {
+                "day/month"
+            };
+            notes.push(format!("dates read as {words}"));
+        }
+        notes
     }
 
     /// Whether it reached a final state.
@@ -219,14 +250,30 @@ pub async fn begin_attempt(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Im
     .await
 }
 
-/// Stores the number of data rows.
-pub async fn set_rows_total(pool: &SqlitePool, id: i64, total: u64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE imports SET rows_total = ?, updated_at = ? WHERE id = ?")
-        .bind(total as i64)
-        .bind(now())
-        .bind(id)
-        .execute(pool)
-        .await?;
+/// Stores what the first pass learnt: the number of data rows, the summary lines skipped,
+/// how dates are read, and the layout.
+pub async fn record_scan(
+    pool: &SqlitePool,
+    id: i64,
+    scan: &Scan,
+    layout: &str,
+) -> sqlx::Result<()> {
+    let order = (scan.dates.basis != OrderBasis::NotNeeded).then(|| scan.dates.order.code());
+    sqlx::query(
+        "UPDATE imports SET rows_total = ?, summary_lines_skipped = ?, date_order = ?,
+             date_order_basis = ?, date_order_guessed = ?, layout = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(scan.rows_total as i64)
+    .bind(scan.summary_lines as i64)
+    .bind(order)
+    .bind(scan.dates.basis.code())
+    .bind(scan.dates.guessed())
+    .bind(layout)
+    .bind(now())
+    .bind(id)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -353,7 +400,7 @@ pub async fn complete_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(i) = &import {
-        let message = if i.rows_rejected == 0 {
+        let mut message = if i.rows_rejected == 0 {
             format!(
                 "Imported {} transactions from {}.",
                 i.rows_imported, i.file_name
@@ -367,6 +414,17 @@ pub async fn complete_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<
                 i.rows_imported
             )
         };
+        let notes = i.notes();
+        if let Some((first, rest)) = notes.split_first() {
+            message.push(' ');
+            message.extend(first.chars().take(1).flat_map(char::to_uppercase));
+            message.extend(first.chars().skip(1));
+            for n in rest {
+                message.push_str("; ");
+                message.push_str(n);
+            }
+            message.push('.');
+        }
         notify(&mut tx, id, "import_completed", &message, &now).await?;
     }
     tx.commit().await?;

@@ -12,7 +12,7 @@ use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
 use crate::db;
-use crate::parse::{CsvFile, OpenError, ParsedRow, ResumePoint};
+use crate::parse::{CsvFile, DateOrder, OpenError, ParsedRow, ResumePoint, Scan};
 
 /// What the worker's handlers share.
 #[derive(Clone, Debug)]
@@ -25,6 +25,9 @@ pub struct App {
     pub batch_rows: usize,
     /// Test hook: pause after each row (see `CSV_UPLOAD_ROW_DELAY_MS`).
     pub row_delay: Duration,
+    /// How to read `a/b/yyyy` dates when neither the file nor its bank's layout says
+    /// (`DATE_ORDER`).
+    pub default_date_order: DateOrder,
 }
 
 /// The payload: which import to run. One live job per import (`unique`), so enqueueing it
@@ -46,6 +49,14 @@ pub struct ImportSummary {
     pub rows_imported: i64,
     /// Rows rejected.
     pub rows_rejected: i64,
+    /// Summary and footer lines skipped.
+    pub summary_lines_skipped: i64,
+    /// `dmy` or `mdy`; `None` when the file has no `a/b/yyyy` dates.
+    pub date_order: Option<String>,
+    /// Whether the date order was a guess.
+    pub date_order_guessed: bool,
+    /// What the user should know about how the file was read.
+    pub notes: Vec<String>,
     /// Rows already done when this attempt resumed, if it did.
     pub resumed_from: Option<i64>,
 }
@@ -57,6 +68,10 @@ impl From<db::Import> for ImportSummary {
             rows_total: i.rows_total,
             rows_imported: i.rows_imported,
             rows_rejected: i.rows_rejected,
+            summary_lines_skipped: i.summary_lines_skipped,
+            notes: i.notes(),
+            date_order: i.date_order,
+            date_order_guessed: i.date_order_guessed,
             resumed_from: i.resumed_from,
         }
     }
@@ -199,14 +214,27 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
         .await
         .map_err(join_error)??;
 
-    // First pass: the number of rows (for progress) and how this file writes its dates.
+    // First pass: the number of rows (for progress), the summary lines, and how this file
+    // writes its dates.
     let cancel = ctx.cancellation().clone();
     let f2 = file.clone();
-    let scan = tokio::task::spawn_blocking(move || f2.scan(|| cancel.is_cancelled()))
-        .await
-        .map_err(join_error)??
-        .ok_or_else(|| ImportError::Transient(anyhow::anyhow!("cancelled")))?;
-    db::set_rows_total(&app.db, id, scan.rows_total).await?;
+    let default_order = app.default_date_order;
+    let scan =
+        tokio::task::spawn_blocking(move || f2.scan(default_order, || cancel.is_cancelled()))
+            .await
+            .map_err(join_error)??
+            .ok_or_else(|| ImportError::Transient(anyhow::anyhow!("cancelled")))?;
+    db::record_scan(&app.db, id, &scan, file.columns().layout.name).await?;
+    // Dates without a year: the file's latest date, else the day of the upload (the same on
+    // every attempt).
+    let uploaded = import
+        .created_at
+        .get(..10)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let dates = scan.dates(uploaded);
+    if let Some(note) = scan.dates.note() {
+        tracing::info!(import = id, basis = scan.dates.basis.code(), "{note}");
+    }
 
     let start = import.checkpoint().unwrap_or(file.data_start());
     let mut rows_done = import.rows_done.max(0) as u64;
@@ -215,7 +243,7 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
         rows_imported: import.rows_imported,
         rows_rejected: import.rows_rejected,
     };
-    report(ctx, rows_done, scan.rows_total, Some(so_far)).await?;
+    report(ctx, rows_done, &scan, Some(so_far)).await?;
 
     // Second pass on a blocking thread, handing over batches through a small channel: the
     // file is never in memory, and the async threads only do the SQL.
@@ -223,7 +251,7 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
     let cancel = ctx.cancellation().clone();
     let (batch_rows, delay) = (app.batch_rows, app.row_delay);
     let producer = tokio::task::spawn_blocking(move || -> Result<(), OpenError> {
-        let mut rows = file.rows(start, scan.date_order)?;
+        let mut rows = file.rows(start, dates)?;
         loop {
             let mut batch = Vec::with_capacity(batch_rows);
             let mut end = false;
@@ -257,7 +285,7 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
     while let Some(batch) = rx.recv().await {
         rows_done += batch.rows.len() as u64;
         let counts = db::commit_batch(&app.db, id, &batch.rows, rows_done, batch.next).await?;
-        report(ctx, rows_done, scan.rows_total, Some(counts)).await?;
+        report(ctx, rows_done, &scan, Some(counts)).await?;
     }
     producer.await.map_err(join_error)??;
     if ctx.is_cancelled() {
@@ -271,6 +299,7 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
         import = id,
         imported = done.rows_imported,
         rejected = done.rows_rejected,
+        summary_lines_skipped = done.summary_lines_skipped,
         "import completed"
     );
     Ok(done.into())
@@ -279,15 +308,16 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
 async fn report(
     ctx: &JobContext<App>,
     rows_done: u64,
-    rows_total: u64,
+    scan: &Scan,
     counts: Option<db::Counts>,
 ) -> Result<(), ImportError> {
     let c = counts.unwrap_or_default();
     let value = json!({
         "rows_done": rows_done,
-        "rows_total": rows_total,
+        "rows_total": scan.rows_total,
         "rows_imported": c.rows_imported,
         "rows_rejected": c.rows_rejected,
+        "summary_lines_skipped": scan.summary_lines,
     });
     match ctx.progress(value).await {
         Ok(()) => Ok(()),

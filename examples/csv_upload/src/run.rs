@@ -62,6 +62,7 @@ impl Services {
                 upload_dir: config.upload_dir.clone(),
                 batch_rows: config.batch_rows,
                 row_delay: config.row_delay,
+                default_date_order: config.date_order,
             },
             jobs: Client::new(backend.clone()),
             backend,

@@ -106,3 +106,100 @@ async fn metrics_are_served_for_prometheus() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_as_banks_export_them_say_how_they_were_read() {
+    let app = TestApp::start(None, true).await;
+    // HDFC: a preamble, a summary block below (batches of 4 rows, so it spans a batch).
+    let (status, v) = app.upload("hdfc.csv", fixture("banks/hdfc.csv")).await;
+    assert_eq!(status, 202, "{v}");
+    let hdfc = v["id"].as_i64().unwrap();
+    // Chase: only the span of the dates shows they are month first.
+    let (status, v) = app
+        .upload("chase.csv", fixture("banks/chase_card.csv"))
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let chase = v["id"].as_i64().unwrap();
+    // UTF-16 is text, not a binary file.
+    let (status, v) = app.upload("u16.csv", fixture("utf16be_nobom.csv")).await;
+    assert_eq!(status, 202, "{v}");
+    let utf16 = v["id"].as_i64().unwrap();
+
+    let v = app.wait_final(hdfc, Duration::from_secs(30)).await;
+    assert_eq!(v["state"], "completed", "{v}");
+    assert_eq!(
+        (
+            v["rows_total"].as_i64(),
+            v["rows_imported"].as_i64(),
+            v["rows_rejected"].as_i64(),
+            v["summary_lines_skipped"].as_i64(),
+        ),
+        (Some(4), Some(4), Some(0), Some(7)),
+        "{v}"
+    );
+    assert_eq!(v["layout"], "HDFC Bank");
+    assert_eq!(
+        (
+            &v["date_order"],
+            &v["date_order_basis"],
+            &v["date_order_guessed"]
+        ),
+        (&"dmy".into(), &"unambiguous".into(), &false.into())
+    );
+    assert_eq!(v["notes"], serde_json::json!(["7 summary lines skipped"]));
+    let (_, r) = app.get(&format!("/api/imports/{hdfc}/rejected")).await;
+    assert_eq!(
+        r["items"],
+        serde_json::json!([]),
+        "summary lines are not bad rows"
+    );
+
+    let v = app.wait_final(chase, Duration::from_secs(30)).await;
+    assert_eq!(v["state"], "completed", "{v}");
+    assert_eq!(
+        (
+            &v["date_order"],
+            &v["date_order_basis"],
+            &v["date_order_guessed"]
+        ),
+        (&"mdy".into(), &"span".into(), &true.into()),
+        "{v}"
+    );
+    assert_eq!(v["notes"], serde_json::json!(["dates read as month/day"]));
+    let (_, t) = app.get(&format!("/api/imports/{chase}/transactions")).await;
+    let dates: Vec<&str> = t["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["booked_on"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dates,
+        [
+            "2026-11-05",
+            "2026-11-04",
+            "2026-11-03",
+            "2026-11-02",
+            "2026-11-02"
+        ]
+    );
+    let (_, n) = app.get("/api/notifications").await;
+    let note = n["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["import_id"] == chase)
+        .unwrap();
+    assert_eq!(
+        note["message"],
+        "Imported 5 transactions from chase.csv. Dates read as month/day."
+    );
+
+    let v = app.wait_final(utf16, Duration::from_secs(30)).await;
+    assert_eq!(
+        (v["state"].as_str(), v["rows_imported"].as_i64()),
+        (Some("completed"), Some(2)),
+        "{v}"
+    );
+    app.stop().await;
+}

@@ -2,8 +2,9 @@
 //!
 //! Accepted: `1234.56`, `1,234.56`, `1.234,56`, `1 234,56`, `1'234.56`, `12,5` (a decimal
 //! comma), `-12.00`, `+12`, `12.00-` (trailing minus), `(12.00)` (accounting negative),
-//! currency signs or codes around the number (`€ 12,00`, `-$5`, `12.00 EUR`), and a `CR` /
-//! `DR` suffix (`DR` is negative).
+//! currency signs or codes around the number (`€ 12,00`, `-$5`, `-€12.00`, `£3.50`,
+//! `12.00 EUR`), a `CR` / `DR` suffix (`DR` is negative: `1,234.50 Dr`), and Indian
+//! grouping (`1,50,000.00`: lakhs and crores).
 //!
 //! Which mark is the decimal separator:
 //! - both `.` and `,` present: the last one is the decimal separator, the other groups
@@ -13,7 +14,7 @@
 //!   before it is not `0` (`1,234` and `1.234` are 1234.00), otherwise it is the decimal
 //!   separator (`12,5`, `0.125` is refused for having three decimals).
 //!
-//! Thousands groups must be well formed (`1,23,4` is refused) and at most two decimals are
+//! Thousands groups must be well formed, in threes or the Indian way (`1,23,4` is refused) and at most two decimals are
 //! kept: a third one is refused rather than rounded, since money that does not add up is
 //! worse than a rejected row.
 
@@ -73,6 +74,28 @@ fn is_space(c: char) -> bool {
     c.is_whitespace() || c == '\u{a0}' || c == '\u{202f}'
 }
 
+/// Thousands groups: `1,234,567` (threes) or, with commas, `12,34,567` (Indian: the last
+/// group three digits, the ones before it two).
+fn well_grouped(groups: &[&str], sep: char) -> bool {
+    let Some((first, rest)) = groups.split_first() else {
+        return false;
+    };
+    if !(1..=3).contains(&first.len()) {
+        return false;
+    }
+    if rest.iter().all(|g| g.len() == 3) {
+        return true;
+    }
+    let Some((last, middle)) = rest.split_last() else {
+        return false;
+    };
+    sep == ','
+        && first.len() <= 2
+        && last.len() == 3
+        && !middle.is_empty()
+        && middle.iter().all(|g| g.len() == 2)
+}
+
 /// Parses an amount into cents (see the module docs for what is accepted).
 ///
 /// ```
@@ -94,6 +117,10 @@ pub fn parse_amount(input: &str) -> Result<i64, AmountError> {
         negative = true;
         signs += 1;
         s = inner.trim();
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.ends_with("dr.") || lower.ends_with("cr.") {
+        s = &s[..s.len() - 1];
     }
     let lower = s.to_ascii_lowercase();
     if lower.ends_with("dr") || lower.ends_with("cr") {
@@ -194,8 +221,7 @@ pub fn parse_amount(input: &str) -> Result<i64, AmountError> {
     let digits: String = match thousands {
         Some(t) => {
             let groups: Vec<&str> = int_part.split(t).collect();
-            let first_ok = (1..=3).contains(&groups[0].len());
-            if !first_ok || groups[1..].iter().any(|g| g.len() != 3) {
+            if !well_grouped(&groups, t) {
                 return Err(AmountError::BadGrouping(original.to_owned()));
             }
             groups.concat()
@@ -252,6 +278,17 @@ mod tests {
         assert_eq!(parse_amount("1 234,56"), Ok(123_456));
         assert_eq!(parse_amount("1\u{a0}234,56"), Ok(123_456));
         assert_eq!(parse_amount("1'234.56"), Ok(123_456));
+        assert_eq!(parse_amount("1,50,000.00"), Ok(15_000_000));
+        assert_eq!(parse_amount("12,34,56,789.50"), Ok(12_345_678_950));
+        assert_eq!(parse_amount("1,50,000"), Ok(15_000_000));
+        assert!(matches!(
+            parse_amount("1.50.000,00"),
+            Err(AmountError::BadGrouping(_))
+        ));
+        assert!(matches!(
+            parse_amount("123,45,678.00"),
+            Err(AmountError::BadGrouping(_))
+        ));
     }
 
     #[test]
@@ -264,6 +301,12 @@ mod tests {
         assert_eq!(parse_amount("100.00CR"), Ok(10_000));
         assert_eq!(parse_amount("EUR -3,20"), Ok(-320));
         assert_eq!(parse_amount("usd5"), Ok(500));
+        assert_eq!(parse_amount("1,234.50 Dr"), Ok(-123_450));
+        assert_eq!(parse_amount("1,234.50 Cr."), Ok(123_450));
+        assert_eq!(parse_amount("-€12.00"), Ok(-1200));
+        assert_eq!(parse_amount("£3.50"), Ok(350));
+        assert_eq!(parse_amount("€-12,00"), Ok(-1200));
+        assert_eq!(parse_amount("₹1,50,000.00"), Ok(15_000_000));
         assert!(matches!(
             parse_amount("-x,01"),
             Err(AmountError::NotANumber(_))

@@ -1,15 +1,27 @@
-//! Reading bank exports: columns by name, dialects, dates and amounts. Pure code, no
-//! database: unit tests here and in `tests/dialects.rs` (fixtures in `tests/fixtures/`).
+//! Reading bank exports as banks write them: the encoding, a preamble above the header,
+//! columns by name (per bank layout), summary and footer lines, dates in the order the file
+//! means and amounts in every local style. Pure code, no database: unit tests here and in
+//! `tests/dialects.rs` and `tests/banks.rs` (fixtures in `tests/fixtures/`).
 
 mod amount;
 mod date;
+mod encoding;
 mod header;
+mod layout;
+mod order;
 mod reader;
+mod row;
+mod summary;
 
 pub use amount::{parse_amount, AmountError};
-pub use date::{parse_date, DateError, DateEvidence, DateOrder};
-pub use header::{find_columns, AmountColumns, Columns, HeaderError};
+pub use date::{parse_date, parse_date_near, DateError};
+pub use encoding::{looks_like_utf16, TextEncoding};
+pub use header::{find_columns, normalize, AmountColumns, Columns, HeaderError};
+pub use layout::{known_layouts, Layout, Sign};
+pub use order::{DateEvidence, DateOrder, DateReading, OrderBasis};
 pub use reader::{
-    parse_record, sniff_delimiter, CsvFile, OpenError, ParsedRow, ResumePoint, Rows, Scan,
-    Transaction,
+    sniff_delimiter, CsvFile, Dates, OpenError, ParsedRow, ResumePoint, Rows, Scan,
+    HEADER_SEARCH_RECORDS,
 };
+pub use row::{parse_fields, Transaction};
+pub use summary::{Classifier, LineKind};

@@ -1,46 +1,42 @@
 //! Streaming a bank export record by record, with positions to resume from.
 //!
-//! The file is read through a `BufReader`, never whole: memory stays flat whatever its size.
-//! Quoted fields may hold the delimiter, quotes (`""`) and line breaks; the delimiter (`,`,
-//! `;`, tab or `|`) is sniffed from the header line; a UTF-8 byte-order mark is skipped;
-//! blank lines (also lines of bare delimiters, `;;;`) are skipped wherever they are; text
-//! that is not valid UTF-8 is read as Latin-1 (Windows exports).
+//! The file is read through a buffered reader, never whole: memory stays flat whatever its
+//! size. Quoted fields may hold the delimiter, quotes (`""`) and line breaks; the encoding
+//! is detected ([`super::encoding`]); the header row is looked for among the first
+//! [`HEADER_SEARCH_RECORDS`] lines, below whatever preamble the bank writes (bank name,
+//! account, period), with the delimiter (`,`, `;`, tab or `|`) it is written with; exports
+//! known to have no header (Wells Fargo, HSBC) are recognised by the shape of their rows.
+//! Blank and decoration lines are skipped wherever they are; summary and footer lines are
+//! skipped and counted ([`super::summary`]).
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::amount::parse_amount;
-use super::date::{parse_date, DateEvidence, DateOrder};
-use super::header::{find_columns, AmountColumns, Columns, HeaderError};
+use super::encoding::{detect, Source, TextEncoding};
+use super::header::{find_columns, Columns, HeaderError};
+use super::layout::headerless;
+use super::order::{DateEvidence, DateOrder, DateReading};
+use super::row::{parse_fields, Transaction};
+use super::summary::{Classifier, LineKind};
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// How many non-blank lines from the top may come before the header row.
+pub const HEADER_SEARCH_RECORDS: usize = 40;
 
 /// A place in the file: the start of a record. Saved with each batch, so a redelivered job
 /// seeks there instead of starting over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumePoint {
-    /// Byte offset.
+    /// Byte offset (of the UTF-8 text, for a UTF-16 file).
     pub byte: u64,
     /// Line number (1-based) at that offset.
     pub line: u64,
     /// Records before it, the header included.
     pub record: u64,
-}
-
-/// One imported transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transaction {
-    /// Booking date.
-    pub date: NaiveDate,
-    /// Description, payee and memo joined; line breaks become spaces.
-    pub description: String,
-    /// Signed amount in cents (negative: money out).
-    pub amount_cents: i64,
 }
 
 /// A data row and what became of it.
@@ -78,56 +74,120 @@ impl OpenError {
     }
 }
 
+/// How to read the dates of a file: the order of `a/b/yyyy`, and the year of dates written
+/// without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dates {
+    /// Day or month first.
+    pub order: DateOrder,
+    /// A date without a year is the latest such day on or before this one.
+    pub year_anchor: Option<NaiveDate>,
+}
+
+impl From<DateOrder> for Dates {
+    fn from(order: DateOrder) -> Self {
+        Dates {
+            order,
+            year_anchor: None,
+        }
+    }
+}
+
 /// What a first pass over the file learns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scan {
-    /// Data rows (blank lines not counted).
+    /// Data rows: transactions and rows to reject (blank and summary lines not counted).
     pub rows_total: u64,
-    /// How to read `a/b/yyyy` dates in this file.
-    pub date_order: DateOrder,
+    /// Summary and footer lines after the header, skipped.
+    pub summary_lines: u64,
+    /// How to read `a/b/yyyy` dates in this file, and why.
+    pub dates: DateReading,
+    /// The file's latest date, for dates written without a year.
+    pub latest_date: Option<NaiveDate>,
 }
 
-/// An opened bank export: its dialect and columns.
+impl Scan {
+    /// How to read the rows: the order found, and for dates without a year the file's
+    /// latest date, else `today`.
+    pub fn dates(&self, today: Option<NaiveDate>) -> Dates {
+        Dates {
+            order: self.dates.order,
+            year_anchor: self.latest_date.or(today),
+        }
+    }
+}
+
+/// An opened bank export: its encoding, dialect and columns.
 #[derive(Clone, Debug)]
 pub struct CsvFile {
     path: PathBuf,
+    encoding: TextEncoding,
     delimiter: u8,
     columns: Columns,
+    header_line: Option<u64>,
     data_start: ResumePoint,
 }
 
-/// Finds the delimiter: the most frequent of `,` `;` tab `|` outside quotes on the first
-/// line (`,` when none).
-pub fn sniff_delimiter(first_bytes: &[u8]) -> u8 {
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// How often each delimiter occurs outside quotes in `text`, over its first `lines` lines.
+fn delimiter_counts(text: &[u8], lines: usize) -> [usize; 4] {
     let mut counts = [0usize; 4];
-    let candidates = [b',', b';', b'\t', b'|'];
     let mut quoted = false;
-    for &b in first_bytes {
+    let mut seen = 0;
+    for &b in text {
         match b {
             b'"' => quoted = !quoted,
-            b'\n' | b'\r' if !quoted => break,
+            b'\n' if !quoted => {
+                seen += 1;
+                if seen >= lines {
+                    break;
+                }
+            }
             _ if !quoted => {
-                if let Some(i) = candidates.iter().position(|c| *c == b) {
+                if let Some(i) = DELIMITERS.iter().position(|c| *c == b) {
                     counts[i] += 1;
                 }
             }
             _ => {}
         }
     }
+    counts
+}
+
+/// Finds the delimiter of one line: the most frequent of `,` `;` tab `|` outside quotes
+/// on the first line (`,` when none).
+pub fn sniff_delimiter(first_bytes: &[u8]) -> u8 {
+    let counts = delimiter_counts(first_bytes, 1);
     let mut best = 0;
     for i in 1..4 {
         if counts[i] > counts[best] {
             best = i;
         }
     }
-    candidates[best]
+    DELIMITERS[best]
 }
 
-fn decode(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
+/// The delimiters worth trying on a file, most frequent over its first lines first.
+fn delimiter_candidates(head: &str) -> Vec<u8> {
+    let counts = delimiter_counts(head.as_bytes(), HEADER_SEARCH_RECORDS + 5);
+    let mut order: Vec<usize> = (0..4).filter(|i| counts[*i] > 0).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(counts[*i]));
+    let mut out: Vec<u8> = order.into_iter().map(|i| DELIMITERS[i]).collect();
+    if !out.contains(&b',') {
+        out.push(b',');
     }
+    out
+}
+
+/// The line a record starts on. The CSV reader gives the position where it started
+/// looking, before any empty lines it skipped; the line it ended on, less the line breaks
+/// inside its quoted fields and its own, is where it starts (for a last line without a line
+/// break this is one short, so the larger of the two is taken).
+fn record_line(rec: &csv::ByteRecord, end: &csv::Position) -> u64 {
+    let start = rec.position().map_or(0, |p| p.line());
+    let inside = rec.iter().flatten().filter(|b| **b == b'\n').count() as u64;
+    start.max(end.line().saturating_sub(inside + 1))
 }
 
 fn is_blank(rec: &csv::ByteRecord) -> bool {
@@ -135,47 +195,121 @@ fn is_blank(rec: &csv::ByteRecord) -> bool {
         .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
 }
 
+fn position(p: &csv::Position) -> ResumePoint {
+    ResumePoint {
+        byte: p.byte(),
+        line: p.line(),
+        record: p.record(),
+    }
+}
+
 impl CsvFile {
-    /// Opens `path`, sniffs its delimiter and finds its columns from the header row.
+    /// Opens `path`: detects its encoding, finds its header row (below a preamble, with
+    /// the delimiter that makes it one) or recognises a header-less export.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let mut raw = Vec::with_capacity(64 * 1024);
+        File::open(path)?.take(64 * 1024).read_to_end(&mut raw)?;
+        let (encoding, bom) = detect(&raw);
         let mut head = Vec::with_capacity(64 * 1024);
-        File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
-        let body = head.strip_prefix(BOM).unwrap_or(&head);
-        let delimiter = sniff_delimiter(body);
-        let mut rdr = reader(File::open(path)?, delimiter);
-        let mut rec = csv::ByteRecord::new();
-        loop {
-            if !rdr.read_byte_record(&mut rec)? {
-                return Err(OpenError::Empty);
-            }
-            if !is_blank(&rec) {
-                break;
+        Source::open(path, encoding)?
+            .take(64 * 1024)
+            .read_to_end(&mut head)?;
+        let head_text = String::from_utf8_lossy(&head);
+        if head_text.trim().is_empty() {
+            return Err(OpenError::Empty);
+        }
+        let mut first_error = None;
+        for delimiter in delimiter_candidates(&head_text) {
+            match Self::open_with(path, encoding, bom, delimiter)? {
+                Ok(file) => return Ok(file),
+                Err(e) => {
+                    if first_error.is_none() {
+                        first_error = e;
+                    }
+                }
             }
         }
-        let header: Vec<String> = rec
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let f = if i == 0 {
-                    f.strip_prefix(BOM).unwrap_or(f)
-                } else {
-                    f
-                };
-                decode(f).trim().to_owned()
-            })
-            .collect();
-        let columns = find_columns(&header)?;
-        let p = rdr.position();
-        Ok(CsvFile {
-            path: path.to_owned(),
-            delimiter,
-            columns,
-            data_start: ResumePoint {
-                byte: p.byte(),
-                line: p.line(),
-                record: p.record(),
-            },
-        })
+        Err(first_error.map_or(OpenError::Empty, OpenError::Header))
+    }
+
+    fn open_with(
+        path: &Path,
+        encoding: TextEncoding,
+        bom: usize,
+        delimiter: u8,
+    ) -> Result<Result<Self, Option<HeaderError>>, OpenError> {
+        let mut rdr = reader(Source::open(path, encoding)?, delimiter);
+        let mut rec = csv::ByteRecord::new();
+        let mut first: Vec<Vec<String>> = Vec::new();
+        let mut first_error = None;
+        let mut seen = 0;
+        let mut start = true;
+        while seen < HEADER_SEARCH_RECORDS && rdr.read_byte_record(&mut rec)? {
+            let fields: Vec<String> = rec
+                .iter()
+                .map(|f| {
+                    let f = if start {
+                        f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
+                    } else {
+                        f
+                    };
+                    encoding
+                        .decode(f)
+                        .trim_start_matches('\u{feff}')
+                        .trim()
+                        .to_owned()
+                })
+                .collect();
+            start = false;
+            if is_blank(&rec) {
+                continue;
+            }
+            seen += 1;
+            match find_columns(&fields) {
+                Ok(columns) => {
+                    let p = rdr.position();
+                    return Ok(Ok(CsvFile {
+                        path: path.to_owned(),
+                        encoding,
+                        delimiter,
+                        columns,
+                        header_line: Some(record_line(&rec, p)),
+                        data_start: position(p),
+                    }));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if first.len() < 5 {
+                first.push(fields);
+            }
+        }
+        if let Some(columns) = headerless(&first) {
+            let byte = if encoding == TextEncoding::Utf8 {
+                bom as u64
+            } else {
+                0
+            };
+            return Ok(Ok(CsvFile {
+                path: path.to_owned(),
+                encoding,
+                delimiter,
+                columns,
+                header_line: None,
+                data_start: ResumePoint {
+                    byte,
+                    line: 1,
+                    record: 0,
+                },
+            }));
+        }
+        Ok(Err(first_error))
+    }
+
+    /// The encoding found.
+    pub fn encoding(&self) -> TextEncoding {
+        self.encoding
     }
 
     /// The delimiter found.
@@ -188,78 +322,122 @@ impl CsvFile {
         &self.columns
     }
 
+    /// The line of the header row; `None` for a header-less export.
+    pub fn header_line(&self) -> Option<u64> {
+        self.header_line
+    }
+
     /// Where the data rows start.
     pub fn data_start(&self) -> ResumePoint {
         self.data_start
     }
 
-    /// A first pass: counts the data rows and decides how to read ambiguous dates.
-    /// `cancelled` is checked now and then; the pass stops early with `Ok(None)` when it
-    /// says so.
-    pub fn scan(&self, cancelled: impl Fn() -> bool) -> Result<Option<Scan>, OpenError> {
-        let mut rows = self.rows(self.data_start, DateOrder::DayFirst)?;
-        let mut evidence = DateEvidence::default();
-        let mut rows_total = 0u64;
-        let mut rec = csv::ByteRecord::new();
-        while rows.rdr.read_byte_record(&mut rec)? {
-            if is_blank(&rec) {
-                continue;
-            }
-            rows_total += 1;
-            if rows_total & 4095 == 0 && cancelled() {
-                return Ok(None);
-            }
-            if let Some(d) = rec.get(self.columns.date) {
-                evidence.observe(&decode(d));
-            }
-        }
-        Ok(Some(Scan {
-            rows_total,
-            date_order: evidence.order(),
-        }))
-    }
-
-    /// Reads data rows from `from` (the data start, or a saved [`ResumePoint`]).
-    pub fn rows(&self, from: ResumePoint, order: DateOrder) -> Result<Rows, OpenError> {
-        let mut rdr = reader(File::open(&self.path)?, self.delimiter);
+    fn records(&self, from: ResumePoint) -> Result<csv::Reader<Source>, OpenError> {
+        let mut rdr = reader(Source::open(&self.path, self.encoding)?, self.delimiter);
         let mut pos = csv::Position::new();
         pos.set_byte(from.byte)
             .set_line(from.line)
             .set_record(from.record);
         rdr.seek(pos)?;
+        Ok(rdr)
+    }
+
+    /// A first pass: counts the data rows and the summary lines, and decides how to read
+    /// the dates (`default_order` when neither the file nor its layout says).
+    /// `cancelled` is checked now and then; the pass stops early with `Ok(None)` when it
+    /// says so.
+    pub fn scan(
+        &self,
+        default_order: DateOrder,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<Option<Scan>, OpenError> {
+        let mut rdr = self.records(self.data_start)?;
+        let mut classifier = Classifier::default();
+        let mut evidence = DateEvidence::default();
+        let (mut rows_total, mut summary_lines, mut seen) = (0u64, 0u64, 0u64);
+        let mut rec = csv::ByteRecord::new();
+        let c = &self.columns;
+        while rdr.read_byte_record(&mut rec)? {
+            seen += 1;
+            if seen & 4095 == 0 && cancelled() {
+                return Ok(None);
+            }
+            if is_blank(&rec) {
+                continue;
+            }
+            let fields = self.decode(&rec);
+            let fields: Vec<&str> = fields.iter().map(|f| f.as_ref()).collect();
+            match classifier.classify(&fields, c) {
+                LineKind::Blank => {}
+                LineKind::Summary => summary_lines += 1,
+                LineKind::Data => {
+                    rows_total += 1;
+                    let get = |i: usize| fields.get(i).copied().unwrap_or_default();
+                    evidence.observe_row(get(c.date), c.posted.map(get));
+                    for &i in &c.other_dates {
+                        evidence.observe(get(i));
+                    }
+                }
+            }
+        }
+        let layout = c.layout;
+        let dates = evidence.decide(
+            layout.date_order.unwrap_or(default_order),
+            layout.date_order.is_some(),
+        );
+        Ok(Some(Scan {
+            rows_total,
+            summary_lines,
+            dates,
+            latest_date: evidence.latest(dates.order),
+        }))
+    }
+
+    fn decode<'a>(&self, rec: &'a csv::ByteRecord) -> Vec<Cow<'a, str>> {
+        rec.iter().map(|f| self.encoding.decode(f)).collect()
+    }
+
+    /// Reads data rows from `from` (the data start, or a saved [`ResumePoint`]).
+    pub fn rows(&self, from: ResumePoint, dates: impl Into<Dates>) -> Result<Rows, OpenError> {
         Ok(Rows {
-            rdr,
+            rdr: self.records(from)?,
             rec: csv::ByteRecord::new(),
-            columns: self.columns.clone(),
-            delimiter: self.delimiter,
-            order,
+            file: self.clone(),
+            dates: dates.into(),
+            // A resume point is right after a data row, where no summary block is open
+            // (see `Classifier`): reading on from it classifies as the first pass did.
+            classifier: Classifier::default(),
+            summary_lines: 0,
         })
     }
 }
 
-fn reader(file: File, delimiter: u8) -> csv::Reader<BufReader<File>> {
+fn reader(source: Source, delimiter: u8) -> csv::Reader<Source> {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
+        .buffer_capacity(64 * 1024)
         // Records end at `\n`; a `\r` before it is whitespace that fields are trimmed of.
         // (With the default CRLF terminator a record would start at the `\n` of the line
         // before, and line numbers in CRLF files would be one short.)
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_reader(BufReader::with_capacity(64 * 1024, file))
+        .from_reader(source)
 }
 
 /// Data rows of a [`CsvFile`], one at a time.
 pub struct Rows {
-    rdr: csv::Reader<BufReader<File>>,
+    rdr: csv::Reader<Source>,
     rec: csv::ByteRecord,
-    columns: Columns,
-    delimiter: u8,
-    order: DateOrder,
+    file: CsvFile,
+    dates: Dates,
+    classifier: Classifier,
+    summary_lines: u64,
 }
 
 impl Rows {
-    /// The next data row, `None` at the end. Blank lines are skipped.
+    /// The next data row, `None` at the end. Blank, decoration and summary lines are
+    /// skipped.
     pub fn next_row(&mut self) -> Result<Option<ParsedRow>, OpenError> {
         loop {
             if !self.rdr.read_byte_record(&mut self.rec)? {
@@ -268,10 +446,20 @@ impl Rows {
             if is_blank(&self.rec) {
                 continue;
             }
-            let line = self.rec.position().map(|p| p.line()).unwrap_or(0);
-            let outcome = parse_record(&self.rec, &self.columns, self.order);
+            let decoded = self.file.decode(&self.rec);
+            let fields: Vec<&str> = decoded.iter().map(|f| f.as_ref()).collect();
+            match self.classifier.classify(&fields, &self.file.columns) {
+                LineKind::Blank => continue,
+                LineKind::Summary => {
+                    self.summary_lines += 1;
+                    continue;
+                }
+                LineKind::Data => {}
+            }
+            let line = record_line(&self.rec, self.rdr.position());
+            let outcome = parse_fields(&fields, &self.file.columns, self.dates);
             let raw = if outcome.is_err() {
-                raw_text(&self.rec, self.delimiter)
+                raw_text(&fields, self.file.delimiter)
             } else {
                 String::new()
             };
@@ -279,85 +467,27 @@ impl Rows {
         }
     }
 
+    /// Summary lines skipped so far by this reader.
+    pub fn summary_lines(&self) -> u64 {
+        self.summary_lines
+    }
+
     /// Where the next row starts: save this to resume after the rows read so far.
     pub fn position(&self) -> ResumePoint {
-        let p = self.rdr.position();
-        ResumePoint {
-            byte: p.byte(),
-            line: p.line(),
-            record: p.record(),
-        }
+        debug_assert!(!self.classifier.in_summary || self.rdr.is_done());
+        position(self.rdr.position())
     }
 }
 
-fn raw_text(rec: &csv::ByteRecord, delimiter: u8) -> String {
+fn raw_text(fields: &[&str], delimiter: u8) -> String {
     let sep = (delimiter as char).to_string();
-    let joined = rec.iter().map(decode).collect::<Vec<_>>().join(&sep);
+    let joined = fields.join(&sep);
     let joined = joined.trim_end_matches(['\r', '\n']);
     let mut out: String = joined.chars().take(300).collect();
     if joined.chars().count() > 300 {
         out.push('…');
     }
     out
-}
-
-/// Turns one record into a transaction, or says why it cannot.
-pub fn parse_record(
-    rec: &csv::ByteRecord,
-    columns: &Columns,
-    order: DateOrder,
-) -> Result<Transaction, String> {
-    let field = |i: usize| -> Result<Cow<'_, str>, String> {
-        rec.get(i).map(decode).ok_or_else(|| {
-            format!(
-                "row has {} fields, the header has {}",
-                rec.len(),
-                columns.width
-            )
-        })
-    };
-    let date = parse_date(&field(columns.date)?, order).map_err(|e| e.to_string())?;
-    let amount_cents = match columns.amount {
-        AmountColumns::Signed(i) => parse_amount(&field(i)?).map_err(|e| e.to_string())?,
-        AmountColumns::DebitCredit { debit, credit } => {
-            let side = |col: Option<usize>| -> Result<Option<i64>, String> {
-                let Some(i) = col else { return Ok(None) };
-                let raw = rec.get(i).map(decode).unwrap_or_default();
-                if raw.trim().is_empty() {
-                    return Ok(None);
-                }
-                parse_amount(&raw)
-                    .map(|v| Some(v.abs()))
-                    .map_err(|e| e.to_string())
-            };
-            match (side(debit)?, side(credit)?) {
-                (None, None) => return Err("no amount: debit and credit are both empty".into()),
-                (d, c) => c
-                    .unwrap_or(0)
-                    .checked_sub(d.unwrap_or(0))
-                    .ok_or("amount is too large")?,
-            }
-        }
-    };
-    let mut description = String::new();
-    for &i in &columns.description {
-        let Some(v) = rec.get(i).map(decode) else {
-            continue;
-        };
-        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
-        if v.is_empty() {
-            continue;
-        }
-        if !description.is_empty() {
-            description.push_str(" · ");
-        }
-        description.push_str(&v);
-    }
-    Ok(Transaction {
-        date,
-        description,
-        amount_cents,
-    })
 }
 
 #[cfg(test)]
@@ -371,5 +501,9 @@ mod tests {
         assert_eq!(sniff_delimiter(b"\"a;b;c\",d\n"), b',');
         assert_eq!(sniff_delimiter(b"Date\tAmount\n"), b'\t');
         assert_eq!(sniff_delimiter(b"Date\n"), b',');
+        assert_eq!(
+            delimiter_candidates("Statement\nDatum;Betrag\n01.03.2024;-1.234,56\n"),
+            [b';', b',']
+        );
     }
 }

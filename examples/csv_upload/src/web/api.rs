@@ -54,6 +54,9 @@ async fn with_job(web: &Web, mut import: Import) -> Result<Value, ApiError> {
         }
     }
     let mut v = serde_json::to_value(&import).map_err(ApiError::internal)?;
+    // How the file was read, in words: `["2 summary lines skipped", "dates read as
+    // month/day"]`.
+    v["notes"] = json!(import.notes());
     v["job"] = match job {
         Some(j) => json!({
             "state": j.state.to_string(),

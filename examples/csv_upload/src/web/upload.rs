@@ -147,7 +147,11 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
             }
             continue;
         }
-        if size == 0 && chunk.iter().take(8192).any(|b| *b == 0) {
+        // NUL bytes mean a binary file, unless it is UTF-16 text (Windows "Unicode" exports).
+        if size == 0
+            && chunk.iter().take(8192).any(|b| *b == 0)
+            && !crate::parse::looks_like_utf16(&chunk[..chunk.len().min(8192)])
+        {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "the file is not a CSV text file",

@@ -46,6 +46,7 @@ pub fn config(dir: &std::path::Path, jobs_url: &str) -> Config {
         batch_rows: 4,
         row_delay: Duration::ZERO,
         lease: Duration::from_secs(5),
+        date_order: csv_upload::parse::DateOrder::DayFirst,
         metrics: true,
         metrics_sample: Duration::from_secs(1),
     }
