@@ -67,6 +67,8 @@ pub(crate) enum Command {
     Watch(WatchArgs),
     /// Enqueue a job.
     Enqueue(EnqueueArgs),
+    /// Serve the web dashboard (kosh-jobs-web) on its own.
+    Dashboard(DashboardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,4 +296,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DashboardArgs {
+    /// Address to listen on (port 0: any free port; the URL is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) bind: std::net::SocketAddr,
+    /// Refuse every action: pages and searches only.
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// The basic-auth user name; the password comes from the environment variable
+    /// KOSH_JOBS_DASHBOARD_PASSWORD (not a flag: flags are visible to every user in `ps`).
+    /// Without that variable the dashboard asks no password.
+    #[arg(long, value_name = "NAME", default_value = "admin")]
+    pub(crate) user: String,
 }

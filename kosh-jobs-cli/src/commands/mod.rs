@@ -1,6 +1,7 @@
 //! The commands, each on an open [`Session`].
 
 mod actions;
+mod dashboard;
 mod enqueue;
 mod jobs;
 mod stats;
@@ -33,6 +34,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let read_only = matches!(
         cli.command,
         Command::Stats
+            | Command::Dashboard(_)
             | Command::Workers
             | Command::Watch(_)
             | Command::Queues(QueuesCommand::Ls)
@@ -78,6 +80,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Purge(a) => actions::purge(&s, &a).await,
         Command::Watch(a) => watch::watch(&s, &a).await,
         Command::Enqueue(a) => enqueue::enqueue(&s, &a).await,
+        Command::Dashboard(a) => dashboard::serve(&s, &a).await,
     }
 }
 
