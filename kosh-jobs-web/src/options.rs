@@ -147,6 +147,8 @@ pub struct Options {
     pub(crate) backend: Option<String>,
     pub(crate) poll_interval: Duration,
     pub(crate) allowed_origins: Vec<String>,
+    /// `Basic base64(user:password)`: the `Authorization` value every request must carry.
+    pub(crate) basic_auth: Option<String>,
 }
 
 impl Default for Options {
@@ -158,6 +160,7 @@ impl Default for Options {
             backend: None,
             poll_interval: Duration::from_secs(5),
             allowed_origins: Vec::new(),
+            basic_auth: None,
         }
     }
 }
@@ -206,6 +209,30 @@ impl Options {
         self
     }
 
+    /// Asks every request for this user name and password (HTTP basic auth; use it over
+    /// HTTPS beyond one machine). For an app with its own login, leave it off and nest the
+    /// router behind that instead.
+    ///
+    /// A user name holding `:` cannot be sent by basic auth: such a name locks every request
+    /// out rather than letting any in.
+    pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        self.basic_auth = Some(if user.contains(':') {
+            String::new()
+        } else {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        });
+        self
+    }
+
+    /// Whether requests must carry a user name and password.
+    pub fn has_basic_auth(&self) -> bool {
+        self.basic_auth.is_some()
+    }
+
     /// Also accepts state-changing requests whose `Origin` is this one (e.g.
     /// `https://admin.example.com`), for a reverse proxy that rewrites the `Host` header
     /// without setting `X-Forwarded-Host`. The request's own host is always accepted.
@@ -242,6 +269,7 @@ impl fmt::Debug for Options {
             .field("backend", &self.backend)
             .field("poll_interval", &self.poll_interval)
             .field("allowed_origins", &self.allowed_origins)
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "<set>"))
             .finish()
     }
 }

@@ -114,5 +114,10 @@ where
             security::refuse_cross_site,
         ))
         .layer(middleware::from_fn(security::headers))
+        // Outermost: nothing, not even a refusal for another reason, before the password.
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            security::basic_auth,
+        ))
         .with_state(shared)
 }

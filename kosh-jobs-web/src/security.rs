@@ -80,6 +80,35 @@ fn check_same_origin(
     }
 }
 
+/// Asks for the user name and password of [`Options::basic_auth`](crate::Options::basic_auth)
+/// when set: a request without the right `Authorization` gets 401 with a challenge.
+pub(crate) async fn basic_auth(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let Some(expected) = shared.options.basic_auth.as_deref() else {
+        return next.run(req).await;
+    };
+    let given = req.headers().get(header::AUTHORIZATION);
+    let ok = !expected.is_empty()
+        && given.is_some_and(|g| same_bytes(g.as_bytes(), expected.as_bytes()));
+    if ok {
+        return next.run(req).await;
+    }
+    let mut res = (
+        axum::http::StatusCode::UNAUTHORIZED,
+        "a user name and password are needed\n",
+    )
+        .into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"kosh-jobs\", charset=\"UTF-8\""),
+    );
+    res
+}
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn without_default_port<'a>(scheme: &str, authority: &'a str) -> &'a str {
     let default = match scheme {
         "http" => ":80",
@@ -120,6 +149,14 @@ pub(crate) async fn headers(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_compares_whole_values() {
+        assert!(same_bytes(b"Basic YTpi", b"Basic YTpi"));
+        assert!(!same_bytes(b"Basic YTpi", b"Basic YTpj"));
+        assert!(!same_bytes(b"Basic YTp", b"Basic YTpi"));
+        assert!(!same_bytes(b"", b"Basic YTpi"));
+    }
 
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -41,6 +41,9 @@ pub struct Config {
     /// How often the worker samples the store-wide gauges (jobs per state, the age of the
     /// oldest ready job): `METRICS_SAMPLE_SECS`, default 15; 0 turns sampling off.
     pub metrics_sample: Duration,
+    /// The password of the jobs dashboard at `/admin/jobs` (user `admin`): `ADMIN_PASSWORD`.
+    /// Without one the dashboard is not served.
+    pub admin_password: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -92,6 +95,7 @@ impl Config {
                 Some(other) => anyhow::bail!("METRICS={other}: use on or off"),
             },
             metrics_sample: Duration::from_secs(number("METRICS_SAMPLE_SECS", 15)?),
+            admin_password: var("ADMIN_PASSWORD"),
         };
         cfg.validate()?;
         Ok(cfg)

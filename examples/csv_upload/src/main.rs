@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev { concurrency } => {
             let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
             let worker = services.worker(concurrency)?.spawn();
+            tracing::info!("{}", services.dashboard_status());
             println!("csv_upload is running: open http://{addr}");
             println!("(web and worker in one process; Ctrl-C stops both)");
             server.await?;
@@ -70,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
+            tracing::info!("{}", services.dashboard_status());
             println!("csv_upload web app listening on http://{addr}");
             server.await?;
         }

@@ -8,6 +8,10 @@ use kosh_jobs::worker::WorkerStats;
 use kosh_jobs::{AnyBackend, Client, Worker};
 
 use crate::backend::open_backend;
+
+/// Where the jobs dashboard is mounted, and its user name.
+const ADMIN_PATH: &str = "/admin/jobs";
+const ADMIN_USER: &str = "admin";
 use crate::config::Config;
 use crate::db;
 use crate::import::{App, ImportCsv};
@@ -73,12 +77,33 @@ impl Services {
 
     /// The web app's router.
     pub fn router(&self) -> axum::Router {
-        web::router(Web {
+        let app = web::router(Web {
             app: self.app.clone(),
             jobs: self.jobs.clone(),
             max_upload_bytes: self.config.max_upload_bytes,
             metrics: self.metrics.clone(),
-        })
+        });
+        match &self.config.admin_password {
+            Some(password) => app.nest(
+                ADMIN_PATH,
+                kosh_jobs_web::router(
+                    self.backend.clone(),
+                    kosh_jobs_web::Options::new()
+                        .title("csv_upload jobs")
+                        .backend_url(&self.config.jobs_url)
+                        .basic_auth(ADMIN_USER, password),
+                ),
+            ),
+            None => app,
+        }
+    }
+
+    /// A line for the start-up log about the dashboard: where it is, or how to turn it on.
+    pub fn dashboard_status(&self) -> String {
+        match self.config.admin_password {
+            Some(_) => format!("jobs dashboard at {ADMIN_PATH} (user `{ADMIN_USER}`, password from ADMIN_PASSWORD)"),
+            None => format!("jobs dashboard off: set ADMIN_PASSWORD to serve it at {ADMIN_PATH}"),
+        }
     }
 
     /// A worker running the import job.

@@ -67,6 +67,52 @@ async fn the_page_is_served() {
     app.stop().await;
 }
 
+/// The jobs dashboard is mounted at /admin/jobs behind the configured password, and shows
+/// the import's job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_dashboard_needs_the_admin_password() {
+    let app = TestApp::start(None, true).await;
+    let (status, v) = app.upload("d.csv", fixture("debit_credit.csv")).await;
+    assert_eq!(status, 202, "{v}");
+    app.wait_final(v["id"].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    let overview = app.url("/admin/jobs/api/overview");
+    let r = app.http.get(&overview).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no password");
+    let r = app
+        .http
+        .get(&overview)
+        .basic_auth("admin", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a wrong password");
+    let r = app
+        .http
+        .get(&overview)
+        .basic_auth("admin", Some("test-admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("csv-uploads"), "the import queue: {body}");
+    let r = app
+        .http
+        .get(app.url("/admin/jobs"))
+        .basic_auth("admin", Some("test-admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the dashboard page");
+    // The app's own routes need no password.
+    assert_eq!(
+        app.http.get(app.url("/")).send().await.unwrap().status(),
+        200
+    );
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_for_prometheus() {
     let app = TestApp::start(None, true).await;

@@ -49,6 +49,7 @@ pub fn config(dir: &std::path::Path, jobs_url: &str) -> Config {
         date_order: csv_upload::parse::DateOrder::DayFirst,
         metrics: true,
         metrics_sample: Duration::from_secs(1),
+        admin_password: Some("test-admin".into()),
     }
 }
 
