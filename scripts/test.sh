@@ -44,6 +44,8 @@ check_needs() {
     need openssl         have openssl      # TLS tests make a private CA and certificates
     need procps          have kill         # fault tests signal worker processes
     need util-linux      have setpriv      # SQLite permission tests run a child as nobody
+    need chromium        have chromium     # dashboard browser tests: headless Chromium ...
+    need chromium-driver have chromedriver # ... driven through WebDriver (kosh-jobs-web)
 }
 
 if ! have cargo; then

@@ -1,0 +1,466 @@
+//! The dashboard in a real browser: headless Chromium driven through `chromedriver`
+//! (WebDriver), against the router served on a TCP port over a SQLite file.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them); without
+//! them these tests fail, saying what to install. Screenshots go to `target/screenshots/` of
+//! the workspace; the overview's and a job page's are copied to `kosh-jobs-web/docs/` for the
+//! README.
+//!
+//! Every wait is a WebDriver wait for an element (or a state in the store) with a deadline:
+//! nothing sleeps for a fixed time.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+use kosh_jobs::prelude::*;
+use kosh_jobs::{AnyBackend, Finish, NewJob, Outcome, ReserveRequest};
+use kosh_jobs_testsupport::browser::Browser;
+use kosh_jobs_web::Options;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use support::{seed, Seeded, MOUNT};
+use tokio::sync::Mutex;
+
+/// How long a page may take to show what a step expects (Chromium on a busy CI machine).
+const PAGE: Duration = Duration::from_secs(20);
+/// How long a retried job may take to be run by the worker and shown as completed.
+const RUN: Duration = Duration::from_secs(40);
+
+/// One browser at a time: each test starts its own, and several at once on a small CI
+/// machine make every wait slower.
+static ONE_BROWSER: Mutex<()> = Mutex::const_new(());
+
+/// The seeded `csv-uploads` jobs' handler: it succeeds.
+#[derive(Serialize, Deserialize)]
+struct ImportCsv {
+    upload_id: u64,
+}
+
+#[job(queue = "csv-uploads")]
+async fn import_csv(job: ImportCsv) -> Result<u64, JobError> {
+    Ok(job.upload_id)
+}
+
+/// A store seeded by the HTTP tests' [`seed`], the dashboard served on a real port, and a
+/// browser.
+struct Dashboard {
+    backend: AnyBackend,
+    seeded: Seeded,
+    /// `http://127.0.0.1:PORT/admin/jobs`
+    base: String,
+    browser: Browser,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Dashboard {
+    async fn start() -> Dashboard {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+        let backend = kosh_jobs::connect(&url).await.expect("open SQLite");
+        let seeded = seed(&backend).await;
+        let options = Options::new()
+            .title("Acme jobs")
+            // Not the temporary path: the README's screenshots stay the same from run to run.
+            .backend_url("sqlite://jobs.db")
+            .poll_interval(Duration::from_secs(1));
+        let app = support::app(&backend, options);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        let browser = Browser::start()
+            .await
+            .unwrap_or_else(|e| panic!("no browser: {e:#}"));
+        Dashboard {
+            backend,
+            seeded,
+            base: format!("http://127.0.0.1:{}{MOUNT}", addr.port()),
+            browser,
+            server,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> &Client {
+        &self.browser.client
+    }
+
+    /// Opens a page of the dashboard (`route` is its fragment, e.g. `/jobs/3`).
+    async fn open(&self, route: &str) {
+        let url = format!("{}#{route}", self.base);
+        self.client()
+            .goto(&url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
+    /// Waits for an element, failing with what the page shows instead.
+    async fn wait(&self, locator: Locator<'_>, within: Duration) -> fantoccini::elements::Element {
+        match self
+            .client()
+            .wait()
+            .at_most(within)
+            .every(Duration::from_millis(100))
+            .for_element(locator)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => panic!(
+                "waited {within:?} for {locator:?}: {e}\nthe page shows:\n{}",
+                self.page_text().await
+            ),
+        }
+    }
+
+    /// Waits for the element with this `data-testid` whose text is `text`.
+    async fn wait_text(&self, testid: &str, text: &str) -> fantoccini::elements::Element {
+        let xpath = format!("//*[@data-testid='{testid}' and normalize-space(.)='{text}']");
+        self.wait(Locator::XPath(&xpath), PAGE).await
+    }
+
+    /// The element with this `data-testid`, waiting for it.
+    async fn testid(&self, testid: &str) -> fantoccini::elements::Element {
+        let css = format!(r#"[data-testid="{testid}"]"#);
+        self.wait(Locator::Css(&css), PAGE).await
+    }
+
+    async fn page_text(&self) -> String {
+        match self
+            .client()
+            .execute("return document.body.innerText;", vec![])
+            .await
+        {
+            Ok(Value::String(s)) => s,
+            other => format!("(cannot read the page: {other:?})"),
+        }
+    }
+
+    /// Saves a screenshot as `target/screenshots/NAME.png` of the workspace, and also as
+    /// `kosh-jobs-web/docs/NAME.png` when `for_readme`.
+    async fn screenshot(&self, name: &str, for_readme: bool) {
+        let png = self.client().screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = crate_dir.join("../target/screenshots");
+        std::fs::create_dir_all(&dir).expect("create target/screenshots");
+        std::fs::write(dir.join(format!("{name}.png")), &png).expect("write the screenshot");
+        if for_readme {
+            let docs = crate_dir.join("docs");
+            std::fs::create_dir_all(&docs).expect("create docs");
+            std::fs::write(docs.join(format!("{name}.png")), &png).expect("write the screenshot");
+        }
+    }
+
+    /// Presses a button; if the page asks to confirm, returns the question after confirming.
+    async fn press_and_confirm(&self, testid: &str) -> Option<String> {
+        self.testid(testid).await.click().await.expect("click");
+        // Either the dialog opens or the action's answer shows in the banner.
+        let shown = self
+            .wait(
+                Locator::Css(
+                    r#"dialog[open][data-testid="confirm-dialog"], #banner:not([hidden])"#,
+                ),
+                PAGE,
+            )
+            .await;
+        if shown
+            .tag_name()
+            .await
+            .unwrap()
+            .eq_ignore_ascii_case("dialog")
+        {
+            let question = self.testid("confirm-text").await.text().await.unwrap();
+            self.testid("confirm-yes")
+                .await
+                .click()
+                .await
+                .expect("confirm");
+            Some(question)
+        } else {
+            None
+        }
+    }
+
+    async fn payload_of(&self, id: JobId) -> Value {
+        let job = self.backend.get(id).await.unwrap().expect("job");
+        serde_json::from_str(&job.payload).expect("JSON payload")
+    }
+
+    async fn state_of(&self, id: JobId) -> JobState {
+        self.backend.get(id).await.unwrap().expect("job").state
+    }
+
+    async fn finish(self) {
+        self.browser
+            .close()
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.server.abort();
+    }
+}
+
+async fn dashboard() -> (tokio::sync::MutexGuard<'static, ()>, Dashboard) {
+    let guard = ONE_BROWSER.lock().await;
+    (guard, Dashboard::start().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_shows_the_counts() {
+    let started = Instant::now();
+    let (_one, d) = dashboard().await;
+    d.open("/").await;
+    d.wait_text("title", "Acme jobs").await;
+    for (state, n) in [
+        ("scheduled", "0"),
+        ("ready", "0"),
+        ("running", "1"),
+        ("completed", "2"),
+        ("failed", "3"),
+        ("cancelled", "0"),
+    ] {
+        d.wait_text(&format!("count-csv-uploads-{state}"), n).await;
+    }
+    d.wait_text("count-mail-ready", "1").await;
+    d.wait_text("count-mail-scheduled", "1").await;
+    d.wait_text("hour-csv-uploads", "2 / 3").await;
+    d.wait_text("ratio-csv-uploads", "60.0%").await;
+    d.wait_text("workers-summary", "1 live worker").await;
+    // The store is shown without anything secret, and the chart is drawn.
+    d.wait_text("backend", "sqlite://jobs.db").await;
+    d.wait(
+        Locator::Css(r#"[data-testid="chart-csv-uploads"] svg rect"#),
+        PAGE,
+    )
+    .await;
+    d.screenshot("overview", true).await;
+    d.finish().await;
+    eprintln!("overview_shows_the_counts: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_job_shows_its_error() {
+    let started = Instant::now();
+    let (_one, d) = dashboard().await;
+    let id = d.seeded.failed[0];
+    // From the overview's failed count to the queue's failed list to the job.
+    d.open("/").await;
+    d.wait_text("count-csv-uploads-failed", "3").await;
+    d.testid("count-csv-uploads-failed")
+        .await
+        .click()
+        .await
+        .expect("click the failed count");
+    d.testid(&format!("job-link-{id}"))
+        .await
+        .click()
+        .await
+        .expect("click the job");
+    d.wait_text("job-title", &format!("Job {id}")).await;
+    d.wait(
+        Locator::Css(r#"[data-testid="job-state"] [data-state="failed"]"#),
+        PAGE,
+    )
+    .await;
+    let error = d.testid("attempt-error-1").await.text().await.unwrap();
+    assert_eq!(error, "database is locked");
+    d.wait_text("attempt-outcome-1", "failed").await;
+    d.wait_text("job-attempts", "1 of 1").await;
+    let payload = d.testid("payload").await.text().await.unwrap();
+    let payload: Value = serde_json::from_str(&payload).expect("pretty JSON payload");
+    assert_eq!(payload, d.payload_of(id).await);
+    assert!(payload["file"].as_str().unwrap().starts_with("statement-"));
+    d.testid("action-retry").await;
+    d.testid("action-delete").await;
+    d.screenshot("job", true).await;
+    d.finish().await;
+    eprintln!("failed_job_shows_its_error: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_runs_the_job_and_the_page_shows_it_completed() {
+    let started = Instant::now();
+    let (_one, d) = dashboard().await;
+    let id = d.seeded.failed[1];
+    let worker = Worker::builder(d.backend.clone())
+        .register::<ImportCsv>()
+        .idle_wait(Duration::from_millis(200))
+        .build()
+        .expect("worker")
+        .spawn();
+
+    d.open(&format!("/jobs/{id}")).await;
+    d.wait(
+        Locator::Css(r#"[data-testid="job-state"] [data-state="failed"]"#),
+        PAGE,
+    )
+    .await;
+    let question = d.press_and_confirm("action-retry").await;
+    if let Some(q) = question {
+        assert!(q.contains(&id.to_string()), "{q}");
+    }
+    // The page's own polling shows the worker's run: no reload, no sleep.
+    d.wait(
+        Locator::Css(r#"[data-testid="job-state"] [data-state="completed"]"#),
+        RUN,
+    )
+    .await;
+    d.wait_text("attempt-outcome-2", "completed").await;
+    let result = d.testid("result").await.text().await.unwrap();
+    assert_eq!(
+        result.trim(),
+        d.payload_of(id).await["upload_id"].to_string()
+    );
+    assert_eq!(d.state_of(id).await, JobState::Completed);
+    // The other failed jobs were left alone.
+    assert_eq!(d.state_of(d.seeded.failed[0]).await, JobState::Failed);
+    d.screenshot("job-retried", false).await;
+    worker.shutdown().await.expect("worker shutdown");
+    d.finish().await;
+    eprintln!(
+        "retry_runs_the_job_and_the_page_shows_it_completed: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_by_text_and_bulk_retry_after_the_count() {
+    let started = Instant::now();
+    let (_one, d) = dashboard().await;
+    let [one, two, hostile] = [d.seeded.failed[0], d.seeded.failed[1], d.seeded.failed[2]];
+    d.open("/queues/csv-uploads").await;
+    d.wait(Locator::Css(r#"[data-testid="list-summary"]"#), PAGE)
+        .await;
+    let search = d.testid("filter-search").await;
+    search.send_keys("statement").await.expect("type");
+    d.testid("filter-apply").await.click().await.expect("apply");
+    // Only the two jobs whose payload names a statement file.
+    d.wait(
+        Locator::XPath(
+            "//*[@data-testid='list-summary' and starts-with(normalize-space(.), '2 jobs shown')]",
+        ),
+        PAGE,
+    )
+    .await;
+    d.testid(&format!("job-row-{one}")).await;
+    d.testid(&format!("job-row-{two}")).await;
+    let hidden = d
+        .client()
+        .find_all(Locator::Css(&format!(
+            r#"[data-testid="job-row-{hostile}"]"#
+        )))
+        .await
+        .unwrap();
+    assert!(
+        hidden.is_empty(),
+        "the filter shows a job it does not match"
+    );
+
+    d.testid("bulk-filter-action")
+        .await
+        .select_by_value("retry")
+        .await
+        .expect("choose retry");
+    let question = d
+        .press_and_confirm("bulk-filter-go")
+        .await
+        .expect("the page asks to confirm a bulk action");
+    assert!(
+        question.starts_with("Retry 2 jobs matching queue csv-uploads, text “statement”"),
+        "{question}"
+    );
+    d.wait_text("banner-text", "Retried 2 jobs.").await;
+    for id in [one, two] {
+        d.wait(
+            Locator::Css(&format!(
+                r#"[data-testid="job-row-{id}"] [data-state="ready"]"#
+            )),
+            PAGE,
+        )
+        .await;
+        assert_eq!(d.state_of(id).await, JobState::Ready);
+    }
+    assert_eq!(d.state_of(hostile).await, JobState::Failed);
+    d.screenshot("queue-bulk-retried", false).await;
+    d.finish().await;
+    eprintln!(
+        "filter_by_text_and_bulk_retry_after_the_count: {:?}",
+        started.elapsed()
+    );
+}
+
+/// Markup that runs script if a page ever parses it.
+const SCRIPT: &str = "<script>window.__pwned=1</script>";
+const IMG: &str = r#"<img src=x onerror="window.__pwned=1">"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_payload_is_shown_as_text_and_runs_nothing() {
+    let started = Instant::now();
+    let (_one, d) = dashboard().await;
+    let b = &d.backend;
+    let now = b.clock().now();
+    let mut job = NewJob::new(
+        "import_csv",
+        "hostile",
+        json!({"note": format!("{SCRIPT}{IMG}")}).to_string(),
+        now,
+    );
+    job.max_attempts = 1;
+    job.unique_key = Some(format!("key-{IMG}"));
+    b.push(vec![job]).await.unwrap();
+    let leased = b
+        .reserve(&ReserveRequest {
+            queues: vec!["hostile".into()],
+            worker: "browser-test".into(),
+            max: 1,
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let id = leased[0].id();
+    b.finish(vec![Finish {
+        lease: leased[0].lease,
+        outcome: Outcome::failed(format!("bad row {SCRIPT} {IMG}")),
+    }])
+    .await
+    .unwrap();
+
+    d.open(&format!("/jobs/{id}")).await;
+    d.wait_text("job-title", &format!("Job {id}")).await;
+    let error = d.testid("attempt-error-1").await.text().await.unwrap();
+    assert_eq!(error, format!("bad row {SCRIPT} {IMG}"));
+    let payload = d.testid("payload").await.text().await.unwrap();
+    let payload: Value = serde_json::from_str(&payload).expect("pretty JSON payload");
+    assert_eq!(payload, json!({"note": format!("{SCRIPT}{IMG}")}));
+    let key = d.testid("job-unique-key").await.text().await.unwrap();
+    assert_eq!(key, format!("key-{IMG}"));
+    // The queue's list shows the error as text too.
+    d.open("/queues/hostile?state=failed").await;
+    let row = d.testid(&format!("job-row-{id}")).await;
+    let text = row.text().await.unwrap();
+    assert!(text.contains(SCRIPT) && text.contains(IMG), "{text}");
+
+    // No markup from the job made it into the page, and nothing ran.
+    let ran = d
+        .client()
+        .execute(
+            "return [typeof window.__pwned, \
+             document.querySelectorAll('main img, main script, [onerror]').length];",
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert_eq!(ran, json!(["undefined", 0]));
+    d.screenshot("hostile", false).await;
+    d.finish().await;
+    eprintln!(
+        "hostile_payload_is_shown_as_text_and_runs_nothing: {:?}",
+        started.elapsed()
+    );
+}
