@@ -1,5 +1,7 @@
 //! `csv_upload`: the web app, its worker, or both in one process for development.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use csv_upload::config::Config;
@@ -40,7 +42,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dotenv = dotenvy::dotenv();
+    // Logs go to stderr, in colour only on a terminal and never with NO_COLOR, so the URL
+    // and anything a script reads on stdout stay clean.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")),
@@ -63,8 +70,8 @@ async fn main() -> anyhow::Result<()> {
             let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
             let worker = services.worker(concurrency)?.spawn();
             tracing::info!("{}", services.dashboard_status());
-            println!("csv_upload is running: open http://{addr}");
-            println!("(web and worker in one process; Ctrl-C stops both)");
+            tracing::info!("web and worker in one process; Ctrl-C stops both");
+            print_url(addr);
             server.await?;
             let stats = worker.shutdown().await?;
             tracing::info!(?stats, "worker stopped");
@@ -72,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
             tracing::info!("{}", services.dashboard_status());
-            println!("csv_upload web app listening on http://{addr}");
+            print_url(addr);
             server.await?;
         }
         Command::Worker { concurrency } => {
@@ -82,4 +89,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The address to open, on a line of its own on stdout, after the start-up logs (stderr).
+fn print_url(addr: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\ncsv_upload is running. Open:\n\n    http://{addr}/\n"
+    );
+    let _ = out.flush();
 }

@@ -147,3 +147,52 @@ async fn a_killed_worker_s_import_resumes_elsewhere_and_imports_each_row_once() 
     assert!(status.success(), "{status}");
     app.stop().await;
 }
+
+/// `serve` prints the URL to open on a line of its own on stdout, and its logs (stderr)
+/// carry no colour codes when not on a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_the_url_on_its_own_line_and_logs_without_colour() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Guard(
+        Command::new(env!("CARGO_BIN_EXE_csv_upload"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("BIND", "127.0.0.1:0")
+            .env_remove("NO_COLOR")
+            .env_remove("ADMIN_PASSWORD")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start csv_upload serve"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut stderr = child.0.stderr.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map(|l| l.expect("read stdout"))
+        .find(|l| l.trim_start().starts_with("http://"))
+        .expect("a URL line on stdout");
+    let url = url.trim();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/') && !url.contains(' '),
+        "the URL alone on its line: {url:?}"
+    );
+    let page = reqwest::get(url).await.expect("the printed URL answers");
+    assert_eq!(page.status(), 200);
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut logs = String::new();
+    stderr.read_to_string(&mut logs).unwrap();
+    assert!(
+        logs.contains("data folder"),
+        "the data folder is logged: {logs}"
+    );
+    assert!(logs.contains("jobs dashboard off"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "no colour codes off a terminal: {logs:?}"
+    );
+}
