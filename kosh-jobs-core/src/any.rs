@@ -18,6 +18,7 @@ use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
 };
+use crate::schedule::{FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted};
 
 /// A backend of any kind behind one cheap, cloneable handle (an `Arc` inside).
 ///
@@ -182,6 +183,47 @@ impl Backend for AnyBackend {
     }
     async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
         self.0.workers().await
+    }
+
+    async fn upsert_schedule(
+        &self,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Upserted, BackendError> {
+        self.0.upsert_schedule(def, next_fire).await
+    }
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.0.remove_schedule(id).await
+    }
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.0.pause_schedule(id).await
+    }
+    async fn resume_schedule(
+        &self,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Resumed, BackendError> {
+        self.0.resume_schedule(id, revision, next_fire).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.0.schedules().await
+    }
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        self.0.schedule(id).await
+    }
+    async fn due_schedules(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.0.due_schedules(before, limit).await
+    }
+    async fn fire_schedules(
+        &self,
+        fires: Vec<ScheduleFire>,
+    ) -> Result<Vec<FireOutcome>, BackendError> {
+        self.0.fire_schedules(fires).await
     }
 }
 

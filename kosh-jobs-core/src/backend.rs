@@ -15,6 +15,7 @@ use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
 };
+use crate::schedule::{FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted};
 
 /// Where jobs live: memory, SQLite, Redis, or your own.
 ///
@@ -229,6 +230,62 @@ pub trait Backend: Send + Sync + 'static {
     /// The live workers (registered, not expired), by id, each with the running jobs whose
     /// current attempt it holds. Expired registrations are never returned.
     async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError>;
+
+    // Schedules (see [`crate::schedule`]): the definition and cursor of each periodic job.
+
+    /// Creates or replaces the schedule `def.id`, atomically. The same definition as stored
+    /// (compared as [`ScheduleDef::to_json`] text) changes nothing and keeps the cursor; a
+    /// different one replaces it, sets the cursor to `next_fire` and bumps the revision, so a
+    /// fire planned from the old definition is refused. Paused state, runs, last fire and
+    /// last job are kept. An invalid definition is an `InvalidInput` error.
+    async fn upsert_schedule(
+        &self,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Upserted, BackendError>;
+
+    /// Removes a schedule and its pending tick; `false` if there was none. Jobs it already
+    /// enqueued stay.
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError>;
+
+    /// Pauses a schedule: it fires nothing until resumed; `false` if there is none.
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError>;
+
+    /// Resumes a paused schedule from the cursor `next_fire` (computed by the caller from
+    /// now, so ticks due while it was paused do not fire), if its revision is still
+    /// `revision`. A schedule that is not paused is left as it is.
+    async fn resume_schedule(
+        &self,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Resumed, BackendError>;
+
+    /// Every schedule, by id.
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError>;
+
+    /// One schedule.
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError>;
+
+    /// Up to `limit` unpaused schedules whose cursor is at or before `before`, earliest first
+    /// (ties by id).
+    async fn due_schedules(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError>;
+
+    /// Fires schedules: for each, atomically, if the schedule exists, is not paused, is at
+    /// `revision` and its cursor is still `cursor`: moves the cursor to `next_fire`, and
+    /// pushes the ticks' jobs (as [`push`](Self::push) does, unique keys included) unless
+    /// `skip_if_live` is set and its last job is scheduled, ready or running. Runs grow by
+    /// the ticks pushed; last fire and last job become the last tick's. Otherwise nothing
+    /// changes and the outcome is [`FireOutcome::Stale`]. One outcome per fire, in order;
+    /// invalid jobs make the whole call an `InvalidInput` error.
+    async fn fire_schedules(
+        &self,
+        fires: Vec<ScheduleFire>,
+    ) -> Result<Vec<FireOutcome>, BackendError>;
 }
 
 /// Checks a queue name: 1 to 128 characters of ASCII letters, digits, `-`, `_`, `.` and `:`,

@@ -37,6 +37,7 @@ pub mod metrics;
 mod operator;
 mod record;
 pub mod retry;
+pub mod schedule;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod worker;

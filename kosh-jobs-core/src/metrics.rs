@@ -23,6 +23,7 @@
 //! | `kosh_jobs_jobs` | gauge | queue, state | jobs in the store per state (sampler) |
 //! | `kosh_jobs_oldest_ready_age_seconds` | gauge | queue | how long the oldest ready job has waited: the number that grows when a queue is stuck (sampler) |
 //! | `kosh_jobs_workers` | gauge | queue | live workers taking jobs from the queue (sampler) |
+//! | `kosh_jobs_schedule_ticks_total` | counter | queue, job, outcome | schedule ticks this process handled, by `outcome`: `enqueued`, `missed` (skipped by the missed-tick policy), `overlapping` (skipped while the previous job was live) |
 //!
 //! The store-wide gauges (marked sampler) are read by a worker that opts in with
 //! [`WorkerBuilder::sample_metrics`](crate::WorkerBuilder::sample_metrics), at its interval:
@@ -58,6 +59,8 @@ pub const JOBS: &str = "kosh_jobs_jobs";
 pub const OLDEST_READY_AGE: &str = "kosh_jobs_oldest_ready_age_seconds";
 /// `kosh_jobs_workers`.
 pub const WORKERS: &str = "kosh_jobs_workers";
+/// `kosh_jobs_schedule_ticks_total`.
+pub const SCHEDULE_TICKS: &str = "kosh_jobs_schedule_ticks_total";
 
 /// The `outcome` label of an attempt whose result the store refused.
 pub const LEASE_LOST: &str = "lease_lost";
@@ -127,4 +130,13 @@ pub(crate) fn enqueued(queue: &str, job: &str, n: u64) {
 /// Counts leases this process recovered.
 pub(crate) fn recovered(n: u64) {
     counter!(LEASES_RECOVERED).increment(n);
+}
+
+/// Counts schedule ticks this process handled, by outcome (`enqueued`, `missed`,
+/// `overlapping`).
+pub(crate) fn schedule_ticks(queue: &str, job: &str, outcome: &'static str, n: u64) {
+    if n > 0 {
+        counter!(SCHEDULE_TICKS, "queue" => queue.to_owned(), "job" => job.to_owned(), "outcome" => outcome)
+            .increment(n);
+    }
 }

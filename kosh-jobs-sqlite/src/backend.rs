@@ -12,6 +12,9 @@ use kosh_jobs_core::admin::{
     ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo, MAX_ACTION_IDS,
 };
+use kosh_jobs_core::schedule::{
+    FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
+};
 use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
     JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -474,4 +477,50 @@ impl Backend for SqliteBackend {
     async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
         expect!(self.read(Op::Workers).await?, Workers)
     }
+
+    async fn upsert_schedule(
+        &self,
+        _def: &ScheduleDef,
+        _next_fire: Option<Timestamp>,
+    ) -> Result<Upserted, BackendError> {
+        Err(not_yet())
+    }
+    async fn remove_schedule(&self, _id: &str) -> Result<bool, BackendError> {
+        Err(not_yet())
+    }
+    async fn pause_schedule(&self, _id: &str) -> Result<bool, BackendError> {
+        Err(not_yet())
+    }
+    async fn resume_schedule(
+        &self,
+        _id: &str,
+        _revision: u64,
+        _next_fire: Option<Timestamp>,
+    ) -> Result<Resumed, BackendError> {
+        Err(not_yet())
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
+        Err(not_yet())
+    }
+    async fn schedule(&self, _id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        Err(not_yet())
+    }
+    async fn due_schedules(
+        &self,
+        _before: Timestamp,
+        _limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        Err(not_yet())
+    }
+    async fn fire_schedules(
+        &self,
+        _fires: Vec<ScheduleFire>,
+    ) -> Result<Vec<FireOutcome>, BackendError> {
+        Err(not_yet())
+    }
+}
+
+// TEMPORARY (replaced before this lands): schedules are not stored by this backend yet.
+fn not_yet() -> BackendError {
+    BackendError::Incompatible("schedules are not implemented by this backend yet".into())
 }

@@ -1,6 +1,9 @@
 //! The backend conformance suite on [`SqliteBackend`], every case, each on a fresh database
 //! file in its own temporary directory.
 
+use kosh_jobs_core::schedule::{
+    FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,5 +149,46 @@ impl Backend for TempSqlite {
     }
     async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
         self.backend.workers().await
+    }
+
+    async fn upsert_schedule(
+        &self,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Upserted, BackendError> {
+        self.backend.upsert_schedule(def, next_fire).await
+    }
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.backend.remove_schedule(id).await
+    }
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.backend.pause_schedule(id).await
+    }
+    async fn resume_schedule(
+        &self,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Resumed, BackendError> {
+        self.backend.resume_schedule(id, revision, next_fire).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.backend.schedules().await
+    }
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        self.backend.schedule(id).await
+    }
+    async fn due_schedules(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.backend.due_schedules(before, limit).await
+    }
+    async fn fire_schedules(
+        &self,
+        fires: Vec<ScheduleFire>,
+    ) -> Result<Vec<FireOutcome>, BackendError> {
+        self.backend.fire_schedules(fires).await
     }
 }

@@ -53,6 +53,7 @@
 
 mod admin;
 pub(crate) mod index;
+mod schedules;
 mod state;
 
 use std::pin::Pin;
@@ -73,6 +74,7 @@ use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
 };
+use crate::schedule::{FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted};
 
 use state::{State, WaitCheck};
 
@@ -342,6 +344,54 @@ impl Backend for MemoryBackend {
 
     async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
         Ok(self.with_state(|st, now| st.workers(now)))
+    }
+
+    async fn upsert_schedule(
+        &self,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Upserted, BackendError> {
+        self.with_state(|st, _| st.upsert_schedule(def, next_fire))
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        Ok(self.with_state(|st, _| st.schedules.remove(id).is_some()))
+    }
+
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        Ok(self.with_state(|st, _| st.set_schedule_paused(id)))
+    }
+
+    async fn resume_schedule(
+        &self,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Resumed, BackendError> {
+        Ok(self.with_state(|st, _| st.resume_schedule(id, revision, next_fire)))
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
+        Ok(self.with_state(|st, _| st.schedules.values().cloned().collect()))
+    }
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        Ok(self.with_state(|st, _| st.schedules.get(id).cloned()))
+    }
+
+    async fn due_schedules(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        Ok(self.with_state(|st, _| st.due_schedules(before, limit)))
+    }
+
+    async fn fire_schedules(
+        &self,
+        fires: Vec<ScheduleFire>,
+    ) -> Result<Vec<FireOutcome>, BackendError> {
+        self.with_state(|st, now| st.fire_schedules(fires, now))
     }
 }
 

@@ -33,6 +33,8 @@ pub(super) struct State {
     next_token: u64,
     /// Registered workers by id: what they told, when last seen, when the registration ends.
     pub(super) workers: HashMap<String, (WorkerInfo, Timestamp, Timestamp)>,
+    /// Schedules by id.
+    pub(super) schedules: std::collections::BTreeMap<String, crate::schedule::ScheduleRecord>,
 }
 
 impl State {
@@ -43,6 +45,7 @@ impl State {
             next_id: 1,
             next_token: 1,
             workers: HashMap::new(),
+            schedules: std::collections::BTreeMap::new(),
         }
     }
 

@@ -65,6 +65,13 @@ macro_rules! __kosh_jobs_cases {
             operate::throughput_drops_old_minutes,
             operate::workers_are_listed_until_they_expire,
             operate::counts_report_oldest_ready,
+            schedules::schedule_upsert_is_idempotent,
+            schedules::schedule_fires_each_tick_once,
+            schedules::schedule_fire_is_refused_after_a_change,
+            schedules::schedule_overlap_skip_waits_for_the_last_job,
+            schedules::schedule_fires_missed_ticks_in_order,
+            schedules::schedule_due_list,
+            schedules::schedule_pause_and_resume,
         }
     };
 }

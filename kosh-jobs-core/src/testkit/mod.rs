@@ -77,7 +77,8 @@
 //!
 //! One module per area: [`push`], [`reserve`], [`leases`], [`finish`], [`admin`] (unique keys,
 //! cancel, retry), [`queues`] (counts, list, pause, purge), [`wait`], [`operate`] (search, actions,
-//! attempt history, throughput, workers, latency). Each case is a `pub async
+//! attempt history, throughput, workers, latency), [`schedules`] (upsert, the atomic fire, overlap,
+//! pause and resume). Each case is a `pub async
 //! fn` taking the factory, documented with what it checks.
 
 pub mod admin;
@@ -88,6 +89,7 @@ pub mod operate;
 pub mod push;
 pub mod queues;
 pub mod reserve;
+pub mod schedules;
 mod support;
 pub mod wait;
 

@@ -60,6 +60,7 @@ pub struct WorkerBuilder<S, R = Unregistered> {
     idle_wait: Duration,
     worker_id: Option<String>,
     sample_metrics: Option<Duration>,
+    schedules: Option<Duration>,
 }
 
 /// A [`WorkerBuilder`] before its first [`register`](WorkerBuilder::register): the state can
@@ -89,6 +90,7 @@ impl WorkerBuilder<()> {
             idle_wait: Duration::from_secs(30),
             worker_id: None,
             sample_metrics: None,
+            schedules: Some(crate::schedule::runner::REFRESH),
         }
     }
 }
@@ -133,6 +135,7 @@ impl<S, R> WorkerBuilder<S, R> {
             idle_wait: self.idle_wait,
             worker_id: self.worker_id,
             sample_metrics: self.sample_metrics,
+            schedules: self.schedules,
         }
     }
 }
@@ -212,6 +215,21 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
         self
     }
 
+    /// Whether this worker fires due [schedules](crate::schedule) (default: yes). Every
+    /// worker may fire them: each tick is enqueued once whichever fires it. An idle worker
+    /// reads the schedules due in the next minute once a minute, and sleeps until the first.
+    pub fn schedules(mut self, fire: bool) -> Self {
+        self.schedules = fire.then_some(crate::schedule::runner::REFRESH);
+        self
+    }
+
+    /// Fires schedules, reading them every `refresh` (at least 100 ms; default one minute):
+    /// the longest a schedule created or changed by another process goes unseen.
+    pub fn schedule_refresh(mut self, refresh: Duration) -> Self {
+        self.schedules = Some(refresh);
+        self
+    }
+
     /// Checks the configuration and builds the worker.
     pub fn build(self) -> Result<Worker<S>, Error> {
         let mut errors = Vec::new();
@@ -257,6 +275,11 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
                 "metrics sampling interval of {i:?} is too short (at least 1s)"
             ));
         }
+        if let Some(r) = self.schedules.filter(|r| *r < Duration::from_millis(100)) {
+            errors.push(format!(
+                "schedule refresh of {r:?} is too short (at least 100ms)"
+            ));
+        }
         let mut queues = registry.as_ref().map(|r| r.queues()).unwrap_or_default();
         queues.extend(self.extra_queues);
         queues.sort();
@@ -293,6 +316,7 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
                     idle_wait: self.idle_wait,
                     worker_id: self.worker_id.unwrap_or_else(default_worker_id),
                     sample_metrics: self.sample_metrics,
+                    schedules: self.schedules,
                 },
             }),
             _ => Err(Error::InvalidInput(errors.join("; "))),

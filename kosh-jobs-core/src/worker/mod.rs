@@ -17,7 +17,7 @@ mod builder;
 mod executor;
 mod finisher;
 mod heartbeat;
-mod outage;
+pub(crate) mod outage;
 mod registry;
 mod sampler;
 
@@ -87,6 +87,7 @@ struct WorkerConfig {
     idle_wait: Duration,
     worker_id: String,
     sample_metrics: Option<Duration>,
+    schedules: Option<Duration>,
 }
 
 /// What a worker did before it stopped: see the example of [`Worker`].
@@ -231,6 +232,14 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
                 sampler_stop.clone(),
             ))
         });
+        let scheduler = config.schedules.map(|refresh| {
+            tokio::spawn(crate::schedule::runner::run(
+                backend.clone(),
+                clock.clone(),
+                refresh,
+                sampler_stop.clone(),
+            ))
+        });
         {
             let shutdown = shutdown;
             tokio::pin!(shutdown);
@@ -238,6 +247,9 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         }
         sampler_stop.cancel();
         if let Some(s) = sampler {
+            let _ = s.await;
+        }
+        if let Some(s) = scheduler {
             let _ = s.await;
         }
         tracing::info!(worker = %config.worker_id, running = active.in_flight(), "worker stopping: no new jobs");

@@ -1,6 +1,9 @@
 //! Helpers for the worker tests: a spy backend, gates and waits on conditions.
 #![allow(dead_code, unreachable_pub)]
 
+use kosh_jobs::schedule::{
+    FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -220,6 +223,47 @@ impl Backend for Spy {
     }
     async fn workers(&self) -> Result<Vec<LiveWorker>, BackendError> {
         self.inner.workers().await
+    }
+
+    async fn upsert_schedule(
+        &self,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Upserted, BackendError> {
+        self.inner.upsert_schedule(def, next_fire).await
+    }
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.inner.remove_schedule(id).await
+    }
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.inner.pause_schedule(id).await
+    }
+    async fn resume_schedule(
+        &self,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
+    ) -> Result<Resumed, BackendError> {
+        self.inner.resume_schedule(id, revision, next_fire).await
+    }
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.inner.schedules().await
+    }
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        self.inner.schedule(id).await
+    }
+    async fn due_schedules(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.inner.due_schedules(before, limit).await
+    }
+    async fn fire_schedules(
+        &self,
+        fires: Vec<ScheduleFire>,
+    ) -> Result<Vec<FireOutcome>, BackendError> {
+        self.inner.fire_schedules(fires).await
     }
 }
 
