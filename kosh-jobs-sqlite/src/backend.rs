@@ -480,47 +480,63 @@ impl Backend for SqliteBackend {
 
     async fn upsert_schedule(
         &self,
-        _def: &ScheduleDef,
-        _next_fire: Option<Timestamp>,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
     ) -> Result<Upserted, BackendError> {
-        Err(not_yet())
+        expect!(
+            self.write(Op::UpsertSchedule(Box::new(def.clone()), next_fire))
+                .await?,
+            Upserted
+        )
     }
-    async fn remove_schedule(&self, _id: &str) -> Result<bool, BackendError> {
-        Err(not_yet())
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        expect!(self.write(Op::RemoveSchedule(id.to_owned())).await?, Bool)
     }
-    async fn pause_schedule(&self, _id: &str) -> Result<bool, BackendError> {
-        Err(not_yet())
+
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        expect!(self.write(Op::PauseSchedule(id.to_owned())).await?, Bool)
     }
+
     async fn resume_schedule(
         &self,
-        _id: &str,
-        _revision: u64,
-        _next_fire: Option<Timestamp>,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
     ) -> Result<Resumed, BackendError> {
-        Err(not_yet())
+        expect!(
+            self.write(Op::ResumeSchedule(id.to_owned(), revision, next_fire))
+                .await?,
+            Resumed
+        )
     }
+
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
-        Err(not_yet())
+        expect!(self.read(Op::Schedules).await?, Schedules)
     }
-    async fn schedule(&self, _id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
-        Err(not_yet())
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        expect!(self.read(Op::Schedule(id.to_owned())).await?, Schedule).map(|s| s.map(|b| *b))
     }
+
     async fn due_schedules(
         &self,
-        _before: Timestamp,
-        _limit: usize,
+        before: Timestamp,
+        limit: usize,
     ) -> Result<Vec<ScheduleRecord>, BackendError> {
-        Err(not_yet())
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        expect!(self.read(Op::DueSchedules(before, limit)).await?, Schedules)
     }
+
     async fn fire_schedules(
         &self,
-        _fires: Vec<ScheduleFire>,
+        fires: Vec<ScheduleFire>,
     ) -> Result<Vec<FireOutcome>, BackendError> {
-        Err(not_yet())
+        if fires.is_empty() {
+            return Ok(Vec::new());
+        }
+        expect!(self.write(Op::FireSchedules(fires)).await?, Fired)
     }
-}
-
-// TEMPORARY (replaced before this lands): schedules are not stored by this backend yet.
-fn not_yet() -> BackendError {
-    BackendError::Incompatible("schedules are not implemented by this backend yet".into())
 }

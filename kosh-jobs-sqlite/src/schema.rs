@@ -23,6 +23,7 @@ pub(crate) const APPLICATION_ID: i32 = 0x4B4F_5348;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_admin.sql")),
+    (3, include_str!("../migrations/0003_schedules.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -5,6 +5,7 @@ mod jobs;
 mod operate;
 mod read;
 pub(crate) mod row;
+mod schedules;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,6 +20,10 @@ use kosh_jobs_core::{
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension};
+
+use kosh_jobs_core::schedule::{
+    FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
+};
 
 use crate::error::{Result, SqliteError};
 
@@ -53,6 +58,14 @@ pub(crate) enum Op {
     RegisterWorker(Box<WorkerInfo>, Duration),
     DeregisterWorker(String),
     Workers,
+    UpsertSchedule(Box<ScheduleDef>, Option<Timestamp>),
+    RemoveSchedule(String),
+    PauseSchedule(String),
+    ResumeSchedule(String, u64, Option<Timestamp>),
+    Schedules,
+    Schedule(String),
+    DueSchedules(Timestamp, usize),
+    FireSchedules(Vec<ScheduleFire>),
     /// Test only: runs SQL on the connection; answers the first column of its first row as a
     /// [`Response::Count`] (0 without rows).
     #[cfg(test)]
@@ -75,6 +88,7 @@ impl Op {
             Op::Finish(v) => v.len(),
             Op::Heartbeat(v, _) | Op::Release(v) => v.len(),
             Op::Apply(_, ids, _) => ids.len(),
+            Op::FireSchedules(f) => f.iter().map(|f| f.ticks.len().max(1)).sum(),
             _ => 1,
         }
         .max(1)
@@ -105,6 +119,9 @@ impl Op {
                 | Op::Search(_)
                 | Op::Throughput(_)
                 | Op::Workers
+                | Op::Schedules
+                | Op::Schedule(_)
+                | Op::DueSchedules(..)
         )
     }
 
@@ -134,6 +151,11 @@ pub(crate) enum Response {
     Actions(Vec<ActionResult>),
     Throughput(Vec<ThroughputPoint>),
     Workers(Vec<LiveWorker>),
+    Upserted(Upserted),
+    Resumed(Resumed),
+    Schedules(Vec<ScheduleRecord>),
+    Schedule(Option<Box<ScheduleRecord>>),
+    Fired(Vec<FireOutcome>),
 }
 
 /// The queue of jobs this connection leased, by id, so that finishing a job needs no look-up
@@ -270,6 +292,18 @@ pub(crate) fn apply(
             Response::Unit
         }
         Op::Workers => Response::Workers(operate::workers(conn, now)?),
+        Op::UpsertSchedule(def, next) => Response::Upserted(schedules::upsert(conn, def, *next)?),
+        Op::RemoveSchedule(id) => Response::Bool(schedules::remove(conn, id)?),
+        Op::PauseSchedule(id) => Response::Bool(schedules::pause(conn, id)?),
+        Op::ResumeSchedule(id, rev, next) => {
+            Response::Resumed(schedules::resume(conn, id, *rev, *next)?)
+        }
+        Op::Schedules => Response::Schedules(schedules::list(conn)?),
+        Op::Schedule(id) => Response::Schedule(schedules::get(conn, id)?.map(Box::new)),
+        Op::DueSchedules(before, limit) => {
+            Response::Schedules(schedules::due(conn, *before, *limit)?)
+        }
+        Op::FireSchedules(fires) => Response::Fired(schedules::fire(conn, fires, now, fx)?),
         #[cfg(test)]
         Op::Sql(sql) => {
             let first: Option<i64> = conn
@@ -409,6 +443,7 @@ mod plan_tests {
         extra.push((super::operate::NEXT_PRIORITY.to_owned(), "kosh_jobs_ready"));
         extra.push((super::operate::READY_HEAD.to_owned(), "kosh_jobs_ready"));
         extra.push((super::operate::DUE_HEAD.to_owned(), "kosh_jobs_scheduled"));
+        extra.push((super::schedules::DUE.to_owned(), "kosh_schedules_due"));
         extra.push((
             "DELETE FROM kosh_throughput WHERE queue = ?1 AND minute < ?2".to_owned(),
             "PRIMARY KEY",
