@@ -166,6 +166,13 @@ impl<S> JobContext<S> {
         self.client.backend()
     }
 
+    /// The schedule tick this job was fired for, if a [schedule](crate::schedule) enqueued it
+    /// (read from the store: one request).
+    pub async fn scheduled_tick(&self) -> Result<Option<crate::schedule::ScheduledTick>, Error> {
+        let rec = self.client.status(self.id()).await?;
+        Ok(crate::schedule::ScheduledTick::of(&rec))
+    }
+
     /// A check for blocking code: `Err` once cancelled.
     pub fn check_cancelled(&self) -> Result<(), Error> {
         if self.cancel.is_cancelled() {

@@ -108,6 +108,30 @@ pub fn parse_tick_key(key: &str) -> Option<(&str, Timestamp)> {
     Some((id, Timestamp::from_millis(ms.parse().ok()?)))
 }
 
+/// The tick a job was fired for: see [`JobContext::scheduled_tick`](crate::JobContext::scheduled_tick).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledTick {
+    /// The schedule's id.
+    pub schedule: String,
+    /// The tick.
+    pub at: Timestamp,
+    /// Whether it was enqueued more than a second after its time (a missed tick fired when a
+    /// worker ran again, or a busy worker).
+    pub late: bool,
+}
+
+impl ScheduledTick {
+    /// The tick of a stored job, if a schedule fired it.
+    pub fn of(job: &crate::record::JobRecord) -> Option<Self> {
+        let (id, at) = parse_tick_key(job.unique_key.as_deref()?)?;
+        Some(ScheduledTick {
+            schedule: id.to_owned(),
+            at,
+            late: job.created_at.saturating_duration_since(at) > plan::LATE_AFTER,
+        })
+    }
+}
+
 /// How often a schedule fires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

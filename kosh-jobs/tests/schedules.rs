@@ -1,0 +1,289 @@
+//! Schedules run by workers, on a manual clock: each tick is enqueued once however many
+//! workers fire, missed ticks follow their policy after downtime, overlap `skip` holds ticks
+//! back while a long job runs, and an upsert replaces a pending tick.
+
+use std::time::Duration;
+
+use kosh_jobs::memory::MemoryBackend;
+use kosh_jobs::schedule::{Missed, Overlap, Schedule, ScheduledTick};
+use kosh_jobs::{job, Client, Clock, JobContext, JobError, ManualClock, Timestamp, Worker};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// What the handler reports: the tick it ran for.
+#[derive(Clone)]
+struct Ticks {
+    tx: mpsc::UnboundedSender<ScheduledTick>,
+    /// Held by the handler until the test sends (a long job), if set.
+    hold: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Tick {
+    n: u32,
+}
+
+#[job(queue = "periodic", max_attempts = 1)]
+async fn tick(_job: Tick, ctx: JobContext<Ticks>) -> Result<(), JobError> {
+    let t = ctx.scheduled_tick().await?.expect("fired by a schedule");
+    let _ = ctx.state().tx.send(t);
+    if let Some(hold) = &ctx.state().hold {
+        let _ = hold.acquire().await.map(|p| p.forget());
+    }
+    Ok(())
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// A real-time guard for what should happen at once.
+const GUARD: Duration = Duration::from_secs(20);
+
+struct Setup {
+    backend: MemoryBackend,
+    client: Client,
+    time: ManualClock,
+    rx: mpsc::UnboundedReceiver<ScheduledTick>,
+    state: Ticks,
+}
+
+fn setup(hold: Option<std::sync::Arc<tokio::sync::Semaphore>>) -> Setup {
+    let (clock, time) = Clock::manual();
+    let backend = MemoryBackend::with_clock(clock);
+    let (tx, rx) = mpsc::unbounded_channel();
+    Setup {
+        client: Client::new(backend.clone()),
+        backend,
+        time,
+        rx,
+        state: Ticks { tx, hold },
+    }
+}
+
+impl Setup {
+    fn worker(&self) -> kosh_jobs::worker::WorkerHandle {
+        Worker::builder(self.backend.clone())
+            .state(self.state.clone())
+            .register::<Tick>()
+            // The manual clock jumps by minutes: leases must outlast the jumps.
+            .lease(Duration::from_secs(3600))
+            .build()
+            .expect("a valid worker")
+            .spawn()
+    }
+
+    async fn next_tick(&mut self) -> ScheduledTick {
+        tokio::time::timeout(GUARD, self.rx.recv())
+            .await
+            .expect("a tick runs within the guard")
+            .expect("the channel is open")
+    }
+
+    /// Moves the clock on in steps, so sleepers see each step.
+    fn advance(&self, d: Duration) {
+        self.time.advance(d);
+    }
+
+    async fn completed(&self) -> u64 {
+        let counts = self.client.counts().await.expect("counts");
+        counts
+            .iter()
+            .filter(|c| c.queue == "periodic")
+            .map(|c| c.completed + c.ready + c.running + c.scheduled)
+            .sum()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_enqueue_each_tick_once() {
+    let mut s = setup(None);
+    let start = s.time.now();
+    s.client
+        .upsert_schedule(
+            Schedule::every("every-minute", MINUTE).unwrap(),
+            Tick::default(),
+        )
+        .await
+        .unwrap();
+    let workers = [s.worker(), s.worker(), s.worker()];
+    let mut seen = Vec::new();
+    for k in 1..=5u64 {
+        s.advance(MINUTE);
+        let t = s.next_tick().await;
+        assert_eq!(t.schedule, "every-minute");
+        assert!(!t.late, "fired at its time");
+        seen.push(t.at);
+        assert_eq!(t.at, start + MINUTE * k as u32);
+    }
+    for w in workers {
+        w.shutdown().await.unwrap();
+    }
+    assert!(s.rx.try_recv().is_err(), "no tick ran twice");
+    assert_eq!(s.completed().await, 5, "five jobs in all");
+    let rec = s.client.schedule("every-minute").await.unwrap().unwrap();
+    assert_eq!(rec.runs, 5);
+    assert_eq!(rec.next_fire, Some(start + MINUTE * 6));
+}
+
+/// Ten ticks pass with no worker running; what fires when one starts depends on the policy.
+async fn after_downtime(missed: Missed) -> (Vec<ScheduledTick>, Timestamp) {
+    let mut s = setup(None);
+    let start = s.time.now();
+    s.client
+        .upsert_schedule(
+            Schedule::every("nightly", MINUTE).unwrap().missed(missed),
+            Tick::default(),
+        )
+        .await
+        .unwrap();
+    s.advance(MINUTE * 10 + Duration::from_secs(5));
+    let w = s.worker();
+    // The worker catches up in one step: the cursor moves past every missed tick.
+    wait_cursor(&s.client, "nightly", start + MINUTE * 11).await;
+    wait_idle(&s.client).await;
+    let mut fired = Vec::new();
+    // Everything the catch-up enqueued has run: the next tick comes last, on time.
+    s.advance(MINUTE - Duration::from_secs(5));
+    loop {
+        let t = s.next_tick().await;
+        let on_time = t.at == start + MINUTE * 11;
+        fired.push(t);
+        if on_time {
+            break;
+        }
+    }
+    w.shutdown().await.unwrap();
+    (fired, start)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downtime_under_each_missed_policy() {
+    let at = |start: Timestamp, k: u32| start + MINUTE * k;
+
+    let (fired, start) = after_downtime(Missed::default()).await;
+    let ticks: Vec<_> = fired.iter().map(|t| (t.at, t.late)).collect();
+    assert_eq!(ticks, vec![(at(start, 10), true), (at(start, 11), false)]);
+
+    let (fired, start) = after_downtime(Missed::latest_within(Duration::from_secs(2))).await;
+    let ticks: Vec<_> = fired.iter().map(|t| t.at).collect();
+    assert_eq!(
+        ticks,
+        vec![at(start, 11)],
+        "the latest missed tick was too old"
+    );
+
+    let (fired, start) = after_downtime(Missed::All { max: 100 }).await;
+    let mut ticks: Vec<_> = fired.iter().map(|t| t.at).collect();
+    ticks.sort();
+    assert_eq!(ticks, (1..=11).map(|k| at(start, k)).collect::<Vec<_>>());
+    assert!(fired.iter().filter(|t| t.late).count() == 10);
+
+    let (fired, start) = after_downtime(Missed::All { max: 3 }).await;
+    let mut ticks: Vec<_> = fired.iter().map(|t| t.at).collect();
+    ticks.sort();
+    assert_eq!(ticks, (8..=11).map(|k| at(start, k)).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_skip_holds_ticks_while_a_long_job_runs() {
+    let hold = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut s = setup(Some(hold.clone()));
+    let start = s.time.now();
+    s.client
+        .upsert_schedule(
+            Schedule::every("import", MINUTE)
+                .unwrap()
+                .overlap(Overlap::Skip),
+            Tick::default(),
+        )
+        .await
+        .unwrap();
+    let w = s.worker();
+    s.advance(MINUTE);
+    assert_eq!(s.next_tick().await.at, start + MINUTE);
+    // Three ticks pass while the first job runs: none is enqueued. Wait for each to be
+    // handled (the cursor moves) before the next.
+    for k in 2..=4u32 {
+        s.advance(MINUTE);
+        wait_cursor(&s.client, "import", start + MINUTE * (k + 1)).await;
+    }
+    assert_eq!(s.completed().await, 1, "only the running job");
+    hold.add_permits(1);
+    wait_idle(&s.client).await;
+    s.advance(MINUTE);
+    assert_eq!(s.next_tick().await.at, start + MINUTE * 5);
+    hold.add_permits(10);
+    w.shutdown().await.unwrap();
+    let rec = s.client.schedule("import").await.unwrap().unwrap();
+    assert_eq!(rec.runs, 2);
+}
+
+/// Waits until no job of the queue is waiting or running (a busy wait on the store, yielding,
+/// with a real-time guard).
+async fn wait_idle(client: &Client) {
+    let deadline = std::time::Instant::now() + GUARD;
+    loop {
+        let counts = client.counts().await.unwrap();
+        let busy: u64 = counts
+            .iter()
+            .map(|c| c.scheduled + c.ready + c.running)
+            .sum();
+        if busy == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the jobs should finish: {counts:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits until the schedule's cursor reads `t` (the runner moved it): a busy wait on the
+/// store, yielding, with a real-time guard (the clock is manual).
+async fn wait_cursor(client: &Client, id: &str, t: Timestamp) {
+    let deadline = std::time::Instant::now() + GUARD;
+    loop {
+        let rec = client.schedule(id).await.unwrap().unwrap();
+        if rec.next_fire == Some(t) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cursor should reach {t:?}, it is at {:?}",
+            rec.next_fire
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_replaces_the_pending_tick() {
+    let mut s = setup(None);
+    let start = s.time.now();
+    s.client
+        .upsert_schedule(Schedule::every("report", MINUTE).unwrap(), Tick::default())
+        .await
+        .unwrap();
+    let w = s.worker();
+    s.advance(MINUTE);
+    assert_eq!(s.next_tick().await.at, start + MINUTE);
+    // The worker holds the tick at start + 2 min. The schedule changes to every 5 minutes
+    // before it: that tick must not fire, the new one must.
+    s.client
+        .upsert_schedule(
+            Schedule::every("report", MINUTE * 5).unwrap(),
+            Tick { n: 2 },
+        )
+        .await
+        .unwrap();
+    let replaced_at = s.time.now();
+    s.advance(MINUTE);
+    s.advance(MINUTE * 4);
+    let t = s.next_tick().await;
+    assert_eq!(
+        t.at,
+        replaced_at + MINUTE * 5,
+        "the new schedule's first tick"
+    );
+    w.shutdown().await.unwrap();
+    assert_eq!(s.completed().await, 2, "the old pending tick never fired");
+}
