@@ -187,3 +187,8 @@ mod tests {
         assert_eq!(job_result::<u8, JobError>(Ok(7)).unwrap(), 7);
     }
 }
+
+/// Test hook: called by a worker's schedule runner after it has planned a fire and before it
+/// sends it, with the schedule ids. Process tests set it to stop a worker exactly there and
+/// kill it. Not a public API.
+pub static BEFORE_FIRE: std::sync::OnceLock<fn(&[&str])> = std::sync::OnceLock::new();

@@ -139,6 +139,14 @@ async fn fire(
     }
     let mut kept = Vec::with_capacity(plans.len());
     for chunk in chunks(plans, BATCH) {
+        if let Some(hook) = crate::__private::BEFORE_FIRE.get() {
+            hook(
+                &chunk
+                    .iter()
+                    .map(|(c, _)| c.rec.def.id.as_str())
+                    .collect::<Vec<_>>(),
+            );
+        }
         let fires = chunk.iter().map(|(_, p)| p.fire.clone()).collect();
         let outcomes = backend.fire_schedules(fires).await?;
         for ((mut c, p), outcome) in chunk.into_iter().zip(outcomes) {
