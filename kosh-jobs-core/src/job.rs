@@ -117,6 +117,16 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
+    /// The schedule declared on the type with `#[job(cron = "0 3 * * *", tz = "...")]`: a
+    /// worker that registers the type upserts it when it starts, with the job's name as the
+    /// schedule's id and the payload's `Default` as each tick's payload. `None` by default.
+    fn declared_schedule() -> Option<crate::schedule::DeclaredSchedule<Self>>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Starts per-enqueue options: `job.with().delay(d).priority(10)`.
     fn with(self) -> Enqueue<Self>
     where

@@ -4,6 +4,7 @@
 //! `<crate>::__private` with `crate = "..."`), so users need no imports of their own and a
 //! local item called `Result`, `Option` or `format` cannot change what the generated code means.
 
+pub use core::default::Default;
 pub use core::future::Future;
 pub use core::marker::{Send, Sync};
 pub use core::option::Option::{self, None, Some};
@@ -16,6 +17,7 @@ pub use crate::context::JobContext;
 pub use crate::error::JobError;
 pub use crate::job::{Handler, Job, JobOptions, JobProgress};
 pub use crate::retry::Backoff;
+pub use crate::schedule::DeclaredSchedule;
 
 /// What a job's payload must be. Checked once, with one message, for the payload type of
 /// each `#[job]` handler; the generated `Job` impl assumes it so the same problem is not
@@ -149,6 +151,11 @@ fn checked(b: Result<Backoff, crate::Error>, jitter: f64) -> Backoff {
     with_jitter.unwrap_or_default()
 }
 
+/// Test hook: called by a worker's schedule runner after it has planned a fire and before it
+/// sends it, with the schedule ids. Process tests set it to stop a worker exactly there and
+/// kill it. Not a public API.
+pub static BEFORE_FIRE: std::sync::OnceLock<fn(&[&str])> = std::sync::OnceLock::new();
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,8 +194,3 @@ mod tests {
         assert_eq!(job_result::<u8, JobError>(Ok(7)).unwrap(), 7);
     }
 }
-
-/// Test hook: called by a worker's schedule runner after it has planned a fire and before it
-/// sends it, with the schedule ids. Process tests set it to stop a worker exactly there and
-/// kill it. Not a public API.
-pub static BEFORE_FIRE: std::sync::OnceLock<fn(&[&str])> = std::sync::OnceLock::new();

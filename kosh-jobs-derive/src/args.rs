@@ -22,6 +22,8 @@ pub(crate) const KEYS: &[&str] = &[
     "priority",
     "unique",
     "progress",
+    "cron",
+    "tz",
     "crate",
 ];
 
@@ -35,6 +37,10 @@ const ALIASES: &[(&str, &str)] = &[
     ("unique_key", "unique"),
     ("retry", "backoff"),
     ("retry_backoff", "backoff"),
+    ("schedule", "cron"),
+    ("repeat", "cron"),
+    ("timezone", "tz"),
+    ("time_zone", "tz"),
 ];
 
 /// The attribute's arguments, each `None` when not given or not valid.
@@ -53,6 +59,10 @@ pub(crate) struct Args {
     pub(crate) unique: Option<Unique>,
     /// The job's progress type (`progress = ImportProgress`).
     pub(crate) progress: Option<syn::Type>,
+    /// A valid cron expression (`cron = "0 3 * * *"`).
+    pub(crate) cron: Option<LitStr>,
+    /// A valid IANA time zone (`tz = "Asia/Kolkata"`).
+    pub(crate) tz: Option<LitStr>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -150,8 +160,24 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             "priority" => args.priority = priority(&value, errors),
             "unique" => args.unique = unique::parse(&value, errors),
             "progress" => args.progress = progress_type(&value, errors),
+            "cron" => {
+                args.cron = string(&value, "cron", "\"0 3 * * *\"", errors)
+                    .filter(|c| validate::cron(&c.value(), c.span(), errors))
+            }
+            "tz" => {
+                args.tz = string(&value, "tz", "\"Europe/Berlin\"", errors)
+                    .filter(|z| validate::time_zone(&z.value(), z.span(), errors))
+            }
             "crate" => args.krate = crate_path(&value, errors),
             _ => {}
+        }
+    }
+    if args.cron.is_none() && !seen.iter().any(|k| k == "cron") {
+        if let Some(tz) = &args.tz {
+            errors.at(
+                tz.span(),
+                "`tz` is the time zone of a `cron` schedule: add `cron = \"...\"` or remove it",
+            );
         }
     }
     args
@@ -195,6 +221,8 @@ fn example_for(key: &str) -> &'static str {
         "priority" => "`priority = 10`",
         "unique" => "`unique = \"upload-{upload_id}\"`",
         "progress" => "`progress = ImportProgress`",
+        "cron" => "`cron = \"0 3 * * *\"`",
+        "tz" => "`tz = \"Europe/Berlin\"`",
         _ => "`crate = \"my_app::kosh_jobs\"`",
     }
 }

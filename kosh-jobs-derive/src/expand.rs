@@ -167,6 +167,23 @@ fn job_impl(
             const _: fn() = #p::assert_progress::<#ty>;
         }
     });
+    let schedule = args.cron.as_ref().map(|cron| {
+        let tz = args
+            .tz
+            .as_ref()
+            .map_or_else(|| quote! { "UTC" }, |z| quote! { #z });
+        // The payload of a declared schedule's job is its `Default`: without one, the error
+        // points at `cron`.
+        quote_spanned! {cron.span()=>
+            fn declared_schedule() -> #p::Option<#p::DeclaredSchedule<Self>> {
+                #p::Some(#p::DeclaredSchedule {
+                    cron: #cron,
+                    tz: #tz,
+                    payload: <Self as #p::Default>::default(),
+                })
+            }
+        }
+    });
     quote! {
         // The payload's and the result's bounds are assumed here and checked once each, with
         // one message, by `assert_payload` and `assert_output` (see `payload_check` and
@@ -181,6 +198,7 @@ fn job_impl(
             type Output = #output;
             #options
             #unique
+            #schedule
         }
         #progress
     }

@@ -69,6 +69,8 @@ use proc_macro::TokenStream;
 /// | `timeout` | `timeout = 15m` | an attempt running longer fails as a timeout; above zero | none |
 /// | `priority` | `priority = 10` | an `i32`, higher runs first | 0 |
 /// | `unique` | `unique = "upload-{upload_id}"` or `unique = upload_id` | the unique key derived from the payload, see below | none |
+/// | `cron` | `cron = "0 3 * * *"` | a schedule: the job is enqueued at each tick, with the payload's `Default` (see below) | none |
+/// | `tz` | `tz = "Asia/Kolkata"` | the IANA time zone `cron` is read in | `"UTC"` |
 /// | `crate` | `crate = "my_app::kosh_jobs"` | where `kosh_jobs` is, when it is re-exported under another path | `"::kosh_jobs"` |
 ///
 /// **The job name** defaults to the function's name rather than the payload type's, so the
@@ -103,6 +105,15 @@ use proc_macro::TokenStream;
 /// - `unique = upload_id` uses one field, prefixed with the job's name: `"import_csv:42"`.
 ///
 /// The fields must implement `Display`.
+///
+/// **Schedules**: `cron = "0 3 * * *"` (five fields, or six with seconds first, or `@daily`
+/// and the like; `L`, `W` and `#` too) with an optional `tz = "Europe/Berlin"` declares a
+/// periodic job. Both are checked at compile time, and the payload type must implement
+/// `Default` (the payload of every tick). A worker that registers the type stores the
+/// schedule when it starts, under the job's name, and any worker fires it: once per tick,
+/// however many run (see `kosh_jobs::schedule`). Schedules that need their own payloads (one
+/// per user) are made at run time with `Client::upsert_schedule`. Removing the attribute does
+/// not remove the stored schedule: `kosh-jobs schedules rm <name>` does.
 ///
 /// ```
 /// use kosh_jobs::{job, Backoff, Job};

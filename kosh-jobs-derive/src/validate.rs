@@ -72,6 +72,45 @@ fn name_problem(name: &str) -> Option<String> {
         })
 }
 
+/// Checks a cron expression as `kosh_jobs::schedule::validate_cron` does at run time (the same
+/// croner parser settings: five fields, or six with seconds first; no year field).
+pub(crate) fn cron(expr: &str, span: Span, errors: &mut Errors) -> bool {
+    use croner::parser::{CronParser, Seconds, Year};
+    let parser = CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build();
+    match parser.parse(expr.trim()) {
+        Ok(_) if !expr.trim().is_empty() => true,
+        Ok(_) => {
+            errors.at(span, "the cron expression is empty");
+            false
+        }
+        Err(e) => {
+            errors.at(
+                span,
+                format!(
+                    "invalid cron expression {expr:?}: {e} (five fields: minute hour \
+                     day-of-month month day-of-week, or `@daily`-style aliases)"
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// Checks an IANA time zone name.
+pub(crate) fn time_zone(tz: &str, span: Span, errors: &mut Errors) -> bool {
+    if tz.parse::<chrono_tz::Tz>().is_ok() {
+        return true;
+    }
+    errors.at(
+        span,
+        format!("unknown time zone {tz:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\""),
+    );
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

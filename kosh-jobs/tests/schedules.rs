@@ -287,3 +287,56 @@ async fn an_upsert_replaces_the_pending_tick() {
     w.shutdown().await.unwrap();
     assert_eq!(s.completed().await, 2, "the old pending tick never fired");
 }
+
+#[derive(Serialize, Deserialize, Default)]
+struct Housekeeping {
+    keep_days: u32,
+}
+
+#[job(
+    queue = "periodic",
+    cron = "*/5 * * * *",
+    tz = "Asia/Kolkata",
+    max_attempts = 2
+)]
+async fn housekeeping(job: Housekeeping, ctx: JobContext<Ticks>) -> Result<(), JobError> {
+    assert_eq!(job.keep_days, 0, "the payload's Default");
+    let t = ctx.scheduled_tick().await?.expect("fired by a schedule");
+    let _ = ctx.state().tx.send(t);
+    Ok(())
+}
+
+/// A schedule declared on the job type is stored by the worker that registers it, under the
+/// job's name, and fires at its cron ticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_schedule_is_stored_and_fires() {
+    let mut s = setup(None);
+    let w = Worker::builder(s.backend.clone())
+        .state(s.state.clone())
+        .register::<Housekeeping>()
+        .lease(Duration::from_secs(3600))
+        .build()
+        .expect("a valid worker")
+        .spawn();
+    let deadline = std::time::Instant::now() + GUARD;
+    let rec = loop {
+        if let Some(rec) = s.client.schedule("housekeeping").await.unwrap() {
+            break rec;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker stores the schedule"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(rec.def.queue, "periodic");
+    assert_eq!(rec.def.max_attempts, 2);
+    assert_eq!(rec.def.payload, r#"{"keep_days":0}"#);
+    let next = rec.next_fire.expect("a first tick");
+    // Kolkata is UTC+5:30: a five-minute boundary there is one in UTC too.
+    assert_eq!(next.as_millis() % 300_000, 0);
+    s.advance(next.saturating_duration_since(s.time.now()));
+    let t = s.next_tick().await;
+    assert_eq!((t.schedule.as_str(), t.at), ("housekeeping", next));
+    w.shutdown().await.unwrap();
+}

@@ -132,6 +132,18 @@ impl ScheduledTick {
     }
 }
 
+/// A schedule declared on a job type with `#[job(cron = "...", tz = "...")]` (see
+/// [`Job::declared_schedule`](crate::Job::declared_schedule)).
+#[derive(Clone, Debug)]
+pub struct DeclaredSchedule<J> {
+    /// The cron expression, checked when compiling.
+    pub cron: &'static str,
+    /// The IANA time zone, checked when compiling.
+    pub tz: &'static str,
+    /// The payload of each tick's job.
+    pub payload: J,
+}
+
 /// How often a schedule fires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -39,6 +39,7 @@ use self::registry::Registry;
 use crate::admin::{WorkerInfo, WORKER_REFRESH, WORKER_TTL};
 use crate::any::AnyBackend;
 use crate::backend::Backend;
+use crate::client::Client;
 use crate::error::Error;
 use crate::record::{LeasedJob, ReserveRequest};
 
@@ -222,6 +223,15 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         // job held by a worker it does not list (and the sampler's first read sees it).
         if let Err(e) = backend.register_worker(&info, WORKER_TTL).await {
             tracing::warn!(error = %outage::chain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
+        }
+        // Schedules declared on the job types (`#[job(cron = ...)]`): upserting is idempotent,
+        // so every worker does it; the store keeps one of each.
+        let declared = Client::new(backend.clone());
+        for def in shared.registry.schedules() {
+            let id = def.id.clone();
+            if let Err(e) = declared.upsert_schedule_def(def).await {
+                tracing::warn!(schedule = %id, error = %outage::chain(&e), "could not store the job's declared schedule; it fires once a worker stores it");
+            }
         }
         let sampler_stop = CancellationToken::new();
         let sampler = config.sample_metrics.map(|interval| {

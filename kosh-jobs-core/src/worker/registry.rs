@@ -10,7 +10,8 @@ use crate::any::AnyBackend;
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::job::{Handler, JobOptions};
-use crate::record::{FailureKind, LeasedJob};
+use crate::record::{FailureKind, LeasedJob, NewJob};
+use crate::schedule::{Schedule, ScheduleDef};
 
 /// Why an attempt failed, as the worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub(crate) struct Registration<S> {
     pub(crate) queue: &'static str,
     pub(crate) options: JobOptions,
     pub(crate) run: Arc<RunFn<S>>,
+    /// The schedule declared on the type (`#[job(cron = ...)]`), or why it cannot be used.
+    pub(crate) schedule: Option<Result<ScheduleDef, String>>,
 }
 
 impl<S> Clone for Registration<S> {
@@ -43,6 +46,7 @@ impl<S> Clone for Registration<S> {
             queue: self.queue,
             options: self.options,
             run: self.run.clone(),
+            schedule: self.schedule.clone(),
         }
     }
 }
@@ -82,12 +86,14 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                 }
             })
         });
+        let options = J::options();
         Registration {
             name: J::NAME,
             type_name: std::any::type_name::<J>(),
             queue: J::QUEUE,
-            options: J::options(),
+            options,
             run,
+            schedule: declared::<J>(&options),
         }
     }
 }
@@ -108,6 +114,10 @@ impl<S> Registry<S> {
             // time. A name no backend would store is a configuration error, found at build.
             if let Err(e) = crate::backend::validate_job_name(reg.name) {
                 clashes.push(format!("`{}`: {e}", reg.type_name));
+                continue;
+            }
+            if let Some(Err(e)) = &reg.schedule {
+                clashes.push(format!("`{}`: its declared schedule: {e}", reg.type_name));
                 continue;
             }
             if let Some(existing) = by_name.get(reg.name) {
@@ -148,10 +158,43 @@ impl<S> Registry<S> {
         q
     }
 
+    /// The schedules declared on the registered job types.
+    pub(crate) fn schedules(&self) -> Vec<ScheduleDef> {
+        let mut out: Vec<ScheduleDef> = self
+            .by_name
+            .values()
+            .filter_map(|r| r.schedule.clone().and_then(Result::ok))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
     /// The registered names, sorted, for error messages.
     pub(crate) fn names(&self) -> Vec<&'static str> {
         let mut n: Vec<&'static str> = self.by_name.keys().copied().collect();
         n.sort_unstable();
         n
     }
+}
+
+/// The stored form of the schedule declared on `J`, if any.
+fn declared<J: crate::job::Job>(options: &JobOptions) -> Option<Result<ScheduleDef, String>> {
+    let decl = J::declared_schedule()?;
+    Some((|| {
+        let payload = serde_json::to_string(&decl.payload)
+            .map_err(|e| format!("its default payload does not serialize: {e}"))?;
+        let template = NewJob {
+            name: J::NAME.to_owned(),
+            queue: J::QUEUE.to_owned(),
+            payload,
+            priority: options.priority,
+            run_at: crate::clock::Timestamp::EPOCH,
+            max_attempts: options.max_attempts,
+            unique_key: None,
+        };
+        let schedule = Schedule::cron(J::NAME, decl.cron)
+            .and_then(|s| s.time_zone(decl.tz))
+            .map_err(|e| e.to_string())?;
+        Ok(schedule.into_def(&template))
+    })())
 }
