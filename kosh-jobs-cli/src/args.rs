@@ -69,6 +69,39 @@ pub(crate) enum Command {
     Enqueue(EnqueueArgs),
     /// Serve the web dashboard (kosh-jobs-web) on its own.
     Dashboard(DashboardArgs),
+    /// Periodic jobs: list schedules with their last and next ticks, pause, resume, trigger,
+    /// remove.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchedulesCommand {
+    /// Every schedule: when it fires, its last and next tick, runs, policies, paused.
+    Ls,
+    /// Stop a schedule from firing (its ticks are skipped until it is resumed).
+    Pause {
+        /// The schedule's id.
+        id: String,
+    },
+    /// Let a paused schedule fire again, from its next tick after now.
+    Resume {
+        /// The schedule's id.
+        id: String,
+    },
+    /// Enqueue the schedule's job now, outside its ticks.
+    Trigger {
+        /// The schedule's id.
+        id: String,
+    },
+    /// Remove a schedule and its pending tick (asks first; jobs it enqueued stay).
+    Rm {
+        /// The schedule's id.
+        id: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

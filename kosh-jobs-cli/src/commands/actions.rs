@@ -232,7 +232,7 @@ async fn on_filter(
 }
 
 /// Asks on stderr, reads the answer from stdin: only `y` or `yes` goes on.
-fn confirm(question: &str) -> Result<bool, CliError> {
+pub(super) fn confirm(question: &str) -> Result<bool, CliError> {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "{question} [y/N] ");
     let _ = err.flush();

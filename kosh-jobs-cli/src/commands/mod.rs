@@ -4,13 +4,14 @@ mod actions;
 mod dashboard;
 mod enqueue;
 mod jobs;
+mod schedules;
 mod stats;
 mod watch;
 
 use kosh_jobs::admin::{JobFilter, TimeRange};
 use kosh_jobs::{Admin, Backend, Timestamp};
 
-use crate::args::{Cli, Command, FilterArgs, JobsCommand, QueuesCommand};
+use crate::args::{Cli, Command, FilterArgs, JobsCommand, QueuesCommand, SchedulesCommand};
 use crate::connect::{self, Target};
 use crate::error::CliError;
 use crate::output::Out;
@@ -38,6 +39,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             | Command::Workers
             | Command::Watch(_)
             | Command::Queues(QueuesCommand::Ls)
+            | Command::Schedules(SchedulesCommand::Ls)
             | Command::Jobs(JobsCommand::Ls(_) | JobsCommand::Show { .. })
     );
     // Check the arguments that need no store before connecting.
@@ -81,6 +83,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Watch(a) => watch::watch(&s, &a).await,
         Command::Enqueue(a) => enqueue::enqueue(&s, &a).await,
         Command::Dashboard(a) => dashboard::serve(&s, &a).await,
+        Command::Schedules(c) => schedules::run(&s, c).await,
     }
 }
 
