@@ -4,17 +4,18 @@
 //!
 //! One test per process: a metrics recorder is global.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::metrics as names;
 use kosh_jobs::{job, AnyBackend, Backend, Client, JobError, JobState, Worker};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use metrics_util::{CompositeKey, MetricKind};
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+mod recorder;
+use recorder::{counter, gauge, histogram_len, read};
 
 #[derive(Clone)]
 struct Signals {
@@ -50,58 +51,6 @@ async fn hold(_job: Hold, ctx: kosh_jobs::JobContext<Signals>) -> Result<(), Job
     ctx.state().held.notify_one();
     ctx.cancellation().cancelled().await;
     Ok(())
-}
-
-type Values = HashMap<(MetricKind, String, Vec<(String, String)>), DebugValue>;
-
-fn read(snapshotter: &Snapshotter) -> Values {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value): (CompositeKey, _, _, _)| {
-            let (kind, key) = key.into_parts();
-            let mut labels: Vec<(String, String)> = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            labels.sort();
-            ((kind, key.name().to_owned(), labels), value)
-        })
-        .collect()
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    v.sort();
-    v
-}
-
-fn counter(values: &Values, name: &str, pairs: &[(&str, &str)]) -> u64 {
-    match values.get(&(MetricKind::Counter, name.to_owned(), labels(pairs))) {
-        Some(DebugValue::Counter(n)) => *n,
-        None => 0,
-        other => panic!("{name} {pairs:?} is not a counter: {other:?}"),
-    }
-}
-
-fn histogram_len(values: &Values, name: &str, pairs: &[(&str, &str)]) -> usize {
-    match values.get(&(MetricKind::Histogram, name.to_owned(), labels(pairs))) {
-        Some(DebugValue::Histogram(v)) => v.len(),
-        None => 0,
-        other => panic!("{name} {pairs:?} is not a histogram: {other:?}"),
-    }
-}
-
-fn gauge(values: &Values, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
-    match values.get(&(MetricKind::Gauge, name.to_owned(), labels(pairs))) {
-        Some(DebugValue::Gauge(g)) => Some(g.into_inner()),
-        None => None,
-        other => panic!("{name} {pairs:?} is not a gauge: {other:?}"),
-    }
 }
 
 async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {

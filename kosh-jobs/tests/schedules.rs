@@ -46,7 +46,13 @@ struct Setup {
 }
 
 fn setup(hold: Option<std::sync::Arc<tokio::sync::Semaphore>>) -> Setup {
-    let (clock, time) = Clock::manual();
+    setup_at(Clock::manual(), hold)
+}
+
+fn setup_at(
+    (clock, time): (Clock, ManualClock),
+    hold: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+) -> Setup {
     let backend = MemoryBackend::with_clock(clock);
     let (tx, rx) = mpsc::unbounded_channel();
     Setup {
@@ -339,4 +345,78 @@ async fn a_declared_schedule_is_stored_and_fires() {
     let t = s.next_tick().await;
     assert_eq!((t.schedule.as_str(), t.at), ("housekeeping", next));
     w.shutdown().await.unwrap();
+}
+
+/// Runs `expr` in `tz` from `start` (RFC 3339) and checks the ticks fired are exactly
+/// `expected`, moving the clock to each in turn.
+async fn fires_at(expr: &str, tz: &str, start: &str, expected: &[&str]) {
+    let ms = |s: &str| {
+        Timestamp::from_millis(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("an RFC 3339 time")
+                .timestamp_millis(),
+        )
+    };
+    let mut s = setup_at(Clock::manual_at(ms(start)), None);
+    s.client
+        .upsert_schedule(
+            Schedule::cron("wall-clock", expr)
+                .unwrap()
+                .time_zone(tz)
+                .unwrap(),
+            Tick::default(),
+        )
+        .await
+        .unwrap();
+    let w = s.worker();
+    for want in expected {
+        let want = ms(want);
+        s.advance(want.saturating_duration_since(s.time.now()));
+        let t = s.next_tick().await;
+        assert_eq!(t.at, want, "{expr} in {tz}");
+        assert!(!t.late);
+    }
+    w.shutdown().await.unwrap();
+    assert!(s.rx.try_recv().is_err(), "no other tick ran");
+    assert_eq!(s.completed().await, expected.len() as u64);
+}
+
+/// Daylight saving in Europe/Berlin: 02:30 does not exist on 2026-03-29 (it runs at 03:00,
+/// the first valid time after the gap) and happens twice on 2026-10-25 (it runs once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_times_across_daylight_saving_changes() {
+    fires_at(
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2026-03-27T12:00:00Z",
+        &[
+            "2026-03-28T01:30:00Z", // 02:30 CET
+            "2026-03-29T01:00:00Z", // 03:00 CEST: the gap
+            "2026-03-30T00:30:00Z", // 02:30 CEST
+        ],
+    )
+    .await;
+    fires_at(
+        "30 2 * * *",
+        "Europe/Berlin",
+        "2026-10-23T12:00:00Z",
+        &[
+            "2026-10-24T00:30:00Z", // 02:30 CEST
+            "2026-10-25T00:30:00Z", // 02:30 CEST, the first of two
+            "2026-10-26T01:30:00Z", // 02:30 CET
+        ],
+    )
+    .await;
+    // A zone without daylight saving, half an hour off UTC.
+    fires_at(
+        "0 3 * * *",
+        "Asia/Kolkata",
+        "2026-03-27T12:00:00Z",
+        &[
+            "2026-03-27T21:30:00Z",
+            "2026-03-28T21:30:00Z",
+            "2026-03-29T21:30:00Z",
+        ],
+    )
+    .await;
 }
