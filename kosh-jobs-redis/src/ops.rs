@@ -25,6 +25,9 @@ use crate::registry::Registry;
 use crate::scripts;
 use crate::spec;
 
+mod schedule_fire;
+mod schedules;
+
 /// Jobs leased per script call at most.
 const RESERVE_CHUNK: usize = 1000;
 /// Lease tokens of one reserve call: call * TOKEN_SPAN + 2k (+ 1), k <= RESERVE_CHUNK.
@@ -58,6 +61,8 @@ pub(crate) struct Shared {
     /// Per worker id, its number in each queue (by queue index) as `wid` gave it: reserve
     /// passes it, so only a worker's first reserve in a queue looks it up.
     worker_numbers: Mutex<HashMap<String, HashMap<u16, String>>>,
+    /// Schedule id → its queue, as this process last read the index (see `schedule_fire`).
+    schedule_queues: Mutex<HashMap<String, String>>,
 }
 
 /// Items of one queue: the queue, their places in the caller's batch, the items.
@@ -94,6 +99,7 @@ impl Shared {
             wait_failures: std::sync::atomic::AtomicU32::new(0),
             timeout: opts.timeout,
             worker_numbers: Mutex::new(HashMap::new()),
+            schedule_queues: Mutex::new(HashMap::new()),
         };
         shared.check_layout(&opts.prefix).await?;
         shared.check_eviction_policy().await;

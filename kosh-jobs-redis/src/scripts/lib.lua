@@ -684,4 +684,36 @@ local function walk(st, bound, asc, n)
   return ms
 end
 
+-- A schedule's record, in its queue's hash B .. ':cron' by id: 'revision,paused (0 or 1),
+-- next fire,last fire,runs,last job ref|' then the definition's JSON (times in ms, '' for
+-- none). Returns its fields as a table (strings, but paused: a boolean), or nil.
+local function cron_read(s)
+  if not s then return nil end
+  local rev, p, nx, lf, runs, lj, at =
+    string.match(s, '^(%d+),([01]),(-?%d*),(-?%d*),(%d+),([^|]*)|()')
+  if not rev then return nil end
+  return { rev = rev, paused = p == '1', next = nx, lf = lf, runs = runs, lj = lj,
+    def = string.sub(s, at) }
+end
+
+-- Stores record r of schedule id in the queue at `base`, and its place in the queue's due set
+-- (B .. ':crondue', by next fire: unpaused schedules with a cursor only).
+local function cron_write(base, id, r)
+  local p = '0'
+  if r.paused then p = '1' end
+  redis.call('HSET', base .. ':cron', id,
+    r.rev .. ',' .. p .. ',' .. r.next .. ',' .. r.lf .. ',' .. r.runs .. ',' .. r.lj .. '|' .. r.def)
+  if r.paused or r.next == '' then
+    redis.call('ZREM', base .. ':crondue', id)
+  else
+    redis.call('ZADD', base .. ':crondue', r.next, id)
+  end
+end
+
+-- Whether the job a job ref names is scheduled, ready or running.
+local function ref_live(ref)
+  local base, m = string.match(ref, '^(.*):j:(%d+)$')
+  return base ~= nil and is_live(base, m)
+end
+
 -- ==== script body ====
