@@ -256,14 +256,18 @@ end
 
 -- Stores n jobs read from ARGV[a] on, each: [its queue's place in qs, when qs has several,]
 -- spec, ready score (-priority), and in the full form also run_at and unique key ('' = none).
--- qs holds one { b = base } per queue. Job i (from 1) gets member base + i unless its unique
--- key is held: then `out` gets i and the holder's job ref appended instead. Jobs are handled
--- in order, so of two jobs with one unique key the first wins. Wakes the queues' waiters
--- (a new earliest scheduled job wakes them with 's:<origin>'). Returns the next ARGV index.
-local function push_jobs(qs, n, base, full, a, now, origin, out)
-  local nq = #qs
-  for _, q in ipairs(qs) do
-    q.sp, q.rd, q.sc, q.sci, q.earliest = {}, {}, {}, {}, nil
+-- bases holds the key base of each queue. Job i (from 1) gets member base + i unless its
+-- unique key is held: then `out` gets i and the holder's job ref appended instead. Jobs are
+-- handled in order, so of two jobs with one unique key the first wins. Wakes the queues'
+-- waiters (a new earliest scheduled job wakes them with 's:<origin>'). Returns the next ARGV
+-- index.
+local function push_jobs(bases, n, base, full, a, now, origin, out)
+  local nq = #bases
+  -- Per queue: its base, and the columns and index entries to write (built whole: a table
+  -- that grows field by field is rehashed at each power of two).
+  local qs = {}
+  for q = 1, nq do
+    qs[q] = { b = bases[q], sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil }
   end
   local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
   -- Members are '%016d' of base + i: 12 digits that change rarely, then 4 from P2.

@@ -14,12 +14,8 @@ if ARGV[3] == '' then
 else
   base = tonumber(ARGV[3]) - 1
 end
-local qs = {}
-for q = 1, tonumber(ARGV[5]) do
-  local b = KEYS[1]
-  if q > 1 then b = KEYS[q + 2] end
-  qs[q] = { b = b }
-end
+local bases = { KEYS[1] }
+for q = 2, tonumber(ARGV[5]) do bases[q] = KEYS[q + 2] end
 local out = { base + 1 }
-push_jobs(qs, n, base, ARGV[6] == 'f', 7, tonumber(ARGV[1]), ARGV[2], out)
+push_jobs(bases, n, base, ARGV[6] == 'f', 7, tonumber(ARGV[1]), ARGV[2], out)
 return out
