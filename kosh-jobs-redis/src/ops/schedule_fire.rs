@@ -10,7 +10,6 @@
 //! cluster, one call per queue (in parallel), after one `INCRBY` that takes the sequence
 //! numbers of all the batch's ticks (the counter lives in another slot).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
@@ -19,14 +18,13 @@ use kosh_jobs_core::schedule::{FireOutcome, ScheduleFire};
 use kosh_jobs_core::{Enqueued, JobId};
 use redis::Value;
 
-use super::schedules::time_arg;
-use super::{check_queue, lock, Shared};
+use super::schedule_record::time_arg;
+use super::{check_queue, job_args, lock, pushed, Shared};
 use crate::conn::ScriptArgs;
-use crate::decode::{array, bad, int, req_int, req_text, text};
+use crate::decode::{array, bad, int, req_int, text};
 use crate::error::RedisError;
 use crate::keys::JobRef;
 use crate::scripts;
-use crate::spec;
 
 /// A fire with its place in the caller's batch, and whether its queue is a cached guess.
 struct Placed {
@@ -201,20 +199,7 @@ impl Shared {
             time_arg(&mut args, f.ticks.last().map(|t| t.at));
             args.int(f.ticks.len() as i64);
             for t in &f.ticks {
-                let j = &t.job;
-                let spec = spec::encode(
-                    j.unique_key.as_deref(),
-                    &j.name,
-                    j.priority,
-                    j.max_attempts,
-                    now,
-                    j.run_at,
-                    &j.payload,
-                );
-                args.str(spec)
-                    .int(-i64::from(j.priority))
-                    .int(j.run_at.as_millis())
-                    .str(j.unique_key.as_deref().unwrap_or_default());
+                job_args(&mut args, &t.job, now, true);
             }
         }
         let v = self.conn.script(&scripts::CRON_FIRE, &keys, args).await?;
@@ -253,20 +238,7 @@ impl Shared {
         if ticks.is_empty() {
             return Ok(FireOutcome::Fired(Vec::new()));
         }
-        let first = a
-            .get(1)
-            .and_then(int)
-            .and_then(|s| u64::try_from(s).ok())
-            .ok_or_else(|| bad("cron_fire: no first sequence number"))?;
-        // Ticks whose unique key was held: their place (from 1) and the holder's job ref.
-        let mut held: HashMap<usize, String> = HashMap::new();
-        let mut rest = a[2..].iter();
-        while let (Some(i), Some(h)) = (rest.next(), rest.next()) {
-            let i = int(i)
-                .and_then(|i| usize::try_from(i).ok())
-                .ok_or_else(|| bad("cron_fire: bad place"))?;
-            held.insert(i, req_text(h, "holder")?);
-        }
+        let (first, held) = pushed("cron_fire", &a[1..])?;
         let now = self.now().as_millis();
         let mut jobs = Vec::with_capacity(ticks.len());
         for (k, t) in ticks.iter().enumerate() {
