@@ -303,47 +303,57 @@ impl Backend for RedisBackend {
 
     async fn upsert_schedule(
         &self,
-        _def: &ScheduleDef,
-        _next_fire: Option<Timestamp>,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
     ) -> Result<Upserted, BackendError> {
-        Err(not_yet())
+        self.run(self.shared().upsert_schedule(def.clone(), next_fire))
+            .await
     }
-    async fn remove_schedule(&self, _id: &str) -> Result<bool, BackendError> {
-        Err(not_yet())
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.run(self.shared().remove_schedule(id.to_owned())).await
     }
-    async fn pause_schedule(&self, _id: &str) -> Result<bool, BackendError> {
-        Err(not_yet())
+
+    async fn pause_schedule(&self, id: &str) -> Result<bool, BackendError> {
+        self.run(self.shared().pause_schedule(id.to_owned())).await
     }
+
     async fn resume_schedule(
         &self,
-        _id: &str,
-        _revision: u64,
-        _next_fire: Option<Timestamp>,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
     ) -> Result<Resumed, BackendError> {
-        Err(not_yet())
+        self.run(
+            self.shared()
+                .resume_schedule(id.to_owned(), revision, next_fire),
+        )
+        .await
     }
+
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, BackendError> {
-        Err(not_yet())
+        self.run(self.shared().schedules()).await
     }
-    async fn schedule(&self, _id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
-        Err(not_yet())
+
+    async fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, BackendError> {
+        self.run(self.shared().schedule(id.to_owned())).await
     }
+
     async fn due_schedules(
         &self,
-        _before: Timestamp,
-        _limit: usize,
+        before: Timestamp,
+        limit: usize,
     ) -> Result<Vec<ScheduleRecord>, BackendError> {
-        Err(not_yet())
+        self.run(self.shared().due_schedules(before, limit)).await
     }
+
     async fn fire_schedules(
         &self,
-        _fires: Vec<ScheduleFire>,
+        fires: Vec<ScheduleFire>,
     ) -> Result<Vec<FireOutcome>, BackendError> {
-        Err(not_yet())
+        if fires.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(self.shared().fire_schedules(fires)).await
     }
-}
-
-// TEMPORARY (replaced before this lands): schedules are not stored by this backend yet.
-fn not_yet() -> BackendError {
-    BackendError::Incompatible("schedules are not implemented by this backend yet".into())
 }

@@ -13,6 +13,7 @@
 //! | `{prefix}:layout` | string | the storage layout of the keys under the prefix ([`LAYOUT`]) |
 //! | `{prefix}:workers` | hash | worker id → `last_seen|` then its `WorkerInfo` as JSON |
 //! | `{prefix}:wexp` | zset | worker ids by the time their registration ends |
+//! | `{prefix}:cronids` | hash | schedule id → the queue whose slot holds the schedule (see `ops/schedules.rs`) |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
 //! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`) |
 //! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
@@ -31,6 +32,8 @@
 //! | `{prefix:queue}:tok` | string | the queue's reserve call counter: lease tokens are `call * 10000 + 2k` (+1 with a unique key) |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
+//! | `{prefix:queue}:cron` | hash | schedule id → `revision,paused,next_fire,last_fire,runs,last job ref\|` then its definition as JSON, for the schedules whose jobs go to the queue |
+//! | `{prefix:queue}:crondue` | zset | the queue's unpaused schedules that have a cursor, by next fire |
 //!
 //! Jobs are stored by column, one hash per field for the whole queue, so a batch of jobs costs
 //! a handful of commands whatever its size. A job's state is not stored: it is the index
@@ -50,6 +53,10 @@ use kosh_jobs_core::JobId;
 /// another attempt would be counted as on their first. Layout 3 had no worker in `run` entries
 /// (which older versions cannot read) and no attempt history: this version reads it as it is
 /// and upgrades its marker to 4 at connect ([`UPGRADABLE`]).
+///
+/// Schedules (`cron`, `crondue`, `cronids`) came within layout 4: older versions of layout 4
+/// never read those keys (they store no schedules), and this one reads a prefix without them
+/// as one without schedules, so nothing is misread and the layout stays 4.
 pub(crate) const LAYOUT: i64 = 4;
 
 /// The older layout this version reads as it is and upgrades (by rewriting the marker).
@@ -119,6 +126,16 @@ impl Keys {
     /// `{prefix}:wexp`: worker ids by the end of their registration.
     pub(crate) fn worker_expiry(&self) -> String {
         format!("{{{}}}:wexp", self.prefix)
+    }
+
+    /// `{prefix}:cronids`: schedule id → the queue that holds it.
+    pub(crate) fn schedule_index(&self) -> String {
+        format!("{{{}}}:cronids", self.prefix)
+    }
+
+    /// `{prefix:queue}:cron`: the schedules of a queue, by id.
+    pub(crate) fn schedules(&self, queue: &str) -> String {
+        format!("{}:cron", self.queue(queue))
     }
 
     /// `{prefix}:qnames`: index → queue name.
@@ -280,6 +297,8 @@ mod tests {
         assert_eq!(k.queue("mail"), "{kosh:mail}");
         assert_eq!(k.wake("mail"), "{kosh:mail}:wake");
         assert_eq!(k.queues(), "{kosh}:queues");
+        assert_eq!(k.schedule_index(), "{kosh}:cronids");
+        assert_eq!(k.schedules("mail"), "{kosh:mail}:cron");
         assert!(validate_prefix("a{b").is_err());
         assert!(validate_prefix("kosh:test-1").is_ok());
     }

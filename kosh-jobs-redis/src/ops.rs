@@ -25,6 +25,10 @@ use crate::registry::Registry;
 use crate::scripts;
 use crate::spec;
 
+mod schedule_fire;
+mod schedule_record;
+mod schedules;
+
 /// Jobs leased per script call at most.
 const RESERVE_CHUNK: usize = 1000;
 /// Lease tokens of one reserve call: call * TOKEN_SPAN + 2k (+ 1), k <= RESERVE_CHUNK.
@@ -58,6 +62,8 @@ pub(crate) struct Shared {
     /// Per worker id, its number in each queue (by queue index) as `wid` gave it: reserve
     /// passes it, so only a worker's first reserve in a queue looks it up.
     worker_numbers: Mutex<HashMap<String, HashMap<u16, String>>>,
+    /// Schedule id → its queue, as this process last read the index (see `schedule_fire`).
+    schedule_queues: Mutex<HashMap<String, String>>,
 }
 
 /// Items of one queue: the queue, their places in the caller's batch, the items.
@@ -94,6 +100,7 @@ impl Shared {
             wait_failures: std::sync::atomic::AtomicU32::new(0),
             timeout: opts.timeout,
             worker_numbers: Mutex::new(HashMap::new()),
+            schedule_queues: Mutex::new(HashMap::new()),
         };
         shared.check_layout(&opts.prefix).await?;
         shared.check_eviction_policy().await;
@@ -314,20 +321,7 @@ impl Shared {
             if nq > 1 {
                 args.int(q as i64 + 1);
             }
-            let spec = spec::encode(
-                j.unique_key.as_deref(),
-                &j.name,
-                j.priority,
-                j.max_attempts,
-                now,
-                j.run_at,
-                &j.payload,
-            );
-            // The ready score, so the script passes it on untouched.
-            args.str(spec).int(-i64::from(j.priority));
-            if !plain {
-                args.int(ra).str(j.unique_key.unwrap_or_default());
-            }
+            job_args(&mut args, &j, now, !plain);
             places.push(q);
         }
         let v = self.conn.script(&scripts::PUSH, &keys, args).await?;
@@ -336,21 +330,7 @@ impl Shared {
                 self.note_due(queue, e);
             }
         }
-        let items = array(v)?;
-        let first = items
-            .first()
-            .and_then(int)
-            .and_then(|s| u64::try_from(s).ok())
-            .ok_or_else(|| bad("push: no first sequence number"))?;
-        // Jobs whose unique key was held: their place (from 1) and the holder's job ref.
-        let mut held: HashMap<usize, String> = HashMap::new();
-        let mut rest = items[1..].iter();
-        while let (Some(i), Some(h)) = (rest.next(), rest.next()) {
-            let i = int(i)
-                .and_then(|i| usize::try_from(i).ok())
-                .ok_or_else(|| bad("push: bad place"))?;
-            held.insert(i, req_text(h, "holder")?);
-        }
+        let (first, held) = pushed("push", &array(v)?)?;
         let mut out = Vec::with_capacity(n);
         for (k, q) in places.into_iter().enumerate() {
             let e = match held.get(&(k + 1)) {
@@ -1010,6 +990,45 @@ impl Shared {
     pub(crate) fn wake_key(&self, queue: &str) -> String {
         self.keys.wake(queue)
     }
+}
+
+/// A job's arguments to `push_jobs` (`lib.lua`): its spec and ready score, and in the full
+/// form its run_at and unique key.
+fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, full: bool) {
+    let spec = spec::encode(
+        j.unique_key.as_deref(),
+        &j.name,
+        j.priority,
+        j.max_attempts,
+        now,
+        j.run_at,
+        &j.payload,
+    );
+    // The ready score, so the script passes it on untouched.
+    args.str(spec).int(-i64::from(j.priority));
+    if full {
+        args.int(j.run_at.as_millis())
+            .str(j.unique_key.as_deref().unwrap_or_default());
+    }
+}
+
+/// What `push_jobs` (`lib.lua`) reports: the first sequence number, then per job whose
+/// unique key was held, its place (from 1) and the holder's job ref.
+fn pushed(what: &str, items: &[Value]) -> Result<(u64, HashMap<usize, String>), RedisError> {
+    let first = items
+        .first()
+        .and_then(int)
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| bad(format!("{what}: no first sequence number")))?;
+    let mut held: HashMap<usize, String> = HashMap::new();
+    let mut rest = items[1..].iter();
+    while let (Some(i), Some(h)) = (rest.next(), rest.next()) {
+        let i = int(i)
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| bad(format!("{what}: bad place")))?;
+        held.insert(i, req_text(h, "holder")?);
+    }
+    Ok((first, held))
 }
 
 /// A running job's entry in its queue's lease set: `<member>:<token>`.

@@ -64,6 +64,10 @@ scripts! {
     THROUGHPUT => "throughput",
     RUNNING => "running",
     WORKER => "worker",
+    CRON_UPSERT => "cron_upsert",
+    CRON_EDIT => "cron_edit",
+    CRON_DUE => "cron_due",
+    CRON_FIRE => "cron_fire",
 }
 
 /// One top-level definition of `lib.lua` (`local NAME = …` or `local function NAME`), with

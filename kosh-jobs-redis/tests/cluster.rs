@@ -164,3 +164,17 @@ async fn refused_credentials_on_a_cluster_are_permission_denied() {
     let b = BackendError::from(e);
     assert!(matches!(b, BackendError::PermissionDenied(_)) && !b.is_unavailable());
 }
+
+/// A schedule whose queue changes moves to the new queue's slot (on another master).
+#[tokio::test]
+async fn upsert_moves_a_schedule_to_its_new_queue_on_a_cluster() {
+    let b = backend(Clock::system()).await;
+    support::schedules::upsert_moves_a_schedule_to_its_new_queue(&b, &cluster_url()).await;
+}
+
+/// Schedules in queues on different masters are due, and fire, as one list.
+#[tokio::test]
+async fn due_schedules_merge_queues_on_a_cluster() {
+    let b = backend(Clock::system()).await;
+    support::schedules::due_schedules_merge_queues(&b).await;
+}

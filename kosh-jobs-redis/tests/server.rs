@@ -203,9 +203,11 @@ impl Monitor {
 /// An idle worker with the default lease (30 s) and wait (30 s) over ten minutes of a manual
 /// clock, counting the requests it sends. With a manual clock each wait ends with one extra
 /// request (the clock cannot end `BLPOP` by itself); with the system clock `BLPOP`'s own
-/// timeout does, so a real idle worker sends a quarter fewer requests than counted here.
+/// timeout does, so a real idle worker sends a fifth fewer requests than counted here. Of
+/// the eleven allowed, one is the schedule read (`HGETALL` of the schedule index, once a
+/// minute, which also fires schedules other processes create).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_worker_sends_at_most_ten_commands_a_minute() {
+async fn idle_worker_sends_at_most_eleven_commands_a_minute() {
     let server = RedisServer::start(&[]);
     let monitor = Monitor::start(server.port);
     let (clock, time) = Clock::manual();
@@ -259,7 +261,7 @@ async fn idle_worker_sends_at_most_ten_commands_a_minute() {
         total(&after) - total(&before),
     );
     assert!(
-        per_minute <= 10.0,
+        per_minute <= 11.0,
         "an idle worker sent {per_minute:.1} requests a minute: {requests:#?}"
     );
     worker.shutdown().await.expect("shutdown");

@@ -254,6 +254,95 @@ local function next_due()
   return a or b or false
 end
 
+-- Stores n jobs read from ARGV[a] on, each: [its queue's place in qs, when qs has several,]
+-- spec, ready score (-priority), and in the full form also run_at and unique key ('' = none).
+-- bases holds the key base of each queue. Job i (from 1) gets member base + i unless its
+-- unique key is held: then `out` gets i and the holder's job ref appended instead. Jobs are
+-- handled in order, so of two jobs with one unique key the first wins. Wakes the queues'
+-- waiters (a new earliest scheduled job wakes them with 's:<origin>'). Returns the next ARGV
+-- index.
+local function push_jobs(bases, n, base, full, a, now, origin, out)
+  local nq = #bases
+  -- Per queue: its base, and the columns and index entries to write (built whole: a table
+  -- that grows field by field is rehashed at each power of two).
+  local qs = {}
+  for q = 1, nq do
+    qs[q] = { b = bases[q], sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil }
+  end
+  local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
+  -- Members are '%016d' of base + i: 12 digits that change rarely, then 4 from P2.
+  local lo = (base + 1) % 10000
+  local hi = (base + 1 - lo) / 10000
+  local hi_s = string.format('%012d', hi)
+  for i = 1, n do
+    local q = qs[1]
+    if nq > 1 then
+      q = qs[tonumber(ARGV[a])]
+      a = a + 1
+    end
+    local lo2 = lo % 100
+    local m = hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1]
+    lo = lo + 1
+    if lo == 10000 then
+      lo = 0
+      hi = hi + 1
+      hi_s = string.format('%012d', hi)
+    end
+    local sp, rd = q.sp, q.rd
+    if not full then
+      sp[#sp + 1] = m
+      sp[#sp + 1] = ARGV[a]
+      rd[#rd + 1] = ARGV[a + 1]
+      rd[#rd + 1] = m
+      a = a + 2
+    else
+      local spec, score, ra_s, u = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+      a = a + 4
+      local holder = nil
+      if u ~= '' then holder = taken[u] or unique_holder(u) end
+      if holder then
+        out[#out + 1] = i
+        out[#out + 1] = holder
+      else
+        if u ~= '' then
+          local ref = q.b .. ':j:' .. m
+          taken[u] = ref
+          redis.call('HSET', K_UNIQ, u, ref)
+        end
+        sp[#sp + 1] = m
+        sp[#sp + 1] = spec
+        local ra = tonumber(ra_s)
+        if ra > now then
+          q.sc[#q.sc + 1] = ra_s
+          q.sc[#q.sc + 1] = m
+          q.sci[#q.sci + 1] = m
+          q.sci[#q.sci + 1] = m
+          if q.earliest == nil or ra < q.earliest then q.earliest = ra end
+        else
+          rd[#rd + 1] = score
+          rd[#rd + 1] = m
+        end
+      end
+    end
+  end
+  for _, q in ipairs(qs) do
+    local b = q.b
+    call_chunked('HSET', b .. ':spec', q.sp, 2, SENT_FIELD)
+    zadd_all(b .. ':ready', q.rd)
+    wake_queue(b, #q.rd / 2)
+    if #q.sc > 0 then
+      local before = redis.call('ZRANGE', b .. ':sched', '0', '0', 'WITHSCORES')[2]
+      zadd_all(b .. ':sched', q.sc)
+      zadd_all(b .. ':s:scheduled', q.sci)
+      -- A new earliest scheduled job changes when waiters (of other processes) must wake up.
+      if not before or q.earliest < tonumber(before) then
+        wake_queue(b, 1, 's:' .. origin)
+      end
+    end
+  end
+  return a
+end
+
 -- Ends job m in state `failed` (its lease or schedule already removed by the caller).
 local function to_failed(m, now_s, u)
   release_unique(u, m)
@@ -597,6 +686,38 @@ local function walk(st, bound, asc, n)
   if asc then table.sort(ms) else table.sort(ms, function(x, y) return x > y end) end
   for i = #ms, n + 1, -1 do ms[i] = nil end
   return ms
+end
+
+-- A schedule's record, in its queue's hash B .. ':cron' by id: 'revision,paused (0 or 1),
+-- next fire,last fire,runs,last job ref|' then the definition's JSON (times in ms, '' for
+-- none). Returns its fields as a table (strings, but paused: a boolean), or nil.
+local function cron_read(s)
+  if not s then return nil end
+  local rev, p, nx, lf, runs, lj, at =
+    string.match(s, '^(%d+),([01]),(-?%d*),(-?%d*),(%d+),([^|]*)|()')
+  if not rev then return nil end
+  return { rev = rev, paused = p == '1', next = nx, lf = lf, runs = runs, lj = lj,
+    def = string.sub(s, at) }
+end
+
+-- Stores record r of schedule id in the queue at `base`, and its place in the queue's due set
+-- (B .. ':crondue', by next fire: unpaused schedules with a cursor only).
+local function cron_write(base, id, r)
+  local p = '0'
+  if r.paused then p = '1' end
+  redis.call('HSET', base .. ':cron', id,
+    r.rev .. ',' .. p .. ',' .. r.next .. ',' .. r.lf .. ',' .. r.runs .. ',' .. r.lj .. '|' .. r.def)
+  if r.paused or r.next == '' then
+    redis.call('ZREM', base .. ':crondue', id)
+  else
+    redis.call('ZADD', base .. ':crondue', r.next, id)
+  end
+end
+
+-- Whether the job a job ref names is scheduled, ready or running.
+local function ref_live(ref)
+  local base, m = string.match(ref, '^(.*):j:(%d+)$')
+  return base ~= nil and is_live(base, m)
 end
 
 -- ==== script body ====

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod schedules;
+
 /// Push, reserve and complete one job: the backend works.
 pub async fn round_trip(b: &kosh_jobs_redis::RedisBackend) {
     use kosh_jobs_core::{Backend as _, Finish, FinishResult, NewJob, Outcome, ReserveRequest};
