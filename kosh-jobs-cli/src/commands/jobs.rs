@@ -1,6 +1,7 @@
 //! `jobs ls` and `jobs show`.
 
 use comfy_table::Cell;
+use kosh_jobs::admin::json::stored_json;
 use kosh_jobs::admin::{Order, SearchPage, SearchQuery};
 use kosh_jobs::JobId;
 use serde_json::{json, Value};
@@ -163,7 +164,7 @@ pub(super) async fn show(s: &Session, id: JobId) -> Result<(), CliError> {
         t.add_row(vec![Cell::new(format!("  {k}")), Cell::new(v)]);
     }
     line(&render(t))?;
-    section(s, "payload", &crate::output::json_text(&job.payload))?;
+    section(s, "payload", &stored_json(&job.payload))?;
     if let Some(p) = &job.progress {
         section(s, "progress", p)?;
     }
