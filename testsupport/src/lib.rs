@@ -12,3 +12,4 @@ pub mod jobs;
 pub mod redis_server;
 pub mod resp;
 pub mod seed;
+mod watched;

@@ -7,14 +7,14 @@
 //! `panic = "abort"`, a signal), so no server outlives its bench.
 
 use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
 use crate::resp::{RedisAddr, Resp};
+use crate::watched::{on_free_port, Startup, Watched};
 
 /// What to tell someone whose machine has no `redis-server`.
 pub const INSTALL_HINT: &str = "install it (`apt-get install redis-server`, `brew install redis`) \
@@ -27,7 +27,7 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    server: Option<Watched>,
 }
 
 impl RedisServer {
@@ -54,23 +54,13 @@ impl RedisServer {
         let mut server = RedisServer {
             port: 0,
             dir,
-            child: None,
+            server: None,
         };
-        // Another process may take the port between our probe and the server's bind: retry.
-        let mut last = String::new();
-        for _ in 0..5 {
-            server.port = free_port()?;
-            match server.spawn() {
-                Ok(()) => return Ok(server),
-                Err(e) => {
-                    last = format!("{e:#}");
-                    if !last.contains("Address already in use") {
-                        break;
-                    }
-                }
-            }
-        }
-        bail!("redis-server did not start: {last}")
+        on_free_port("redis-server", &["Address already in use"], |port| {
+            server.port = port;
+            server.spawn()
+        })?;
+        Ok(server)
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -116,57 +106,32 @@ cat >/dev/null
 kill -9 "$server" 2>/dev/null
 wait "$server" 2>/dev/null
 exit 0"#;
-        let child = Command::new("sh")
-            .arg("-c")
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
             .arg(watchdog)
             .arg("kosh-bench-redis")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run sh to start redis-server")?;
-        self.child = Some(child);
+            .args(args);
         let addr = RedisAddr::parse(&self.url())?;
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
+        let log = self.log_path();
+        let startup = Startup {
+            what: "redis-server",
+            log: &log,
+            fatal: &["Address already in use", "# Fatal"],
+            not_ready: "no PONG within the deadline",
+            deadline: START_DEADLINE,
+        };
+        self.server = Some(Watched::start(&mut sh, &startup, || {
             let answer = Resp::connect(&addr, Duration::from_millis(500))
                 .and_then(|mut c| c.command(&["PING"]));
-            if matches!(answer.as_deref(), Ok("PONG")) {
-                return Ok(());
-            }
-            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            let gone = match self.child.as_mut() {
-                Some(c) => matches!(c.try_wait(), Ok(Some(_))),
-                None => true,
-            };
-            let exited = gone || log.contains("Address already in use") || log.contains("# Fatal");
-            if exited || Instant::now() > deadline {
-                self.stop();
-                let why = if exited {
-                    "it exited"
-                } else {
-                    "no PONG within the deadline"
-                };
-                bail!("{why}; its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            matches!(answer.as_deref(), Ok("PONG"))
+        })?);
+        Ok(())
     }
 
     /// Kills the server and waits for it (also done on drop).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take()); // the watchdog kills the server
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.wait();
+        if let Some(mut server) = self.server.take() {
+            server.stop();
         }
     }
 }
@@ -175,9 +140,4 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("no free port on 127.0.0.1")?;
-    Ok(l.local_addr()?.port())
 }
