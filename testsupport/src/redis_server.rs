@@ -26,6 +26,7 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// One `redis-server` process of this bench.
 pub struct RedisServer {
     port: u16,
+    password: Option<String>,
     dir: tempfile::TempDir,
     server: Option<Watched>,
 }
@@ -36,6 +37,17 @@ impl RedisServer {
     /// Fails with a message saying how to install one if `redis-server` is not on `PATH`, or
     /// with the server's log if it did not come up.
     pub fn start() -> anyhow::Result<RedisServer> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server as [`RedisServer::start`] does, that asks clients for `password`
+    /// (`requirepass`; [`RedisServer::url`] carries it). Keep it to letters, digits and `-`,
+    /// which need no escaping in a URL.
+    pub fn start_with_password(password: &str) -> anyhow::Result<RedisServer> {
+        Self::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> anyhow::Result<RedisServer> {
         match Command::new("redis-server").arg("--version").output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => bail!(
@@ -53,6 +65,7 @@ impl RedisServer {
             .context("temporary directory for redis-server")?;
         let mut server = RedisServer {
             port: 0,
+            password: password.map(str::to_owned),
             dir,
             server: None,
         };
@@ -63,9 +76,12 @@ impl RedisServer {
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` with a password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The port it listens on.
@@ -81,7 +97,7 @@ impl RedisServer {
         let dir = self.dir.path().display().to_string();
         let log = self.log_path().display().to_string();
         let port = self.port.to_string();
-        let args = [
+        let mut args = vec![
             "--port",
             &port,
             "--bind",
@@ -99,6 +115,9 @@ impl RedisServer {
             "--daemonize",
             "no",
         ];
+        if let Some(p) = &self.password {
+            args.extend(["--requirepass", p]);
+        }
         // `cat` returns when our end of the pipe closes (dropped, or this process died).
         let watchdog = r#"redis-server "$@" </dev/null >/dev/null 2>&1 &
 server=$!
