@@ -156,8 +156,11 @@ mod tests {
         c
     }
 
-    fn error(r: anyhow::Result<Watched>) -> String {
-        match r {
+    /// The error of starting `sh -c SCRIPT test LOG` for a server that never answers.
+    fn never_ready(script: &str, deadline: Duration) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        match Watched::start(&mut sh(script, &log), &startup(&log, deadline), || false) {
             Ok(_) => panic!("started"),
             Err(e) => format!("{e:#}"),
         }
@@ -165,30 +168,19 @@ mod tests {
 
     #[test]
     fn a_server_that_exits_is_reported_with_its_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("log");
-        let mut c = sh(r#"echo "no config file" >"$1"; exit 3"#, &log);
-        let e = error(Watched::start(
-            &mut c,
-            &startup(&log, Duration::from_secs(20)),
-            || false,
-        ));
+        let e = never_ready(
+            r#"echo "no config file" >"$1"; exit 3"#,
+            Duration::from_secs(20),
+        );
         assert!(e.starts_with("it exited; its log:\nno config file"), "{e}");
     }
 
     #[test]
     fn a_fatal_log_line_ends_the_wait_and_the_watchdog() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("log");
-        let mut c = sh(
+        let e = never_ready(
             r##"echo "# Fatal: port taken" >"$1"; cat >/dev/null"##,
-            &log,
+            Duration::from_secs(20),
         );
-        let e = error(Watched::start(
-            &mut c,
-            &startup(&log, Duration::from_secs(20)),
-            || false,
-        ));
         assert!(
             e.starts_with("it exited; its log:\n# Fatal: port taken"),
             "{e}"
@@ -197,14 +189,7 @@ mod tests {
 
     #[test]
     fn a_server_that_does_not_answer_in_time_is_given_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("log");
-        let mut c = sh("cat >/dev/null", &log);
-        let e = error(Watched::start(
-            &mut c,
-            &startup(&log, Duration::from_millis(200)),
-            || false,
-        ));
+        let e = never_ready("cat >/dev/null", Duration::from_millis(200));
         assert!(e.starts_with("no answer within the deadline"), "{e}");
     }
 
