@@ -5,11 +5,11 @@ use std::io::{IsTerminal, Write};
 
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 use crossterm::style::Stylize;
-use kosh_jobs::{JobRecord, JobState, Timestamp};
-use serde_json::{json, Value};
+use kosh_jobs::admin::json::{JobJson, TimeFormat};
+use kosh_jobs::{JobRecord, JobState};
+use serde_json::Value;
 
 use crate::error::CliError;
-use crate::time;
 
 /// Where and how to print.
 #[derive(Clone, Copy, Debug)]
@@ -148,59 +148,14 @@ pub(crate) fn line(text: &str) -> Result<(), CliError> {
     }
 }
 
-/// A stored JSON text as a JSON value (or a string, if it is not JSON).
-pub(crate) fn json_text(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-}
-
-fn opt_time(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(time::iso(t)))
-}
-
-/// A job as JSON; with `full`, its history and all errors too.
+/// A job as JSON, times in RFC 3339, with its payload, progress and result; with `full`, its
+/// history and all errors too.
 pub(crate) fn job_json(j: &JobRecord, full: bool) -> Value {
-    let mut v = json!({
-        "id": j.id.get(),
-        "name": j.name,
-        "queue": j.queue,
-        "state": j.state.as_str(),
-        "priority": j.priority,
-        "attempts": j.attempts,
-        "max_attempts": j.max_attempts,
-        "created_at": time::iso(j.created_at),
-        "run_at": time::iso(j.run_at),
-        "started_at": opt_time(j.started_at),
-        "finished_at": opt_time(j.finished_at),
-        "unique_key": j.unique_key,
-        "last_error": j.last_error(),
-        "payload": json_text(&j.payload),
-        "progress": j.progress,
-        "result": j.result,
-    });
-    if full {
-        v["lease_expires_at"] = opt_time(j.lease_expires_at);
-        v["errors"] = j
-            .errors
-            .iter()
-            .map(|e| json!({"attempt": e.attempt, "error": e.error, "at": time::iso(e.at)}))
-            .collect();
-        v["history"] = j
-            .history
-            .iter()
-            .map(|a| {
-                json!({
-                    "attempt": a.attempt,
-                    "worker": a.worker,
-                    "started_at": time::iso(a.started_at),
-                    "ended_at": opt_time(a.ended_at),
-                    "duration_ms": a.ended_at.map(|e| e.saturating_duration_since(a.started_at).as_millis() as u64),
-                    "outcome": a.outcome.map(|o| o.as_str()),
-                    "error": a.error,
-                })
-            })
-            .collect();
-    }
-    v
+    JobJson::new(TimeFormat::Rfc3339)
+        .payload(true)
+        .outcome(true)
+        .history(full)
+        .to_value(j)
 }
 
 /// `text` cut to `max` characters, on one line.

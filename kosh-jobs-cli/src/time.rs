@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Local, NaiveTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use kosh_jobs::Timestamp;
 
 /// A point in time given on the command line, resolved when parsed.
@@ -49,12 +49,10 @@ impl TimeArg {
     }
 }
 
-/// `2025-06-01T02:10:00.123Z`: for JSON.
+/// `2025-06-01T02:10:00.123Z`: for JSON (the dashboard's serialiser's RFC 3339, so that
+/// every time of a `--json` document reads the same).
 pub(crate) fn iso(t: Timestamp) -> String {
-    match Utc.timestamp_millis_opt(t.as_millis()).single() {
-        Some(d) => d.to_rfc3339_opts(SecondsFormat::Millis, true),
-        None => format!("{}ms", t.as_millis()),
-    }
+    kosh_jobs::admin::json::rfc3339(t)
 }
 
 /// `2025-06-01 02:10:00Z`: for people.
@@ -124,6 +122,31 @@ mod tests {
     fn rfc3339_times() {
         let t = TimeArg::parse_at("2025-05-31T23:00:00+02:00", now()).unwrap();
         assert_eq!(iso(t.0), "2025-05-31T21:00:00.000Z");
+    }
+
+    #[test]
+    fn iso_is_what_chrono_writes() {
+        // Across chrono's range (some ±262,000 years): both sides of the epoch, leap days,
+        // the years 0 and 10,000.
+        let max = 8_200_000_000_000_000i64;
+        let mut at: Vec<i64> = (-2_000..=2_000)
+            .map(|i: i64| i * (max / 2_000) + i * i * 7_919)
+            .collect();
+        at.extend([
+            0,
+            -1,
+            1,
+            951_782_400_000,
+            -62_167_219_200_001,
+            253_402_300_800_000,
+        ]);
+        for ms in at {
+            let chrono = Utc
+                .timestamp_millis_opt(ms)
+                .single()
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            assert_eq!(Some(iso(Timestamp::from_millis(ms))), chrono, "{ms} ms");
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //! loop). A slow search (a rare text on millions of jobs) is many short calls, never one long
 //! one.
 
+pub mod json;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;

@@ -214,6 +214,68 @@ impl Admin {
         Ok(self.backend.search(query).await?)
     }
 
+    /// A page of `query.limit` jobs, filled by up to `max_calls` searches: a bounded search
+    /// may stop short of the limit (its examine budget ran out before enough jobs matched),
+    /// so this continues from each call's cursor until the page is full or the search ends.
+    ///
+    /// The page has the total of the first call (when `query.with_total`; later calls do
+    /// not count again), the jobs examined by all calls, and a `next` cursor: a full page
+    /// ends at its last job, whatever the backend's cursor says, so the next page starts
+    /// right after it. After `max_calls` calls the page is returned short, with the cursor
+    /// to go on from (`next` set while `jobs.len() < query.limit`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), kosh_jobs::Error> {
+    /// use kosh_jobs::{memory::MemoryBackend, Admin, Backend, JobFilter, NewJob, SearchQuery};
+    /// let backend = MemoryBackend::new();
+    /// let now = backend.clock().now();
+    /// backend.push(vec![NewJob::new("mail", "default", "{}", now); 5]).await?;
+    /// let admin = Admin::new(backend);
+    /// let page = admin.search_page(&SearchQuery::new(JobFilter::new()).limit(3), 10).await?;
+    /// assert_eq!(page.jobs.len(), 3);
+    /// assert_eq!(page.next, Some(page.jobs[2].id));
+    /// assert_eq!(page.total.map(|t| t.count), Some(5));
+    /// # Ok(()) }
+    /// ```
+    pub async fn search_page(
+        &self,
+        query: &SearchQuery,
+        max_calls: usize,
+    ) -> Result<SearchPage, Error> {
+        let limit = query.limit;
+        let mut q = query.clone();
+        let mut out = SearchPage {
+            jobs: Vec::new(),
+            next: None,
+            examined: 0,
+            total: None,
+        };
+        for _ in 0..max_calls {
+            let page = self.backend.search(&q).await?;
+            if out.total.is_none() {
+                out.total = page.total;
+            }
+            out.examined += page.examined;
+            out.jobs.extend(page.jobs);
+            out.next = page.next;
+            match out.next {
+                Some(n) if out.jobs.len() < limit => {
+                    q.after = Some(n);
+                    q.with_total = false;
+                    q.limit = limit - out.jobs.len();
+                }
+                _ => break,
+            }
+        }
+        if out.jobs.len() >= limit {
+            out.jobs.truncate(limit);
+            if out.next.is_some() {
+                out.next = out.jobs.last().map(|j| j.id);
+            }
+        }
+        Ok(out)
+    }
+
     /// The live workers, as [`Backend::workers`].
     pub async fn workers(&self) -> Result<Vec<LiveWorker>, Error> {
         Ok(self.backend.workers().await?)
@@ -508,6 +570,62 @@ mod tests {
             err.to_string().contains("promote applies to scheduled"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn search_page_fills_the_page_across_bounded_searches() {
+        let b = MemoryBackend::new();
+        let now = b.clock().now();
+        // One job in ten matches: a search examining at most 100 jobs finds 10 a call.
+        let jobs: Vec<NewJob> = (0..1_000)
+            .map(|i| {
+                let tag = if i % 10 == 0 { r#","tag":"hit""# } else { "" };
+                NewJob::new("import", "csv", format!(r#"{{"row":{i}{tag}}}"#), now)
+            })
+            .collect();
+        let ids: Vec<JobId> = b.push(jobs).await.unwrap().iter().map(|e| e.id).collect();
+        let hits: Vec<JobId> = ids.iter().copied().step_by(10).collect();
+        let admin = Admin::new(b);
+        let query = SearchQuery::new(JobFilter::new().search("hit"))
+            .limit(25)
+            .budget(100);
+        let one_call = admin.search(&query).await.unwrap();
+        assert_eq!(one_call.jobs.len(), 10, "the budget stops one call short");
+
+        let page = admin.search_page(&query, 10).await.unwrap();
+        let got: Vec<JobId> = page.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(got, hits[..25]);
+        assert_eq!(
+            page.next,
+            Some(hits[24]),
+            "a full page ends at its last job"
+        );
+        assert_eq!(page.total, one_call.total, "the first call's total");
+        assert!(page.examined > one_call.examined, "{}", page.examined);
+
+        // The next page goes on right after it, without counting again.
+        let mut rest = query.clone();
+        rest.after = page.next;
+        rest.with_total = false;
+        let page2 = admin.search_page(&rest, 10).await.unwrap();
+        let got: Vec<JobId> = page2.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(got, hits[25..50]);
+        assert_eq!(page2.total, None);
+
+        // Out of calls: a short page with the cursor to go on from.
+        let short = admin.search_page(&query, 2).await.unwrap();
+        assert_eq!(short.jobs.len(), 20);
+        let next = short.next.expect("more may match");
+        assert!(next >= hits[19], "{next:?}");
+
+        // The search ends: every match, no cursor.
+        let all = admin
+            .search_page(&query.clone().limit(1_000), 100)
+            .await
+            .unwrap();
+        assert_eq!(all.jobs.len(), 100);
+        assert_eq!(all.next, None);
+        assert_eq!(all.examined, 1_000);
     }
 
     #[tokio::test]

@@ -5,9 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use kosh_jobs_core::admin::ActionResult;
 use kosh_jobs_core::{
-    Backend, Finish, FinishResult, JobId, JobState, Lease, LeasedJob, ManualClock, NewJob, Outcome,
-    ReserveRequest,
+    AdminAction, Backend, Finish, FinishResult, JobId, JobState, Lease, LeasedJob, ManualClock,
+    NewJob, Outcome, ReserveRequest,
 };
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use support::{raw_command, unique_prefix, RedisServer};
@@ -655,4 +656,95 @@ async fn out_of_memory_refuses_pushes_whole_and_lets_workers_drain() {
         (6, 0, 3),
         "the released job and the pushed ones are ready"
     );
+}
+
+fn calls(port: u16) -> std::collections::HashMap<String, u64> {
+    support::command_stats(port, None).into_iter().collect()
+}
+
+/// Failed jobs that held the same unique key (a job gives its key up when it fails) retried
+/// in one call: the first takes the key back and the other conflicts with it, although the
+/// batch writes neither until its end.
+#[tokio::test]
+async fn a_batched_retry_gives_a_unique_key_to_one_job_only() {
+    let server = RedisServer::start(&[]);
+    let b = backend(&server, &unique_prefix("retry-unique")).await;
+    let mut ids = Vec::new();
+    for key in [Some("k"), Some("k"), None] {
+        let id = b.push(vec![unique_job(&b, "q", key)]).await.expect("push")[0].id;
+        let l = reserve(&b, "q", 1).await.remove(0);
+        assert_eq!(l.id(), id);
+        b.finish(vec![failed(l.lease, "boom")]).await.expect("fail");
+        ids.push(id);
+    }
+    let out = b.apply(AdminAction::Retry, &ids, &[]).await.expect("retry");
+    assert_eq!(
+        out,
+        vec![
+            ActionResult::Applied,
+            ActionResult::UniqueConflict(ids[0]),
+            ActionResult::Applied,
+        ]
+    );
+    let state = |id| {
+        let b = &b;
+        async move { b.get(id).await.expect("get").expect("job").state }
+    };
+    assert_eq!(state(ids[1]).await, JobState::Failed);
+    let leased: Vec<JobId> = reserve(&b, "q", 10).await.iter().map(|l| l.id()).collect();
+    assert_eq!(leased, vec![ids[0], ids[2]]);
+    let again = b
+        .push(vec![unique_job(&b, "q", Some("k"))])
+        .await
+        .expect("push");
+    assert_eq!((again[0].id, again[0].existing), (ids[0], true));
+}
+
+/// A bulk retry reads each column once and writes each column and index once, whatever
+/// the number of jobs, and wakes waiters once.
+#[tokio::test]
+async fn a_bulk_retry_costs_the_same_commands_for_any_number_of_jobs() {
+    let server = RedisServer::start(&[]);
+    let b = backend(&server, &unique_prefix("retry-bulk")).await;
+    let mut ids = Vec::new();
+    let mut jobs = Vec::new();
+    for _ in 0..300 {
+        let mut j = unique_job(&b, "q", None);
+        j.max_attempts = 1;
+        jobs.push(j);
+    }
+    b.push(jobs).await.expect("push");
+    let leased = reserve(&b, "q", 300).await;
+    assert_eq!(leased.len(), 300);
+    b.finish(leased.iter().map(|l| failed(l.lease, "boom")).collect())
+        .await
+        .expect("fail");
+    ids.extend(leased.iter().map(|l| l.id()));
+    ids.sort_unstable();
+
+    let before = calls(server.port);
+    let out = b.apply(AdminAction::Retry, &ids, &[]).await.expect("retry");
+    assert!(out.iter().all(|r| *r == ActionResult::Applied), "{out:?}");
+    let after = calls(server.port);
+    let delta = |cmd: &str| after.get(cmd).unwrap_or(&0) - before.get(cmd).unwrap_or(&0);
+    assert_eq!(
+        [
+            ("hmget", delta("hmget")),
+            ("zmscore", delta("zmscore")),
+            ("hset", delta("hset")),
+            ("zadd", delta("zadd")),
+            ("zrem", delta("zrem")),
+            ("rpush", delta("rpush")),
+        ],
+        [
+            ("hmget", 2),   // specs, runs
+            ("zmscore", 2), // failed, cancelled
+            ("hset", 2),    // runs, run_at
+            ("zadd", 1),    // ready
+            ("zrem", 2),    // failed: by time, by member
+            ("rpush", 1),   // one wake-up
+        ]
+    );
+    let c = b.counts().await.expect("counts");
+    assert_eq!((c[0].ready, c[0].failed), (300, 0));
 }

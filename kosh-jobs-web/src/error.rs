@@ -47,21 +47,25 @@ impl ApiError {
     }
 }
 
+/// The error of a `503`: the store is down or too busy (Redis unreachable, SQLite locked past
+/// its busy timeout); the page shows it and polls again.
+const UNAVAILABLE: &str = "job store unavailable: try again shortly";
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::InvalidInput(m) => ApiError::bad_request(m),
             Error::NotFound(id) => ApiError::not_found(format!("job {id} not found")),
             e => {
-                // The message of these kinds is fixed ("backend unavailable", "storage
-                // error"); their sources stay in the server's log.
+                // The message of these kinds is fixed ("storage error", "permission
+                // denied"): their sources, which may name hosts, paths or users, stay in the
+                // server's log.
                 tracing::warn!(error = %chain(&e), "kosh-jobs dashboard: backend call failed");
-                let status = if e.is_unavailable() {
-                    StatusCode::SERVICE_UNAVAILABLE
+                if e.is_unavailable() {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
                 } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                ApiError::new(status, e.to_string())
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                }
             }
         }
     }
@@ -87,5 +91,28 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_errors_answer_without_their_sources() {
+        let secret = || std::io::Error::other("redis://:hunter2@10.0.0.7:6379 refused");
+        let down = ApiError::from(Error::Unavailable(Box::new(secret())));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.message, "job store unavailable: try again shortly");
+        let broken = ApiError::from(BackendError::storage(secret()));
+        assert_eq!(
+            (broken.status(), broken.message.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "storage error")
+        );
+        let bad = ApiError::from(Error::InvalidInput("limit must be 1..=1000".into()));
+        assert_eq!(
+            (bad.status(), bad.message.as_str()),
+            (StatusCode::BAD_REQUEST, "limit must be 1..=1000")
+        );
     }
 }

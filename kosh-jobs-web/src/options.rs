@@ -273,3 +273,110 @@ impl fmt::Debug for Options {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, HeaderValue, Request, StatusCode};
+    use axum::Router;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use kosh_jobs_core::memory::MemoryBackend;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn app(options: Options) -> Router {
+        crate::router(MemoryBackend::new(), options)
+    }
+
+    /// `Basic base64(text)`.
+    fn basic(text: &str) -> Vec<u8> {
+        format!("Basic {}", STANDARD.encode(text)).into_bytes()
+    }
+
+    /// `GET /api/meta` with this `Authorization` value (none for `None`): the status, and
+    /// whether the answer asks for a password.
+    async fn get(app: &Router, authorization: Option<&[u8]>) -> (StatusCode, bool) {
+        let mut req = Request::get("/api/meta");
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, HeaderValue::from_bytes(a).unwrap());
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let challenge = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"Basic realm="));
+        (res.status(), challenge)
+    }
+
+    const REFUSED: (StatusCode, bool) = (StatusCode::UNAUTHORIZED, true);
+
+    #[tokio::test]
+    async fn basic_auth_lets_in_the_right_user_and_password_only() {
+        let options = Options::new().basic_auth("admin", "s3cret pass:word");
+        assert!(options.has_basic_auth());
+        let app = app(options);
+        let right = basic("admin:s3cret pass:word");
+        assert_eq!(get(&app, Some(&right)).await, (StatusCode::OK, false));
+        for (what, given) in [
+            ("wrong password", basic("admin:s3cret pass:wordx")),
+            ("empty password", basic("admin:")),
+            ("wrong user", basic("Admin:s3cret pass:word")),
+            ("no colon", basic("admins3cret pass:word")),
+        ] {
+            assert_eq!(get(&app, Some(&given)).await, REFUSED, "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn basic_auth_refuses_a_missing_or_malformed_header() {
+        let app = app(Options::new().basic_auth("admin", "s3cret"));
+        assert_eq!(get(&app, None).await, REFUSED, "no header");
+        let encoded = STANDARD.encode("admin:s3cret");
+        for (what, given) in [
+            (
+                "the credentials not encoded",
+                b"Basic admin:s3cret".to_vec(),
+            ),
+            ("not base64", b"Basic !!!not-base64!!!".to_vec()),
+            ("another scheme", format!("Bearer {encoded}").into_bytes()),
+            ("no scheme", encoded.clone().into_bytes()),
+            ("a second space", format!("Basic  {encoded}").into_bytes()),
+            ("trailing text", format!("Basic {encoded}x").into_bytes()),
+            ("empty", Vec::new()),
+            ("not text", b"Basic \xff\xfe".to_vec()),
+        ] {
+            assert_eq!(get(&app, Some(&given)).await, REFUSED, "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn basic_auth_with_a_colon_in_the_user_locks_everyone_out() {
+        let options = Options::new().basic_auth("ad:min", "s3cret");
+        assert!(options.has_basic_auth());
+        let app = app(options);
+        // Not even what a client would send for that user and password gets in.
+        for given in [basic("ad:min:s3cret"), basic("ad:min"), basic("ad:s3cret")] {
+            assert_eq!(get(&app, Some(&given)).await, REFUSED);
+        }
+        assert_eq!(get(&app, None).await, REFUSED);
+        assert_eq!(get(&app, Some(b"")).await, REFUSED, "an empty header");
+    }
+
+    #[tokio::test]
+    async fn without_basic_auth_every_request_gets_in() {
+        let options = Options::new();
+        assert!(!options.has_basic_auth());
+        let app = app(options);
+        assert_eq!(get(&app, None).await, (StatusCode::OK, false));
+        assert_eq!(
+            get(&app, Some(&basic("anyone:at-all"))).await,
+            (StatusCode::OK, false)
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The dashboard in a real browser: headless Chromium driven through `chromedriver`
-//! (WebDriver), against the router served on a TCP port over a SQLite file.
+//! (WebDriver), against the router served on a TCP port over a SQLite file (and, for the
+//! retry that a worker runs, also over a `redis-server` of the test's own).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them); without
 //! them these tests fail, saying what to install. Screenshots go to `target/screenshots/` of
@@ -18,6 +19,7 @@ use fantoccini::{Client, Locator};
 use kosh_jobs::prelude::*;
 use kosh_jobs::{AnyBackend, Finish, NewJob, Outcome, ReserveRequest};
 use kosh_jobs_testsupport::browser::Browser;
+use kosh_jobs_testsupport::redis_server::RedisServer;
 use kosh_jobs_web::Options;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -44,6 +46,15 @@ async fn import_csv(job: ImportCsv) -> Result<u64, JobError> {
     Ok(job.upload_id)
 }
 
+/// Where the dashboard's jobs are kept.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A `redis-server` of the test's own.
+    Redis,
+}
+
 /// A store seeded by the HTTP tests' [`seed`], the dashboard served on a real port, and a
 /// browser.
 struct Dashboard {
@@ -53,19 +64,36 @@ struct Dashboard {
     base: String,
     browser: Browser,
     server: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    /// The SQLite file's folder, or the `redis-server`, kept until the test ends.
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<RedisServer>,
 }
 
 impl Dashboard {
-    async fn start() -> Dashboard {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
-        let backend = kosh_jobs::connect(&url).await.expect("open SQLite");
+    async fn start(store: Store) -> Dashboard {
+        let (backend, shown, dir, redis) = match store {
+            Store::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+                let backend = kosh_jobs::connect(&url).await.expect("open SQLite");
+                // Not the temporary path: the README's screenshots stay the same from run to
+                // run.
+                (backend, "sqlite://jobs.db".to_owned(), Some(dir), None)
+            }
+            Store::Redis => {
+                let server = tokio::task::spawn_blocking(RedisServer::start)
+                    .await
+                    .expect("start redis-server")
+                    .unwrap_or_else(|e| panic!("a redis-server for the test: {e:#}"));
+                let url = format!("{}?prefix=browser", server.url());
+                let backend = kosh_jobs::connect(&url).await.expect("connect to redis");
+                (backend, url, None, Some(server))
+            }
+        };
         let seeded = seed(&backend).await;
         let options = Options::new()
             .title("Acme jobs")
-            // Not the temporary path: the README's screenshots stay the same from run to run.
-            .backend_url("sqlite://jobs.db")
+            .backend_url(&shown)
             .poll_interval(Duration::from_secs(1));
         let app = support::app(&backend, options);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -85,6 +113,7 @@ impl Dashboard {
             browser,
             server,
             _dir: dir,
+            _redis: redis,
         }
     }
 
@@ -207,8 +236,12 @@ impl Dashboard {
 }
 
 async fn dashboard() -> (tokio::sync::MutexGuard<'static, ()>, Dashboard) {
+    dashboard_on(Store::Sqlite).await
+}
+
+async fn dashboard_on(store: Store) -> (tokio::sync::MutexGuard<'static, ()>, Dashboard) {
     let guard = ONE_BROWSER.lock().await;
-    (guard, Dashboard::start().await)
+    (guard, Dashboard::start(store).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,8 +318,18 @@ async fn failed_job_shows_its_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_runs_the_job_and_the_page_shows_it_completed() {
+    retry_runs_the_job(Store::Sqlite).await;
+}
+
+/// The same on Redis: the worker wakes on Redis's signal, the page polls the Redis backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_runs_the_job_and_the_page_shows_it_completed_on_redis() {
+    retry_runs_the_job(Store::Redis).await;
+}
+
+async fn retry_runs_the_job(store: Store) {
     let started = Instant::now();
-    let (_one, d) = dashboard().await;
+    let (_one, d) = dashboard_on(store).await;
     let id = d.seeded.failed[1];
     let worker = Worker::builder(d.backend.clone())
         .register::<ImportCsv>()
@@ -320,11 +363,15 @@ async fn retry_runs_the_job_and_the_page_shows_it_completed() {
     assert_eq!(d.state_of(id).await, JobState::Completed);
     // The other failed jobs were left alone.
     assert_eq!(d.state_of(d.seeded.failed[0]).await, JobState::Failed);
-    d.screenshot("job-retried", false).await;
+    let name = match store {
+        Store::Sqlite => "job-retried",
+        Store::Redis => "job-retried-redis",
+    };
+    d.screenshot(name, false).await;
     worker.shutdown().await.expect("worker shutdown");
     d.finish().await;
     eprintln!(
-        "retry_runs_the_job_and_the_page_shows_it_completed: {:?}",
+        "retry_runs_the_job_and_the_page_shows_it_completed ({store:?}): {:?}",
         started.elapsed()
     );
 }

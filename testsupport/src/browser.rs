@@ -10,17 +10,19 @@
 //! (`chromium`, `chromium-driver`) that `scripts/test.sh` installs.
 
 use std::io::{ErrorKind, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+
+use crate::watched::{on_free_port, Startup, Watched};
 
 /// The browser the driver starts (Debian's `chromium`).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -48,7 +50,7 @@ pub const CHROMIUM_ARGS: [&str; 5] = [
 pub struct ChromeDriver {
     port: u16,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    driver: Option<Watched>,
 }
 
 impl ChromeDriver {
@@ -66,23 +68,17 @@ impl ChromeDriver {
         let mut driver = ChromeDriver {
             port: 0,
             dir,
-            child: None,
+            driver: None,
         };
-        // Another process may take the port between our probe and the driver's bind: retry.
-        let mut last = String::new();
-        for _ in 0..5 {
-            driver.port = free_port()?;
-            match driver.spawn() {
-                Ok(()) => return Ok(driver),
-                Err(e) => {
-                    last = format!("{e:#}");
-                    if !last.contains("Address already in use") && !last.contains("bind") {
-                        break;
-                    }
-                }
-            }
-        }
-        bail!("chromedriver did not start: {last}")
+        on_free_port(
+            "chromedriver",
+            &["Address already in use", "bind"],
+            |port| {
+                driver.port = port;
+                driver.spawn()
+            },
+        )?;
+        Ok(driver)
     }
 
     /// `http://127.0.0.1:PORT`, the WebDriver endpoint.
@@ -134,62 +130,34 @@ impl ChromeDriver {
         let watchdog = r#"chromedriver "$@" </dev/null >"$KOSH_CHROMEDRIVER_LOG" 2>&1 &
 cat >/dev/null
 kill -9 0"#;
-        let child = Command::new("sh")
-            .arg("-c")
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
             .arg(watchdog)
             .arg("kosh-test-chromedriver")
             .arg(format!("--port={}", self.port))
             .env("KOSH_CHROMEDRIVER_LOG", self.log_path())
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run sh to start chromedriver")?;
-        self.child = Some(child);
+            .process_group(0);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Ok(status) = get_status(addr) {
-                if status.contains(r#""ready":true"#) || status.contains(r#""ready": true"#) {
-                    return Ok(());
-                }
-            }
-            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            let gone = match self.child.as_mut() {
-                Some(c) => matches!(c.try_wait(), Ok(Some(_))),
-                None => true,
-            };
-            let exited = gone
-                || log.contains("Address already in use")
-                || log.contains("bind() failed")
-                || log.contains("Exiting...");
-            if exited || Instant::now() > deadline {
-                self.stop();
-                let why = if exited {
-                    "it exited"
-                } else {
-                    "its /status did not say ready within the deadline"
-                };
-                bail!("{why}; its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.log_path();
+        let startup = Startup {
+            what: "chromedriver",
+            log: &log,
+            fatal: &["Address already in use", "bind() failed", "Exiting..."],
+            not_ready: "its /status did not say ready within the deadline",
+            deadline: START_DEADLINE,
+        };
+        self.driver = Some(Watched::start(&mut sh, &startup, || {
+            get_status(addr).is_ok_and(|status| {
+                status.contains(r#""ready":true"#) || status.contains(r#""ready": true"#)
+            })
+        })?);
+        Ok(())
     }
 
     /// Kills the driver and the browsers it started, and waits for them (also done on drop).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take()); // the watchdog kills its group
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.wait();
+        if let Some(mut driver) = self.driver.take() {
+            driver.stop(); // the watchdog kills its group
         }
     }
 }
@@ -287,9 +255,4 @@ fn get_status(addr: SocketAddr) -> std::io::Result<String> {
         }
     }
     Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("no free port on 127.0.0.1")?;
-    Ok(l.local_addr()?.port())
 }

@@ -3,9 +3,13 @@
 //! - [`browser`]: a private `chromedriver` and a WebDriver session in headless Chromium;
 //! - [`redis_server`]: a private `redis-server` on a free port, killed when dropped;
 //! - [`resp`]: a minimal blocking RESP client, to look at a server without the backend;
-//! - [`jobs`]: jobs shared by tests and the `kosh-jobs-test-child` process they start.
+//! - [`jobs`]: jobs shared by tests and the `kosh-jobs-test-child` process they start;
+//! - [`seed`]: a store with jobs in every state and a live worker, for the operator tools'
+//!   tests.
 
 pub mod browser;
 pub mod jobs;
 pub mod redis_server;
 pub mod resp;
+pub mod seed;
+mod watched;

@@ -7,14 +7,14 @@
 //! `panic = "abort"`, a signal), so no server outlives its bench.
 
 use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
 use crate::resp::{RedisAddr, Resp};
+use crate::watched::{on_free_port, Startup, Watched};
 
 /// What to tell someone whose machine has no `redis-server`.
 pub const INSTALL_HINT: &str = "install it (`apt-get install redis-server`, `brew install redis`) \
@@ -26,8 +26,9 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// One `redis-server` process of this bench.
 pub struct RedisServer {
     port: u16,
+    password: Option<String>,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    server: Option<Watched>,
 }
 
 impl RedisServer {
@@ -36,6 +37,17 @@ impl RedisServer {
     /// Fails with a message saying how to install one if `redis-server` is not on `PATH`, or
     /// with the server's log if it did not come up.
     pub fn start() -> anyhow::Result<RedisServer> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server as [`RedisServer::start`] does, that asks clients for `password`
+    /// (`requirepass`; [`RedisServer::url`] carries it). Keep it to letters, digits and `-`,
+    /// which need no escaping in a URL.
+    pub fn start_with_password(password: &str) -> anyhow::Result<RedisServer> {
+        Self::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> anyhow::Result<RedisServer> {
         match Command::new("redis-server").arg("--version").output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => bail!(
@@ -53,29 +65,23 @@ impl RedisServer {
             .context("temporary directory for redis-server")?;
         let mut server = RedisServer {
             port: 0,
+            password: password.map(str::to_owned),
             dir,
-            child: None,
+            server: None,
         };
-        // Another process may take the port between our probe and the server's bind: retry.
-        let mut last = String::new();
-        for _ in 0..5 {
-            server.port = free_port()?;
-            match server.spawn() {
-                Ok(()) => return Ok(server),
-                Err(e) => {
-                    last = format!("{e:#}");
-                    if !last.contains("Address already in use") {
-                        break;
-                    }
-                }
-            }
-        }
-        bail!("redis-server did not start: {last}")
+        on_free_port("redis-server", &["Address already in use"], |port| {
+            server.port = port;
+            server.spawn()
+        })?;
+        Ok(server)
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` with a password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The port it listens on.
@@ -91,7 +97,7 @@ impl RedisServer {
         let dir = self.dir.path().display().to_string();
         let log = self.log_path().display().to_string();
         let port = self.port.to_string();
-        let args = [
+        let mut args = vec![
             "--port",
             &port,
             "--bind",
@@ -109,6 +115,9 @@ impl RedisServer {
             "--daemonize",
             "no",
         ];
+        if let Some(p) = &self.password {
+            args.extend(["--requirepass", p]);
+        }
         // `cat` returns when our end of the pipe closes (dropped, or this process died).
         let watchdog = r#"redis-server "$@" </dev/null >/dev/null 2>&1 &
 server=$!
@@ -116,57 +125,32 @@ cat >/dev/null
 kill -9 "$server" 2>/dev/null
 wait "$server" 2>/dev/null
 exit 0"#;
-        let child = Command::new("sh")
-            .arg("-c")
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
             .arg(watchdog)
             .arg("kosh-bench-redis")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run sh to start redis-server")?;
-        self.child = Some(child);
+            .args(args);
         let addr = RedisAddr::parse(&self.url())?;
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
+        let log = self.log_path();
+        let startup = Startup {
+            what: "redis-server",
+            log: &log,
+            fatal: &["Address already in use", "# Fatal"],
+            not_ready: "no PONG within the deadline",
+            deadline: START_DEADLINE,
+        };
+        self.server = Some(Watched::start(&mut sh, &startup, || {
             let answer = Resp::connect(&addr, Duration::from_millis(500))
                 .and_then(|mut c| c.command(&["PING"]));
-            if matches!(answer.as_deref(), Ok("PONG")) {
-                return Ok(());
-            }
-            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            let gone = match self.child.as_mut() {
-                Some(c) => matches!(c.try_wait(), Ok(Some(_))),
-                None => true,
-            };
-            let exited = gone || log.contains("Address already in use") || log.contains("# Fatal");
-            if exited || Instant::now() > deadline {
-                self.stop();
-                let why = if exited {
-                    "it exited"
-                } else {
-                    "no PONG within the deadline"
-                };
-                bail!("{why}; its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            matches!(answer.as_deref(), Ok("PONG"))
+        })?);
+        Ok(())
     }
 
     /// Kills the server and waits for it (also done on drop).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take()); // the watchdog kills the server
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(child.try_wait(), Ok(None)) {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.wait();
+        if let Some(mut server) = self.server.take() {
+            server.stop();
         }
     }
 }
@@ -175,9 +159,4 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("no free port on 127.0.0.1")?;
-    Ok(l.local_addr()?.port())
 }

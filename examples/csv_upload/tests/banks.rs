@@ -2,54 +2,21 @@
 //! to its bank's column layout and quirks (preamble, summary footer, date style, sign
 //! convention, encoding), with its transactions checked row by row.
 
-use std::path::PathBuf;
+mod common;
 
 use chrono::NaiveDate;
-use csv_upload::parse::{CsvFile, DateOrder, OrderBasis, Scan, TextEncoding};
+use common::Read;
+use csv_upload::parse::{DateOrder, OrderBasis, TextEncoding};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/banks")
-        .join(name)
-}
-
-/// A file read as the import job reads it: its rows as `line date "description" cents`
-/// (or `line rejected: reason`), the first pass, and the file.
-struct Read {
-    rows: Vec<String>,
-    scan: Scan,
-    file: CsvFile,
-}
-
+/// Fixture `banks/NAME` read as the import job reads it, both passes skipping the same
+/// summary lines.
 fn read_with(name: &str, default: DateOrder, today: Option<NaiveDate>) -> Read {
-    let file = CsvFile::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let scan = file.scan(default, || false).unwrap().unwrap();
-    let mut rows = file.rows(file.data_start(), scan.dates(today)).unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next_row().unwrap() {
-        out.push(match r.outcome {
-            Ok(t) => format!(
-                "{} {} {:?} {}",
-                r.line, t.date, t.description, t.amount_cents
-            ),
-            Err(reason) => format!("{} rejected: {reason}", r.line),
-        });
-    }
+    let r = common::read(&format!("banks/{name}"), default, today);
     assert_eq!(
-        out.len() as u64,
-        scan.rows_total,
-        "{name}: scan and read agree"
-    );
-    assert_eq!(
-        rows.summary_lines(),
-        scan.summary_lines,
+        r.summary_lines, r.scan.summary_lines,
         "{name}: both passes skip the same lines"
     );
-    Read {
-        rows: out,
-        scan,
-        file,
-    }
+    r
 }
 
 fn read(name: &str) -> Read {

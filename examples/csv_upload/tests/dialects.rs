@@ -1,35 +1,13 @@
 //! The CSV dialects of real bank exports, one small fixture file each (in `fixtures/`).
 
-use std::path::PathBuf;
+mod common;
 
+use common::fixture;
 use csv_upload::parse::{CsvFile, DateOrder, OpenError, OrderBasis, TextEncoding};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 fn read(name: &str) -> (Vec<String>, u64, DateOrder) {
-    let file = CsvFile::open(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let scan = file.scan(DateOrder::DayFirst, || false).unwrap().unwrap();
-    let mut rows = file.rows(file.data_start(), scan.dates(None)).unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next_row().unwrap() {
-        out.push(match r.outcome {
-            Ok(t) => format!(
-                "{} {} {:?} {}",
-                r.line, t.date, t.description, t.amount_cents
-            ),
-            Err(reason) => format!("{} rejected: {reason}", r.line),
-        });
-    }
-    assert_eq!(
-        out.len() as u64,
-        scan.rows_total,
-        "{name}: scan and read agree"
-    );
-    (out, scan.rows_total, scan.dates.order)
+    let r = common::read(name, DateOrder::DayFirst, None);
+    (r.rows, r.scan.rows_total, r.scan.dates.order)
 }
 
 fn rows(name: &str) -> Vec<String> {
@@ -265,8 +243,7 @@ fn undecidable_dates_follow_the_configured_order_and_say_so() {
 
 #[test]
 fn resuming_past_a_summary_line_reads_the_same_rows() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/banks/axis.csv");
-    let file = CsvFile::open(&path).unwrap();
+    let file = CsvFile::open(&fixture("banks/axis.csv")).unwrap();
     let all = |from| {
         let mut rows = file.rows(from, DateOrder::DayFirst).unwrap();
         let mut out = Vec::new();

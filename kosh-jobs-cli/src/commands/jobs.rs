@@ -1,8 +1,9 @@
 //! `jobs ls` and `jobs show`.
 
 use comfy_table::Cell;
-use kosh_jobs::admin::{Order, SearchQuery, Total};
-use kosh_jobs::{JobId, JobRecord};
+use kosh_jobs::admin::json::stored_json;
+use kosh_jobs::admin::{Order, SearchPage, SearchQuery};
+use kosh_jobs::JobId;
 use serde_json::{json, Value};
 
 use super::{filter, Session};
@@ -26,38 +27,16 @@ pub(super) async fn ls(s: &Session, a: &LsArgs) -> Result<(), CliError> {
         .limit(limit)
         .with_total(true);
     q.after = a.after;
-    let mut jobs: Vec<JobRecord> = Vec::new();
-    let mut total: Option<Total> = None;
-    let mut examined = 0u64;
-    let mut next = None;
-    for _ in 0..MAX_CALLS {
-        let page = s
-            .admin
-            .search(&q)
-            .await
-            .ctx(&s.target, "cannot search jobs")?;
-        if total.is_none() {
-            total = page.total;
-        }
-        examined += page.examined;
-        jobs.extend(page.jobs);
-        next = page.next;
-        match next {
-            Some(n) if jobs.len() < limit => {
-                q.after = Some(n);
-                q.with_total = false;
-                q.limit = limit - jobs.len();
-            }
-            _ => break,
-        }
-    }
-    // A full page ends at its last job, whatever the backend's cursor says.
-    if jobs.len() >= limit {
-        jobs.truncate(limit);
-        if next.is_some() {
-            next = jobs.last().map(|j| j.id);
-        }
-    }
+    let SearchPage {
+        jobs,
+        next,
+        examined,
+        total,
+    } = s
+        .admin
+        .search_page(&q, MAX_CALLS)
+        .await
+        .ctx(&s.target, "cannot search jobs")?;
     if s.out.json {
         return s.out.json(&json!({
             "jobs": jobs.iter().map(|j| job_json(j, false)).collect::<Vec<_>>(),
@@ -185,7 +164,7 @@ pub(super) async fn show(s: &Session, id: JobId) -> Result<(), CliError> {
         t.add_row(vec![Cell::new(format!("  {k}")), Cell::new(v)]);
     }
     line(&render(t))?;
-    section(s, "payload", &crate::output::json_text(&job.payload))?;
+    section(s, "payload", &stored_json(&job.payload))?;
     if let Some(p) = &job.progress {
         section(s, "progress", p)?;
     }

@@ -1,6 +1,7 @@
 //! `stats`, `queues ls|pause|resume`, `workers`.
 
 use comfy_table::{Cell, CellAlignment};
+use kosh_jobs::admin::json::{self, TimeFormat};
 use kosh_jobs::admin::LiveWorker;
 use kosh_jobs::backend::validate_queue_name;
 use kosh_jobs::{Finished, JobState, QueueStats, Stats, Timestamp};
@@ -38,20 +39,6 @@ pub(super) fn queue_json(q: &QueueStats, with_rates: bool) -> Value {
         v["last_day"] = finished_json(q.last_day);
     }
     v
-}
-
-fn worker_json(w: &LiveWorker) -> Value {
-    json!({
-        "id": w.info.id,
-        "host": w.info.host,
-        "pid": w.info.pid,
-        "version": w.info.version,
-        "queues": w.info.queues,
-        "concurrency": w.info.concurrency,
-        "started_at": time::iso(w.info.started_at),
-        "last_seen": time::iso(w.last_seen),
-        "jobs": w.jobs.iter().map(|j| j.get()).collect::<Vec<_>>(),
-    })
 }
 
 pub(super) async fn snapshot(s: &Session) -> Result<Stats, CliError> {
@@ -198,9 +185,12 @@ pub(super) async fn workers(s: &Session) -> Result<(), CliError> {
         .await
         .ctx(&s.target, "cannot list the workers")?;
     if s.out.json {
-        return s
-            .out
-            .json(&Value::Array(workers.iter().map(worker_json).collect()));
+        return s.out.json(&Value::Array(
+            workers
+                .iter()
+                .map(|w| json::worker(w, TimeFormat::Rfc3339))
+                .collect(),
+        ));
     }
     if workers.is_empty() {
         return line("no live workers");

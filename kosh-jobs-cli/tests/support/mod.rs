@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use kosh_jobs::admin::WorkerInfo;
-use kosh_jobs::{AnyBackend, Backend, Finish, JobId, NewJob, Outcome, ReserveRequest};
+use kosh_jobs::{AnyBackend, JobId};
+use kosh_jobs_testsupport::seed::Seed;
+pub use kosh_jobs_testsupport::seed::Seeded;
 use serde_json::{json, Value};
 
 /// The binary, in `dir`, with no URL from the environment and no colour settings.
@@ -45,114 +46,11 @@ pub fn json(dir: &Path, url: &str, args: &[&str]) -> Value {
     })
 }
 
-/// What [`seed`] made.
-pub struct Seeded {
-    /// csv-uploads, failed with "database is locked" (oldest first).
-    pub failed: Vec<JobId>,
-    /// csv-uploads, completed with a result.
-    pub completed: Vec<JobId>,
-    /// csv-uploads, running, held by the worker `test-worker`.
-    pub running: JobId,
-    /// mail, ready.
-    pub ready: JobId,
-    /// mail, scheduled in an hour.
-    pub scheduled: JobId,
-}
-
-fn req(queue: &str, max: usize) -> ReserveRequest {
-    ReserveRequest {
-        queues: vec![queue.into()],
-        worker: "test-worker".into(),
-        max,
-        lease: Duration::from_secs(3600),
-    }
-}
-
-/// Seeds: 3 failed + 2 completed + 1 running job on `csv-uploads`, 1 ready and 1
-/// scheduled on `mail`, and a live worker `test-worker` holding the running job.
+/// Seeds: 3 failed + 2 completed + 1 running job on `csv-uploads`, each naming its statement
+/// file, 1 ready and 1 scheduled on `mail`, and a live worker `test-worker` holding the
+/// running job.
 pub async fn seed(b: &AnyBackend) -> Seeded {
-    let now = b.clock().now();
-    let job = |n: u32, attempts: u32| {
-        let mut j = NewJob::new(
-            "import_csv",
-            "csv-uploads",
-            json!({"upload_id": n, "file": format!("statement-{n}.csv")}).to_string(),
-            now,
-        );
-        j.max_attempts = attempts;
-        j
-    };
-    b.push((1..=3).map(|n| job(n, 1)).collect()).await.unwrap();
-    let leased = b.reserve(&req("csv-uploads", 3)).await.unwrap();
-    assert_eq!(leased.len(), 3);
-    b.finish(
-        leased
-            .iter()
-            .map(|j| Finish {
-                lease: j.lease,
-                outcome: Outcome::failed("database is locked"),
-            })
-            .collect(),
-    )
-    .await
-    .unwrap();
-    let failed = leased.iter().map(|j| j.id()).collect();
-
-    b.push((4..=5).map(|n| job(n, 3)).collect()).await.unwrap();
-    let done = b.reserve(&req("csv-uploads", 2)).await.unwrap();
-    assert_eq!(done.len(), 2);
-    b.finish(
-        done.iter()
-            .map(|j| Finish {
-                lease: j.lease,
-                outcome: Outcome::Completed {
-                    result: Some(json!({"rows": 120})),
-                },
-            })
-            .collect(),
-    )
-    .await
-    .unwrap();
-    let completed = done.iter().map(|j| j.id()).collect();
-
-    b.push(vec![job(6, 3)]).await.unwrap();
-    let running = b.reserve(&req("csv-uploads", 1)).await.unwrap()[0].id();
-    b.register_worker(
-        &WorkerInfo {
-            id: "test-worker".into(),
-            host: "test-host".into(),
-            pid: std::process::id(),
-            version: "0.1.0".into(),
-            queues: vec!["csv-uploads".into()],
-            concurrency: 4,
-            started_at: now,
-        },
-        Duration::from_secs(3600),
-    )
-    .await
-    .unwrap();
-
-    let mail = |payload: Value, at| NewJob::new("send_mail", "mail", payload.to_string(), at);
-    let ready = b
-        .push(vec![mail(json!({"to": "a@example.com"}), now)])
-        .await
-        .unwrap()[0]
-        .id;
-    let scheduled = b
-        .push(vec![mail(
-            json!({"to": "b@example.com"}),
-            now + Duration::from_secs(3600),
-        )])
-        .await
-        .unwrap()[0]
-        .id;
-    Seeded {
-        failed,
-        completed,
-        running,
-        ready,
-        scheduled,
-    }
+    kosh_jobs_testsupport::seed::seed(b, &Seed::default()).await
 }
 
 fn queue<'a>(stats: &'a Value, name: &str) -> &'a Value {

@@ -20,17 +20,15 @@ if not applies then return redis.error_reply('ERR kosh-jobs: unknown action ' ..
 -- Due scheduled jobs are ready, as reserve would make them.
 promote(now_s, '1000')
 
--- Retry, the bulk action of an incident (hundreds of thousands of failed jobs), in batches:
--- each column and index is read and written once for all the jobs, not once per job. A job
--- holding a unique key is retried on its own (its key may be held by another live job).
+-- Retry, the bulk action of an incident (hundreds of thousands of failed jobs), in one batch
+-- (retry_found, retry_flush): each column and index is read and written once for all the
+-- jobs, not once per job.
 if action == 'retry' then
   local ms = {}
   for i = 4, #ARGV do ms[#ms + 1] = ARGV[i] end
   local specs, runs = hmget_all(K_SPEC, ms), hmget_all(K_RUN, ms)
   local in_failed, in_cancelled = zmscore_all(ks('failed'), ms), zmscore_all(ks('cancelled'), ms)
-  local out, done, seen = {}, { failed = {}, cancelled = {} }, {}
-  local run_flat, ra_flat, ready_flat, made_ready = {}, {}, {}, {}
-  local n = 0
+  local out, seen, batch = {}, {}, retry_batch()
   for i, m in ipairs(ms) do
     local s, r = specs[i], nil
     if not s then
@@ -52,39 +50,13 @@ if action == 'retry' then
       elseif not applies[st] or (only and not only[st]) then
         r = { 2, st }
       else
-        local pr, _, _, u = spec_fields(s)
-        if u then
-          r = retry_found(m, s, started, st, now_s)
-        else
-          local d = done[st]
-          d[#d + 1] = m
-          run_flat[#run_flat + 1] = m
-          run_flat[#run_flat + 1] = '0,' .. started .. ','
-          ra_flat[#ra_flat + 1] = m
-          ra_flat[#ra_flat + 1] = now_s
-          ready_flat[#ready_flat + 1] = string.format('%d', -pr)
-          ready_flat[#ready_flat + 1] = m
-          made_ready[#made_ready + 1] = m
-          r = { 1 }
-        end
-        if r[1] == 1 then
-          seen[m] = true
-          n = n + 1
-        end
+        r = retry_found(batch, m, s, started, st, now_s)
+        if r[1] == 1 then seen[m] = true end
       end
     end
     out[i] = r
   end
-  for st, d in pairs(done) do
-    zrem_all(kt(st), d)
-    zrem_all(ks(st), d)
-  end
-  hset_all(K_RUN, run_flat)
-  hset_all(K_RA, ra_flat)
-  hdel_all(K_FIN, made_ready)
-  zadd_all(K_READY, ready_flat)
-  call_chunked('SADD', K_AGAIN, made_ready, 1)
-  wake(n)
+  wake(retry_flush(batch))
   return out
 end
 

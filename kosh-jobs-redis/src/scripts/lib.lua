@@ -595,26 +595,54 @@ local function cancel_job(m, now_s)
   return { 1 }
 end
 
+-- A batch of retries: retry_found gathers what each retry changes, retry_flush writes it,
+-- each column and index once for the whole batch (a bulk retry after an incident is hundreds
+-- of thousands of jobs). `keys` maps the unique keys taken in the batch to their job refs.
+local function retry_batch()
+  return { failed = {}, cancelled = {}, run = {}, ra = {}, ready = {}, made = {}, keys = {} }
+end
+
 -- Puts job m, found in final state st (spec s, started at `started`), back to ready
--- (run_at = now_s) with a fresh count of attempts, without waking a worker: the caller wakes
--- once for all it retried. Returns {1} retried, {2, state} not retryable, {3, job ref} unique
--- key held by another live job.
-local function retry_found(m, s, started, st, now_s)
+-- (run_at = now_s) with a fresh count of attempts, in batch b: only its unique key is written
+-- now, the rest by retry_flush(b). Returns {1} retried, {2, state} not retryable, {3, job ref}
+-- unique key held by another live job.
+local function retry_found(b, m, s, started, st, now_s)
   if st ~= 'failed' and st ~= 'cancelled' then return { 2, st } end
   local pr, _, _, u = spec_fields(s)
   if u then
-    local h = unique_holder(u)
+    -- A job retried earlier in the batch is not ready until the flush: unique_holder would
+    -- take its key for stale.
+    local h = b.keys[u] or unique_holder(u)
     if h and h ~= jk(m) then return { 3, h } end
     redis.call('HSET', K_UNIQ, u, jk(m))
+    b.keys[u] = jk(m)
   end
-  redis.call('ZREM', kt(st), m)
-  redis.call('ZREM', ks(st), m)
-  col_set(K_RUN, m, '0,' .. started .. ',')
-  col_set(K_RA, m, now_s)
-  redis.call('HDEL', K_FIN, m)
-  redis.call('ZADD', K_READY, string.format('%d', -pr), m)
-  redis.call('SADD', K_AGAIN, m)
+  local d = b[st]
+  d[#d + 1] = m
+  local run, ra, ready = b.run, b.ra, b.ready
+  run[#run + 1] = m
+  run[#run + 1] = '0,' .. started .. ','
+  ra[#ra + 1] = m
+  ra[#ra + 1] = now_s
+  ready[#ready + 1] = string.format('%d', -pr)
+  ready[#ready + 1] = m
+  b.made[#b.made + 1] = m
   return { 1 }
+end
+
+-- Writes the retries of batch b. Returns how many jobs it made ready, for the caller to wake
+-- that many waiters once.
+local function retry_flush(b)
+  for _, st in ipairs({ 'failed', 'cancelled' }) do
+    zrem_all(kt(st), b[st])
+    zrem_all(ks(st), b[st])
+  end
+  hset_all(K_RUN, b.run)
+  hset_all(K_RA, b.ra)
+  hdel_all(K_FIN, b.made)
+  zadd_all(K_READY, b.ready)
+  call_chunked('SADD', K_AGAIN, b.made, 1)
+  return #b.made
 end
 
 -- Puts failed or cancelled job m back to ready (run_at = now_s) with a fresh count of
@@ -626,8 +654,9 @@ local function retry_job(m, now_s)
   local _, started, t = run_fields(redis.call('HGET', K_RUN, m))
   local st = state_of(m, t)
   if not st then return { 0 } end
-  local r = retry_found(m, s, started, st, now_s)
-  if r[1] == 1 then wake(1) end
+  local b = retry_batch()
+  local r = retry_found(b, m, s, started, st, now_s)
+  wake(retry_flush(b))
   return r
 end
 

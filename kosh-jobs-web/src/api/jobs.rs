@@ -4,8 +4,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::Json;
-use kosh_jobs_core::admin::{SearchQuery, Total};
-use kosh_jobs_core::{AdminAction, JobRecord};
+use kosh_jobs_core::admin::{SearchPage, SearchQuery};
+use kosh_jobs_core::AdminAction;
 use serde_json::{json, Value};
 
 use super::query;
@@ -30,33 +30,12 @@ pub(crate) async fn list(
     let mut q = SearchQuery::new(filter).order(p.order()?).limit(limit);
     q.after = p.after()?;
     q.with_total = q.after.is_none();
-    let mut jobs: Vec<JobRecord> = Vec::new();
-    let mut total: Option<Total> = None;
-    let mut examined = 0u64;
-    let mut next = None;
-    for _ in 0..MAX_CALLS {
-        let page = s.admin.search(&q).await?;
-        if total.is_none() {
-            total = page.total;
-        }
-        examined += page.examined;
-        jobs.extend(page.jobs);
-        next = page.next;
-        match next {
-            Some(n) if jobs.len() < limit => {
-                q.after = Some(n);
-                q.with_total = false;
-                q.limit = limit - jobs.len();
-            }
-            _ => break,
-        }
-    }
-    if jobs.len() >= limit {
-        jobs.truncate(limit);
-        if next.is_some() {
-            next = jobs.last().map(|j| j.id);
-        }
-    }
+    let SearchPage {
+        jobs,
+        next,
+        examined,
+        total,
+    } = s.admin.search_page(&q, MAX_CALLS).await?;
     Ok(Json(json!({
         "jobs": jobs.iter().map(job_summary).collect::<Vec<_>>(),
         "next": next.map(|n| n.get()),

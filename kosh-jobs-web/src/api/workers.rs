@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use kosh_jobs_core::admin::json::{self, TimeFormat};
 use kosh_jobs_core::Backend as _;
 use serde_json::{json, Value};
 
@@ -28,24 +29,16 @@ pub(crate) async fn workers(State(s): State<Shared>) -> Result<Json<Value>, ApiE
                     j["name"] = json!(rec.name);
                     j["queue"] = json!(rec.queue);
                     j["state"] = json!(rec.state.as_str());
-                    j["started_at"] = json!(rec.started_at.map(|t| t.as_millis()));
+                    j["started_at"] = TimeFormat::Millis.opt_time(rec.started_at);
                     j["attempts"] = json!(rec.attempts);
                     j["max_attempts"] = json!(rec.max_attempts);
                 }
             }
             jobs.push(j);
         }
-        out.push(json!({
-            "id": w.info.id,
-            "host": w.info.host,
-            "pid": w.info.pid,
-            "version": w.info.version,
-            "queues": w.info.queues,
-            "concurrency": w.info.concurrency,
-            "started_at": w.info.started_at.as_millis(),
-            "last_seen": w.last_seen.as_millis(),
-            "jobs": jobs,
-        }));
+        let mut v = json::worker(w, TimeFormat::Millis);
+        v["jobs"] = Value::Array(jobs);
+        out.push(v);
     }
     Ok(Json(json!({"now": now.as_millis(), "workers": out})))
 }

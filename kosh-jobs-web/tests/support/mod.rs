@@ -3,13 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use kosh_jobs::admin::WorkerInfo;
-use kosh_jobs::{AnyBackend, Backend, Finish, JobId, JobState, NewJob, Outcome, ReserveRequest};
+use kosh_jobs::{AnyBackend, Backend, JobId, JobState};
+use kosh_jobs_testsupport::seed::Seed;
+pub use kosh_jobs_testsupport::seed::Seeded;
 use kosh_jobs_web::{router, Action, Options};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -46,127 +45,16 @@ macro_rules! scenarios {
     };
 }
 
-/// What [`seed`] made.
-pub struct Seeded {
-    /// csv-uploads, failed with "database is locked" (oldest first); the last one has the
-    /// hostile payload and a hostile error.
-    pub failed: Vec<JobId>,
-    /// csv-uploads, completed with a result.
-    pub completed: Vec<JobId>,
-    /// csv-uploads, running, held by the worker `test-worker`.
-    pub running: JobId,
-    /// mail, ready.
-    pub ready: JobId,
-    /// mail, scheduled in an hour.
-    pub scheduled: JobId,
-}
-
-fn req(queue: &str, max: usize) -> ReserveRequest {
-    ReserveRequest {
-        queues: vec![queue.into()],
-        worker: "test-worker".into(),
-        max,
-        lease: Duration::from_secs(3600),
-    }
-}
-
 /// 3 failed + 2 completed + 1 running job on `csv-uploads`, 1 ready and 1 scheduled on
-/// `mail`, and a live worker `test-worker` holding the running job.
+/// `mail`, and a live worker `test-worker` holding the running job. Only the first two
+/// failed jobs name a statement file; the third (`failed[2]`) has [`HOSTILE`] in its
+/// payload, its unique key and its error.
 pub async fn seed(b: &AnyBackend) -> Seeded {
-    let now = b.clock().now();
-    let job = |payload: Value, attempts: u32| {
-        let mut j = NewJob::new("import_csv", "csv-uploads", payload.to_string(), now);
-        j.max_attempts = attempts;
-        j
+    let how = Seed {
+        files: 1..=2,
+        hostile: Some(HOSTILE),
     };
-    let mut failing: Vec<NewJob> = (1..=2)
-        .map(|n| {
-            job(
-                json!({"upload_id": n, "file": format!("statement-{n}.csv")}),
-                1,
-            )
-        })
-        .collect();
-    let mut hostile = job(json!({"upload_id": 3, "note": HOSTILE}), 1);
-    hostile.unique_key = Some(format!("upload-3-{HOSTILE}"));
-    failing.push(hostile);
-    b.push(failing).await.unwrap();
-    let leased = b.reserve(&req("csv-uploads", 3)).await.unwrap();
-    assert_eq!(leased.len(), 3);
-    b.finish(
-        leased
-            .iter()
-            .map(|j| Finish {
-                lease: j.lease,
-                outcome: Outcome::failed(if j.payload.contains("script") {
-                    format!("database is locked {HOSTILE}")
-                } else {
-                    "database is locked".to_owned()
-                }),
-            })
-            .collect(),
-    )
-    .await
-    .unwrap();
-    let failed = leased.iter().map(|j| j.id()).collect();
-
-    b.push((4..=5).map(|n| job(json!({"upload_id": n}), 3)).collect())
-        .await
-        .unwrap();
-    let done = b.reserve(&req("csv-uploads", 2)).await.unwrap();
-    assert_eq!(done.len(), 2);
-    b.finish(
-        done.iter()
-            .map(|j| Finish {
-                lease: j.lease,
-                outcome: Outcome::Completed {
-                    result: Some(json!({"rows": 120})),
-                },
-            })
-            .collect(),
-    )
-    .await
-    .unwrap();
-    let completed = done.iter().map(|j| j.id()).collect();
-
-    b.push(vec![job(json!({"upload_id": 6}), 3)]).await.unwrap();
-    let running = b.reserve(&req("csv-uploads", 1)).await.unwrap()[0].id();
-    b.register_worker(
-        &WorkerInfo {
-            id: "test-worker".into(),
-            host: "test-host".into(),
-            pid: std::process::id(),
-            version: "0.1.0".into(),
-            queues: vec!["csv-uploads".into()],
-            concurrency: 4,
-            started_at: now,
-        },
-        Duration::from_secs(3600),
-    )
-    .await
-    .unwrap();
-
-    let mail = |payload: Value, at| NewJob::new("send_mail", "mail", payload.to_string(), at);
-    let ready = b
-        .push(vec![mail(json!({"to": "a@example.com"}), now)])
-        .await
-        .unwrap()[0]
-        .id;
-    let scheduled = b
-        .push(vec![mail(
-            json!({"to": "b@example.com"}),
-            now + Duration::from_secs(3600),
-        )])
-        .await
-        .unwrap()[0]
-        .id;
-    Seeded {
-        failed,
-        completed,
-        running,
-        ready,
-        scheduled,
-    }
+    kosh_jobs_testsupport::seed::seed(b, &how).await
 }
 
 /// The application: the dashboard nested at [`MOUNT`].
