@@ -64,9 +64,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--backend" => args.backend = value()?.parse()?,
             "--schedules" => args.schedules = value()?.parse().context("--schedules")?,
-            "--idle" => {
-                args.idle = Some(humantime::parse_duration(&value()?).context("--idle")?)
-            }
+            "--idle" => args.idle = Some(humantime::parse_duration(&value()?).context("--idle")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -120,7 +118,10 @@ async fn burst(bench: &Bench, n: usize) -> anyhow::Result<()> {
         if stored(&b).await? >= n as u64 {
             break;
         }
-        ensure!(Instant::now() < deadline, "the schedules did not all fire in 2 min");
+        ensure!(
+            Instant::now() < deadline,
+            "the schedules did not all fire in 2 min"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let fired_in = b.clock().now().saturating_duration_since(tick);

@@ -117,7 +117,7 @@ fn schedule_json(r: &ScheduleRecord) -> Value {
         "every": r.def.every,
         "job": r.def.job,
         "queue": r.def.queue,
-        "payload": crate::output::json_text(&r.def.payload),
+        "payload": kosh_jobs::admin::json::stored_json(&r.def.payload),
         "priority": r.def.priority,
         "max_attempts": r.def.max_attempts,
         "start_at": iso(r.def.start_at),
