@@ -233,6 +233,9 @@
       } else if (parts[0] === 'workers' && parts.length === 1) {
         $('nav-workers').setAttribute('aria-current', 'page');
         view = workersView();
+      } else if (parts[0] === 'schedules' && parts.length === 1) {
+        $('nav-schedules').setAttribute('aria-current', 'page');
+        view = schedulesView();
       } else {
         renderNotFound('There is no such page.');
         return;
@@ -910,6 +913,108 @@
         clear(main()).append(...out);
       },
     };
+  }
+
+  // ---------- schedules ----------
+
+  // When a schedule fires, in words: "0 3 * * * (Asia/Kolkata)", "every 30 s".
+  function everyText(e) {
+    if (e && e.cron) return `${e.cron.expr} (${e.cron.tz})`;
+    if (e && e.interval) return `every ${span(e.interval.ms)}`;
+    return JSON.stringify(e);
+  }
+
+  // The policies in words: "missed: latest, overlap: skip".
+  function policyText(s) {
+    const m = s.missed || {};
+    let missed = String(m.policy);
+    if (m.policy === 'latest' && m.grace_ms !== null && m.grace_ms !== undefined) missed = `latest within ${span(m.grace_ms)}`;
+    if (m.policy === 'all') missed = `all (at most ${fmt(m.max)})`;
+    return `missed: ${missed}, overlap: ${s.overlap}`;
+  }
+
+  function schedulesView() {
+    let last = '';
+
+    async function act(s, op) {
+      const path = `api/schedules/${encodeURIComponent(s.id)}/${op}`;
+      if (op === 'delete' &&
+        !await confirmDialog(`Remove schedule ${s.id}? It fires no more jobs; the jobs it enqueued stay. This cannot be undone.`, 'Remove')) return;
+      try {
+        const r = await post(path);
+        if (op === 'pause') banner(`Schedule ${s.id} paused: it fires nothing until resumed.`);
+        else if (op === 'resume') banner(`Schedule ${s.id} resumed${r.next_fire === null ? '' : `: next tick ${abs(r.next_fire)}`}.`);
+        else if (op === 'trigger') banner(`Schedule ${s.id}: enqueued job ${r.job}.`);
+        else banner(`Schedule ${s.id} removed.`);
+        await view.refresh(true);
+      } catch (e) { banner(e.message, true); }
+    }
+
+    function buttons(s) {
+      const b = [];
+      const btn = (op, label, cls) => el('button', {
+        type: 'button', class: `btn small${cls ? ` ${cls}` : ''}`, testid: `schedule-${op}-${s.id}`,
+        'data-op': op, text: label, onclick: () => act(s, op),
+      });
+      if (s.paused && allowed('resume_schedule')) b.push(btn('resume', 'Resume'));
+      if (!s.paused && allowed('pause_schedule')) b.push(btn('pause', 'Pause'));
+      if (allowed('trigger_schedule')) b.push(btn('trigger', 'Run now'));
+      if (allowed('remove_schedule')) b.push(btn('delete', 'Delete…', 'danger'));
+      return b.length ? el('div', { class: 'actions' }, b) : el('span', { class: 'muted', text: '–' });
+    }
+
+    function row(s) {
+      const next = s.paused ? el('span', { class: 'muted', text: 'paused' })
+        : s.next_fire === null ? el('span', { class: 'muted', text: 'ended' }) : timeBoth(s.next_fire);
+      const status = s.paused
+        ? el('span', { class: 'badge paused', testid: `schedule-paused-${s.id}`, text: 'paused' })
+        : el('span', { class: 'badge', testid: `schedule-active-${s.id}`, text: s.next_fire === null ? 'ended' : 'active' });
+      return el('tr', { testid: `schedule-${s.id}`, 'data-schedule': s.id },
+        el('td', {}, el('code', { text: s.id }), ' ', status,
+          el('details', { class: 'small' }, el('summary', { text: 'Payload' }),
+            el('pre', { class: 'json', testid: `schedule-payload-${s.id}`, text: JSON.stringify(s.payload, null, 2) }))),
+        el('td', { text: everyText(s.every) }),
+        el('td', {}, el('code', { text: s.job }), ' on ', el('a', { href: queueHref(s.queue), text: s.queue })),
+        el('td', { testid: `schedule-next-${s.id}` }, next),
+        el('td', {}, s.last_fire === null ? el('span', { class: 'muted', text: 'never' }) : timeBoth(s.last_fire),
+          s.last_job === null ? null : el('div', { class: 'small' }, el('a', { href: jobHref(s.last_job), text: `job #${s.last_job}` }))),
+        el('td', { class: 'num', text: s.max_runs === null ? fmt(s.runs) : `${fmt(s.runs)} of ${fmt(s.max_runs)}` }),
+        el('td', { class: 'small', text: policyText(s) }),
+        el('td', {}, buttons(s)));
+    }
+
+    const view = {
+      async refresh(force) {
+        const seq = app.seq;
+        const r = await api('api/schedules');
+        if (seq !== app.seq) return;
+        document.title = `Schedules · ${app.meta.title}`;
+        const text = JSON.stringify(r.schedules);
+        if (text === last && force !== true) {
+          // Only the relative times move.
+          for (const s of r.schedules) {
+            const cell = main().querySelector(`td[data-testid="schedule-next-${CSS.escape(s.id)}"]`);
+            if (cell && !s.paused && s.next_fire !== null) cell.replaceChildren(timeBoth(s.next_fire));
+          }
+          return;
+        }
+        last = text;
+        const out = [el('h1', { text: 'Schedules' })];
+        if (r.schedules.length === 0) {
+          out.push(el('div', { class: 'empty', testid: 'schedules-empty' },
+            el('h2', { text: 'No schedules' }),
+            el('p', {}, 'Declare a periodic job on its type with ', el('code', { text: '#[job(cron = "0 3 * * *")]' }),
+              ', or at run time with ', el('code', { text: 'Client::upsert_schedule' }), '.'),
+            el('p', { class: 'muted', text: 'Schedules are stored in the job store: a worker running with the same store URL fires them.' })));
+        } else {
+          out.push(el('div', { class: 'table-wrap' }, el('table', { testid: 'schedules-table' },
+            el('thead', {}, el('tr', {}, ['Schedule', 'Every', 'Job', 'Next', 'Last', 'Runs', 'Policies', 'Actions'].map((t) => el('th', { text: t })))),
+            el('tbody', {}, r.schedules.map(row)))));
+        }
+        clear(main()).append(...out);
+      },
+    };
+    return view;
   }
 
   // ---------- start ----------

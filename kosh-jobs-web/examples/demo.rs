@@ -126,6 +126,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )])
     .await?;
     b.pause("reports").await?;
+    // Two schedules for the Schedules page, one of them paused.
+    let client = kosh_jobs::Client::new(b.clone());
+    let nightly = kosh_jobs::schedule::ScheduleDef {
+        id: "reports:nightly".into(),
+        every: kosh_jobs::schedule::Every::Cron {
+            expr: "0 3 * * *".into(),
+            tz: "Europe/Berlin".into(),
+        },
+        job: "nightly_report".into(),
+        queue: "reports".into(),
+        payload: json!({"format": "pdf"}).to_string(),
+        priority: 0,
+        max_attempts: 3,
+        start_at: None,
+        end_at: None,
+        max_runs: None,
+        missed: kosh_jobs::schedule::Missed::All { max: 3 },
+        overlap: kosh_jobs::schedule::Overlap::Skip,
+    };
+    let poll = kosh_jobs::schedule::ScheduleDef {
+        id: "mail:digest".into(),
+        every: kosh_jobs::schedule::Every::Interval { ms: 15 * 60_000 },
+        job: "send_mail".into(),
+        queue: "mail".into(),
+        payload: json!({"digest": true}).to_string(),
+        missed: kosh_jobs::schedule::Missed::default(),
+        overlap: kosh_jobs::schedule::Overlap::Allow,
+        ..nightly.clone()
+    };
+    client.upsert_schedule_def(nightly).await?;
+    client.upsert_schedule_def(poll).await?;
+    client.pause_schedule("mail:digest").await?;
     b.register_worker(
         &WorkerInfo {
             id: "demo-worker-1".into(),

@@ -36,6 +36,10 @@
 //!   timeline, progress, result, unique key, times absolute and relative, and the actions
 //!   its state allows.
 //! - **Workers** (`#/workers`): live workers, their queues and the jobs they run now.
+//! - **Schedules** (`#/schedules`): every periodic job, when it fires, its next and last
+//!   tick, runs and policies, paused or not; pause, resume, run now, and delete after asking
+//!   to confirm. Schedules have their own [`Action`]s (`PauseSchedule`, `ResumeSchedule`,
+//!   `TriggerSchedule`, `RemoveSchedule`).
 //!
 //! The pages poll the API every few seconds (a button pauses it); a list is not redrawn
 //! under the reader: new rows wait behind a "show" button.

@@ -18,7 +18,8 @@ use crate::redact::redact_url;
 /// use kosh_jobs_web::Action;
 /// assert_eq!(Action::Retry.as_str(), "retry");
 /// assert!(Action::Delete.is_destructive());
-/// assert_eq!(Action::ALL.len(), 8);
+/// assert_eq!(Action::PauseSchedule.as_str(), "pause_schedule");
+/// assert_eq!(Action::ALL.len(), 12);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,11 +41,23 @@ pub enum Action {
     Purge,
     /// Enqueue a job by hand.
     Enqueue,
+    /// Pause a schedule (periodic job): it fires no tick until resumed.
+    ///
+    /// Schedules have their own actions, not the queue's [`Pause`](Action::Pause) or the
+    /// jobs' [`Delete`](Action::Delete), so a hook that lets support staff pause a queue or
+    /// delete finished jobs does not also let them stop or remove a periodic job.
+    PauseSchedule,
+    /// Resume a paused schedule from its next tick after now.
+    ResumeSchedule,
+    /// Enqueue a schedule's job now, outside its ticks.
+    TriggerSchedule,
+    /// Remove a schedule for good (the jobs it enqueued stay).
+    RemoveSchedule,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 12] = [
         Action::Retry,
         Action::Cancel,
         Action::Delete,
@@ -53,6 +66,10 @@ impl Action {
         Action::Resume,
         Action::Purge,
         Action::Enqueue,
+        Action::PauseSchedule,
+        Action::ResumeSchedule,
+        Action::TriggerSchedule,
+        Action::RemoveSchedule,
     ];
 
     /// The lowercase name, as the API and the authorization hook's logs show it.
@@ -66,12 +83,19 @@ impl Action {
             Action::Resume => "resume",
             Action::Purge => "purge",
             Action::Enqueue => "enqueue",
+            Action::PauseSchedule => "pause_schedule",
+            Action::ResumeSchedule => "resume_schedule",
+            Action::TriggerSchedule => "trigger_schedule",
+            Action::RemoveSchedule => "remove_schedule",
         }
     }
 
-    /// Whether the action removes jobs for good (delete, purge).
+    /// Whether the action removes something for good (delete, purge, remove_schedule).
     pub fn is_destructive(self) -> bool {
-        matches!(self, Action::Delete | Action::Purge)
+        matches!(
+            self,
+            Action::Delete | Action::Purge | Action::RemoveSchedule
+        )
     }
 
     /// The action on jobs, for the backend's admin contract.

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use kosh_jobs_core::{Admin, Backend};
+use kosh_jobs_core::{Admin, Backend, Client};
 
 use crate::api;
 use crate::assets;
@@ -17,6 +17,8 @@ use crate::security;
 /// What every handler shares.
 pub(crate) struct Inner {
     pub(crate) admin: Admin,
+    /// Over the same backend: its schedule methods.
+    pub(crate) client: Client,
     pub(crate) options: Options,
 }
 
@@ -80,6 +82,8 @@ impl Inner {
 /// | `POST api/queues/{queue}/{pause,resume}` | pause or resume a queue |
 /// | `POST api/queues/{queue}/purge` `{"finished_before"}` or `{"older_than_secs"}` | delete the queue's finished jobs |
 /// | `POST api/jobs` `{"name", "queue", "payload", ...}` | enqueue a job |
+/// | `GET api/schedules` | every schedule: when it fires, its job, next and last tick, runs, policies, paused |
+/// | `POST api/schedules/{id}/{pause,resume,trigger,delete}` | an action on one schedule (the id percent-encoded) |
 ///
 /// Every state-changing request is a POST, refused with `403` when it comes from another
 /// site (`Sec-Fetch-Site`, `Origin`), in read-only mode, or when the
@@ -89,8 +93,10 @@ pub fn router<S>(backend: impl Backend, options: Options) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let admin = Admin::new(backend);
     let shared: Shared = Arc::new(Inner {
-        admin: Admin::new(backend),
+        client: Client::new(admin.backend().clone()),
+        admin,
         options,
     });
     Router::new()
@@ -108,6 +114,11 @@ where
         .route("/api/bulk", post(api::actions::bulk))
         .route("/api/queues/{queue}/{op}", post(api::queues::queue_op))
         .route("/api/workers", get(api::workers::workers))
+        .route("/api/schedules", get(api::schedules::list))
+        .route(
+            "/api/schedules/{id}/{op}",
+            post(api::schedules::schedule_op),
+        )
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -511,3 +511,97 @@ async fn hostile_payload_is_shown_as_text_and_runs_nothing() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_tab_pauses_and_deletes_a_schedule() {
+    use kosh_jobs::schedule::{Every, Missed, Overlap, ScheduleDef};
+    let started = Instant::now();
+    let (_one, d) = dashboard().await;
+    const ID: &str = "nightly:report";
+    let def = ScheduleDef {
+        id: ID.into(),
+        every: Every::Cron {
+            expr: "0 3 * * *".into(),
+            tz: "Europe/Berlin".into(),
+        },
+        job: "import_csv".into(),
+        queue: "csv-uploads".into(),
+        payload: json!({"note": format!("{SCRIPT}{IMG}")}).to_string(),
+        priority: 0,
+        max_attempts: 3,
+        start_at: None,
+        end_at: None,
+        max_runs: None,
+        missed: Missed::default(),
+        overlap: Overlap::Skip,
+    };
+    kosh_jobs::Client::new(d.backend.clone())
+        .upsert_schedule_def(def)
+        .await
+        .unwrap();
+
+    d.open("/").await;
+    d.wait_text("title", "Acme jobs").await;
+    d.testid("nav-schedules")
+        .await
+        .click()
+        .await
+        .expect("click");
+    d.testid(&format!("schedule-{ID}")).await;
+    d.wait_text(&format!("schedule-active-{ID}"), "active")
+        .await;
+    let row = d
+        .testid(&format!("schedule-{ID}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("0 3 * * * (Europe/Berlin)") && row.contains("missed: latest, overlap: skip"),
+        "{row}"
+    );
+
+    assert_eq!(
+        d.press_and_confirm(&format!("schedule-pause-{ID}")).await,
+        None
+    );
+    d.wait_text(&format!("schedule-paused-{ID}"), "paused")
+        .await;
+    let paused = d.backend.schedule(ID).await.unwrap().expect("schedule");
+    assert!(paused.paused);
+    d.screenshot("schedules", false).await;
+
+    // The payload is text: nothing from it ran or became markup.
+    let ran = d
+        .client()
+        .execute(
+            "return [typeof window.__pwned, \
+             document.querySelectorAll('main img, main script, [onerror]').length];",
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert_eq!(ran, json!(["undefined", 0]));
+
+    // Dismiss the pause's message, so the next press waits for the dialog, not for it.
+    d.wait(Locator::Id("banner-close"), PAGE)
+        .await
+        .click()
+        .await
+        .expect("close");
+    let question = d
+        .press_and_confirm(&format!("schedule-delete-{ID}"))
+        .await
+        .expect("delete asks to confirm");
+    assert!(
+        question.contains(&format!("Remove schedule {ID}")),
+        "{question}"
+    );
+    d.testid("schedules-empty").await;
+    assert!(d.backend.schedule(ID).await.unwrap().is_none());
+    d.finish().await;
+    eprintln!(
+        "schedules_tab_pauses_and_deletes_a_schedule: {:?}",
+        started.elapsed()
+    );
+}

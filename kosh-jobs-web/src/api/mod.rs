@@ -6,6 +6,7 @@ pub(crate) mod jobs;
 pub(crate) mod meta;
 pub(crate) mod overview;
 pub(crate) mod queues;
+pub(crate) mod schedules;
 pub(crate) mod workers;
 
 use axum::body::Body;

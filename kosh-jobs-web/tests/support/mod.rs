@@ -1,7 +1,11 @@
 //! The dashboard's HTTP tests, as functions over any backend: `tests/sqlite.rs` and
 //! `tests/redis.rs` run each on a fresh store ([`scenarios!`]).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+mod schedules;
+
+pub use schedules::*;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -32,7 +36,8 @@ macro_rules! scenarios {
             job_detail_and_unknown_ids, hostile_payload_is_text, single_job_actions,
             bulk_by_ids, bulk_retry_by_filter_counts_first, queue_pause_resume_purge,
             read_only_refuses_actions, authorize_hook_per_action, cross_site_requests_refused,
-            enqueue_by_hand, workers_and_their_jobs);
+            enqueue_by_hand, workers_and_their_jobs, schedules_list_and_actions,
+            schedule_actions_refused, hostile_schedule_is_plain_json);
     };
     (@each $factory:path, $($name:ident),*) => {
         $(
