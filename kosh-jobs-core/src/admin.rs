@@ -483,6 +483,9 @@ pub enum AttemptOutcome {
     Released,
     /// An operator cancelled the job while it ran.
     Cancelled,
+    /// The handler asked to run later ([`JobError::snooze`](crate::JobError::snooze)); the
+    /// attempt does not count.
+    Snoozed,
 }
 
 impl AttemptOutcome {
@@ -497,11 +500,12 @@ impl AttemptOutcome {
             AttemptOutcome::LeaseExpired => "lease_expired",
             AttemptOutcome::Released => "released",
             AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Snoozed => "snoozed",
         }
     }
 
     /// Every outcome.
-    pub const ALL: [AttemptOutcome; 8] = [
+    pub const ALL: [AttemptOutcome; 9] = [
         AttemptOutcome::Completed,
         AttemptOutcome::RetryScheduled,
         AttemptOutcome::Failed,
@@ -510,6 +514,7 @@ impl AttemptOutcome {
         AttemptOutcome::LeaseExpired,
         AttemptOutcome::Released,
         AttemptOutcome::Cancelled,
+        AttemptOutcome::Snoozed,
     ];
 }
 

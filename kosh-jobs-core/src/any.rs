@@ -98,6 +98,15 @@ impl Backend for AnyBackend {
     fn into_any_backend(self) -> AnyBackend {
         self
     }
+    fn events_enabled(&self) -> bool {
+        self.0.events_enabled()
+    }
+    fn publish_events(&self, events: Vec<crate::events::JobEvent>) {
+        self.0.publish_events(events)
+    }
+    async fn subscribe_events(&self) -> Result<crate::events::EventFeed, BackendError> {
+        self.0.subscribe_events().await
+    }
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
         self.0.push(jobs).await
     }

@@ -17,6 +17,17 @@ use crate::record::{
 };
 use crate::schedule::{FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted};
 
+/// How many times a job's attempt is given back because its lease expired before the store
+/// saw the attempt start (see the lifecycle on [`Backend`]). Past this, an unstarted expiry
+/// counts: a job whose handler kills its worker process at once must still end `failed`.
+pub const MAX_UNSTARTED_EXPIRIES: u32 = 3;
+
+/// How soon after a handler starts the worker tells the store (by a first lease renewal) that
+/// the attempt started, at the latest. A handler that finishes sooner needs no renewal: its
+/// outcome tells. A worker that dies within this time has its attempt given back, and the job
+/// runs again, as if the attempt had never started.
+pub const START_ACK_DELAY: Duration = Duration::from_millis(250);
+
 /// Where jobs live: memory, SQLite, Redis, or your own.
 ///
 /// The trait is object-safe: a program can hold an [`AnyBackend`] (an `Arc<dyn Backend>`
@@ -43,9 +54,18 @@ use crate::schedule::{FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleR
 /// - `reserve` counts the attempt (`attempts += 1`) and hands out a fresh lease token.
 /// - Every transition out of `running` (`finish`, `heartbeat`, `progress`, `release`) presents
 ///   the lease; a token that is not the job's current one changes nothing.
+/// - A `heartbeat` also marks the attempt *started*. The worker renews only leases whose
+///   handler runs, and sends a first renewal shortly after each start
+///   ([`START_ACK_DELAY`]), so a started attempt is known to the store.
 /// - An expired lease is recovered by [`Backend::recover_expired`] (and may be recovered by
 ///   `reserve` too): the attempt stays counted, the error `lease expired` is recorded for that
 ///   attempt, and the job goes to `ready`, or to `failed` if it has no attempts left.
+/// - Except an expired lease whose attempt was never marked started (its worker died or
+///   stopped between the lease and the handler's start, or within moments of the start): that
+///   attempt is given back. The job goes to `ready` with `attempts` one lower, nothing is
+///   recorded in its errors or history, and its count of unstarted expiries goes up by one. A
+///   job is given back at most [`MAX_UNSTARTED_EXPIRIES`] times; later unstarted expiries
+///   count like any other, so a job that kills its worker at once still ends `failed`.
 /// - `release` gives a job back without counting the attempt (graceful shutdown).
 /// - A lease has expired when the clock reads `lease_expires_at` or later. Expiry alone does
 ///   not void it: a lease stays current (accepted by `finish`, `heartbeat`, `progress`,
@@ -111,8 +131,9 @@ pub trait Backend: Send + Sync + 'static {
     /// worker's ([`crate::retry::decide`]), in one place.
     async fn finish(&self, items: Vec<Finish>) -> Result<Vec<FinishResult>, BackendError>;
 
-    /// Extends the given leases to now + `extend`; returns the leases that are no longer
-    /// current (recovered elsewhere, cancelled, finished or unknown), which were not extended.
+    /// Extends the given leases to now + `extend` and marks their attempts started; returns
+    /// the leases that are no longer current (recovered elsewhere, cancelled, finished or
+    /// unknown), which were not extended.
     async fn heartbeat(
         &self,
         leases: &[Lease],
@@ -286,6 +307,27 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         fires: Vec<ScheduleFire>,
     ) -> Result<Vec<FireOutcome>, BackendError>;
+
+    /// Whether this backend carries lifecycle [events](crate::events) now. When `false`
+    /// (the default), clients build no events and [`Backend::publish_events`] is not called.
+    fn events_enabled(&self) -> bool {
+        false
+    }
+
+    /// Sends lifecycle events to the subscribers of every process, in order, without waiting
+    /// for them to arrive: best effort, never failing the caller (a backend logs what it
+    /// could not send). The default drops them.
+    fn publish_events(&self, events: Vec<crate::events::JobEvent>) {
+        drop(events);
+    }
+
+    /// A feed of every event published from now on (the [`crate::Client`] filters it). The
+    /// default refuses: this backend carries no events.
+    async fn subscribe_events(&self) -> Result<crate::events::EventFeed, BackendError> {
+        Err(BackendError::InvalidInput(
+            "this backend does not carry lifecycle events".into(),
+        ))
+    }
 }
 
 /// Checks a queue name: 1 to 128 characters of ASCII letters, digits, `-`, `_`, `.` and `:`,

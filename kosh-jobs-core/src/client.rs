@@ -4,8 +4,31 @@ use std::time::Duration;
 
 use crate::any::AnyBackend;
 use crate::backend::{validate_job_name, validate_queue_name, Backend};
+use crate::clock::{Clock, Timestamp};
 use crate::error::{BackendError, Error};
+use crate::events::{Event, EventFilter, JobEvent, JobEventKind, Subscription};
 use crate::handle::{JobHandle, POLL_MAX, POLL_MIN};
+
+/// The longest pause between two looks at a job that [`Client::wait_record`] waits for when
+/// events tell it the job ended: the looks only guard against a lost event.
+const POLL_MAX_WITH_EVENTS: Duration = Duration::from_secs(5);
+
+/// Waits until an event of `sub` says the job ended or may have (`Missed`), or until `until`;
+/// `false` if the feed has ended.
+async fn wait_for_end(sub: &mut Subscription, clock: &Clock, until: Timestamp) -> bool {
+    let sleep = clock.sleep_until(until);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            event = sub.next() => match event {
+                Some(Event::Job(e)) if !e.kind.is_final() => continue,
+                Some(_) => return true,
+                None => return false,
+            },
+            () = &mut sleep => return true,
+        }
+    }
+}
 use crate::job::{Enqueue, Job};
 use crate::record::{
     CancelOutcome, Enqueued, JobId, JobRecord, JobState, ListQuery, NewJob, Page, QueueCounts,
@@ -112,6 +135,14 @@ impl Client {
         })?;
         if !e.existing {
             crate::metrics::enqueued(&queue, J::NAME, 1);
+            if self.backend.events_enabled() {
+                self.publish(vec![self.event(
+                    e.id,
+                    queue,
+                    J::NAME,
+                    JobEventKind::Enqueued,
+                )]);
+            }
         }
         Ok(JobHandle::new(self.clone(), e.id, e.existing))
     }
@@ -149,7 +180,10 @@ impl Client {
     /// whichever way it ended; [`Error::WaitTimeout`] after `timeout`, if one is given;
     /// [`Error::NotFound`] if there is no such job (or it was purged).
     ///
-    /// It looks at the job at growing intervals from 5 ms to 500 ms, on the backend's clock.
+    /// On a backend that carries [events](crate::events), it looks at the job when an event
+    /// says it ended (all waits of a backend share one feed), and once every 5 s in case an
+    /// event was lost. Otherwise it looks at growing intervals from 5 ms to 500 ms, on the
+    /// backend's clock.
     pub async fn wait_record(
         &self,
         id: JobId,
@@ -157,12 +191,30 @@ impl Client {
     ) -> Result<JobRecord, Error> {
         let clock = self.backend.clock().clone();
         let deadline = timeout.map(|t| clock.now() + t);
+        // Subscribed before the first look, so an end between the two is not missed.
+        let mut events = if self.backend.events_enabled() {
+            match self.subscribe(EventFilter::Job(id)).await {
+                Ok(sub) => Some(sub),
+                Err(e) => {
+                    tracing::debug!(job = %id, error = %e, "wait: no events, polling");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut pause = POLL_MIN;
         loop {
             let rec = self.status(id).await?;
             if rec.state.is_final() {
                 return Ok(rec);
             }
+            let max = if events.is_some() {
+                POLL_MAX_WITH_EVENTS
+            } else {
+                POLL_MAX
+            };
+            pause = pause.min(max);
             let mut until = clock.now() + pause;
             if let Some(d) = deadline {
                 if clock.now() >= d {
@@ -173,8 +225,16 @@ impl Client {
                 }
                 until = until.min(d);
             }
-            clock.sleep_until(until).await;
-            pause = (pause * 3 / 2).min(POLL_MAX);
+            match events.as_mut() {
+                Some(sub) => {
+                    if !wait_for_end(sub, &clock, until).await {
+                        // The feed ended (the backend is closing): poll from here on.
+                        events = None;
+                    }
+                }
+                None => clock.sleep_until(until).await,
+            }
+            pause = (pause * 3 / 2).min(max);
         }
     }
 
@@ -192,6 +252,11 @@ impl Client {
                 _ => runs.push((j.queue.clone(), j.name.clone(), 1)),
             }
         }
+        let events = self.backend.events_enabled().then(|| {
+            jobs.iter()
+                .map(|j| (j.queue.clone(), j.name.clone()))
+                .collect::<Vec<_>>()
+        });
         let out = self.backend.push(jobs).await?;
         if out.len() != n {
             return Err(Error::from(BackendError::storage(format!(
@@ -207,7 +272,72 @@ impl Client {
             }
             at += len;
         }
+        if let Some(names) = events {
+            let events = out
+                .iter()
+                .zip(names)
+                .filter(|(e, _)| !e.existing)
+                .map(|(e, (queue, name))| self.event(e.id, queue, &name, JobEventKind::Enqueued))
+                .collect::<Vec<_>>();
+            self.publish(events);
+        }
         Ok(out)
+    }
+
+    /// Events as they happen, from any process, of one job, one queue or all: see
+    /// [`crate::events`]. The backend must carry events (memory does; SQLite and Redis with
+    /// `?events=true` in their URL or `events(true)` in their options); otherwise an
+    /// [`Error::InvalidInput`] says how to turn them on.
+    ///
+    /// Events published before the call are not delivered: to follow one job, subscribe, then
+    /// read its state, then take the events.
+    pub async fn subscribe(&self, filter: EventFilter) -> Result<Subscription, Error> {
+        let feed = self.backend.subscribe_events().await?;
+        Ok(Subscription {
+            filter,
+            feed,
+            pending: Default::default(),
+            client: self.clone(),
+        })
+    }
+
+    /// An event of this client, stamped with the backend's clock.
+    pub(crate) fn event(
+        &self,
+        id: JobId,
+        queue: String,
+        job: &str,
+        kind: JobEventKind,
+    ) -> JobEvent {
+        JobEvent {
+            id,
+            queue,
+            job: job.to_owned(),
+            kind,
+            attempt: 0,
+            at: self.backend.clock().now(),
+            progress: None,
+            error: None,
+        }
+    }
+
+    /// Publishes events if the backend carries them.
+    pub(crate) fn publish(&self, events: Vec<JobEvent>) {
+        if !events.is_empty() && self.backend.events_enabled() {
+            self.backend.publish_events(events);
+        }
+    }
+
+    /// Publishes a job's event read from its record (after an operator's action).
+    async fn publish_for(&self, id: JobId, kind: JobEventKind) {
+        if !self.backend.events_enabled() {
+            return;
+        }
+        if let Ok(Some(rec)) = self.backend.get(id).await {
+            let mut e = self.event(id, rec.queue.clone(), &rec.name, kind);
+            e.attempt = rec.attempts;
+            self.publish(vec![e]);
+        }
     }
 
     /// A job's state, attempts, progress, errors, result and times.
@@ -232,12 +362,20 @@ impl Client {
 
     /// Puts a failed or cancelled job back to `ready`, with a fresh count of attempts.
     pub async fn retry(&self, id: JobId) -> Result<RetryOutcome, Error> {
-        Ok(self.backend.retry(id).await?)
+        let out = self.backend.retry(id).await?;
+        if out == RetryOutcome::Retried {
+            self.publish_for(id, JobEventKind::Enqueued).await;
+        }
+        Ok(out)
     }
 
     /// Cancels a job that has not finished.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, Error> {
-        Ok(self.backend.cancel(id).await?)
+        let out = self.backend.cancel(id).await?;
+        if out == CancelOutcome::Cancelled {
+            self.publish_for(id, JobEventKind::Cancelled).await;
+        }
+        Ok(out)
     }
 
     /// Deletes completed, failed and cancelled jobs that finished more than `older_than` ago.

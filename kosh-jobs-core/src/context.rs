@@ -119,12 +119,29 @@ impl<S> JobContext<S> {
                 self.id()
             ))
         })?;
+        let event = self
+            .client
+            .backend()
+            .events_enabled()
+            .then(|| value.clone());
         if self
             .client
             .backend()
             .progress(self.job.lease, value)
             .await?
         {
+            if let Some(progress) = event {
+                let job = &self.job;
+                let mut e = self.client.event(
+                    job.lease.id,
+                    job.queue.clone(),
+                    &job.name,
+                    crate::events::JobEventKind::Progress,
+                );
+                e.attempt = job.attempt;
+                e.progress = Some(progress);
+                self.client.publish(vec![e]);
+            }
             Ok(())
         } else {
             Err(Error::LeaseLost(self.job.lease.id))

@@ -1,6 +1,7 @@
 //! Errors: of backends, of the client, and of handlers.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::record::JobId;
 
@@ -193,10 +194,36 @@ impl From<BackendError> for Error {
 /// assert!(parse("x").unwrap_err().is_permanent());
 /// assert!(!parse("0").unwrap_err().is_permanent());
 /// ```
+///
+/// A handler that cannot run *now* (an API answered 429 with `Retry-After`, a resource is
+/// busy) returns [`JobError::snooze`]: the job runs again after the delay, the attempt does
+/// not count, no error is stored and the retry backoff does not grow.
+///
+/// ```
+/// use kosh_jobs::JobError;
+/// use std::time::Duration;
+///
+/// fn call_bank(status: u16, retry_after: Option<&str>) -> Result<(), JobError> {
+///     if status == 429 {
+///         // "not now": try again when the API says, or in 30 s if it does not say.
+///         return Err(JobError::snooze_retry_after(retry_after, Duration::from_secs(30)));
+///     }
+///     Ok(())
+/// }
+/// let e = call_bank(429, Some("12")).unwrap_err();
+/// assert_eq!(e.snoozed_for(), Some(Duration::from_secs(12)));
+/// assert!(!e.is_permanent());
+/// ```
 pub struct JobError {
     source: BoxError,
     permanent: bool,
+    snooze: Option<Duration>,
 }
+
+/// The message of a snooze (it is logged, never stored as an error).
+#[derive(Debug, thiserror::Error)]
+#[error("snoozed for {0:?}")]
+struct Snoozed(Duration);
 
 impl JobError {
     /// A failure worth retrying (per the job's retry policy).
@@ -204,6 +231,7 @@ impl JobError {
         JobError {
             source: e.into(),
             permanent: false,
+            snooze: None,
         }
     }
 
@@ -212,12 +240,41 @@ impl JobError {
         JobError {
             source: e.into(),
             permanent: true,
+            snooze: None,
         }
+    }
+
+    /// "Not now, try again in `delay`": the job goes back to wait and runs again once `delay`
+    /// has passed (`Duration::ZERO`: at once). The attempt is not counted (the next one has
+    /// the same number), no error is stored, the retry backoff does not grow, progress is
+    /// kept; a job never fails because it snoozed, however often it does. Meant for a
+    /// handler that finds it cannot do its work yet, e.g. an API that answered 429.
+    pub fn snooze(delay: Duration) -> Self {
+        JobError {
+            source: Box::new(Snoozed(delay)),
+            permanent: false,
+            snooze: Some(delay),
+        }
+    }
+
+    /// A snooze for as long as an HTTP `Retry-After` header says, when it gives a number of
+    /// seconds (`"120"`); `fallback` when the header is missing or not a number of seconds
+    /// (an HTTP date is not parsed here: convert it to a delay and call [`JobError::snooze`]).
+    pub fn snooze_retry_after(header: Option<&str>, fallback: Duration) -> Self {
+        let delay = header
+            .and_then(|h| h.trim().parse::<u64>().ok())
+            .map_or(fallback, Duration::from_secs);
+        JobError::snooze(delay)
     }
 
     /// Whether the remaining attempts are skipped.
     pub fn is_permanent(&self) -> bool {
         self.permanent
+    }
+
+    /// The delay of a [`JobError::snooze`], `None` for a failure.
+    pub fn snoozed_for(&self) -> Option<Duration> {
+        self.snooze
     }
 
     /// The underlying error.
@@ -248,6 +305,7 @@ impl fmt::Debug for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobError")
             .field("permanent", &self.permanent)
+            .field("snooze", &self.snooze)
             .field("source", &self.source)
             .finish()
     }
@@ -277,5 +335,20 @@ mod tests {
         assert_eq!(e.message(), "import failed: row 3 is bad");
         assert!(!e.is_permanent());
         assert!(JobError::permanent(Outer(Inner)).is_permanent());
+        assert_eq!(e.snoozed_for(), None);
+    }
+
+    #[test]
+    fn snooze_reads_retry_after_seconds_or_falls_back() {
+        let fallback = Duration::from_secs(30);
+        let of = |h| JobError::snooze_retry_after(h, fallback).snoozed_for();
+        assert_eq!(of(Some(" 120 ")), Some(Duration::from_secs(120)));
+        assert_eq!(of(Some("0")), Some(Duration::ZERO));
+        assert_eq!(of(Some("Wed, 21 Oct 2015 07:28:00 GMT")), Some(fallback));
+        assert_eq!(of(Some("-5")), Some(fallback));
+        assert_eq!(of(None), Some(fallback));
+        let e = JobError::snooze(Duration::from_millis(1500));
+        assert!(!e.is_permanent());
+        assert_eq!(e.message(), "snoozed for 1.5s");
     }
 }

@@ -30,6 +30,7 @@ mod client;
 mod clock;
 mod context;
 mod error;
+pub mod events;
 mod handle;
 mod job;
 pub mod memory;

@@ -16,6 +16,7 @@
 //! | `kosh_jobs_started_total` | counter | queue, job | attempts started by a worker |
 //! | `kosh_jobs_attempts_total` | counter | queue, job, outcome | attempts ended, by `outcome`: `completed`, `retry_scheduled`, `failed`, `timed_out`, `panicked`, `lease_lost` (the store refused the result: the job was recovered elsewhere or cancelled) |
 //! | `kosh_jobs_released_total` | counter | queue, job | attempts given back at shutdown (they run again elsewhere) |
+//! | `kosh_jobs_snoozed_total` | counter | queue, job | attempts whose handler said "not now" ([`JobError::snooze`](crate::JobError::snooze)); not counted as attempts |
 //! | `kosh_jobs_leases_recovered_total` | counter | — | expired leases this process recovered (jobs whose worker stalled or died) |
 //! | `kosh_jobs_attempt_duration_seconds` | histogram | queue, job | run time of an attempt's handler |
 //! | `kosh_jobs_wait_seconds` | histogram | queue, job | from enqueue to the start of the first attempt |
@@ -45,6 +46,8 @@ pub const STARTED: &str = "kosh_jobs_started_total";
 pub const ATTEMPTS: &str = "kosh_jobs_attempts_total";
 /// `kosh_jobs_released_total`.
 pub const RELEASED: &str = "kosh_jobs_released_total";
+/// `kosh_jobs_snoozed_total`.
+pub const SNOOZED: &str = "kosh_jobs_snoozed_total";
 /// `kosh_jobs_leases_recovered_total`.
 pub const LEASES_RECOVERED: &str = "kosh_jobs_leases_recovered_total";
 /// `kosh_jobs_attempt_duration_seconds`.
@@ -69,6 +72,7 @@ pub const LEASE_LOST: &str = "lease_lost";
 pub(crate) struct JobMetrics {
     pub(crate) started: Counter,
     pub(crate) released: Counter,
+    pub(crate) snoozed: Counter,
     pub(crate) duration: Histogram,
     pub(crate) wait: Histogram,
     pub(crate) running: Gauge,
@@ -83,6 +87,7 @@ impl JobMetrics {
         JobMetrics {
             started: counter!(STARTED, &labels),
             released: counter!(RELEASED, &labels),
+            snoozed: counter!(SNOOZED, &labels),
             duration: histogram!(ATTEMPT_DURATION, &labels),
             wait: histogram!(WAIT, &labels),
             running: gauge!(RUNNING, &labels),

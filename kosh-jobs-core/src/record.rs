@@ -309,6 +309,16 @@ pub enum Outcome {
         /// How it failed, for the attempt history.
         kind: FailureKind,
     },
+    /// The handler asked to run later ("not now, try again at `until`", e.g. an API that
+    /// answered 429): the job goes back to `scheduled` (or `ready` if `until` is not after
+    /// now) without counting the attempt. No error is stored, no backoff applies, progress is
+    /// kept, and the attempt history records it as
+    /// [`Snoozed`](crate::admin::AttemptOutcome::Snoozed). However often a job snoozes, it
+    /// never fails for it.
+    Snooze {
+        /// When the job may run again.
+        until: Timestamp,
+    },
 }
 
 impl Outcome {
@@ -334,6 +344,7 @@ impl Outcome {
         use crate::admin::AttemptOutcome as A;
         match self {
             Outcome::Completed { .. } => A::Completed,
+            Outcome::Snooze { .. } => A::Snoozed,
             Outcome::Retry { kind, .. } | Outcome::Failed { kind, .. } => match kind {
                 FailureKind::TimedOut => A::TimedOut,
                 FailureKind::Panicked => A::Panicked,

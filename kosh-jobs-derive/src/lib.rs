@@ -167,7 +167,9 @@ use proc_macro::TokenStream;
 /// - The return type is `Result<T, E>` (or an alias such as `anyhow::Result<T>`):
 ///   `T: Serialize` is stored as the job's result (`()` stores nothing); `E` is any error
 ///   that converts into a `Box<dyn Error + Send + Sync>` (a retryable failure), or
-///   `kosh_jobs::JobError`, whose `JobError::permanent` skips the remaining attempts.
+///   `kosh_jobs::JobError`, whose `JobError::permanent` skips the remaining attempts and
+///   whose `JobError::snooze(delay)` runs the job again after `delay` without counting the
+///   attempt ("not now", e.g. after an HTTP 429).
 /// - The future must be `Send`: the worker runs it on a multi-threaded runtime.
 ///
 /// ```

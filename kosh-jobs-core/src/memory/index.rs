@@ -53,6 +53,10 @@ pub(super) struct Entry {
     pub(super) rec: JobRecord,
     pub(super) queue: usize,
     pub(super) token: u64,
+    /// Whether the current lease's attempt was seen to start (a heartbeat came).
+    pub(super) started: bool,
+    /// How many leases expired before their attempt was seen to start, and were given back.
+    pub(super) unstarted: u32,
 }
 
 /// Everything about one queue.

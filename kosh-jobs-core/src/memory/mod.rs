@@ -115,6 +115,7 @@ use state::{State, WaitCheck};
 pub struct MemoryBackend {
     clock: Clock,
     state: Arc<Mutex<State>>,
+    events: tokio::sync::broadcast::Sender<Vec<crate::events::JobEvent>>,
 }
 
 impl MemoryBackend {
@@ -141,6 +142,7 @@ impl MemoryBackend {
         MemoryBackend {
             clock,
             state: Arc::new(Mutex::new(State::new())),
+            events: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -179,6 +181,37 @@ impl std::fmt::Debug for MemoryBackend {
 impl Backend for MemoryBackend {
     fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    fn events_enabled(&self) -> bool {
+        true
+    }
+
+    fn publish_events(&self, events: Vec<crate::events::JobEvent>) {
+        // No subscriber: nothing to do.
+        let _ = self.events.send(events);
+    }
+
+    async fn subscribe_events(&self) -> Result<crate::events::EventFeed, BackendError> {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.events.subscribe();
+        let (tx, feed) = crate::events::EventFeed::channel();
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(batch) => crate::events::FeedItem::Events(batch),
+                        Err(RecvError::Lagged(_)) => crate::events::FeedItem::Missed,
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = tx.closed() => break,
+                };
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(feed)
     }
 
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::admin::{Attempt, AttemptOutcome, WorkerInfo, MAX_HISTORY};
-use crate::backend::{validate_job_name, validate_queue_name};
+use crate::backend::{validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES};
 use crate::clock::Timestamp;
 use crate::error::BackendError;
 use crate::record::{
@@ -129,6 +129,8 @@ impl State {
                 },
                 queue,
                 token: 0,
+                started: false,
+                unstarted: 0,
             };
             self.ix.index(id, &entry);
             self.ix.take_key(entry.rec.unique_key.as_ref(), id);
@@ -167,14 +169,24 @@ impl State {
             }
             let moved = self.ix.transition(&mut self.jobs, id, |e| {
                 let r = &mut e.rec;
+                r.lease_expires_at = None;
+                e.token = 0;
+                if !e.started && e.unstarted < MAX_UNSTARTED_EXPIRIES {
+                    // Never seen to start: the attempt is given back, as if never leased.
+                    e.unstarted += 1;
+                    r.attempts = r.attempts.saturating_sub(1);
+                    if r.history.last().is_some_and(|a| a.ended_at.is_none()) {
+                        r.history.pop();
+                    }
+                    r.state = JobState::Ready;
+                    return;
+                }
                 r.errors.push(AttemptError {
                     attempt: r.attempts,
                     error: LEASE_EXPIRED.to_owned(),
                     at: now,
                 });
                 end_attempt(r, now, AttemptOutcome::LeaseExpired, Some(LEASE_EXPIRED));
-                r.lease_expires_at = None;
-                e.token = 0;
                 if r.attempts >= r.max_attempts {
                     r.state = JobState::Failed;
                     r.finished_at = Some(now);
@@ -229,6 +241,7 @@ impl State {
                 r.started_at = Some(now);
                 r.lease_expires_at = Some(lease_ends);
                 e.token = token;
+                e.started = false;
                 if r.history.len() >= MAX_HISTORY {
                     r.history.remove(0);
                 }
@@ -281,7 +294,7 @@ impl State {
                     e.token = 0;
                     r.lease_expires_at = None;
                     let error = match &item.outcome {
-                        Outcome::Completed { .. } => None,
+                        Outcome::Completed { .. } | Outcome::Snooze { .. } => None,
                         Outcome::Retry { error, .. } | Outcome::Failed { error, .. } => {
                             Some(error.as_str())
                         }
@@ -317,6 +330,16 @@ impl State {
                             r.state = JobState::Failed;
                             r.finished_at = Some(now);
                         }
+                        Outcome::Snooze { until } => {
+                            // As a release: the attempt does not count.
+                            r.attempts = r.attempts.saturating_sub(1);
+                            r.run_at = until;
+                            r.state = if until > now {
+                                JobState::Scheduled
+                            } else {
+                                JobState::Ready
+                            };
+                        }
                     }
                     (e.queue, r.state)
                 });
@@ -344,6 +367,7 @@ impl State {
             }
             self.ix.transition(&mut self.jobs, lease.id.get(), |e| {
                 e.rec.lease_expires_at = Some(now + extend);
+                e.started = true;
             });
         }
         lost

@@ -382,3 +382,103 @@ pub async fn expired_lease_is_current_until_recovered<F: BackendFactory + ?Sized
         "late lease: completed by the late finish"
     );
 }
+
+/// A lease that expires before its attempt was marked started (no heartbeat: the worker died
+/// between the lease and the handler) gives the attempt back: the job is ready with no attempt
+/// counted and nothing in its errors or history, even with one attempt allowed. A started
+/// attempt that expires counts as before.
+pub async fn unstarted_lease_expiry_gives_the_attempt_back<F: BackendFactory + ?Sized>(
+    factory: &F,
+) {
+    let t = env(factory).await;
+    let mut j = t.job("n", "q");
+    j.max_attempts = 1;
+    let id = t.push_one(j).await;
+    let first = t.reserve_one_unstarted("q", "unstarted").await;
+    assert_eq!(first.attempt, 1);
+    t.advance(LEASE + secs(1));
+    assert_eq!(
+        t.recover().await,
+        1,
+        "unstarted: the expired lease is recovered"
+    );
+    let r = t.get(id).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (JobState::Ready, 0),
+        "unstarted: ready again, the attempt given back"
+    );
+    assert!(
+        r.errors.is_empty(),
+        "unstarted: no error recorded: {:?}",
+        r.errors
+    );
+    assert!(
+        r.history.is_empty(),
+        "unstarted: no attempt in the history: {:?}",
+        r.history
+    );
+    assert_eq!(
+        t.counts_of("q").await.ready,
+        1,
+        "unstarted: counted as ready"
+    );
+    assert_eq!(
+        t.finish_one(first.lease, done()).await,
+        FinishResult::LeaseLost,
+        "unstarted: the given-back lease can no longer finish the job"
+    );
+
+    // Leased again: attempt 1 again, and this time it starts, so its expiry counts.
+    let second = t.lease_and_expire("q", "unstarted: started after").await;
+    assert_eq!(second.attempt, 1, "unstarted: leased again as attempt 1");
+    let r = t.get(id).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (JobState::Failed, 1),
+        "unstarted: a started attempt's expiry counts"
+    );
+    assert_eq!(r.errors.len(), 1, "unstarted: one error: {:?}", r.errors);
+    assert_eq!(r.errors[0].attempt, 1);
+    assert_eq!(r.errors[0].error, "lease expired");
+}
+
+/// A job is given its attempt back for at most `MAX_UNSTARTED_EXPIRIES` unstarted expiries;
+/// the next one counts, so a job that kills its worker before it can tell the store still
+/// ends failed.
+pub async fn unstarted_expiries_are_given_back_a_bounded_number_of_times<
+    F: BackendFactory + ?Sized,
+>(
+    factory: &F,
+) {
+    let t = env(factory).await;
+    let mut j = t.job("n", "q");
+    j.max_attempts = 1;
+    let id = t.push_one(j).await;
+    for n in 1..=crate::backend::MAX_UNSTARTED_EXPIRIES {
+        let l = t.reserve_one_unstarted("q", "bounded").await;
+        assert_eq!(
+            l.attempt, 1,
+            "bounded: unstarted expiry {n}: leased as attempt 1"
+        );
+        t.advance(LEASE + secs(1));
+        assert_eq!(t.recover().await, 1);
+        let r = t.get(id).await;
+        assert_eq!(
+            (r.state, r.attempts),
+            (JobState::Ready, 0),
+            "bounded: unstarted expiry {n} is given back"
+        );
+    }
+    t.reserve_one_unstarted("q", "bounded: one more").await;
+    t.advance(LEASE + secs(1));
+    assert_eq!(t.recover().await, 1);
+    let r = t.get(id).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (JobState::Failed, 1),
+        "bounded: past the bound, an unstarted expiry counts"
+    );
+    assert_eq!(r.last_error(), Some("lease expired"));
+    assert_eq!(t.counts_of("q").await.failed, 1);
+}

@@ -90,6 +90,7 @@ pub mod push;
 pub mod queues;
 pub mod reserve;
 pub mod schedules;
+pub mod snooze;
 mod support;
 pub mod wait;
 

@@ -140,7 +140,27 @@ impl Env {
     }
 
     /// Reserves with `req`.
+    /// Reserves, and marks the attempts started as a worker does once their handlers run (a
+    /// heartbeat at once, which leaves the leases' ends where they are).
     pub(crate) async fn reserve_req(&self, req: &ReserveRequest) -> Vec<LeasedJob> {
+        let out = self.reserve_unstarted_req(req).await;
+        let leases: Vec<Lease> = out.iter().map(|j| j.lease).collect();
+        if !leases.is_empty() {
+            let lost = self
+                .b
+                .heartbeat(&leases, req.lease)
+                .await
+                .unwrap_or_else(|e| panic!("heartbeat: backend error: {e:?}"));
+            assert!(
+                lost.is_empty(),
+                "reserve: fresh leases reported lost: {lost:?}"
+            );
+        }
+        out
+    }
+
+    /// Reserves, leaving the attempts unstarted (a worker that dies before its handlers run).
+    pub(crate) async fn reserve_unstarted_req(&self, req: &ReserveRequest) -> Vec<LeasedJob> {
         let out = self
             .b
             .reserve(req)
@@ -153,6 +173,17 @@ impl Env {
             req.max
         );
         out
+    }
+
+    /// Reserves exactly one job from `queue` and leaves its attempt unstarted.
+    pub(crate) async fn reserve_one_unstarted(&self, queue: &str, what: &str) -> LeasedJob {
+        let mut got = self.reserve_unstarted_req(&req(&[queue], 1)).await;
+        assert_eq!(
+            got.len(),
+            1,
+            "{what}: expected one job leased from `{queue}`"
+        );
+        got.remove(0)
     }
 
     /// Reserves up to `max` jobs from `queues` with the default lease.

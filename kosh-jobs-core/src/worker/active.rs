@@ -6,7 +6,7 @@
 //! back). Whoever moves it out of `Running` owns what happens next, so a completed job is never
 //! also released, and a released one never also completed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -33,6 +33,17 @@ pub(crate) struct Entry {
     pub(crate) phase: Phase,
     pub(crate) cancel: CancellationToken,
     pub(crate) deadline: Option<Timestamp>,
+    /// When to tell the store that the attempt started, unless a renewal or the outcome tells
+    /// it first: set when the handler starts (not when the job is leased: a leased job's task
+    /// may wait for a busy runtime), `None` before and once told. See
+    /// [`crate::backend::START_ACK_DELAY`].
+    pub(crate) ack_at: Option<Timestamp>,
+    /// Whether the handler started. Only then is the lease renewed: a renewal tells the store
+    /// the attempt started, which must not be said of a job whose task still waits.
+    pub(crate) started: bool,
+    /// When the lease ends as the store gave it; a handler that could not start by then is
+    /// not run (the store gives the attempt back and another worker runs it).
+    pub(crate) lease_ends: Timestamp,
     /// Whether the job still counts against the concurrency limits. A job whose handler has
     /// ended no longer does, even while its outcome is being stored: the next jobs can be
     /// leased while the previous outcomes travel to the backend.
@@ -49,19 +60,27 @@ pub(crate) struct Active {
     per_queue: Vec<AtomicUsize>,
     /// Signalled whenever a slot frees.
     pub(crate) slot_freed: Notify,
-    /// Signalled when a job with a timeout starts, so the heartbeat thread, which trips
-    /// timeouts for handlers that block their threads, wakes by its deadline.
+    /// Signalled when a job with a timeout is leased, so the heartbeat thread, which trips
+    /// timeouts for handlers that block their threads, wakes by its deadline; and when a
+    /// handler starts while the thread asked for it (`ack_wanted`), so it tells the store.
     pub(crate) deadline_added: Notify,
+    /// Set by the heartbeat thread while no start is waiting to be told: the next handler to
+    /// start then wakes it (through `deadline_added`), once.
+    ack_wanted: AtomicBool,
+    /// How long after a handler's start the store is told, at the latest.
+    ack_delay: std::time::Duration,
 }
 
 impl Active {
-    pub(crate) fn new(queues: usize) -> Arc<Self> {
+    pub(crate) fn new(queues: usize, ack_delay: std::time::Duration) -> Arc<Self> {
         Arc::new(Active {
             entries: Mutex::new(IdMap::default()),
             in_flight: AtomicUsize::new(0),
             per_queue: (0..queues).map(|_| AtomicUsize::new(0)).collect(),
             slot_freed: Notify::new(),
             deadline_added: Notify::new(),
+            ack_wanted: AtomicBool::new(false),
+            ack_delay,
         })
     }
 
@@ -100,6 +119,68 @@ impl Active {
             .filter(|e| e.phase == Phase::Running)
             .filter_map(|e| e.deadline)
             .min()
+    }
+
+    /// The handler of `lease` is about to start: returns whether it may. The store is to be
+    /// told within the delay (or by the lease's end, if sooner). It may not when the job is
+    /// no longer running here (released, timed out, lost), or when its lease ended while its
+    /// task waited for the runtime (a busy runtime, handlers blocking its threads): the
+    /// attempt is then given back by the store and run elsewhere, so it is marked lost here.
+    pub(crate) fn handler_started(&self, lease: Lease, now: Timestamp) -> bool {
+        {
+            let mut map = self.lock();
+            let Some(e) = map.get_mut(&lease.id.get()).filter(|e| e.lease == lease) else {
+                return false;
+            };
+            if e.phase != Phase::Running {
+                return false;
+            }
+            if e.lease_ends <= now {
+                e.phase = Phase::Lost;
+                e.cancel.cancel();
+                return false;
+            }
+            e.started = true;
+            e.ack_at = Some((now + self.ack_delay).min(e.lease_ends));
+        }
+        if self.ack_wanted.swap(false, Ordering::AcqRel) {
+            self.deadline_added.notify_one();
+        }
+        true
+    }
+
+    /// When the next start is due to be told to the store. When none is, asks to be woken
+    /// (through `deadline_added`) by the next handler to start.
+    pub(crate) fn earliest_ack(&self) -> Option<Timestamp> {
+        // Asked first, then looked: a handler starting in between is seen here or wakes the
+        // thread.
+        self.ack_wanted.store(true, Ordering::Release);
+        let earliest = self
+            .lock()
+            .values()
+            .filter(|e| e.phase != Phase::Lost && e.phase != Phase::Released)
+            .filter_map(|e| e.ack_at)
+            .min();
+        if earliest.is_some() {
+            // Later jobs are due later still: this wake-up serves them too.
+            self.ack_wanted.store(false, Ordering::Release);
+        }
+        earliest
+    }
+
+    /// Takes the leases whose start is due to be told by `now`.
+    pub(crate) fn take_due_acks(&self, now: Timestamp) -> Vec<Lease> {
+        let mut map = self.lock();
+        let mut out = Vec::new();
+        for e in map.values_mut() {
+            if e.ack_at.is_some_and(|t| t <= now) {
+                e.ack_at = None;
+                if renewable(e.phase) {
+                    out.push(e.lease);
+                }
+            }
+        }
+        out
     }
 
     /// A job whose handler ended: `Running` or `TimedOut` becomes `Finishing` and frees its
@@ -175,13 +256,18 @@ impl Active {
         self.free_slots(&freed);
     }
 
-    /// Leases to renew: jobs that are running or whose result is being stored.
+    /// Leases to renew: jobs whose handlers started and are running or whose result is being
+    /// stored. Renewing them also tells the store their attempts started.
     pub(crate) fn leases_to_renew(&self) -> Vec<Lease> {
-        self.lock()
-            .values()
-            .filter(|e| matches!(e.phase, Phase::Running | Phase::Finishing | Phase::TimedOut))
-            .map(|e| e.lease)
-            .collect()
+        let mut map = self.lock();
+        let mut out = Vec::new();
+        for e in map.values_mut() {
+            if e.started && renewable(e.phase) {
+                e.ack_at = None;
+                out.push(e.lease);
+            }
+        }
+        out
     }
 
     /// Marks the leases reported lost; returns how many were still running.
@@ -227,4 +313,9 @@ impl Active {
         }
         out
     }
+}
+
+/// Whether a job in this phase still holds a lease worth renewing.
+fn renewable(phase: Phase) -> bool {
+    matches!(phase, Phase::Running | Phase::Finishing | Phase::TimedOut)
 }

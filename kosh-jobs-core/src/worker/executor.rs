@@ -33,6 +33,47 @@ pub(crate) struct Shared<S> {
 pub(crate) struct Done {
     pub(crate) finish: Finish,
     pub(crate) metrics: Arc<JobMetrics>,
+    /// The job's queue, name and attempt, for its lifecycle event; `None` when the backend
+    /// carries no events.
+    pub(crate) ident: Option<Arc<EventIdent>>,
+}
+
+/// What a lifecycle event names besides the job's id.
+pub(crate) struct EventIdent {
+    pub(crate) queue: String,
+    pub(crate) name: String,
+    pub(crate) attempt: u32,
+}
+
+impl EventIdent {
+    fn of(shared_events: bool, job: &LeasedJob) -> Option<Arc<EventIdent>> {
+        shared_events.then(|| {
+            Arc::new(EventIdent {
+                queue: job.queue.clone(),
+                name: job.name.clone(),
+                attempt: job.attempt,
+            })
+        })
+    }
+
+    /// The event `kind` of this attempt of job `id`, at `at`.
+    pub(crate) fn event(
+        &self,
+        id: crate::record::JobId,
+        kind: crate::events::JobEventKind,
+        at: crate::clock::Timestamp,
+    ) -> crate::events::JobEvent {
+        crate::events::JobEvent {
+            id,
+            queue: self.queue.clone(),
+            job: self.name.clone(),
+            kind,
+            attempt: self.attempt,
+            at,
+            progress: None,
+            error: None,
+        }
+    }
 }
 
 /// Keeps the running gauge right on every way out of an attempt.
@@ -62,6 +103,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     let id = job.lease.id;
     let lease = job.lease;
     let attempt = job.attempt;
+    let ident = EventIdent::of(shared.backend.events_enabled(), &job);
     let max_attempts = job.max_attempts;
     let Some(reg) = reg else {
         let message = format!(
@@ -72,14 +114,21 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
             shared.registry.names().join(", ")
         );
         tracing::error!(job.id = %id, job.name = %job.name, "{message}");
-        settle(&shared, lease, Outcome::failed(message), &metrics);
+        settle(&shared, lease, Outcome::failed(message), &metrics, ident);
         return;
     };
     let backoff = reg.options.backoff;
     let timeout = reg.options.timeout;
     let run = reg.run;
     tracing::debug!("job started");
+    if let Some(ident) = &ident {
+        let e = ident.event(id, crate::events::JobEventKind::Started, shared.clock.now());
+        shared.backend.publish_events(vec![e]);
+    }
 
+    // From here the handler runs (the store hears of it at the next renewal, or sooner), unless
+    // the job is no longer this worker's to run.
+    let go = shared.active.handler_started(lease, shared.clock.now());
     let running = RunningGuard::new(&metrics);
     let started = Instant::now();
     let handler = AssertUnwindSafe(run(
@@ -97,24 +146,31 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
         }
     };
 
-    let result: Option<AttemptResult> = tokio::select! {
-        biased;
-        r = handler => Some(match r {
-            Ok(r) => r,
-            Err(panic) => Err(Failure {
-                message: format!("handler panicked: {}", panic_message(&*panic)),
-                permanent: false,
-                kind: FailureKind::Panicked,
+    let result: Option<AttemptResult> = if !go {
+        None
+    } else {
+        tokio::select! {
+            biased;
+            r = handler => Some(match r {
+                Ok(r) => r,
+                Err(panic) => Err(Failure {
+                    message: format!("handler panicked: {}", panic_message(&*panic)),
+                    permanent: false,
+                    kind: FailureKind::Panicked,
+                    snooze: None,
+                }),
             }),
-        }),
-        _ = cancel.cancelled() => None,
-        _ = timer => {
-            shared.active.time_out(lease);
-            None
+            _ = cancel.cancelled() => None,
+            _ = timer => {
+                shared.active.time_out(lease);
+                None
+            }
         }
     };
 
-    metrics.duration.record(started.elapsed().as_secs_f64());
+    if go {
+        metrics.duration.record(started.elapsed().as_secs_f64());
+    }
     drop(running);
 
     // Decide who settles the job: only a job still running (or timed out) is finished here.
@@ -128,6 +184,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
             message: "the handler cancelled its attempt".into(),
             permanent: false,
             kind: FailureKind::Error,
+            snooze: None,
         }),
         (Phase::TimedOut, _) => Err(Failure {
             message: format!(
@@ -136,6 +193,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
             ),
             permanent: false,
             kind: FailureKind::TimedOut,
+            snooze: None,
         }),
         (Phase::Lost, _) => {
             metrics.lease_lost.increment(1);
@@ -151,6 +209,15 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
         Ok(value) => {
             tracing::debug!("job completed");
             Outcome::Completed { result: value }
+        }
+        Err(Failure {
+            snooze: Some(delay),
+            ..
+        }) => {
+            tracing::debug!(snooze_for = ?delay, "attempt snoozed; will run again");
+            Outcome::Snooze {
+                until: shared.clock.now() + delay,
+            }
         }
         Err(f) => match decide(
             attempt,
@@ -179,6 +246,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     let done = Done {
         finish: Finish { lease, outcome },
         metrics,
+        ident,
     };
     if shared.finished.send(done).is_err() {
         // The finisher is gone (worker torn down): the lease expires and the job is recovered.
@@ -192,10 +260,12 @@ fn settle<S>(
     lease: crate::record::Lease,
     outcome: Outcome,
     metrics: &Arc<JobMetrics>,
+    ident: Option<Arc<EventIdent>>,
 ) {
     let done = Done {
         finish: Finish { lease, outcome },
         metrics: metrics.clone(),
+        ident,
     };
     if shared.active.begin_finishing(lease) == Some(Phase::Running)
         && shared.finished.send(done).is_err()

@@ -7,11 +7,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::active::Active;
-use super::executor::Done;
+use super::executor::{Done, EventIdent};
 use super::outage::Outage;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
+use crate::events::{JobEvent, JobEventKind};
 use crate::record::{Finish, FinishResult, Outcome};
 
 const MAX_BATCH: usize = 1024;
@@ -23,6 +24,7 @@ pub(crate) struct Tally {
     pub(crate) retried: u64,
     pub(crate) failed: u64,
     pub(crate) lost: u64,
+    pub(crate) snoozed: u64,
 }
 
 /// Runs until the channel closes (all senders dropped) and everything received is stored, or
@@ -64,9 +66,19 @@ pub(crate) async fn run(
             match backend.finish(finishes.clone()).await {
                 Ok(results) => {
                     outage.ok();
+                    let mut events = Vec::new();
                     for (d, r) in batch.iter().zip(&results) {
+                        if let (FinishResult::Applied, Some(ident)) = (r, &d.ident) {
+                            events.push(event_of(ident, &d.finish, clock.now()));
+                        }
                         let f = &d.finish;
                         match r {
+                            // A snooze is not an attempt that ended: it has its own counter.
+                            FinishResult::Applied
+                                if matches!(f.outcome, Outcome::Snooze { .. }) =>
+                            {
+                                d.metrics.snoozed.increment(1)
+                            }
                             FinishResult::Applied => {
                                 d.metrics.ended(f.outcome.attempt_outcome()).increment(1)
                             }
@@ -82,7 +94,11 @@ pub(crate) async fn run(
                             }
                             (FinishResult::Applied, Outcome::Retry { .. }) => tally.retried += 1,
                             (FinishResult::Applied, Outcome::Failed { .. }) => tally.failed += 1,
+                            (FinishResult::Applied, Outcome::Snooze { .. }) => tally.snoozed += 1,
                         }
+                    }
+                    if !events.is_empty() {
+                        backend.publish_events(events);
                     }
                     break;
                 }
@@ -101,4 +117,17 @@ pub(crate) async fn run(
         active.remove(&leases);
     }
     tally
+}
+
+/// The lifecycle event of a stored outcome.
+fn event_of(ident: &EventIdent, f: &Finish, at: crate::clock::Timestamp) -> JobEvent {
+    let (kind, error) = match &f.outcome {
+        Outcome::Completed { .. } => (JobEventKind::Completed, None),
+        Outcome::Retry { error, .. } => (JobEventKind::RetryScheduled, Some(error.clone())),
+        Outcome::Failed { error, .. } => (JobEventKind::Failed, Some(error.clone())),
+        Outcome::Snooze { .. } => (JobEventKind::Snoozed, None),
+    };
+    let mut e = ident.event(f.lease.id, kind, at);
+    e.error = error;
+    e
 }

@@ -15,7 +15,7 @@ use super::active::Active;
 use super::outage::Outage;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 
 pub(crate) struct Heartbeat {
     stop: CancellationToken,
@@ -74,10 +74,12 @@ async fn beat(
     let mut next_beat = clock.now() + interval;
     loop {
         // Wake for the next renewal, or sooner for a timeout: a handler blocking its thread
-        // cannot run the worker's own timer, so its token is tripped from here, on time.
-        let wake = active
-            .earliest_deadline()
-            .map_or(next_beat, |d| d.min(next_beat));
+        // cannot run the worker's own timer, so its token is tripped from here, on time. Or
+        // sooner still to tell the store that a job started (`START_ACK_DELAY`).
+        let wake = [active.earliest_deadline(), active.earliest_ack()]
+            .into_iter()
+            .flatten()
+            .fold(next_beat, Timestamp::min);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = clock.sleep_until(wake) => {}
@@ -85,11 +87,13 @@ async fn beat(
         }
         let now = clock.now();
         active.expire_deadlines(now);
-        if now < next_beat {
-            continue;
-        }
-        next_beat = now + interval;
-        let leases = active.leases_to_renew();
+        let leases = if now < next_beat {
+            // Not a renewal yet: only the starts due to be told, if any.
+            active.take_due_acks(now)
+        } else {
+            next_beat = now + interval;
+            active.leases_to_renew()
+        };
         if leases.is_empty() {
             continue;
         }

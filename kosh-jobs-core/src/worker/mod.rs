@@ -105,6 +105,9 @@ pub struct WorkerStats {
     pub lost: u64,
     /// Jobs released at shutdown (back to ready, attempt not counted).
     pub released: u64,
+    /// Attempts whose handler said "not now" ([`JobError::snooze`](crate::JobError::snooze)):
+    /// the job waits again, attempt not counted.
+    pub snoozed: u64,
 }
 
 impl Worker<()> {
@@ -181,7 +184,10 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             config,
         } = self;
         let clock = backend.clock().clone();
-        let active = Active::new(config.queues.len());
+        let active = Active::new(
+            config.queues.len(),
+            crate::backend::START_ACK_DELAY.min(config.heartbeat),
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let give_up = CancellationToken::new();
         let finisher = tokio::spawn(finisher::run(
@@ -324,6 +330,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             failed: tally.failed,
             lost: tally.lost,
             released,
+            snoozed: tally.snoozed,
         };
         tracing::info!(worker = %config.worker_id, ?stats, "worker stopped");
         Ok(stats)
@@ -481,12 +488,16 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         let waited = shared.clock.now().saturating_duration_since(job.created_at);
         metrics.wait.record(waited.as_secs_f64());
     }
+    let now = shared.clock.now();
     shared.active.insert(Entry {
         lease: job.lease,
         queue_slot: slot,
         phase: Phase::Running,
         cancel: cancel.clone(),
-        deadline: timeout.map(|t| shared.clock.now() + t),
+        deadline: timeout.map(|t| now + t),
+        ack_at: None,
+        started: false,
+        lease_ends: job.lease_expires_at,
         holds_slot: true,
         metrics: metrics.clone(),
     });

@@ -19,6 +19,9 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) permanent: bool,
     pub(crate) kind: FailureKind,
+    /// Not a failure: the handler asked to run again after this delay
+    /// ([`crate::JobError::snooze`]).
+    pub(crate) snooze: Option<std::time::Duration>,
 }
 
 pub(crate) type AttemptResult = Result<Option<serde_json::Value>, Failure>;
@@ -63,6 +66,7 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                     ),
                     permanent: true,
                     kind: FailureKind::Error,
+                    snooze: None,
                 })?;
                 let ctx = JobContext::new(state, backend, job, cancel);
                 match payload.run(ctx).await {
@@ -76,12 +80,14 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                             ),
                             permanent: true,
                             kind: FailureKind::Error,
+                            snooze: None,
                         }),
                     },
                     Err(e) => Err(Failure {
                         message: e.message(),
                         permanent: e.is_permanent(),
                         kind: FailureKind::Error,
+                        snooze: e.snoozed_for(),
                     }),
                 }
             })
