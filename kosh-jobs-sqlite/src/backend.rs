@@ -89,6 +89,11 @@ struct Inner {
     reader: Option<Sender<Pending>>,
     shared: Arc<Shared>,
     done: Vec<oneshot::Receiver<()>>,
+    /// Lifecycle events, when carried: the publisher starts on the runtime of the first
+    /// publish.
+    events: Option<std::sync::OnceLock<kosh_jobs_core::events::Publisher>>,
+    /// Shares one reader of the events table among all subscribers.
+    event_hub: kosh_jobs_core::events::FeedHub,
 }
 
 impl SqliteBackend {
@@ -161,8 +166,38 @@ impl SqliteBackend {
                 reader: threads.reader,
                 shared,
                 done: threads.done,
+                events: opts.events.then(std::sync::OnceLock::new),
+                event_hub: Default::default(),
             }),
         })
+    }
+
+    /// The events publisher, started on the current runtime the first time (`None` outside
+    /// a runtime, or with events off).
+    fn publisher(&self) -> Option<&kosh_jobs_core::events::Publisher> {
+        let cell = self.inner.events.as_ref()?;
+        if let Some(p) = cell.get() {
+            return Some(p);
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let weak = Arc::downgrade(&self.inner);
+        Some(cell.get_or_init(|| {
+            kosh_jobs_core::events::Publisher::start(&runtime, move |batch| {
+                let weak = weak.clone();
+                async move {
+                    // The backend is gone: nobody is left to publish to through it.
+                    let Some(inner) = weak.upgrade() else {
+                        return Ok(());
+                    };
+                    let body = serde_json::to_string(&batch)
+                        .map_err(|e| BackendError::storage(format!("encoding events: {e}")))?;
+                    SqliteBackend { inner }
+                        .write(Op::PublishEvents(body))
+                        .await
+                        .map(drop)
+                }
+            })
+        }))
     }
 
     /// Closes the database and waits until it is closed, if this is the last clone of the
@@ -247,6 +282,9 @@ macro_rules! expect {
     };
 }
 
+/// How often a subscriber reads the events table.
+const EVENTS_POLL: Duration = Duration::from_millis(100);
+
 /// Counts the workers waiting in [`Backend::wait_for_work`], so the writer polls for other
 /// processes only while someone waits.
 struct WaitGuard<'a>(&'a Shared);
@@ -274,6 +312,32 @@ impl Drop for WaitGuard<'_> {
 impl Backend for SqliteBackend {
     fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    fn events_enabled(&self) -> bool {
+        self.inner.events.is_some()
+    }
+
+    fn publish_events(&self, events: Vec<kosh_jobs_core::events::JobEvent>) {
+        match self.publisher() {
+            Some(p) => p.publish(events),
+            None => tracing::debug!("lifecycle events dropped: published outside a tokio runtime"),
+        }
+    }
+
+    async fn subscribe_events(&self) -> Result<kosh_jobs_core::events::EventFeed, BackendError> {
+        if self.inner.events.is_none() {
+            return Err(BackendError::InvalidInput(
+                "lifecycle events are off for this SQLite backend: add `events=true` to its \
+                 url or call `SqliteOptions::builder(path).events(true)`"
+                    .into(),
+            ));
+        }
+        // All subscribers of this backend share one reader of the table.
+        self.inner
+            .event_hub
+            .subscribe(|| self.open_event_feed())
+            .await
     }
 
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
@@ -538,5 +602,59 @@ impl Backend for SqliteBackend {
             return Ok(Vec::new());
         }
         expect!(self.write(Op::FireSchedules(fires)).await?, Fired)
+    }
+}
+
+impl SqliteBackend {
+    /// A feed of the events table from its newest row on, read every [`EVENTS_POLL`] while the
+    /// feed is kept.
+    async fn open_event_feed(&self) -> Result<kosh_jobs_core::events::EventFeed, BackendError> {
+        use kosh_jobs_core::events::{EventFeed, FeedItem, JobEvent};
+        let start = expect!(self.read(Op::ReadEvents(i64::MAX, 0)).await?, Events)?.newest;
+        let weak = Arc::downgrade(&self.inner);
+        let (tx, feed) = EventFeed::channel();
+        tokio::spawn(async move {
+            let mut cursor = start;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(EVENTS_POLL) => {}
+                    _ = tx.closed() => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let read = SqliteBackend { inner }
+                    .read(Op::ReadEvents(cursor, 256))
+                    .await;
+                let rows = match read {
+                    Ok(Response::Events(rows)) => rows,
+                    Ok(other) => {
+                        tracing::warn!(answer = ?other, "events: unexpected answer");
+                        continue;
+                    }
+                    Err(e) => {
+                        // The rows stay in the table: the next poll reads them.
+                        tracing::debug!(error = %e, "events: reading the table failed");
+                        continue;
+                    }
+                };
+                let mut items = Vec::new();
+                if rows.oldest.is_some_and(|oldest| oldest > cursor + 1) {
+                    // Pruned before this subscriber read them.
+                    items.push(FeedItem::Missed);
+                }
+                for (seq, body) in rows.rows {
+                    cursor = seq;
+                    items.push(match serde_json::from_str::<Vec<JobEvent>>(&body) {
+                        Ok(batch) => FeedItem::Events(batch),
+                        Err(_) => FeedItem::Missed,
+                    });
+                }
+                for item in items {
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(feed)
     }
 }

@@ -36,6 +36,14 @@
 //! - The schema is created and migrated by the backend inside `BEGIN IMMEDIATE` (the SQL is in
 //!   `migrations/`); a file written by a newer version, or not a kosh-jobs database, is
 //!   refused with a message that says so.
+//! - The number of jobs per queue and state is stored (table `kosh_counts`, schema version
+//!   4): every transaction that changes jobs adds its changes before it commits, one upsert
+//!   per queue and state it touched. [`Backend::counts`](kosh_jobs_core::Backend::counts)
+//!   and the totals of searches by state and queue read those rows, not the jobs, so they
+//!   cost the same with a million jobs stored as with ten. Running jobs are stored with the
+//!   ready ones (a reserve then changes no count) and counted in the lease index, one per
+//!   lease; scheduled jobs that are due (ready to readers, not yet promoted by a reserve) are
+//!   counted in their index.
 //! - A worker of this process is woken at once by this process's changes; other processes'
 //!   changes are noticed by a `PRAGMA data_version` check every 200 ms while a worker waits.
 //! - Completed jobs are kept 24 hours, and at most 10,000 of them ([`Retention`]); failed jobs

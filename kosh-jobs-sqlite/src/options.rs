@@ -119,6 +119,7 @@ pub struct SqliteOptions {
     pub(crate) prune_chunk: usize,
     pub(crate) create_if_missing: bool,
     pub(crate) clock: Clock,
+    pub(crate) events: bool,
 }
 
 impl SqliteOptions {
@@ -149,8 +150,9 @@ impl SqliteOptions {
     ///   or `sqlite:data/jobs.db`;
     /// - `sqlite::memory:` (or `sqlite://:memory:`) for a private in-memory database;
     /// - optional query parameters: `busy_timeout_ms` and `poll_interval_ms` (milliseconds),
-    ///   and `create` (`true` or `false`: whether a missing file is created, see
-    ///   [`SqliteOptionsBuilder::create_if_missing`]), e.g.
+    ///   `create` (`true` or `false`: whether a missing file is created, see
+    ///   [`SqliteOptionsBuilder::create_if_missing`]) and `events` (`true` to carry
+    ///   lifecycle events, see [`SqliteOptionsBuilder::events`]), e.g.
     ///   `sqlite://jobs.db?busy_timeout_ms=10000&create=false`; any other is refused, with a
     ///   message that lists these.
     ///
@@ -162,7 +164,7 @@ impl SqliteOptions {
     ///
     /// let err = SqliteOptions::from_url("sqlite://jobs.db?timeout=10").unwrap_err();
     /// assert!(matches!(err, SqliteError::InvalidOptions(_)));
-    /// assert!(err.to_string().contains("`timeout` (known: busy_timeout_ms, poll_interval_ms, create)"));
+    /// assert!(err.to_string().contains("`timeout` (known: busy_timeout_ms, poll_interval_ms, create, events)"));
     /// ```
     pub fn from_url(url: &str) -> Result<SqliteOptionsBuilder, SqliteError> {
         let bad = |reason: &str| SqliteError::InvalidOptions(format!("url `{url}`: {reason}"));
@@ -193,6 +195,15 @@ impl SqliteOptions {
             builder = match key {
                 "busy_timeout_ms" => builder.busy_timeout(millis()?),
                 "poll_interval_ms" => builder.poll_interval(millis()?),
+                "events" => builder.events(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(bad(&format!(
+                            "`events` must be `true` or `false`, not `{value}`"
+                        )))
+                    }
+                }),
                 "create" => builder.create_if_missing(match value {
                     "true" => true,
                     "false" => false,
@@ -205,7 +216,7 @@ impl SqliteOptions {
                 _ => {
                     return Err(bad(&format!(
                         "unknown query parameter `{key}` (known: busy_timeout_ms, \
-                         poll_interval_ms, create)"
+                         poll_interval_ms, create, events)"
                     )))
                 }
             };
@@ -239,6 +250,11 @@ impl SqliteOptions {
     /// Whether a missing database file is created.
     pub fn create_if_missing_value(&self) -> bool {
         self.create_if_missing
+    }
+
+    /// Whether lifecycle events are carried.
+    pub fn events_value(&self) -> bool {
+        self.events
     }
 
     /// The clock the backend reads.
@@ -298,6 +314,7 @@ impl SqliteOptionsBuilder {
                 prune_chunk: 2_000,
                 create_if_missing: true,
                 clock: Clock::system(),
+                events: false,
             },
         }
     }
@@ -348,6 +365,15 @@ impl SqliteOptionsBuilder {
     /// ```
     pub fn create_if_missing(mut self, create: bool) -> Self {
         self.opts.create_if_missing = create;
+        self
+    }
+
+    /// Carries lifecycle [events](kosh_jobs_core::events) between the processes using the
+    /// file: publishers append them to a bounded table (`kosh_events`, the last 10,000
+    /// batches), subscribers read it every 100 ms while they subscribe. Off by default (then
+    /// nothing is written for them); the URL parameter `events=true` does the same.
+    pub fn events(mut self, on: bool) -> Self {
+        self.opts.events = on;
         self
     }
 
@@ -442,7 +468,11 @@ mod tests {
             ("sqlite://j.db?busy_timeout_ms=x", "milliseconds"),
             ("sqlite://j.db?busy_timeout_ms", "no value"),
             ("sqlite://j.db?create=no", "`true` or `false`"),
-            ("sqlite://j.db?foo=1", "poll_interval_ms, create)"),
+            ("sqlite://j.db?foo=1", "poll_interval_ms, create, events)"),
+            (
+                "sqlite://j.db?events=yes",
+                "`events` must be `true` or `false`",
+            ),
         ] {
             let err = SqliteOptions::from_url(url).unwrap_err().to_string();
             assert!(err.contains(needle), "{url}: {err}");

@@ -24,6 +24,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_admin.sql")),
     (3, include_str!("../migrations/0003_schedules.sql")),
+    (4, include_str!("../migrations/0004_counts.sql")),
+    (5, include_str!("../migrations/0005_start_ack.sql")),
 ];
 
 /// The newest schema version this build knows.
@@ -89,10 +91,26 @@ pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
         // SQLite silently falls back to read-only when the file is write-protected.
         return Err(SqliteError::ReadOnly { path });
     }
+    // SQLite answers some lock conflicts of these set-up statements with an immediate
+    // `SQLITE_BUSY` that never reaches the busy handler (see `retry_busy`).
+    retry_busy(opts.busy_timeout, || {
+        set_up(&conn, opts, role, &path, &classify)
+    })?;
+    Ok(conn)
+}
+
+/// The pragmas, schema and checks of a connection's role, on a connection just opened.
+fn set_up(
+    conn: &Connection,
+    opts: &SqliteOptions,
+    role: Role,
+    path: &Path,
+    classify: &dyn Fn(rusqlite::Error) -> SqliteError,
+) -> Result<()> {
     match role {
         Role::Writer => {
             if matches!(opts.location, Location::File(_)) {
-                set_wal(&conn, &path).map_err(classify)?;
+                set_wal(conn, path).map_err(classify)?;
                 // The checkpointer thread copies the WAL in the background; this only bounds
                 // the WAL (64 MiB) if it falls behind.
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 16384;")
@@ -105,22 +123,51 @@ pub(crate) fn open(opts: &SqliteOptions, role: Role) -> Result<Connection> {
                  PRAGMA journal_size_limit = 67108864;",
             )
             .map_err(classify)?;
-            migrate(&conn, &path).map_err(|e| match e {
+            migrate(conn, path).map_err(|e| match e {
                 SqliteError::Sqlite(e) => classify(e),
                 other => other,
             })?;
+            if opts.events {
+                // Outside the versioned schema: only files with events on get the table.
+                crate::store::events::enable(conn).map_err(|e| match e {
+                    SqliteError::Sqlite(e) => classify(e),
+                    other => other,
+                })?;
+            }
         }
         Role::Checkpointer => {}
         Role::Reader => {
             conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -8000;")
                 .map_err(classify)?;
-            check_version(&conn, &path).map_err(|e| match e {
+            check_version(conn, path).map_err(|e| match e {
                 SqliteError::Sqlite(e) => classify(e),
                 other => other,
             })?;
         }
     }
-    Ok(conn)
+    Ok(())
+}
+
+/// Runs `f` again while it fails with `Busy`, until `limit` has passed since the first try.
+///
+/// SQLite calls the busy handler only where waiting cannot deadlock. A statement that already
+/// holds a read lock and then needs the write lock (switching a new file to WAL does: it reads
+/// the header, then rewrites it) gets `SQLITE_BUSY` at once when another connection holds the
+/// write lock, as when several processes create the same file together. The statement has
+/// released its locks by then, so trying it again after a short wait is safe; every set-up
+/// step is idempotent (migrations re-check the version under the write lock).
+fn retry_busy<T>(limit: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let mut count = 0;
+    loop {
+        match f() {
+            Err(e) if e.is_busy() && started.elapsed() < limit => {
+                std::thread::sleep(busy_step(count));
+                count += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 thread_local! {
@@ -214,9 +261,19 @@ fn inspect(conn: &Connection, path: &Path, supported: i64) -> Result<i64> {
     Ok(version)
 }
 
+/// [`inspect`] inside a read transaction: its three reads see one state of the file, not a
+/// migration that another process commits between them (tables, but no application id yet).
+fn inspect_snapshot(conn: &Connection, path: &Path, supported: i64) -> Result<i64> {
+    conn.execute_batch("BEGIN").map_err(SqliteError::Sqlite)?;
+    let result = inspect(conn, path, supported);
+    // A read transaction has nothing to keep: ending it cannot lose anything.
+    let _ = conn.execute_batch("ROLLBACK");
+    result
+}
+
 /// The reader's check: the writer has already migrated.
 fn check_version(conn: &Connection, path: &Path) -> Result<()> {
-    let version = inspect(conn, path, SCHEMA_VERSION)?;
+    let version = inspect_snapshot(conn, path, SCHEMA_VERSION)?;
     if version != SCHEMA_VERSION {
         return Err(SqliteError::NotKoshDatabase {
             path: path.to_owned(),
@@ -235,7 +292,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
 fn migrate_with(conn: &Connection, path: &Path, migrations: &[(i64, &str)]) -> Result<()> {
     let latest = migrations.last().map_or(0, |m| m.0);
     // Fast path without the write lock: a current database needs nothing.
-    if inspect(conn, path, latest)? == latest {
+    if inspect_snapshot(conn, path, latest)? == latest {
         return Ok(());
     }
     conn.execute_batch("BEGIN IMMEDIATE")

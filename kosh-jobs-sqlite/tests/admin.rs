@@ -60,8 +60,18 @@ async fn a_schema_1_file_migrates_and_keeps_its_jobs() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    // Migrated to the newest schema (3: schedules).
-    assert_eq!(version, 3);
+    // Migrated to the newest schema (5: attempts seen to start).
+    assert_eq!(version, 5);
+    // A lease held across the upgrade counts as started, as it did before.
+    let started: Vec<(i64, i64)> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT id, lease_started FROM kosh_jobs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(started, [(1, 0), (2, 0), (3, 1)]);
 
     let ready = b.get(JobId::new(1)).await.unwrap().expect("job 1 survives");
     assert_eq!(

@@ -185,6 +185,9 @@ async fn expired_lease_is_recovered_and_counted() {
     j.max_attempts = 2;
     let id = b.push(vec![j]).await.unwrap()[0].id;
     let first = b.reserve(&req(&["q"], 1)).await.unwrap().remove(0);
+    // Its handler starts (the worker's first renewal says so): the expiry then counts.
+    let lost = b.heartbeat(&[first.lease], Duration::from_secs(30)).await;
+    assert!(lost.unwrap().is_empty());
     f.time.advance(Duration::from_secs(31));
     assert_eq!(b.recover_expired().await.unwrap(), 1);
     assert_eq!(b.recover_expired().await.unwrap(), 0);
@@ -197,6 +200,8 @@ async fn expired_lease_is_recovered_and_counted() {
     let second = b.reserve(&req(&["q"], 1)).await.unwrap().remove(0);
     assert_eq!(second.attempt, 2);
     assert_ne!(second.lease.token, first.lease.token);
+    let lost = b.heartbeat(&[second.lease], Duration::from_secs(30)).await;
+    assert!(lost.unwrap().is_empty());
     // The first worker's late result is refused.
     let late = b
         .finish(vec![Finish {

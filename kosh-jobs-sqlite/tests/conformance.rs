@@ -23,18 +23,48 @@ use tempfile::TempDir;
 /// A backend on a file in a temporary directory that is removed with it.
 struct TempSqlite {
     backend: SqliteBackend,
+    path: std::path::PathBuf,
     _dir: Arc<TempDir>,
+}
+
+/// At the end of every case, the stored counts (`kosh_counts`) must equal the jobs they
+/// count, whatever the case did to them. Read in one transaction: a snapshot is consistent
+/// because the counts change in the transaction that changes the jobs.
+impl Drop for TempSqlite {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let mut conn = rusqlite::Connection::open(&self.path).expect("open the case's file");
+        let tx = conn.transaction().expect("read transaction");
+        let tally = |sql: &str| -> Vec<(String, String, i64)> {
+            let mut stmt = tx.prepare(sql).expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("query")
+                .map(Result::unwrap)
+                .collect()
+        };
+        let stored = tally("SELECT queue, state, n FROM kosh_counts WHERE n <> 0 ORDER BY 1, 2");
+        // Running jobs are stored in the `ready` row.
+        let actual = tally(
+            "SELECT queue, CASE state WHEN 'running' THEN 'ready' ELSE state END AS s, \
+             count(*) FROM kosh_jobs GROUP BY 1, 2 ORDER BY 1, 2",
+        );
+        assert_eq!(stored, actual, "the stored counts differ from the jobs");
+    }
 }
 
 async fn sqlite(clock: Clock) -> TempSqlite {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let opts = SqliteOptions::builder(dir.path().join("jobs.db"))
+    let path = dir.path().join("jobs.db");
+    let opts = SqliteOptions::builder(&path)
         .clock(clock)
         .build()
         .expect("options");
     let backend = SqliteBackend::connect_with(opts).await.expect("open");
     TempSqlite {
         backend,
+        path,
         _dir: Arc::new(dir),
     }
 }

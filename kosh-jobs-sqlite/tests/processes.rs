@@ -136,6 +136,8 @@ fn child_process() {
                     .expect("worker run");
                 eprintln!("worker {} stats: {stats:?}", std::process::id());
             }
+            // Opens the database (creating it if missing) and closes it again.
+            "open" => {}
             other => panic!("unknown child role {other}"),
         }
         backend.close().await;
@@ -223,6 +225,25 @@ fn payload_n(rec: &kosh_jobs_core::JobRecord) -> u64 {
         .n
 }
 
+/// Processes that start at once on a file that does not exist yet race to create it, turn on
+/// WAL and create the schema; every one of them must open it. SQLite answers a connection that
+/// would deadlock (it holds a read lock and wants the write lock another one holds) with an
+/// immediate `SQLITE_BUSY` its busy handler never sees; the backend has to retry those.
+#[test]
+fn processes_racing_to_create_a_file_all_open_it() {
+    const ROUNDS: usize = 15;
+    const PROCESSES: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..ROUNDS {
+        let db = dir.path().join(format!("race{round}.db"));
+        let mut children: Vec<Child> = (0..PROCESSES).map(|_| spawn("open", &db, &[])).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (i, child) in children.iter_mut().enumerate() {
+            wait_exit(child, &format!("round {round}, process {i}"), deadline);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_and_two_workers_run_every_job_exactly_once() {
     const TOTAL: u64 = 20_000;
@@ -244,8 +265,15 @@ async fn producer_and_two_workers_run_every_job_exactly_once() {
         .collect();
     // Both workers are up (each creates its log once its backend is open) before the jobs
     // come, so each gets a share.
-    eventually("both workers started", Duration::from_secs(60), || async {
-        logs.iter().all(|l| l.exists()).then_some(())
+    eventually("both workers started", Duration::from_secs(60), || {
+        // A worker that died (it could not open the file) fails the test now, not in a minute.
+        for (i, w) in workers.iter_mut().enumerate() {
+            if let Some(status) = w.try_wait().expect("try_wait") {
+                panic!("worker {i} exited with {status} before it started");
+            }
+        }
+        let started = logs.iter().all(|l| l.exists());
+        async move { started.then_some(()) }
     })
     .await;
     let mut producer = spawn("producer", &db, &[(JOBS, TOTAL.to_string())]);
@@ -335,6 +363,25 @@ async fn a_job_of_a_killed_worker_runs_again_after_its_lease_expires() {
         || async {
             let (_, started) = read_log(&victim_log);
             (started.len() == 4).then_some(started)
+        },
+    )
+    .await;
+    // Killed once the store knows the attempts started (the victim's first renewal): their
+    // expiry then counts. (A kill before that gives the attempts back; the conformance suite
+    // covers that.)
+    eventually(
+        "the store knows the victim's 4 attempts started",
+        Duration::from_secs(60),
+        || async {
+            let conn = rusqlite::Connection::open(&db).ok()?;
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM kosh_jobs WHERE state = 'running' AND lease_started = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            (n == 4).then_some(())
         },
     )
     .await;

@@ -292,8 +292,11 @@ impl Writer {
                 }
             }
         }
-        // Throughput of the jobs this transaction ended: one upsert per queue, not per job.
-        if let Err(e) = store::write_throughput(&self.conn, &fx.finished, self.clock.now()) {
+        // Throughput of the jobs this transaction ended, and the changed counts per queue
+        // and state: one upsert per queue (and state), not per job.
+        if let Err(e) = store::write_throughput(&self.conn, &fx.finished, self.clock.now())
+            .and_then(|_| store::write_counts(&self.conn, &fx.counts))
+        {
             return Err(self.abort(e));
         }
         if let Err(e) = store::exec(&self.conn, "COMMIT", []) {
@@ -327,7 +330,16 @@ impl Writer {
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(SqliteError::Sqlite)
             .and_then(|_| {
-                store::prune_completed(&self.conn, &self.retention, now, self.prune_chunk)
+                let mut fx = Effects::default();
+                let n = store::prune_completed(
+                    &self.conn,
+                    &self.retention,
+                    now,
+                    self.prune_chunk,
+                    &mut fx,
+                )?;
+                store::write_counts(&self.conn, &fx.counts)?;
+                Ok(n)
             })
             .and_then(|n| {
                 self.conn

@@ -10,12 +10,18 @@ use super::{exec, live_holder, sql_err, Effects};
 use crate::error::{Result, SqliteError};
 use crate::options::Retention;
 
-/// (state as seen by readers, queue, unique key) of one job.
-pub(super) fn look(
-    conn: &Connection,
-    id: i64,
-    now: Timestamp,
-) -> Result<Option<(JobState, String, Option<String>)>> {
+/// What the admin operations need to know of one job.
+pub(super) struct Look {
+    /// Its state as readers see it (a due scheduled job is ready).
+    pub(super) state: JobState,
+    /// Its state as stored (what `kosh_counts` counts).
+    pub(super) stored: JobState,
+    pub(super) queue: String,
+    pub(super) unique_key: Option<String>,
+}
+
+/// One job's states, queue and unique key.
+pub(super) fn look(conn: &Connection, id: i64, now: Timestamp) -> Result<Option<Look>> {
     let found: Option<(String, i64, String, Option<String>)> = conn
         .prepare_cached("SELECT state, run_at, queue, unique_key FROM kosh_jobs WHERE id = ?1")
         .and_then(|mut s| {
@@ -24,9 +30,14 @@ pub(super) fn look(
         })
         .map_err(sql_err)?;
     found
-        .map(|(state, run_at, queue, key)| {
-            let state = row::effective_state(row::state(id, &state)?, run_at, now);
-            Ok((state, queue, key))
+        .map(|(state, run_at, queue, unique_key)| {
+            let stored = row::state(id, &state)?;
+            Ok(Look {
+                state: row::effective_state(stored, run_at, now),
+                stored,
+                queue,
+                unique_key,
+            })
         })
         .transpose()
 }
@@ -41,13 +52,24 @@ pub(super) fn retry(
     let Some(id) = db_id(id) else {
         return Ok(RetryOutcome::NotFound);
     };
-    let Some((state, queue, key)) = look(conn, id, now)? else {
+    let Some(job) = look(conn, id, now)? else {
         return Ok(RetryOutcome::NotFound);
     };
-    if !matches!(state, JobState::Failed | JobState::Cancelled) {
-        return Ok(RetryOutcome::NotRetryable(state));
+    retry_job(conn, id, job, now, fx)
+}
+
+/// [`retry`] of job `id`, already looked up.
+pub(super) fn retry_job(
+    conn: &Connection,
+    id: i64,
+    job: Look,
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<RetryOutcome> {
+    if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
+        return Ok(RetryOutcome::NotRetryable(job.state));
     }
-    if let Some(key) = key {
+    if let Some(key) = job.unique_key {
         if let Some(holder) = live_holder(conn, &key)? {
             return Ok(RetryOutcome::UniqueConflict(row::job_id(holder)?));
         }
@@ -58,20 +80,37 @@ pub(super) fn retry(
          lease_expires_at = NULL WHERE id = ?1",
         params![id, now.as_millis()],
     )?;
-    fx.wake(&queue);
+    fx.moved(&job.queue, job.stored, JobState::Ready, 1);
+    fx.wake(&job.queue);
     Ok(RetryOutcome::Retried)
 }
 
 /// Cancels a job that is not final.
-pub(super) fn cancel(conn: &Connection, id: JobId, now: Timestamp) -> Result<CancelOutcome> {
+pub(super) fn cancel(
+    conn: &Connection,
+    id: JobId,
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<CancelOutcome> {
     let Some(id) = db_id(id) else {
         return Ok(CancelOutcome::NotFound);
     };
-    let Some((state, _, _)) = look(conn, id, now)? else {
+    let Some(job) = look(conn, id, now)? else {
         return Ok(CancelOutcome::NotFound);
     };
-    if state.is_final() {
-        return Ok(CancelOutcome::AlreadyFinal(state));
+    cancel_job(conn, id, job, now, fx)
+}
+
+/// [`cancel`] of job `id`, already looked up.
+pub(super) fn cancel_job(
+    conn: &Connection,
+    id: i64,
+    job: Look,
+    now: Timestamp,
+    fx: &mut Effects,
+) -> Result<CancelOutcome> {
+    if job.state.is_final() {
+        return Ok(CancelOutcome::AlreadyFinal(job.state));
     }
     exec(
         conn,
@@ -83,6 +122,7 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Timestamp) -> Result<Can
         ),
         params![id, now.as_millis()],
     )?;
+    fx.moved(&job.queue, job.stored, JobState::Cancelled, 1);
     Ok(CancelOutcome::Cancelled)
 }
 
@@ -98,8 +138,33 @@ pub(super) fn raise_id_floor(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Counts the jobs a `DELETE … RETURNING queue` of jobs in stored state `state` deletes;
+/// returns how many.
+fn count_deleted(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    state: JobState,
+    fx: &mut Effects,
+) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+    let mut rows = stmt.query(params).map_err(sql_err)?;
+    let mut n = 0;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let queue: String = r.get(0).map_err(sql_err)?;
+        fx.count(&queue, state, -1);
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Deletes final jobs that finished before `before`.
-pub(super) fn purge(conn: &Connection, states: &[JobState], before: Timestamp) -> Result<u64> {
+pub(super) fn purge(
+    conn: &Connection,
+    states: &[JobState],
+    before: Timestamp,
+    fx: &mut Effects,
+) -> Result<u64> {
     if let Some(s) = states.iter().find(|s| !s.is_final()) {
         return Err(SqliteError::InvalidInput(format!(
             "purge deletes only completed, failed or cancelled jobs, not {s} ones"
@@ -113,10 +178,12 @@ pub(super) fn purge(conn: &Connection, states: &[JobState], before: Timestamp) -
             continue;
         }
         seen.push(*s);
-        deleted += exec(
+        deleted += count_deleted(
             conn,
-            "DELETE FROM kosh_jobs WHERE state = ?1 AND finished_at < ?2",
+            "DELETE FROM kosh_jobs WHERE state = ?1 AND finished_at < ?2 RETURNING queue",
             params![s.as_str(), before.as_millis()],
+            *s,
+            fx,
         )? as u64;
     }
     Ok(deleted)
@@ -143,22 +210,27 @@ pub(super) fn resume(conn: &Connection, queue: &str, fx: &mut Effects) -> Result
 }
 
 /// Deletes at most `chunk` completed jobs that retention no longer keeps; returns how many.
+/// The caller writes the counts of `fx` in the same transaction.
 pub(crate) fn prune_completed(
     conn: &Connection,
     retention: &Retention,
     now: Timestamp,
     chunk: usize,
+    fx: &mut Effects,
 ) -> Result<usize> {
     let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
     raise_id_floor(conn)?;
     let mut deleted = 0;
     if let Some(age) = retention.max_age_value() {
         let cutoff = (now - age).as_millis();
-        deleted += exec(
+        deleted += count_deleted(
             conn,
             "DELETE FROM kosh_jobs WHERE id IN (SELECT id FROM kosh_jobs \
-             WHERE state = 'completed' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2)",
+             WHERE state = 'completed' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2) \
+             RETURNING queue",
             params![cutoff, chunk],
+            JobState::Completed,
+            fx,
         )?;
     }
     if let Some(max) = retention.max_count_value() {
@@ -176,13 +248,15 @@ pub(crate) fn prune_completed(
             })
             .map_err(sql_err)?;
         if let Some((at, id)) = edge {
-            deleted += exec(
+            deleted += count_deleted(
                 conn,
                 "DELETE FROM kosh_jobs WHERE id IN (SELECT id FROM kosh_jobs \
                  WHERE state = 'completed' AND finished_at IS NOT NULL \
                  AND (finished_at < ?1 OR (finished_at = ?1 AND id <= ?2)) \
-                 ORDER BY finished_at LIMIT ?3)",
+                 ORDER BY finished_at LIMIT ?3) RETURNING queue",
                 params![at, id, chunk],
+                JobState::Completed,
+                fx,
             )?;
         }
     }

@@ -4,9 +4,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use kosh_jobs_core::admin::{minute_of, THROUGHPUT_RETENTION};
-use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
+use kosh_jobs_core::backend::{validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES};
 use kosh_jobs_core::{
-    Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
+    Enqueued, Finish, FinishResult, JobState, Lease, LeasedJob, NewJob, Outcome, ReserveRequest,
+    Timestamp,
 };
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
@@ -83,7 +84,7 @@ pub(super) mod sql {
     /// the statement again each time it is bound; the unary `+` keeps one plan.
     pub(crate) const CLAIM: &str = "UPDATE kosh_jobs SET state = 'running', \
          attempts = attempts + 1, lease_token = random(), started_at = ?1, \
-         lease_expires_at = ?2, worker = ?5 \
+         lease_expires_at = ?2, worker = ?5, lease_started = 0 \
          WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?3 \
                       AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?3 AND paused) \
                       ORDER BY priority DESC, id LIMIT +?4) \
@@ -116,6 +117,17 @@ pub(super) mod sql {
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'"
     );
 
+    /// Snoozes job ?1 leased with token ?2 until ?4 (now ?3): back to waiting as a retry
+    /// would, but the attempt is not counted (as a release) and no error is recorded.
+    pub(crate) const SNOOZE: &str = concat!(
+        "UPDATE kosh_jobs SET \
+         state = CASE WHEN ?4 > ?3 THEN 'scheduled' ELSE 'ready' END, \
+         run_at = ?4, attempts = max(attempts - 1, 0), history = ",
+        append_attempt!("?3", "'snoozed'", "NULL"),
+        ", lease_expires_at = NULL \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'"
+    );
+
     /// Fails job ?1 leased with token ?2 at ?3, recording error ?4 and the attempt's outcome
     /// ?5.
     pub(crate) const FAIL: &str = concat!(
@@ -144,20 +156,29 @@ pub(super) mod sql {
     pub(crate) const NEW_MINUTE: &str =
         "INSERT INTO kosh_throughput (queue, minute, completed, failed) VALUES (?1, ?2, ?3, ?4)";
 
-    /// Extends the lease of job ?1 with token ?2 to ?3.
-    pub(crate) const HEARTBEAT: &str = "UPDATE kosh_jobs SET lease_expires_at = ?3 \
+    /// Extends the lease of job ?1 with token ?2 to ?3, and marks its attempt started.
+    pub(crate) const HEARTBEAT: &str = "UPDATE kosh_jobs SET lease_expires_at = ?3, \
+         lease_started = 1 \
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
 
-    /// Recovers every lease expired at ?1.
+    /// Recovers every lease expired at ?1. An attempt never marked started is given back
+    /// (at most ?2 times per job): ready, one attempt fewer, nothing recorded. Every `SET`
+    /// expression reads the row as it was, so each tests the same condition.
     pub(crate) const RECOVER: &str = concat!(
         "UPDATE kosh_jobs SET \
-         state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'ready' END, \
-         finished_at = CASE WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
-         errors = ",
+         state = CASE WHEN lease_started = 0 AND unstarted < ?2 THEN 'ready' \
+                      WHEN attempts >= max_attempts THEN 'failed' ELSE 'ready' END, \
+         finished_at = CASE WHEN lease_started = 0 AND unstarted < ?2 THEN NULL \
+                            WHEN attempts >= max_attempts THEN ?1 ELSE NULL END, \
+         attempts = CASE WHEN lease_started = 0 AND unstarted < ?2 THEN attempts - 1 \
+                         ELSE attempts END, \
+         unstarted = CASE WHEN lease_started = 0 AND unstarted < ?2 THEN unstarted + 1 \
+                          ELSE unstarted END, \
+         errors = CASE WHEN lease_started = 0 AND unstarted < ?2 THEN errors ELSE ",
         append_error!("'lease expired'", "?1"),
-        ", history = ",
+        " END, history = CASE WHEN lease_started = 0 AND unstarted < ?2 THEN history ELSE ",
         append_attempt!("?1", "'lease_expired'", "'lease expired'"),
-        ", lease_expires_at = NULL \
+        " END, lease_expires_at = NULL \
          WHERE state = 'running' AND lease_expires_at <= ?1 \
          RETURNING queue, id, state"
     );
@@ -224,9 +245,9 @@ pub(super) fn push(
             }
         }
         let state = if job.run_at > now {
-            "scheduled"
+            JobState::Scheduled
         } else {
-            "ready"
+            JobState::Ready
         };
         insert
             .execute(params![
@@ -234,7 +255,7 @@ pub(super) fn push(
                 job.name,
                 job.queue,
                 job.payload,
-                state,
+                state.as_str(),
                 job.priority,
                 job.run_at.as_millis(),
                 job.max_attempts,
@@ -247,6 +268,7 @@ pub(super) fn push(
             existing: false,
         });
         next_id += 1;
+        fx.count(&job.queue, state, 1);
         fx.wake(&job.queue);
     }
     Ok(out)
@@ -285,9 +307,10 @@ pub(super) fn reserve(
             break;
         }
         // Both statements skip a paused queue themselves: no separate look-up per queue.
-        promote
+        let promoted = promote
             .execute(params![queue, now.as_millis()])
             .map_err(sql_err)?;
+        fx.moved(queue, JobState::Scheduled, JobState::Ready, promoted as i64);
         let limit = i64::try_from(want).unwrap_or(i64::MAX);
         let mut rows = claim
             .query(params![now.as_millis(), expires, queue, limit, req.worker])
@@ -297,6 +320,12 @@ pub(super) fn reserve(
             out.push(leased(r, expires)?);
         }
         known.insert(&out[first..], queue);
+        fx.moved(
+            queue,
+            JobState::Ready,
+            JobState::Running,
+            (out.len() - first) as i64,
+        );
         out[first..].sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)
@@ -342,7 +371,8 @@ pub(super) fn finish(
 ) -> Result<Vec<FinishResult>> {
     let mut out = Vec::with_capacity(items.len());
     // Each statement is taken from the cache once per batch, on first use.
-    let (mut lookup, mut complete, mut retry, mut fail) = (None, None, None, None);
+    let (mut lookup, mut complete, mut retry, mut fail, mut snooze) =
+        (None, None, None, None, None);
     for item in items {
         let Some((id, token)) = db_lease(&item.lease) else {
             out.push(FinishResult::LeaseLost);
@@ -376,6 +406,7 @@ pub(super) fn finish(
                     .map_err(sql_err)?;
                 if n == 1 {
                     fx.count_finished(&queue, true);
+                    fx.moved(&queue, JobState::Running, JobState::Completed, 1);
                 }
                 n
             }
@@ -393,6 +424,29 @@ pub(super) fn finish(
                     ])
                     .map_err(sql_err)?;
                 if n == 1 {
+                    // As the statement decides: scheduled only if the retry is later.
+                    let to = if *retry_at > now {
+                        JobState::Scheduled
+                    } else {
+                        JobState::Ready
+                    };
+                    fx.moved(&queue, JobState::Running, to, 1);
+                    fx.wake(&queue);
+                }
+                n
+            }
+            Outcome::Snooze { until } => {
+                let n = cached(&mut snooze, conn, sql::SNOOZE)?
+                    .execute(params![id, token, now.as_millis(), until.as_millis()])
+                    .map_err(sql_err)?;
+                if n == 1 {
+                    // As the statement decides: scheduled only if `until` is later.
+                    let to = if *until > now {
+                        JobState::Scheduled
+                    } else {
+                        JobState::Ready
+                    };
+                    fx.moved(&queue, JobState::Running, to, 1);
                     fx.wake(&queue);
                 }
                 n
@@ -403,6 +457,7 @@ pub(super) fn finish(
                     .map_err(sql_err)?;
                 if n == 1 {
                     fx.count_finished(&queue, false);
+                    fx.moved(&queue, JobState::Running, JobState::Failed, 1);
                 }
                 n
             }
@@ -496,6 +551,7 @@ pub(super) fn release(
                 .optional()
                 .map_err(sql_err)?;
             if let Some(q) = queue {
+                fx.moved(&q, JobState::Running, JobState::Ready, 1);
                 fx.wake(&q);
             }
         }
@@ -516,16 +572,20 @@ pub(super) fn recover_expired(conn: &Connection, now: Timestamp, fx: &mut Effect
         return Ok(0);
     }
     let mut stmt = conn.prepare_cached(sql::RECOVER).map_err(sql_err)?;
-    let mut rows = stmt.query([now.as_millis()]).map_err(sql_err)?;
+    let mut rows = stmt
+        .query(params![now.as_millis(), MAX_UNSTARTED_EXPIRIES])
+        .map_err(sql_err)?;
     let mut n = 0;
     while let Some(r) = rows.next().map_err(sql_err)? {
         let queue: String = r.get(0).map_err(sql_err)?;
         let id: i64 = r.get(1).map_err(sql_err)?;
         let state: String = r.get(2).map_err(sql_err)?;
         tracing::debug!(job = id, queue, "recovered an expired lease");
-        if state == "failed" {
+        let state = row::state(id, &state)?;
+        if state == JobState::Failed {
             fx.count_finished(&queue, false);
         }
+        fx.moved(&queue, JobState::Running, state, 1);
         fx.wake(&queue);
         n += 1;
     }

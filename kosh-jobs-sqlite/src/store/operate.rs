@@ -12,7 +12,7 @@ use kosh_jobs_core::{BackendError, CancelOutcome, JobId, JobState, RetryOutcome,
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::admin::{cancel, look, raise_id_floor, retry};
+use super::admin::{cancel_job, look, raise_id_floor, retry_job};
 use super::row::{self, db_id};
 use super::{exec, read, sql_err, Effects};
 use crate::error::{Result, SqliteError};
@@ -398,42 +398,50 @@ fn indexed_page(
     Ok((ids, next, examined))
 }
 
-/// The count of one kind in one queue, from its index.
-pub(super) fn count_sql(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Ready => "SELECT count(*) FROM kosh_jobs WHERE state = 'ready' AND queue = ?1",
-        Kind::Scheduled(_) => {
-            "SELECT count(*) FROM kosh_jobs WHERE state = 'scheduled' AND queue = ?1 \
-             AND (?2 = 0 OR (?2 = 1 AND run_at <= ?3) OR (?2 = 2 AND run_at > ?3))"
-        }
-        Kind::Running | Kind::Final(_) => {
-            "SELECT count(*) FROM kosh_jobs INDEXED BY kosh_jobs_final \
-             WHERE finished_at IS NOT NULL AND queue = ?1 AND state = ?2"
-        }
-    }
-}
+/// The stored count (`kosh_counts`) of state ?1 in each queue, or in queue ?2 only.
+pub(super) const STORED_COUNTS: &str = "SELECT queue, n FROM kosh_counts \
+     WHERE state = ?1 AND n > 0 AND (?2 IS NULL OR queue = ?2)";
 
-/// The exact count of an indexed filter, from the indexes.
+/// The exact count of an indexed filter, from the stored counts; due scheduled jobs (ready
+/// to readers) are counted in their index.
 fn indexed_total(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<Total> {
     let queue = q.filter.queue.as_ref();
+    let mut stmt = conn.prepare_cached(STORED_COUNTS).map_err(sql_err)?;
+    let mut stored = |state: &str| -> Result<Vec<(String, u64)>> {
+        let rows = stmt
+            .query_map(params![state, queue], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(sql_err)?;
+        rows.map(|r| {
+            r.map(|(q, n)| (q, u64::try_from(n).unwrap_or(0)))
+                .map_err(sql_err)
+        })
+        .collect()
+    };
     let mut count = 0u64;
     for kind in kinds(&q.filter.state_list()) {
-        if kind == Kind::Running {
-            count += running(conn, queue)?.len() as u64;
-            continue;
-        }
-        let mut stmt = conn.prepare_cached(count_sql(kind)).map_err(sql_err)?;
-        for qn in queues(conn, kind, queue)? {
-            let n: i64 = match kind {
-                Kind::Ready => stmt.query_row(params![qn], |r| r.get(0)),
-                Kind::Scheduled(cond) => {
-                    stmt.query_row(params![qn, cond, now.as_millis()], |r| r.get(0))
-                }
-                Kind::Final(state) => stmt.query_row(params![qn, state], |r| r.get(0)),
-                Kind::Running => Ok(0),
+        let state = match kind {
+            // Stored with the ready ones: few, one per lease.
+            Kind::Running => {
+                count += running(conn, queue)?.len() as u64;
+                continue;
             }
-            .map_err(sql_err)?;
-            count += u64::try_from(n).unwrap_or(0);
+            Kind::Ready => {
+                let leased = running(conn, queue)?.len() as u64;
+                let stored: u64 = stored("ready")?.iter().map(|(_, n)| n).sum();
+                count += stored.saturating_sub(leased);
+                continue;
+            }
+            Kind::Scheduled(_) => "scheduled",
+            Kind::Final(state) => state,
+        };
+        for (qn, n) in stored(state)? {
+            count += match kind {
+                Kind::Scheduled(1) => read::due_count(conn, &qn, now)?.min(n),
+                Kind::Scheduled(2) => n - read::due_count(conn, &qn, now)?.min(n),
+                _ => n,
+            };
         }
     }
     Ok(Total { count, exact: true })
@@ -463,22 +471,24 @@ pub(super) fn apply(
             out.push(ActionResult::NotFound);
             continue;
         };
-        let Some((state, queue, _)) = look(conn, dbid, now)? else {
+        let Some(job) = look(conn, dbid, now)? else {
             out.push(ActionResult::NotFound);
             continue;
         };
+        let state = job.state;
         if !action.applies_to(state) || (!only.is_empty() && !only.contains(&state)) {
             out.push(ActionResult::Skipped(state));
             continue;
         }
+        // Retry and cancel take the job as just read: one look-up per job.
         out.push(match action {
-            AdminAction::Retry => match retry(conn, id, now, fx)? {
+            AdminAction::Retry => match retry_job(conn, dbid, job, now, fx)? {
                 RetryOutcome::Retried => ActionResult::Applied,
                 RetryOutcome::NotFound => ActionResult::NotFound,
                 RetryOutcome::NotRetryable(s) => ActionResult::Skipped(s),
                 RetryOutcome::UniqueConflict(holder) => ActionResult::UniqueConflict(holder),
             },
-            AdminAction::Cancel => match cancel(conn, id, now)? {
+            AdminAction::Cancel => match cancel_job(conn, dbid, job, now, fx)? {
                 CancelOutcome::Cancelled => ActionResult::Applied,
                 CancelOutcome::NotFound => ActionResult::NotFound,
                 CancelOutcome::AlreadyFinal(s) => ActionResult::Skipped(s),
@@ -489,16 +499,18 @@ pub(super) fn apply(
                     floor_raised = true;
                 }
                 exec(conn, "DELETE FROM kosh_jobs WHERE id = ?1", [dbid])?;
+                fx.count(&job.queue, job.stored, -1);
                 ActionResult::Applied
             }
             AdminAction::Promote => {
-                exec(
+                let n = exec(
                     conn,
                     "UPDATE kosh_jobs SET state = 'ready', run_at = ?2 \
                      WHERE id = ?1 AND state = 'scheduled'",
                     params![dbid, now.as_millis()],
                 )?;
-                fx.wake(&queue);
+                fx.moved(&job.queue, JobState::Scheduled, JobState::Ready, n as i64);
+                fx.wake(&job.queue);
                 ActionResult::Applied
             }
         });

@@ -27,25 +27,48 @@ pub(super) fn get(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option
     }
 }
 
-/// The counts per queue and state, each part read from its partial index rather than the
-/// table: the final states (most of a big store) are counted in `kosh_jobs_final`, which is
-/// in (queue, state) order, so no row is read and no sort is needed. A job has `finished_at`
-/// exactly when it is in a final state (set when it finishes, cleared when it is retried).
-/// A due scheduled job counts as ready.
-pub(super) const COUNTS: &str = "SELECT queue, state, count(*) FROM kosh_jobs \
-     WHERE finished_at IS NOT NULL GROUP BY queue, state \
-     UNION ALL SELECT queue, 'ready', count(*) FROM kosh_jobs WHERE state = 'ready' GROUP BY queue \
-     UNION ALL SELECT queue, CASE WHEN run_at <= ?1 THEN 'ready' ELSE 'scheduled' END AS s, \
-     count(*) FROM kosh_jobs INDEXED BY kosh_jobs_scheduled WHERE state = 'scheduled' \
-     GROUP BY queue, s \
-     UNION ALL SELECT queue, 'running', count(*) FROM kosh_jobs WHERE state = 'running' \
-     GROUP BY queue";
+/// The counts per queue and state, as stored in `kosh_counts` (changed in the transaction
+/// of every change, schema version 4): a few rows however many jobs are stored. A count that
+/// fell to 0 keeps its row, so rows without jobs are skipped. Running jobs are in the
+/// `ready` row ([`super::counted_as`]).
+pub(super) const COUNTS: &str = "SELECT queue, state, n FROM kosh_counts WHERE n > 0";
 
-/// Counts per queue and state (due scheduled jobs count as ready), plus paused queues.
+/// The queue of each running job: one per lease held, through the lease index.
+pub(super) const RUNNING: &str = "SELECT queue FROM kosh_jobs \
+     WHERE state = 'running' AND lease_expires_at IS NOT NULL";
+
+/// The scheduled jobs of queue ?1 that are due at ?2: readers count them as ready. A range
+/// of `kosh_jobs_scheduled`, normally short: reserve promotes due jobs to ready.
+pub(super) const DUE_COUNT: &str = "SELECT count(*) FROM kosh_jobs \
+     WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2";
+
+/// The scheduled jobs of `queue` due at `now`.
+pub(super) fn due_count(conn: &Connection, queue: &str, now: Timestamp) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(DUE_COUNT)
+        .and_then(|mut s| s.query_row(params![queue, now.as_millis()], |r| r.get(0)))
+        .map_err(sql_err)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Counts per queue and state (due scheduled jobs count as ready), plus paused queues, all
+/// read from one snapshot of the database.
 pub(super) fn counts(conn: &Connection, now: Timestamp) -> Result<Vec<QueueCounts>> {
+    // A savepoint is a read transaction on the reader, and nests in the writer's
+    // transaction (an in-memory database has no reader).
+    conn.execute_batch("SAVEPOINT kosh_counts")
+        .map_err(sql_err)?;
+    let result = counts_now(conn, now);
+    let end = conn.execute_batch("RELEASE kosh_counts").map_err(sql_err);
+    let counts = result?;
+    end?;
+    Ok(counts)
+}
+
+fn counts_now(conn: &Connection, now: Timestamp) -> Result<Vec<QueueCounts>> {
     let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(COUNTS).map_err(sql_err)?;
-    let mut rows = stmt.query([now.as_millis()]).map_err(sql_err)?;
+    let mut rows = stmt.query([]).map_err(sql_err)?;
     while let Some(r) = rows.next().map_err(sql_err)? {
         let queue: String = r.get(0).map_err(sql_err)?;
         let state: String = r.get(1).map_err(sql_err)?;
@@ -55,6 +78,25 @@ pub(super) fn counts(conn: &Connection, now: Timestamp) -> Result<Vec<QueueCount
             .entry(queue.clone())
             .or_insert_with(|| QueueCounts::empty(queue));
         *entry.get_mut(state) += u64::try_from(n).unwrap_or(0);
+    }
+    let mut stmt = conn.prepare_cached(RUNNING).map_err(sql_err)?;
+    let mut rows = stmt.query([]).map_err(sql_err)?;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let queue: String = r.get(0).map_err(sql_err)?;
+        if let Some(c) = by_queue.get_mut(&queue) {
+            // The stored `ready` row counts it too.
+            if c.ready > 0 {
+                c.ready -= 1;
+                c.running += 1;
+            }
+        }
+    }
+    for c in by_queue.values_mut() {
+        if c.scheduled > 0 {
+            let due = due_count(conn, &c.queue, now)?.min(c.scheduled);
+            c.scheduled -= due;
+            c.ready += due;
+        }
     }
     let mut stmt = conn
         .prepare_cached("SELECT name FROM kosh_queues WHERE paused = 1")
