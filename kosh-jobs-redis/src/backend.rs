@@ -19,9 +19,10 @@ use kosh_jobs_core::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::coalesce;
 use crate::error::RedisError;
 use crate::io::IoThread;
-use crate::ops::Shared;
+use crate::ops::{check_job, Shared};
 use crate::options::RedisOptions;
 
 /// Jobs in Redis (standalone or Cluster, plain or TLS), for many workers on many machines.
@@ -53,6 +54,8 @@ struct Inner {
     clock: Clock,
     prefix: String,
     addrs: Vec<String>,
+    /// Lifecycle events, when carried.
+    events: Option<Arc<crate::events::Events>>,
     // Last field: stopping the thread cancels what still runs there.
     io: IoThread,
 }
@@ -91,6 +94,7 @@ impl RedisBackend {
     /// | `keep_completed_for` | age after which completed jobs are deleted: `30m`, `24h`, `7d`, or `none` | `24h` |
     /// | `keep_completed_max` | completed jobs kept per queue, or `none` | `10000` |
     /// | `ca_file` | `rediss://` only: a PEM file of the CA certificates to trust instead of the web PKI roots (a private CA), read when the options are built; percent-encoded | web PKI roots |
+    /// | `coalesce_enqueues` | `true` or `false`: single enqueues made while another is in flight share one script call | `true` |
     ///
     /// An unknown option or a bad value fails with [`RedisError::Config`]
     /// ([`kosh_jobs_core::Error::InvalidInput`]) naming the option. A server that cannot be
@@ -134,12 +138,19 @@ impl RedisBackend {
         let io = IoThread::start()?;
         let opts = options.clone();
         let shared = io.run(Shared::connect(opts)).await?;
+        let events = if options.events {
+            let events = crate::events::Events::start(&options, shared.conn.clone(), io.handle())?;
+            Some(Arc::new(events))
+        } else {
+            None
+        };
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 shared,
                 clock: options.clock.clone(),
                 prefix: options.prefix.clone(),
                 addrs: options.addrs(),
+                events,
                 io,
             }),
         })
@@ -162,6 +173,21 @@ impl RedisBackend {
     fn shared(&self) -> Arc<Shared> {
         self.inner.shared.clone()
     }
+
+    /// One job, sent at once if no enqueue is in flight, else with the others that waited
+    /// for it (see `coalesce`). A bad job fails here, alone.
+    async fn push_coalesced(&self, job: NewJob) -> Result<Enqueued, BackendError> {
+        check_job(&job)?;
+        let (start, result) = self.inner.shared.coalescer.add(job);
+        if start {
+            self.inner.io.spawn(coalesce::send_waiting(self.shared()));
+        }
+        match result.await {
+            Ok(r) => r.map_err(BackendError::from),
+            // The sending task ended without an answer: the backend is stopping.
+            Err(_) => Err(RedisError::Stopped.into()),
+        }
+    }
 }
 
 #[async_trait]
@@ -170,9 +196,35 @@ impl Backend for RedisBackend {
         &self.inner.clock
     }
 
-    async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
+    fn events_enabled(&self) -> bool {
+        self.inner.events.is_some()
+    }
+
+    fn publish_events(&self, events: Vec<kosh_jobs_core::events::JobEvent>) {
+        if let Some(e) = &self.inner.events {
+            e.publish(events);
+        }
+    }
+
+    async fn subscribe_events(&self) -> Result<kosh_jobs_core::events::EventFeed, BackendError> {
+        let Some(events) = self.inner.events.clone() else {
+            return Err(BackendError::InvalidInput(
+                "lifecycle events are off for this Redis backend: add `events=true` to its url \
+                 or call `RedisOptions::builder(url).events(true)`"
+                    .into(),
+            ));
+        };
+        self.run(async move { events.subscribe().await }).await
+    }
+
+    async fn push(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
+        }
+        if jobs.len() == 1 && self.inner.shared.coalesce_enqueues {
+            if let Some(job) = jobs.pop() {
+                return self.push_coalesced(job).await.map(|e| vec![e]);
+            }
         }
         self.run(self.shared().push(jobs)).await
     }

@@ -161,6 +161,7 @@ fn outcome_of(code: &str) -> Option<AttemptOutcome> {
         "l" => AttemptOutcome::LeaseExpired,
         "x" => AttemptOutcome::Released,
         "k" => AttemptOutcome::Cancelled,
+        "s" => AttemptOutcome::Snoozed,
         _ => return None,
     })
 }

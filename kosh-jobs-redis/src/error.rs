@@ -145,6 +145,50 @@ impl RedisError {
         })
     }
 
+    /// A copy of this error for another caller of the same call (the jobs of a coalesced
+    /// enqueue share one script call and so its error): the same variant, so it converts
+    /// into the same [`BackendError`] kind, with the source's messages kept as text.
+    pub(crate) fn copy_for_caller(&self) -> RedisError {
+        fn reason(e: &RedisError) -> BoxError {
+            use std::error::Error as _;
+            let mut parts = Vec::new();
+            let mut next = e.source();
+            while let Some(s) = next {
+                parts.push(s.to_string());
+                next = s.source();
+            }
+            parts.join(": ").into()
+        }
+        match self {
+            RedisError::Config(s) => RedisError::Config(s.clone()),
+            RedisError::Unreachable { addr, .. } => RedisError::Unreachable {
+                addr: addr.clone(),
+                source: reason(self),
+            },
+            RedisError::PermissionDenied { addr, .. } => RedisError::PermissionDenied {
+                addr: addr.clone(),
+                source: reason(self),
+            },
+            RedisError::UntrustedCertificate {
+                addr, reason: r, ..
+            } => RedisError::UntrustedCertificate {
+                addr: addr.clone(),
+                reason: r.clone(),
+                source: reason(self),
+            },
+            RedisError::ConnectionLost(_) => RedisError::ConnectionLost(reason(self)),
+            RedisError::OutOfMemory(_) => RedisError::OutOfMemory(reason(self)),
+            RedisError::Command(_) => RedisError::Command(reason(self)),
+            RedisError::Protocol(s) => RedisError::Protocol(s.clone()),
+            RedisError::Incompatible(s) => RedisError::Incompatible(s.clone()),
+            RedisError::InvalidInput(s) => RedisError::InvalidInput(s.clone()),
+            RedisError::Thread(e) => {
+                RedisError::Thread(std::io::Error::new(e.kind(), e.to_string()))
+            }
+            RedisError::Stopped => RedisError::Stopped,
+        }
+    }
+
     /// Classifies an error of the `redis` crate from the server at `addr`.
     pub(crate) fn from_redis(e: redis::RedisError, addr: &str) -> Self {
         // Before the connection check: a cluster reports refused credentials of its seed

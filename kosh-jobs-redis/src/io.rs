@@ -52,6 +52,11 @@ impl IoThread {
         })
     }
 
+    /// The I/O thread's runtime.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Runs `fut` on the I/O thread; the result can be awaited from anywhere.
     pub(crate) fn run<T, F>(&self, fut: F) -> impl Future<Output = Result<T, RedisError>>
     where
@@ -68,6 +73,16 @@ impl IoThread {
                 Err(_) => Err(RedisError::Stopped),
             }
         }
+    }
+}
+
+impl IoThread {
+    /// Starts `fut` on the I/O thread without waiting for it.
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.handle.spawn(fut));
     }
 }
 

@@ -24,7 +24,8 @@
 //! | `{prefix:queue}:tpm` | zset | the minutes `tp` holds (score = member = minute start), to drop old ones |
 //! | `{prefix:queue}:ready` | zset | ready jobs, score `-priority`, ties by member (= enqueue order) |
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
-//! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query) |
+//! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query); the deadline + 0.5 once a heartbeat marked the attempt started |
+//! | `{prefix:queue}:uns` | hash | member → how many of its leases expired before the attempt started (given back, at most `MAX_UNSTARTED_EXPIRIES`); only jobs that had one |
 //! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts) |
 //! | `{prefix:queue}:t:<state>` | zset | final states by `finished_at` (purge, retention) |
 //! | `{prefix}:uniq` (cluster: `{prefix:queue}:uniq`) | hash | unique key → job ref of the live job holding it |
@@ -57,10 +58,15 @@ use kosh_jobs_core::JobId;
 /// Schedules (`cron`, `crondue`, `cronids`) came within layout 4: older versions of layout 4
 /// never read those keys (they store no schedules), and this one reads a prefix without them
 /// as one without schedules, so nothing is misread and the layout stays 4.
-pub(crate) const LAYOUT: i64 = 4;
+///
+/// Layout 5 leaves default fields out of a job's spec and writes its `run_at` relative to its
+/// `created_at` (see `spec`), which older versions would misread; its own specs of layout 4
+/// (all fields, `run_at` absolute) it reads as they are, so it upgrades a layout-4 prefix in
+/// place, like a layout-3 one.
+pub(crate) const LAYOUT: i64 = 5;
 
-/// The older layout this version reads as it is and upgrades (by rewriting the marker).
-pub(crate) const UPGRADABLE: i64 = 3;
+/// The older layouts this version reads as they are and upgrades (by rewriting the marker).
+pub(crate) const UPGRADABLE: &[i64] = &[3, 4];
 
 /// Bits of a [`JobId`] that hold the queue index.
 const QUEUE_BITS: u32 = 16;

@@ -31,6 +31,9 @@
 //!   jobs by `run_at`.
 //! - Reserve and completion handle batches in one script; concurrent calls share one
 //!   multiplexed connection and so are pipelined.
+//! - Single enqueues made while another is in flight (many tasks enqueuing at once) are sent
+//!   together, one script call per queue, each caller keeping its own id or error; a lone
+//!   enqueue is sent at once. [`RedisOptionsBuilder::coalesce_enqueues`] turns it off.
 //! - Idle workers block in `BLPOP` on a per-queue wake-up list with a long timeout (until the
 //!   next scheduled job is due), so an idle worker sends only a few commands a minute.
 //! - Completed jobs are deleted after 24 hours, and beyond 10,000 per queue (configurable, see
@@ -51,9 +54,11 @@
 
 mod admin;
 mod backend;
+mod coalesce;
 mod conn;
 mod decode;
 mod error;
+mod events;
 mod io;
 mod keys;
 mod ops;

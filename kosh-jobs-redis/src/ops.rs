@@ -14,6 +14,7 @@ use kosh_jobs_core::{
 use redis::Value;
 use tracing::warn;
 
+use crate::coalesce::Coalescer;
 use crate::conn::{Conn, ScriptArgs};
 use crate::decode::{
     array, bad, int, job_record, opt_int, opt_json, req_int, req_text, take_text, text,
@@ -64,6 +65,10 @@ pub(crate) struct Shared {
     worker_numbers: Mutex<HashMap<String, HashMap<u16, String>>>,
     /// Schedule id → its queue, as this process last read the index (see `schedule_fire`).
     schedule_queues: Mutex<HashMap<String, String>>,
+    /// Single enqueues waiting to share a call (see `coalesce`).
+    pub(crate) coalescer: Coalescer,
+    /// Whether single enqueues go through `coalescer`.
+    pub(crate) coalesce_enqueues: bool,
 }
 
 /// Items of one queue: the queue, their places in the caller's batch, the items.
@@ -79,6 +84,20 @@ fn millis(d: Duration) -> i64 {
 
 fn check_queue(q: &str) -> Result<(), RedisError> {
     validate_queue_name(q).map_err(RedisError::InvalidInput)
+}
+
+/// What is checked of a job before it is sent (the whole batch is refused for one bad job;
+/// a coalesced enqueue checks its own job before it joins the others).
+pub(crate) fn check_job(j: &NewJob) -> Result<(), RedisError> {
+    check_queue(&j.queue)?;
+    validate_job_name(&j.name).map_err(RedisError::InvalidInput)?;
+    if j.max_attempts == 0 {
+        return Err(RedisError::InvalidInput(format!(
+            "job `{}`: max_attempts must be at least 1",
+            j.name
+        )));
+    }
+    Ok(())
 }
 
 impl Shared {
@@ -101,6 +120,8 @@ impl Shared {
             timeout: opts.timeout,
             worker_numbers: Mutex::new(HashMap::new()),
             schedule_queues: Mutex::new(HashMap::new()),
+            coalescer: Coalescer::default(),
+            coalesce_enqueues: opts.coalesce_enqueues,
         };
         shared.check_layout(&opts.prefix).await?;
         shared.check_eviction_policy().await;
@@ -133,7 +154,7 @@ impl Shared {
         match found {
             None => Ok(()),
             Some(l) if l == LAYOUT => Ok(()),
-            Some(l) if l == UPGRADABLE => {
+            Some(l) if UPGRADABLE.contains(&l) => {
                 // Its keys read as they are; only processes of older versions cannot read
                 // what this one writes, and the new marker keeps them out.
                 let mut set = redis::cmd("SET");
@@ -211,14 +232,7 @@ impl Shared {
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, RedisError> {
         for j in &jobs {
-            check_queue(&j.queue)?;
-            validate_job_name(&j.name).map_err(RedisError::InvalidInput)?;
-            if j.max_attempts == 0 {
-                return Err(RedisError::InvalidInput(format!(
-                    "job `{}`: max_attempts must be at least 1",
-                    j.name
-                )));
-            }
+            check_job(j)?;
         }
         // The batch's queues in order of first appearance, and each job's place among them.
         let mut queues: Vec<String> = Vec::new();
@@ -570,6 +584,13 @@ impl Shared {
                         }
                         Outcome::Failed { error, kind } => {
                             args.str(failure_kind("f", kind)).str(error);
+                        }
+                        Outcome::Snooze { until } => {
+                            let at = until.as_millis();
+                            if at > now {
+                                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                            }
+                            args.str("ss").str("").int(at);
                         }
                     }
                 }

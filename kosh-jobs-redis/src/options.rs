@@ -28,8 +28,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// (Upstash, Redis Cloud, ElastiCache with in-transit encryption), and
 /// `redis+cluster://host1:port1,host2:port2` / `rediss+cluster://…` for Redis Cluster (more
 /// seed nodes also with [`RedisOptionsBuilder::cluster_node`]). The query string sets
-/// `prefix`, `timeout`, `keep_completed_for`, `keep_completed_max` and `ca_file` (a private
-/// CA for `rediss://`, read when the options are built); the full grammar is on
+/// `prefix`, `timeout`, `keep_completed_for`, `keep_completed_max`, `ca_file` (a private
+/// CA for `rediss://`, read when the options are built) and `events` (`true` to carry
+/// lifecycle [events](kosh_jobs_core::events)); the full grammar is on
 /// [`RedisBackend::connect`](crate::RedisBackend::connect). A builder method wins over the
 /// same option in the URL. Neither `Debug` nor any error shows the password.
 ///
@@ -64,6 +65,8 @@ pub struct RedisOptions {
     pub(crate) keep_completed_for: Option<Duration>,
     pub(crate) keep_completed_max: Option<u64>,
     pub(crate) tls_root_cert: Option<Vec<u8>>,
+    pub(crate) coalesce_enqueues: bool,
+    pub(crate) events: bool,
 }
 
 /// One server address with its credentials.
@@ -146,6 +149,8 @@ impl RedisOptions {
             keep_completed_for: None,
             keep_completed_max: None,
             tls_root_cert: None,
+            coalesce_enqueues: None,
+            events: None,
         }
     }
 
@@ -183,6 +188,17 @@ impl RedisOptions {
     pub fn keep_completed_max(&self) -> Option<u64> {
         self.keep_completed_max
     }
+
+    /// Whether single enqueues made while another enqueue is in flight share one script
+    /// call (see [`RedisOptionsBuilder::coalesce_enqueues`]).
+    pub fn coalesce_enqueues(&self) -> bool {
+        self.coalesce_enqueues
+    }
+
+    /// Whether lifecycle events are carried.
+    pub fn events(&self) -> bool {
+        self.events
+    }
 }
 
 impl fmt::Debug for RedisOptions {
@@ -195,6 +211,8 @@ impl fmt::Debug for RedisOptions {
             .field("timeout", &self.timeout)
             .field("keep_completed_for", &self.keep_completed_for)
             .field("keep_completed_max", &self.keep_completed_max)
+            .field("coalesce_enqueues", &self.coalesce_enqueues)
+            .field("events", &self.events)
             .field(
                 "tls_root_cert",
                 &self.tls_root_cert.as_ref().map(|_| "<pem>"),
@@ -229,6 +247,8 @@ pub struct RedisOptionsBuilder {
     keep_completed_for: Option<Option<Duration>>,
     keep_completed_max: Option<Option<u64>>,
     tls_root_cert: Option<Vec<u8>>,
+    coalesce_enqueues: Option<bool>,
+    events: Option<bool>,
 }
 
 impl fmt::Debug for RedisOptionsBuilder {
@@ -287,6 +307,26 @@ impl RedisOptionsBuilder {
     /// limit. Default 10,000.
     pub fn keep_completed_max(mut self, count: Option<u64>) -> Self {
         self.keep_completed_max = Some(count);
+        self
+    }
+
+    /// Whether single-job enqueues that arrive while another enqueue is in flight are
+    /// gathered into one script call per queue (per slot on a cluster), each caller still
+    /// getting its own id, `existing` flag or error. Default `true`: many tasks enqueuing one
+    /// job each (a busy web process) then approach the speed of a batch, and a lone enqueue
+    /// is sent at once, never held back. `false` sends every enqueue as its own call. The
+    /// URL option is `coalesce_enqueues=false`.
+    pub fn coalesce_enqueues(mut self, on: bool) -> Self {
+        self.coalesce_enqueues = Some(on);
+        self
+    }
+
+    /// Carries lifecycle [events](kosh_jobs_core::events) (Redis pub/sub: one `PUBLISH` per
+    /// batch of events, sent without waiting; one connection per subscription). Off by
+    /// default, so a worker sends no command for them; the URL option `events=true` does the
+    /// same.
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = Some(on);
         self
     }
 
@@ -384,6 +424,11 @@ impl RedisOptionsBuilder {
                 .or(query.keep_completed_max)
                 .unwrap_or(Some(DEFAULT_KEEP_COMPLETED_MAX)),
             tls_root_cert,
+            coalesce_enqueues: self
+                .coalesce_enqueues
+                .or(query.coalesce_enqueues)
+                .unwrap_or(true),
+            events: self.events.or(query.events).unwrap_or(false),
         })
     }
 }
@@ -478,8 +523,17 @@ mod tests {
     #[test]
     fn url_options_apply_and_builder_methods_win() {
         let url =
-            "redis://h/1?prefix=from-url&timeout=2s&keep_completed_for=1h&keep_completed_max=7";
+            "redis://h/1?prefix=from-url&timeout=2s&keep_completed_for=1h&keep_completed_max=7&coalesce_enqueues=false";
+        assert!(RedisOptions::from_url("redis://h")
+            .unwrap()
+            .coalesce_enqueues());
         let o = RedisOptions::from_url(url).unwrap();
+        assert!(!o.coalesce_enqueues());
+        assert!(RedisOptions::builder(url)
+            .coalesce_enqueues(true)
+            .build()
+            .unwrap()
+            .coalesce_enqueues());
         assert_eq!(o.prefix(), "from-url");
         assert_eq!(o.timeout(), Duration::from_secs(2));
         assert_eq!(o.keep_completed_for(), Some(Duration::from_secs(3600)));

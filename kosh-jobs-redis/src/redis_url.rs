@@ -13,6 +13,8 @@ pub(crate) const QUERY_KEYS: &[&str] = &[
     "keep_completed_for",
     "keep_completed_max",
     "ca_file",
+    "coalesce_enqueues",
+    "events",
 ];
 
 /// What one URL says.
@@ -35,6 +37,10 @@ pub(crate) struct UrlQuery {
     /// A PEM file of root certificates to trust for `rediss://` (a private CA), read when
     /// the options are built.
     pub(crate) ca_file: Option<String>,
+    /// Whether concurrent single enqueues share script calls.
+    pub(crate) coalesce_enqueues: Option<bool>,
+    /// Whether lifecycle events are carried (`events=true`).
+    pub(crate) events: Option<bool>,
 }
 
 impl UrlQuery {
@@ -44,6 +50,8 @@ impl UrlQuery {
             && self.keep_completed_for.is_none()
             && self.keep_completed_max.is_none()
             && self.ca_file.is_none()
+            && self.coalesce_enqueues.is_none()
+            && self.events.is_none()
     }
 }
 
@@ -210,6 +218,20 @@ fn parse_query(url: &url::Url) -> Result<UrlQuery, RedisError> {
                 }
                 q.ca_file = Some(value.clone().into_owned())
             }
+            "coalesce_enqueues" => {
+                q.coalesce_enqueues = Some(match value.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("`true` or `false`")),
+                })
+            }
+            "events" => {
+                q.events = Some(match value.as_ref() {
+                    "true" | "on" | "1" => true,
+                    "false" | "off" | "0" => false,
+                    _ => return Err(bad("`true` or `false`")),
+                })
+            }
             _ => {
                 return Err(invalid(format!(
                     "unknown option `{key}` in the redis url; the options are {}",
@@ -360,10 +382,15 @@ mod tests {
                 "redis://:pw@h?colour=red",
                 &[
                     "`colour`",
-                    "prefix, timeout, keep_completed_for, keep_completed_max, ca_file",
+                    "prefix, timeout, keep_completed_for, keep_completed_max, ca_file, \
+                     coalesce_enqueues",
                 ][..],
             ),
             ("redis://:pw@h?timeout=2", &["`timeout`", "`500ms`", "`2`"]),
+            (
+                "redis://:pw@h?coalesce_enqueues=no",
+                &["`coalesce_enqueues`", "`true` or `false`", "`no`"],
+            ),
             ("redis://:pw@h?timeout=", &["`timeout`"]),
             ("redis://:pw@h?timeout", &["`timeout`"]),
             (

@@ -149,6 +149,15 @@ fn assemble(lib: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_scripts_bound_on_unstarted_expiries_is_the_contracts() {
+        let line = format!(
+            "local MAX_UNSTARTED = {}\n",
+            kosh_jobs_core::backend::MAX_UNSTARTED_EXPIRIES
+        );
+        assert!(include_str!("scripts/lib.lua").contains(&line));
+    }
+
+    #[test]
     fn every_script_has_a_distinct_sha() {
         let all = super::all();
         let mut shas: Vec<_> = all.iter().map(|s| s.sha().to_owned()).collect();

@@ -6,11 +6,20 @@
 //! unique key, the name and the payload (lengths in bytes). The scripts read the header with
 //! one pattern (`spec_fields` in `lib.lua`); a spec starts with `0` exactly when it has no
 //! unique key.
+//!
+//! Defaults are not stored (layout 5, to save memory on every job): an empty priority is 0,
+//! an empty max attempts is [`DEFAULT_MAX_ATTEMPTS`], and `run_at` is written relative to
+//! `created_at` with its sign (`-3`, `+60000`), empty when equal. Specs of layout 4 and
+//! before, whose `run_at` is an absolute time (digits without a sign) and whose fields are
+//! all written, read as they are.
 
 use kosh_jobs_core::Timestamp;
 
 use crate::decode::bad;
 use crate::error::RedisError;
+
+/// The max attempts a spec leaves empty (the default of `NewJob`).
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// The fields of a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +48,20 @@ pub(crate) fn encode(
     let mut s = String::with_capacity(48 + u.len() + name.len() + payload.len());
     use std::fmt::Write;
     // Writing to a String cannot fail.
-    let _ = write!(
-        s,
-        "{},{},{},{},{},{}|",
-        u.len(),
-        name.len(),
-        priority,
-        max_attempts,
-        created_at.as_millis(),
-        run_at.as_millis()
-    );
+    let _ = write!(s, "{},{},", u.len(), name.len());
+    if priority != 0 {
+        let _ = write!(s, "{priority}");
+    }
+    s.push(',');
+    if max_attempts != DEFAULT_MAX_ATTEMPTS {
+        let _ = write!(s, "{max_attempts}");
+    }
+    let _ = write!(s, ",{},", created_at.as_millis());
+    let delta = run_at.as_millis().saturating_sub(created_at.as_millis());
+    if delta != 0 {
+        let _ = write!(s, "{delta:+}");
+    }
+    s.push('|');
     s.push_str(u);
     s.push_str(name);
     s.push_str(payload);
@@ -63,10 +76,27 @@ pub(crate) fn decode(spec: &str) -> Result<Spec, RedisError> {
     let mut next = || f.next().ok_or_else(malformed);
     let ul: usize = next()?.parse().map_err(|_| malformed())?;
     let nl: usize = next()?.parse().map_err(|_| malformed())?;
-    let priority: i32 = next()?.parse().map_err(|_| malformed())?;
-    let max_attempts: u32 = next()?.parse().map_err(|_| malformed())?;
+    let priority: i32 = match next()? {
+        "" => 0,
+        p => p.parse().map_err(|_| malformed())?,
+    };
+    let max_attempts: u32 = match next()? {
+        "" => DEFAULT_MAX_ATTEMPTS,
+        m => m.parse().map_err(|_| malformed())?,
+    };
     let created: i64 = next()?.parse().map_err(|_| malformed())?;
-    let run_at: i64 = next()?.parse().map_err(|_| malformed())?;
+    let run_at: i64 = match next()? {
+        "" => created,
+        // Layout 5: relative to created_at, with its sign.
+        d if d.starts_with(['+', '-']) => {
+            created.saturating_add(d.parse::<i64>().map_err(|_| malformed())?)
+        }
+        // Layout 4 and before: absolute.
+        a => a.parse().map_err(|_| malformed())?,
+    };
+    if f.next().is_some() {
+        return Err(malformed());
+    }
     let u = body.get(..ul).ok_or_else(malformed)?;
     let name = body.get(ul..ul + nl).ok_or_else(malformed)?;
     let payload = body.get(ul + nl..).ok_or_else(malformed)?;
@@ -120,6 +150,39 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_left_out_and_run_at_is_relative() {
+        let created = Timestamp::from_millis(1_764_800_000_000);
+        let s = encode(None, "noop", 0, 3, created, created, "{}");
+        assert_eq!(s, "0,4,,,1764800000000,|noop{}");
+        let d = decode(&s).unwrap();
+        assert_eq!((d.priority, d.max_attempts), (0, 3));
+        assert_eq!((d.created_at, d.run_at), (created, created));
+        let earlier = Timestamp::from_millis(1_764_799_999_998);
+        let s = encode(None, "noop", 0, 3, created, earlier, "{}");
+        assert_eq!(s, "0,4,,,1764800000000,-2|noop{}");
+        assert_eq!(decode(&s).unwrap().run_at, earlier);
+        let later = Timestamp::from_millis(1_764_800_060_000);
+        let s = encode(None, "noop", 0, 3, created, later, "{}");
+        assert_eq!(s, "0,4,,,1764800000000,+60000|noop{}");
+        assert_eq!(decode(&s).unwrap().run_at, later);
+    }
+
+    /// Specs written by layout 4 (every field, `run_at` absolute) read as they did.
+    #[test]
+    fn layout_4_specs_still_read() {
+        let d = decode("3,4,-2,3,1764800000000,1764800060000|keynoop{\"a\":1}").unwrap();
+        assert_eq!(d.unique_key.as_deref(), Some("key"));
+        assert_eq!(d.name, "noop");
+        assert_eq!((d.priority, d.max_attempts), (-2, 3));
+        assert_eq!(d.created_at, Timestamp::from_millis(1_764_800_000_000));
+        assert_eq!(d.run_at, Timestamp::from_millis(1_764_800_060_000));
+        assert_eq!(d.payload, "{\"a\":1}");
+        let d = decode("0,1,0,1,5,5|n{}").unwrap();
+        assert_eq!((d.priority, d.max_attempts), (0, 1));
+        assert_eq!(d.run_at, Timestamp::from_millis(5));
+    }
+
+    #[test]
     fn no_unique_key_starts_with_zero() {
         let t = Timestamp::from_millis(1);
         let s = encode(None, "n", 0, 1, t, t, "{}");
@@ -133,6 +196,9 @@ mod tests {
             "",
             "no header",
             "1,1,0,1,1|",
+            "0,1,0,1,1,1,1|n",
+            "0,1,0,1,,1|n",
+            "0,1,0,1,1,+x|n",
             "9,9,0,1,1,1|short",
             "a,1,0,1,1,1|xy",
             "1,1,0,1,1,1|\u{e9}x", // the unique key would end inside a character

@@ -110,6 +110,26 @@ fn fault_job(n: u64, extra: &str) -> NewJob {
     j
 }
 
+/// How many leases of `queue` a heartbeat marked started: it scores a lease its deadline
+/// + 0.5 (see `recover` in the scripts' lib.lua).
+async fn started_leases(url: &str, prefix: &str, queue: &str) -> usize {
+    let Ok(client) = redis::Client::open(url) else {
+        return 0;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return 0;
+    };
+    let scores: Vec<(String, String)> = redis::cmd("ZRANGE")
+        .arg(format!("{{{prefix}:{queue}}}:lease"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    scores.iter().filter(|(_, s)| s.ends_with(".5")).count()
+}
+
 async fn completed(b: &RedisBackend) -> u64 {
     b.counts()
         .await
@@ -153,6 +173,14 @@ async fn sigkill_mid_job_runs_again_on_another_worker() {
             .iter()
             .any(|e| e.0 == 0 && e.2 == pid_a)
     })
+    .await;
+    // Killed once the store knows the attempt started (A's first renewal): its expiry then
+    // counts. (Killed before, the attempt is given back: the conformance suite covers that.)
+    eventually(
+        "the store knows job 0 started",
+        Duration::from_secs(30),
+        || async { started_leases(&url, &prefix, "faults").await == 1 },
+    )
     .await;
     let mut a = a;
     a.kill().expect("SIGKILL worker A");

@@ -339,6 +339,9 @@ async fn a_finish_batch_with_stale_leases_applies_only_the_current_ones() {
     };
     // Job 0 is leased and its lease expires; it is leased again with a new token.
     let old = b.reserve(&short(1)).await.expect("reserve");
+    // Its handler starts (so the expiry counts the attempt).
+    let lost = b.heartbeat(&[old[0].lease], Duration::from_secs(5)).await;
+    assert!(lost.expect("heartbeat").is_empty());
     manual.advance(Duration::from_secs(6));
     let rest = reserve(&b, "q", 3).await;
     assert_eq!(rest.len(), 3, "job 0 is leased again, with jobs 1 and 2");
@@ -495,7 +498,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         .expect_err("another layout is refused");
         let msg = e.to_string();
         assert!(
-            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 4"),
+            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 5"),
             "{msg}"
         );
         assert!(matches!(
@@ -506,7 +509,7 @@ async fn keys_of_another_storage_layout_are_refused() {
 }
 
 /// Layout 3 (no worker in `run` entries, no attempt history) is read as it is and its marker
-/// upgraded to 4 at connect: its running jobs finish, with an attempt of unknown worker.
+/// upgraded at connect: its running jobs finish, with an attempt of unknown worker.
 #[tokio::test]
 async fn layout_3_is_upgraded_in_place() {
     let server = RedisServer::start(&[]);
@@ -541,7 +544,7 @@ async fn layout_3_is_upgraded_in_place() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "4"
+        "5"
     );
     let running = b.get(leased[0].id()).await.expect("get").expect("job");
     assert_eq!(running.state, JobState::Running);
@@ -554,6 +557,101 @@ async fn layout_3_is_upgraded_in_place() {
     let rec = b.get(leased[0].id()).await.expect("get").expect("job");
     assert_eq!(rec.state, JobState::Completed);
     assert_eq!(rec.attempts, 1);
+}
+
+/// Layout 4 wrote every field of a job's spec and its `run_at` as an absolute time; layout 5
+/// leaves defaults out and writes `run_at` relative to `created_at`. Specs as layout 4 wrote
+/// them are read as they are after the marker is upgraded at connect: priority, attempts
+/// allowed, unique key, run_at, and the scripts' own reading of them (a retry is allowed
+/// while attempts remain; the unique key is still held).
+#[tokio::test]
+async fn layout_4_specs_are_read_after_the_upgrade() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("layout-v4");
+    let b = backend(&server, &prefix).await;
+    let now = b.clock().now();
+    let mut ready = NewJob::new("mail", "q", r#"{"to":"a"}"#, now);
+    ready.priority = 2;
+    ready.max_attempts = 2;
+    ready.unique_key = Some("k1".into());
+    let later = now.saturating_add(Duration::from_secs(3600));
+    let scheduled = NewJob::new("report", "q", "{}", later);
+    let ids: Vec<_> = b
+        .push(vec![ready.clone(), scheduled.clone()])
+        .await
+        .expect("push")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    drop(b);
+    // Rewrite both specs as layout 4 wrote them.
+    let spec_key = format!("{{{prefix}:q}}:spec");
+    for (id, j) in ids.iter().zip([&ready, &scheduled]) {
+        let member = format!("{:016}", id.get() >> 16);
+        let current = raw_command(server.port, None, &["HGET", &spec_key, &member]);
+        let created: i64 = current
+            .split(',')
+            .nth(4)
+            .expect("created")
+            .parse()
+            .expect("ms");
+        let u = j.unique_key.as_deref().unwrap_or("");
+        let old = format!(
+            "{},{},{},{},{},{}|{u}{}{}",
+            u.len(),
+            j.name.len(),
+            j.priority,
+            j.max_attempts,
+            created,
+            j.run_at.as_millis(),
+            j.name,
+            j.payload
+        );
+        raw_command(server.port, None, &["HSET", &spec_key, &member, &old]);
+    }
+    raw_command(
+        server.port,
+        None,
+        &["SET", &format!("{{{prefix}}}:layout"), "4"],
+    );
+    let b = backend(&server, &prefix).await;
+    assert_eq!(
+        raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
+        "5"
+    );
+    let r = b.get(ids[0]).await.expect("get").expect("job");
+    assert_eq!((r.priority, r.max_attempts), (2, 2));
+    assert_eq!(r.unique_key.as_deref(), Some("k1"));
+    assert_eq!(
+        (r.name.as_str(), r.payload.as_str()),
+        ("mail", r#"{"to":"a"}"#)
+    );
+    assert_eq!(r.run_at, now);
+    let s = b.get(ids[1]).await.expect("get").expect("job");
+    assert_eq!(
+        (s.state, s.run_at, s.max_attempts),
+        (JobState::Scheduled, later, 3)
+    );
+    // The unique key is still held.
+    let again = b.push(vec![ready.clone()]).await.expect("push");
+    assert!(again[0].existing && again[0].id == ids[0]);
+    // Two attempts allowed: the first failure is retried, not final.
+    let leased = reserve(&b, "q", 1).await;
+    assert_eq!(leased[0].id(), ids[0]);
+    let retry = Finish {
+        lease: leased[0].lease,
+        outcome: Outcome::Retry {
+            error: "try again".into(),
+            retry_at: b.clock().now(),
+            kind: kosh_jobs_core::FailureKind::Error,
+        },
+    };
+    assert_eq!(
+        b.finish(vec![retry]).await.expect("finish"),
+        vec![FinishResult::Applied]
+    );
+    let r = b.get(ids[0]).await.expect("get").expect("job");
+    assert_eq!((r.state, r.attempts), (JobState::Ready, 1));
 }
 
 /// Redis at `maxmemory` with `noeviction` refuses writes. A push, which only adds, is refused
@@ -747,4 +845,47 @@ async fn a_bulk_retry_costs_the_same_commands_for_any_number_of_jobs() {
     );
     let c = b.counts().await.expect("counts");
     assert_eq!((c[0].ready, c[0].failed), (300, 0));
+}
+
+/// A job whose lease expired before its attempt started gets an entry in `uns` (its count of
+/// such expiries), and loses it when retention deletes the job: nothing is left behind.
+#[tokio::test]
+async fn the_count_of_unstarted_expiries_is_deleted_with_its_job() {
+    let server = RedisServer::start(&[]);
+    let (clock, manual) = kosh_jobs_core::Clock::manual();
+    let prefix = unique_prefix("uns");
+    let b = RedisBackend::connect_with(
+        RedisOptions::builder(server.url())
+            .prefix(&prefix)
+            .clock(clock)
+            .keep_completed_max(Some(0))
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let mut j = unique_job(&b, "q", None);
+    j.max_attempts = 1;
+    b.push(vec![j]).await.expect("push");
+    let uns = format!("{{{prefix}:q}}:uns");
+    // Leased, never started (no heartbeat), expired: given back and counted in `uns`.
+    let first = reserve(&b, "q", 1).await;
+    manual.advance(Duration::from_secs(31));
+    assert_eq!(b.recover_expired().await.expect("recover"), 1);
+    let member = format!("{:016}", first[0].id().get() >> 16);
+    assert_eq!(
+        raw_command(server.port, None, &["HGET", &uns, &member]).trim(),
+        "1"
+    );
+    // Leased again (attempt 1 again), completed, and deleted by retention with its count.
+    let again = reserve(&b, "q", 1).await;
+    assert_eq!(again[0].attempt, 1);
+    let r = b.finish(vec![done(again[0].lease)]).await.expect("finish");
+    assert_eq!(r, vec![FinishResult::Applied]);
+    assert!(b.get(again[0].id()).await.expect("get").is_none());
+    assert_eq!(
+        raw_command(server.port, None, &["HLEN", &uns]).trim(),
+        ":0",
+        "the job's count went with it"
+    );
 }

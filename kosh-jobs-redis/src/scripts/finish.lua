@@ -2,7 +2,9 @@
 -- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, the minute of
 --   now (its start, for the throughput counters), count of plain completions, then their leases ('<member>:<token>', completed without a result), then
 --   per other item: lease, kind, and for kind c: result JSON; f?: error; r?: error, retry_at,
---   where ? is the attempt's code in the history (r, f, t or p: see `archive`).
+--   where ? is the attempt's code in the history (r, f, t or p: see `archive`); ss: '' (no
+--   error), until (a snooze: waits again like a retry, but the attempt is not counted, as in
+--   `release`, and no error is kept).
 -- Returns one 1 (applied) or 0 (lease lost) per item, plain completions first.
 local now_s = ARGV[1]
 local now = tonumber(now_s)
@@ -26,7 +28,7 @@ while i <= nargs do
   kinds[o] = kind
   codes[o] = string.sub(kc, 2, 2)
   texts[o] = ARGV[i + 2]
-  if kind == 'r' then
+  if kind == 'r' or kind == 's' then
     ras[o] = ARGV[i + 3]
     i = i + 4
   else
@@ -87,9 +89,15 @@ for k = 1, n do
       if s then
         local pr, _, _, u = spec_fields(s)
         local r = redis.call('HGET', K_RUN, m)
-        local a = run_fields(r)
-        col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, text, now_s))
+        local a, started = run_fields(r)
         archive(m, r, codes[k - plain], now)
+        if kind == 's' then
+          a = a - 1
+          if a < 0 then a = 0 end
+          col_set(K_RUN, m, a .. ',' .. started .. ',')
+        else
+          col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, text, now_s))
+        end
         if kind == 'f' then
           to_failed(m, now_s, u)
           nf = nf + 1

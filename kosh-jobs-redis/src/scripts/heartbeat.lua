@@ -1,6 +1,7 @@
 -- heartbeat: extends current leases.
 -- ARGV: now, extend_ms, then leases ('<member>:<token>'). Returns 1 (extended) or 0 (lost) each.
-local le = string.format('%d', tonumber(ARGV[1]) + tonumber(ARGV[2]))
+-- The deadline + 0.5: a heartbeat marks the attempt started (see recover in lib.lua).
+local le = string.format('%d', tonumber(ARGV[1]) + tonumber(ARGV[2])) .. '.5'
 local ls = {}
 for i = 3, #ARGV do ls[#ls + 1] = ARGV[i] end
 -- Extending only leases that exist (XX) counts the ones it moved (CH): when that is all of

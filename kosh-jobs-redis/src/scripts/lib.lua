@@ -17,7 +17,9 @@
 local B = KEYS[1]
 local K_READY = B .. ':ready'     -- ZSET score -priority: ready jobs, in reserve order
 local K_SCHED = B .. ':sched'     -- ZSET score run_at: scheduled jobs
-local K_LEASE = B .. ':lease'     -- ZSET score lease deadline, member '<member>:<token>'
+local K_LEASE = B .. ':lease'     -- ZSET score lease deadline, member '<member>:<token>';
+                                  -- deadline + 0.5 once a heartbeat marked the attempt
+                                  -- started (see recover)
 local K_UNIQ = KEYS[2]            -- HASH unique key -> job ref of the live job holding it
 local K_PAUSED = B .. ':paused'   -- flag
 local K_WAKE = B .. ':wake'       -- LIST of wake-up tokens for blocked waiters
@@ -39,6 +41,8 @@ local K_WID = B .. ':wid'         -- HASH worker ids by number: 'n:<id>' -> w, w
 local K_TP = B .. ':tp'           -- HASH 'c<minute>' / 'f<minute>' -> jobs completed / failed
 local K_TPM = B .. ':tpm'         -- ZSET the minutes of K_TP (score = member = minute start, ms)
 local CHUNK = 1000                -- values per unpack(), far below Lua's limit
+-- kosh_jobs_core::backend::MAX_UNSTARTED_EXPIRIES (a test keeps the two equal).
+local MAX_UNSTARTED = 3
 local WAKE_MAX = 64
 -- Numbers given to redis.call are formatted with sprintf('%.17g') (some 2,000 instructions
 -- each, in Redis 7.0): arguments are passed as strings, written once where computed.
@@ -81,12 +85,23 @@ local function spec_has_unique(s) return string.byte(s, 1) ~= 48 end
 -- The fields of a spec the scripts use: priority, max attempts, run_at (numbers), unique key
 -- (or nil).
 local function spec_fields(s)
-  local ul, pr, ma, ra, at = string.match(s, '^(%d+),%d+,(-?%d+),(%d+),%d+,(%d+)|()')
+  local ul, pr, ma, cr, ra, at =
+    string.match(s, '^(%d+),%d+,(%-?%d*),(%d*),(%-?%d+),([%+%-]?%d*)|()')
   if not ul then return 0, 1, 0, nil end
   ul = tonumber(ul)
   local u = nil
   if ul > 0 then u = string.sub(s, at, at + ul - 1) end
-  return tonumber(pr), tonumber(ma), tonumber(ra), u
+  -- Layout 5 leaves defaults out (priority 0, 3 attempts) and writes run_at relative to
+  -- created_at, signed; layout 4 wrote run_at absolute, without a sign.
+  local c = string.byte(ra, 1)
+  if c == nil then
+    ra = tonumber(cr)
+  elseif c == 43 or c == 45 then
+    ra = tonumber(cr) + tonumber(ra)
+  else
+    ra = tonumber(ra)
+  end
+  return tonumber(pr) or 0, tonumber(ma) or 3, ra, u
 end
 
 -- Calls cmd key [pre...] v1 v2 ... over flat[first..last] (default: all of it), `step`
@@ -155,7 +170,7 @@ end
 -- Appends the attempt of `run` entry r, ended now (a number) as `code`, to job m's history of
 -- ended attempts (K_HIST): 'attempt,worker,started_at,duration_ms,code;' per attempt, oldest
 -- first, the latest 25 kept (admin::MAX_HISTORY). Codes: r retry scheduled, f failed, t timed
--- out, p panicked, l lease expired, x released, k cancelled (a completed attempt stays in
+-- out, p panicked, l lease expired, x released, k cancelled, s snoozed (a completed attempt stays in
 -- `run` and `fin`). Errors are not copied: the failed ones pair, from the end, with the job's
 -- `err` entries.
 local function archive(m, r, code, now)
@@ -247,6 +262,7 @@ local function next_due()
   local a = redis.call('ZRANGE', K_SCHED, '0', '0', 'WITHSCORES')[2]
   local b = redis.call('ZRANGE', K_LEASE, '0', '0', 'WITHSCORES')[2]
   if b == 'inf' then b = nil end -- only the marker
+  if b then b = string.match(b, '^%d+') end -- a started lease's deadline + 0.5
   if a and b then
     if tonumber(b) < tonumber(a) then return b end
     return a
@@ -368,37 +384,64 @@ local function allow_writes() redis.call('DEL', B .. ':never') end
 
 -- Moves jobs whose lease deadline is at or before now back to ready (or to failed when out of
 -- attempts), recording `lease expired`. `limit` is a string. Returns how many were recovered.
+--
+-- A heartbeat scores a lease its deadline + 0.5: that marks the attempt started, at no cost
+-- in memory or commands. A lease still on a whole number expired before its worker told the
+-- store its handler started (it died in between): its attempt is given back, nothing is
+-- recorded, and the job's count of such expiries (`uns`, kept only for jobs that had one) goes
+-- up, at most MAX_UNSTARTED times; past that, it counts like any other.
 local function recover(now_s, limit)
-  local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now_s, 'LIMIT', '0', limit)
+  local exp = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', now_s .. '.5', 'WITHSCORES',
+    'LIMIT', '0', limit)
   if #exp == 0 then return 0 end
   allow_writes()
   local now = tonumber(now_s)
   local rd = {}
   local nf = 0
-  for _, l in ipairs(exp) do
+  local ls = {}
+  local k_uns = B .. ':uns'
+  for i = 1, #exp, 2 do
+    local l = exp[i]
+    ls[#ls + 1] = l
     local m = lease_job(l)
     local s = redis.call('HGET', K_SPEC, m)
     if s then
       local pr, ma, _, u = spec_fields(s)
       local r = redis.call('HGET', K_RUN, m)
-      local a = run_fields(r)
-      col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, 'lease expired', now_s))
-      archive(m, r, 'l', now)
-      if a >= ma then
-        to_failed(m, now_s, u)
-        nf = nf + 1
-      else
+      local a, started = run_fields(r)
+      local given_back = false
+      if not string.find(exp[i + 1], '.', 1, true) then
+        local c = tonumber(redis.call('HGET', k_uns, m) or '0')
+        if c < MAX_UNSTARTED then
+          given_back = true
+          redis.call('HSET', k_uns, m, string.format('%d', c + 1))
+          a = a - 1
+          if a < 0 then a = 0 end
+          col_set(K_RUN, m, string.format('%d', a) .. ',' .. started .. ',')
+        end
+      end
+      if given_back then
         rd[#rd + 1] = string.format('%d', -pr)
         rd[#rd + 1] = m
+      else
+        col_set(K_ERR, m, with_error(redis.call('HGET', K_ERR, m), a, 'lease expired', now_s))
+        archive(m, r, 'l', now)
+        if a >= ma then
+          to_failed(m, now_s, u)
+          nf = nf + 1
+        else
+          rd[#rd + 1] = string.format('%d', -pr)
+          rd[#rd + 1] = m
+        end
       end
     end
   end
-  zrem_all(K_LEASE, exp)
+  zrem_all(K_LEASE, ls)
   zadd_all(K_READY, rd)
   ran_again(rd)
   wake(#rd / 2)
   if nf > 0 then count_ended('f', nf, string.format('%d', nf), now) end
-  return #exp
+  return #ls
 end
 
 -- Moves due scheduled jobs to ready (`now_s` and `limit` are strings). Returns how many.
@@ -427,6 +470,9 @@ local function delete_jobs(st, members, oldest)
   hdel_all(K_SPEC, members)
   hdel_all(K_RUN, members)
   hdel_all(K_FIN, members)
+  -- Unstarted expiries (see recover): kept only for jobs that had one, so usually no key.
+  local k_uns = B .. ':uns'
+  if redis.call('EXISTS', k_uns) == 1 then hdel_all(k_uns, members) end
   for _, k in ipairs({ K_RES, K_ERR, K_PG, K_RA }) do
     if redis.call('HLEN', k) > 1 then hdel_all(k, members) end
   end
@@ -515,7 +561,8 @@ local function records(ms, sts)
         end
         if st == 'running' then
           local le = redis.call('ZSCORE', K_LEASE, m .. ':' .. t)
-          if le then add('le', le) end
+          -- A started lease is scored its deadline + 0.5.
+          if le then add('le', string.match(le, '^%d+')) end
         end
         -- The latest attempt is still in `run` (not in the history of ended attempts)
         -- while it runs and once it completed.

@@ -86,7 +86,7 @@ local function in_errors(e)
   return false
 end
 local function matches(s, fin, err, st)
-  local ul, nl, cr, at = string.match(s, '^(%d+),(%d+),%-?%d+,%d+,(%-?%d+),%-?%d+|()')
+  local ul, nl, cr, at = string.match(s, '^(%d+),(%d+),%-?%d*,%d*,(%-?%d+),[%+%-]?%d*|()')
   if not ul then return false end
   ul, nl, cr = tonumber(ul), tonumber(nl), tonumber(cr)
   if name and string.sub(s, at + ul, at + ul + nl - 1) ~= name then return false end
