@@ -28,6 +28,9 @@ say() { printf '%s\n' "$*" >&2; }
 # A program on PATH (`type -P`: a shell builtin such as `kill` does not count).
 have() { type -P "$1" >/dev/null 2>&1; }
 
+# Debian's postgresql puts initdb in /usr/lib/postgresql/<version>/bin, not on PATH.
+have_initdb() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || have initdb; }
+
 # need PACKAGE CHECK...: the Debian package PACKAGE is missing unless CHECK succeeds.
 need() {
     local package=$1
@@ -44,6 +47,7 @@ check_needs() {
     need openssl         have openssl      # TLS tests make a private CA and certificates
     need procps          have kill         # fault tests signal worker processes
     need util-linux      have setpriv      # SQLite permission tests run a child as nobody
+    need postgresql      have_initdb       # Postgres tests make their own clusters (initdb)
     need chromium        have chromium     # dashboard browser tests: headless Chromium ...
     need chromium-driver have chromedriver # ... driven through WebDriver (kosh-jobs-web)
 }

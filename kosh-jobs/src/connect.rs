@@ -10,6 +10,7 @@ const SCHEMES: &[(&str, &str)] = &[
         "redis://, rediss://, redis+cluster://, rediss+cluster://",
         "redis",
     ),
+    ("postgres://, postgresql://", "postgres"),
 ];
 
 /// Opens the backend a URL names, so the same program runs on any backend by configuration:
@@ -19,6 +20,7 @@ const SCHEMES: &[(&str, &str)] = &[
 /// | `memory:` | [`MemoryBackend`](crate::memory::MemoryBackend), this process only | |
 /// | `sqlite://data/jobs.db` (missing folders are created), `sqlite:///abs/path.db`, `sqlite::memory:` | `sqlite::SqliteBackend` | `sqlite` |
 /// | `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS), `redis+cluster://host1:port1,host2:port2` | `redis::RedisBackend` | `redis` |
+/// | `postgres://[user:password@]host[:port]/database[?schema=kosh]`, `postgresql://…` | `postgres::PostgresBackend` | `postgres` |
 ///
 /// Options go in the query string where a backend has them, e.g.
 /// `redis://localhost:6379?prefix=myapp&timeout=2s`; see each backend's `connect` for its
@@ -56,6 +58,7 @@ pub async fn connect(url: &str) -> Result<AnyBackend, Error> {
         }
         "sqlite" => sqlite(url).await,
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => redis(url).await,
+        "postgres" | "postgresql" => postgres(url).await,
         "" => Err(Error::InvalidInput(format!(
             "job store URL `{url}` has no scheme; {}",
             known()
@@ -100,6 +103,19 @@ async fn redis(url: &str) -> Result<AnyBackend, Error> {
 #[cfg(not(feature = "redis"))]
 async fn redis(_url: &str) -> Result<AnyBackend, Error> {
     Err(feature_off("redis", "redis://"))
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<AnyBackend, Error> {
+    let backend = kosh_jobs_postgres::PostgresBackend::connect(url)
+        .await
+        .map_err(|e| Error::from(kosh_jobs_core::BackendError::from(e)))?;
+    Ok(AnyBackend::new(backend))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: &str) -> Result<AnyBackend, Error> {
+    Err(feature_off("postgres", "postgres://"))
 }
 
 #[allow(dead_code)] // unused when every backend feature is on

@@ -11,6 +11,7 @@
 //! | (always) | `memory:` | [`memory::MemoryBackend`], one process, for tests |
 //! | `sqlite` | `sqlite://path/jobs.db`, `sqlite::memory:` | `kosh_jobs::sqlite::SqliteBackend` |
 //! | `redis` | `redis://…`, `rediss://…`, `redis+cluster://…` | `kosh_jobs::redis::RedisBackend` |
+//! | `postgres` | `postgres://…?schema=kosh`, `postgresql://…` | `kosh_jobs::postgres::PostgresBackend` |
 //! | `macros` (default) | | the [`job`] attribute |
 //!
 //! See the crate's README for a quickstart.
@@ -31,6 +32,13 @@ pub use kosh_jobs_derive::job;
 pub mod sqlite {
     #[doc(inline)]
     pub use kosh_jobs_sqlite::*;
+}
+
+/// The Postgres backend (feature `postgres`): [`postgres::PostgresBackend`].
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    #[doc(inline)]
+    pub use kosh_jobs_postgres::*;
 }
 
 /// The Redis backend (feature `redis`): [`redis::RedisBackend`].

@@ -1,6 +1,7 @@
 //! The metrics of `kosh_jobs::metrics`, read back from a test recorder after a scripted run:
-//! three jobs completed, one retried then completed, one failed for good, one timed out, one
-//! whose lease was lost (it was cancelled while it ran); and the sampler's gauges.
+//! three jobs completed, one retried then completed, one snoozed then completed, one failed for
+//! good, one timed out, one whose lease was lost (it was cancelled while it ran); and the
+//! sampler's gauges.
 //!
 //! One test per process: a metrics recorder is global.
 
@@ -25,7 +26,7 @@ struct Signals {
 
 #[derive(Serialize, Deserialize)]
 struct Step {
-    /// ok, fail_once, fail or slow
+    /// ok, fail_once, snooze_once, fail or slow
     how: String,
 }
 
@@ -33,6 +34,10 @@ struct Step {
 async fn step(job: Step, ctx: kosh_jobs::JobContext<Signals>) -> Result<(), JobError> {
     match job.how.as_str() {
         "fail_once" if ctx.attempt() == 1 => Err(JobError::retryable("first try fails")),
+        "snooze_once" if ctx.checkpoint().is_none() => {
+            ctx.progress("snoozed").await?;
+            Err(JobError::snooze(Duration::ZERO))
+        }
         "fail" => Err(JobError::permanent("never works")),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -59,7 +64,7 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
         held: Arc::new(Notify::new()),
     };
     let mut handles = Vec::new();
-    for how in ["ok", "ok", "ok", "fail_once", "fail", "slow"] {
+    for how in ["ok", "ok", "ok", "fail_once", "snooze_once", "fail", "slow"] {
         handles.push(
             client
                 .enqueue(Step { how: how.into() })
@@ -104,7 +109,7 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
     let v = read(snapshotter);
     let q = [("queue", "metered"), ("job", "step")];
     let outcome = |o: &str| counter(&v, names::ATTEMPTS, &[q[0], q[1], ("outcome", o)]);
-    assert_eq!(counter(&v, names::ENQUEUED, &q), 6, "enqueued");
+    assert_eq!(counter(&v, names::ENQUEUED, &q), 7, "enqueued");
     assert_eq!(
         counter(
             &v,
@@ -116,10 +121,12 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
     );
     assert_eq!(
         counter(&v, names::STARTED, &q),
-        8,
-        "attempts started: 6 jobs, 2 retried"
+        10,
+        "attempts started: 7 jobs, 2 retried, 1 snoozed"
     );
-    assert_eq!(outcome("completed"), 4, "completed");
+    assert_eq!(outcome("completed"), 5, "completed");
+    assert_eq!(counter(&v, names::SNOOZED, &q), 1, "snoozed");
+    assert_eq!(outcome("snoozed"), 0, "a snooze is not an ended attempt");
     assert_eq!(outcome("retry_scheduled"), 1, "retry scheduled");
     assert_eq!(outcome("failed"), 1, "failed for good");
     assert_eq!(outcome("timed_out"), 2, "timed out, on both attempts");
@@ -127,10 +134,15 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
     assert_eq!(outcome("panicked"), 0);
     assert_eq!(
         histogram_len(&v, names::ATTEMPT_DURATION, &q),
-        8,
+        10,
         "one duration per attempt"
     );
-    assert_eq!(histogram_len(&v, names::WAIT, &q), 6, "one wait per job");
+    // The snoozed job's first attempt starts twice (a snooze gives the attempt back).
+    assert_eq!(
+        histogram_len(&v, names::WAIT, &q),
+        8,
+        "one wait per first attempt"
+    );
     let h = [("queue", "metered"), ("job", "hold")];
     assert_eq!(counter(&v, names::STARTED, &h), 1, "the held job started");
     assert_eq!(

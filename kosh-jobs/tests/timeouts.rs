@@ -2,30 +2,53 @@
 //! code is dropped, and blocking code (in `spawn_blocking`, or blocking the handler's own
 //! thread) sees its cancellation token trip.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::{job, Client, JobContext, JobError, JobState, Worker};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// When the handler started, and when its blocking code saw the token trip.
 type Times = (Instant, Option<Instant>);
 
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Option<Times>>>);
+/// Shared with the handlers. A watch channel, so the test can wait for the blocking code to
+/// record its trip: the job's record can turn failed (the attempt timed out) a moment before
+/// the blocking thread, which runs on after its handler was dropped, gets there.
+#[derive(Clone)]
+struct Seen(Arc<watch::Sender<Option<Times>>>);
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen(Arc::new(watch::channel(None).0))
+    }
+}
 
 impl Seen {
     fn started(&self) {
-        *self.0.lock().unwrap() = Some((Instant::now(), None));
+        self.0.send_replace(Some((Instant::now(), None)));
     }
     fn tripped(&self) {
-        if let Some((_, t)) = self.0.lock().unwrap().as_mut() {
-            *t = Some(Instant::now());
-        }
+        self.0.send_modify(|v| {
+            if let Some((_, t)) = v.as_mut() {
+                *t = Some(Instant::now());
+            }
+        });
     }
-    fn get(&self) -> (Instant, Instant) {
-        let v = self.0.lock().unwrap().expect("the handler ran");
+    /// Waits (at most 10 s) until the blocking code saw its token trip.
+    async fn get(&self) -> (Instant, Instant) {
+        let mut rx = self.0.subscribe();
+        let seen = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|v| matches!(v, Some((_, Some(_))))),
+        )
+        .await;
+        let v = match seen {
+            Ok(Ok(v)) => *v,
+            _ => *self.0.borrow(),
+        };
+        let v = v.expect("the handler ran");
         (v.0, v.1.expect("the blocking code saw its token trip"))
     }
 }
@@ -63,12 +86,23 @@ async fn on_own_thread(_job: OnOwnThread, ctx: JobContext<Seen>) -> Result<(), J
     Ok(())
 }
 
-/// How late past the deadline the token may trip (the bound), against a default lease
-/// of 30 s whose renewal tick (10 s) is what blocking code used to wait for.
-const WITHIN: Duration = Duration::from_millis(50);
+/// How late past the deadline the token may trip. The deadline counts from dispatch, a moment
+/// before the handler starts, so "late" is measured from the handler's start, which can only
+/// overstate it. The bound is loose because the machines are shared and noisy; it still tells
+/// the fix from the old behaviour, where blocking code waited for the lease renewal tick (10 s
+/// with the default lease of 30 s).
+const WITHIN: Duration = Duration::from_secs(1);
 const TIMEOUT: Duration = Duration::from_millis(200);
 
-async fn run_one<J>(job: J) -> (Duration, kosh_jobs::JobRecord)
+/// When the token tripped, measured from the enqueue (never later than the dispatch, so a trip
+/// before the deadline shows) and from the handler's start (never earlier than the dispatch, so
+/// a late trip shows).
+struct Tripped {
+    since_enqueue: Duration,
+    since_start: Duration,
+}
+
+async fn run_one<J>(job: J) -> (Tripped, kosh_jobs::JobRecord)
 where
     J: kosh_jobs::Handler<Seen>,
 {
@@ -81,23 +115,30 @@ where
         .build()
         .unwrap()
         .spawn();
+    let enqueued = Instant::now();
     let handle = jobs.enqueue(job).await.unwrap();
     let rec = jobs.wait_record(handle.id(), None).await.unwrap();
     worker.shutdown().await.unwrap();
-    let (started, tripped) = seen.get();
-    (tripped.duration_since(started), rec)
+    let (started, tripped) = seen.get().await;
+    let times = Tripped {
+        since_enqueue: tripped.duration_since(enqueued),
+        since_start: tripped.duration_since(started),
+    };
+    (times, rec)
 }
 
 /// The token tripped no earlier than the deadline and within [`WITHIN`] after it, and the
 /// attempt failed as a timeout.
-fn assert_on_time(after: Duration, rec: &kosh_jobs::JobRecord) {
+fn assert_on_time(after: Tripped, rec: &kosh_jobs::JobRecord) {
     assert!(
-        after >= TIMEOUT,
-        "tripped after {after:?}, before the deadline"
+        after.since_enqueue >= TIMEOUT,
+        "tripped {:?} after the enqueue, before the deadline",
+        after.since_enqueue
     );
     assert!(
-        after < TIMEOUT + WITHIN,
-        "tripped {after:?} after the start"
+        after.since_start < TIMEOUT + WITHIN,
+        "tripped {:?} after the handler started",
+        after.since_start
     );
     assert_eq!(rec.state, JobState::Failed);
     assert!(rec.last_error().unwrap().contains("timed out"), "{rec:?}");

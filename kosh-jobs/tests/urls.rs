@@ -243,11 +243,13 @@ async fn redis_cluster_url() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn unknown_schemes_name_what_is_supported() {
-    for url in ["mongodb://localhost", "jobs.db", "postgres://localhost/app"] {
+    for url in ["mongodb://localhost", "jobs.db", "mysql://localhost/app"] {
         match kosh_jobs::connect(url).await {
             Err(Error::InvalidInput(msg)) => {
                 assert!(
-                    msg.contains("sqlite://") && msg.contains("redis://"),
+                    msg.contains("sqlite://")
+                        && msg.contains("redis://")
+                        && msg.contains("postgres://"),
                     "{msg}"
                 )
             }

@@ -608,8 +608,6 @@ async fn a_partitioned_workers_stale_result_is_refused() {
         .await
         .unwrap()
         .id();
-    // Worker A cannot reach the backend for heartbeats: its lease runs out.
-    spy.drop_heartbeats.store(true, Ordering::SeqCst);
     let a = builder(&spy, &ctl)
         .lease(Duration::from_secs(60))
         .recover_interval(Duration::from_secs(3600))
@@ -618,6 +616,21 @@ async fn a_partitioned_workers_stale_result_is_refused() {
         .unwrap()
         .spawn();
     wait_until("A runs it", || async { ctl.gauge.now() == 1 }).await;
+    // A tells the store the attempt started (its first renewal, shortly after the start,
+    // long before the regular renewal at a third of the lease)...
+    let started = clock.now();
+    wait_until("A's first renewal", || async {
+        clock.advance(Duration::from_millis(50));
+        spy.heartbeats.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let told_after = clock.now().saturating_duration_since(started);
+    assert!(
+        told_after <= kosh_jobs::backend::START_ACK_DELAY + Duration::from_millis(100),
+        "the start was told {told_after:?} after it"
+    );
+    // ...then cannot reach the backend for heartbeats: its lease runs out.
+    spy.drop_heartbeats.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(61));
     // Recovered (here, or by A's own reserve, which may recover too).
     spy.recover_expired().await.unwrap();
@@ -646,6 +659,39 @@ async fn a_partitioned_workers_stale_result_is_refused() {
     assert_eq!(rec.attempts, 2);
 }
 
+/// A worker that leased the two jobs of `q1` (with a 30 s lease), told the store their
+/// handlers started if `started`, and died; then a live worker, waiting, and the clock past
+/// the dead worker's leases. Returns the live worker.
+async fn outlive_a_dead_worker(
+    spy: &Arc<Spy>,
+    ctl: &Ctl,
+    clock: &kosh_jobs::ManualClock,
+    started: bool,
+) -> kosh_jobs::worker::WorkerHandle {
+    let lease = Duration::from_secs(30);
+    let dead = spy
+        .reserve(&ReserveRequest {
+            queues: vec!["q1".into()],
+            worker: "dead".into(),
+            max: 2,
+            lease,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    if started {
+        let leases: Vec<_> = dead.iter().map(|j| j.lease).collect();
+        assert!(spy.heartbeat(&leases, lease).await.unwrap().is_empty());
+    }
+    let w = builder(spy, ctl).lease(lease).build().unwrap().spawn();
+    wait_until("the worker waits", || async {
+        spy.waits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    clock.advance(lease + Duration::from_secs(1));
+    w
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_leases_of_dead_workers_are_recovered() {
     let (spy, client, clock) = setup();
@@ -656,32 +702,40 @@ async fn expired_leases_of_dead_workers_are_recovered() {
         .await
         .unwrap()
         .id();
-    // A worker that died: it leased both and vanished.
-    let dead = spy
-        .reserve(&ReserveRequest {
-            queues: vec!["q1".into()],
-            worker: "dead".into(),
-            max: 2,
-            lease: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
-    assert_eq!(dead.len(), 2);
-    let w = builder(&spy, &ctl)
-        .lease(Duration::from_secs(30))
-        .build()
-        .unwrap()
-        .spawn();
-    wait_until("the worker waits", || async {
-        spy.waits.load(Ordering::SeqCst) >= 1
-    })
-    .await;
-    clock.advance(Duration::from_secs(31));
+    // A worker that died: it leased both, started them (its first renewal told the store) and
+    // vanished.
+    let w = outlive_a_dead_worker(&spy, &ctl, &clock, true).await;
     let rec = wait_state(&client, again, JobState::Completed).await;
     assert_eq!(rec.attempts, 2);
     assert_eq!(rec.errors[0].error, "lease expired");
     let rec = wait_state(&client, last, JobState::Failed).await;
     assert_eq!(rec.last_error(), Some("lease expired"));
+    w.shutdown().await.unwrap();
+}
+
+/// Found by the chaos soak (issue #22): a worker killed after leasing jobs and before their
+/// handlers started took their attempts with it, so a job allowed one attempt ended failed
+/// without ever running. The attempts are given back and the jobs run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_leased_by_a_worker_that_died_before_starting_them_keep_their_attempts() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let once = client
+        .enqueue(task(1, Act::Ok).with().max_attempts(1))
+        .await
+        .unwrap()
+        .id();
+    let again = client.enqueue(task(2, Act::Ok)).await.unwrap().id();
+    // A worker that died between its reserve and its handlers: no renewal ever came.
+    let w = outlive_a_dead_worker(&spy, &ctl, &clock, false).await;
+    for id in [once, again] {
+        let rec = wait_state(&client, id, JobState::Completed).await;
+        assert_eq!(
+            rec.attempts, 1,
+            "the dead worker's attempt was given back: {rec:?}"
+        );
+        assert!(rec.errors.is_empty(), "{rec:?}");
+    }
     w.shutdown().await.unwrap();
 }
 

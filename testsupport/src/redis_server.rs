@@ -1,5 +1,6 @@
 //! A private `redis-server` for a test or bench run: started on a free port in a temporary directory,
-//! with persistence off, ready once it answers `PING`, and killed when dropped.
+//! with persistence off (or an append-only file, [`RedisServer::start_with_aof`]), ready once it
+//! answers `PING`, and killed when dropped.
 //!
 //! The server runs under a small `sh` that also watches this process: it kills the server
 //! when the pipe to its standard input closes, which happens when the [`RedisServer`] is
@@ -27,6 +28,8 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// Whether the server keeps an append-only file (`appendfsync always`).
+    aof: bool,
     dir: tempfile::TempDir,
     server: Option<Watched>,
 }
@@ -37,17 +40,25 @@ impl RedisServer {
     /// Fails with a message saying how to install one if `redis-server` is not on `PATH`, or
     /// with the server's log if it did not come up.
     pub fn start() -> anyhow::Result<RedisServer> {
-        Self::start_with(None)
+        Self::start_with(None, false)
+    }
+
+    /// Starts a server as [`RedisServer::start`] does, that writes every change to an
+    /// append-only file before it answers (`appendonly yes`, `appendfsync always`), so a
+    /// [`RedisServer::restart`] (a `SIGKILL` and a new server on the same files) keeps every
+    /// acknowledged write, as a production server with AOF does.
+    pub fn start_with_aof() -> anyhow::Result<RedisServer> {
+        Self::start_with(None, true)
     }
 
     /// Starts a server as [`RedisServer::start`] does, that asks clients for `password`
     /// (`requirepass`; [`RedisServer::url`] carries it). Keep it to letters, digits and `-`,
     /// which need no escaping in a URL.
     pub fn start_with_password(password: &str) -> anyhow::Result<RedisServer> {
-        Self::start_with(Some(password))
+        Self::start_with(Some(password), false)
     }
 
-    fn start_with(password: Option<&str>) -> anyhow::Result<RedisServer> {
+    fn start_with(password: Option<&str>, aof: bool) -> anyhow::Result<RedisServer> {
         match Command::new("redis-server").arg("--version").output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => bail!(
@@ -66,6 +77,7 @@ impl RedisServer {
         let mut server = RedisServer {
             port: 0,
             password: password.map(str::to_owned),
+            aof,
             dir,
             server: None,
         };
@@ -109,7 +121,7 @@ impl RedisServer {
             "--save",
             "",
             "--appendonly",
-            "no",
+            if self.aof { "yes" } else { "no" },
             "--protected-mode",
             "no",
             "--daemonize",
@@ -117,6 +129,9 @@ impl RedisServer {
         ];
         if let Some(p) = &self.password {
             args.extend(["--requirepass", p]);
+        }
+        if self.aof {
+            args.extend(["--appendfsync", "always"]);
         }
         // `cat` returns when our end of the pipe closes (dropped, or this process died).
         let watchdog = r#"redis-server "$@" </dev/null >/dev/null 2>&1 &
@@ -145,6 +160,15 @@ exit 0"#;
             matches!(answer.as_deref(), Ok("PONG"))
         })?);
         Ok(())
+    }
+
+    /// Kills the server (`SIGKILL`) and starts a new one on the same port and directory,
+    /// waiting until it answers `PING`. Every client connection drops. Without an append-only
+    /// file the data is gone; with one ([`RedisServer::start_with_aof`]) the new server loads
+    /// every write the old one acknowledged.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
     }
 
     /// Kills the server and waits for it (also done on drop).

@@ -81,6 +81,20 @@ impl Watched {
         }
     }
 
+    /// Writes `line` (and a newline) to the watchdog's input, for watchdogs that take
+    /// commands (the Postgres one restarts its server on `restart`).
+    pub(crate) fn send(&mut self, line: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let stdin = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdin.as_mut())
+            .context("the watchdog has stopped")?;
+        writeln!(stdin, "{line}").context("writing to the watchdog")?;
+        stdin.flush().context("writing to the watchdog")?;
+        Ok(())
+    }
+
     /// Closes the watchdog's input (it kills the server) and waits for it, killing it after
     /// 10 seconds. Also done on drop.
     pub(crate) fn stop(&mut self) {

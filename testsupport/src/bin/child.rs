@@ -3,7 +3,10 @@
 //! - `kosh-jobs-test-child worker URL`: runs a worker for [`Double`] until its standard input
 //!   closes (the test holds the pipe; it closes when the test ends or dies);
 //! - `kosh-jobs-test-child wait URL ID`: waits for job `ID` and prints its typed result, or
-//!   `error: …` and exits with 1.
+//!   `error: …` and exits with 1;
+//! - `kosh-jobs-test-child events URL QUEUE`: subscribes to the queue's lifecycle events,
+//!   prints `subscribed`, then one line per event (`<id> <kind>`, or `missed <n>`) until its
+//!   standard input closes.
 
 use std::io::Read;
 
@@ -48,6 +51,34 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!("result: {doubled}");
             Ok(())
         }
-        _ => Err("usage: kosh-jobs-test-child worker URL | wait URL ID".into()),
+        ["events", url, queue] => {
+            use kosh_jobs::events::{Event, EventFilter};
+            use std::io::Write;
+            let backend = kosh_jobs::connect(url).await?;
+            let mut sub = Client::new(backend)
+                .subscribe(EventFilter::Queue((*queue).to_owned()))
+                .await?;
+            println!("subscribed");
+            let stdin_closed = tokio::task::spawn_blocking(|| {
+                let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            });
+            tokio::pin!(stdin_closed);
+            let mut missed = 0;
+            loop {
+                tokio::select! {
+                    e = sub.next() => match e {
+                        Some(Event::Job(e)) => println!("{} {}", e.id, e.kind),
+                        Some(Event::Missed { .. }) => {
+                            missed += 1;
+                            println!("missed {missed}");
+                        }
+                        None => return Err("the event feed ended".into()),
+                    },
+                    _ = &mut stdin_closed => return Ok(()),
+                }
+                std::io::stdout().flush()?;
+            }
+        }
+        _ => Err("usage: kosh-jobs-test-child worker URL | wait URL ID | events URL QUEUE".into()),
     }
 }

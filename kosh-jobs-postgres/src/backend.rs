@@ -1,0 +1,617 @@
+//! [`PostgresBackend`]: the [`Backend`] implementation.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kosh_jobs_core::admin::{
+    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ThroughputQuery, WorkerInfo,
+};
+use kosh_jobs_core::schedule::{
+    FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
+};
+use kosh_jobs_core::{
+    Backend, BackendError, CancelOutcome, Client, Clock, Enqueue, Enqueued, Finish, FinishResult,
+    Job, JobId, JobRecord, JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts,
+    ReserveRequest, RetryOutcome, Timestamp,
+};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::PgConnection;
+use tokio::sync::Notify;
+
+use crate::error::{PostgresError, Result};
+use crate::io::IoThread;
+use crate::options::PostgresOptions;
+use crate::schema;
+use crate::store::{self, admin, jobs, operate, read, schedules, Db};
+
+/// A kosh-jobs backend that keeps jobs in Postgres, in a schema of their own (default
+/// `kosh`), shared by any number of processes on any number of machines.
+///
+/// Cheap to clone: clones share the pool, the listener and the I/O thread, which stop when
+/// the last clone is dropped.
+///
+/// - **Claims** are one statement: `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
+///   RETURNING …`, taking ready jobs and due scheduled ones alike. **Finishing** a batch
+///   (completions, retries, failures, with the throughput counters) is one statement, and so
+///   are a batch's heartbeats and releases: arrays bound with `unnest`, never a round trip
+///   per job.
+/// - **Wake-ups** come by `LISTEN`/`NOTIFY` on a connection of their own that reconnects by
+///   itself; a waiting worker also looks every [`PostgresOptions::DEFAULT_POLL_INTERVAL`]
+///   (configurable), so a notification lost while the listener was down delays a job by at
+///   most that.
+/// - **Enqueue in the application's transaction**: [`PostgresBackend::push_in`] and
+///   [`PostgresBackend::enqueue_in`] take the application's `&mut PgConnection` (a
+///   `Transaction` derefs to one): the job exists if and only if that transaction commits,
+///   and workers are woken at the commit (`NOTIFY` is transactional).
+/// - All database work runs on the backend's own thread, so it keeps working when handlers
+///   block the caller's runtime.
+///
+/// ```no_run
+/// use kosh_jobs_core::{Backend, NewJob};
+/// use kosh_jobs_postgres::PostgresBackend;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = PostgresBackend::connect("postgres://app:secret@localhost/app?schema=kosh").await?;
+/// let now = backend.clock().now();
+/// backend.push(vec![NewJob::new("import_csv", "csv-uploads", "{}", now)]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    poll_interval: Duration,
+    /// When `reserve` last recovered expired leases (ms of the clock).
+    last_recovery: AtomicI64,
+    /// How long completed jobs are kept, and when retention last ran (real time).
+    retention: Option<Duration>,
+    last_prune: std::sync::Mutex<std::time::Instant>,
+    display: String,
+    // Dropped last: stops the listener and whatever still runs.
+    io: IoThread,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("url", &self.inner.display)
+            .field("schema", &self.schema())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often `reserve` also recovers expired leases (by the backend's clock).
+const RECOVERY_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a reserving backend deletes completed jobs past their retention (real time).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+impl PostgresBackend {
+    /// Connects to the database of `url` (see [`PostgresOptions::from_url`]), creating or
+    /// migrating the schema.
+    pub async fn connect(url: &str) -> Result<PostgresBackend> {
+        Self::connect_with(PostgresOptions::from_url(url)?.build()?).await
+    }
+
+    /// Connects with `opts`, creating or migrating the schema under an advisory lock, and
+    /// starts listening for notifications.
+    pub async fn connect_with(opts: PostgresOptions) -> Result<PostgresBackend> {
+        let io = IoThread::start()?;
+        let schema_name = opts.schema.clone();
+        let channel: Arc<str> = Arc::from(store::channel_of(&schema_name));
+        let wake = Arc::new(Notify::new());
+        let (connect, max, acquire) = (
+            opts.connect.clone(),
+            opts.max_connections,
+            opts.acquire_timeout,
+        );
+        let listen_channel = Arc::clone(&channel);
+        let listen_wake = Arc::clone(&wake);
+        let handle = io.handle().clone();
+        let pool = io
+            .run(async move {
+                let pool = PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(acquire)
+                    .connect_with(connect)
+                    .await?;
+                {
+                    let mut conn = pool.acquire().await?;
+                    schema::migrate(&mut conn, &schema_name).await?;
+                }
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(&listen_channel).await?;
+                handle.spawn(listen(listener, listen_wake));
+                Ok(pool)
+            })
+            .await?;
+        Ok(PostgresBackend {
+            inner: Arc::new(Inner {
+                db: Db {
+                    pool,
+                    schema: Arc::from(schema::quoted(&opts.schema)),
+                    channel,
+                    clock: opts.clock.clone(),
+                    wake,
+                },
+                poll_interval: opts.poll_interval,
+                last_recovery: AtomicI64::new(i64::MIN),
+                retention: opts.retention,
+                last_prune: std::sync::Mutex::new(std::time::Instant::now()),
+                display: opts.display.clone(),
+                io,
+            }),
+        })
+    }
+
+    /// The schema the backend's tables live in, unquoted.
+    pub fn schema(&self) -> &str {
+        self.inner.db.schema.trim_matches('"')
+    }
+
+    /// Stores jobs on the application's connection, inside whatever transaction it is in:
+    /// the jobs exist if and only if that transaction commits, and workers are woken when it
+    /// does (`NOTIFY` is delivered at commit). Otherwise as [`Backend::push`].
+    ///
+    /// ```no_run
+    /// # use kosh_jobs_core::{Backend, NewJob};
+    /// # use kosh_jobs_postgres::PostgresBackend;
+    /// # async fn demo(backend: PostgresBackend, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO imports (id) VALUES (7)").execute(&mut *tx).await?;
+    /// let now = backend.clock().now();
+    /// backend.push_in(&mut tx, vec![NewJob::new("import_csv", "csv", r#"{"id":7}"#, now)]).await?;
+    /// tx.commit().await?; // the row and its job, or neither
+    /// # Ok(()) }
+    /// ```
+    pub async fn push_in(
+        &self,
+        conn: &mut PgConnection,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>> {
+        let db = &self.inner.db;
+        jobs::push(conn, &db.schema, &db.channel, &jobs, db.clock.now()).await
+    }
+
+    /// Enqueues one typed job on the application's connection (see
+    /// [`PostgresBackend::push_in`]), with the job type's queue and options.
+    pub async fn enqueue_in<J: Job>(
+        &self,
+        conn: &mut PgConnection,
+        job: impl Into<Enqueue<J>>,
+    ) -> std::result::Result<Enqueued, kosh_jobs_core::Error> {
+        let new = Client::new(self.clone()).prepare(job)?;
+        let mut out = self
+            .push_in(conn, vec![new])
+            .await
+            .map_err(|e| kosh_jobs_core::Error::from(BackendError::from(e)))?;
+        out.pop().ok_or_else(|| {
+            kosh_jobs_core::Error::from(BackendError::storage(PostgresError::Stopped))
+        })
+    }
+
+    /// Deletes completed jobs that finished before `cutoff`, in chunks of 1,000 rows (one
+    /// short statement each); returns how many. A reserving backend already does this about
+    /// once a minute for the retention of its options
+    /// ([`crate::PostgresOptionsBuilder::retention`], 24 hours by default); call it to prune
+    /// now. Failed jobs stay until purged.
+    pub async fn prune_completed(&self, cutoff: Timestamp) -> Result<u64> {
+        let db = self.inner.db.clone();
+        self.inner
+            .io
+            .run(async move {
+                let mut total = 0;
+                loop {
+                    let n = admin::prune_completed(&db, cutoff).await?;
+                    total += n;
+                    if n < admin::DELETE_CHUNK as u64 {
+                        return Ok(total);
+                    }
+                }
+            })
+            .await
+    }
+
+    /// About once a minute, deletes completed jobs past the retention in the background, a
+    /// chunk per statement.
+    fn maybe_prune(&self) {
+        let Some(keep) = self.inner.retention else {
+            return;
+        };
+        {
+            let Ok(mut last) = self.inner.last_prune.lock() else {
+                return;
+            };
+            if last.elapsed() < PRUNE_EVERY {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
+        let db = self.inner.db.clone();
+        self.inner.io.handle().spawn(async move {
+            let cutoff = db.now().saturating_sub(keep);
+            loop {
+                match admin::prune_completed(&db, cutoff).await {
+                    Ok(n) if n < admin::DELETE_CHUNK as u64 => {
+                        if n > 0 {
+                            tracing::debug!(deleted = n, "pruned completed jobs past retention");
+                        }
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot prune completed jobs");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Runs `op` on the I/O thread with the backend's [`Db`].
+    fn run<T, Fut>(&self, op: impl FnOnce(Db) -> Fut) -> impl Future<Output = Result<T>>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.inner.io.run(op(self.inner.db.clone()))
+    }
+}
+
+/// Forwards notifications to the waiting workers; wakes them all when the connection was
+/// lost (notifications may have been missed) and logs an outage once.
+async fn listen(mut listener: PgListener, wake: Arc<Notify>) {
+    let mut down = false;
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => {
+                if down {
+                    tracing::info!("postgres listener reconnected");
+                    down = false;
+                }
+                wake.notify_waiters();
+            }
+            Ok(None) => {
+                if !down {
+                    tracing::warn!("postgres listener lost its connection; reconnecting");
+                    down = true;
+                }
+                wake.notify_waiters();
+            }
+            Err(e) => {
+                if !down {
+                    tracing::warn!(error = %e, "postgres listener cannot reconnect; retrying every second");
+                    down = true;
+                }
+                wake.notify_waiters();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+fn be<T>(r: Result<T>) -> std::result::Result<T, BackendError> {
+    r.map_err(BackendError::from)
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    fn clock(&self) -> &Clock {
+        &self.inner.db.clock
+    }
+
+    async fn push(&self, jobs: Vec<NewJob>) -> std::result::Result<Vec<Enqueued>, BackendError> {
+        let out = be(self
+            .run(|db| async move {
+                let mut conn = db.pool.acquire().await?;
+                jobs::push(&mut conn, &db.schema, &db.channel, &jobs, db.now()).await
+            })
+            .await)?;
+        self.inner.db.wake_local();
+        Ok(out)
+    }
+
+    async fn reserve(
+        &self,
+        req: &ReserveRequest,
+    ) -> std::result::Result<Vec<LeasedJob>, BackendError> {
+        let req = req.clone();
+        let now = self.inner.db.now().as_millis();
+        let last = self.inner.last_recovery.load(Ordering::Relaxed);
+        let every = i64::try_from(RECOVERY_EVERY.as_millis()).unwrap_or(i64::MAX);
+        let recover = now < last || now.saturating_sub(last) >= every;
+        if recover {
+            self.inner.last_recovery.store(now, Ordering::Relaxed);
+        }
+        self.maybe_prune();
+        be(self
+            .run(|db| async move {
+                if recover {
+                    jobs::recover_expired(&db).await?;
+                }
+                jobs::reserve(&db, &req).await
+            })
+            .await)
+    }
+
+    async fn finish(
+        &self,
+        items: Vec<Finish>,
+    ) -> std::result::Result<Vec<FinishResult>, BackendError> {
+        be(self
+            .run(|db| async move { jobs::finish(&db, &items).await })
+            .await)
+    }
+
+    async fn heartbeat(
+        &self,
+        leases: &[Lease],
+        extend: Duration,
+    ) -> std::result::Result<Vec<Lease>, BackendError> {
+        let leases = leases.to_vec();
+        be(self
+            .run(move |db| async move {
+                let until = db.now().saturating_add(extend);
+                jobs::heartbeat(&db, &leases, until).await
+            })
+            .await)
+    }
+
+    async fn progress(
+        &self,
+        lease: Lease,
+        progress: serde_json::Value,
+    ) -> std::result::Result<bool, BackendError> {
+        let json = progress.to_string();
+        be(self
+            .run(|db| async move { jobs::progress(&db, &lease, &json).await })
+            .await)
+    }
+
+    async fn release(&self, leases: &[Lease]) -> std::result::Result<(), BackendError> {
+        let leases = leases.to_vec();
+        be(self
+            .run(|db| async move { jobs::release(&db, &leases).await })
+            .await)
+    }
+
+    async fn recover_expired(&self) -> std::result::Result<u64, BackendError> {
+        be(self
+            .run(|db| async move { jobs::recover_expired(&db).await })
+            .await)
+    }
+
+    async fn wait_for_work(
+        &self,
+        queues: &[String],
+        until: Timestamp,
+    ) -> std::result::Result<(), BackendError> {
+        let clock = &self.inner.db.clock;
+        let wake = Arc::clone(&self.inner.db.wake);
+        let queues = queues.to_vec();
+        // A notification (or the fallback poll) only means "look again": the look decides.
+        // A notification of a scheduled job, or of another queue, does not end the wait.
+        loop {
+            if clock.now() >= until {
+                return Ok(());
+            }
+            // Register for wake-ups before looking, so nothing between the look and the wait
+            // is missed.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let q = queues.clone();
+            let info = be(self
+                .run(|db| async move { read::wait_info(&db, &q).await })
+                .await)?;
+            if info.ready {
+                return Ok(());
+            }
+            let now = clock.now();
+            if info.next_expiry.is_some_and(|t| t <= now) {
+                // A lease ran out and nobody recovered it yet: recover it, then let the
+                // caller look.
+                self.recover_expired().await?;
+                return Ok(());
+            }
+            let deadline = [Some(until), info.next_run_at, info.next_expiry]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(until);
+            if deadline <= now {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = clock.sleep_until(deadline) => return Ok(()),
+                // The fallback poll, in real time: bounds the delay of a lost notification.
+                _ = tokio::time::sleep(self.inner.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn get(&self, id: JobId) -> std::result::Result<Option<JobRecord>, BackendError> {
+        be(self.run(|db| async move { read::get(&db, id).await }).await)
+    }
+
+    async fn counts(&self) -> std::result::Result<Vec<QueueCounts>, BackendError> {
+        be(self.run(|db| async move { read::counts(&db).await }).await)
+    }
+
+    async fn list(&self, query: &ListQuery) -> std::result::Result<Page, BackendError> {
+        let q = query.clone();
+        be(self
+            .run(|db| async move { read::list(&db, &q).await })
+            .await)
+    }
+
+    async fn retry(&self, id: JobId) -> std::result::Result<RetryOutcome, BackendError> {
+        be(self
+            .run(|db| async move { admin::retry(&db, id).await })
+            .await)
+    }
+
+    async fn cancel(&self, id: JobId) -> std::result::Result<CancelOutcome, BackendError> {
+        be(self
+            .run(|db| async move { admin::cancel(&db, id).await })
+            .await)
+    }
+
+    async fn purge(
+        &self,
+        states: &[JobState],
+        finished_before: Timestamp,
+    ) -> std::result::Result<u64, BackendError> {
+        let states = states.to_vec();
+        be(self
+            .run(|db| async move { admin::purge(&db, &states, finished_before).await })
+            .await)
+    }
+
+    async fn pause(&self, queue: &str) -> std::result::Result<(), BackendError> {
+        let queue = queue.to_owned();
+        be(self
+            .run(|db| async move { admin::pause(&db, &queue).await })
+            .await)
+    }
+
+    async fn resume(&self, queue: &str) -> std::result::Result<(), BackendError> {
+        let queue = queue.to_owned();
+        be(self
+            .run(|db| async move { admin::resume(&db, &queue).await })
+            .await)
+    }
+
+    async fn search(&self, query: &SearchQuery) -> std::result::Result<SearchPage, BackendError> {
+        let q = query.clone();
+        be(self
+            .run(|db| async move { operate::search(&db, &q).await })
+            .await)
+    }
+
+    async fn apply(
+        &self,
+        action: AdminAction,
+        ids: &[JobId],
+        only: &[JobState],
+    ) -> std::result::Result<Vec<ActionResult>, BackendError> {
+        let (ids, only) = (ids.to_vec(), only.to_vec());
+        be(self
+            .run(|db| async move { operate::apply(&db, action, &ids, &only).await })
+            .await)
+    }
+
+    async fn throughput(
+        &self,
+        query: &ThroughputQuery,
+    ) -> std::result::Result<Vec<ThroughputPoint>, BackendError> {
+        let q = query.clone();
+        be(self
+            .run(|db| async move { operate::throughput(&db, &q).await })
+            .await)
+    }
+
+    async fn register_worker(
+        &self,
+        info: &WorkerInfo,
+        ttl: Duration,
+    ) -> std::result::Result<(), BackendError> {
+        let info = info.clone();
+        be(self
+            .run(|db| async move { operate::register_worker(&db, &info, ttl).await })
+            .await)
+    }
+
+    async fn deregister_worker(&self, id: &str) -> std::result::Result<(), BackendError> {
+        let id = id.to_owned();
+        be(self
+            .run(|db| async move { operate::deregister_worker(&db, &id).await })
+            .await)
+    }
+
+    async fn workers(&self) -> std::result::Result<Vec<LiveWorker>, BackendError> {
+        be(self
+            .run(|db| async move { operate::workers(&db).await })
+            .await)
+    }
+
+    async fn upsert_schedule(
+        &self,
+        def: &ScheduleDef,
+        next_fire: Option<Timestamp>,
+    ) -> std::result::Result<Upserted, BackendError> {
+        let def = def.clone();
+        be(self
+            .run(|db| async move { schedules::upsert(&db, &def, next_fire).await })
+            .await)
+    }
+
+    async fn remove_schedule(&self, id: &str) -> std::result::Result<bool, BackendError> {
+        let id = id.to_owned();
+        be(self
+            .run(|db| async move { schedules::remove(&db, &id).await })
+            .await)
+    }
+
+    async fn pause_schedule(&self, id: &str) -> std::result::Result<bool, BackendError> {
+        let id = id.to_owned();
+        be(self
+            .run(|db| async move { schedules::pause(&db, &id).await })
+            .await)
+    }
+
+    async fn resume_schedule(
+        &self,
+        id: &str,
+        revision: u64,
+        next_fire: Option<Timestamp>,
+    ) -> std::result::Result<Resumed, BackendError> {
+        let id = id.to_owned();
+        be(self
+            .run(|db| async move { schedules::resume(&db, &id, revision, next_fire).await })
+            .await)
+    }
+
+    async fn schedules(&self) -> std::result::Result<Vec<ScheduleRecord>, BackendError> {
+        be(self
+            .run(|db| async move { schedules::list(&db).await })
+            .await)
+    }
+
+    async fn schedule(
+        &self,
+        id: &str,
+    ) -> std::result::Result<Option<ScheduleRecord>, BackendError> {
+        let id = id.to_owned();
+        be(self
+            .run(|db| async move { schedules::get(&db, &id).await })
+            .await)
+    }
+
+    async fn due_schedules(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> std::result::Result<Vec<ScheduleRecord>, BackendError> {
+        be(self
+            .run(|db| async move { schedules::due(&db, before, limit).await })
+            .await)
+    }
+
+    async fn fire_schedules(
+        &self,
+        fires: Vec<ScheduleFire>,
+    ) -> std::result::Result<Vec<FireOutcome>, BackendError> {
+        be(self
+            .run(|db| async move { schedules::fire(&db, &fires).await })
+            .await)
+    }
+}

@@ -1,0 +1,44 @@
+//! # kosh-jobs-postgres
+//!
+//! The Postgres backend of [kosh-jobs](https://docs.rs/kosh-jobs), on sqlx's Postgres
+//! driver: many workers on many machines sharing one database, and jobs enqueued inside the
+//! application's own transactions.
+//!
+//! ```no_run
+//! use kosh_jobs_core::{Backend, NewJob};
+//! use kosh_jobs_postgres::PostgresBackend;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = PostgresBackend::connect("postgres://app:secret@localhost/app").await?;
+//! let now = backend.clock().now();
+//! backend.push(vec![NewJob::new("import_csv", "csv-uploads", r#"{"upload_id":7}"#, now)]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//!
+//! - The tables live in their own schema (default `kosh`, `?schema=` in the URL), created and
+//!   migrated by the backend in one transaction under `pg_advisory_xact_lock`, so any number
+//!   of processes starting at once migrate once.
+//! - Reserving is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING …`
+//!   that takes ready and due scheduled jobs alike; a batch of completions, retries and
+//!   failures is one statement, and so are heartbeats and releases (arrays and `unnest`).
+//! - Workers wake by `LISTEN`/`NOTIFY`, with a listener that reconnects by itself and a slow
+//!   fallback poll (2 s by default).
+//! - The jobs table has `fillfactor = 70` and no index on the columns that change on every
+//!   attempt or heartbeat, so heartbeats and progress updates stay HOT; purge and retention
+//!   delete in chunks of 1,000 rows.
+//! - [`PostgresBackend::push_in`] and [`PostgresBackend::enqueue_in`] enqueue on the
+//!   application's connection or transaction.
+//! - Passwords never appear in errors or `Debug` output.
+
+mod backend;
+mod error;
+mod io;
+mod options;
+mod schema;
+mod store;
+
+pub use backend::PostgresBackend;
+pub use error::PostgresError;
+pub use options::{PostgresOptions, PostgresOptionsBuilder};

@@ -1,0 +1,267 @@
+//! [`PostgresOptions`]: where the database is, which schema, and the backend's settings.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use kosh_jobs_core::Clock;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::error::{PostgresError, Result};
+
+/// How to open a [`crate::PostgresBackend`].
+///
+/// Its `Debug` output never shows the password.
+///
+/// ```
+/// use kosh_jobs_postgres::PostgresOptions;
+/// let opts = PostgresOptions::from_url("postgres://app:s3cret@db.internal/app?schema=jobs")?
+///     .max_connections(20)
+///     .build()?;
+/// assert_eq!(opts.schema(), "jobs");
+/// assert!(!format!("{opts:?}").contains("s3cret"));
+/// # Ok::<(), kosh_jobs_postgres::PostgresError>(())
+/// ```
+#[derive(Clone)]
+pub struct PostgresOptions {
+    pub(crate) connect: PgConnectOptions,
+    pub(crate) schema: String,
+    pub(crate) clock: Clock,
+    pub(crate) max_connections: u32,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) retention: Option<Duration>,
+    /// Where it connects, for messages: the URL without its password.
+    pub(crate) display: String,
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &self.display)
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresOptions {
+    /// The schema used when none is given: `kosh`.
+    pub const DEFAULT_SCHEMA: &'static str = "kosh";
+    /// How often a waiting worker looks for work when no notification came: 2 seconds. It
+    /// bounds how long a lost notification (the listener's connection dropped) delays a job.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+    /// Connections of the backend's pool: 10.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+    /// How long completed jobs are kept: 24 hours.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+    /// How long an operation waits for a connection: 10 seconds.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Options from a URL: `postgres://user:password@host:port/database`, also
+    /// `postgresql://`, with sqlx's parameters (`sslmode`, ...) and `schema=NAME` (default
+    /// `kosh`) in the query string.
+    pub fn from_url(url: &str) -> Result<PostgresOptionsBuilder> {
+        let (base, schema) = split_schema(url)?;
+        let connect = PgConnectOptions::from_str(&base).map_err(|e| {
+            PostgresError::InvalidInput(format!(
+                "`{}` is not a postgres URL: {}",
+                redact(url),
+                redact(&e.to_string())
+            ))
+        })?;
+        let mut b = PostgresOptions::builder(connect);
+        b.opts.display = redact(url);
+        if let Some(schema) = schema {
+            b = b.schema(schema);
+        }
+        Ok(b)
+    }
+
+    /// Options from sqlx's connection options (e.g. those of the application's pool).
+    pub fn builder(connect: PgConnectOptions) -> PostgresOptionsBuilder {
+        let display = format!(
+            "postgres://{}@{}:{}/{}",
+            connect.get_username(),
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or("")
+        );
+        PostgresOptionsBuilder {
+            opts: PostgresOptions {
+                connect,
+                schema: Self::DEFAULT_SCHEMA.to_owned(),
+                clock: Clock::system(),
+                max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+                acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+                poll_interval: Self::DEFAULT_POLL_INTERVAL,
+                retention: Some(Self::DEFAULT_RETENTION),
+                display,
+            },
+        }
+    }
+
+    /// The schema the backend's tables live in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Where it connects, without the password.
+    pub fn display_url(&self) -> &str {
+        &self.display
+    }
+}
+
+/// Builds [`PostgresOptions`]; checked by [`PostgresOptionsBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptionsBuilder {
+    opts: PostgresOptions,
+}
+
+impl PostgresOptionsBuilder {
+    /// The schema of the backend's tables (default `kosh`): 1 to 48 characters of lowercase
+    /// ASCII letters, digits and `_`, not starting with a digit.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.opts.schema = schema.into();
+        self
+    }
+
+    /// The clock (default: the system clock; tests pass a manual one).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.opts.clock = clock;
+        self
+    }
+
+    /// The most connections the backend's pool opens (default 10), besides the listener's.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.opts.max_connections = n;
+        self
+    }
+
+    /// How long an operation waits for a connection before failing as unavailable.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.opts.acquire_timeout = d;
+        self
+    }
+
+    /// How often a waiting worker looks for work without a notification (default 2 s).
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.opts.poll_interval = d;
+        self
+    }
+
+    /// How long completed jobs are kept (default 24 hours); `None` keeps them until purged.
+    /// A reserving backend deletes older ones about once a minute, 1,000 rows per
+    /// statement. Failed and cancelled jobs stay until purged.
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.opts.retention = keep;
+        self
+    }
+
+    /// Checks the options.
+    pub fn build(self) -> Result<PostgresOptions> {
+        validate_schema(&self.opts.schema)?;
+        if self.opts.max_connections == 0 {
+            return Err(PostgresError::InvalidInput(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.opts.poll_interval.is_zero() {
+            return Err(PostgresError::InvalidInput(
+                "poll_interval must be more than zero".into(),
+            ));
+        }
+        Ok(self.opts)
+    }
+}
+
+/// Checks a schema name (see [`PostgresOptionsBuilder::schema`]).
+pub(crate) fn validate_schema(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 48
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PostgresError::InvalidInput(format!(
+            "schema name `{schema}` must be 1 to 48 characters of lowercase ASCII letters, \
+             digits and `_`, not starting with a digit"
+        )))
+    }
+}
+
+/// The URL without its `schema` parameter, and that parameter.
+fn split_schema(url: &str) -> Result<(String, Option<String>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut schema = None;
+    let mut rest: Vec<&str> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("schema", value)) => schema = Some(value.to_owned()),
+            _ => rest.push(pair),
+        }
+    }
+    let base = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((base, schema))
+}
+
+/// `url` with the password of its user info replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let after = &url[scheme_end + 3..];
+    let authority_end = after.find(['/', '?']).unwrap_or(after.len());
+    let authority = &after[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &after[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://u:p%40ss@h:5/db?schema=x"),
+            "postgres://u:***@h:5/db?schema=x"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn schema_comes_from_the_query_string() {
+        let (base, schema) = split_schema("postgres://h/db?sslmode=disable&schema=jobs").unwrap();
+        assert_eq!(base, "postgres://h/db?sslmode=disable");
+        assert_eq!(schema.as_deref(), Some("jobs"));
+        let o = PostgresOptions::from_url("postgresql://h/db")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(o.schema(), "kosh");
+        assert!(PostgresOptions::from_url("postgres://h/db?schema=Bad-Name")
+            .unwrap()
+            .build()
+            .is_err());
+    }
+}

@@ -1,0 +1,35 @@
+//! One Postgres cluster per test binary (started on first use, or `KOSH_TEST_DATABASE_URL`),
+//! and a fresh schema per test.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use kosh_jobs_testsupport::postgres_server::PostgresServer;
+
+static SERVER: OnceLock<(Option<PostgresServer>, String)> = OnceLock::new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The URL of the shared test database (its password included).
+pub fn shared_url() -> String {
+    let (_, url) = SERVER.get_or_init(|| match std::env::var("KOSH_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (None, url),
+        _ => {
+            let server = PostgresServer::start()
+                .unwrap_or_else(|e| panic!("cannot start a test postgres: {e:#}"));
+            let url = server.url();
+            (Some(server), url)
+        }
+    });
+    url.clone()
+}
+
+/// A schema name no other test of this run uses.
+pub fn unique_schema(tag: &str) -> String {
+    format!(
+        "t_{tag}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
