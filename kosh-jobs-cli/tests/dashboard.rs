@@ -123,6 +123,15 @@ async fn dashboard_serves_with_basic_auth_and_read_only() {
         );
         let (code, _, _) = request(&d.addr, "GET", "/api/overview", &[("Authorization", BAD)]);
         assert_eq!(code, 401, "a wrong password");
+        // The scheme's case does not matter (RFC 9110): a client writing `basic` gets in.
+        let lower = GOOD.replacen("Basic", "basic", 1);
+        let (code, _, _) = request(
+            &d.addr,
+            "GET",
+            "/api/overview",
+            &[("Authorization", &lower)],
+        );
+        assert_eq!(code, 200, "the scheme in lower case");
         let (code, _, body) = request(&d.addr, "GET", "/api/overview", &[("Authorization", GOOD)]);
         assert_eq!(code, 200, "the right password: {body}");
         assert!(

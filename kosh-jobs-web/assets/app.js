@@ -761,7 +761,7 @@
     }
     return el('ol', { class: 'timeline', testid: 'attempts' }, job.history.map((a, i) => {
       const outcome = a.outcome || 'running';
-      const cls = { completed: 'completed', running: 'running', released: 'ready', cancelled: 'cancelled', retry_scheduled: 'scheduled' }[outcome] || 'failed';
+      const cls = { completed: 'completed', running: 'running', released: 'ready', cancelled: 'cancelled', retry_scheduled: 'scheduled', snoozed: 'scheduled' }[outcome] || 'failed';
       const took = a.ended_at !== null ? `took ${span(a.duration_ms)}` : `running for ${span(now() - a.started_at)}`;
       return el('li', { class: `t-${cls}`, testid: `attempt-${i + 1}` },
         el('div', { class: 'head' },

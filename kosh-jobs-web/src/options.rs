@@ -370,12 +370,29 @@ mod tests {
             ("not base64", b"Basic !!!not-base64!!!".to_vec()),
             ("another scheme", format!("Bearer {encoded}").into_bytes()),
             ("no scheme", encoded.clone().into_bytes()),
-            ("a second space", format!("Basic  {encoded}").into_bytes()),
             ("trailing text", format!("Basic {encoded}x").into_bytes()),
             ("empty", Vec::new()),
             ("not text", b"Basic \xff\xfe".to_vec()),
         ] {
             assert_eq!(get(&app, Some(&given)).await, REFUSED, "{what}");
+        }
+    }
+
+    /// RFC 9110 (11.1, 11.4): the scheme is case-insensitive and spaces may be several.
+    #[tokio::test]
+    async fn basic_auth_takes_the_scheme_in_any_case_and_several_spaces() {
+        let app = app(Options::new().basic_auth("admin", "s3cret"));
+        let encoded = STANDARD.encode("admin:s3cret");
+        for given in [
+            format!("basic {encoded}"),
+            format!("BASIC {encoded}"),
+            format!("Basic  {encoded}"),
+        ] {
+            assert_eq!(
+                get(&app, Some(given.as_bytes())).await,
+                (StatusCode::OK, false),
+                "{given}"
+            );
         }
     }
 

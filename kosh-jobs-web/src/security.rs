@@ -86,9 +86,12 @@ pub(crate) async fn basic_auth(State(shared): State<Shared>, req: Request, next:
     let Some(expected) = shared.options.basic_auth.as_deref() else {
         return next.run(req).await;
     };
-    let given = req.headers().get(header::AUTHORIZATION);
-    let ok = !expected.is_empty()
-        && given.is_some_and(|g| same_bytes(g.as_bytes(), expected.as_bytes()));
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|g| basic_credentials(g.as_bytes()));
+    let wanted = basic_credentials(expected.as_bytes());
+    let ok = matches!((given, wanted), (Some(g), Some(w)) if !w.is_empty() && same_bytes(g, w));
     if ok {
         return next.run(req).await;
     }
@@ -102,6 +105,17 @@ pub(crate) async fn basic_auth(State(shared): State<Shared>, req: Request, next:
         HeaderValue::from_static("Basic realm=\"kosh-jobs\", charset=\"UTF-8\""),
     );
     res
+}
+
+/// The credentials of a `Basic` authorization value: the scheme is matched without regard to
+/// case and may be followed by several spaces (RFC 9110, 11.1 and 11.4); `None` for another
+/// scheme.
+fn basic_credentials(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let (scheme, rest) = value.split_at(value.iter().position(|b| *b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"basic")
+        .then(|| rest.trim_ascii())
 }
 
 /// Compares in time that depends on the lengths only, not on where the bytes differ.
@@ -149,6 +163,16 @@ pub(crate) async fn headers(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_basic_scheme_is_matched_without_regard_to_case() {
+        assert_eq!(basic_credentials(b"Basic YTpi"), Some(&b"YTpi"[..]));
+        assert_eq!(basic_credentials(b"basic   YTpi "), Some(&b"YTpi"[..]));
+        assert_eq!(basic_credentials(b"BASIC YTpi"), Some(&b"YTpi"[..]));
+        assert_eq!(basic_credentials(b"Bearer YTpi"), None);
+        assert_eq!(basic_credentials(b"BasicYTpi"), None);
+        assert_eq!(basic_credentials(b"Basic"), None);
+    }
 
     #[test]
     fn same_bytes_compares_whole_values() {
