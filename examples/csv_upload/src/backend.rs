@@ -15,13 +15,29 @@ use kosh_jobs::AnyBackend;
 /// several apps or environments can share one Redis database; a `?prefix=` in the URL does
 /// the same.
 pub async fn open_backend(url: &str, redis_prefix: Option<&str>) -> anyhow::Result<AnyBackend> {
-    let url = with_prefix(url, redis_prefix);
+    let url = with_events(&with_prefix(url, redis_prefix));
     let scheme = url.split(':').next().unwrap_or_default();
     // The errors name the SQLite file's absolute path, or Redis's host and port, never a
     // password: the URL itself is not repeated here, as it may hold one.
     kosh_jobs::connect(&url)
         .await
         .with_context(|| format!("cannot open the job store ({scheme}: URL)"))
+}
+
+/// The URL with `events=true` added to a SQLite or Redis URL that does not say: the page's
+/// live updates (`GET /api/events`) need the job store to carry lifecycle events.
+fn with_events(url: &str) -> String {
+    let carries = url.starts_with("redis") || url.starts_with("sqlite:");
+    let says = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("events"))
+    });
+    if !carries || says {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}events=true")
 }
 
 /// The URL with `prefix=…` added to a Redis URL's query string.
@@ -37,7 +53,21 @@ fn with_prefix(url: &str, prefix: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_prefix;
+    use super::{with_events, with_prefix};
+
+    #[test]
+    fn events_are_asked_for_unless_the_url_says() {
+        assert_eq!(with_events("sqlite://j.db"), "sqlite://j.db?events=true");
+        assert_eq!(
+            with_events("redis://h:1?prefix=app"),
+            "redis://h:1?prefix=app&events=true"
+        );
+        assert_eq!(
+            with_events("redis://h:1?events=false"),
+            "redis://h:1?events=false"
+        );
+        assert_eq!(with_events("memory:"), "memory:");
+    }
 
     #[test]
     fn the_prefix_joins_the_redis_query_string() {

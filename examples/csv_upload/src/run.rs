@@ -88,11 +88,18 @@ impl Services {
 
     /// The web app's router.
     pub fn router(&self) -> axum::Router {
+        self.router_closing(kosh_jobs::CancellationToken::new())
+    }
+
+    /// The routes, with live streams that end when `closing` is cancelled (a graceful
+    /// shutdown waits for open responses, and a page's event stream never ends by itself).
+    fn router_closing(&self, closing: kosh_jobs::CancellationToken) -> axum::Router {
         let app = web::router(Web {
             app: self.app.clone(),
             jobs: self.jobs.clone(),
             max_upload_bytes: self.config.max_upload_bytes,
             metrics: self.metrics.clone(),
+            closing,
         });
         match &self.config.admin_password {
             Some(password) => app.nest(
@@ -142,7 +149,12 @@ impl Services {
             .await
             .with_context(|| format!("cannot listen on {addr} (BIND)"))?;
         let local = listener.local_addr()?;
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(shutdown);
+        let closing = kosh_jobs::CancellationToken::new();
+        let router = self.router_closing(closing.clone());
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.cancel();
+        });
         Ok((local, std::future::IntoFuture::into_future(server)))
     }
 }

@@ -76,6 +76,26 @@ async fn a_killed_worker_s_import_resumes_elsewhere_and_imports_each_row_once() 
         (rows_done > 0).then_some(rows_done)
     })
     .await;
+    // Killed once the job store knows the attempt started (the worker's first lease renewal,
+    // at most 250 ms after the start): its expiry then counts. Killed sooner, the attempt
+    // would be given back, as if it had never started.
+    let jobs_db = format!("sqlite://{}", app.dir.path().join("jobs.db").display());
+    let jobs = sqlx::SqlitePool::connect(&jobs_db).await.unwrap();
+    wait_for(
+        "the job store knows the attempt started",
+        Duration::from_secs(60),
+        || async {
+            let started: Option<(i64,)> = sqlx::query_as(
+                "SELECT lease_started FROM kosh_jobs WHERE state = 'running' AND lease_started = 1",
+            )
+            .fetch_optional(&jobs)
+            .await
+            .unwrap();
+            started.map(|_| ())
+        },
+    )
+    .await;
+    jobs.close().await;
     first.0.kill().unwrap(); // SIGKILL: no shutdown, no release, the lease just stops
     first.0.wait().unwrap();
     let (state, rows_done, total, attempts, _) = import_row(&app, id).await;

@@ -5,6 +5,7 @@
 //! | `GET /` | the page (no build step: HTML and vanilla JS in one file) |
 //! | `POST /api/imports` | upload (multipart field `file`) → `202 {"id", "job_id", …}` |
 //! | `GET /api/imports` | the latest imports |
+//! | `GET /api/events` | the imports' job events, as server-sent events (see [`live`]) |
 //! | `GET /api/imports/{id}` | one import, with the job's state and progress |
 //! | `GET /api/imports/{id}/rejected` | its rejected rows (`?limit=&offset=`) |
 //! | `GET /api/imports/{id}/transactions` | its transactions (`?limit=&offset=`) |
@@ -16,6 +17,7 @@
 
 mod api;
 mod error;
+pub mod live;
 mod upload;
 
 use axum::extract::DefaultBodyLimit;
@@ -41,6 +43,8 @@ pub struct Web {
     pub max_upload_bytes: u64,
     /// What `/metrics` serves; `None` when metrics are off (then it answers 404).
     pub metrics: Option<crate::metrics::Metrics>,
+    /// Cancelled when the server shuts down: ends the live event streams.
+    pub closing: kosh_jobs::CancellationToken,
 }
 
 const PAGE: &str = include_str!("index.html");
@@ -58,6 +62,7 @@ pub fn router(web: Web) -> Router {
                 .layer(DefaultBodyLimit::disable())
                 .get(api::list_imports),
         )
+        .route("/api/events", get(live::events))
         .route("/api/imports/{id}", get(api::get_import))
         .route("/api/imports/{id}/rejected", get(api::rejected_rows))
         .route("/api/imports/{id}/transactions", get(api::transactions))

@@ -148,7 +148,11 @@ impl TestApp {
         wait_for(&format!("import {id} to finish"), timeout, || async {
             let (status, v) = self.get(&format!("/api/imports/{id}")).await;
             assert_eq!(status, 200, "{v}");
-            matches!(v["state"].as_str(), Some("completed" | "failed")).then_some(v)
+            // The handler writes the import's outcome and then returns; the worker stores the
+            // job's outcome only after that. Wait for both, so the job's state is settled too.
+            let import_final = matches!(v["state"].as_str(), Some("completed" | "failed"));
+            let job_settled = !matches!(v["job"]["state"].as_str(), Some("running" | "ready"));
+            (import_final && job_settled).then_some(v)
         })
         .await
     }
@@ -174,4 +178,32 @@ pub fn fixture(name: &str) -> Vec<u8> {
             .join(name),
     )
     .unwrap()
+}
+
+/// How long a browser test waits for the page to show something.
+pub const PAGE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits until the text of the element at `css` satisfies `ok` (at most [`PAGE_PATIENCE`]);
+/// its text.
+pub async fn wait_text(
+    b: &fantoccini::Client,
+    css: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + PAGE_PATIENCE;
+    loop {
+        let text = match b.find(fantoccini::Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if ok(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: `{css}` still shows `{text}`"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
