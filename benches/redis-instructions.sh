@@ -7,6 +7,7 @@
 #   benches/redis-instructions.sh                      # backlog of 20,000 jobs, concurrency 64
 #   SCENARIO=noop JOBS=2000 CONCURRENCY=1 benches/redis-instructions.sh
 #   BIN=/path/to/other/throughput benches/redis-instructions.sh   # an older build, same runs
+#   SCENARIO=concurrent EXTRA=--no-coalesce benches/redis-instructions.sh   # more runner flags
 #
 # Needs valgrind (Debian: apt-get install valgrind). Redis under callgrind runs some 50×
 # slower, so keep JOBS small. Prints the runner's line and "redis instructions per job: N".
@@ -45,7 +46,7 @@ control() {
 }
 control -i on
 "$BIN" --backend "redis://127.0.0.1:$port" --scenario "$SCENARIO" --jobs "$JOBS" \
-    --concurrency "$CONCURRENCY" | grep -E '^redis'
+    --concurrency "$CONCURRENCY" ${EXTRA:-} | grep -E '^redis'
 control -i off
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 wait "$vg" 2>/dev/null || true

@@ -13,15 +13,20 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use kosh_jobs::memory::MemoryBackend;
 use kosh_jobs::AnyBackend;
+use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use kosh_jobs_sqlite::{Retention, SqliteBackend, SqliteOptions};
 
 use crate::commandstats::CommandStats;
+use kosh_jobs_testsupport::postgres_server::PostgresServer;
 use kosh_jobs_testsupport::redis_server::RedisServer;
 use kosh_jobs_testsupport::resp::{RedisAddr, Resp};
 
 /// The environment variable naming a Redis server to use instead of starting one.
 pub const REDIS_URL_VAR: &str = "KOSH_BENCH_REDIS_URL";
+
+/// The environment variable naming a Postgres database to use instead of starting a cluster.
+pub const POSTGRES_URL_VAR: &str = "KOSH_BENCH_DATABASE_URL";
 
 /// A backend to measure, as given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,15 +44,22 @@ pub enum BackendKind {
         /// The server, when not started by the bench.
         url: Option<String>,
     },
+    /// Postgres: a private cluster (`initdb`), or the database at the URL (`postgres://…`,
+    /// or `KOSH_BENCH_DATABASE_URL`); each run in a schema of its own.
+    Postgres {
+        /// The database, when not started by the bench.
+        url: Option<String>,
+    },
 }
 
 impl BackendKind {
-    /// `memory`, `sqlite` or `redis`.
+    /// `memory`, `sqlite`, `redis` or `postgres`.
     pub fn name(&self) -> &'static str {
         match self {
             BackendKind::Memory => "memory",
             BackendKind::Sqlite { .. } => "sqlite",
             BackendKind::Redis { .. } => "redis",
+            BackendKind::Postgres { .. } => "postgres",
         }
     }
 }
@@ -62,6 +74,12 @@ impl FromStr for BackendKind {
             "memory" => BackendKind::Memory,
             "sqlite" => BackendKind::Sqlite { dir: None },
             "redis" => BackendKind::Redis { url: None },
+            "postgres" => BackendKind::Postgres { url: None },
+            _ if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                BackendKind::Postgres {
+                    url: Some(s.to_owned()),
+                }
+            }
             _ if s.starts_with("sqlite:") => {
                 let dir = s.trim_start_matches("sqlite:").trim_start_matches("//");
                 if dir.is_empty() {
@@ -75,7 +93,8 @@ impl FromStr for BackendKind {
                 url: Some(s.to_owned()),
             },
             _ => bail!(
-                "unknown backend `{s}`: use memory, sqlite, redis, sqlite://DIR or a redis:// url"
+                "unknown backend `{s}`: use memory, sqlite, redis, postgres, sqlite://DIR, a redis:// \
+                 or a postgres:// url"
             ),
         })
     }
@@ -92,8 +111,12 @@ pub struct Bench {
     /// Whether the server is ours to flush between runs.
     redis_owned: bool,
     server: Option<RedisServer>,
+    postgres_url: Option<String>,
+    postgres_server: Option<PostgresServer>,
     runs: AtomicU64,
     keep_completed: bool,
+    /// Redis: whether concurrent single enqueues share script calls (the backend's default).
+    coalesce_enqueues: bool,
 }
 
 impl Bench {
@@ -108,8 +131,11 @@ impl Bench {
             redis_probe: None,
             redis_owned: false,
             server: None,
+            postgres_url: None,
+            postgres_server: None,
             runs: AtomicU64::new(0),
             keep_completed: false,
+            coalesce_enqueues: true,
         };
         match kind {
             BackendKind::Memory => {}
@@ -146,6 +172,21 @@ impl Bench {
                 bench.redis_probe = RedisAddr::parse(&url).ok();
                 bench.redis_url = Some(url);
             }
+            BackendKind::Postgres { url } => {
+                let env = std::env::var(POSTGRES_URL_VAR)
+                    .ok()
+                    .filter(|u| !u.is_empty());
+                let url = match url.clone().or(env) {
+                    Some(u) => u,
+                    None => {
+                        let server = PostgresServer::start()?;
+                        let u = server.url();
+                        bench.postgres_server = Some(server);
+                        u
+                    }
+                };
+                bench.postgres_url = Some(url);
+            }
         }
         Ok(bench)
     }
@@ -177,11 +218,25 @@ impl Bench {
                     // Our own server: start each run from an empty database.
                     self.probe(|c| c.command(&["FLUSHALL"]).map(drop))?;
                 }
+                let mut url = self.redis_url.clone().expect("set up");
+                if !self.coalesce_enqueues {
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str("coalesce_enqueues=false");
+                }
                 Locator::Redis {
-                    url: self.redis_url.clone().expect("set up"),
+                    url,
                     prefix: format!("kbench-{tag}-{}-{run}", std::process::id()),
                 }
             }
+            BackendKind::Postgres { .. } => Locator::Postgres {
+                url: self.postgres_url.clone().expect("set up"),
+                schema: format!(
+                    "kbench_{}_{}_{run}",
+                    tag.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                        .to_ascii_lowercase(),
+                    std::process::id()
+                ),
+            },
         };
         let backend = locator.open_with(self.keep_completed).await?;
         Ok(Store { backend, locator })
@@ -193,6 +248,12 @@ impl Bench {
         self.keep_completed = true;
     }
 
+    /// Redis stores opened from now on send each single enqueue as its own script call
+    /// (`coalesce_enqueues=false`), for comparison with the default.
+    pub fn no_coalescing(&mut self) {
+        self.coalesce_enqueues = false;
+    }
+
     /// Commands the Redis server has run so far; `None` for other backends or a server the
     /// probe cannot reach (`rediss://`).
     pub fn command_stats(&self) -> Option<CommandStats> {
@@ -200,6 +261,12 @@ impl Bench {
         self.probe(|c| c.command(&["INFO", "commandstats"]))
             .ok()
             .map(|info| CommandStats::parse(&info))
+    }
+
+    /// Runs one command on the Redis server (through the probe connection) and returns its
+    /// reply as text; fails for other backends and `rediss://`.
+    pub fn redis_command(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.probe(|c| c.command(args))
     }
 
     /// Whether the Redis server is shared with others (its command counts include theirs).
@@ -230,6 +297,13 @@ pub enum Locator {
         url: String,
         /// The key prefix of this run.
         prefix: String,
+    },
+    /// A Postgres database and schema.
+    Postgres {
+        /// The database.
+        url: String,
+        /// The schema of this run.
+        schema: String,
     },
 }
 
@@ -263,6 +337,15 @@ impl Locator {
                 let opts = opts.build()?;
                 AnyBackend::new(RedisBackend::connect_with(opts).await?)
             }
+            Locator::Postgres { url, schema } => {
+                let mut opts = PostgresOptions::from_url(url)?
+                    .schema(schema.clone())
+                    .max_connections(16);
+                if keep_completed {
+                    opts = opts.retention(None);
+                }
+                AnyBackend::new(PostgresBackend::connect_with(opts.build()?).await?)
+            }
         })
     }
 
@@ -272,6 +355,7 @@ impl Locator {
             Locator::Memory => "memory".into(),
             Locator::Sqlite(p) => format!("sqlite:{}", p.display()),
             Locator::Redis { url, prefix } => format!("redis:{prefix}:{url}"),
+            Locator::Postgres { url, schema } => format!("postgres:{schema}:{url}"),
         }
     }
 
@@ -286,6 +370,14 @@ impl Locator {
             Ok(Locator::Redis {
                 url: url.to_owned(),
                 prefix: prefix.to_owned(),
+            })
+        } else if let Some(rest) = s.strip_prefix("postgres:") {
+            let (schema, url) = rest
+                .split_once(':')
+                .context("postgres locator without url")?;
+            Ok(Locator::Postgres {
+                url: url.to_owned(),
+                schema: schema.to_owned(),
             })
         } else {
             bail!("bad store locator `{s}`")
@@ -323,7 +415,13 @@ mod tests {
                 url: Some("redis://127.0.0.1:7000".into())
             }
         );
-        assert!("postgres://x".parse::<BackendKind>().is_err());
+        assert_eq!(
+            "postgres://u@h/db".parse::<BackendKind>().unwrap(),
+            BackendKind::Postgres {
+                url: Some("postgres://u@h/db".into())
+            }
+        );
+        assert!("mongodb://x".parse::<BackendKind>().is_err());
     }
 
     #[test]
@@ -334,6 +432,10 @@ mod tests {
             Locator::Redis {
                 url: "redis://:pw@127.0.0.1:7000/1".into(),
                 prefix: "kbench-a-1-2".into(),
+            },
+            Locator::Postgres {
+                url: "postgres://u:pw@127.0.0.1:5/db".into(),
+                schema: "kbench_a_1_2".into(),
             },
         ] {
             assert_eq!(Locator::from_arg(&l.to_arg()).unwrap(), l);

@@ -11,6 +11,8 @@
 //!
 //! - `stats`: what `kosh-jobs stats` reads (counts, the last day's throughput, live workers);
 //! - `first page`: the newest 50 failed jobs of the queue, with their total;
+//! - the dashboard (`kosh-jobs-web`), server-side: its router answering in process (no
+//!   socket) `GET api/overview` and the first page of failed jobs, `GET api/jobs`;
 //! - `rare search`: a text found in one payload, every page to the end: the scan rate;
 //! - `bulk retry`: every failed job back to ready, page by page (a search of 1,000 ids, then
 //!   `apply`), while a worker drains another queue: the retry rate, and the worker's slowest
@@ -25,7 +27,7 @@ use kosh_jobs::admin::{AdminAction, JobFilter, Order, SearchQuery, ThroughputQue
 use kosh_jobs::{AnyBackend, Backend, Finish, JobState, NewJob, Outcome, ReserveRequest};
 use kosh_jobs_benches::store::{BackendKind, Bench};
 
-const USAGE: &str = "flags: --backend memory|sqlite|redis|sqlite://DIR|redis://URL, --jobs N, \
+const USAGE: &str = "flags: --backend memory|sqlite|redis|postgres|sqlite://DIR|redis://URL|postgres://URL, --jobs N, \
 --failed N, --repeat N, --drain-jobs N, --table";
 
 const QUEUE: &str = "csv-uploads";
@@ -156,8 +158,24 @@ where
     Ok((times[times.len() / 2], times[times.len() - 1], out))
 }
 
+/// Milliseconds, to the hundredth: stats read from stored counts take well under one.
 fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `GET uri` on the dashboard's router, in process; the answer's JSON.
+async fn get_json(web: &axum::Router, uri: &str) -> anyhow::Result<serde_json::Value> {
+    use tower::ServiceExt as _;
+    let req = axum::http::Request::get(uri).body(axum::body::Body::empty())?;
+    let res = web.clone().oneshot(req).await?;
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), 64 << 20).await?;
+    ensure!(
+        status.is_success(),
+        "GET {uri}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(serde_json::from_slice(&body)?)
 }
 
 #[tokio::main]
@@ -234,6 +252,57 @@ async fn main() -> anyhow::Result<()> {
         ms(page_med),
         ms(page_max)
     );
+
+    // The dashboard's two busiest routes, served in process: what a browser tab waits for
+    // on the server, JSON encoding included.
+    let web = kosh_jobs_web::router::<()>(b.clone(), kosh_jobs_web::Options::new());
+    let (ov_med, ov_max, ov) = timed(args.repeat, || get_json(&web, "/api/overview")).await?;
+    let seen_failed = ov["queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == QUEUE))
+        .and_then(|q| q["counts"]["failed"].as_u64());
+    ensure!(
+        seen_failed == Some(failed),
+        "dashboard overview: {seen_failed:?} failed, expected {failed}"
+    );
+    let uri = format!("/api/jobs?states=failed&queue={QUEUE}&order=newest&limit=50");
+    let (jp_med, jp_max, jp) = timed(args.repeat, || get_json(&web, &uri)).await?;
+    let listed = jp["jobs"].as_array().map_or(0, Vec::len) as u64;
+    ensure!(
+        listed == failed.min(50) && jp["total"]["count"].as_u64() == Some(failed),
+        "dashboard first page: {listed} jobs, total {}",
+        jp["total"]
+    );
+    println!(
+        "{name}: dashboard: api/overview median {}, worst {}; api/jobs (first failed page) median {}, worst {}",
+        ms(ov_med),
+        ms(ov_max),
+        ms(jp_med),
+        ms(jp_max)
+    );
+    // What an open tab costs Redis: the page refreshes its view every 5 s (the overview, or a
+    // list), not while hidden or paused.
+    if let Some(before) = bench.command_stats() {
+        get_json(&web, "/api/overview").await?;
+        let overview = bench
+            .command_stats()
+            .map(|after| after.since(&before).without_probes());
+        let before = bench.command_stats();
+        get_json(&web, &uri).await?;
+        let list = before
+            .zip(bench.command_stats())
+            .map(|(b, a)| a.since(&b).without_probes());
+        if let (Some(o), Some(l)) = (overview, list) {
+            println!(
+                "{name}: dashboard refresh costs Redis {} requests for the overview ({}), {} for a list page ({}); at one refresh per 5 s, at most {:.1} requests/s per open tab",
+                o.requests(),
+                o.summary(4),
+                l.requests(),
+                l.summary(4),
+                o.requests().max(l.requests()) as f64 / 5.0
+            );
+        }
+    }
 
     // The rare text, to the end of the cursor.
     let t = Instant::now();
@@ -342,15 +411,19 @@ async fn main() -> anyhow::Result<()> {
     );
     if args.table {
         println!();
-        println!("| backend | jobs | stats (median / worst) | first failed page (median / worst) | rare search | bulk retry | slowest reserve during it |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| backend | jobs | stats (median / worst) | first failed page (median / worst) | dashboard overview (median / worst) | dashboard first page (median / worst) | rare search | bulk retry | slowest reserve during it |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         println!(
-            "| {name} | {} | {} / {} | {} / {} | {scan_rate:.0} jobs/s | {retry_rate:.0} jobs/s | {} |",
+            "| {name} | {} | {} / {} | {} / {} | {} / {} | {} / {} | {scan_rate:.0} jobs/s | {retry_rate:.0} jobs/s | {} |",
             args.jobs,
             ms(stats_med),
             ms(stats_max),
             ms(page_med),
             ms(page_max),
+            ms(ov_med),
+            ms(ov_max),
+            ms(jp_med),
+            ms(jp_max),
             ms(worst_reserve)
         );
     }

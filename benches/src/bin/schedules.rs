@@ -20,7 +20,8 @@ use kosh_jobs::{job, AnyBackend, Backend, Client, JobError, Timestamp, Worker};
 use kosh_jobs_benches::store::{BackendKind, Bench};
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "flags: --backend memory|sqlite|redis|sqlite://DIR|redis://URL, \
+const USAGE: &str =
+    "flags: --backend memory|sqlite|redis|postgres|sqlite://DIR|redis://URL|postgres://URL, \
 --schedules N, --idle DURATION (e.g. 120s)";
 
 /// The queue the fired jobs go to: no worker of this bench takes them.

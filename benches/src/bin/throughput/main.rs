@@ -17,7 +17,11 @@
 //! - `latency`: pickup latency on an idle queue, enqueue call → handler start, p50/p99 of
 //!   `--samples` jobs (default 200) enqueued one at a time;
 //! - `enqueue`: single awaited enqueues from one caller (`--single-jobs`, default
-//!   min(jobs, 20,000)).
+//!   min(jobs, 20,000));
+//! - `concurrent`: single enqueues from `--tasks` concurrent tasks (default 1,000, a busy web
+//!   process), each enqueuing one job, round after round until `--single-jobs` (default
+//!   min(jobs, 100,000)) are stored; no worker. `--no-coalesce` turns the Redis backend's
+//!   coalescing of such enqueues off, to compare.
 //!
 //! Each result line also gives the peak RSS of the process during that scenario and, for
 //! Redis, the commands sent per job (from `INFO commandstats`). `--table` ends with the
@@ -35,8 +39,9 @@ use kosh_jobs_benches::store::{BackendKind, Bench};
 
 use report::Row;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "enqueue",
+    "concurrent",
     "noop",
     "backlog",
     "sleep10",
@@ -44,9 +49,11 @@ const SCENARIOS: [&str; 6] = [
     "multiprocess",
 ];
 
-const USAGE: &str = "flags: --backend memory|sqlite|redis|sqlite://DIR|redis://URL, \
---scenario all|enqueue|noop|backlog|sleep10|latency|multiprocess (comma-separated), \
---jobs N, --concurrency N[,N…], --batch N, --sleep-jobs N, --samples N, --single-jobs N, --table";
+const USAGE: &str =
+    "flags: --backend memory|sqlite|redis|postgres|sqlite://DIR|redis://URL|postgres://URL, \
+--scenario all|enqueue|concurrent|noop|backlog|sleep10|latency|multiprocess (comma-separated), \
+--jobs N, --concurrency N[,N…], --batch N, --sleep-jobs N, --samples N, --single-jobs N, \
+--tasks N, --no-coalesce, --table";
 
 /// The command line.
 pub(crate) struct Args {
@@ -58,6 +65,10 @@ pub(crate) struct Args {
     pub(crate) sleep_jobs: Option<u64>,
     pub(crate) samples: u64,
     pub(crate) single_jobs: Option<u64>,
+    /// `concurrent`: tasks enqueuing at once.
+    pub(crate) tasks: usize,
+    /// Redis: send each single enqueue alone.
+    no_coalesce: bool,
     table: bool,
     /// `--worker-only`: the second process of a multi-process run.
     worker_only: bool,
@@ -75,6 +86,8 @@ fn parse_args() -> anyhow::Result<Args> {
         sleep_jobs: None,
         samples: 200,
         single_jobs: None,
+        tasks: 1_000,
+        no_coalesce: false,
         table: false,
         worker_only: false,
         store: None,
@@ -113,6 +126,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--sleep-jobs" => args.sleep_jobs = Some(value()?.parse().context("--sleep-jobs")?),
             "--samples" => args.samples = value()?.parse().context("--samples")?,
             "--single-jobs" => args.single_jobs = Some(value()?.parse().context("--single-jobs")?),
+            "--tasks" => args.tasks = value()?.parse().context("--tasks")?,
+            "--no-coalesce" => args.no_coalesce = true,
             "--table" => args.table = true,
             "--worker-only" => args.worker_only = true,
             "--store" => args.store = Some(value()?),
@@ -126,6 +141,9 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
+    }
+    if args.tasks == 0 {
+        bail!("--tasks must be at least 1");
     }
     Ok(args)
 }
@@ -146,14 +164,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     }
-    let bench = Bench::setup(&args.backend)
+    let mut bench = Bench::setup(&args.backend)
         .with_context(|| format!("setting up the {} backend", args.backend.name()))?;
+    if args.no_coalesce {
+        bench.no_coalescing();
+    }
     if bench.redis_shared() {
         eprintln!("note: the Redis server is shared; commands per job include other clients'");
     }
     let mut rows = Vec::new();
     for scenario in &args.scenarios {
-        let levels: &[usize] = if *scenario == "enqueue" {
+        let levels: &[usize] = if matches!(*scenario, "enqueue" | "concurrent") {
             &[0]
         } else {
             &args.concurrency
@@ -170,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
             let before = bench.command_stats();
             match *scenario {
                 "enqueue" => scenarios::enqueue(&bench, &args, &mut row).await,
+                "concurrent" => scenarios::concurrent(&bench, &args, &mut row).await,
                 "noop" => scenarios::noop(&bench, &args, c, &mut row).await,
                 "backlog" => scenarios::backlog(&bench, &args, c, &mut row).await,
                 "sleep10" => scenarios::sleep10(&bench, &args, c, &mut row).await,

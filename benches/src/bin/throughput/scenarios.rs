@@ -245,6 +245,58 @@ pub(crate) async fn enqueue(bench: &Bench, args: &Args, row: &mut Row) -> anyhow
     Ok(())
 }
 
+/// Single enqueues from `--tasks` concurrent tasks, one job each, round after round (no
+/// worker): a busy web process.
+pub(crate) async fn concurrent(bench: &Bench, args: &Args, row: &mut Row) -> anyhow::Result<()> {
+    let n = args.single_jobs.unwrap_or(args.jobs.min(100_000));
+    row.jobs = n;
+    let store = bench.fresh("concurrent").await?;
+    let client = Client::new(store.backend.clone());
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(n as usize);
+    let mut next = 0;
+    while next < n {
+        let end = (next + args.tasks as u64).min(n);
+        let mut set = tokio::task::JoinSet::new();
+        for i in next..end {
+            let client = client.clone();
+            set.spawn(async move { client.enqueue(Noop { n: i }).await });
+        }
+        while let Some(r) = set.join_next().await {
+            ids.push(r.context("enqueue task")??.id());
+        }
+        next = end;
+    }
+    let took = start.elapsed();
+    ids.sort();
+    ids.dedup();
+    if ids.len() as u64 != n {
+        bail!("{n} enqueues returned only {} distinct ids", ids.len());
+    }
+    let ready: u64 = store
+        .backend
+        .counts()
+        .await?
+        .iter()
+        .filter(|c| c.queue == QUEUE)
+        .map(|c| c.ready)
+        .sum();
+    if ready != n {
+        bail!("{n} jobs enqueued but {ready} are ready");
+    }
+    row.enqueue = Some(rate(n, took));
+    row.note = format!(
+        "single enqueues from {} concurrent tasks{}",
+        args.tasks,
+        if args.no_coalesce {
+            ", coalescing off"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
