@@ -14,6 +14,7 @@ use crate::admin::{
 use crate::backend::Backend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
+use crate::limits::{QueueFlow, QueueLimits};
 use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -166,6 +167,12 @@ impl Backend for AnyBackend {
     }
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.0.resume(queue).await
+    }
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError> {
+        self.0.set_queue_limits(queue, limits).await
+    }
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
+        self.0.queue_flows().await
     }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.0.search(query).await

@@ -11,6 +11,7 @@ use crate::admin::{
 use crate::any::AnyBackend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
+use crate::limits::{QueueFlow, QueueLimits};
 use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -194,6 +195,26 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Undoes [`Backend::pause`] and wakes waiting workers.
     async fn resume(&self, queue: &str) -> Result<(), BackendError>;
+
+    // ---- Flow control (see [`crate::limits`]) ----
+
+    /// Sets the limits of `queue`, replacing its previous ones ([`QueueLimits::NONE`] removes
+    /// them), effective for the next `reserve` of any worker; wakes waiting workers, since a
+    /// raised limit may let jobs start. Refuses invalid limits
+    /// ([`QueueLimits::validate`]) with [`BackendError::InvalidInput`].
+    ///
+    /// `reserve` then leases no more jobs of the queue than the limits allow: at most
+    /// `concurrency` running at once, and at most `rate.max` starts in any window of
+    /// `rate.per` (the times of the last `rate.max` starts are kept in the store). Jobs held
+    /// back stay ready, with no attempt counted. `wait_for_work` treats them as not ready:
+    /// it waits until the rate window has room, or until a running job of the queue leaves
+    /// `running` (finish, release, cancel, recovery), which wakes it.
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError>;
+
+    /// Every queue with limits, sorted by name: its limits, its running jobs, its starts in
+    /// the current rate window and when the rate limit lets the next job start, if it holds
+    /// jobs back now.
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError>;
 
     // ---- The admin contract (see [`crate::admin`]) ----
 

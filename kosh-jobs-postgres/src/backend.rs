@@ -490,6 +490,24 @@ impl Backend for PostgresBackend {
             .await)
     }
 
+    async fn set_queue_limits(
+        &self,
+        _queue: &str,
+        _limits: kosh_jobs_core::QueueLimits,
+    ) -> std::result::Result<(), BackendError> {
+        Err(BackendError::Incompatible(
+            "TODO(flow): not built yet".into(),
+        ))
+    }
+
+    async fn queue_flows(
+        &self,
+    ) -> std::result::Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
+        Err(BackendError::Incompatible(
+            "TODO(flow): not built yet".into(),
+        ))
+    }
+
     async fn search(&self, query: &SearchQuery) -> std::result::Result<SearchPage, BackendError> {
         let q = query.clone();
         be(self

@@ -318,6 +318,24 @@ impl Backend for RedisBackend {
             .await
     }
 
+    async fn set_queue_limits(
+        &self,
+        _queue: &str,
+        _limits: kosh_jobs_core::QueueLimits,
+    ) -> std::result::Result<(), BackendError> {
+        Err(BackendError::Incompatible(
+            "TODO(flow): not built yet".into(),
+        ))
+    }
+
+    async fn queue_flows(
+        &self,
+    ) -> std::result::Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
+        Err(BackendError::Incompatible(
+            "TODO(flow): not built yet".into(),
+        ))
+    }
+
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.run(self.shared().search(query.clone())).await
     }

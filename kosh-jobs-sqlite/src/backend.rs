@@ -488,6 +488,24 @@ impl Backend for SqliteBackend {
         self.write(Op::Resume(queue.to_owned())).await.map(drop)
     }
 
+    async fn set_queue_limits(
+        &self,
+        _queue: &str,
+        _limits: kosh_jobs_core::QueueLimits,
+    ) -> std::result::Result<(), BackendError> {
+        Err(BackendError::Incompatible(
+            "TODO(flow): not built yet".into(),
+        ))
+    }
+
+    async fn queue_flows(
+        &self,
+    ) -> std::result::Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
+        Err(BackendError::Incompatible(
+            "TODO(flow): not built yet".into(),
+        ))
+    }
+
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         query.filter.validate()?;
         expect!(

@@ -154,6 +154,16 @@ impl Backend for TempSqlite {
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.backend.resume(queue).await
     }
+    async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: kosh_jobs_core::QueueLimits,
+    ) -> Result<(), BackendError> {
+        self.backend.set_queue_limits(queue, limits).await
+    }
+    async fn queue_flows(&self) -> Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
+        self.backend.queue_flows().await
+    }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.backend.search(query).await
     }

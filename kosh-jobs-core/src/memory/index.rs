@@ -10,13 +10,14 @@
 //! second.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
 use crate::clock::Timestamp;
+use crate::limits::QueueLimits;
 use crate::record::{JobRecord, JobState};
 
 /// The hasher of the job map. Ids are assigned by the backend in sequence, never chosen by a
@@ -71,6 +72,11 @@ pub(super) struct QueueIndex {
     /// Scheduled jobs by due time, to know when this queue's next job becomes due.
     pub(super) scheduled: BTreeSet<(Timestamp, u64)>,
     pub(super) paused: bool,
+    /// Flow-control limits (none by default).
+    pub(super) limits: QueueLimits,
+    /// The times of the last `limits.rate.max` starts, oldest first (empty without a rate
+    /// limit).
+    pub(super) starts: VecDeque<Timestamp>,
     /// Completed and failed jobs per minute (minute start in ms → [completed, failed]).
     pub(super) throughput: BTreeMap<i64, [u64; 2]>,
     /// Woken when a job of this queue becomes ready or scheduled, or the queue is resumed.
@@ -88,6 +94,8 @@ impl QueueIndex {
             ready: BTreeSet::new(),
             scheduled: BTreeSet::new(),
             paused: false,
+            limits: QueueLimits::NONE,
+            starts: VecDeque::new(),
             throughput: BTreeMap::new(),
             notify: Arc::new(Notify::new()),
             wake: false,
@@ -97,6 +105,38 @@ impl QueueIndex {
     /// Whether the queue has anything worth reporting in `counts`.
     pub(super) fn is_visible(&self) -> bool {
         self.paused || self.counts.iter().any(|&n| n > 0)
+    }
+
+    /// How many jobs the limits let start at `now` (`usize::MAX` without limits) and, when
+    /// none may, the time the rate limit opens again (`None`: a running job must end first,
+    /// or there is no limit).
+    pub(super) fn room(&mut self, now: Timestamp) -> (usize, Option<Timestamp>) {
+        let mut room = usize::MAX;
+        if let Some(k) = self.limits.concurrency {
+            let running = self.counts[slot(JobState::Running)];
+            room = usize::try_from(u64::from(k).saturating_sub(running)).unwrap_or(usize::MAX);
+            if room == 0 {
+                return (0, None);
+            }
+        }
+        if let Some(rate) = self.limits.rate {
+            let (r, next) = rate.room(self.starts.make_contiguous(), now);
+            room = room.min(r as usize);
+            if room == 0 {
+                return (0, next);
+            }
+        }
+        (room, None)
+    }
+
+    /// Logs a start at `now` for the rate limit, keeping only the starts that can matter.
+    pub(super) fn log_start(&mut self, now: Timestamp) {
+        if let Some(rate) = self.limits.rate {
+            self.starts.push_back(now);
+            while self.starts.len() > rate.max as usize {
+                self.starts.pop_front();
+            }
+        }
     }
 }
 
@@ -297,9 +337,20 @@ impl Indexes {
     ) -> Option<T> {
         let e = jobs.get_mut(&id)?;
         let was_final = e.rec.state.is_final();
+        let was_running = e.rec.state == JobState::Running;
         self.unindex(id, e);
         let out = change(e);
         self.index(id, e);
+        // A freed slot under a concurrency limit may let a held-back job start.
+        if was_running
+            && e.rec.state != JobState::Running
+            && self
+                .queues
+                .get(e.queue)
+                .is_some_and(|qi| qi.limits.concurrency.is_some())
+        {
+            self.wake(e.queue);
+        }
         match (was_final, e.rec.state.is_final()) {
             (false, true) => self.free_key(e.rec.unique_key.as_ref(), id),
             (true, false) => self.take_key(e.rec.unique_key.as_ref(), id),

@@ -70,6 +70,7 @@ use crate::admin::{
 use crate::backend::Backend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
+use crate::limits::{QueueFlow, QueueLimits};
 use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -337,6 +338,14 @@ impl Backend for MemoryBackend {
 
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.with_state(|st, _| st.set_paused(queue, false))
+    }
+
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError> {
+        self.with_state(|st, _| st.set_limits(queue, limits))
+    }
+
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
+        Ok(self.with_state(|st, now| st.flows(now)))
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {

@@ -7,6 +7,7 @@ use crate::admin::{Attempt, AttemptOutcome, WorkerInfo, MAX_HISTORY};
 use crate::backend::{validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES};
 use crate::clock::Timestamp;
 use crate::error::BackendError;
+use crate::limits::{QueueFlow, QueueLimits};
 use crate::record::{
     AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -222,15 +223,23 @@ impl State {
             .collect();
         queues.sort_unstable();
         queues.dedup();
+        // What each queue's limits let start now.
+        let mut rooms: Vec<usize> = queues
+            .iter()
+            .map(|&q| self.ix.queues[q].room(now).0)
+            .collect();
         let lease_ends = now + req.lease;
         let mut out = Vec::with_capacity(req.max.min(1024));
         while out.len() < req.max {
-            // The best head across the queues: highest priority, then lowest id.
+            // The best head across the queues with room: highest priority, then lowest id.
             let best = queues
                 .iter()
-                .filter_map(|&q| self.ix.queues[q].ready.first().copied())
+                .zip(&rooms)
+                .enumerate()
+                .filter(|(_, (_, &room))| room > 0)
+                .filter_map(|(i, (&q, _))| self.ix.queues[q].ready.first().map(|&h| (h, i)))
                 .min();
-            let Some(head) = best else { break };
+            let Some((head, from)) = best else { break };
             let id = head.1;
             let token = self.next_token;
             self.next_token += 1;
@@ -267,7 +276,11 @@ impl State {
                 }
             });
             match leased {
-                Some(job) => out.push(job),
+                Some(job) => {
+                    rooms[from] -= 1;
+                    self.ix.queues[queues[from]].log_start(now);
+                    out.push(job);
+                }
                 None => {
                     // A ready entry without a job: drop it rather than loop on it.
                     for &q in &queues {
@@ -403,16 +416,23 @@ impl State {
     }
 
     /// Whether a waiter on `queues` has work now, or when it may next have some.
-    pub(super) fn wait_check(&self, queues: &[usize], now: Timestamp) -> WaitCheck {
+    pub(super) fn wait_check(&mut self, queues: &[usize], now: Timestamp) -> WaitCheck {
         let mut next: Option<Timestamp> = None;
         for &q in queues {
-            let qi = &self.ix.queues[q];
+            let qi = &mut self.ix.queues[q];
             if qi.paused {
                 continue;
             }
             if !qi.ready.is_empty() {
-                return WaitCheck::Work;
+                // Held back by a limit: ready when the rate window opens, or (concurrency)
+                // when a running job ends, which wakes the queue.
+                match qi.room(now) {
+                    (0, Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
+                    (0, None) => {}
+                    _ => return WaitCheck::Work,
+                }
             }
+            let qi = &self.ix.queues[q];
             if let Some(&(at, _)) = qi.scheduled.first() {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -591,6 +611,56 @@ impl State {
             }
         }
         Ok(doomed.len() as u64)
+    }
+
+    pub(super) fn set_limits(
+        &mut self,
+        queue: &str,
+        limits: QueueLimits,
+    ) -> Result<(), BackendError> {
+        validate_queue_name(queue).map_err(BackendError::InvalidInput)?;
+        limits.validate().map_err(BackendError::InvalidInput)?;
+        let q = self.ix.queue_slot_or_create(queue);
+        let qi = &mut self.ix.queues[q];
+        qi.limits = limits;
+        match limits.rate {
+            Some(rate) => {
+                while qi.starts.len() > rate.max as usize {
+                    qi.starts.pop_front();
+                }
+            }
+            None => qi.starts.clear(),
+        }
+        self.ix.wake(q);
+        Ok(())
+    }
+
+    pub(super) fn flows(&mut self, now: Timestamp) -> Vec<QueueFlow> {
+        let mut out: Vec<QueueFlow> = self
+            .ix
+            .queues
+            .iter_mut()
+            .filter(|qi| !qi.limits.is_none())
+            .map(|qi| {
+                let (starts_in_window, next_start_at) = match qi.limits.rate {
+                    Some(rate) => {
+                        let from = now.saturating_sub(rate.per);
+                        let n = qi.starts.iter().filter(|&&t| t > from).count() as u64;
+                        (n, rate.room(qi.starts.make_contiguous(), now).1)
+                    }
+                    None => (0, None),
+                };
+                QueueFlow {
+                    queue: qi.name.clone(),
+                    limits: qi.limits,
+                    running: qi.counts[slot(JobState::Running)],
+                    starts_in_window,
+                    next_start_at,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        out
     }
 
     pub(super) fn set_paused(&mut self, queue: &str, paused: bool) -> Result<(), BackendError> {

@@ -84,6 +84,7 @@
 pub mod admin;
 pub mod finish;
 pub mod leases;
+pub mod limits;
 mod macros;
 pub mod operate;
 pub mod push;

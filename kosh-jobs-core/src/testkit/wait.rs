@@ -11,8 +11,10 @@ use futures_util::future::BoxFuture;
 
 use crate::clock::Timestamp;
 use crate::error::BackendError;
+use crate::limits::{QueueLimits, RateLimit};
+use crate::record::Finish;
 
-use super::support::{env, guard, join, secs, Env, LEASE};
+use super::support::{done, env, guard, join, secs, Env, LEASE};
 use super::BackendFactory;
 
 /// A `wait_for_work` call in progress, polled by the case itself so that "still waiting" is
@@ -149,4 +151,69 @@ pub async fn wait_returns_when_work_is_ready<F: BackendFactory + ?Sized>(factory
     )
     .await
     .unwrap_or_else(|e| panic!("wait_for_work: backend error: {e:?}"));
+}
+
+/// A queue whose rate limit holds its ready jobs back is not work: the wait goes on, and ends
+/// when the rate window has room again.
+pub async fn wait_sleeps_until_the_rate_window_opens<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let limits = QueueLimits::default().with_rate(RateLimit::new(1, secs(60)));
+    t.b.set_queue_limits("api", limits)
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    t.push(vec![t.job("n", "api"), t.job("n", "api")]).await;
+    let l = t
+        .reserve_one("api", "wait on a rate limit: the first start")
+        .await;
+    // No lease outstanding, whose expiry would end the wait by itself.
+    t.finish_ok(l.lease, done(), "wait on a rate limit").await;
+    let mut w = start_wait(&t, &["api"], t.now() + secs(3600));
+    w.still_waiting(&t, "wait on a rate limit: a job is ready but held back")
+        .await;
+    t.advance(secs(59));
+    w.still_waiting(
+        &t,
+        "wait on a rate limit: one second before the window opens",
+    )
+    .await;
+    t.advance(secs(1));
+    w.ends("wait on a rate limit: the wait ends when the window opens")
+        .await;
+    t.reserve_one("api", "wait on a rate limit: the second start")
+        .await;
+}
+
+/// A queue whose concurrency limit holds its ready jobs back is not work: the wait goes on
+/// until a running job of the queue finishes, which ends it.
+pub async fn wait_woken_by_a_freed_slot<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let limits = QueueLimits::default().with_concurrency(1);
+    t.b.set_queue_limits("imports", limits)
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    t.push(vec![t.job("n", "imports"), t.job("n", "imports")])
+        .await;
+    let l = t
+        .reserve_one("imports", "wait on a concurrency limit: the first job")
+        .await;
+    let mut w = start_wait(&t, &["imports"], t.now() + secs(3600));
+    w.still_waiting(
+        &t,
+        "wait on a concurrency limit: a job is ready but held back",
+    )
+    .await;
+    let b = Arc::clone(&t.b);
+    let finisher = tokio::spawn(async move {
+        b.finish(vec![Finish {
+            lease: l.lease,
+            outcome: done(),
+        }])
+        .await
+        .unwrap_or_else(|e| panic!("finish: backend error: {e:?}"))
+    });
+    join("wait on a concurrency limit: the finish", finisher).await;
+    w.ends("wait on a concurrency limit: the wait ends when the running job finishes")
+        .await;
+    t.reserve_one("imports", "wait on a concurrency limit: the second job")
+        .await;
 }

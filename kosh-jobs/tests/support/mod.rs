@@ -198,6 +198,16 @@ impl Backend for Spy {
     async fn resume(&self, queue: &str) -> Result<(), BackendError> {
         self.inner.resume(queue).await
     }
+    async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: kosh_jobs::QueueLimits,
+    ) -> Result<(), BackendError> {
+        self.inner.set_queue_limits(queue, limits).await
+    }
+    async fn queue_flows(&self) -> Result<Vec<kosh_jobs::QueueFlow>, BackendError> {
+        self.inner.queue_flows().await
+    }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.inner.search(query).await
     }

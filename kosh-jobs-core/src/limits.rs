@@ -1,0 +1,232 @@
+//! Flow control: limits on a queue that every worker of every process obeys, because they are
+//! kept in the store and enforced by [`Backend::reserve`](crate::Backend::reserve) itself.
+//!
+//! - A **concurrency** limit: at most K jobs of the queue running at once, across all workers.
+//!   A slot is taken by a lease and freed when the job leaves `running` (finished, released,
+//!   cancelled, or its expired lease recovered), so a crashed worker never keeps one.
+//! - A **rate** limit: at most N starts in any window of the given length. The store keeps the
+//!   times of the last N starts (a sliding log), so the limit holds in *every* window, not only
+//!   in fixed ones: Bull's fixed window lets 2N-1 jobs start across a window's edge.
+//!
+//! A job held back by a limit stays `ready`: no attempt is counted and nothing fails. A worker
+//! waiting for work sleeps until the rate window has room again, or until a running job of the
+//! queue ends (the backend wakes it), never in a hot loop.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kosh_jobs_core::limits::{QueueLimits, RateLimit};
+//!
+//! // At most 2 imports at once, and at most 10 starts in any second.
+//! let limits = QueueLimits::default()
+//!     .with_concurrency(2)
+//!     .with_rate(RateLimit::new(10, Duration::from_secs(1)));
+//! assert!(limits.validate().is_ok());
+//! assert!(QueueLimits::default().with_concurrency(0).validate().is_err());
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// The most starts a rate limit may allow per window: the store keeps one time per start
+/// allowed, so this bounds the log a reserve reads.
+pub const MAX_RATE: u32 = 10_000;
+
+/// The longest window a rate limit may have.
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The limits of one queue (none by default). See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueLimits {
+    /// At most this many jobs of the queue running at once, across all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// At most so many starts in any window of so long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
+}
+
+/// At most `max` job starts in any window of length `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Starts allowed per window.
+    pub max: u32,
+    /// The window's length, in milliseconds in the serialized form.
+    #[serde(rename = "per_ms", with = "millis")]
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// At most `max` starts in any window of length `per`.
+    pub fn new(max: u32, per: Duration) -> Self {
+        RateLimit { max, per }
+    }
+
+    /// How many more jobs may start at `now`, and if none may, when the next one may.
+    ///
+    /// `recent` holds the start times the store kept for the queue, oldest first (a backend
+    /// keeps the last `max` of them; older ones never matter).
+    pub fn room(&self, recent: &[Timestamp], now: Timestamp) -> (u32, Option<Timestamp>) {
+        // A start at `t` is in the window of `now` when now - per < t.
+        let from = now.saturating_sub(self.per);
+        let in_window = recent.iter().filter(|&&t| t > from).count();
+        let in_window = u32::try_from(in_window).unwrap_or(u32::MAX);
+        let room = self.max.saturating_sub(in_window);
+        if room > 0 {
+            return (room, None);
+        }
+        // Full: the oldest start that counts leaves the window `per` after it happened.
+        let counted = recent.len().saturating_sub(self.max as usize);
+        let next = recent
+            .get(counted..)
+            .and_then(|r| r.iter().copied().find(|&t| t > from))
+            .map(|t| t.saturating_add(self.per));
+        (0, next)
+    }
+}
+
+impl QueueLimits {
+    /// No limit.
+    pub const NONE: QueueLimits = QueueLimits {
+        concurrency: None,
+        rate: None,
+    };
+
+    /// With a concurrency limit of `k` running jobs.
+    pub fn with_concurrency(mut self, k: u32) -> Self {
+        self.concurrency = Some(k);
+        self
+    }
+
+    /// With a rate limit.
+    pub fn with_rate(mut self, rate: RateLimit) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Whether no limit is set.
+    pub fn is_none(&self) -> bool {
+        self.concurrency.is_none() && self.rate.is_none()
+    }
+
+    /// Checks the limits, with a message saying what is wrong. Backends call this before
+    /// storing limits; a concurrency of 0 is refused (pause the queue instead).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.concurrency == Some(0) {
+            return Err(
+                "a concurrency limit must be at least 1 (to stop a queue, pause it)".to_owned(),
+            );
+        }
+        if let Some(r) = self.rate {
+            if r.max == 0 || r.max > MAX_RATE {
+                return Err(format!(
+                    "a rate limit allows 1 to {MAX_RATE} starts per window, not {}",
+                    r.max
+                ));
+            }
+            if r.per < Duration::from_millis(1) || r.per > MAX_RATE_WINDOW {
+                return Err(format!(
+                    "a rate limit's window is 1 ms to 24 h long, not {:?}",
+                    r.per
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The limits of a queue and where the queue stands against them, as the admin surface shows
+/// them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueFlow {
+    /// The queue.
+    pub queue: String,
+    /// Its limits.
+    pub limits: QueueLimits,
+    /// Jobs of the queue running now.
+    pub running: u64,
+    /// Starts in the current rate window (0 without a rate limit).
+    pub starts_in_window: u64,
+    /// When the rate limit lets the next job start, if it holds jobs back now.
+    pub next_start_at: Option<Timestamp>,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    #[test]
+    fn room_counts_only_starts_inside_the_window() {
+        let r = RateLimit::new(3, Duration::from_millis(1000));
+        assert_eq!(r.room(&[], at(5000)), (3, None));
+        // 4000 is exactly `per` before 5000: out of the window (now - per, now].
+        assert_eq!(r.room(&[at(4000), at(4500)], at(5000)), (2, None));
+        assert_eq!(
+            r.room(&[at(4001), at(4500), at(4999)], at(5000)),
+            (0, Some(at(5001)))
+        );
+    }
+
+    #[test]
+    fn a_full_window_opens_when_its_oldest_counted_start_leaves() {
+        let r = RateLimit::new(2, Duration::from_millis(1000));
+        // The log may hold more than `max` (a lowered limit): only the last `max` count.
+        let log = [at(100), at(4200), at(4300), at(4600)];
+        assert_eq!(r.room(&log, at(4700)), (0, Some(at(5300))));
+        assert_eq!(r.room(&log, at(5300)), (1, None));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(QueueLimits::NONE.validate().is_ok());
+        let e = QueueLimits::default().with_concurrency(0).validate();
+        assert!(e.is_err_and(|e| e.contains("pause")));
+        let e = QueueLimits::default()
+            .with_rate(RateLimit::new(0, Duration::from_secs(1)))
+            .validate();
+        assert!(e.is_err_and(|e| e.contains("not 0")));
+        let e = QueueLimits::default()
+            .with_rate(RateLimit::new(MAX_RATE + 1, Duration::from_secs(1)))
+            .validate();
+        assert!(e.is_err());
+        let e = QueueLimits::default()
+            .with_rate(RateLimit::new(5, Duration::ZERO))
+            .validate();
+        assert!(e.is_err_and(|e| e.contains("window")));
+    }
+
+    #[test]
+    fn serialized_form_is_plain() {
+        let l = QueueLimits::default()
+            .with_concurrency(2)
+            .with_rate(RateLimit::new(10, Duration::from_secs(1)));
+        let s = serde_json::to_string(&l).unwrap_or_default();
+        assert_eq!(s, r#"{"concurrency":2,"rate":{"max":10,"per_ms":1000}}"#);
+        let back: QueueLimits = serde_json::from_str(&s).unwrap_or_default();
+        assert_eq!(back, l);
+        assert_eq!(
+            serde_json::to_string(&QueueLimits::NONE).ok().as_deref(),
+            Some("{}")
+        );
+    }
+}
