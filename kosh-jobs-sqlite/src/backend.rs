@@ -490,20 +490,16 @@ impl Backend for SqliteBackend {
 
     async fn set_queue_limits(
         &self,
-        _queue: &str,
-        _limits: kosh_jobs_core::QueueLimits,
-    ) -> std::result::Result<(), BackendError> {
-        Err(BackendError::Incompatible(
-            "TODO(flow): not built yet".into(),
-        ))
+        queue: &str,
+        limits: kosh_jobs_core::QueueLimits,
+    ) -> Result<(), BackendError> {
+        self.write(Op::SetLimits(queue.to_owned(), limits))
+            .await
+            .map(drop)
     }
 
-    async fn queue_flows(
-        &self,
-    ) -> std::result::Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
-        Err(BackendError::Incompatible(
-            "TODO(flow): not built yet".into(),
-        ))
+    async fn queue_flows(&self) -> Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
+        expect!(self.read(Op::Flows).await?, Flows)
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {

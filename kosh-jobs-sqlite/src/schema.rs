@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_schedules.sql")),
     (4, include_str!("../migrations/0004_counts.sql")),
     (5, include_str!("../migrations/0005_start_ack.sql")),
+    (6, include_str!("../migrations/0006_flow.sql")),
 ];
 
 /// The newest schema version this build knows.

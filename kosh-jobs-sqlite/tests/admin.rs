@@ -60,8 +60,8 @@ async fn a_schema_1_file_migrates_and_keeps_its_jobs() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    // Migrated to the newest schema (5: attempts seen to start).
-    assert_eq!(version, 5);
+    // Migrated to the newest schema (6: flow control).
+    assert_eq!(version, 6);
     // A lease held across the upgrade counts as started, as it did before.
     let started: Vec<(i64, i64)> = rusqlite::Connection::open(&path)
         .unwrap()
@@ -101,6 +101,17 @@ async fn a_schema_1_file_migrates_and_keeps_its_jobs() {
         counts[0].oldest_ready_at,
         Some(kosh_jobs_core::Timestamp::from_millis(1000))
     );
+    // Limits on a migrated queue: job 3 (leased before the upgrade) holds the only slot.
+    b.set_queue_limits(
+        "q",
+        kosh_jobs_core::QueueLimits::default().with_concurrency(1),
+    )
+    .await
+    .unwrap();
+    assert!(b.reserve(&req("q", 1)).await.unwrap().is_empty());
+    b.set_queue_limits("q", kosh_jobs_core::QueueLimits::NONE)
+        .await
+        .unwrap();
     let l = b.reserve(&req("q", 1)).await.unwrap().remove(0);
     assert_eq!(l.id().get(), 1);
     b.finish(vec![Finish {

@@ -311,6 +311,15 @@ pub(super) fn reserve(
             .execute(params![queue, now.as_millis()])
             .map_err(sql_err)?;
         fx.moved(queue, JobState::Scheduled, JobState::Ready, promoted as i64);
+        // A queue's limits, if it has any (one primary-key look-up), cap what it may lease.
+        let limits = super::limits::limits_of(conn, queue)?;
+        let want = match &limits {
+            Some(l) => want.min(super::limits::room(conn, queue, l, now)?.0),
+            None => want,
+        };
+        if want == 0 {
+            continue;
+        }
         let limit = i64::try_from(want).unwrap_or(i64::MAX);
         let mut rows = claim
             .query(params![now.as_millis(), expires, queue, limit, req.worker])
@@ -318,6 +327,9 @@ pub(super) fn reserve(
         let first = out.len();
         while let Some(r) = rows.next().map_err(sql_err)? {
             out.push(leased(r, expires)?);
+        }
+        if let Some(rate) = limits.and_then(|l| l.rate) {
+            super::limits::log_starts(conn, queue, rate, now, out.len() - first)?;
         }
         known.insert(&out[first..], queue);
         fx.moved(

@@ -3,6 +3,7 @@
 mod admin;
 pub(crate) mod events;
 mod jobs;
+mod limits;
 mod operate;
 mod read;
 pub(crate) mod row;
@@ -16,6 +17,7 @@ use kosh_jobs_core::admin::{
     ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
 };
+use kosh_jobs_core::limits::{QueueFlow, QueueLimits};
 use kosh_jobs_core::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
@@ -49,6 +51,8 @@ pub(crate) enum Op {
     Purge(Vec<JobState>, Timestamp),
     Pause(String),
     Resume(String),
+    SetLimits(String, QueueLimits),
+    Flows,
     Get(JobId),
     Counts,
     List(ListQuery),
@@ -121,6 +125,7 @@ impl Op {
                 | Op::Counts
                 | Op::List(_)
                 | Op::WaitInfo(_)
+                | Op::Flows
                 | Op::Search(_)
                 | Op::Throughput(_)
                 | Op::Workers
@@ -153,6 +158,7 @@ pub(crate) enum Response {
     Counts(Vec<QueueCounts>),
     Page(Page),
     WaitInfo(WaitInfo),
+    Flows(Vec<QueueFlow>),
     Search(Box<SearchPage>),
     Actions(Vec<ActionResult>),
     Throughput(Vec<ThroughputPoint>),
@@ -235,6 +241,9 @@ impl Effects {
     /// Counts `n` jobs of `queue` that entered stored state `state` (a negative `n`: left
     /// it).
     pub(crate) fn count(&mut self, queue: &str, state: JobState, n: i64) {
+        if limits::frees_a_slot(state, n) {
+            self.wake(queue);
+        }
         let state = counted_as(state);
         if n == 0 {
             return;
@@ -251,6 +260,10 @@ impl Effects {
 
     /// Counts `n` jobs of `queue` that moved from stored state `from` to `to`.
     pub(crate) fn moved(&mut self, queue: &str, from: JobState, to: JobState, n: i64) {
+        if from == JobState::Running && to != JobState::Running && n > 0 {
+            // A freed slot may let a job held back by a concurrency limit start.
+            self.wake(queue);
+        }
         if counted_as(from) != counted_as(to) {
             self.count(queue, from, -n);
             self.count(queue, to, n);
@@ -351,7 +364,12 @@ pub(crate) fn apply(
         Op::Get(id) => Response::Record(read::get(conn, *id, now)?.map(Box::new)),
         Op::Counts => Response::Counts(read::counts(conn, now)?),
         Op::List(q) => Response::Page(read::list(conn, q, now)?),
-        Op::WaitInfo(queues) => Response::WaitInfo(read::wait_info(conn, queues)?),
+        Op::WaitInfo(queues) => Response::WaitInfo(read::wait_info(conn, queues, now)?),
+        Op::SetLimits(queue, l) => {
+            limits::set(conn, queue, l, fx)?;
+            Response::Unit
+        }
+        Op::Flows => Response::Flows(limits::flows(conn, now)?),
         Op::Search(q) => Response::Search(Box::new(operate::search(conn, q, now)?)),
         Op::Apply(action, ids, only) => {
             Response::Actions(operate::apply(conn, *action, ids, only, now, fx)?)

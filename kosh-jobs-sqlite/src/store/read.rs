@@ -174,7 +174,7 @@ pub(crate) struct WaitInfo {
     pub(crate) next_expiry: Option<Timestamp>,
 }
 
-pub(super) fn wait_info(conn: &Connection, queues: &[String]) -> Result<WaitInfo> {
+pub(super) fn wait_info(conn: &Connection, queues: &[String], now: Timestamp) -> Result<WaitInfo> {
     let mut info = WaitInfo::default();
     for queue in queues {
         if is_paused(conn, queue)? {
@@ -185,8 +185,22 @@ pub(super) fn wait_info(conn: &Connection, queues: &[String]) -> Result<WaitInfo
             .and_then(|mut s| s.query_row([queue], |r| r.get(0)).optional())
             .map_err(sql_err)?;
         if ready.is_some() {
-            info.ready = true;
-            return Ok(info);
+            // Held back by a limit, ready jobs are work only once the rate window opens, or
+            // (concurrency) once a running job ends, which wakes the waiters.
+            let held = match super::limits::limits_of(conn, queue)? {
+                Some(l) => super::limits::room(conn, queue, &l, now)?,
+                None => (1, None),
+            };
+            match held {
+                (0, Some(at)) => {
+                    info.next_run_at = Some(info.next_run_at.map_or(at, |cur| cur.min(at)));
+                }
+                (0, None) => {}
+                _ => {
+                    info.ready = true;
+                    return Ok(info);
+                }
+            }
         }
         let next: Option<i64> = conn
             .prepare_cached(
