@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use kosh_jobs::{JobId, JobState};
+use kosh_jobs::{JobId, JobState, RateLimit};
 
 use crate::time::TimeArg;
 
@@ -118,6 +118,30 @@ pub(crate) enum QueuesCommand {
         /// The queue.
         queue: String,
     },
+    /// Every queue with limits: running jobs against the concurrency limit, starts in the
+    /// rate window, when the next job may start.
+    Limits,
+    /// Set a queue's limits (replacing its previous ones), or clear them. They are kept in
+    /// the store: every worker of every process obeys them from its next reserve.
+    Limit(LimitArgs),
+}
+
+/// `queues limit`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true)
+    .args(["concurrency", "rate", "clear"])))]
+pub(crate) struct LimitArgs {
+    /// The queue.
+    pub(crate) queue: String,
+    /// At most K jobs of the queue running at once, across all workers.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) concurrency: Option<u32>,
+    /// At most N starts in any window of DURATION: `100/1s`, `10/1m`.
+    #[arg(long, value_name = "N/DURATION", value_parser = parse_rate)]
+    pub(crate) rate: Option<RateLimit>,
+    /// Remove the queue's limits.
+    #[arg(long, conflicts_with_all = ["concurrency", "rate"])]
+    pub(crate) clear: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +303,18 @@ pub(crate) fn parse_state(s: &str) -> Result<JobState, String> {
     })
 }
 
+/// A rate limit written `N/DURATION`: `100/1s`, `10/1m`.
+pub(crate) fn parse_rate(s: &str) -> Result<RateLimit, String> {
+    let bad = || format!("`{s}` is not a rate; write N/DURATION, e.g. 100/1s or 10/1m");
+    let (n, per) = s.split_once('/').ok_or_else(bad)?;
+    let max: u32 = n.trim().parse().map_err(|_| bad())?;
+    let rate = RateLimit::new(max, parse_duration(per)?);
+    kosh_jobs::QueueLimits::default()
+        .with_rate(rate)
+        .validate()?;
+    Ok(rate)
+}
+
 /// A duration such as `500ms`, `2h`, `7d`, `1h 30m`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
@@ -289,6 +325,22 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn rates_parse_with_a_clear_message() {
+        assert_eq!(
+            parse_rate("100/1s"),
+            Ok(RateLimit::new(100, Duration::from_secs(1)))
+        );
+        assert_eq!(
+            parse_rate(" 10 / 1m"),
+            Ok(RateLimit::new(10, Duration::from_secs(60)))
+        );
+        assert!(parse_rate("100").is_err_and(|e| e.contains("N/DURATION")));
+        assert!(parse_rate("x/1s").is_err_and(|e| e.contains("N/DURATION")));
+        assert!(parse_rate("0/1s").is_err_and(|e| e.contains("not 0")));
+        assert!(parse_rate("5/soon").is_err_and(|e| e.contains("not a duration")));
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -8,6 +8,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::{BackendError, Error};
 use crate::events::{Event, EventFilter, JobEvent, JobEventKind, Subscription};
 use crate::handle::{JobHandle, POLL_MAX, POLL_MIN};
+use crate::limits::{QueueFlow, QueueLimits};
 
 /// The longest pause between two looks at a job that [`Client::wait_record`] waits for when
 /// events tell it the job ended: the looks only guard against a lost event.
@@ -408,6 +409,31 @@ impl Client {
     /// Lets workers take jobs of `queue` again.
     pub async fn resume(&self, queue: &str) -> Result<(), Error> {
         Ok(self.backend.resume(queue).await?)
+    }
+
+    /// Sets the flow-control limits of `queue`: at most so many jobs running at once and at
+    /// most so many starts in any window of so long, across every worker of every process
+    /// (see [`crate::limits`]). They are kept in the store and apply from the next reserve of
+    /// any worker; [`QueueLimits::NONE`] removes them.
+    ///
+    /// ```
+    /// # async fn f(jobs: kosh_jobs_core::Client) -> Result<(), kosh_jobs_core::Error> {
+    /// use std::time::Duration;
+    /// use kosh_jobs_core::{QueueLimits, RateLimit};
+    ///
+    /// // The bank's API answers 429 past 10 calls a second.
+    /// let limits = QueueLimits::default().with_rate(RateLimit::new(10, Duration::from_secs(1)));
+    /// jobs.set_queue_limits("bank-sync", limits).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), Error> {
+        Ok(self.backend.set_queue_limits(queue, limits).await?)
+    }
+
+    /// Every queue with limits, by name: its limits, running jobs, starts in the current rate
+    /// window, and when the next job may start if the rate limit holds jobs back now.
+    pub async fn queue_flows(&self) -> Result<Vec<QueueFlow>, Error> {
+        Ok(self.backend.queue_flows().await?)
     }
 }
 

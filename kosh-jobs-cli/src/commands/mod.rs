@@ -4,6 +4,7 @@ mod actions;
 mod dashboard;
 mod enqueue;
 mod jobs;
+mod limits;
 mod schedules;
 mod stats;
 mod watch;
@@ -38,7 +39,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             | Command::Dashboard(_)
             | Command::Workers
             | Command::Watch(_)
-            | Command::Queues(QueuesCommand::Ls)
+            | Command::Queues(QueuesCommand::Ls | QueuesCommand::Limits)
             | Command::Schedules(SchedulesCommand::Ls)
             | Command::Jobs(JobsCommand::Ls(_) | JobsCommand::Show { .. })
     );
@@ -64,6 +65,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queues(QueuesCommand::Ls) => stats::queues(&s).await,
         Command::Queues(QueuesCommand::Pause { queue }) => stats::pause(&s, &queue, true).await,
         Command::Queues(QueuesCommand::Resume { queue }) => stats::pause(&s, &queue, false).await,
+        Command::Queues(QueuesCommand::Limits) => limits::list(&s).await,
+        Command::Queues(QueuesCommand::Limit(a)) => limits::set(&s, &a).await,
         Command::Workers => stats::workers(&s).await,
         Command::Jobs(JobsCommand::Ls(a)) => jobs::ls(&s, &a).await,
         Command::Jobs(JobsCommand::Show { id }) => jobs::show(&s, id).await,

@@ -303,6 +303,61 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     );
     assert_eq!(queue(&json(dir, url, &["stats"]), "mail")["paused"], false);
 
+    // queues limit / limits: kept in the store, listed with where the queue stands
+    assert_eq!(json(dir, url, &["queues", "limits"]), json!([]));
+    let set = [
+        "queues",
+        "limit",
+        "csv-uploads",
+        "--concurrency",
+        "1",
+        "--rate",
+        "100/1s",
+    ];
+    assert_eq!(
+        json(dir, url, &set),
+        json!({"queue": "csv-uploads", "limits": {
+            "concurrency": 1, "rate": {"max": 100, "per_ms": 1000}}})
+    );
+    let flows = json(dir, url, &["queues", "limits"]);
+    assert_eq!(flows.as_array().map(Vec::len), Some(1), "{flows}");
+    assert_eq!(flows[0]["queue"], "csv-uploads");
+    assert_eq!(
+        flows[0]["running"], 1,
+        "the seeded running job holds the one slot"
+    );
+    assert_eq!(
+        flows[0]["starts_in_window"], 0,
+        "it started before the limit was set"
+    );
+    assert_eq!(flows[0]["next_start_at"], Value::Null);
+    let table = bin(dir)
+        .args(["--url", url, "queues", "limits"])
+        .output()
+        .expect("run kosh-jobs");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("csv-uploads") && table.contains("when a running job ends"),
+        "{table}"
+    );
+    for bad in [
+        &["--concurrency", "0"][..],
+        &["--rate", "0/1s"],
+        &["--rate", "5"],
+        &[],
+    ] {
+        bin(dir)
+            .args(["--url", url, "queues", "limit", "csv-uploads"])
+            .args(bad)
+            .assert()
+            .code(2);
+    }
+    assert_eq!(
+        json(dir, url, &["queues", "limit", "csv-uploads", "--clear"])["limits"],
+        json!({"concurrency": null, "rate": null})
+    );
+    assert_eq!(json(dir, url, &["queues", "limits"]), json!([]));
+
     // workers
     let ws = json(dir, url, &["workers"]);
     assert_eq!(ws.as_array().map(Vec::len), Some(1));
