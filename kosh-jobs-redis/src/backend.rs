@@ -14,8 +14,8 @@ use kosh_jobs_core::schedule::{
 };
 use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Clock, Enqueued, Finish, FinishResult, JobId, JobRecord,
-    JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
-    Timestamp,
+    JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts, QueueFlow, QueueLimits,
+    ReserveRequest, RetryOutcome, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -318,22 +318,13 @@ impl Backend for RedisBackend {
             .await
     }
 
-    async fn set_queue_limits(
-        &self,
-        _queue: &str,
-        _limits: kosh_jobs_core::QueueLimits,
-    ) -> std::result::Result<(), BackendError> {
-        Err(BackendError::Incompatible(
-            "TODO(flow): not built yet".into(),
-        ))
+    async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError> {
+        self.run(self.shared().set_queue_limits(queue.to_owned(), limits))
+            .await
     }
 
-    async fn queue_flows(
-        &self,
-    ) -> std::result::Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
-        Err(BackendError::Incompatible(
-            "TODO(flow): not built yet".into(),
-        ))
+    async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
+        self.run(self.shared().queue_flows()).await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {

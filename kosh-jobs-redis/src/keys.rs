@@ -14,6 +14,7 @@
 //! | `{prefix}:workers` | hash | worker id → `last_seen|` then its `WorkerInfo` as JSON |
 //! | `{prefix}:wexp` | zset | worker ids by the time their registration ends |
 //! | `{prefix}:cronids` | hash | schedule id → the queue whose slot holds the schedule (see `ops/schedules.rs`) |
+//! | `{prefix}:limited` | set | the queues that have (or recently had) flow limits, for `queue_flows` |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
 //! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`) |
 //! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
@@ -33,6 +34,8 @@
 //! | `{prefix:queue}:tok` | string | the queue's reserve call counter: lease tokens are `call * 10000 + 2k` (+1 with a unique key) |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
+//! | `{prefix:queue}:lim` | hash | the queue's flow limits: `c` concurrency, `rm` / `rp` rate (starts per window, window in ms); absent without limits |
+//! | `{prefix:queue}:starts` | zset | the last `rm` starts (score: time, member: the lease entry), only while a rate limit is set |
 //! | `{prefix:queue}:cron` | hash | schedule id → `revision,paused,next_fire,last_fire,runs,last job ref\|` then its definition as JSON, for the schedules whose jobs go to the queue |
 //! | `{prefix:queue}:crondue` | zset | the queue's unpaused schedules that have a cursor, by next fire |
 //!
@@ -137,6 +140,17 @@ impl Keys {
     /// `{prefix}:cronids`: schedule id → the queue that holds it.
     pub(crate) fn schedule_index(&self) -> String {
         format!("{{{}}}:cronids", self.prefix)
+    }
+
+    /// `{prefix}:limited`: the queues with flow limits (a queue may stay a while after its
+    /// limits are removed; readers check).
+    pub(crate) fn limited(&self) -> String {
+        format!("{{{}}}:limited", self.prefix)
+    }
+
+    /// `{prefix:queue}:lim`: a queue's flow limits.
+    pub(crate) fn limits(&self, queue: &str) -> String {
+        format!("{}:lim", self.queue(queue))
     }
 
     /// `{prefix:queue}:cron`: the schedules of a queue, by id.
@@ -304,6 +318,8 @@ mod tests {
         assert_eq!(k.wake("mail"), "{kosh:mail}:wake");
         assert_eq!(k.queues(), "{kosh}:queues");
         assert_eq!(k.schedule_index(), "{kosh}:cronids");
+        assert_eq!(k.limited(), "{kosh}:limited");
+        assert_eq!(k.limits("mail"), "{kosh:mail}:lim");
         assert_eq!(k.schedules("mail"), "{kosh:mail}:cron");
         assert!(validate_prefix("a{b").is_err());
         assert!(validate_prefix("kosh:test-1").is_ok());

@@ -8,8 +8,8 @@ use futures_util::future::try_join_all;
 use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
 use kosh_jobs_core::{
     CancelOutcome, Clock, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord, JobState,
-    Lease, LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
-    Timestamp,
+    Lease, LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, QueueFlow, QueueLimits,
+    RateLimit, ReserveRequest, RetryOutcome, Timestamp,
 };
 use redis::Value;
 use tracing::warn;
@@ -957,6 +957,85 @@ impl Shared {
         Ok(())
     }
 
+    /// Sets (or with [`QueueLimits::NONE`] removes) the flow limits of `queue`.
+    ///
+    /// The limits live in the queue's slot (`{prefix:queue}:lim`); the set of limited queues
+    /// (`{prefix}:limited`, another slot on a cluster) is kept apart for `queue_flows`. It may
+    /// list a queue without limits, never miss one that has them: a setter adds the queue
+    /// after storing its limits, and a remover takes it out after removing them, then puts it
+    /// back if a setter stored limits meanwhile.
+    pub(crate) async fn set_queue_limits(
+        self: Arc<Self>,
+        queue: String,
+        limits: QueueLimits,
+    ) -> Result<(), RedisError> {
+        check_queue(&queue)?;
+        limits.validate().map_err(RedisError::InvalidInput)?;
+        let mut args = ScriptArgs::with_capacity(3);
+        match limits.concurrency {
+            Some(c) => args.int(i64::from(c)),
+            None => args.str(""),
+        };
+        match limits.rate {
+            Some(r) => args.int(i64::from(r.max)).int(millis(r.per)),
+            None => args.str("").str(""),
+        };
+        let registry = self.keys.limited();
+        let listed = |add: bool| {
+            let mut cmd = redis::cmd(if add { "SADD" } else { "SREM" });
+            cmd.arg(&registry).arg(&queue);
+            cmd
+        };
+        if !limits.is_none() {
+            // Listed before too: a call cut short after the script leaves no limits unlisted.
+            self.conn.query(&listed(true)).await?;
+        }
+        self.conn
+            .script(&scripts::LIMITS, &[&self.keys.queue(&queue)], args)
+            .await?;
+        if !limits.is_none() {
+            self.conn.query(&listed(true)).await?;
+            return Ok(());
+        }
+        self.conn.query(&listed(false)).await?;
+        let exists = self
+            .conn
+            .query(redis::cmd("EXISTS").arg(self.keys.limits(&queue)))
+            .await?;
+        if req_int(&exists, "exists")? == 1 {
+            self.conn.query(&listed(true)).await?;
+        }
+        Ok(())
+    }
+
+    /// Every queue with flow limits, sorted by name, and where each stands against them.
+    pub(crate) async fn queue_flows(self: Arc<Self>) -> Result<Vec<QueueFlow>, RedisError> {
+        let v = self
+            .conn
+            .query(redis::cmd("SMEMBERS").arg(self.keys.limited()))
+            .await?;
+        let mut queues = Vec::new();
+        for q in array(v)? {
+            queues.push(take_text(q, "queue")?);
+        }
+        let now = self.now().as_millis();
+        let calls = queues.into_iter().map(|queue| {
+            let this = self.clone();
+            async move {
+                let mut args = ScriptArgs::with_capacity(1);
+                args.int(now);
+                let v = this
+                    .conn
+                    .script(&scripts::FLOWS, &[&this.keys.queue(&queue)], args)
+                    .await?;
+                flow(queue, array(v)?)
+            }
+        });
+        let mut out: Vec<QueueFlow> = try_join_all(calls).await?.into_iter().flatten().collect();
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(out)
+    }
+
     /// The earliest time something in `queues` may become ready by itself, from this
     /// process's cache (asking Redis for queues it has not seen yet).
     pub(crate) async fn next_due(
@@ -972,13 +1051,11 @@ impl Shared {
                 .collect()
         };
         for q in unknown {
+            let mut args = ScriptArgs::with_capacity(1);
+            args.int(self.now().as_millis());
             let v = self
                 .conn
-                .script(
-                    &scripts::DUE,
-                    &[&self.keys.queue(&q)],
-                    ScriptArgs::default(),
-                )
+                .script(&scripts::DUE, &[&self.keys.queue(&q)], args)
                 .await?;
             let due = opt_int(&v)?;
             lock(&self.next_due).entry(q).or_insert(due);
@@ -1050,6 +1127,40 @@ fn pushed(what: &str, items: &[Value]) -> Result<(u64, HashMap<usize, String>), 
         held.insert(i, req_text(h, "holder")?);
     }
     Ok((first, held))
+}
+
+/// A queue's flow as the `flows` script reports it (`None`: the queue has no limits).
+fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
+    if a.is_empty() {
+        return Ok(None);
+    }
+    let [c, rm, rp, running, starts, next]: [Value; 6] = a
+        .try_into()
+        .map_err(|_| bad("flows: wrong number of fields"))?;
+    let count = |v: &Value, what: &str| -> Result<Option<u64>, RedisError> {
+        opt_int(v)?
+            .map(|n| u64::try_from(n).map_err(|_| bad(format!("flows: bad {what}"))))
+            .transpose()
+    };
+    let small = |v: &Value, what: &str| -> Result<Option<u32>, RedisError> {
+        count(v, what)?
+            .map(|n| u32::try_from(n).map_err(|_| bad(format!("flows: bad {what}"))))
+            .transpose()
+    };
+    let rate = match (small(&rm, "rate")?, count(&rp, "window")?) {
+        (Some(max), Some(per)) => Some(RateLimit::new(max, Duration::from_millis(per))),
+        _ => None,
+    };
+    Ok(Some(QueueFlow {
+        queue,
+        limits: QueueLimits {
+            concurrency: small(&c, "concurrency")?,
+            rate,
+        },
+        running: count(&running, "running")?.unwrap_or(0),
+        starts_in_window: count(&starts, "starts")?.unwrap_or(0),
+        next_start_at: opt_int(&next)?.map(Timestamp::from_millis),
+    }))
 }
 
 /// A running job's entry in its queue's lease set: `<member>:<token>`.

@@ -59,6 +59,8 @@ scripts! {
     PAUSE => "pause",
     REGISTER => "register",
     DUE => "due",
+    LIMITS => "limits",
+    FLOWS => "flows",
     SEARCH => "search",
     APPLY => "apply",
     THROUGHPUT => "throughput",

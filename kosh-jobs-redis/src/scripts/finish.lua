@@ -133,7 +133,9 @@ ran_again(rd)
 zadd_all(K_SCHED, sc)
 ran_again(sc)
 zadd_all(ks('scheduled'), sci)
-wake(#rd / 2)
+-- Every applied item left `running` (completed, failed, ready or scheduled again): under a
+-- concurrency limit each frees a slot.
+wake_freed(nc / 2 + nf + (#rd + #sc) / 2, #rd / 2)
 if #sc > 0 then wake(1, 's:' .. origin) end
 
 -- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.

@@ -32,6 +32,10 @@ local K_PG = B .. ':pg'           -- HASH member -> progress JSON
 local K_RA = B .. ':ra'           -- HASH member -> run_at, when a retry moved it
 local K_AGAIN = B .. ':again'     -- SET: waiting jobs that ran before (their `run` counts);
                                   -- while empty, reserve reads no `run` entry
+local K_LIM = B .. ':lim'         -- HASH the queue's flow limits: c (concurrency), rm and rp
+                                  -- (rate: starts per window, window in ms); no key: none
+local K_STARTS = B .. ':starts'   -- ZSET the last `rm` starts by time (member: the lease
+                                  -- entry, unique); only while a rate limit is set
 -- Each definition above and below costs every call of a script that carries it (a string
 -- built, a closure created, then collected): the keys only the paths that record attempt
 -- history and throughput use (rarely, or once a call) are spelled out there instead:
@@ -225,6 +229,49 @@ local function wake_queue(base, n, token)
 end
 local function wake(n, token) wake_queue(B, n, token) end
 
+-- After n jobs left `running`, made_ready of them back to ready (which wakes that many
+-- waiters anyway). Under a concurrency limit each freed slot may let a held-back job start:
+-- one waiter more per freed slot, as many as jobs are ready. Without a limit, or when every
+-- job went back to ready, this costs no lookup beyond the wake-up itself.
+local function wake_freed(n, made_ready)
+  if n > made_ready and redis.call('HEXISTS', K_LIM, 'c') == 1 then
+    local r = redis.call('ZCARD', K_READY)
+    if n > r then n = r end
+    if n > made_ready then made_ready = n end
+  end
+  wake(made_ready)
+end
+
+-- Running jobs: the lease set less its marker (scored +inf, every lease a finite deadline).
+local function running_count() return redis.call('ZCOUNT', K_LEASE, '-inf', '(inf') end
+
+-- How many jobs the limits `lim` (HMGET K_LIM c rm rp) let start at now (a number): the
+-- concurrency room and the rate room, each nil without that limit.
+local function flow_room(lim, now)
+  local rc, rr = nil, nil
+  if lim[1] then
+    rc = tonumber(lim[1]) - running_count()
+    if rc < 0 then rc = 0 end
+  end
+  if lim[2] then
+    -- A start at t is in the window of now when now - per < t.
+    local from = string.format('%d', now - tonumber(lim[3]))
+    rr = tonumber(lim[2]) - redis.call('ZCOUNT', K_STARTS, '(' .. from, '+inf')
+    if rr < 0 then rr = 0 end
+  end
+  return rc, rr
+end
+
+-- When a full rate window has room again (a string): `per` after its oldest start that still
+-- counts. The log keeps the last `rm` starts only, so every start in the window counts.
+local function rate_opens(lim, now)
+  local per = tonumber(lim[3])
+  local r = redis.call('ZRANGEBYSCORE', K_STARTS, '(' .. string.format('%d', now - per), '+inf',
+    'WITHSCORES', 'LIMIT', '0', '1')
+  if #r == 0 then return false end
+  return string.format('%d', tonumber(r[2]) + per)
+end
+
 -- Whether job m of the queue at `base` is scheduled, ready or running.
 local function is_live(base, m)
   if redis.call('ZSCORE', base .. ':ready', m) then return true end
@@ -256,13 +303,17 @@ local function with_error(prev, attempt, msg, now_s)
   return e
 end
 
--- Earliest time something may become ready by itself: the first scheduled run_at or the
--- first lease deadline (whose expiry makes the job ready again), as a string, or false.
-local function next_due()
+-- Earliest time something may become ready by itself: the first scheduled run_at, the
+-- first lease deadline (whose expiry makes the job ready again) or `held` (when a full rate
+-- window opens again for ready jobs it holds back; nil if none), as a string, or false.
+-- Ready jobs held back by a full concurrency limit are not due: a job leaving `running`
+-- wakes the waiters (see wake_freed).
+local function next_due(held)
   local a = redis.call('ZRANGE', K_SCHED, '0', '0', 'WITHSCORES')[2]
   local b = redis.call('ZRANGE', K_LEASE, '0', '0', 'WITHSCORES')[2]
   if b == 'inf' then b = nil end -- only the marker
   if b then b = string.match(b, '^%d+') end -- a started lease's deadline + 0.5
+  if held and not (a and tonumber(a) <= tonumber(held)) then a = held end
   if a and b then
     if tonumber(b) < tonumber(a) then return b end
     return a
@@ -439,7 +490,7 @@ local function recover(now_s, limit)
   zrem_all(K_LEASE, ls)
   zadd_all(K_READY, rd)
   ran_again(rd)
-  wake(#rd / 2)
+  wake_freed(#ls, #rd / 2)
   if nf > 0 then count_ended('f', nf, string.format('%d', nf), now) end
   return #ls
 end
@@ -632,6 +683,7 @@ local function cancel_job(m, now_s)
   else
     redis.call('ZREM', K_LEASE, m .. ':' .. t)
     archive(m, r, 'k', tonumber(now_s))
+    wake_freed(1, 0)
   end
   local _, _, _, u = spec_fields(s)
   release_unique(u, m)

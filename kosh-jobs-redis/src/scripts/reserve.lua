@@ -19,13 +19,24 @@ if redis.call('EXISTS', K_PAUSED) == 1 then
 end
 recover(now_s, '1000')
 promote(now_s, '1000')
--- The first `max` ready jobs, then removed by rank (no member crosses into Lua twice), and
+-- Flow limits: one lookup, all the cost for a queue without them. `take` is what the caller
+-- wants, capped by the room the limits leave (rc, rr: concurrency and rate room, or nil).
+local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp')
+local take, take_s, rc, rr = max, ARGV[2], nil, nil
+if lim[1] or lim[2] then
+  rc, rr = flow_room(lim, now)
+  if rc and rc < take then take = rc end
+  if rr and rr < take then take = rr end
+  take_s = string.format('%d', take)
+end
+-- The first `take` ready jobs, then removed by rank (no member crosses into Lua twice), and
 -- one more, which tells whether any are left (without a ZCARD after the removal).
-local ms = redis.call('ZRANGE', K_READY, '0', ARGV[2])
-local more = #ms > max
-if more then ms[max + 1] = nil end
+local ms = redis.call('ZRANGE', K_READY, '0', take_s)
+local more = #ms > take
+if more then ms[take + 1] = nil end
 local n = #ms
 local out = { 'x', false, false, 0, false }
+local k = 0 -- jobs leased
 if n > 0 then
   redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
   -- Tokens come from a per-queue counter of reserve calls (from 1): the k-th job's token is
@@ -68,7 +79,7 @@ if n > 0 then
   end
   local leases, rn = {}, {}
   local rep = {}
-  local o, l, r, k = 5, 0, 0, 0
+  local o, l, r = 5, 0, 0
   for i = 1, n do
     local s = specs[i]
     if s then
@@ -104,13 +115,33 @@ if n > 0 then
   for j = 1, #rep do out[o + j] = rep[j] end
   zadd_leases(leases)
   hset_all(K_RUN, rn)
+  if rr and k > 0 then
+    -- The rate limit's log: one start per job leased, the last `rm` kept.
+    local st = {}
+    for j = 2, l, 2 do
+      st[j - 1] = now_s
+      st[j] = leases[j]
+    end
+    zadd_all(K_STARTS, st)
+    redis.call('ZREMRANGEBYRANK', K_STARTS, '0', string.format('%d', -tonumber(lim[2]) - 1))
+  end
 end
-if not more then
+-- Jobs left that the limits hold back now, and until when the rate limit holds them (nil:
+-- until a running job ends, which wakes waiters, see wake_freed).
+local held, held_until = false, nil
+if more then
+  local c_full = rc and rc <= k
+  if c_full or (rr and rr <= k) then
+    held = true
+    if not c_full and n < max then held_until = rate_opens(lim, now) or nil end
+  end
+end
+if held or not more then
   -- Nothing left to take: stale wake-up tokens would only cause empty reserves.
   redis.call('DEL', K_WAKE)
 end
 if n < max then
   -- The caller is about to wait: tell it until when.
-  out[1] = next_due()
+  out[1] = next_due(held_until)
 end
 return out
