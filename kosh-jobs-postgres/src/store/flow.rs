@@ -124,9 +124,9 @@ pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Res
 /// Every queue with limits, sorted by name, with where it stands against them.
 pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
     let rows = sqlx::query(db.sql(&format!(
-        "SELECT {COLUMNS}, CASE WHEN l.concurrency IS NULL THEN 0 ELSE \
+        "SELECT {COLUMNS}, \
            (SELECT count(*) FROM __S__.jobs j WHERE j.state = 'running' AND j.queue = l.name) \
-         END FROM __S__.queue_limits l"
+         FROM __S__.queue_limits l"
     )))
     .fetch_all(&db.pool)
     .await?;
