@@ -10,6 +10,7 @@ use kosh_jobs_core::admin::{
     ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
 };
+use kosh_jobs_core::limits::{QueueFlow, QueueLimits};
 use kosh_jobs_core::schedule::{
     FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
 };
@@ -26,7 +27,7 @@ use crate::error::{PostgresError, Result};
 use crate::io::IoThread;
 use crate::options::PostgresOptions;
 use crate::schema;
-use crate::store::{self, admin, jobs, operate, read, schedules, Db};
+use crate::store::{self, admin, flow, jobs, operate, read, schedules, Db};
 
 /// A kosh-jobs backend that keeps jobs in Postgres, in a schema of their own (default
 /// `kosh`), shared by any number of processes on any number of machines.
@@ -140,6 +141,7 @@ impl PostgresBackend {
                     channel,
                     clock: opts.clock.clone(),
                     wake,
+                    limited: Arc::default(),
                 },
                 poll_interval: opts.poll_interval,
                 last_recovery: AtomicI64::new(i64::MIN),
@@ -492,20 +494,17 @@ impl Backend for PostgresBackend {
 
     async fn set_queue_limits(
         &self,
-        _queue: &str,
-        _limits: kosh_jobs_core::QueueLimits,
+        queue: &str,
+        limits: QueueLimits,
     ) -> std::result::Result<(), BackendError> {
-        Err(BackendError::Incompatible(
-            "TODO(flow): not built yet".into(),
-        ))
+        let queue = queue.to_owned();
+        be(self
+            .run(|db| async move { flow::set_limits(&db, &queue, limits).await })
+            .await)
     }
 
-    async fn queue_flows(
-        &self,
-    ) -> std::result::Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
-        Err(BackendError::Incompatible(
-            "TODO(flow): not built yet".into(),
-        ))
+    async fn queue_flows(&self) -> std::result::Result<Vec<QueueFlow>, BackendError> {
+        be(self.run(|db| async move { flow::flows(&db).await }).await)
     }
 
     async fn search(&self, query: &SearchQuery) -> std::result::Result<SearchPage, BackendError> {

@@ -30,6 +30,8 @@
 //!   delete in chunks of 1,000 rows.
 //! - [`PostgresBackend::push_in`] and [`PostgresBackend::enqueue_in`] enqueue on the
 //!   application's connection or transaction.
+//! - Queue limits (flow control) live in the `queue_limits` table; a reserve on a limited
+//!   queue locks the queue's row, so the limits hold across processes.
 //! - Passwords never appear in errors or `Debug` output.
 
 mod backend;

@@ -13,6 +13,7 @@ use crate::error::{PostgresError, Result};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_start_ack.sql")),
+    (3, include_str!("../migrations/0003_flow.sql")),
 ];
 
 /// The newest schema version this build knows.

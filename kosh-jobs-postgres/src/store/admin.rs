@@ -82,21 +82,22 @@ pub(crate) async fn retry_in(
     Ok((RetryOutcome::Retried, Some(queue)))
 }
 
-/// Cancels a job that is not final, in the caller's transaction.
+/// Cancels a job that is not final, in the caller's transaction; returns the queue to wake
+/// when the job was running (a slot under a concurrency limit is freed).
 pub(crate) async fn cancel_in(
     conn: &mut PgConnection,
     schema: &str,
     id: JobId,
     now: Timestamp,
-) -> Result<CancelOutcome> {
+) -> Result<(CancelOutcome, Option<String>)> {
     let Some(id) = db_id(id) else {
-        return Ok(CancelOutcome::NotFound);
+        return Ok((CancelOutcome::NotFound, None));
     };
-    let Some((state, _, _)) = look(conn, schema, id, now).await? else {
-        return Ok(CancelOutcome::NotFound);
+    let Some((state, queue, _)) = look(conn, schema, id, now).await? else {
+        return Ok((CancelOutcome::NotFound, None));
     };
     if state.is_final() {
-        return Ok(CancelOutcome::AlreadyFinal(state));
+        return Ok((CancelOutcome::AlreadyFinal(state), None));
     }
     let sql = concat!(
         "UPDATE __S__.jobs j SET state = 'cancelled', finished_at = $2, lease_expires_at = NULL, \
@@ -110,7 +111,8 @@ pub(crate) async fn cancel_in(
         .bind(now.as_millis())
         .execute(&mut *conn)
         .await?;
-    Ok(CancelOutcome::Cancelled)
+    let freed = (state == JobState::Running).then_some(queue);
+    Ok((CancelOutcome::Cancelled, freed))
 }
 
 /// Retries one job in its own transaction, and wakes its queue.
@@ -124,11 +126,14 @@ pub(crate) async fn retry(db: &Db, id: JobId) -> Result<RetryOutcome> {
     Ok(out)
 }
 
-/// Cancels one job in its own transaction.
+/// Cancels one job in its own transaction; wakes its queue when it was running.
 pub(crate) async fn cancel(db: &Db, id: JobId) -> Result<CancelOutcome> {
     let mut tx = db.pool.begin().await?;
-    let out = cancel_in(&mut tx, &db.schema, id, db.now()).await?;
+    let (out, freed) = cancel_in(&mut tx, &db.schema, id, db.now()).await?;
     tx.commit().await?;
+    if let Some(q) = freed {
+        db.notify(&[q]).await?;
+    }
     Ok(out)
 }
 

@@ -8,10 +8,11 @@ use kosh_jobs_core::backend::{validate_job_name, validate_queue_name, MAX_UNSTAR
 use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
 };
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::row::{self, db_lease};
-use super::{sql_for, Db};
+use super::{flow, sql_for, Db};
 use crate::error::{PostgresError, Result};
 
 /// Stores a batch: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`, which also
@@ -159,10 +160,15 @@ pub(crate) async fn push(
 
 /// Leases up to $2 jobs of the unpaused queues of $1 at $3 until $4 for worker $5: the ready
 /// jobs and the due scheduled ones of each queue (by priority, then id), locked with `SKIP
-/// LOCKED` and updated in the same statement.
-const CLAIM: &str = "WITH q AS ( \
+/// LOCKED` and updated in the same statement. When one of the queues has limits (a probe of
+/// `queue_limits`' primary key per queue) it claims nothing and returns one row whose id is
+/// NULL: the caller reserves through [`flow::reserve_limited`] instead.
+const CLAIM: &str = "WITH limited AS ( \
+       SELECT EXISTS (SELECT 1 FROM __S__.queue_limits l WHERE l.name = ANY($1)) AS yes), \
+     q AS ( \
        SELECT DISTINCT u.name FROM unnest($1::text[]) AS u(name) \
-       WHERE NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)), \
+       WHERE NOT (SELECT yes FROM limited) \
+         AND NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)), \
      cand AS ( \
        SELECT c.id, c.priority FROM q CROSS JOIN LATERAL ( \
          SELECT id, priority FROM __S__.jobs WHERE state = 'ready' AND queue = q.name \
@@ -171,32 +177,54 @@ const CLAIM: &str = "WITH q AS ( \
        SELECT c.id, c.priority FROM q CROSS JOIN LATERAL ( \
          SELECT id, priority FROM __S__.jobs WHERE state = 'scheduled' AND queue = q.name \
          AND run_at <= $3 ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) c), \
-     pick AS (SELECT id FROM cand ORDER BY priority DESC, id LIMIT $2) \
-     UPDATE __S__.jobs j SET state = 'running', attempts = j.attempts + 1, \
-       lease_token = nextval('__S__.lease_tokens'), started_at = $3, lease_expires_at = $4, \
-       worker = $5, lease_started = false \
-     FROM pick WHERE j.id = pick.id \
-     RETURNING j.id, j.lease_token, j.name, j.queue, j.payload, j.priority, j.attempts, \
-       j.max_attempts, j.created_at, j.progress";
+     pick AS (SELECT id FROM cand ORDER BY priority DESC, id LIMIT $2), \
+     upd AS ( \
+       UPDATE __S__.jobs j SET state = 'running', attempts = j.attempts + 1, \
+         lease_token = nextval('__S__.lease_tokens'), started_at = $3, lease_expires_at = $4, \
+         worker = $5, lease_started = false \
+       FROM pick WHERE j.id = pick.id \
+       RETURNING j.id, j.lease_token, j.name, j.queue, j.payload, j.priority, j.attempts, \
+         j.max_attempts, j.created_at, j.progress) \
+     SELECT * FROM upd \
+     UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+       FROM limited WHERE yes";
 
 /// Leases jobs (see [`kosh_jobs_core::Backend::reserve`]).
 pub(crate) async fn reserve(db: &Db, req: &ReserveRequest) -> Result<Vec<LeasedJob>> {
     if req.max == 0 || req.queues.is_empty() {
         return Ok(Vec::new());
     }
+    let mut queues: Vec<&str> = req.queues.iter().map(String::as_str).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    // A queue this process saw limited goes straight to the locking reserve (which is right
+    // for unlimited queues too, so a stale guess costs only speed).
+    if db.seen_limited(&queues) {
+        return flow::reserve_limited(db, req, &queues).await;
+    }
     let now = db.now();
     let expires = now.saturating_add(req.lease).as_millis();
     let max = i64::try_from(req.max).unwrap_or(i64::MAX);
     let rows = sqlx::query(db.sql(CLAIM))
-        .bind(&req.queues)
+        .bind(&queues)
         .bind(max)
         .bind(now.as_millis())
         .bind(expires)
         .bind(&req.worker)
         .fetch_all(&db.pool)
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
+        if r.try_get::<Option<i64>, _>(0)?.is_none() {
+            return flow::reserve_limited(db, req, &queues).await;
+        }
+    }
+    leased_jobs(&rows, expires)
+}
+
+/// The leased jobs of rows returned by a claim, highest priority first, then by id.
+pub(crate) fn leased_jobs(rows: &[PgRow], expires: i64) -> Result<Vec<LeasedJob>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
         let id: i64 = r.try_get(0)?;
         let token: i64 = r.try_get(1)?;
         let progress: Option<String> = r.try_get(9)?;
@@ -251,7 +279,9 @@ pub(crate) use attempt_object;
 /// `retry`, `failed`, `snooze`: waits again like a retry, but the attempt is not counted and
 /// no error is kept), $4 results, $5 errors, $6 retry (or snooze) times, $7 attempt outcomes; $8 now,
 /// $9 the minute, $10 the throughput's cut-off, $11 the channel. Counts finished jobs per
-/// queue and minute, and notifies the queues of jobs made ready.
+/// queue and minute, and notifies the queues of jobs made ready and the queues with a
+/// concurrency limit (a slot was freed); returns the ids applied with how many
+/// notifications were sent.
 const FINISH: &str = concat!(
     "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
                 $5::text[], $6::bigint[], $7::text[]) \
@@ -289,8 +319,10 @@ const FINISH: &str = concat!(
        WHERE t.queue = counted.queue AND t.minute < $10 RETURNING 1), \
      notified AS ( \
        SELECT count(pg_notify($11, q)) AS n \
-       FROM (SELECT DISTINCT queue AS q FROM upd WHERE state = 'ready') d) \
-     SELECT id FROM upd WHERE (SELECT n FROM notified) >= 0"
+       FROM (SELECT DISTINCT queue AS q FROM upd WHERE state = 'ready' \
+             OR EXISTS (SELECT 1 FROM __S__.queue_limits l \
+                        WHERE l.name = upd.queue AND l.concurrency IS NOT NULL)) d) \
+     SELECT id, (SELECT n FROM notified) FROM upd"
 );
 
 /// Ends attempts (see [`kosh_jobs_core::Backend::finish`]).
@@ -351,7 +383,7 @@ pub(crate) async fn finish(db: &Db, items: &[Finish]) -> Result<Vec<FinishResult
     if ids.is_empty() {
         return Ok(out);
     }
-    let applied: Vec<i64> = sqlx::query_scalar(db.sql(FINISH))
+    let applied: Vec<(i64, i64)> = sqlx::query_as(db.sql(FINISH))
         .bind(&ids)
         .bind(&tokens)
         .bind(&kinds)
@@ -365,12 +397,15 @@ pub(crate) async fn finish(db: &Db, items: &[Finish]) -> Result<Vec<FinishResult
         .bind(&*db.channel)
         .fetch_all(&db.pool)
         .await?;
-    for id in applied {
+    let mut notified = false;
+    for (id, n) in applied {
+        notified |= n > 0;
         if let Some(&i) = first.get(&id) {
             out[i] = FinishResult::Applied;
         }
     }
-    if kinds.contains(&"retry") || kinds.contains(&"snooze") {
+    // A retry to a later time notifies nobody, but this process's waiters may sleep past it.
+    if notified || kinds.contains(&"retry") || kinds.contains(&"snooze") {
         db.wake_local();
     }
     Ok(out)

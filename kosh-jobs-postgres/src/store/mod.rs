@@ -2,13 +2,15 @@
 //! `__S__`, replaced by [`Db::sql`].
 
 pub(crate) mod admin;
+pub(crate) mod flow;
 pub(crate) mod jobs;
 pub(crate) mod operate;
 pub(crate) mod read;
 pub(crate) mod row;
 pub(crate) mod schedules;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use kosh_jobs_core::{Clock, Timestamp};
 use sqlx::{AssertSqlSafe, PgPool};
@@ -26,6 +28,10 @@ pub(crate) struct Db {
     /// Woken (all waiters) by a notification, by a change of this process, and when the
     /// listener reconnected (notifications may have been lost).
     pub(crate) wake: Arc<Notify>,
+    /// The queues this process last saw with limits: a hint that sends their reserves
+    /// straight to [`flow::reserve_limited`]. Never needed for correctness: the plain claim
+    /// finds limits by itself, and the locking reserve is right for any queue.
+    pub(crate) limited: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Db {
@@ -36,6 +42,28 @@ impl Db {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Whether this process last saw one of `queues` with limits.
+    pub(crate) fn seen_limited(&self, queues: &[&str]) -> bool {
+        let Ok(seen) = self.limited.lock() else {
+            return false;
+        };
+        !seen.is_empty() && queues.iter().any(|q| seen.contains(*q))
+    }
+
+    /// Remembers whether `queue` has limits (see [`Db::limited`]).
+    pub(crate) fn remember_limited(&self, queue: &str, limited: bool) {
+        let Ok(mut seen) = self.limited.lock() else {
+            return;
+        };
+        if limited {
+            if !seen.contains(queue) {
+                seen.insert(queue.to_owned());
+            }
+        } else {
+            seen.remove(queue);
+        }
     }
 
     /// Wakes the waiting workers of this process (others hear the NOTIFY).

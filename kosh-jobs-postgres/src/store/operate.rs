@@ -217,9 +217,12 @@ pub(crate) async fn apply(
                 (RetryOutcome::UniqueConflict(h), _) => ActionResult::UniqueConflict(h),
             },
             AdminAction::Cancel => match cancel_in(&mut tx, schema, id, now).await? {
-                CancelOutcome::Cancelled => ActionResult::Applied,
-                CancelOutcome::NotFound => ActionResult::NotFound,
-                CancelOutcome::AlreadyFinal(s) => ActionResult::Skipped(s),
+                (CancelOutcome::Cancelled, freed) => {
+                    wake.extend(freed);
+                    ActionResult::Applied
+                }
+                (CancelOutcome::NotFound, _) => ActionResult::NotFound,
+                (CancelOutcome::AlreadyFinal(s), _) => ActionResult::Skipped(s),
             },
             AdminAction::Delete => {
                 sqlx::query(db.sql("DELETE FROM __S__.jobs WHERE id = $1"))

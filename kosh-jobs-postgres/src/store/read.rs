@@ -6,7 +6,7 @@ use kosh_jobs_core::{JobId, JobRecord, JobState, ListQuery, Page, QueueCounts, T
 use sqlx::Row;
 
 use super::row::{self, db_id, RECORD_COLUMNS};
-use super::Db;
+use super::{flow, Db};
 use crate::error::Result;
 
 /// One job, in full.
@@ -151,22 +151,29 @@ pub(crate) async fn list(db: &Db, q: &ListQuery) -> Result<Page> {
 /// What a waiting worker needs to know about its queues.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WaitInfo {
-    /// A job is ready now (or due) in one of the unpaused queues.
+    /// A job is ready now (or due) in one of the unpaused queues, and its queue's limits let
+    /// it start.
     pub(crate) ready: bool,
-    /// The earliest `run_at` of a scheduled job in the unpaused queues.
+    /// The earliest time an unpaused queue may have work without a wake-up: a scheduled job
+    /// becoming due, or a full rate window opening on held-back jobs.
     pub(crate) next_run_at: Option<Timestamp>,
     /// The earliest lease expiry of any running job: its recovery may bring work.
     pub(crate) next_expiry: Option<Timestamp>,
 }
 
-/// One statement: whether a job is ready, the next scheduled time, the next lease expiry.
+/// One statement for the queues without limits: whether a job is ready, the next scheduled
+/// time, the next lease expiry, and whether some queue has limits; those are looked at by
+/// [`flow::wait_limited`], a second statement only then.
 pub(crate) async fn wait_info(db: &Db, queues: &[String]) -> Result<WaitInfo> {
     let r = sqlx::query(db.sql(
-        "WITH q AS (SELECT DISTINCT u.name FROM unnest($1::text[]) AS u(name) \
-           WHERE NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)) \
+        "WITH u AS (SELECT DISTINCT u.name FROM unnest($1::text[]) AS u(name) \
+           WHERE NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)), \
+         q AS (SELECT u.name FROM u \
+           WHERE NOT EXISTS (SELECT 1 FROM __S__.queue_limits l WHERE l.name = u.name)) \
          SELECT EXISTS (SELECT 1 FROM q, __S__.jobs j WHERE j.state = 'ready' AND j.queue = q.name), \
            (SELECT min(j.run_at) FROM q, __S__.jobs j WHERE j.state = 'scheduled' AND j.queue = q.name), \
-           (SELECT min(lease_expires_at) FROM __S__.jobs WHERE state = 'running')",
+           (SELECT min(lease_expires_at) FROM __S__.jobs WHERE state = 'running'), \
+           (SELECT count(*) FROM u) > (SELECT count(*) FROM q)",
     ))
     .bind(queues)
     .fetch_one(&db.pool)
@@ -175,9 +182,18 @@ pub(crate) async fn wait_info(db: &Db, queues: &[String]) -> Result<WaitInfo> {
     let ready: bool = r.try_get(0)?;
     let next_run_at: Option<i64> = r.try_get(1)?;
     let next_expiry: Option<i64> = r.try_get(2)?;
-    Ok(WaitInfo {
+    let some_limited: bool = r.try_get(3)?;
+    let mut info = WaitInfo {
         ready: ready || next_run_at.is_some_and(|t| t <= now.as_millis()),
         next_run_at: next_run_at.map(Timestamp::from_millis),
         next_expiry: next_expiry.map(Timestamp::from_millis),
-    })
+    };
+    if some_limited && !info.ready {
+        let limited = flow::wait_limited(db, queues).await?;
+        info.ready = limited.ready;
+        if let Some(at) = limited.next {
+            info.next_run_at = Some(info.next_run_at.map_or(at, |n| n.min(at)));
+        }
+    }
+    Ok(info)
 }
