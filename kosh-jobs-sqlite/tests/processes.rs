@@ -458,3 +458,117 @@ async fn a_job_of_a_killed_worker_runs_again_after_its_lease_expires() {
         }
     }
 }
+
+/// Three worker processes on one file share one rate limit of 100 starts per second: the
+/// store's start times (each job's `started_at`, written by the reserve that leased it) have
+/// at most 100 in any window of one second, every job runs exactly once, and no attempt is
+/// spent on a job held back. How close to 100 a second the workers get is measured by the
+/// throughput runner (`--scenario rate`), not asserted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_processes_share_one_rate_limit() {
+    const TOTAL: u64 = 1_000;
+    const PER_SECOND: u32 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("limited.db");
+    let b = open(&db).await;
+    let limits = kosh_jobs_core::QueueLimits::default().with_rate(kosh_jobs_core::RateLimit::new(
+        PER_SECOND,
+        Duration::from_secs(1),
+    ));
+    b.set_queue_limits(Numbered::QUEUE, limits)
+        .await
+        .expect("set the limit");
+    let now = Timestamp::now_system();
+    let jobs: Vec<NewJob> = (0..TOTAL)
+        .map(|n| {
+            NewJob::new(
+                Numbered::NAME,
+                Numbered::QUEUE,
+                format!("{{\"n\":{n}}}"),
+                now,
+            )
+        })
+        .collect();
+    b.push(jobs).await.expect("push");
+
+    let logs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("worker{i}.log")))
+        .collect();
+    let mut workers: Vec<Child> = logs
+        .iter()
+        .map(|log| {
+            spawn(
+                "worker",
+                &db,
+                &[(LOG, log.display().to_string()), (LEASE_MS, "30000".into())],
+            )
+        })
+        .collect();
+    eventually("all jobs completed", Duration::from_secs(120), || async {
+        let c = b.counts().await.expect("counts");
+        let q = c.into_iter().find(|c| c.queue == Numbered::QUEUE)?;
+        (q.completed == TOTAL).then_some(())
+    })
+    .await;
+    for (i, w) in workers.iter_mut().enumerate() {
+        drop(w.stdin.take());
+        wait_exit(
+            w,
+            &format!("worker {i}"),
+            Instant::now() + Duration::from_secs(60),
+        );
+    }
+
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    let mut active = 0;
+    for log in &logs {
+        let (done, _) = read_log(log);
+        active += usize::from(!done.is_empty());
+        for n in done {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len() as u64, TOTAL, "every job ran");
+    assert!(seen.values().all(|&c| c == 1), "no job ran twice");
+    assert!(
+        active >= 2,
+        "the limit is shared, not one process's: {active} ran jobs"
+    );
+
+    let done = all_jobs(&b, JobState::Completed).await;
+    assert!(
+        done.iter().all(|r| r.attempts == 1),
+        "a held-back job spent no attempt"
+    );
+    let mut starts: Vec<i64> = done
+        .iter()
+        .map(|r| {
+            r.started_at
+                .expect("a completed job has a start")
+                .as_millis()
+        })
+        .collect();
+    starts.sort_unstable();
+    // The busiest window of one second ending at a start: (t - 1000 ms, t].
+    let mut busiest = (0, 0);
+    let mut from = 0;
+    for (i, &t) in starts.iter().enumerate() {
+        while starts[from] <= t - 1000 {
+            from += 1;
+        }
+        if i + 1 - from > busiest.0 {
+            busiest = (i + 1 - from, t);
+        }
+    }
+    assert!(
+        busiest.0 <= PER_SECOND as usize,
+        "{} starts in the second ending at {} ms",
+        busiest.0,
+        busiest.1
+    );
+    let span = starts[starts.len() - 1] - starts[0];
+    eprintln!(
+        "{TOTAL} starts over {span} ms; busiest second: {} starts",
+        busiest.0
+    );
+}
