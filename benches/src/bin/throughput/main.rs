@@ -21,7 +21,10 @@
 //! - `concurrent`: single enqueues from `--tasks` concurrent tasks (default 1,000, a busy web
 //!   process), each enqueuing one job, round after round until `--single-jobs` (default
 //!   min(jobs, 100,000)) are stored; no worker. `--no-coalesce` turns the Redis backend's
-//!   coalescing of such enqueues off, to compare.
+//!   coalescing of such enqueues off, to compare;
+//! - `rate`: a backlog of 3 × `--rate-limit` jobs (default 1,000) drained under a rate limit
+//!   of `--rate-limit` starts per second (issue #18); the rate given is the steady one, after
+//!   the first window's jobs start at once, and the note says how close it is to the limit.
 //!
 //! Each result line also gives the peak RSS of the process during that scenario and, for
 //! Redis, the commands sent per job (from `INFO commandstats`). `--table` ends with the
@@ -39,7 +42,7 @@ use kosh_jobs_benches::store::{BackendKind, Bench};
 
 use report::Row;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "enqueue",
     "concurrent",
     "noop",
@@ -47,13 +50,14 @@ const SCENARIOS: [&str; 7] = [
     "sleep10",
     "latency",
     "multiprocess",
+    "rate",
 ];
 
 const USAGE: &str =
     "flags: --backend memory|sqlite|redis|postgres|sqlite://DIR|redis://URL|postgres://URL, \
---scenario all|enqueue|concurrent|noop|backlog|sleep10|latency|multiprocess (comma-separated), \
---jobs N, --concurrency N[,N…], --batch N, --sleep-jobs N, --samples N, --single-jobs N, \
---tasks N, --no-coalesce, --table";
+--scenario all|enqueue|concurrent|noop|backlog|sleep10|latency|multiprocess|rate \
+(comma-separated), --jobs N, --concurrency N[,N…], --batch N, --sleep-jobs N, --samples N, \
+--single-jobs N, --tasks N, --rate-limit N, --no-coalesce, --table";
 
 /// The command line.
 pub(crate) struct Args {
@@ -67,6 +71,8 @@ pub(crate) struct Args {
     pub(crate) single_jobs: Option<u64>,
     /// `concurrent`: tasks enqueuing at once.
     pub(crate) tasks: usize,
+    /// `rate`: the limit, in starts per second.
+    pub(crate) rate_limit: u32,
     /// Redis: send each single enqueue alone.
     no_coalesce: bool,
     table: bool,
@@ -87,6 +93,7 @@ fn parse_args() -> anyhow::Result<Args> {
         samples: 200,
         single_jobs: None,
         tasks: 1_000,
+        rate_limit: 1_000,
         no_coalesce: false,
         table: false,
         worker_only: false,
@@ -127,6 +134,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--samples" => args.samples = value()?.parse().context("--samples")?,
             "--single-jobs" => args.single_jobs = Some(value()?.parse().context("--single-jobs")?),
             "--tasks" => args.tasks = value()?.parse().context("--tasks")?,
+            "--rate-limit" => args.rate_limit = value()?.parse().context("--rate-limit")?,
             "--no-coalesce" => args.no_coalesce = true,
             "--table" => args.table = true,
             "--worker-only" => args.worker_only = true,
@@ -145,6 +153,13 @@ fn parse_args() -> anyhow::Result<Args> {
     if args.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
+    kosh_jobs::QueueLimits::default()
+        .with_rate(kosh_jobs::RateLimit::new(
+            args.rate_limit,
+            std::time::Duration::from_secs(1),
+        ))
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?;
     Ok(args)
 }
 
@@ -197,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
                 "sleep10" => scenarios::sleep10(&bench, &args, c, &mut row).await,
                 "latency" => scenarios::latency(&bench, &args, c, &mut row).await,
                 "multiprocess" => multiprocess::run(&bench, &args, c, &mut row).await,
+                "rate" => scenarios::rate_limited(&bench, &args, c, &mut row).await,
                 _ => unreachable!("scenario names are checked when parsed"),
             }
             .with_context(|| format!("{} {scenario} c={c}", args.backend.name()))?;

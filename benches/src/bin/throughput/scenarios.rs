@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use kosh_jobs::{AnyBackend, Backend, Client, Job};
+use kosh_jobs::{AnyBackend, Backend, Client, Job, QueueLimits, RateLimit};
 use kosh_jobs_benches::jobs::{spawn_worker, Noop, Probe, Sleep10, QUEUE};
 use kosh_jobs_benches::store::Bench;
 use kosh_jobs_benches::tally::Tally;
@@ -122,6 +122,45 @@ pub(crate) async fn sleep10(
     row.note = format!(
         "{:.0}% of the ideal {ideal:.0} jobs/s",
         100.0 * row.process.unwrap_or(0.0) / ideal
+    );
+    Ok(())
+}
+
+/// A backlog of 3 × `--rate-limit` jobs drained under a limit of `--rate-limit` starts per
+/// second. The first window's jobs start at once, then the limit paces the rest: the rate
+/// reported is theirs, `(n - limit) / time`, which is at most the limit.
+pub(crate) async fn rate_limited(
+    bench: &Bench,
+    args: &Args,
+    c: usize,
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let limit = args.rate_limit;
+    let n = 3 * u64::from(limit);
+    row.jobs = n;
+    let store = bench.fresh("rate").await?;
+    let client = Client::new(store.backend.clone());
+    let per = Duration::from_secs(1);
+    client
+        .set_queue_limits(
+            QUEUE,
+            QueueLimits::default().with_rate(RateLimit::new(limit, per)),
+        )
+        .await?;
+    let enqueue = enqueue_batches(&client, n, args.batch, |n| Noop { n }).await?;
+    let tally = Tally::tracking(n);
+    let start = Instant::now();
+    let worker = spawn_worker(store.backend.clone(), tally.clone(), c)?;
+    wait_done(&tally, n, || 0).await?;
+    let took = start.elapsed();
+    let stats = worker.shutdown().await?;
+    verify(&tally, stats.completed, n, &store.backend).await?;
+    let steady = rate(n - u64::from(limit), took);
+    row.enqueue = Some(rate(n, enqueue));
+    row.process = Some(steady);
+    row.note = format!(
+        "limit {limit}/s: {:.1}% of it, after the first {limit} started at once",
+        100.0 * steady / f64::from(limit)
     );
     Ok(())
 }
