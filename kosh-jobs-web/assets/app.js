@@ -315,6 +315,7 @@
     refs.oldest = el('b', { testid: `oldest-${name}`, text: '–' });
     refs.hour = el('b', { testid: `hour-${name}`, text: '–' });
     refs.ratio = el('b', { testid: `ratio-${name}`, text: '–' });
+    refs.limits = el('p', { class: 'limits muted', testid: `limits-${name}`, hidden: true });
     refs.chart = el('div', { testid: `chart-${name}` });
     refs.actions = el('div');
     refs.card = el('section', { class: 'card', 'data-queue': name, testid: `queue-card-${name}`, 'aria-label': `Queue ${name}` },
@@ -325,6 +326,7 @@
         el('div', {}, el('span', { class: 'muted', text: 'Oldest ready' }), refs.oldest),
         el('div', {}, el('span', { class: 'muted', text: 'Last hour ✓ / ✗' }), refs.hour),
         el('div', {}, el('span', { class: 'muted', text: 'Failure ratio' }), refs.ratio)),
+      refs.limits,
       refs.chart,
       el('div', { class: 'legend muted' }, el('span', { class: 'c', text: 'completed' }), el('span', { class: 'f', text: 'failed' }),
         el('span', { text: 'per minute, last hour' })),
@@ -376,7 +378,21 @@
     return el('details', { class: 'queue-actions', testid: `queue-actions-${name}` }, el('summary', { text: 'Queue actions' }), body);
   }
 
+  // A queue's limits in words: "Limits: 1 of 2 running · 37 of 100 starts per 1 s".
+  function limitsText(l) {
+    const parts = [];
+    if (l.concurrency !== null) parts.push(`${fmt(l.running)} of ${fmt(l.concurrency)} running`);
+    if (l.rate !== null) {
+      let r = `${fmt(l.starts_in_window)} of ${fmt(l.rate.max)} starts per ${span(l.rate.per_ms)}`;
+      if (l.next_start_at !== null) r += `, next ${rel(l.next_start_at)}`;
+      parts.push(r);
+    }
+    return `Limits: ${parts.join(' · ')}`;
+  }
+
   function updateCard(refs, q) {
+    refs.limits.hidden = !q.limits;
+    refs.limits.textContent = q.limits ? limitsText(q.limits) : '';
     for (const st of STATES) refs.counts[st].textContent = fmt(q.counts[st]);
     refs.paused.hidden = !q.paused;
     refs.oldest.textContent = q.oldest_ready_age_ms === null ? 'none ready' : span(q.oldest_ready_age_ms);

@@ -248,8 +248,29 @@ async fn dashboard_on(store: Store) -> (tokio::sync::MutexGuard<'static, ()>, Da
 async fn overview_shows_the_counts() {
     let started = Instant::now();
     let (_one, d) = dashboard().await;
+    // Limits are shown on their queue's card; a queue without any shows none.
+    let limits = kosh_jobs::QueueLimits::default()
+        .with_concurrency(2)
+        .with_rate(kosh_jobs::RateLimit::new(100, Duration::from_secs(1)));
+    d.backend
+        .set_queue_limits("csv-uploads", limits)
+        .await
+        .expect("set limits");
     d.open("/").await;
     d.wait_text("title", "Acme jobs").await;
+    d.wait_text(
+        "limits-csv-uploads",
+        "Limits: 1 of 2 running · 0 of 100 starts per 1 s",
+    )
+    .await;
+    assert!(
+        !d.testid("limits-mail")
+            .await
+            .is_displayed()
+            .await
+            .expect("displayed?"),
+        "a queue without limits shows none"
+    );
     for (state, n) in [
         ("scheduled", "0"),
         ("ready", "0"),

@@ -1,4 +1,4 @@
-//! `GET api/overview`: every queue and the live workers, in three backend calls.
+//! `GET api/overview`: every queue, its limits, and the live workers, in four backend calls.
 
 use std::time::Duration;
 
@@ -33,8 +33,32 @@ pub(crate) async fn overview(State(s): State<Shared>) -> Result<Json<Value>, Api
         })
         .await?;
     let workers = backend.workers().await?;
+    let flows = backend.queue_flows().await?;
 
     let mut queues: Vec<Row> = counts.iter().map(|c| Row::new(c, now)).collect();
+    for f in flows {
+        let i = match queues.iter().position(|q| q.name == f.queue) {
+            Some(i) => i,
+            None => {
+                // A limited queue with no jobs yet: shown, so its limits are seen.
+                queues.push(Row::new(&QueueCounts::empty(f.queue.clone()), now));
+                queues.len() - 1
+            }
+        };
+        queues[i].fields.insert(
+            "limits".into(),
+            json!({
+                "concurrency": f.limits.concurrency,
+                "rate": f.limits.rate.map(|r| json!({
+                    "max": r.max,
+                    "per_ms": u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
+                })),
+                "running": f.running,
+                "starts_in_window": f.starts_in_window,
+                "next_start_at": f.next_start_at.map(|t| t.as_millis()),
+            }),
+        );
+    }
     for p in points {
         let slot = (p.minute.as_millis() - first.as_millis()).div_euclid(60_000);
         let Some(slot) = usize::try_from(slot).ok().filter(|s| *s < MINUTES) else {
@@ -105,6 +129,7 @@ impl Row {
     fn new(c: &QueueCounts, now: Timestamp) -> Row {
         let mut m = Map::new();
         m.insert("paused".into(), json!(c.paused));
+        m.insert("limits".into(), Value::Null);
         let per_state: Map<String, Value> = JobState::ALL
             .into_iter()
             .map(|st| (st.as_str().to_owned(), json!(c.get(st))))
