@@ -83,6 +83,37 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
         )])
         .await
         .expect("push");
+    // A queue whose only concurrency slot is taken (a lease held outside any worker): its
+    // two other ready jobs are held back.
+    client
+        .set_queue_limits(
+            "throttled",
+            kosh_jobs::QueueLimits::default().with_concurrency(1),
+        )
+        .await
+        .expect("limits");
+    let raw = |n: u32| {
+        kosh_jobs::NewJob::new(
+            "step",
+            "throttled",
+            format!(r#"{{"how":"ok","n":{n}}}"#),
+            backend.clock().now(),
+        )
+    };
+    client
+        .push_raw((0..3).map(raw).collect())
+        .await
+        .expect("push");
+    let taken = backend
+        .reserve(&kosh_jobs::ReserveRequest {
+            queues: vec!["throttled".into()],
+            worker: "outside".into(),
+            max: 3,
+            lease: Duration::from_secs(3600),
+        })
+        .await
+        .expect("reserve");
+    assert_eq!(taken.len(), 1, "the limit lets one start");
     let worker = Worker::builder(backend.clone())
         .state(signals.clone())
         .register::<Step>()
@@ -176,6 +207,16 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
     assert!(
         gauge(&v, names::OLDEST_READY_AGE, &[("queue", "unwatched")]).is_some(),
         "sampled: the age of the oldest ready job"
+    );
+    assert_eq!(
+        gauge(&v, names::HELD_BACK, &[("queue", "throttled")]),
+        Some(2.0),
+        "sampled: two ready jobs held back by the concurrency limit"
+    );
+    assert_eq!(
+        gauge(&v, names::HELD_BACK, &[("queue", "unwatched")]),
+        None,
+        "no gauge for a queue that never had limits"
     );
 }
 

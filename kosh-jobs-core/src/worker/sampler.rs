@@ -11,7 +11,7 @@ use super::outage;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
-use crate::metrics::{JOBS, OLDEST_READY_AGE, WORKERS};
+use crate::metrics::{HELD_BACK, JOBS, OLDEST_READY_AGE, WORKERS};
 use crate::record::JobState;
 
 /// Samples every `interval` until `stop` trips.
@@ -21,8 +21,9 @@ pub(crate) async fn run(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    // Queues seen before, so a queue that emptied reads zero instead of its last value.
-    let mut known: BTreeSet<String> = BTreeSet::new();
+    // Queues seen before, so a queue that emptied (or lost its limits) reads zero instead of
+    // its last value.
+    let mut known = Known::default();
     loop {
         if let Err(e) = sample(&backend, &clock, &mut known).await {
             tracing::warn!(error = %outage::chain(&e), "sampling the store's metrics failed");
@@ -34,14 +35,43 @@ pub(crate) async fn run(
     }
 }
 
+/// The queues the gauges were set for.
+#[derive(Default)]
+struct Known {
+    queues: BTreeSet<String>,
+    limited: BTreeSet<String>,
+}
+
 async fn sample(
     backend: &AnyBackend,
     clock: &Clock,
-    known: &mut BTreeSet<String>,
+    known: &mut Known,
 ) -> Result<(), crate::error::BackendError> {
     let counts = backend.counts().await?;
     let workers = backend.workers().await?;
+    let flows = backend.queue_flows().await?;
     let now = clock.now();
+    // Ready jobs a queue's limits hold back: those beyond what they let start now.
+    let mut held: BTreeMap<String, f64> = known.limited.iter().map(|q| (q.clone(), 0.0)).collect();
+    for f in &flows {
+        let ready = counts
+            .iter()
+            .find(|c| c.queue == f.queue)
+            .map_or(0, |c| c.ready);
+        let mut room = u64::MAX;
+        if let Some(k) = f.limits.concurrency {
+            room = room.min(u64::from(k).saturating_sub(f.running));
+        }
+        if let Some(r) = f.limits.rate {
+            room = room.min(u64::from(r.max).saturating_sub(f.starts_in_window));
+        }
+        held.insert(f.queue.clone(), ready.saturating_sub(room) as f64);
+    }
+    for (q, n) in held {
+        gauge!(HELD_BACK, "queue" => q.clone()).set(n);
+        known.limited.insert(q);
+    }
+    let known = &mut known.queues;
     let mut per_queue: BTreeMap<String, f64> = known.iter().map(|q| (q.clone(), 0.0)).collect();
     // A queue that emptied is left out of `counts`: its gauges drop to zero.
     for q in known.iter() {
