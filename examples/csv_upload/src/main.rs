@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The web app and a worker in one process, on SQLite files under ./data (the default).
+    /// The web app and a worker in one process, on SQLite files in data/ (the default; see
+    /// README.md for where that folder is).
     Dev {
         /// Imports run at once.
         #[arg(long, default_value_t = 2, env = "WORKER_CONCURRENCY")]
