@@ -1,7 +1,7 @@
 //! Configuration from the environment (and a `.env` file, read by the binary at start).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -101,6 +101,40 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Makes the relative paths absolute, taken from `base` (see [`base_dir`]): the upload
+    /// folder and the files of `sqlite:` URLs (`sqlite://data/app.db`). Other URLs, and
+    /// `sqlite::memory:`, stay as they are.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.upload_dir.is_relative() {
+            self.upload_dir = base.join(&self.upload_dir);
+        }
+        self.database_url = absolute_sqlite_url(&self.database_url, base);
+        self.jobs_url = absolute_sqlite_url(&self.jobs_url, base);
+    }
+
+    /// Where the data is, for the start-up message: the upload folder and the SQLite
+    /// files, as written in the configuration (absolute after [`Config::resolve_paths`]).
+    pub fn data_paths(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut out = vec![("uploads", self.upload_dir.clone())];
+        if let Some(f) = sqlite_file(&self.database_url) {
+            out.push(("app database", f));
+        }
+        if let Some(f) = sqlite_file(&self.jobs_url) {
+            out.push(("job queue", f));
+        }
+        out
+    }
+
+    /// The one folder all the data is in (`data/`: `app.db`, `jobs.db`, `uploads/`), when
+    /// there is one.
+    pub fn data_folder(&self) -> Option<PathBuf> {
+        let dir = self.upload_dir.parent()?.to_path_buf();
+        self.data_paths()
+            .iter()
+            .all(|(_, p)| p.starts_with(&dir))
+            .then_some(dir)
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -116,5 +150,126 @@ impl Config {
             "WORKER_LEASE_MS must be at least 300"
         );
         Ok(())
+    }
+}
+
+/// The folder relative paths in the configuration are taken from.
+///
+/// Run by `cargo run` (which tells the program its crate's folder in `CARGO_MANIFEST_DIR`),
+/// that is this crate's folder, `examples/csv_upload/`: `cargo run -p csv_upload` uses the
+/// same `data/` from wherever in the workspace it is started. Otherwise (an installed
+/// binary, under systemd or in a container) it is the working directory.
+pub fn base_dir() -> PathBuf {
+    let here = env!("CARGO_MANIFEST_DIR");
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(dir) if Path::new(&dir) == Path::new(here) => PathBuf::from(dir),
+        _ => cwd,
+    }
+}
+
+/// `url` with the file of a `sqlite:` URL made absolute from `base`.
+pub fn absolute_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_owned();
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path.starts_with(':') || Path::new(path).is_absolute() {
+        return url.to_owned();
+    }
+    let mut out = format!("sqlite://{}", base.join(path).display());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The file a `sqlite:` URL names, if it names one.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(':')).then(|| PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_files_are_made_absolute() {
+        let base = Path::new("/srv/app");
+        assert_eq!(
+            absolute_sqlite_url("sqlite://data/app.db", base),
+            "sqlite:///srv/app/data/app.db"
+        );
+        assert_eq!(
+            absolute_sqlite_url("sqlite:data/jobs.db?events=true", base),
+            "sqlite:///srv/app/data/jobs.db?events=true"
+        );
+        assert_eq!(
+            absolute_sqlite_url("sqlite:///var/lib/app.db", base),
+            "sqlite:///var/lib/app.db"
+        );
+        assert_eq!(
+            absolute_sqlite_url("sqlite::memory:", base),
+            "sqlite::memory:"
+        );
+        assert_eq!(
+            absolute_sqlite_url("redis://h:6379", base),
+            "redis://h:6379"
+        );
+        assert_eq!(absolute_sqlite_url("memory:", base), "memory:");
+        assert_eq!(
+            sqlite_file("sqlite:///srv/app/data/jobs.db?events=true"),
+            Some(PathBuf::from("/srv/app/data/jobs.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("redis://h"), None);
+    }
+
+    #[test]
+    fn the_upload_folder_too() {
+        let mut c = Config {
+            database_url: "sqlite://data/app.db".into(),
+            jobs_url: "redis://localhost:6379".into(),
+            jobs_prefix: None,
+            bind: "127.0.0.1:3000".parse().expect("address"),
+            max_upload_bytes: 1,
+            upload_dir: "data/uploads".into(),
+            batch_rows: 1,
+            row_delay: Duration::ZERO,
+            lease: Duration::from_secs(1),
+            date_order: DateOrder::DayFirst,
+            metrics: false,
+            metrics_sample: Duration::ZERO,
+            admin_password: None,
+        };
+        c.resolve_paths(Path::new("/srv/app"));
+        assert_eq!(c.upload_dir, Path::new("/srv/app/data/uploads"));
+        assert_eq!(c.database_url, "sqlite:///srv/app/data/app.db");
+        assert_eq!(c.jobs_url, "redis://localhost:6379");
+        c.resolve_paths(Path::new("/elsewhere"));
+        assert_eq!(
+            c.upload_dir,
+            Path::new("/srv/app/data/uploads"),
+            "once absolute, kept"
+        );
+    }
+
+    #[test]
+    fn under_cargo_the_crates_folder() {
+        // The test binary is run by cargo, with this crate's folder.
+        if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+            assert_eq!(base_dir(), Path::new(env!("CARGO_MANIFEST_DIR")));
+        }
     }
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use crate::parse::{OrderBasis, ParsedRow, ResumePoint, Scan};
+use crate::parse::{DateOrder, OrderBasis, ParsedRow, ResumePoint, Scan};
+use crate::words::plural;
 
 /// Now, as stored: RFC 3339 in UTC with milliseconds.
 pub fn now() -> String {
@@ -138,15 +139,33 @@ impl Import {
             1 => notes.push("1 summary line skipped".to_owned()),
             n => notes.push(format!("{n} summary lines skipped")),
         }
-        if let (true, Some(order)) = (self.date_order_guessed, self.date_order.as_deref()) {
+        if let Some(order) = self.date_order.as_deref() {
             let words = if order == "mdy" {
                 "month/day"
             } else {
                 "day/month"
             };
-            notes.push(format!("dates read as {words}"));
+            if self.date_order_guessed {
+                notes.push(format!("dates read as {words}"));
+            } else if self.chosen_date_order().is_some() {
+                notes.push(format!("dates read as {words}, as chosen"));
+            }
         }
         notes
+    }
+
+    /// The order of day and month the user chose for this file (re-importing it), if any.
+    pub fn chosen_date_order(&self) -> Option<DateOrder> {
+        if self.date_order_basis.as_deref() != Some(OrderBasis::Chosen.code()) {
+            return None;
+        }
+        self.date_order.as_deref().and_then(|o| o.parse().ok())
+    }
+
+    /// Whether the user may choose the order of day and month: no date in the file settled
+    /// it (or the user chose it before).
+    pub fn date_order_choosable(&self) -> bool {
+        self.date_order.is_some() && (self.date_order_guessed || self.chosen_date_order().is_some())
     }
 
     /// Whether it reached a final state.
@@ -400,18 +419,14 @@ pub async fn complete_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(i) = &import {
+        let transactions = plural(i.rows_imported, "transaction", "transactions");
         let mut message = if i.rows_rejected == 0 {
-            format!(
-                "Imported {} transactions from {}.",
-                i.rows_imported, i.file_name
-            )
+            format!("Imported {transactions} from {}.", i.file_name)
         } else {
             format!(
-                "{} completed with {} rejected row{}: {} transactions imported.",
+                "{} completed with {}: {transactions} imported.",
                 i.file_name,
-                i.rows_rejected,
-                if i.rows_rejected == 1 { "" } else { "s" },
-                i.rows_imported
+                plural(i.rows_rejected, "rejected row", "rejected rows"),
             )
         };
         let notes = i.notes();
@@ -429,6 +444,100 @@ pub async fn complete_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<
     }
     tx.commit().await?;
     Ok(import)
+}
+
+/// What [`reset_import`] did.
+#[derive(Clone, Debug)]
+pub enum Reset {
+    /// Back to `queued`, as it is now, its earlier rows gone.
+    Done(Box<Import>),
+    /// No such import.
+    NotFound,
+    /// The import is not in a state that can be reset (it is in this one).
+    WrongState(String),
+    /// Its content is imported by another live import, this one.
+    Duplicate(i64),
+}
+
+/// Puts a finished import (in one of `from`: `failed`, `completed`) back to `queued`, to
+/// run it again from the start: its transactions, rejected rows, notifications, counts,
+/// checkpoint and error are dropped in the same SQL transaction, so the new run replaces
+/// the old one's rows instead of adding to them. `chosen` records the order of day and
+/// month the user chose for its dates (the job reads it). The job id is cleared until the
+/// caller sets the new run's (so the old job's failure is not read as this run's).
+pub async fn reset_import(
+    pool: &SqlitePool,
+    id: i64,
+    from: &[&str],
+    chosen: Option<DateOrder>,
+) -> sqlx::Result<Reset> {
+    let mut tx = pool.begin().await?;
+    let state: Option<(String, String)> =
+        sqlx::query_as("SELECT state, sha256 FROM imports WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((state, sha256)) = state else {
+        return Ok(Reset::NotFound);
+    };
+    if !from.contains(&state.as_str()) {
+        return Ok(Reset::WrongState(state));
+    }
+    let now = now();
+    let chosen = chosen.map(DateOrder::code);
+    let updated = sqlx::query_as::<_, Import>(
+        "UPDATE imports SET state = 'queued', job_id = NULL, rows_total = NULL, rows_done = 0,
+             rows_imported = 0, rows_rejected = 0, attempts = 0, resumed_from = NULL,
+             checkpoint_byte = NULL, checkpoint_line = NULL, checkpoint_record = NULL,
+             summary_lines_skipped = 0, error = NULL, started_at = NULL, finished_at = NULL,
+             date_order = COALESCE(?1, date_order),
+             date_order_basis = CASE WHEN ?1 IS NULL THEN date_order_basis ELSE 'chosen' END,
+             date_order_guessed = CASE WHEN ?1 IS NULL THEN date_order_guessed ELSE 0 END,
+             updated_at = ?2
+         WHERE id = ?3
+         RETURNING *",
+    )
+    .bind(chosen)
+    .bind(&now)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await;
+    let import = match updated {
+        Ok(i) => i,
+        // A failed import leaves the unique index on its content; another upload of the
+        // same file may have taken its place since.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            drop(tx);
+            let other: i64 = sqlx::query_scalar(
+                "SELECT id FROM imports WHERE sha256 = ? AND state != 'failed' AND id != ?
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(&sha256)
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+            return Ok(Reset::Duplicate(other));
+        }
+        Err(e) => return Err(e),
+    };
+    for delete in [
+        "DELETE FROM transactions WHERE import_id = ?",
+        "DELETE FROM rejected_rows WHERE import_id = ?",
+        "DELETE FROM notifications WHERE import_id = ?",
+    ] {
+        sqlx::query(delete).bind(id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(Reset::Done(Box::new(import)))
+}
+
+/// Deletes an import with its transactions, rejected rows and notifications (they
+/// cascade). Returns it as it was, to remove its file; `None` when there is none.
+pub async fn delete_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Import>> {
+    sqlx::query_as("DELETE FROM imports WHERE id = ? RETURNING *")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Marks an import failed for good with `error` and leaves a notification, in one SQL

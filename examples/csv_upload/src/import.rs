@@ -36,6 +36,21 @@ pub struct App {
 pub struct ImportCsv {
     /// The `imports` row.
     pub import_id: i64,
+    /// Read the file's `a/b/yyyy` dates in this order, whatever the file suggests (the
+    /// user re-imports a file whose order was a guess). Without it, the order the user
+    /// chose earlier for this import, if any, else the one the file shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_order: Option<DateOrder>,
+}
+
+impl ImportCsv {
+    /// The job for an import, the date order decided as usual.
+    pub fn new(import_id: i64) -> Self {
+        ImportCsv {
+            import_id,
+            date_order: None,
+        }
+    }
 }
 
 /// The job's result, stored with the job.
@@ -184,7 +199,8 @@ pub async fn import_csv(
             "resuming import from its checkpoint"
         );
     }
-    match run(&ctx, import).await {
+    let forced = job.date_order.or_else(|| import.chosen_date_order());
+    match run(&ctx, import, forced).await {
         Ok(summary) => Ok(summary),
         Err(ImportError::LeaseLost) => Err(ImportError::LeaseLost),
         Err(e) if e.is_permanent() || ctx.attempt() >= ctx.max_attempts() => {
@@ -206,7 +222,11 @@ struct Batch {
     next: ResumePoint,
 }
 
-async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary, ImportError> {
+async fn run(
+    ctx: &JobContext<App>,
+    import: db::Import,
+    forced: Option<DateOrder>,
+) -> Result<ImportSummary, ImportError> {
     let app = ctx.state().clone();
     let id = import.id;
     let path = app.upload_dir.join(&import.stored_name);
@@ -219,11 +239,12 @@ async fn run(ctx: &JobContext<App>, import: db::Import) -> Result<ImportSummary,
     let cancel = ctx.cancellation().clone();
     let f2 = file.clone();
     let default_order = app.default_date_order;
-    let scan =
-        tokio::task::spawn_blocking(move || f2.scan(default_order, || cancel.is_cancelled()))
-            .await
-            .map_err(join_error)??
-            .ok_or_else(|| ImportError::Transient(anyhow::anyhow!("cancelled")))?;
+    let scan = tokio::task::spawn_blocking(move || {
+        f2.scan_as(default_order, forced, || cancel.is_cancelled())
+    })
+    .await
+    .map_err(join_error)??
+    .ok_or_else(|| ImportError::Transient(anyhow::anyhow!("cancelled")))?;
     db::record_scan(&app.db, id, &scan, file.columns().layout.name).await?;
     // Dates without a year: the file's latest date, else the day of the upload (the same on
     // every attempt).

@@ -7,7 +7,8 @@
 //! - [`db`]: the app's own tables (sqlx on SQLite);
 //! - [`web`]: the page and the JSON API (axum);
 //! - [`backend`]: the job store chosen by URL; [`config`]: the environment;
-//!   [`run`]: wiring it together; [`metrics`]: `/metrics` for Prometheus.
+//!   [`run`]: wiring it together; [`metrics`]: `/metrics` for Prometheus;
+//!   [`words`]: counts and sizes in words.
 //!
 //! See `README.md` beside this crate for running it.
 
@@ -19,3 +20,4 @@ pub mod metrics;
 pub mod parse;
 pub mod run;
 pub mod web;
+pub mod words;

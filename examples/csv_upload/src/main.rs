@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The web app and a worker in one process, on SQLite files under ./data (the default).
+    /// The web app and a worker in one process, on SQLite files in data/ (the default; see
+    /// README.md for where that folder is).
     Dev {
         /// Imports run at once.
         #[arg(long, default_value_t = 2, env = "WORKER_CONCURRENCY")]
@@ -57,7 +58,12 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(file = %path.display(), "read settings from .env");
     }
     let cli = Cli::parse();
-    let config = Config::from_env().context("invalid configuration")?;
+    let mut config = Config::from_env().context("invalid configuration")?;
+    // Relative paths are taken from the crate's folder under `cargo run`, else from the
+    // working directory, and made absolute: where the data is does not depend on where
+    // `cargo run` was typed (see README.md, "Run it").
+    config.resolve_paths(&csv_upload::config::base_dir());
+    let data = data_line(&config);
     let command = cli.command.unwrap_or_else(|| Command::Dev {
         concurrency: std::env::var("WORKER_CONCURRENCY")
             .ok()
@@ -71,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
             let worker = services.worker(concurrency)?.spawn();
             tracing::info!("{}", services.dashboard_status());
             tracing::info!("web and worker in one process; Ctrl-C stops both");
-            print_url(addr);
+            print_url(addr, &data);
             server.await?;
             let stats = worker.shutdown().await?;
             tracing::info!(?stats, "worker stopped");
@@ -79,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
             tracing::info!("{}", services.dashboard_status());
-            print_url(addr);
+            print_url(addr, &data);
             server.await?;
         }
         Command::Worker { concurrency } => {
@@ -91,13 +97,30 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The address to open, on a line of its own on stdout, after the start-up logs (stderr).
-fn print_url(addr: std::net::SocketAddr) {
+/// Where the data is, in one line: `Data folder: /abs/data`, or each place when they are
+/// not in one folder.
+fn data_line(config: &Config) -> String {
+    match config.data_folder() {
+        Some(dir) => format!("Data folder: {}", dir.display()),
+        None => {
+            let parts: Vec<String> = config
+                .data_paths()
+                .into_iter()
+                .map(|(what, p)| format!("{what} {}", p.display()))
+                .collect();
+            format!("Data: {}", parts.join(", "))
+        }
+    }
+}
+
+/// The address to open, on a line of its own on stdout, after the start-up logs (stderr),
+/// and where the data is.
+fn print_url(addr: std::net::SocketAddr, data: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "\ncsv_upload is running. Open:\n\n    http://{addr}/\n"
+        "\ncsv_upload is running. Open:\n\n    http://{addr}/\n\n{data}\n"
     );
     let _ = out.flush();
 }

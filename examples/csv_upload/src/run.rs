@@ -49,17 +49,12 @@ impl Services {
                 config.upload_dir.display()
             )
         })?;
-        // Relative paths depend on where the process was started: say where the data is.
-        let uploads =
-            std::path::absolute(&config.upload_dir).unwrap_or_else(|_| config.upload_dir.clone());
-        tracing::info!(
-            uploads = %uploads.display(),
-            database = %config.database_url,
-            "data folder (relative paths are from {})",
-            std::env::current_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|_| "an unknown folder".into())
-        );
+        // Say where the data is (the binary makes relative paths absolute first, see
+        // `config::base_dir`).
+        for (what, path) in config.data_paths() {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            tracing::info!(path = %path.display(), "data folder: {what}");
+        }
         let pool = db::connect(&config.database_url)
             .await
             .with_context(|| "cannot open the app database (DATABASE_URL)".to_string())?;

@@ -178,6 +178,13 @@ async fn serve_prints_the_url_on_its_own_line_and_logs_without_colour() {
         Command::new(env!("CARGO_BIN_EXE_csv_upload"))
             .arg("serve")
             .current_dir(dir.path())
+            // Not run by cargo (which sets it for this test): relative paths are taken
+            // from the working directory.
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env_remove("DATABASE_URL")
+            .env_remove("JOBS_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("UPLOAD_DIR")
             .env("BIND", "127.0.0.1:0")
             .env_remove("NO_COLOR")
             .env_remove("ADMIN_PASSWORD")
@@ -190,12 +197,25 @@ async fn serve_prints_the_url_on_its_own_line_and_logs_without_colour() {
     );
     let stdout = child.0.stdout.take().unwrap();
     let mut stderr = child.0.stderr.take().unwrap();
-    let url = BufReader::new(stdout)
+    let mut lines = BufReader::new(stdout)
         .lines()
-        .map(|l| l.expect("read stdout"))
+        .map(|l| l.expect("read stdout"));
+    let url = lines
+        .by_ref()
         .find(|l| l.trim_start().starts_with("http://"))
         .expect("a URL line on stdout");
     let url = url.trim();
+    // Then the data folder, absolute: the relative defaults, from the working directory.
+    let data = lines
+        .find(|l| l.starts_with("Data folder: "))
+        .expect("the data folder on stdout");
+    let cwd = dir.path().canonicalize().unwrap();
+    assert_eq!(
+        data,
+        format!("Data folder: {}", cwd.join("data").display()),
+        "absolute"
+    );
+    assert!(cwd.join("data/uploads").is_dir() && cwd.join("data/app.db").is_file());
     assert!(
         url.starts_with("http://127.0.0.1:") && url.ends_with('/') && !url.contains(' '),
         "the URL alone on its line: {url:?}"

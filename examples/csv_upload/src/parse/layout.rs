@@ -202,12 +202,15 @@ pub(crate) fn detect_layout(names: &[String]) -> &'static Layout {
         .unwrap_or(&GENERIC)
 }
 
+/// The known banks' layouts (those with a header, then the header-less ones), for the
+/// page: each with its name and country.
+pub fn all_layouts() -> Vec<&'static Layout> {
+    LAYOUTS.iter().chain([&WELLS_FARGO, &HSBC]).collect()
+}
+
 /// The names of the known banks and layouts, for the page.
 pub fn known_layouts() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = LAYOUTS.iter().map(|l| l.name).collect();
-    v.push(WELLS_FARGO.name);
-    v.push(HSBC.name);
-    v
+    all_layouts().into_iter().map(|l| l.name).collect()
 }
 
 fn is_amount(s: &str) -> bool {

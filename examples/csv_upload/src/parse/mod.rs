@@ -17,7 +17,7 @@ pub use amount::{parse_amount, AmountError};
 pub use date::{parse_date, parse_date_near, DateError};
 pub use encoding::{looks_like_utf16, TextEncoding};
 pub use header::{find_columns, normalize, AmountColumns, Columns, HeaderError};
-pub use layout::{known_layouts, Layout, Sign};
+pub use layout::{all_layouts, known_layouts, Layout, Sign};
 pub use order::{DateEvidence, DateOrder, DateReading, OrderBasis};
 pub use reader::{
     sniff_delimiter, CsvFile, Dates, OpenError, ParsedRow, ResumePoint, Rows, Scan,

@@ -100,6 +100,8 @@ pub enum OrderBasis {
     Layout,
     /// No evidence in the file: the configured default.
     Default,
+    /// The user chose it (re-importing a file whose order was a guess).
+    Chosen,
 }
 
 impl OrderBasis {
@@ -114,6 +116,7 @@ impl OrderBasis {
             OrderBasis::Span => "span",
             OrderBasis::Layout => "layout",
             OrderBasis::Default => "default",
+            OrderBasis::Chosen => "chosen",
         }
     }
 }
@@ -128,9 +131,12 @@ pub struct DateReading {
 }
 
 impl DateReading {
-    /// Whether the order is a guess: no date in the file settles it.
+    /// Whether the order is a guess: no date in the file settles it, and nobody chose it.
     pub fn guessed(&self) -> bool {
-        !matches!(self.basis, OrderBasis::NotNeeded | OrderBasis::Unambiguous)
+        !matches!(
+            self.basis,
+            OrderBasis::NotNeeded | OrderBasis::Unambiguous | OrderBasis::Chosen
+        )
     }
 
     /// What to tell the user when the order is a guess: `dates read as month/day`.
@@ -419,6 +425,17 @@ mod tests {
             (DateOrder::MonthFirst, OrderBasis::Layout)
         );
         assert_eq!(r.note().as_deref(), Some("dates read as month/day"));
+    }
+
+    #[test]
+    fn a_chosen_order_is_no_guess() {
+        let r = DateReading {
+            order: DateOrder::DayFirst,
+            basis: OrderBasis::Chosen,
+        };
+        assert!(!r.guessed());
+        assert_eq!(r.note(), None);
+        assert_eq!(OrderBasis::Chosen.code(), "chosen");
     }
 
     #[test]

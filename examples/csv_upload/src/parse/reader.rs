@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::encoding::{detect, Source, TextEncoding};
 use super::header::{find_columns, Columns, HeaderError};
 use super::layout::headerless;
-use super::order::{DateEvidence, DateOrder, DateReading};
+use super::order::{DateEvidence, DateOrder, DateReading, OrderBasis};
 use super::row::{parse_fields, Transaction};
 use super::summary::{Classifier, LineKind};
 
@@ -351,6 +351,17 @@ impl CsvFile {
         default_order: DateOrder,
         cancelled: impl Fn() -> bool,
     ) -> Result<Option<Scan>, OpenError> {
+        self.scan_as(default_order, None, cancelled)
+    }
+
+    /// Like [`CsvFile::scan`], but with `forced` set the dates are read in that order
+    /// whatever the file suggests (the user chose it: [`OrderBasis::Chosen`]).
+    pub fn scan_as(
+        &self,
+        default_order: DateOrder,
+        forced: Option<DateOrder>,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<Option<Scan>, OpenError> {
         let mut rdr = self.records(self.data_start)?;
         let mut classifier = Classifier::default();
         let mut evidence = DateEvidence::default();
@@ -381,10 +392,16 @@ impl CsvFile {
             }
         }
         let layout = c.layout;
-        let dates = evidence.decide(
-            layout.date_order.unwrap_or(default_order),
-            layout.date_order.is_some(),
-        );
+        let dates = match forced {
+            Some(order) => DateReading {
+                order,
+                basis: OrderBasis::Chosen,
+            },
+            None => evidence.decide(
+                layout.date_order.unwrap_or(default_order),
+                layout.date_order.is_some(),
+            ),
+        };
         Ok(Some(Scan {
             rows_total,
             summary_lines,

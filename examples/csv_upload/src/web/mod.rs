@@ -7,6 +7,10 @@
 //! | `GET /api/imports` | the latest imports |
 //! | `GET /api/events` | the imports' job events, as server-sent events (see [`live`]) |
 //! | `GET /api/imports/{id}` | one import, with the job's state and progress |
+//! | `DELETE /api/imports/{id}` | deletes it: its rows, its notifications, its file |
+//! | `POST /api/imports/{id}/retry` | runs a failed import again |
+//! | `POST /api/imports/{id}/reimport` | `{"date_order": "dmy"}`: again, dates read that way |
+//! | `GET /api/layouts` | the banks' layouts the parser knows |
 //! | `GET /api/imports/{id}/rejected` | its rejected rows (`?limit=&offset=`) |
 //! | `GET /api/imports/{id}/transactions` | its transactions (`?limit=&offset=`) |
 //! | `GET /api/notifications` | notifications (`?unread=true`), with the unread count |
@@ -63,7 +67,13 @@ pub fn router(web: Web) -> Router {
                 .get(api::list_imports),
         )
         .route("/api/events", get(live::events))
-        .route("/api/imports/{id}", get(api::get_import))
+        .route(
+            "/api/imports/{id}",
+            get(api::get_import).delete(api::delete_import),
+        )
+        .route("/api/imports/{id}/retry", post(api::retry_import))
+        .route("/api/imports/{id}/reimport", post(api::reimport))
+        .route("/api/layouts", get(api::layouts))
         .route("/api/imports/{id}/rejected", get(api::rejected_rows))
         .route("/api/imports/{id}/transactions", get(api::transactions))
         .route("/api/notifications", get(api::notifications))

@@ -78,7 +78,10 @@ impl Drop for TempFile {
 fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the file is larger than the limit of {max} bytes"),
+        format!(
+            "the file is larger than the limit of {}",
+            crate::words::human_size(max)
+        ),
     )
     .with(json!({ "max_bytes": max }))
 }
@@ -201,7 +204,7 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
         }
     };
     part.keep = true;
-    let enqueued = match web.jobs.enqueue(ImportCsv { import_id: id }).await {
+    let enqueued = match web.jobs.enqueue(ImportCsv::new(id)).await {
         Ok(e) => e,
         Err(e) => {
             let _ = db::fail_import(&web.app.db, id, "could not queue the import").await;

@@ -101,6 +101,45 @@ impl TestApp {
         }
     }
 
+    /// Starts the in-process worker of an app started without one.
+    pub fn start_worker(&mut self) {
+        assert!(self.worker.is_none(), "the worker is running already");
+        self.worker = Some(self.services.worker(2).unwrap().spawn());
+    }
+
+    /// Sends a request with `method` and an optional JSON body; the status and the JSON
+    /// answer (`null` for none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        (status, v)
+    }
+
+    /// The stored files in the upload folder.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.upload_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
