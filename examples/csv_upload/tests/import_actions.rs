@@ -87,7 +87,14 @@ async fn a_failed_import_is_retried_with_its_job() {
         .send(Method::POST, &format!("/api/imports/{id}/retry"), None)
         .await;
     assert_eq!(status, 202, "{v}");
-    assert_eq!(v["state"], "queued", "{v}");
+    // The worker may take the job before the answer is written.
+    assert!(
+        matches!(
+            v["state"].as_str(),
+            Some("queued" | "running" | "completed")
+        ),
+        "back in the queue: {v}"
+    );
     assert!(v["error"].is_null(), "the old error is gone: {v}");
     assert_eq!(v["job_id"], job, "the job is retried, not replaced: {v}");
     let done = app.wait_final(id, LIMIT).await;

@@ -18,13 +18,21 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// A name that would run script if the page put it in as HTML.
 const HOSTILE: &str = "<img src=x onerror=\"document.title='owned'\">.csv";
 
+/// Clicks the element `css` finds. The page redraws its table on every update, so the element
+/// found may be replaced before the click lands ("stale element"): then it is found again.
 async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("`{css}`: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
+    for _ in 0..20 {
+        let found = b
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("`{css}`: {e}"));
+        match found.click().await {
+            Ok(()) => return,
+            Err(e) if e.to_string().contains("stale element") => continue,
+            Err(e) => panic!("click `{css}`: {e}"),
+        }
+    }
+    panic!("click `{css}`: the element was replaced 20 times in a row");
 }
 
 async fn js(b: &Client, script: &str) -> Value {
@@ -211,6 +219,15 @@ async fn a_user_retries_reimports_and_deletes_from_the_page() {
     )
     .await;
     assert_eq!(full, error);
+    // The page redraws its table on every update: the opened toggle stays open.
+    let still_open = js(
+        b,
+        &format!(
+            "return refresh().then(() => document.querySelector(\"{bad_row} details.error\").open)"
+        ),
+    )
+    .await;
+    assert_eq!(still_open, Value::Bool(true), "open after a redraw");
     let name = b
         .find(Locator::Css(&format!("{bad_row} td:nth-child(2)")))
         .await

@@ -135,3 +135,74 @@ async fn a_user_pages_through_an_imports_transactions() {
     browser.close().await.unwrap();
     app.stop().await;
 }
+
+/// The Rejected count opens the import's rejected rows where the user is (the box scrolls into
+/// view): each with its line, the reason and the raw line as text, hostile text included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_opens_an_imports_rejected_rows() {
+    let app = TestApp::start(None, true).await;
+    let file = format!(
+        "Date,Description,Amount\n2024-03-01,Good one,10.00\nnot a date,Bad date,5.00\n\
+         2024-03-03,\"{}\",twelve\n2024-03-07,Good two,-7.25\n",
+        HOSTILE.replace('"', "\"\"")
+    );
+    let (status, v) = app.upload("rejects.csv", file.into_bytes()).await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let done = app.wait_final(id, LIMIT).await;
+    assert_eq!(
+        (
+            done["rows_imported"].as_i64(),
+            done["rows_rejected"].as_i64()
+        ),
+        (Some(2), Some(2)),
+        "{done}"
+    );
+
+    let browser = Browser::start()
+        .await
+        .expect("headless Chromium (see scripts/test.sh)");
+    let b = &browser.client;
+    b.goto(&app.url("/")).await.unwrap();
+    wait_text(b, "#imports tr", "the import's row", |t| {
+        t.contains("rejects.csv") && t.contains("completed")
+    })
+    .await;
+    // The rejected count (the sixth column) opens the rows.
+    click(b, "#imports tr td:nth-child(6) a").await;
+    wait_text(b, "#rejected-id", "the box names the import", |t| {
+        t == id.to_string()
+    })
+    .await;
+    let mut shown = Vec::new();
+    for r in b.find_all(Locator::Css("#rejected tr")).await.unwrap() {
+        shown.push(r.text().await.unwrap());
+    }
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        shown[0].starts_with("3 ") && shown[0].contains("`not a date` is not a date"),
+        "{shown:?}"
+    );
+    assert!(
+        shown[1].starts_with("4 ")
+            && shown[1].contains("`twelve` is not a number")
+            && shown[1].contains(HOSTILE),
+        "the raw line, hostile text as text: {shown:?}"
+    );
+    assert_eq!(
+        b.title().await.unwrap(),
+        "Statement imports",
+        "no script ran"
+    );
+    let in_view: serde_json::Value = b
+        .execute(
+            "const r = document.getElementById('rejected-box').getBoundingClientRect(); \
+             return r.top < window.innerHeight && r.bottom > 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_view, serde_json::Value::Bool(true), "the box is in view");
+    browser.close().await.unwrap();
+    app.stop().await;
+}
