@@ -12,13 +12,17 @@ use crate::conn::{Woken, MAX_BLOCK};
 use crate::error::RedisError;
 use crate::ops::Shared;
 
+/// A wait whose deadline is closer than this ends by our clock, not by the server's timeout.
+const PRECISE_WITHIN: Duration = Duration::from_secs(1);
+
 impl Shared {
     /// Returns when a wake-up token arrives for one of `queues`, when the clock reaches
     /// `until` or the time something there becomes due, or when `cancel` fires.
     ///
     /// With the system clock the server-side `BLPOP` timeout is the deadline itself, so an
-    /// idle worker costs one command per wait. With a manual clock the pop is raced against
-    /// the clock and cut short with `CLIENT UNBLOCK` when the clock wins.
+    /// idle worker costs one command per wait. With a manual clock, or a deadline less than
+    /// [`PRECISE_WITHIN`] away, the pop is raced against the clock and cut short (a push to
+    /// the connection's own list) when the clock wins.
     pub(crate) async fn wait_for_work(
         self: Arc<Self>,
         queues: Vec<String>,
@@ -53,15 +57,24 @@ impl Shared {
             if now >= deadline {
                 return Ok(());
             }
+            // Redis ends blocking pops that timed out on its own timer (every 100 ms at the
+            // default `hz 10`), so a server timeout can end up to 100 ms late. A deadline less
+            // than `PRECISE_WITHIN` away (a delayed job about to be due, a rate window about to
+            // open) is kept by our clock instead, for one command that ends the pop. Longer
+            // waits, idle ones above all, stay one command each.
+            let left = deadline.saturating_duration_since(now);
+            let precise = manual || left < PRECISE_WITHIN;
             let server_timeout = if manual {
                 MAX_BLOCK
+            } else if precise {
+                left + PRECISE_WITHIN
             } else {
-                deadline.saturating_duration_since(now)
+                left
             };
             let clock = self.clock.clone();
             let stop = cancel.clone();
             let other = async move {
-                if manual {
+                if precise {
                     tokio::select! {
                         _ = clock.sleep_until(deadline) => {}
                         _ = stop.cancelled() => {}
