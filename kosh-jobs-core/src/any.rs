@@ -171,6 +171,9 @@ impl Backend for AnyBackend {
     async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError> {
         self.0.set_queue_limits(queue, limits).await
     }
+    async fn hold_queue(&self, queue: &str, until: Timestamp) -> Result<(), BackendError> {
+        self.0.hold_queue(queue, until).await
+    }
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
         self.0.queue_flows().await
     }

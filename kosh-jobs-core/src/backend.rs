@@ -111,14 +111,18 @@ pub trait Backend: Send + Sync + 'static {
     /// key held by a live job (scheduled, ready or running), including one earlier in the same
     /// batch, is not stored: its entry is the live job's id with `existing: true`. The batch is
     /// atomic: on error, nothing was stored. A job with an invalid queue name (see
-    /// [`validate_queue_name`]), an invalid job name (see [`validate_job_name`]) or
-    /// `max_attempts` of 0 makes the whole batch an `InvalidInput` error.
+    /// [`validate_queue_name`]), an invalid job name (see [`validate_job_name`]), an invalid
+    /// group key (see [`validate_group_key`]) or `max_attempts` of 0 makes the whole batch an
+    /// `InvalidInput` error.
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, BackendError>;
 
     /// Leases up to `req.max` jobs from `req.queues`, skipping paused queues.
     ///
-    /// First promotes scheduled jobs that are due. Within a queue, jobs come by priority
-    /// (higher first), then by enqueue order (lower id first). Each leased job is `running`,
+    /// First promotes scheduled jobs that are due. Within a queue, the groups that have ready
+    /// jobs take turns, one job each, round-robin (the jobs without a group take their turn
+    /// together; see [`crate::limits`]); within a group, and among the jobs without one, jobs
+    /// come by priority (higher first), then by enqueue order (lower id first). A queue whose
+    /// ready jobs carry no group is simply in priority order. Each leased job is `running`,
     /// its attempt counted, with a new token and a lease ending at now + `req.lease`. No job is
     /// ever leased twice at once, however many reservers race.
     async fn reserve(&self, req: &ReserveRequest) -> Result<Vec<LeasedJob>, BackendError>;
@@ -204,16 +208,25 @@ pub trait Backend: Send + Sync + 'static {
     /// ([`QueueLimits::validate`]) with [`BackendError::InvalidInput`].
     ///
     /// `reserve` then leases no more jobs of the queue than the limits allow: at most
-    /// `concurrency` running at once, and at most `rate.max` starts in any window of
-    /// `rate.per` (the times of the last `rate.max` starts are kept in the store). Jobs held
+    /// `concurrency` running at once, at most `group_concurrency` running per group, and at
+    /// most `rate.max` starts in any window of `rate.per` (the times of the last `rate.max`
+    /// starts are kept in the store). Jobs held
     /// back stay ready, with no attempt counted. `wait_for_work` treats them as not ready:
     /// it waits until the rate window has room, or until a running job of the queue leaves
     /// `running` (finish, release, cancel, recovery), which wakes it.
     async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError>;
 
-    /// Every queue with limits, sorted by name: its limits, its running jobs, its starts in
-    /// the current rate window and when the rate limit lets the next job start, if it holds
-    /// jobs back now.
+    /// Holds `queue` back until `until`: `reserve` leases none of its jobs before then, and
+    /// `wait_for_work` sleeps until then (jobs stay ready, no attempt counted). A hold only
+    /// ever lengthens: a hold ending before the current one changes nothing. An invalid
+    /// queue name is `InvalidInput`. Kept with the queue's limits, so every worker of every
+    /// process obeys it.
+    async fn hold_queue(&self, queue: &str, until: Timestamp) -> Result<(), BackendError>;
+
+    /// Every queue with limits or a hold in force, sorted by name: its limits, its running
+    /// jobs, its starts in the current rate window, when the rate limit lets the next job
+    /// start if it holds jobs back now, the end of its hold, and its groups running and at
+    /// their limit.
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError>;
 
     // ---- The admin contract (see [`crate::admin`]) ----
@@ -374,6 +387,29 @@ pub fn validate_queue_name(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "queue name `{name}` contains `{c}`; use ASCII letters, digits, `-`, `_`, `.` or `:`"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a group key: 1 to 128 bytes of UTF-8 with no control characters. Every backend
+/// refuses a job with an invalid group key.
+///
+/// ```
+/// use kosh_jobs::backend::validate_group_key;
+/// assert!(validate_group_key("user-42").is_ok());
+/// assert!(validate_group_key("").is_err());
+/// ```
+pub fn validate_group_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 128 {
+        return Err(format!(
+            "group key {key:?} must be 1 to 128 bytes long, not {}",
+            key.len()
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "group key {key:?} contains the control character {c:?}"
         ));
     }
     Ok(())

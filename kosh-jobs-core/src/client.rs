@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::any::AnyBackend;
-use crate::backend::{validate_job_name, validate_queue_name, Backend};
+use crate::backend::{validate_group_key, validate_job_name, validate_queue_name, Backend};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{BackendError, Error};
 use crate::events::{Event, EventFilter, JobEvent, JobEventKind, Subscription};
@@ -113,6 +113,11 @@ impl Client {
             (None, None) => now,
         };
         let unique_key = e.unique_key.or_else(|| e.job.unique_key());
+        let group = e.group.or_else(|| e.job.group_key());
+        if let Some(g) = &group {
+            validate_group_key(g)
+                .map_err(|m| Error::InvalidInput(format!("job `{}`: {m}", J::NAME)))?;
+        }
         Ok(NewJob {
             name: J::NAME.to_owned(),
             queue,
@@ -121,6 +126,7 @@ impl Client {
             run_at,
             max_attempts,
             unique_key,
+            group,
         })
     }
 
@@ -430,8 +436,15 @@ impl Client {
         Ok(self.backend.set_queue_limits(queue, limits).await?)
     }
 
-    /// Every queue with limits, by name: its limits, running jobs, starts in the current rate
-    /// window, and when the next job may start if the rate limit holds jobs back now.
+    /// Holds `queue` back until `until` (see [`Backend::hold_queue`]): no job of it starts
+    /// before then.
+    pub async fn hold_queue(&self, queue: &str, until: Timestamp) -> Result<(), Error> {
+        Ok(self.backend.hold_queue(queue, until).await?)
+    }
+
+    /// Every queue with limits or a hold, by name: its limits, running jobs, starts in the
+    /// current rate window, when the next job may start if the rate limit holds jobs back
+    /// now, the end of its hold, and its groups running and at their limit.
     pub async fn queue_flows(&self) -> Result<Vec<QueueFlow>, Error> {
         Ok(self.backend.queue_flows().await?)
     }

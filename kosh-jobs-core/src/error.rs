@@ -218,6 +218,7 @@ pub struct JobError {
     source: BoxError,
     permanent: bool,
     snooze: Option<Duration>,
+    hold_queue: bool,
 }
 
 /// The message of a snooze (it is logged, never stored as an error).
@@ -232,6 +233,7 @@ impl JobError {
             source: e.into(),
             permanent: false,
             snooze: None,
+            hold_queue: false,
         }
     }
 
@@ -241,6 +243,7 @@ impl JobError {
             source: e.into(),
             permanent: true,
             snooze: None,
+            hold_queue: false,
         }
     }
 
@@ -254,7 +257,32 @@ impl JobError {
             source: Box::new(Snoozed(delay)),
             permanent: false,
             snooze: Some(delay),
+            hold_queue: false,
         }
+    }
+
+    /// "Not now, and no job of this queue for `delay`": a snooze ([`JobError::snooze`]) that
+    /// also holds the job's whole queue back for `delay`, for every worker of every process
+    /// ([`Backend::hold_queue`](crate::Backend::hold_queue)), as BullMQ's `rateLimit` does.
+    /// Meant for an API that answered 429 to the whole account, not only to this job.
+    ///
+    /// ```
+    /// use kosh_jobs::JobError;
+    /// use std::time::Duration;
+    /// let e = JobError::rate_limited(Duration::from_secs(30));
+    /// assert_eq!(e.snoozed_for(), Some(Duration::from_secs(30)));
+    /// assert!(e.holds_queue());
+    /// ```
+    pub fn rate_limited(delay: Duration) -> Self {
+        JobError {
+            hold_queue: true,
+            ..JobError::snooze(delay)
+        }
+    }
+
+    /// Whether this is a [`JobError::rate_limited`]: the worker holds the queue back too.
+    pub fn holds_queue(&self) -> bool {
+        self.hold_queue
     }
 
     /// A snooze for as long as an HTTP `Retry-After` header says, when it gives a number of
@@ -306,6 +334,7 @@ impl fmt::Debug for JobError {
         f.debug_struct("JobError")
             .field("permanent", &self.permanent)
             .field("snooze", &self.snooze)
+            .field("hold_queue", &self.hold_queue)
             .field("source", &self.source)
             .finish()
     }

@@ -117,6 +117,12 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         None
     }
 
+    /// The group derived from the payload (`#[job(group = field)]`), such as the user the job
+    /// works for: see [groups](crate::limits#groups). Default: none.
+    fn group_key(&self) -> Option<String> {
+        None
+    }
+
     /// The schedule declared on the type with `#[job(cron = "0 3 * * *", tz = "...")]`: a
     /// worker that registers the type upserts it when it starts, with the job's name as the
     /// schedule's id and the payload's `Default` as each tick's payload. `None` by default.
@@ -215,6 +221,8 @@ pub struct Enqueue<J> {
     pub unique_key: Option<String>,
     /// Overrides the job type's queue.
     pub queue: Option<String>,
+    /// Overrides the group derived from the payload.
+    pub group: Option<String>,
 }
 
 impl<J> Enqueue<J> {
@@ -228,6 +236,7 @@ impl<J> Enqueue<J> {
             max_attempts: None,
             unique_key: None,
             queue: None,
+            group: None,
         }
     }
     /// Runs it no earlier than `d` from now.
@@ -253,6 +262,12 @@ impl<J> Enqueue<J> {
     /// Sets its unique key.
     pub fn unique(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+    /// Puts it in a group (such as the user it works for): its queue takes turns between
+    /// groups and may limit each group's running jobs (see [groups](crate::limits#groups)).
+    pub fn group(mut self, key: impl Into<String>) -> Self {
+        self.group = Some(key.into());
         self
     }
     /// Sends it to another queue than its type's.

@@ -8,9 +8,29 @@
 //!   times of the last N starts (a sliding log), so the limit holds in *every* window, not only
 //!   in fixed ones: Bull's fixed window lets 2N-1 jobs start across a window's edge.
 //!
+//! - A **hold**: no job of the queue starts before a given time
+//!   ([`Backend::hold_queue`](crate::Backend::hold_queue)), set by a handler told to slow down
+//!   (an HTTP 429) with [`JobError::rate_limited`](crate::JobError::rate_limited).
+//!
 //! A job held back by a limit stays `ready`: no attempt is counted and nothing fails. A worker
 //! waiting for work sleeps until the rate window has room again, or until a running job of the
 //! queue ends (the backend wakes it), never in a hot loop.
+//!
+//! # Groups
+//!
+//! A job may carry a **group key** ([`Enqueue::group`](crate::Enqueue::group), or
+//! `#[job(group = field)]`), such as the user it works for. Every queue is fair between its
+//! groups: the next job is taken **round-robin over the groups that have ready jobs**, one job
+//! per group per turn, so a group with 10,000 ready jobs cannot starve a group with one. The
+//! jobs without a group take their turn together, as if they were one more group. Inside a
+//! group (and among the jobs without one) priority, then enqueue order, decides; between
+//! groups, only the turns do. A queue whose jobs carry no group runs exactly as before.
+//!
+//! A queue may also limit the jobs of each group running at once
+//! ([`QueueLimits::group_concurrency`]): a group at its limit is skipped until one of its jobs
+//! leaves `running`. A group's slot is its running job's lease, so a crashed worker's slot is
+//! freed when its lease is recovered, never left taken. The jobs without a group are not
+//! limited by it.
 //!
 //! ```
 //! use std::time::Duration;
@@ -21,6 +41,9 @@
 //!     .with_concurrency(2)
 //!     .with_rate(RateLimit::new(10, Duration::from_secs(1)));
 //! assert!(limits.validate().is_ok());
+//! // One import at a time per user.
+//! let per_user = QueueLimits::default().with_group_concurrency(1);
+//! assert!(per_user.validate().is_ok());
 //! assert!(QueueLimits::default().with_concurrency(0).validate().is_err());
 //! ```
 
@@ -46,6 +69,9 @@ pub struct QueueLimits {
     /// At most so many starts in any window of so long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// At most this many jobs of each group running at once (see [Groups](self#groups)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_concurrency: Option<u32>,
 }
 
 /// At most `max` job starts in any window of length `per`.
@@ -92,6 +118,7 @@ impl QueueLimits {
     pub const NONE: QueueLimits = QueueLimits {
         concurrency: None,
         rate: None,
+        group_concurrency: None,
     };
 
     /// With a concurrency limit of `k` running jobs.
@@ -106,9 +133,15 @@ impl QueueLimits {
         self
     }
 
+    /// With a limit of `k` running jobs per group.
+    pub fn with_group_concurrency(mut self, k: u32) -> Self {
+        self.group_concurrency = Some(k);
+        self
+    }
+
     /// Whether no limit is set.
     pub fn is_none(&self) -> bool {
-        self.concurrency.is_none() && self.rate.is_none()
+        self.concurrency.is_none() && self.rate.is_none() && self.group_concurrency.is_none()
     }
 
     /// Checks the limits, with a message saying what is wrong. Backends call this before
@@ -118,6 +151,9 @@ impl QueueLimits {
             return Err(
                 "a concurrency limit must be at least 1 (to stop a queue, pause it)".to_owned(),
             );
+        }
+        if self.group_concurrency == Some(0) {
+            return Err("a group concurrency limit must be at least 1".to_owned());
         }
         if let Some(r) = self.rate {
             if r.max == 0 || r.max > MAX_RATE {
@@ -151,6 +187,16 @@ pub struct QueueFlow {
     pub starts_in_window: u64,
     /// When the rate limit lets the next job start, if it holds jobs back now.
     pub next_start_at: Option<Timestamp>,
+    /// No job of the queue starts before this time, if a hold
+    /// ([`Backend::hold_queue`](crate::Backend::hold_queue)) is still in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<Timestamp>,
+    /// Groups with a job running now.
+    #[serde(default)]
+    pub groups_running: u64,
+    /// Groups whose running jobs reached the group concurrency limit.
+    #[serde(default)]
+    pub groups_at_limit: u64,
 }
 
 mod millis {
@@ -213,6 +259,16 @@ mod tests {
             .with_rate(RateLimit::new(5, Duration::ZERO))
             .validate();
         assert!(e.is_err_and(|e| e.contains("window")));
+    }
+
+    #[test]
+    fn group_limits_validate_and_serialize() {
+        let e = QueueLimits::default().with_group_concurrency(0).validate();
+        assert!(e.is_err_and(|e| e.contains("group")));
+        let l = QueueLimits::default().with_group_concurrency(1);
+        assert!(!l.is_none());
+        let s = serde_json::to_string(&l).unwrap_or_default();
+        assert_eq!(s, r#"{"group_concurrency":1}"#);
     }
 
     #[test]

@@ -151,6 +151,9 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// While a job with this key is scheduled, ready or running, pushing another returns it.
     pub unique_key: Option<String>,
+    /// The group it belongs to, for the per-group limits and round-robin fairness of its
+    /// queue (see [`crate::limits`]); `None`: no group.
+    pub group: Option<String>,
 }
 
 impl NewJob {
@@ -169,6 +172,7 @@ impl NewJob {
             run_at,
             max_attempts: 3,
             unique_key: None,
+            group: None,
         }
     }
 }
@@ -503,6 +507,9 @@ pub struct JobRecord {
     pub result: Option<serde_json::Value>,
     /// Its unique key, if any.
     pub unique_key: Option<String>,
+    /// Its group, if any (see [`crate::limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// While running: when the lease ends unless renewed.
     pub lease_expires_at: Option<Timestamp>,
     /// The latest attempts (at most [`crate::admin::MAX_HISTORY`]), oldest first: who ran

@@ -104,7 +104,7 @@ pub fn stored_json(text: &str) -> Value {
 /// Which fields of a job [`JobJson::to_value`] writes, and how.
 ///
 /// Always: `id`, `name`, `queue`, `state`, `priority`, `attempts`, `max_attempts`,
-/// `created_at`, `run_at`, `started_at`, `finished_at`, `unique_key`, `last_error`. On
+/// `created_at`, `run_at`, `started_at`, `finished_at`, `unique_key`, `group`, `last_error`. On
 /// request: the payload, the outcome (`progress`, `result`) and the history
 /// (`lease_expires_at`, every attempt's error in `errors`, the attempts in `history`).
 ///
@@ -194,6 +194,7 @@ impl JobJson {
             ("started_at", t.opt_time(j.started_at)),
             ("finished_at", t.opt_time(j.finished_at)),
             ("unique_key", json!(j.unique_key)),
+            ("group", json!(j.group)),
             ("last_error", json!(last_error)),
         ] {
             v.insert(k.to_owned(), x);
@@ -335,6 +336,7 @@ mod tests {
             progress: None,
             result: None,
             unique_key: None,
+            group: None,
             lease_expires_at: None,
             history: vec![Attempt {
                 attempt: 1,
@@ -359,7 +361,7 @@ mod tests {
                 "id": 3, "name": "import", "queue": "csv", "state": "failed", "priority": 0,
                 "attempts": 1, "max_attempts": 1, "created_at": 60_000,
                 "run_at": 60_000, "started_at": null, "finished_at": null, "unique_key": null,
-                "last_error": "éé…",
+                "group": null, "last_error": "éé…",
             })
         );
         let full = JobJson::new(TimeFormat::Rfc3339)

@@ -19,14 +19,16 @@ impl State {
     /// The earliest `run_at` among the heads of the queue's priority levels.
     pub(super) fn oldest_ready(&self, qi: &QueueIndex) -> Option<Timestamp> {
         let mut oldest: Option<Timestamp> = None;
-        let mut from = Bound::Unbounded;
-        while let Some(&(Reverse(p), id)) = qi.ready.range((from, Bound::Unbounded)).next() {
-            if let Some(e) = self.jobs.get(&id) {
-                let at = e.rec.run_at;
-                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        for ready in qi.ready_sets() {
+            let mut from = Bound::Unbounded;
+            while let Some(&(Reverse(p), id)) = ready.range((from, Bound::Unbounded)).next() {
+                if let Some(e) = self.jobs.get(&id) {
+                    let at = e.rec.run_at;
+                    oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                }
+                // Every job of this priority sorts before (Reverse(p), u64::MAX).
+                from = Bound::Excluded((Reverse(p), u64::MAX));
             }
-            // Every job of this priority sorts before (Reverse(p), u64::MAX).
-            from = Bound::Excluded((Reverse(p), u64::MAX));
         }
         oldest
     }

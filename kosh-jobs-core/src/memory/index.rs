@@ -60,6 +60,24 @@ pub(super) struct Entry {
     pub(super) unstarted: u32,
 }
 
+/// One group of a queue.
+#[derive(Default)]
+pub(super) struct Group {
+    /// Its ready jobs in lease order.
+    pub(super) ready: BTreeSet<(Reverse<i32>, u64)>,
+    /// Its jobs running now.
+    pub(super) running: u64,
+    /// Its place in the queue's turns (0 for a group new to the queue: it goes first once).
+    pub(super) turn: u64,
+}
+
+/// Whose turn a job was taken from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
+    Ungrouped,
+    Group(String),
+}
+
 /// Everything about one queue.
 pub(super) struct QueueIndex {
     pub(super) name: String,
@@ -67,8 +85,19 @@ pub(super) struct QueueIndex {
     pub(super) counts: [u64; 6],
     /// Ids of completed, failed and cancelled jobs, for listing them by id.
     pub(super) finals: [BTreeSet<u64>; 3],
-    /// Ready jobs in lease order: priority descending, then id ascending.
+    /// Ready jobs without a group in lease order: priority descending, then id ascending.
     pub(super) ready: BTreeSet<(Reverse<i32>, u64)>,
+    /// The groups with ready or running jobs (see [`crate::limits`]); a group is dropped
+    /// once it has neither.
+    pub(super) groups: HashMap<String, Group>,
+    /// The groups with ready jobs, by turn: the lowest turn goes next.
+    pub(super) turns: BTreeSet<(u64, String)>,
+    /// The turn of the jobs without a group, when any group has ready jobs.
+    pub(super) ungrouped_turn: u64,
+    /// The turn given to the next lane served (ever growing).
+    pub(super) next_turn: u64,
+    /// No job starts before this time, if set ([`crate::Backend::hold_queue`]).
+    pub(super) held_until: Option<Timestamp>,
     /// Scheduled jobs by due time, to know when this queue's next job becomes due.
     pub(super) scheduled: BTreeSet<(Timestamp, u64)>,
     pub(super) paused: bool,
@@ -92,6 +121,11 @@ impl QueueIndex {
             counts: [0; 6],
             finals: Default::default(),
             ready: BTreeSet::new(),
+            groups: HashMap::new(),
+            turns: BTreeSet::new(),
+            ungrouped_turn: 0,
+            next_turn: 1,
+            held_until: None,
             scheduled: BTreeSet::new(),
             paused: false,
             limits: QueueLimits::NONE,
@@ -111,6 +145,9 @@ impl QueueIndex {
     /// none may, the time the rate limit opens again (`None`: a running job must end first,
     /// or there is no limit).
     pub(super) fn room(&mut self, now: Timestamp) -> (usize, Option<Timestamp>) {
+        if let Some(until) = self.held_until.filter(|&t| t > now) {
+            return (0, Some(until));
+        }
         let mut room = usize::MAX;
         if let Some(k) = self.limits.concurrency {
             let running = self.counts[slot(JobState::Running)];
@@ -127,6 +164,113 @@ impl QueueIndex {
             }
         }
         (room, None)
+    }
+
+    /// Whether any job of the queue is ready (with a group or without).
+    pub(super) fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.turns.is_empty()
+    }
+
+    /// The next job to lease by the turns, if any may start (a group at its group
+    /// concurrency limit is skipped), and its lane. Without groups, the head of `ready`.
+    pub(super) fn next(&self) -> Option<((Reverse<i32>, u64), Lane)> {
+        let ungrouped = self.ready.first().map(|&h| (h, Lane::Ungrouped));
+        if self.turns.is_empty() {
+            return ungrouped;
+        }
+        let cap = self.limits.group_concurrency.map(u64::from);
+        let group = self.turns.iter().find_map(|(turn, name)| {
+            let g = self.groups.get(name)?;
+            if cap.is_some_and(|k| g.running >= k) {
+                return None;
+            }
+            g.ready
+                .first()
+                .map(|&h| (*turn, h, Lane::Group(name.clone())))
+        });
+        match (group, ungrouped) {
+            (Some((turn, h, lane)), Some(u)) => Some(if self.ungrouped_turn <= turn {
+                u
+            } else {
+                (h, lane)
+            }),
+            (Some((_, h, lane)), None) => Some((h, lane)),
+            (None, u) => u,
+        }
+    }
+
+    /// Moves `lane` to the back of the turns, after a job was taken from it.
+    pub(super) fn served(&mut self, lane: &Lane) {
+        let turn = self.next_turn;
+        self.next_turn += 1;
+        match lane {
+            Lane::Ungrouped => self.ungrouped_turn = turn,
+            Lane::Group(name) => {
+                if let Some(g) = self.groups.get_mut(name) {
+                    let had = self.turns.remove(&(g.turn, name.clone()));
+                    g.turn = turn;
+                    if had && !g.ready.is_empty() {
+                        self.turns.insert((turn, name.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a ready job to its group.
+    fn group_ready(&mut self, group: &str, key: (Reverse<i32>, u64)) {
+        let g = self.groups.entry(group.to_owned()).or_default();
+        if g.ready.is_empty() {
+            self.turns.insert((g.turn, group.to_owned()));
+        }
+        g.ready.insert(key);
+    }
+
+    /// Removes a ready job from its group.
+    fn group_unready(&mut self, group: &str, key: (Reverse<i32>, u64)) {
+        if let Some(g) = self.groups.get_mut(group) {
+            if g.ready.remove(&key) && g.ready.is_empty() {
+                self.turns.remove(&(g.turn, group.to_owned()));
+            }
+        }
+        self.drop_if_idle(group);
+    }
+
+    fn drop_if_idle(&mut self, group: &str) {
+        if self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.ready.is_empty() && g.running == 0)
+        {
+            self.groups.remove(group);
+        }
+    }
+
+    /// Groups with a running job, and those at their limit.
+    pub(super) fn group_flows(&self) -> (u64, u64) {
+        let cap = self.limits.group_concurrency.map(u64::from);
+        let running = self.groups.values().filter(|g| g.running > 0);
+        let (mut n, mut at_limit) = (0, 0);
+        for g in running {
+            n += 1;
+            if cap.is_some_and(|k| g.running >= k) {
+                at_limit += 1;
+            }
+        }
+        (n, at_limit)
+    }
+
+    /// Every ready job's id, with a group or without (for admin listings).
+    pub(super) fn ready_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ready
+            .iter()
+            .chain(self.groups.values().flat_map(|g| g.ready.iter()))
+            .map(|&(_, id)| id)
+    }
+
+    /// The ready sets: the jobs without a group, then each group's.
+    pub(super) fn ready_sets(&self) -> impl Iterator<Item = &BTreeSet<(Reverse<i32>, u64)>> {
+        std::iter::once(&self.ready).chain(self.groups.values().map(|g| &g.ready))
     }
 
     /// Logs a start at `now` for the rate limit, keeping only the starts that can matter.
@@ -257,10 +401,18 @@ impl Indexes {
                 self.wake(e.queue);
             }
             JobState::Ready => {
-                qi.ready.insert((Reverse(r.priority), id));
+                match &r.group {
+                    Some(g) => qi.group_ready(g, (Reverse(r.priority), id)),
+                    None => {
+                        qi.ready.insert((Reverse(r.priority), id));
+                    }
+                }
                 self.wake(e.queue);
             }
             JobState::Running => {
+                if let Some(g) = &r.group {
+                    qi.groups.entry(g.clone()).or_default().running += 1;
+                }
                 if let Some(t) = r.lease_expires_at {
                     self.leases.insert((t, id));
                 }
@@ -289,10 +441,19 @@ impl Indexes {
                 qi.scheduled.remove(&(r.run_at, id));
                 self.scheduled.remove(&(r.run_at, id));
             }
-            JobState::Ready => {
-                qi.ready.remove(&(Reverse(r.priority), id));
-            }
+            JobState::Ready => match &r.group {
+                Some(g) => qi.group_unready(g, (Reverse(r.priority), id)),
+                None => {
+                    qi.ready.remove(&(Reverse(r.priority), id));
+                }
+            },
             JobState::Running => {
+                if let Some(g) = &r.group {
+                    if let Some(gr) = qi.groups.get_mut(g) {
+                        gr.running = gr.running.saturating_sub(1);
+                    }
+                    qi.drop_if_idle(g);
+                }
                 if let Some(t) = r.lease_expires_at {
                     self.leases.remove(&(t, id));
                 }
@@ -344,10 +505,9 @@ impl Indexes {
         // A freed slot under a concurrency limit may let a held-back job start.
         if was_running
             && e.rec.state != JobState::Running
-            && self
-                .queues
-                .get(e.queue)
-                .is_some_and(|qi| qi.limits.concurrency.is_some())
+            && self.queues.get(e.queue).is_some_and(|qi| {
+                qi.limits.concurrency.is_some() || qi.limits.group_concurrency.is_some()
+            })
         {
             self.wake(e.queue);
         }

@@ -344,6 +344,10 @@ impl Backend for MemoryBackend {
         self.with_state(|st, _| st.set_limits(queue, limits))
     }
 
+    async fn hold_queue(&self, queue: &str, until: Timestamp) -> Result<(), BackendError> {
+        self.with_state(|st, _| st.hold(queue, until))
+    }
+
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
         Ok(self.with_state(|st, now| st.flows(now)))
     }

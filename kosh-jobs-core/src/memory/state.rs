@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::admin::{Attempt, AttemptOutcome, WorkerInfo, MAX_HISTORY};
-use crate::backend::{validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES};
+use crate::backend::{
+    validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
+};
 use crate::clock::Timestamp;
 use crate::error::BackendError;
 use crate::limits::{QueueFlow, QueueLimits};
@@ -13,7 +15,7 @@ use crate::record::{
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
 };
 
-use super::index::{final_slot, slot, Entry, IdMap, Indexes};
+use super::index::{final_slot, slot, Entry, IdMap, Indexes, Lane};
 
 /// The error recorded for an attempt whose lease ran out.
 pub(super) const LEASE_EXPIRED: &str = "lease expired";
@@ -74,6 +76,11 @@ impl State {
             }
             validate_job_name(&j.name)
                 .map_err(|e| BackendError::InvalidInput(format!("job {i} of the batch: {e}")))?;
+            if let Some(g) = &j.group {
+                validate_group_key(g).map_err(|e| {
+                    BackendError::InvalidInput(format!("job {i} of the batch: {e}"))
+                })?;
+            }
             if j.max_attempts == 0 {
                 return Err(BackendError::InvalidInput(format!(
                     "job {i} of the batch: max_attempts must be at least 1"
@@ -125,6 +132,7 @@ impl State {
                     progress: None,
                     result: None,
                     unique_key: j.unique_key,
+                    group: j.group,
                     lease_expires_at: None,
                     history: Vec::new(),
                 },
@@ -237,9 +245,11 @@ impl State {
                 .zip(&rooms)
                 .enumerate()
                 .filter(|(_, (_, &room))| room > 0)
-                .filter_map(|(i, (&q, _))| self.ix.queues[q].ready.first().map(|&h| (h, i)))
-                .min();
-            let Some((head, from)) = best else { break };
+                .filter_map(|(i, (&q, _))| self.ix.queues[q].next().map(|(h, lane)| (h, i, lane)))
+                .min_by_key(|&(h, i, _)| (h, i));
+            let Some((head, from, lane)) = best else {
+                break;
+            };
             let id = head.1;
             let token = self.next_token;
             self.next_token += 1;
@@ -278,13 +288,27 @@ impl State {
             match leased {
                 Some(job) => {
                     rooms[from] -= 1;
-                    self.ix.queues[queues[from]].log_start(now);
+                    let qi = &mut self.ix.queues[queues[from]];
+                    qi.log_start(now);
+                    qi.served(&lane);
                     out.push(job);
                 }
                 None => {
                     // A ready entry without a job: drop it rather than loop on it.
-                    for &q in &queues {
-                        self.ix.queues[q].ready.remove(&head);
+                    let qi = &mut self.ix.queues[queues[from]];
+                    match &lane {
+                        Lane::Ungrouped => {
+                            qi.ready.remove(&head);
+                        }
+                        Lane::Group(g) => {
+                            if let Some(gr) = qi.groups.get_mut(g) {
+                                gr.ready.remove(&head);
+                                if gr.ready.is_empty() {
+                                    let turn = gr.turn;
+                                    qi.turns.remove(&(turn, g.clone()));
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -423,13 +447,15 @@ impl State {
             if qi.paused {
                 continue;
             }
-            if !qi.ready.is_empty() {
-                // Held back by a limit: ready when the rate window opens, or (concurrency)
-                // when a running job ends, which wakes the queue.
+            if qi.has_ready() {
+                // Held back by a limit: ready when the rate window opens or a hold ends, or
+                // (concurrency, group concurrency) when a running job ends, which wakes the
+                // queue.
                 match qi.room(now) {
                     (0, Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
                     (0, None) => {}
-                    _ => return WaitCheck::Work,
+                    _ if qi.next().is_some() => return WaitCheck::Work,
+                    _ => {}
                 }
             }
             let qi = &self.ix.queues[q];
@@ -490,7 +516,7 @@ impl State {
             None => match query.state {
                 JobState::Ready => {
                     for &q in &queues {
-                        ids.extend(self.ix.queues[q].ready.iter().map(|&(_, id)| id));
+                        ids.extend(self.ix.queues[q].ready_ids());
                     }
                 }
                 JobState::Scheduled => {
@@ -640,8 +666,9 @@ impl State {
             .ix
             .queues
             .iter_mut()
-            .filter(|qi| !qi.limits.is_none())
+            .filter(|qi| !qi.limits.is_none() || qi.held_until.is_some_and(|t| t > now))
             .map(|qi| {
+                let (groups_running, groups_at_limit) = qi.group_flows();
                 let (starts_in_window, next_start_at) = match qi.limits.rate {
                     Some(rate) => {
                         let from = now.saturating_sub(rate.per);
@@ -656,11 +683,26 @@ impl State {
                     running: qi.counts[slot(JobState::Running)],
                     starts_in_window,
                     next_start_at,
+                    held_until: qi.held_until.filter(|&t| t > now),
+                    groups_running,
+                    groups_at_limit,
                 }
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
         out
+    }
+
+    pub(super) fn hold(&mut self, queue: &str, until: Timestamp) -> Result<(), BackendError> {
+        validate_queue_name(queue).map_err(BackendError::InvalidInput)?;
+        let q = self.ix.queue_slot_or_create(queue);
+        let qi = &mut self.ix.queues[q];
+        if qi.held_until.is_none_or(|t| t < until) {
+            qi.held_until = Some(until);
+            // Waiters recompute their deadline: they now sleep until the hold ends.
+            self.ix.wake(q);
+        }
+        Ok(())
     }
 
     pub(super) fn set_paused(&mut self, queue: &str, paused: bool) -> Result<(), BackendError> {

@@ -279,6 +279,7 @@ impl ScheduleDef {
             run_at: tick,
             max_attempts: self.max_attempts,
             unique_key: Some(tick_key(&self.id, tick)),
+            group: None,
         }
     }
 }

@@ -83,6 +83,7 @@
 
 pub mod admin;
 pub mod finish;
+pub mod groups;
 pub mod leases;
 pub mod limits;
 mod macros;

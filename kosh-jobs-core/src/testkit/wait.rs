@@ -217,3 +217,60 @@ pub async fn wait_woken_by_a_freed_slot<F: BackendFactory + ?Sized>(factory: &F)
     t.reserve_one("imports", "wait on a concurrency limit: the second job")
         .await;
 }
+
+/// A queue whose ready jobs are all in groups at their group concurrency limit is not work:
+/// the wait goes on until a running job of such a group finishes, which ends it.
+pub async fn wait_woken_by_a_freed_group_slot<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let limits = QueueLimits::default().with_group_concurrency(1);
+    t.b.set_queue_limits("imports", limits)
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    let mut jobs = vec![t.job("n", "imports"), t.job("n", "imports")];
+    for j in &mut jobs {
+        j.group = Some("user-1".into());
+    }
+    t.push(jobs).await;
+    let l = t
+        .reserve_one("imports", "wait on a group limit: the first job")
+        .await;
+    let mut w = start_wait(&t, &["imports"], t.now() + secs(3600));
+    w.still_waiting(
+        &t,
+        "wait on a group limit: a job is ready but its group is full",
+    )
+    .await;
+    let b = Arc::clone(&t.b);
+    let finisher = tokio::spawn(async move {
+        b.finish(vec![Finish {
+            lease: l.lease,
+            outcome: done(),
+        }])
+        .await
+        .unwrap_or_else(|e| panic!("finish: backend error: {e:?}"))
+    });
+    join("wait on a group limit: the finish", finisher).await;
+    w.ends("wait on a group limit: the wait ends when the group's job finishes")
+        .await;
+    t.reserve_one("imports", "wait on a group limit: the second job")
+        .await;
+}
+
+/// A held queue is not work until the hold ends: the wait sleeps until then.
+pub async fn wait_sleeps_until_a_hold_ends<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    t.push(vec![t.job("n", "api")]).await;
+    t.b.hold_queue("api", t.now() + secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("hold_queue: backend error: {e:?}"));
+    let mut w = start_wait(&t, &["api"], t.now() + secs(3600));
+    w.still_waiting(&t, "wait on a hold: a job is ready but held")
+        .await;
+    t.advance(secs(59));
+    w.still_waiting(&t, "wait on a hold: one second before it ends")
+        .await;
+    t.advance(secs(1));
+    w.ends("wait on a hold: the wait ends when the hold does")
+        .await;
+    t.reserve_one("api", "wait on a hold: the job").await;
+}

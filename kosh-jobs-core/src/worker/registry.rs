@@ -7,6 +7,7 @@ use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::any::AnyBackend;
+use crate::backend::Backend;
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::job::{Handler, JobOptions};
@@ -68,6 +69,7 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                     kind: FailureKind::Error,
                     snooze: None,
                 })?;
+                let hold = (backend.clone(), job.queue.clone());
                 let ctx = JobContext::new(state, backend, job, cancel);
                 match payload.run(ctx).await {
                     Ok(out) => match serde_json::to_value(out) {
@@ -83,12 +85,17 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                             snooze: None,
                         }),
                     },
-                    Err(e) => Err(Failure {
-                        message: e.message(),
-                        permanent: e.is_permanent(),
-                        kind: FailureKind::Error,
-                        snooze: e.snoozed_for(),
-                    }),
+                    Err(e) => {
+                        if let (true, Some(delay)) = (e.holds_queue(), e.snoozed_for()) {
+                            hold_queue(&hold.0, &hold.1, delay).await;
+                        }
+                        Err(Failure {
+                            message: e.message(),
+                            permanent: e.is_permanent(),
+                            kind: FailureKind::Error,
+                            snooze: e.snoozed_for(),
+                        })
+                    }
                 }
             })
         });
@@ -101,6 +108,18 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
             run,
             schedule: declared::<J>(&options),
         }
+    }
+}
+
+/// Holds `queue` back for `delay` for a handler that returned
+/// [`JobError::rate_limited`](crate::JobError::rate_limited). A store that cannot be reached
+/// only loses the hold: the job itself is still snoozed.
+async fn hold_queue(backend: &AnyBackend, queue: &str, delay: std::time::Duration) {
+    let until = backend.clock().now() + delay;
+    if let Err(e) = backend.hold_queue(queue, until).await {
+        tracing::warn!(queue, error = %e, "could not hold the queue back after a rate-limited attempt");
+    } else {
+        tracing::info!(queue, hold_for = ?delay, "queue held back: a handler was rate limited");
     }
 }
 
@@ -197,6 +216,7 @@ fn declared<J: crate::job::Job>(options: &JobOptions) -> Option<Result<ScheduleD
             run_at: crate::clock::Timestamp::EPOCH,
             max_attempts: options.max_attempts,
             unique_key: None,
+            group: None,
         };
         let schedule = Schedule::cron(J::NAME, decl.cron)
             .and_then(|s| s.time_zone(decl.tz))
