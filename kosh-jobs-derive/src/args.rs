@@ -21,6 +21,7 @@ pub(crate) const KEYS: &[&str] = &[
     "timeout",
     "priority",
     "unique",
+    "group",
     "progress",
     "cron",
     "tz",
@@ -35,6 +36,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("queue_name", "queue"),
     ("job_name", "name"),
     ("unique_key", "unique"),
+    ("group_key", "group"),
+    ("group_id", "group"),
     ("retry", "backoff"),
     ("retry_backoff", "backoff"),
     ("schedule", "cron"),
@@ -57,6 +60,8 @@ pub(crate) struct Args {
     pub(crate) timeout: Option<Dur>,
     pub(crate) priority: Option<(i32, Span)>,
     pub(crate) unique: Option<Unique>,
+    /// How the group key is derived from the payload (`group = user_id`).
+    pub(crate) group: Option<Unique>,
     /// The job's progress type (`progress = ImportProgress`).
     pub(crate) progress: Option<syn::Type>,
     /// A valid cron expression (`cron = "0 3 * * *"`).
@@ -159,6 +164,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
             "timeout" => args.timeout = timeout(&value, errors),
             "priority" => args.priority = priority(&value, errors),
             "unique" => args.unique = unique::parse(&value, errors),
+            "group" => args.group = unique::parse_group(&value, errors),
             "progress" => args.progress = progress_type(&value, errors),
             "cron" => {
                 args.cron = string(&value, "cron", "\"0 3 * * *\"", errors)
@@ -220,6 +226,7 @@ fn example_for(key: &str) -> &'static str {
         "timeout" => "`timeout = 15m`",
         "priority" => "`priority = 10`",
         "unique" => "`unique = \"upload-{upload_id}\"`",
+        "group" => "`group = user_id`",
         "progress" => "`progress = ImportProgress`",
         "cron" => "`cron = \"0 3 * * *\"`",
         "tz" => "`tz = \"Europe/Berlin\"`",

@@ -155,6 +155,7 @@ fn job_impl(
         }
     });
     let unique = args.unique.as_ref().map(|u| unique_key(p, name, u));
+    let group = args.group.as_ref().map(|g| group_key(p, g));
     let progress = args.progress.as_ref().map(|ty| {
         quote_spanned! {ty.span()=>
             impl #p::JobProgress for #payload
@@ -198,6 +199,7 @@ fn job_impl(
             type Output = #output;
             #options
             #unique
+            #group
             #schedule
         }
         #progress
@@ -238,6 +240,24 @@ fn unique_key(p: &Ident, name: &str, u: &Unique) -> TokenStream {
     };
     quote! {
         fn unique_key(&self) -> #p::Option<#p::String> {
+            #p::Some(#key)
+        }
+    }
+}
+
+/// `group = user_id` is the field's value as text (not prefixed with the job's name: jobs of
+/// several types in one queue share a user's group); a format string is used verbatim.
+fn group_key(p: &Ident, g: &Unique) -> TokenStream {
+    let key = match g {
+        Unique::Format { lit, fields } => {
+            let span = lit.span();
+            let args = fields.iter().map(|f| quote_spanned! {span=> #f = self.#f });
+            quote_spanned! {span=> #p::format!(#lit, #(#args),*) }
+        }
+        Unique::Field(field) => quote_spanned! {field.span()=> #p::format!("{}", self.#field) },
+    };
+    quote! {
+        fn group_key(&self) -> #p::Option<#p::String> {
             #p::Some(#key)
         }
     }

@@ -69,6 +69,7 @@ use proc_macro::TokenStream;
 /// | `timeout` | `timeout = 15m` | an attempt running longer fails as a timeout; above zero | none |
 /// | `priority` | `priority = 10` | an `i32`, higher runs first | 0 |
 /// | `unique` | `unique = "upload-{upload_id}"` or `unique = upload_id` | the unique key derived from the payload, see below | none |
+/// | `group` | `group = user_id` or `group = "user-{user_id}"` | the group key derived from the payload: the queue takes turns between groups and may limit each group's running jobs (see `kosh_jobs::limits`) | none |
 /// | `cron` | `cron = "0 3 * * *"` | a schedule: the job is enqueued at each tick, with the payload's `Default` (see below) | none |
 /// | `tz` | `tz = "Asia/Kolkata"` | the IANA time zone `cron` is read in | `"UTC"` |
 /// | `crate` | `crate = "my_app::kosh_jobs"` | where `kosh_jobs` is, when it is re-exported under another path | `"::kosh_jobs"` |
@@ -106,6 +107,10 @@ use proc_macro::TokenStream;
 ///
 /// The fields must implement `Display`.
 ///
+/// **Group keys** take the same two forms, except that `group = user_id` is the field's value
+/// alone (`"42"`), not prefixed: jobs of several types in one queue share a user's group.
+/// `job.with().group("...")` overrides it for one job.
+///
 /// **Schedules**: `cron = "0 3 * * *"` (five fields, or six with seconds first, or `@daily`
 /// and the like; `L`, `W` and `#` too) with an optional `tz = "Europe/Berlin"` declares a
 /// periodic job. Both are checked at compile time, and the payload type must implement
@@ -123,6 +128,7 @@ use proc_macro::TokenStream;
 /// #[derive(Serialize, Deserialize)]
 /// struct SendReceipt {
 ///     order_id: i64,
+///     customer_id: u32,
 /// }
 ///
 /// #[job(
@@ -133,6 +139,7 @@ use proc_macro::TokenStream;
 ///     timeout = 30s,
 ///     priority = -5,
 ///     unique = "receipt-{order_id}",
+///     group = "customer-{customer_id}",
 /// )]
 /// async fn send_receipt(job: SendReceipt) -> Result<(), std::io::Error> {
 ///     let _ = job.order_id;
@@ -147,7 +154,9 @@ use proc_macro::TokenStream;
 ///     .unwrap();
 /// assert_eq!(options.backoff, backoff);
 /// assert_eq!(options.priority, -5);
-/// assert_eq!(SendReceipt { order_id: 7 }.unique_key().as_deref(), Some("receipt-7"));
+/// let receipt = SendReceipt { order_id: 7, customer_id: 3 };
+/// assert_eq!(receipt.unique_key().as_deref(), Some("receipt-7"));
+/// assert_eq!(receipt.group_key().as_deref(), Some("customer-3"));
 /// ```
 ///
 /// # Handlers

@@ -25,27 +25,58 @@ pub(crate) enum Unique {
 
 /// Parses and checks a `unique` value.
 pub(crate) fn parse(value: &TokenStream, errors: &mut Errors) -> Option<Unique> {
+    parse_key(value, Key::Unique, errors)
+}
+
+/// Parses and checks a `group` value: the same forms as `unique`.
+pub(crate) fn parse_group(value: &TokenStream, errors: &mut Errors) -> Option<Unique> {
+    parse_key(value, Key::Group, errors)
+}
+
+/// Which key a value derives.
+#[derive(Clone, Copy)]
+enum Key {
+    Unique,
+    Group,
+}
+
+impl Key {
+    fn noun(self) -> &'static str {
+        match self {
+            Key::Unique => "unique key",
+            Key::Group => "group key",
+        }
+    }
+}
+
+fn parse_key(value: &TokenStream, key: Key, errors: &mut Errors) -> Option<Unique> {
     if let Ok(lit) = syn::parse2::<LitStr>(value.clone()) {
-        return format_string(lit, errors);
+        return format_string(lit, key, errors);
     }
     if let Ok(field) = syn::parse2::<Ident>(value.clone()) {
         return Some(Unique::Field(field));
     }
-    errors.spanned(
-        value,
-        "expected a payload field (`unique = upload_id`) or a format string over the \
-         payload's fields (`unique = \"upload-{upload_id}\"`)",
-    );
+    let msg = match key {
+        Key::Unique => {
+            "expected a payload field (`unique = upload_id`) or a format string over the \
+             payload's fields (`unique = \"upload-{upload_id}\"`)"
+        }
+        Key::Group => {
+            "expected a payload field (`group = user_id`) or a format string over the \
+             payload's fields (`group = \"user-{user_id}\"`)"
+        }
+    };
+    errors.spanned(value, msg);
     None
 }
 
-fn format_string(lit: LitStr, errors: &mut Errors) -> Option<Unique> {
+fn format_string(lit: LitStr, key: Key, errors: &mut Errors) -> Option<Unique> {
     let text = lit.value();
     if text.is_empty() {
-        errors.spanned(&lit, "the unique key must not be empty");
+        errors.spanned(&lit, format!("the {} must not be empty", key.noun()));
         return None;
     }
-    match placeholders(&text) {
+    match placeholders(&text, key.noun()) {
         Ok(names) => {
             let mut fields: Vec<Ident> = Vec::new();
             for name in names {
@@ -63,7 +94,7 @@ fn format_string(lit: LitStr, errors: &mut Errors) -> Option<Unique> {
 }
 
 /// The field names of a format string's placeholders, or what is wrong with it.
-fn placeholders(text: &str) -> Result<Vec<String>, String> {
+fn placeholders(text: &str, noun: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -74,7 +105,11 @@ fn placeholders(text: &str) -> Result<Vec<String>, String> {
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
             }
-            '}' => return Err("unmatched `}` in the unique key; write `}}` for a brace".into()),
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` in the {noun}; write `}}}}` for a brace"
+                ))
+            }
             '{' => {
                 let mut inner = String::new();
                 loop {
@@ -82,16 +117,16 @@ fn placeholders(text: &str) -> Result<Vec<String>, String> {
                         Some('}') => break,
                         Some(c) => inner.push(c),
                         None => {
-                            return Err(
-                                "unclosed `{` in the unique key; write `{{` for a brace".into()
-                            )
+                            return Err(format!(
+                                "unclosed `{{` in the {noun}; write `{{{{` for a brace"
+                            ))
                         }
                     }
                 }
                 let name = inner.split(':').next().unwrap_or_default().trim();
                 if !is_field_name(name) {
                     return Err(format!(
-                        "`{{{inner}}}` in the unique key: each `{{...}}` names a field of the \
+                        "`{{{inner}}}` in the {noun}: each `{{...}}` names a field of the \
                          payload, e.g. `{{upload_id}}`"
                     ));
                 }
@@ -122,14 +157,17 @@ mod tests {
     #[test]
     fn finds_fields() {
         assert_eq!(
-            placeholders("upload-{upload_id}-{{x}}-{user:>5}").unwrap(),
+            placeholders("upload-{upload_id}-{{x}}-{user:>5}", "unique key").unwrap(),
             ["upload_id", "user"]
         );
-        assert_eq!(placeholders("nightly").unwrap(), Vec::<String>::new());
-        assert!(placeholders("a-{}").is_err());
-        assert!(placeholders("a-{0}").is_err());
-        assert!(placeholders("a-{self}").is_err());
-        assert!(placeholders("a-{x").is_err());
-        assert!(placeholders("a}").is_err());
+        assert_eq!(
+            placeholders("nightly", "unique key").unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(placeholders("a-{}", "unique key").is_err());
+        assert!(placeholders("a-{0}", "unique key").is_err());
+        assert!(placeholders("a-{self}", "unique key").is_err());
+        assert!(placeholders("a-{x", "unique key").is_err());
+        assert!(placeholders("a}", "unique key").is_err());
     }
 }
