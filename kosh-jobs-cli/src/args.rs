@@ -124,12 +124,21 @@ pub(crate) enum QueuesCommand {
     /// Set a queue's limits (replacing its previous ones), or clear them. They are kept in
     /// the store: every worker of every process obeys them from its next reserve.
     Limit(LimitArgs),
+    /// Hold a queue back: no job of it starts for DURATION (`30s`, `5m`), as a handler's
+    /// `JobError::rate_limited` does. A hold only lengthens.
+    Hold {
+        /// The queue.
+        queue: String,
+        /// How long: `30s`, `5m`, `1h`.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
 }
 
 /// `queues limit`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).multiple(true)
-    .args(["concurrency", "rate", "clear"])))]
+    .args(["concurrency", "rate", "group_concurrency", "clear"])))]
 pub(crate) struct LimitArgs {
     /// The queue.
     pub(crate) queue: String,
@@ -139,8 +148,11 @@ pub(crate) struct LimitArgs {
     /// At most N starts in any window of DURATION: `100/1s`, `10/1m`.
     #[arg(long, value_name = "N/DURATION", value_parser = parse_rate)]
     pub(crate) rate: Option<RateLimit>,
+    /// At most K jobs of each group running at once (jobs enqueued with a group key).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) group_concurrency: Option<u32>,
     /// Remove the queue's limits.
-    #[arg(long, conflicts_with_all = ["concurrency", "rate"])]
+    #[arg(long, conflicts_with_all = ["concurrency", "rate", "group_concurrency"])]
     pub(crate) clear: bool,
 }
 

@@ -378,7 +378,8 @@
     return el('details', { class: 'queue-actions', testid: `queue-actions-${name}` }, el('summary', { text: 'Queue actions' }), body);
   }
 
-  // A queue's limits in words: "Limits: 1 of 2 running · 37 of 100 starts per 1 s".
+  // A queue's limits in words: "Limits: 1 of 2 running · 37 of 100 starts per 1 s ·
+  // 1 running per group, 3 groups full · held, starts again in 20 s".
   function limitsText(l) {
     const parts = [];
     if (l.concurrency !== null) parts.push(`${fmt(l.running)} of ${fmt(l.concurrency)} running`);
@@ -387,6 +388,11 @@
       if (l.next_start_at !== null) r += `, next ${rel(l.next_start_at)}`;
       parts.push(r);
     }
+    if (l.group_concurrency !== null) {
+      const full = l.groups_at_limit === 1 ? '1 group full' : `${fmt(l.groups_at_limit)} groups full`;
+      parts.push(`${fmt(l.group_concurrency)} running per group, ${full}`);
+    }
+    if (l.held_until !== null) parts.push(`held, starts again ${rel(l.held_until)}`);
     return `Limits: ${parts.join(' · ')}`;
   }
 
@@ -819,6 +825,7 @@
       fact('Attempts', `${job.attempts} of ${job.max_attempts}`, 'job-attempts');
       fact('Priority', String(job.priority), 'job-priority');
       fact('Unique key', job.unique_key === null ? el('span', { class: 'muted', text: 'none' }) : el('code', { text: job.unique_key }), 'job-unique-key');
+      fact('Group', job.group == null ? el('span', { class: 'muted', text: 'none' }) : el('code', { text: job.group }), 'job-group');
       fact('Enqueued', timeBoth(job.created_at), 'job-created');
       fact('Run at', timeBoth(job.run_at), 'job-run-at');
       fact('Started', timeBoth(job.started_at), 'job-started');

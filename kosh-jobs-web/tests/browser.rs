@@ -251,7 +251,8 @@ async fn overview_shows_the_counts() {
     // Limits are shown on their queue's card; a queue without any shows none.
     let limits = kosh_jobs::QueueLimits::default()
         .with_concurrency(2)
-        .with_rate(kosh_jobs::RateLimit::new(100, Duration::from_secs(1)));
+        .with_rate(kosh_jobs::RateLimit::new(100, Duration::from_secs(1)))
+        .with_group_concurrency(1);
     d.backend
         .set_queue_limits("csv-uploads", limits)
         .await
@@ -260,7 +261,7 @@ async fn overview_shows_the_counts() {
     d.wait_text("title", "Acme jobs").await;
     d.wait_text(
         "limits-csv-uploads",
-        "Limits: 1 of 2 running · 0 of 100 starts per 1 s",
+        "Limits: 1 of 2 running · 0 of 100 starts per 1 s · 1 running per group, 0 groups full",
     )
     .await;
     assert!(

@@ -29,6 +29,12 @@ fn describe(l: &QueueLimits) -> String {
             time::span(r.per)
         ));
     }
+    if let Some(k) = l.group_concurrency {
+        parts.push(format!(
+            "at most {} running per group",
+            thousands(u64::from(k))
+        ));
+    }
     if parts.is_empty() {
         "no limits".to_owned()
     } else {
@@ -40,6 +46,7 @@ fn limits_json(l: &QueueLimits) -> Value {
     json!({
         "concurrency": l.concurrency,
         "rate": l.rate.map(|r| json!({"max": r.max, "per_ms": r.per.as_millis() as u64})),
+        "group_concurrency": l.group_concurrency,
     })
 }
 
@@ -50,10 +57,16 @@ fn flow_json(f: &QueueFlow) -> Value {
         "running": f.running,
         "starts_in_window": f.starts_in_window,
         "next_start_at": f.next_start_at.map(time::iso),
+        "held_until": f.held_until.map(time::iso),
+        "groups_running": f.groups_running,
+        "groups_at_limit": f.groups_at_limit,
     })
 }
 
 fn next_start(f: &QueueFlow, now: Timestamp) -> String {
+    if let Some(t) = f.held_until {
+        return format!("held until {}", time::both(t, now));
+    }
     match f.next_start_at {
         Some(t) => time::both(t, now),
         None if f
@@ -64,6 +77,20 @@ fn next_start(f: &QueueFlow, now: Timestamp) -> String {
             "when a running job ends".to_owned()
         }
         None => "now".to_owned(),
+    }
+}
+
+/// `3 running, 1 full (1 per group)`, or `-` without a group limit and no group running.
+fn groups_text(f: &QueueFlow) -> String {
+    match f.limits.group_concurrency {
+        Some(k) => format!(
+            "{} running, {} full ({} per group)",
+            thousands(f.groups_running),
+            thousands(f.groups_at_limit),
+            thousands(u64::from(k))
+        ),
+        None if f.groups_running > 0 => format!("{} running", thousands(f.groups_running)),
+        None => "-".to_owned(),
     }
 }
 
@@ -80,7 +107,9 @@ pub(super) async fn list(s: &Session) -> Result<(), CliError> {
             .json(&Value::Array(flows.iter().map(flow_json).collect()));
     }
     if flows.is_empty() {
-        return line("no queue has limits (set some with `kosh-jobs queues limit QUEUE ...`)");
+        return line(
+            "no queue has limits or a hold (set some with `kosh-jobs queues limit QUEUE ...`)",
+        );
     }
     let now = s.now();
     let mut t = s.out.table(&[
@@ -89,6 +118,7 @@ pub(super) async fn list(s: &Session) -> Result<(), CliError> {
         "CONCURRENCY",
         "STARTS",
         "RATE",
+        "GROUPS",
         "NEXT START",
     ]);
     for f in &flows {
@@ -109,6 +139,7 @@ pub(super) async fn list(s: &Session) -> Result<(), CliError> {
             })
             .set_alignment(CellAlignment::Right),
             Cell::new(f.limits.rate.map_or_else(dash, rate_text)),
+            Cell::new(groups_text(f)),
             Cell::new(next_start(f, now)),
         ]);
     }
@@ -123,6 +154,7 @@ pub(super) async fn set(s: &Session, a: &LimitArgs) -> Result<(), CliError> {
         QueueLimits {
             concurrency: a.concurrency,
             rate: a.rate,
+            group_concurrency: a.group_concurrency,
         }
     };
     limits.validate().map_err(CliError::Usage)?;
@@ -143,6 +175,29 @@ pub(super) async fn set(s: &Session, a: &LimitArgs) -> Result<(), CliError> {
     ))
 }
 
+pub(super) async fn hold(
+    s: &Session,
+    queue: &str,
+    duration: std::time::Duration,
+) -> Result<(), CliError> {
+    validate_queue_name(queue).map_err(CliError::Usage)?;
+    let until = s.now() + duration;
+    s.admin
+        .backend()
+        .hold_queue(queue, until)
+        .await
+        .ctx(&s.target, "cannot hold the queue")?;
+    if s.out.json {
+        return s
+            .out
+            .json(&json!({"queue": queue, "held_until": time::iso(until)}));
+    }
+    line(&format!(
+        "{queue}: no job starts before {} (every worker; a longer hold already set stays)",
+        time::both(until, s.now())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -158,6 +213,10 @@ mod tests {
         assert_eq!(
             describe(&l),
             "at most 1 running, at most 1,000 starts per 1 min"
+        );
+        assert_eq!(
+            describe(&QueueLimits::default().with_group_concurrency(2)),
+            "at most 2 running per group"
         );
     }
 }

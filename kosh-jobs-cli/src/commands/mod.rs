@@ -67,6 +67,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queues(QueuesCommand::Resume { queue }) => stats::pause(&s, &queue, false).await,
         Command::Queues(QueuesCommand::Limits) => limits::list(&s).await,
         Command::Queues(QueuesCommand::Limit(a)) => limits::set(&s, &a).await,
+        Command::Queues(QueuesCommand::Hold { queue, duration }) => {
+            limits::hold(&s, &queue, duration).await
+        }
         Command::Workers => stats::workers(&s).await,
         Command::Jobs(JobsCommand::Ls(a)) => jobs::ls(&s, &a).await,
         Command::Jobs(JobsCommand::Show { id }) => jobs::show(&s, id).await,

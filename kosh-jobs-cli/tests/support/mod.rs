@@ -313,11 +313,13 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
         "1",
         "--rate",
         "100/1s",
+        "--group-concurrency",
+        "2",
     ];
     assert_eq!(
         json(dir, url, &set),
         json!({"queue": "csv-uploads", "limits": {
-            "concurrency": 1, "rate": {"max": 100, "per_ms": 1000}}})
+            "concurrency": 1, "rate": {"max": 100, "per_ms": 1000}, "group_concurrency": 2}})
     );
     let flows = json(dir, url, &["queues", "limits"]);
     assert_eq!(flows.as_array().map(Vec::len), Some(1), "{flows}");
@@ -331,6 +333,8 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
         "it started before the limit was set"
     );
     assert_eq!(flows[0]["next_start_at"], Value::Null);
+    assert_eq!(flows[0]["held_until"], Value::Null);
+    assert_eq!(flows[0]["groups_at_limit"], 0);
     let table = bin(dir)
         .args(["--url", url, "queues", "limits"])
         .output()
@@ -342,6 +346,7 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     );
     for bad in [
         &["--concurrency", "0"][..],
+        &["--group-concurrency", "0"],
         &["--rate", "0/1s"],
         &["--rate", "5"],
         &[],
@@ -354,9 +359,27 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     }
     assert_eq!(
         json(dir, url, &["queues", "limit", "csv-uploads", "--clear"])["limits"],
-        json!({"concurrency": null, "rate": null})
+        json!({"concurrency": null, "rate": null, "group_concurrency": null})
     );
     assert_eq!(json(dir, url, &["queues", "limits"]), json!([]));
+
+    // queues hold: listed with its end while in force
+    let held = json(dir, url, &["queues", "hold", "mail", "--for", "10m"]);
+    assert_eq!(held["queue"], "mail");
+    let flows = json(dir, url, &["queues", "limits"]);
+    assert_eq!(flows.as_array().map(Vec::len), Some(1), "{flows}");
+    assert_eq!(flows[0]["queue"], "mail");
+    assert_eq!(flows[0]["held_until"], held["held_until"], "{flows}");
+    let table = bin(dir)
+        .args(["--url", url, "queues", "limits"])
+        .output()
+        .expect("run kosh-jobs");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("held until"), "{table}");
+    bin(dir)
+        .args(["--url", url, "queues", "hold", "mail", "--for", "soon"])
+        .assert()
+        .code(2);
 
     // workers
     let ws = json(dir, url, &["workers"]);

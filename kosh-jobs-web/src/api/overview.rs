@@ -56,6 +56,10 @@ pub(crate) async fn overview(State(s): State<Shared>) -> Result<Json<Value>, Api
                 "running": f.running,
                 "starts_in_window": f.starts_in_window,
                 "next_start_at": f.next_start_at.map(|t| t.as_millis()),
+                "group_concurrency": f.limits.group_concurrency,
+                "groups_running": f.groups_running,
+                "groups_at_limit": f.groups_at_limit,
+                "held_until": f.held_until.map(|t| t.as_millis()),
             }),
         );
     }
