@@ -84,21 +84,25 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
         .await
         .expect("push");
     // A queue whose only concurrency slot is taken (a lease held outside any worker): its
-    // two other ready jobs are held back.
+    // two other ready jobs are held back, and their group is at its limit too.
     client
         .set_queue_limits(
             "throttled",
-            kosh_jobs::QueueLimits::default().with_concurrency(1),
+            kosh_jobs::QueueLimits::default()
+                .with_concurrency(1)
+                .with_group_concurrency(1),
         )
         .await
         .expect("limits");
     let raw = |n: u32| {
-        kosh_jobs::NewJob::new(
+        let mut j = kosh_jobs::NewJob::new(
             "step",
             "throttled",
             format!(r#"{{"how":"ok","n":{n}}}"#),
             backend.clock().now(),
-        )
+        );
+        j.group = Some("tenant-1".into());
+        j
     };
     client
         .push_raw((0..3).map(raw).collect())
@@ -212,6 +216,11 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
         gauge(&v, names::HELD_BACK, &[("queue", "throttled")]),
         Some(2.0),
         "sampled: two ready jobs held back by the concurrency limit"
+    );
+    assert_eq!(
+        gauge(&v, names::GROUPS_AT_LIMIT, &[("queue", "throttled")]),
+        Some(1.0),
+        "sampled: the one group at its limit"
     );
     assert_eq!(
         gauge(&v, names::HELD_BACK, &[("queue", "unwatched")]),

@@ -11,7 +11,7 @@ use super::outage;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
-use crate::metrics::{HELD_BACK, JOBS, OLDEST_READY_AGE, WORKERS};
+use crate::metrics::{GROUPS_AT_LIMIT, HELD_BACK, JOBS, OLDEST_READY_AGE, WORKERS};
 use crate::record::JobState;
 
 /// Samples every `interval` until `stop` trips.
@@ -53,12 +53,18 @@ async fn sample(
     let now = clock.now();
     // Ready jobs a queue's limits hold back: those beyond what they let start now.
     let mut held: BTreeMap<String, f64> = known.limited.iter().map(|q| (q.clone(), 0.0)).collect();
+    let mut groups: BTreeMap<String, f64> =
+        known.limited.iter().map(|q| (q.clone(), 0.0)).collect();
     for f in &flows {
         let ready = counts
             .iter()
             .find(|c| c.queue == f.queue)
             .map_or(0, |c| c.ready);
+        groups.insert(f.queue.clone(), f.groups_at_limit as f64);
         let mut room = u64::MAX;
+        if f.held_until.is_some() {
+            room = 0;
+        }
         if let Some(k) = f.limits.concurrency {
             room = room.min(u64::from(k).saturating_sub(f.running));
         }
@@ -70,6 +76,9 @@ async fn sample(
     for (q, n) in held {
         gauge!(HELD_BACK, "queue" => q.clone()).set(n);
         known.limited.insert(q);
+    }
+    for (q, n) in groups {
+        gauge!(GROUPS_AT_LIMIT, "queue" => q).set(n);
     }
     let known = &mut known.queues;
     let mut per_queue: BTreeMap<String, f64> = known.iter().map(|q| (q.clone(), 0.0)).collect();

@@ -205,6 +205,13 @@ impl Backend for Spy {
     ) -> Result<(), BackendError> {
         self.inner.set_queue_limits(queue, limits).await
     }
+    async fn hold_queue(
+        &self,
+        queue: &str,
+        until: kosh_jobs::Timestamp,
+    ) -> Result<(), BackendError> {
+        self.inner.hold_queue(queue, until).await
+    }
     async fn queue_flows(&self) -> Result<Vec<kosh_jobs::QueueFlow>, BackendError> {
         self.inner.queue_flows().await
     }

@@ -24,7 +24,10 @@
 //!   coalescing of such enqueues off, to compare;
 //! - `rate`: a backlog of 3 × `--rate-limit` jobs (default 1,000) drained under a rate limit
 //!   of `--rate-limit` starts per second (issue #18); the rate given is the steady one, after
-//!   the first window's jobs start at once, and the note says how close it is to the limit.
+//!   the first window's jobs start at once, and the note says how close it is to the limit;
+//! - `groups`: the `backlog` jobs spread over `--groups` groups (default 1,000) with one
+//!   running per group, drained right after the same jobs without groups; the note gives the
+//!   grouped rate as a share of the ungrouped one (issue #18).
 //!
 //! Each result line also gives the peak RSS of the process during that scenario and, for
 //! Redis, the commands sent per job (from `INFO commandstats`). `--table` ends with the
@@ -42,7 +45,7 @@ use kosh_jobs_benches::store::{BackendKind, Bench};
 
 use report::Row;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "enqueue",
     "concurrent",
     "noop",
@@ -51,13 +54,14 @@ const SCENARIOS: [&str; 8] = [
     "latency",
     "multiprocess",
     "rate",
+    "groups",
 ];
 
 const USAGE: &str =
     "flags: --backend memory|sqlite|redis|postgres|sqlite://DIR|redis://URL|postgres://URL, \
---scenario all|enqueue|concurrent|noop|backlog|sleep10|latency|multiprocess|rate \
+--scenario all|enqueue|concurrent|noop|backlog|sleep10|latency|multiprocess|rate|groups \
 (comma-separated), --jobs N, --concurrency N[,N…], --batch N, --sleep-jobs N, --samples N, \
---single-jobs N, --tasks N, --rate-limit N, --no-coalesce, --table";
+--single-jobs N, --tasks N, --rate-limit N, --groups N, --no-coalesce, --table";
 
 /// The command line.
 pub(crate) struct Args {
@@ -73,6 +77,8 @@ pub(crate) struct Args {
     pub(crate) tasks: usize,
     /// `rate`: the limit, in starts per second.
     pub(crate) rate_limit: u32,
+    /// `groups`: how many groups the jobs are spread over.
+    pub(crate) groups: u64,
     /// Redis: send each single enqueue alone.
     no_coalesce: bool,
     table: bool,
@@ -94,6 +100,7 @@ fn parse_args() -> anyhow::Result<Args> {
         single_jobs: None,
         tasks: 1_000,
         rate_limit: 1_000,
+        groups: 1_000,
         no_coalesce: false,
         table: false,
         worker_only: false,
@@ -135,6 +142,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--single-jobs" => args.single_jobs = Some(value()?.parse().context("--single-jobs")?),
             "--tasks" => args.tasks = value()?.parse().context("--tasks")?,
             "--rate-limit" => args.rate_limit = value()?.parse().context("--rate-limit")?,
+            "--groups" => args.groups = value()?.parse().context("--groups")?,
             "--no-coalesce" => args.no_coalesce = true,
             "--table" => args.table = true,
             "--worker-only" => args.worker_only = true,
@@ -213,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
                 "latency" => scenarios::latency(&bench, &args, c, &mut row).await,
                 "multiprocess" => multiprocess::run(&bench, &args, c, &mut row).await,
                 "rate" => scenarios::rate_limited(&bench, &args, c, &mut row).await,
+                "groups" => scenarios::groups(&bench, &args, c, &mut row).await,
                 _ => unreachable!("scenario names are checked when parsed"),
             }
             .with_context(|| format!("{} {scenario} c={c}", args.backend.name()))?;
