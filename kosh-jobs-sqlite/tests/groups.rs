@@ -151,7 +151,8 @@ async fn every_way_into_ready_gives_the_group_its_turn() {
     emptied("after the snooze").await;
 
     b.release(&[l.lease]).await.expect("release");
-    let l = f.reserve_exactly("q", id, "released").await;
+    // Leased and left to expire.
+    f.reserve_exactly("q", id, "released").await;
     emptied("after the release").await;
 
     f.time.advance(Duration::from_secs(31));
