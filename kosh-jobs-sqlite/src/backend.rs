@@ -498,6 +498,12 @@ impl Backend for SqliteBackend {
             .map(drop)
     }
 
+    async fn hold_queue(&self, queue: &str, until: Timestamp) -> Result<(), BackendError> {
+        self.write(Op::HoldQueue(queue.to_owned(), until))
+            .await
+            .map(drop)
+    }
+
     async fn queue_flows(&self) -> Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
         expect!(self.read(Op::Flows).await?, Flows)
     }

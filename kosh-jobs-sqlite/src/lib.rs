@@ -44,6 +44,14 @@
 //!   ready ones (a reserve then changes no count) and counted in the lease index, one per
 //!   lease; scheduled jobs that are due (ready to readers, not yet promoted by a reserve) are
 //!   counted in their index.
+//! - Flow control ([`kosh_jobs_core::limits`]) lives in the file, so every process obeys it:
+//!   a queue's limits and hold in `kosh_limits`, checked by each reserve inside its
+//!   `BEGIN IMMEDIATE` transaction. Jobs with a group key wait in an index of their own by
+//!   group; a small table of turns (schema version 7) says which lane (a group, or the jobs
+//!   without one) gives the next job, round-robin, so a reserve reads one turn row per job it
+//!   leases plus the groups it passes at their `group_concurrency` limit (counted in an index
+//!   of running grouped jobs, one entry per lease, so a recovered lease frees its slot). A
+//!   queue that never had a grouped job has no turn rows and reserves as before.
 //! - A worker of this process is woken at once by this process's changes; other processes'
 //!   changes are noticed by a `PRAGMA data_version` check every 200 ms while a worker waits.
 //! - Completed jobs are kept 24 hours, and at most 10,000 of them ([`Retention`]); failed jobs

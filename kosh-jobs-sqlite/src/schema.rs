@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_counts.sql")),
     (5, include_str!("../migrations/0005_start_ack.sql")),
     (6, include_str!("../migrations/0006_flow.sql")),
+    (7, include_str!("../migrations/0007_groups.sql")),
 ];
 
 /// The newest schema version this build knows.

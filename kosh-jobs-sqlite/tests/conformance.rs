@@ -161,6 +161,13 @@ impl Backend for TempSqlite {
     ) -> Result<(), BackendError> {
         self.backend.set_queue_limits(queue, limits).await
     }
+    async fn hold_queue(
+        &self,
+        queue: &str,
+        until: kosh_jobs_core::Timestamp,
+    ) -> Result<(), BackendError> {
+        self.backend.hold_queue(queue, until).await
+    }
     async fn queue_flows(&self) -> Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
         self.backend.queue_flows().await
     }

@@ -1,5 +1,5 @@
 //! Several real processes on one database file: a producer and two workers on 20,000 jobs;
-//! a worker killed with SIGKILL mid-job.
+//! a worker killed with SIGKILL mid-job; workers sharing a rate limit and a group limit.
 //!
 //! The child processes are this test binary itself, started again with
 //! `KOSH_SQLITE_CHILD=<role>` to run [`child_process`] only. Workers are the real
@@ -570,5 +570,108 @@ async fn three_worker_processes_share_one_rate_limit() {
     eprintln!(
         "{TOTAL} starts over {span} ms; busiest second: {} starts",
         busiest.0
+    );
+}
+
+/// Two worker processes on one file, with a group concurrency limit of 1: group `a` has 8
+/// jobs, group `b` 3, all pushed before the workers start. Across both processes no two jobs
+/// of a group ever run at once (each job of a group starts after the one before it
+/// finished, by the store's times), and `b` takes its turns while `a` still has work: all of
+/// b's jobs start before a's last job does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_share_one_group_limit() {
+    const A: u64 = 8;
+    const B: u64 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("groups.db");
+    let b = open(&db).await;
+    b.set_queue_limits(
+        Numbered::QUEUE,
+        kosh_jobs_core::QueueLimits::default().with_group_concurrency(1),
+    )
+    .await
+    .expect("set the limit");
+    let now = Timestamp::now_system();
+    let jobs: Vec<NewJob> = (0..A + B)
+        .map(|n| {
+            let mut j = NewJob::new(
+                Numbered::NAME,
+                Numbered::QUEUE,
+                format!("{{\"n\":{n}}}"),
+                now,
+            );
+            j.group = Some(if n < A { "a" } else { "b" }.to_owned());
+            j
+        })
+        .collect();
+    b.push(jobs).await.expect("push");
+
+    let logs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("worker{i}.log")))
+        .collect();
+    let mut workers: Vec<Child> = logs
+        .iter()
+        .map(|log| {
+            spawn(
+                "worker",
+                &db,
+                &[(LOG, log.display().to_string()), (LEASE_MS, "30000".into())],
+            )
+        })
+        .collect();
+    eventually("all jobs completed", Duration::from_secs(120), || async {
+        let c = b.counts().await.expect("counts");
+        let q = c.into_iter().find(|c| c.queue == Numbered::QUEUE)?;
+        (q.completed == A + B).then_some(())
+    })
+    .await;
+    for (i, w) in workers.iter_mut().enumerate() {
+        drop(w.stdin.take());
+        wait_exit(
+            w,
+            &format!("worker {i}"),
+            Instant::now() + Duration::from_secs(60),
+        );
+    }
+
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for log in &logs {
+        for n in read_log(log).0 {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len() as u64, A + B, "every job ran");
+    assert!(seen.values().all(|&c| c == 1), "no job ran twice");
+
+    // (start, finish) of each job of each group, by start.
+    let mut runs: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in all_jobs(&b, JobState::Completed).await {
+        assert_eq!(r.attempts, 1, "a held-back job spent no attempt");
+        let start = r
+            .started_at
+            .expect("a completed job has a start")
+            .as_millis();
+        let end = r
+            .finished_at
+            .expect("a completed job has a finish")
+            .as_millis();
+        runs.entry(r.group.clone().expect("a grouped job"))
+            .or_default()
+            .push((start, end));
+    }
+    for (group, times) in &mut runs {
+        times.sort_unstable();
+        for pair in times.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "two jobs of group {group} ran at once: {pair:?} (all: {times:?})"
+            );
+        }
+    }
+    let last_a_start = runs["a"].last().expect("a ran").0;
+    let last_b_start = runs["b"].last().expect("b ran").0;
+    assert!(
+        last_b_start < last_a_start,
+        "b waited for a: b's last start at {last_b_start}, a's at {last_a_start} ({runs:?})"
     );
 }

@@ -18,25 +18,31 @@ pub(super) struct Look {
     pub(super) stored: JobState,
     pub(super) queue: String,
     pub(super) unique_key: Option<String>,
+    /// Its group, if any.
+    pub(super) group: Option<String>,
 }
 
-/// One job's states, queue and unique key.
+/// One job's states, queue, unique key and group.
 pub(super) fn look(conn: &Connection, id: i64, now: Timestamp) -> Result<Option<Look>> {
-    let found: Option<(String, i64, String, Option<String>)> = conn
-        .prepare_cached("SELECT state, run_at, queue, unique_key FROM kosh_jobs WHERE id = ?1")
+    type Found = (String, i64, String, Option<String>, Option<String>);
+    let found: Option<Found> = conn
+        .prepare_cached("SELECT state, run_at, queue, unique_key, grp FROM kosh_jobs WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()
+            s.query_row([id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
         })
         .map_err(sql_err)?;
     found
-        .map(|(state, run_at, queue, unique_key)| {
+        .map(|(state, run_at, queue, unique_key, group)| {
             let stored = row::state(id, &state)?;
             Ok(Look {
                 state: row::effective_state(stored, run_at, now),
                 stored,
                 queue,
                 unique_key,
+                group,
             })
         })
         .transpose()
@@ -69,8 +75,8 @@ pub(super) fn retry_job(
     if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
         return Ok(RetryOutcome::NotRetryable(job.state));
     }
-    if let Some(key) = job.unique_key {
-        if let Some(holder) = live_holder(conn, &key)? {
+    if let Some(key) = &job.unique_key {
+        if let Some(holder) = live_holder(conn, key)? {
             return Ok(RetryOutcome::UniqueConflict(row::job_id(holder)?));
         }
     }
@@ -80,6 +86,9 @@ pub(super) fn retry_job(
          lease_expires_at = NULL WHERE id = ?1",
         params![id, now.as_millis()],
     )?;
+    if let Some(g) = &job.group {
+        super::groups::group_ready(conn, &job.queue, g)?;
+    }
     fx.moved(&job.queue, job.stored, JobState::Ready, 1);
     fx.wake(&job.queue);
     Ok(RetryOutcome::Retried)

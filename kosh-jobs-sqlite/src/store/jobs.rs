@@ -4,15 +4,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use kosh_jobs_core::admin::{minute_of, THROUGHPUT_RETENTION};
-use kosh_jobs_core::backend::{validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES};
+use kosh_jobs_core::backend::{
+    validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
+};
 use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, JobState, Lease, LeasedJob, NewJob, Outcome, ReserveRequest,
     Timestamp,
 };
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
+use super::groups;
 use super::row::{self, db_lease};
-use super::{exec, live_holder, sql_err, Effects, LeasedQueues};
+use super::{exec, live_holder, sql_err, Effects, LeasedIn, LeasedQueues};
 use crate::error::{Result, SqliteError};
 
 /// The SQL that appends an error for the current attempt, as a string literal: `$err` and
@@ -77,17 +80,27 @@ pub(super) mod sql {
          WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2 \
          AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?1 AND paused)";
 
-    /// Leases up to ?4 ready jobs of queue ?3 (started at ?1, until ?2, by worker ?5), unless
-    /// the queue is paused. The attempt is recorded by the columns alone (`attempts`,
+    /// Leases up to ?4 ready jobs without a group of queue ?3 (started at ?1, until ?2, by
+    /// worker ?5), unless the queue is paused. The attempt is recorded by the columns alone (`attempts`,
     /// `started_at`, `worker`): no JSON is written until it ends. `LIMIT +?4`, not
     /// `LIMIT ?4`: SQLite plans with the value of a bare `LIMIT` parameter, and so prepares
     /// the statement again each time it is bound; the unary `+` keeps one plan.
     pub(crate) const CLAIM: &str = "UPDATE kosh_jobs SET state = 'running', \
          attempts = attempts + 1, lease_token = random(), started_at = ?1, \
          lease_expires_at = ?2, worker = ?5, lease_started = 0 \
-         WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?3 \
-                      AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?3 AND paused) \
+         WHERE id IN (SELECT id FROM kosh_jobs WHERE state = 'ready' AND grp IS NULL \
+                      AND queue = ?3 AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?3 AND paused) \
                       ORDER BY priority DESC, id LIMIT +?4) \
+         RETURNING id, lease_token, name, queue, payload, priority, attempts, \
+                   max_attempts, created_at, progress";
+
+    /// Leases the next ready job of group ?4 of queue ?3 (started at ?1, until ?2, by worker
+    /// ?5), as [`CLAIM`] does. The caller has checked that the queue is not paused.
+    pub(crate) const CLAIM_GROUP: &str = "UPDATE kosh_jobs SET state = 'running', \
+         attempts = attempts + 1, lease_token = random(), started_at = ?1, \
+         lease_expires_at = ?2, worker = ?5, lease_started = 0 \
+         WHERE id = (SELECT id FROM kosh_jobs WHERE state = 'ready' AND grp IS NOT NULL \
+                     AND queue = ?3 AND grp = ?4 ORDER BY priority DESC, id LIMIT 1) \
          RETURNING id, lease_token, name, queue, payload, priority, attempts, \
                    max_attempts, created_at, progress";
 
@@ -97,12 +110,12 @@ pub(super) mod sql {
          finished_at = ?3, result = ?4, lease_expires_at = NULL \
          WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
 
-    /// The queue of job ?1 if it runs under lease token ?2. Finish reads it before changing
+    /// The queue and group of job ?1 if it runs under lease token ?2. Finish reads it before changing
     /// the job, rather than with `RETURNING queue`: SQLite keeps the rows an `UPDATE …
     /// RETURNING` returns in a temporary table it creates on every run, which costs more than
     /// this look-up.
-    pub(crate) const LEASED_QUEUE: &str =
-        "SELECT queue FROM kosh_jobs WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
+    pub(crate) const LEASED_QUEUE: &str = "SELECT queue, grp FROM kosh_jobs \
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'";
 
     /// Schedules job ?1 leased with token ?2 again at ?4 (now ?3), recording error ?5 and
     /// the attempt's outcome ?6.
@@ -144,7 +157,7 @@ pub(super) mod sql {
         "UPDATE kosh_jobs SET state = 'ready', attempts = max(attempts - 1, 0), \
          lease_expires_at = NULL, history = ",
         append_attempt!("?3", "'released'", "NULL"),
-        " WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue"
+        " WHERE id = ?1 AND lease_token = ?2 AND state = 'running' RETURNING queue, grp"
     );
 
     /// Adds ?3 completed and ?4 failed jobs to queue ?1's minute ?2, if that minute has a
@@ -180,7 +193,7 @@ pub(super) mod sql {
         append_attempt!("?1", "'lease_expired'", "'lease expired'"),
         " END, lease_expires_at = NULL \
          WHERE state = 'running' AND lease_expires_at <= ?1 \
-         RETURNING queue, id, state"
+         RETURNING queue, id, state, grp"
     );
 }
 
@@ -200,6 +213,10 @@ fn cached<'c, 's>(
 fn check_new(job: &NewJob) -> Result<()> {
     validate_queue_name(&job.queue).map_err(SqliteError::InvalidInput)?;
     validate_job_name(&job.name).map_err(SqliteError::InvalidInput)?;
+    if let Some(group) = &job.group {
+        validate_group_key(group)
+            .map_err(|e| SqliteError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
+    }
     if job.max_attempts == 0 {
         return Err(SqliteError::InvalidInput(format!(
             "job `{}`: max_attempts must be at least 1",
@@ -229,8 +246,8 @@ pub(super) fn push(
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO kosh_jobs (id, name, queue, payload, state, priority, run_at, \
-             max_attempts, created_at, unique_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             max_attempts, created_at, unique_key, grp) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(sql_err)?;
     let mut out = Vec::with_capacity(jobs.len());
@@ -261,6 +278,7 @@ pub(super) fn push(
                 job.max_attempts,
                 now.as_millis(),
                 job.unique_key,
+                job.group,
             ])
             .map_err(sql_err)?;
         out.push(Enqueued {
@@ -268,6 +286,9 @@ pub(super) fn push(
             existing: false,
         });
         next_id += 1;
+        if let (Some(group), JobState::Ready) = (&job.group, state) {
+            groups::group_ready(conn, &job.queue, group)?;
+        }
         fx.count(&job.queue, state, 1);
         fx.wake(&job.queue);
     }
@@ -295,56 +316,122 @@ pub(super) fn reserve(
         return Ok(Vec::new());
     }
     recover_expired(conn, now, fx)?;
-    let expires = (now + req.lease).as_millis();
+    let claim = Claim {
+        now,
+        expires: (now + req.lease).as_millis(),
+        worker: &req.worker,
+    };
     let start = ROTATION.fetch_add(1, Ordering::Relaxed) % queues.len();
     let mut out: Vec<LeasedJob> = Vec::new();
     let mut promote = conn.prepare_cached(sql::PROMOTE).map_err(sql_err)?;
-    let mut claim = conn.prepare_cached(sql::CLAIM).map_err(sql_err)?;
+    let mut promoted_groups = conn
+        .prepare_cached(groups::PROMOTED_GROUPS)
+        .map_err(sql_err)?;
     for i in 0..queues.len() {
         let queue = queues[(start + i) % queues.len()];
         let want = req.max - out.len();
         if want == 0 {
             break;
         }
-        // Both statements skip a paused queue themselves: no separate look-up per queue.
+        // These statements skip a paused queue themselves: no separate look-up per queue.
+        // The groups of due jobs get their turns first (nothing to read for a queue whose
+        // scheduled jobs have no group).
+        promoted_groups
+            .execute(params![queue, now.as_millis()])
+            .map_err(sql_err)?;
         let promoted = promote
             .execute(params![queue, now.as_millis()])
             .map_err(sql_err)?;
         fx.moved(queue, JobState::Scheduled, JobState::Ready, promoted as i64);
-        // A queue's limits, if it has any (one primary-key look-up), cap what it may lease.
-        let limits = super::limits::limits_of(conn, queue)?;
-        let want = match &limits {
-            Some(l) => want.min(super::limits::room(conn, queue, l, now)?.0),
+        // A queue's limits and hold, if it has any (one primary-key look-up), cap what it
+        // may lease.
+        let mut flow = super::limits::flow_of(conn, queue)?;
+        if flow.is_some_and(|f| f.limits.is_none() && f.hold_at(now).is_none()) {
+            // A hold that ended on a queue without limits: its row is no longer needed.
+            super::limits::forget_if_idle(conn, queue, now)?;
+            flow = None;
+        }
+        let want = match &flow {
+            Some(f) => want.min(super::limits::room(conn, queue, f, now)?.0),
             None => want,
         };
         if want == 0 {
             continue;
         }
-        let limit = i64::try_from(want).unwrap_or(i64::MAX);
-        let mut rows = claim
-            .query(params![now.as_millis(), expires, queue, limit, req.worker])
-            .map_err(sql_err)?;
         let first = out.len();
-        while let Some(r) = rows.next().map_err(sql_err)? {
-            out.push(leased(r, expires)?);
+        if groups::has_turns(conn, queue)? {
+            // Grouped jobs are ready: the lanes take turns, in the order they are taken.
+            let group_limit = flow.and_then(|f| f.limits.group_concurrency);
+            groups::reserve_by_turns(conn, queue, want, group_limit, &claim, &mut out, known)?;
+        } else {
+            let limit = i64::try_from(want).unwrap_or(i64::MAX);
+            let mut claim_many = conn.prepare_cached(sql::CLAIM).map_err(sql_err)?;
+            let mut rows = claim_many
+                .query(params![
+                    now.as_millis(),
+                    claim.expires,
+                    queue,
+                    limit,
+                    claim.worker
+                ])
+                .map_err(sql_err)?;
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                out.push(leased(r, claim.expires)?);
+            }
+            out[first..].sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then(a.lease.id.cmp(&b.lease.id))
+            });
+            known.insert(&out[first..], queue, None);
         }
-        if let Some(rate) = limits.and_then(|l| l.rate) {
+        if let Some(rate) = flow.and_then(|f| f.limits.rate) {
             super::limits::log_starts(conn, queue, rate, now, out.len() - first)?;
         }
-        known.insert(&out[first..], queue);
         fx.moved(
             queue,
             JobState::Ready,
             JobState::Running,
             (out.len() - first) as i64,
         );
-        out[first..].sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.lease.id.cmp(&b.lease.id))
-        });
     }
     Ok(out)
+}
+
+/// How a reserve leases: when, until when, for which worker.
+pub(super) struct Claim<'a> {
+    pub(super) now: Timestamp,
+    /// The end of the lease, in ms.
+    pub(super) expires: i64,
+    pub(super) worker: &'a str,
+}
+
+/// Leases the next ready job of `queue` in `group` (`None`: of the jobs without a group), if
+/// there is one.
+pub(super) fn claim_one(
+    conn: &Connection,
+    claim: &Claim<'_>,
+    queue: &str,
+    group: Option<&str>,
+) -> Result<Option<LeasedJob>> {
+    let (sql, fourth) = match group {
+        Some(g) => (sql::CLAIM_GROUP, rusqlite::types::Value::Text(g.to_owned())),
+        None => (sql::CLAIM, rusqlite::types::Value::Integer(1)),
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+    let mut rows = stmt
+        .query(params![
+            claim.now.as_millis(),
+            claim.expires,
+            queue,
+            fourth,
+            claim.worker
+        ])
+        .map_err(sql_err)?;
+    match rows.next().map_err(sql_err)? {
+        Some(r) => Ok(Some(leased(r, claim.expires)?)),
+        None => Ok(None),
+    }
 }
 
 fn leased(r: &rusqlite::Row<'_>, expires: i64) -> Result<LeasedJob> {
@@ -392,16 +479,22 @@ pub(super) fn finish(
         };
         // The queue of the job: known if this connection leased it, else read with the
         // lease (a lease that is not current changes nothing: no need to go on). Either way
-        // the change below is the item's last fallible step.
-        let queue: Arc<str> = match leased.take(id) {
-            Some(q) => q,
+        // the change below is the item's last fallible step: a grouped job made ready again
+        // has its group's turn row written before it (a row too many, if the lease turns out
+        // lost, is harmless: the next reserve that finds the group empty deletes it).
+        let LeasedIn { queue, group } = match leased.take(id) {
+            Some(at) => at,
             None => {
-                let q: Option<String> = cached(&mut lookup, conn, sql::LEASED_QUEUE)?
-                    .query_row(params![id, token], |r| r.get(0))
-                    .optional()
-                    .map_err(sql_err)?;
-                match q {
-                    Some(q) => Arc::from(q),
+                let at: Option<(String, Option<String>)> =
+                    cached(&mut lookup, conn, sql::LEASED_QUEUE)?
+                        .query_row(params![id, token], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map_err(sql_err)?;
+                match at {
+                    Some((q, g)) => LeasedIn {
+                        queue: Arc::from(q),
+                        group: g.map(Arc::from),
+                    },
                     None => {
                         out.push(FinishResult::LeaseLost);
                         continue;
@@ -425,6 +518,9 @@ pub(super) fn finish(
             Outcome::Retry {
                 error, retry_at, ..
             } => {
+                if let (Some(g), true) = (&group, *retry_at <= now) {
+                    groups::group_ready(conn, &queue, g)?;
+                }
                 let n = cached(&mut retry, conn, sql::RETRY)?
                     .execute(params![
                         id,
@@ -448,6 +544,9 @@ pub(super) fn finish(
                 n
             }
             Outcome::Snooze { until } => {
+                if let (Some(g), true) = (&group, *until <= now) {
+                    groups::group_ready(conn, &queue, g)?;
+                }
                 let n = cached(&mut snooze, conn, sql::SNOOZE)?
                     .execute(params![id, token, now.as_millis(), until.as_millis()])
                     .map_err(sql_err)?;
@@ -558,11 +657,16 @@ pub(super) fn release(
     let mut stmt = conn.prepare_cached(sql::RELEASE).map_err(sql_err)?;
     for lease in leases {
         if let Some((id, token)) = db_lease(lease) {
-            let queue: Option<String> = stmt
-                .query_row(params![id, token, now.as_millis()], |r| r.get(0))
+            let released: Option<(String, Option<String>)> = stmt
+                .query_row(params![id, token, now.as_millis()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()
                 .map_err(sql_err)?;
-            if let Some(q) = queue {
+            if let Some((q, group)) = released {
+                if let Some(g) = group {
+                    groups::group_ready(conn, &q, &g)?;
+                }
                 fx.moved(&q, JobState::Running, JobState::Ready, 1);
                 fx.wake(&q);
             }
@@ -592,8 +696,12 @@ pub(super) fn recover_expired(conn: &Connection, now: Timestamp, fx: &mut Effect
         let queue: String = r.get(0).map_err(sql_err)?;
         let id: i64 = r.get(1).map_err(sql_err)?;
         let state: String = r.get(2).map_err(sql_err)?;
+        let group: Option<String> = r.get(3).map_err(sql_err)?;
         tracing::debug!(job = id, queue, "recovered an expired lease");
         let state = row::state(id, &state)?;
+        if let (Some(g), JobState::Ready) = (&group, state) {
+            groups::group_ready(conn, &queue, g)?;
+        }
         if state == JobState::Failed {
             fx.count_finished(&queue, false);
         }

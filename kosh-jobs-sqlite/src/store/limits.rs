@@ -1,5 +1,6 @@
-//! Flow control (see [`kosh_jobs_core::limits`]): the limits of a queue in `kosh_limits`, the
-//! start log of a rate-limited queue in `kosh_starts`.
+//! Flow control (see [`kosh_jobs_core::limits`]): the limits and the hold of a queue in
+//! `kosh_limits`, the start log of a rate-limited queue in `kosh_starts`. Groups' turns and
+//! slots are in [`super::groups`].
 //!
 //! Every reserve runs in the writer's `BEGIN IMMEDIATE` transaction, which no other process
 //! can run at the same time: reading the room and leasing within it is atomic across
@@ -15,17 +16,45 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{exec, sql_err, Effects};
 use crate::error::{Result, SqliteError};
 
-/// The limits of `queue`, if it has any.
-pub(super) fn limits_of(conn: &Connection, queue: &str) -> Result<Option<QueueLimits>> {
-    conn.prepare_cached(
-        "SELECT concurrency, rate_max, rate_per_ms FROM kosh_limits WHERE queue = ?1",
-    )
-    .and_then(|mut s| s.query_row([queue], limits_row).optional())
+/// What `kosh_limits` holds for a queue: its limits, and the end of its hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Flow {
+    pub(super) limits: QueueLimits,
+    /// No job starts before this time (it may have passed: the row is then only stale).
+    pub(super) held_until: Option<Timestamp>,
+}
+
+impl Flow {
+    /// The hold, if it is still in force at `now`.
+    pub(super) fn hold_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.held_until.filter(|&t| t > now)
+    }
+}
+
+/// The columns of `kosh_limits` that [`flow_row`] reads, in order.
+const FLOW_COLUMNS: &str = "concurrency, rate_max, rate_per_ms, group_concurrency, held_until";
+
+/// The limits and hold of `queue`, if it has a row.
+pub(super) fn flow_of(conn: &Connection, queue: &str) -> Result<Option<Flow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {FLOW_COLUMNS} FROM kosh_limits WHERE queue = ?1"
+    ))
+    .and_then(|mut s| s.query_row([queue], |r| flow_row(r, 0)).optional())
     .map_err(sql_err)
 }
 
-fn limits_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueLimits> {
-    Ok(limits_from(r.get(0)?, r.get(1)?, r.get(2)?))
+/// A [`Flow`] from [`FLOW_COLUMNS`] starting at column `at`.
+fn flow_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Flow> {
+    let count = |v: Option<i64>| v.map(|k| u32::try_from(k).unwrap_or(u32::MAX));
+    let limits = QueueLimits {
+        group_concurrency: count(r.get(at + 3)?),
+        ..limits_from(r.get(at)?, r.get(at + 1)?, r.get(at + 2)?)
+    };
+    let held_until: Option<i64> = r.get(at + 4)?;
+    Ok(Flow {
+        limits,
+        held_until: held_until.map(Timestamp::from_millis),
+    })
 }
 
 /// Limits from their columns. They are written only by [`set`], from validated limits; a
@@ -45,6 +74,7 @@ fn limits_from(
     QueueLimits {
         concurrency: concurrency.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
         rate,
+        group_concurrency: None,
     }
 }
 
@@ -89,14 +119,19 @@ fn window(
     Ok((u64::try_from(n).unwrap_or(0), next))
 }
 
-/// How many jobs of `queue` the limits let start at `now`, and when none may, the time the
-/// rate window opens (`None`: a running job must end first).
+/// How many jobs of `queue` its hold and limits let start at `now`, and when none may, the
+/// time the hold ends or the rate window opens (`None`: a running job must end first). The
+/// group concurrency limit is applied per group by [`super::groups`], not here.
 pub(super) fn room(
     conn: &Connection,
     queue: &str,
-    limits: &QueueLimits,
+    flow: &Flow,
     now: Timestamp,
 ) -> Result<(usize, Option<Timestamp>)> {
+    if let Some(until) = flow.hold_at(now) {
+        return Ok((0, Some(until)));
+    }
+    let limits = &flow.limits;
     let mut room = usize::MAX;
     if let Some(k) = limits.concurrency {
         let free = u64::from(k).saturating_sub(running(conn, queue)?);
@@ -140,10 +175,12 @@ pub(super) fn log_starts(
 }
 
 /// Sets (or with `QueueLimits::NONE` removes) the limits of `queue` and wakes its workers.
+/// The queue's row stays while a hold is in force.
 pub(super) fn set(
     conn: &Connection,
     queue: &str,
     limits: &QueueLimits,
+    now: Timestamp,
     fx: &mut Effects,
 ) -> Result<()> {
     validate_queue_name(queue).map_err(SqliteError::InvalidInput)?;
@@ -152,14 +189,26 @@ pub(super) fn set(
         exec(conn, "DELETE FROM kosh_starts WHERE queue = ?1", [queue])?;
     }
     if limits.is_none() {
-        exec(conn, "DELETE FROM kosh_limits WHERE queue = ?1", [queue])?;
+        // The row goes, unless a hold in force keeps it (then only its limits go).
+        exec(
+            conn,
+            "DELETE FROM kosh_limits WHERE queue = ?1 \
+             AND (held_until IS NULL OR held_until <= ?2)",
+            params![queue, now.as_millis()],
+        )?;
+        exec(
+            conn,
+            "UPDATE kosh_limits SET concurrency = NULL, rate_max = NULL, rate_per_ms = NULL, \
+             group_concurrency = NULL WHERE queue = ?1",
+            [queue],
+        )?;
     } else {
         exec(
             conn,
-            "INSERT INTO kosh_limits (queue, concurrency, rate_max, rate_per_ms) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (queue) DO UPDATE SET \
+            "INSERT INTO kosh_limits (queue, concurrency, rate_max, rate_per_ms, \
+             group_concurrency) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (queue) DO UPDATE SET \
              concurrency = excluded.concurrency, rate_max = excluded.rate_max, \
-             rate_per_ms = excluded.rate_per_ms",
+             rate_per_ms = excluded.rate_per_ms, group_concurrency = excluded.group_concurrency",
             params![
                 queue,
                 limits.concurrency,
@@ -167,6 +216,7 @@ pub(super) fn set(
                 limits
                     .rate
                     .map(|r| i64::try_from(r.per.as_millis()).unwrap_or(i64::MAX)),
+                limits.group_concurrency,
             ],
         )?;
     }
@@ -174,31 +224,73 @@ pub(super) fn set(
     Ok(())
 }
 
-/// Every queue with limits, by name, and where it stands.
+/// Holds `queue` back until `until` (see [`kosh_jobs_core::Backend::hold_queue`]): only ever
+/// lengthens a hold. A longer hold wakes the queue's waiters, so they sleep until it ends.
+pub(super) fn hold(
+    conn: &Connection,
+    queue: &str,
+    until: Timestamp,
+    fx: &mut Effects,
+) -> Result<()> {
+    validate_queue_name(queue).map_err(SqliteError::InvalidInput)?;
+    let changed = exec(
+        conn,
+        "INSERT INTO kosh_limits (queue, held_until) VALUES (?1, ?2) \
+         ON CONFLICT (queue) DO UPDATE SET held_until = excluded.held_until \
+         WHERE held_until IS NULL OR held_until < excluded.held_until",
+        params![queue, until.as_millis()],
+    )?;
+    if changed > 0 {
+        fx.wake(queue);
+    }
+    Ok(())
+}
+
+/// Deletes the row of `queue` if it holds no limit and its hold has ended: a queue back to
+/// no flow control costs nothing more on its reserves. Called by a reserve that read such a
+/// row.
+pub(super) fn forget_if_idle(conn: &Connection, queue: &str, now: Timestamp) -> Result<()> {
+    exec(
+        conn,
+        "DELETE FROM kosh_limits WHERE queue = ?1 AND concurrency IS NULL \
+         AND rate_max IS NULL AND group_concurrency IS NULL \
+         AND (held_until IS NULL OR held_until <= ?2)",
+        params![queue, now.as_millis()],
+    )?;
+    Ok(())
+}
+
+/// Every queue with limits or a hold in force at `now`, by name, and where it stands.
 pub(super) fn flows(conn: &Connection, now: Timestamp) -> Result<Vec<QueueFlow>> {
-    let limited: Vec<(String, QueueLimits)> = conn
-        .prepare_cached(
-            "SELECT queue, concurrency, rate_max, rate_per_ms FROM kosh_limits ORDER BY queue",
-        )
+    let listed: Vec<(String, Flow)> = conn
+        .prepare_cached(&format!(
+            "SELECT queue, {FLOW_COLUMNS} FROM kosh_limits \
+             WHERE concurrency IS NOT NULL OR rate_max IS NOT NULL \
+             OR group_concurrency IS NOT NULL OR held_until > ?1 ORDER BY queue"
+        ))
         .and_then(|mut s| {
-            s.query_map([], |r| {
-                Ok((r.get(0)?, limits_from(r.get(1)?, r.get(2)?, r.get(3)?)))
-            })?
-            .collect()
+            s.query_map([now.as_millis()], |r| Ok((r.get(0)?, flow_row(r, 1)?)))?
+                .collect()
         })
         .map_err(sql_err)?;
-    let mut out = Vec::with_capacity(limited.len());
-    for (queue, limits) in limited {
+    let mut out = Vec::with_capacity(listed.len());
+    for (queue, flow) in listed {
+        let limits = flow.limits;
         let (starts_in_window, next_start_at) = match limits.rate {
             Some(rate) => window(conn, &queue, rate, now)?,
             None => (0, None),
         };
+        let (groups_running, groups_at_limit) =
+            super::groups::running_groups(conn, &queue, limits.group_concurrency)?;
         out.push(QueueFlow {
             running: running(conn, &queue)?,
-            queue,
             limits,
             starts_in_window,
             next_start_at,
+            held_until: flow.hold_at(now),
+            groups_running,
+            groups_at_limit,
+            queue,
         });
     }
     Ok(out)

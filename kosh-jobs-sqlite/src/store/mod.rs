@@ -2,6 +2,7 @@
 
 mod admin;
 pub(crate) mod events;
+mod groups;
 mod jobs;
 mod limits;
 mod operate;
@@ -52,6 +53,7 @@ pub(crate) enum Op {
     Pause(String),
     Resume(String),
     SetLimits(String, QueueLimits),
+    HoldQueue(String, Timestamp),
     Flows,
     Get(JobId),
     Counts,
@@ -171,36 +173,46 @@ pub(crate) enum Response {
     Events(events::EventRows),
 }
 
-/// The queue of jobs this connection leased, by id, so that finishing a job needs no look-up
-/// of its row. An entry is never wrong (a job's queue never changes and ids are never
-/// reused), so it needs no undo when a transaction rolls back; a job missing from it is
-/// looked up. Entries leave when their job is finished; the whole map is cleared past
-/// [`LeasedQueues::MAX`] entries (leases lost to another process, or cancelled, stay until
-/// then).
+/// The queue (and group) of jobs this connection leased, by id, so that finishing a job
+/// needs no look-up of its row. An entry is never wrong (a job's queue and group never change
+/// and ids are never reused), so it needs no undo when a transaction rolls back; a job
+/// missing from it is looked up. Entries leave when their job is finished; the whole map is
+/// cleared past [`LeasedQueues::MAX`] entries (leases lost to another process, or cancelled,
+/// stay until then).
 #[derive(Debug, Default)]
 pub(crate) struct LeasedQueues {
-    by_id: HashMap<i64, Arc<str>>,
+    by_id: HashMap<i64, LeasedIn>,
+}
+
+/// Where a leased job belongs: its queue, and its group if it has one.
+#[derive(Debug, Clone)]
+pub(crate) struct LeasedIn {
+    pub(crate) queue: Arc<str>,
+    pub(crate) group: Option<Arc<str>>,
 }
 
 impl LeasedQueues {
     const MAX: usize = 1 << 16;
 
-    /// Remembers jobs leased from `queue`.
-    pub(crate) fn insert(&mut self, jobs: &[LeasedJob], queue: &str) {
+    /// Remembers jobs leased from `queue`, all in `group` (`None`: without a group).
+    pub(crate) fn insert(&mut self, jobs: &[LeasedJob], queue: &str, group: Option<&str>) {
         if jobs.is_empty() {
             return;
         }
         if self.by_id.len() + jobs.len() > Self::MAX {
             self.by_id.clear();
         }
-        let queue: Arc<str> = Arc::from(queue);
+        let at = LeasedIn {
+            queue: Arc::from(queue),
+            group: group.map(Arc::from),
+        };
         for id in jobs.iter().filter_map(|j| row::db_id(j.lease.id)) {
-            self.by_id.insert(id, Arc::clone(&queue));
+            self.by_id.insert(id, at.clone());
         }
     }
 
-    /// The queue of job `id` if it was leased here, forgetting it.
-    pub(crate) fn take(&mut self, id: i64) -> Option<Arc<str>> {
+    /// The queue and group of job `id` if it was leased here, forgetting it.
+    pub(crate) fn take(&mut self, id: i64) -> Option<LeasedIn> {
         self.by_id.remove(&id)
     }
 }
@@ -366,7 +378,11 @@ pub(crate) fn apply(
         Op::List(q) => Response::Page(read::list(conn, q, now)?),
         Op::WaitInfo(queues) => Response::WaitInfo(read::wait_info(conn, queues, now)?),
         Op::SetLimits(queue, l) => {
-            limits::set(conn, queue, l, fx)?;
+            limits::set(conn, queue, l, now, fx)?;
+            Response::Unit
+        }
+        Op::HoldQueue(queue, until) => {
+            limits::hold(conn, queue, *until, fx)?;
             Response::Unit
         }
         Op::Flows => Response::Flows(limits::flows(conn, now)?),
@@ -491,6 +507,19 @@ mod plan_tests {
         let conn = schema::open(&opts, Role::Writer).unwrap();
         let cases = [
             (super::jobs::sql::CLAIM, "kosh_jobs_ready"),
+            (super::jobs::sql::CLAIM_GROUP, "kosh_jobs_ready_grouped"),
+            (super::read::READY_UNGROUPED, "kosh_jobs_ready"),
+            (super::read::READY_GROUPED, "kosh_jobs_ready_grouped"),
+            (super::groups::PROMOTED_GROUPS, "kosh_jobs_scheduled_grouped"),
+            (super::groups::sql::LAST_LANE, "PRIMARY KEY"),
+            (super::groups::sql::UNGROUPED_LANE, "kosh_jobs_ready"),
+            (super::groups::sql::LAST_TURN, "kosh_turns_order"),
+            (super::groups::sql::NEXT_LANE, "kosh_turns_order"),
+            (super::groups::sql::MOVE_LANE, "PRIMARY KEY"),
+            (super::groups::sql::DROP_LANE, "PRIMARY KEY"),
+            (super::groups::sql::GROUP_RUNNING, "kosh_jobs_running_grouped"),
+            (super::groups::sql::RUNNING_GROUPS, "kosh_jobs_running_grouped"),
+            (super::groups::sql::NEXT_READY_GROUP, "kosh_jobs_ready_grouped"),
             (super::jobs::sql::PROMOTE, "kosh_jobs_scheduled"),
             (
                 "SELECT min(run_at) FROM kosh_jobs WHERE state = 'scheduled' AND queue = ?1",
@@ -516,6 +545,7 @@ mod plan_tests {
         let mut extra: Vec<(String, &str)> = Vec::new();
         for (kind, index) in [
             (Kind::Ready, "kosh_jobs_ready"),
+            (Kind::ReadyGrouped, "kosh_jobs_ready_grouped"),
             (Kind::Scheduled(1), "kosh_jobs_scheduled_ids"),
             (Kind::Final("failed"), "kosh_jobs_final"),
         ] {
@@ -531,6 +561,14 @@ mod plan_tests {
         extra.push((super::operate::STORED_COUNTS.to_owned(), "kosh_counts"));
         extra.push((super::operate::NEXT_PRIORITY.to_owned(), "kosh_jobs_ready"));
         extra.push((super::operate::READY_HEAD.to_owned(), "kosh_jobs_ready"));
+        extra.push((
+            super::operate::NEXT_GROUP_PRIORITY.to_owned(),
+            "kosh_jobs_ready_grouped",
+        ));
+        extra.push((
+            super::operate::GROUP_READY_HEAD.to_owned(),
+            "kosh_jobs_ready_grouped",
+        ));
         extra.push((super::operate::DUE_HEAD.to_owned(), "kosh_jobs_scheduled"));
         extra.push((super::schedules::DUE.to_owned(), "kosh_schedules_due"));
         extra.push((super::read::DUE_COUNT.to_owned(), "kosh_jobs_scheduled"));

@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::admin::{cancel_job, look, raise_id_floor, retry_job};
+use super::groups;
 use super::row::{self, db_id};
 use super::{exec, read, sql_err, Effects};
 use crate::error::{Result, SqliteError};
@@ -188,8 +189,10 @@ fn scan_total(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<Tota
 /// Where the jobs of an effective state are stored, each in id order per queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
-    /// `ready`: the ready index, one range per queue and priority.
+    /// `ready` without a group: the ready index, one range per queue and priority.
     Ready,
+    /// `ready` in a group: the grouped ready index, one range per queue, group and priority.
+    ReadyGrouped,
     /// `scheduled`, with a condition on `run_at` (0: any, 1: due, 2: not due), since a due
     /// scheduled job is ready: the scheduled-ids index.
     Scheduled(i64),
@@ -207,6 +210,7 @@ fn kinds(states: &[JobState]) -> Vec<Kind> {
         match s {
             JobState::Ready => {
                 out.push(Kind::Ready);
+                out.push(Kind::ReadyGrouped);
                 if !takes(JobState::Scheduled) {
                     out.push(Kind::Scheduled(1));
                 }
@@ -224,8 +228,12 @@ fn kinds(states: &[JobState]) -> Vec<Kind> {
 pub(super) fn next_queue_sql(kind: Kind) -> &'static str {
     match kind {
         Kind::Ready => {
-            "SELECT queue FROM kosh_jobs WHERE state = 'ready' AND queue > ?1 \
+            "SELECT queue FROM kosh_jobs WHERE state = 'ready' AND grp IS NULL AND queue > ?1 \
              ORDER BY queue LIMIT 1"
+        }
+        Kind::ReadyGrouped => {
+            "SELECT queue FROM kosh_jobs WHERE state = 'ready' AND grp IS NOT NULL \
+             AND queue > ?1 ORDER BY queue LIMIT 1"
         }
         Kind::Scheduled(_) => {
             "SELECT queue FROM kosh_jobs INDEXED BY kosh_jobs_scheduled_ids \
@@ -258,12 +266,20 @@ fn queues(conn: &Connection, kind: Kind, queue: Option<&String>) -> Result<Vec<S
     }
 }
 
-/// The priority levels of a queue's ready jobs, highest first: one seek each.
+/// The priority levels of a queue's ready jobs without a group, highest first: one seek each.
 pub(super) const NEXT_PRIORITY: &str = "SELECT priority FROM kosh_jobs \
-     WHERE state = 'ready' AND queue = ?1 AND priority < ?2 ORDER BY priority DESC LIMIT 1";
+     WHERE state = 'ready' AND grp IS NULL AND queue = ?1 AND priority < ?2 \
+     ORDER BY priority DESC LIMIT 1";
+
+/// The priority levels of the ready jobs of group ?2 of queue ?1 below ?3, highest first:
+/// one seek each.
+pub(super) const NEXT_GROUP_PRIORITY: &str = "SELECT priority FROM kosh_jobs \
+     WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 AND grp = ?2 AND priority < ?3 \
+     ORDER BY priority DESC LIMIT 1";
 
 /// The SQL of one id range of `kind` past the cursor, in `order`.
-/// Ready: ?1 queue, ?2 priority, ?3 cursor, ?4 limit. Scheduled: ?1 queue, ?2 cursor,
+/// Ready: ?1 queue, ?2 priority, ?3 cursor, ?4 limit. Ready in a group: ?1 queue, ?2 group,
+/// ?3 priority, ?4 cursor, ?5 limit. Scheduled: ?1 queue, ?2 cursor,
 /// ?3 run_at condition, ?4 now, ?5 limit. Final: ?1 queue, ?2 state, ?3 cursor, ?4 limit.
 /// Running: every running job (few), filtered in Rust.
 pub(super) fn range_sql(kind: Kind, order: Order) -> String {
@@ -273,8 +289,12 @@ pub(super) fn range_sql(kind: Kind, order: Order) -> String {
     };
     match kind {
         Kind::Ready => format!(
-            "SELECT id FROM kosh_jobs WHERE state = 'ready' AND queue = ?1 AND priority = ?2 \
-             AND id {cmp} ?3 ORDER BY id {dir} LIMIT ?4"
+            "SELECT id FROM kosh_jobs WHERE state = 'ready' AND grp IS NULL AND queue = ?1 \
+             AND priority = ?2 AND id {cmp} ?3 ORDER BY id {dir} LIMIT ?4"
+        ),
+        Kind::ReadyGrouped => format!(
+            "SELECT id FROM kosh_jobs WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 \
+             AND grp = ?2 AND priority = ?3 AND id {cmp} ?4 ORDER BY id {dir} LIMIT ?5"
         ),
         Kind::Scheduled(_) => format!(
             "SELECT id FROM kosh_jobs INDEXED BY kosh_jobs_scheduled_ids \
@@ -368,6 +388,21 @@ fn indexed_page(
                         below = p;
                     }
                 }
+                Kind::ReadyGrouped => {
+                    // One range per group and priority (see `kosh_jobs_ready_grouped`).
+                    let mut levels = conn.prepare_cached(NEXT_GROUP_PRIORITY).map_err(sql_err)?;
+                    for g in groups::ready_groups(conn, &qn)? {
+                        let mut below = i64::MAX;
+                        while let Some(p) = levels
+                            .query_row(params![qn, g, below], |r| r.get::<_, i64>(0))
+                            .optional()
+                            .map_err(sql_err)?
+                        {
+                            collect_ids(&mut stmt, params![qn, g, p, after, take], &mut ids)?;
+                            below = p;
+                        }
+                    }
+                }
                 Kind::Scheduled(cond) => collect_ids(
                     &mut stmt,
                     params![qn, after, cond, now.as_millis(), take],
@@ -427,6 +462,8 @@ fn indexed_total(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<T
                 count += running(conn, queue)?.len() as u64;
                 continue;
             }
+            // Counted with the ready jobs without a group, in the stored counts.
+            Kind::ReadyGrouped => continue,
             Kind::Ready => {
                 let leased = running(conn, queue)?.len() as u64;
                 let stored: u64 = stored("ready")?.iter().map(|(_, n)| n).sum();
@@ -509,6 +546,9 @@ pub(super) fn apply(
                      WHERE id = ?1 AND state = 'scheduled'",
                     params![dbid, now.as_millis()],
                 )?;
+                if let (Some(g), 1) = (&job.group, n) {
+                    groups::group_ready(conn, &job.queue, g)?;
+                }
                 fx.moved(&job.queue, JobState::Scheduled, JobState::Ready, n as i64);
                 fx.wake(&job.queue);
                 ActionResult::Applied
@@ -642,25 +682,32 @@ pub(super) fn workers(conn: &Connection, now: Timestamp) -> Result<Vec<LiveWorke
 
 // ---- Latency ----
 
-/// The first ready job of queue ?1 with a priority below ?2: the head of the next priority
-/// level.
+/// The first ready job without a group of queue ?1 with a priority below ?2: the head of the
+/// next priority level.
 pub(super) const READY_HEAD: &str = "SELECT priority, run_at FROM kosh_jobs \
-     WHERE state = 'ready' AND queue = ?1 AND priority < ?2 ORDER BY priority DESC, id LIMIT 1";
+     WHERE state = 'ready' AND grp IS NULL AND queue = ?1 AND priority < ?2 \
+     ORDER BY priority DESC, id LIMIT 1";
+
+/// The first ready job of group ?2 of queue ?1 with a priority below ?3: the head of the
+/// group's next priority level.
+pub(super) const GROUP_READY_HEAD: &str = "SELECT priority, run_at FROM kosh_jobs \
+     WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 AND grp = ?2 AND priority < ?3 \
+     ORDER BY priority DESC, id LIMIT 1";
 
 /// The earliest due (at ?2) scheduled job of queue ?1.
 pub(super) const DUE_HEAD: &str = "SELECT run_at FROM kosh_jobs \
      WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2 ORDER BY run_at LIMIT 1";
 
 /// The earliest `run_at` among the ready jobs of `queue` as [`JobRecord`]s show them: the
-/// head of each priority level of the ready index (one seek per level), and the earliest due
-/// scheduled job.
+/// head of each priority level of the ready index (one seek per level), of each group's
+/// levels (one seek per group and level), and the earliest due scheduled job.
 pub(super) fn oldest_ready(
     conn: &Connection,
     queue: &str,
     now: Timestamp,
 ) -> Result<Option<Timestamp>> {
-    let mut head = conn.prepare_cached(READY_HEAD).map_err(sql_err)?;
     let mut oldest: Option<i64> = None;
+    let mut head = conn.prepare_cached(READY_HEAD).map_err(sql_err)?;
     let mut below = i64::MAX;
     while let Some((p, at)) = head
         .query_row(params![queue, below], |r| {
@@ -671,6 +718,20 @@ pub(super) fn oldest_ready(
     {
         oldest = Some(oldest.map_or(at, |o| o.min(at)));
         below = p;
+    }
+    let mut head = conn.prepare_cached(GROUP_READY_HEAD).map_err(sql_err)?;
+    for g in groups::ready_groups(conn, queue)? {
+        let mut below = i64::MAX;
+        while let Some((p, at)) = head
+            .query_row(params![queue, g, below], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()
+            .map_err(sql_err)?
+        {
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            below = p;
+        }
     }
     let due: Option<i64> = conn
         .prepare_cached(DUE_HEAD)

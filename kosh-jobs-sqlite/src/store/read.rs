@@ -163,6 +163,22 @@ pub(super) fn list(conn: &Connection, q: &ListQuery, now: Timestamp) -> Result<P
     Ok(Page { jobs, next })
 }
 
+/// Whether queue ?1 has a ready job without a group: one seek of `kosh_jobs_ready`.
+pub(super) const READY_UNGROUPED: &str =
+    "SELECT 1 FROM kosh_jobs WHERE state = 'ready' AND grp IS NULL AND queue = ?1 LIMIT 1";
+
+/// Whether queue ?1 has a ready job in a group: one seek of `kosh_jobs_ready_grouped`.
+pub(super) const READY_GROUPED: &str =
+    "SELECT 1 FROM kosh_jobs WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 LIMIT 1";
+
+/// Whether the query `sql` of one parameter, `queue`, finds a row.
+fn exists(conn: &Connection, sql: &str, queue: &str) -> Result<bool> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_row([queue], |_| Ok(())).optional())
+        .map(|found| found.is_some())
+        .map_err(sql_err)
+}
+
 /// What a waiting worker needs to know about its queues.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WaitInfo {
@@ -180,15 +196,15 @@ pub(super) fn wait_info(conn: &Connection, queues: &[String], now: Timestamp) ->
         if is_paused(conn, queue)? {
             continue;
         }
-        let ready: Option<i64> = conn
-            .prepare_cached("SELECT 1 FROM kosh_jobs WHERE state = 'ready' AND queue = ?1 LIMIT 1")
-            .and_then(|mut s| s.query_row([queue], |r| r.get(0)).optional())
-            .map_err(sql_err)?;
-        if ready.is_some() {
-            // Held back by a limit, ready jobs are work only once the rate window opens, or
-            // (concurrency) once a running job ends, which wakes the waiters.
-            let held = match super::limits::limits_of(conn, queue)? {
-                Some(l) => super::limits::room(conn, queue, &l, now)?,
+        let ungrouped = exists(conn, READY_UNGROUPED, queue)?;
+        if ungrouped || exists(conn, READY_GROUPED, queue)? {
+            // Held back by a limit or a hold, ready jobs are work only once the hold ends or
+            // the rate window opens, or (concurrency) once a running job ends, which wakes
+            // the waiters. Jobs of groups at their group limit wait for a running job of
+            // their group to end, which wakes the waiters too.
+            let flow = super::limits::flow_of(conn, queue)?;
+            let held = match &flow {
+                Some(f) => super::limits::room(conn, queue, f, now)?,
                 None => (1, None),
             };
             match held {
@@ -197,8 +213,11 @@ pub(super) fn wait_info(conn: &Connection, queues: &[String], now: Timestamp) ->
                 }
                 (0, None) => {}
                 _ => {
-                    info.ready = true;
-                    return Ok(info);
+                    let group_limit = flow.and_then(|f| f.limits.group_concurrency);
+                    if ungrouped || super::groups::has_startable_group(conn, queue, group_limit)? {
+                        info.ready = true;
+                        return Ok(info);
+                    }
                 }
             }
         }

@@ -1,0 +1,239 @@
+//! Groups (see [groups](kosh_jobs_core::limits#groups)): the turns of a queue's lanes in
+//! `kosh_turns`, and a group's slots under `group_concurrency` counted in the index of its
+//! running jobs.
+//!
+//! A lane is a group, or the jobs without a group (the row with key `''`, never a valid
+//! group key). A reserve of a queue with turn rows walks them in turn order with a cursor:
+//! a lane with room gives one job and moves to the back (turn = the largest + 1), so the
+//! cursor meets it again after every other lane; a group at its limit is passed (it stays
+//! full until this reserve ends); a lane found without a ready job loses its row. So one
+//! reserve reads each full group once, each emptied lane once (deleting it, which pays for
+//! it), and one row per job it leases: its cost does not grow with the number of ready jobs
+//! or of waiting groups.
+//!
+//! Every way into `ready` (push, promotion, retry, snooze, release, recovery, the admin
+//! actions) gives a group its row through the triggers of schema version 7, so a reserve
+//! never misses a group. A queue without turn rows (one that never had a grouped job) is
+//! reserved as before, by the ungrouped ready index alone.
+
+use kosh_jobs_core::LeasedJob;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::jobs::{claim_one, Claim};
+use super::{exec, is_paused, sql_err, LeasedQueues};
+use crate::error::Result;
+
+/// The statements of this module, built once.
+pub(super) mod sql {
+    /// The largest lane key of queue ?1: none without turn rows, `''` when only the jobs
+    /// without a group have one. One seek of the primary key.
+    pub(crate) const LAST_LANE: &str = "SELECT max(grp) FROM kosh_turns WHERE queue = ?1";
+
+    /// Gives the jobs without a group of queue ?1 a turn (0: before every lane served) if
+    /// they have none and one of them is ready.
+    pub(crate) const UNGROUPED_LANE: &str = "INSERT OR IGNORE INTO kosh_turns \
+         (queue, grp, turn) SELECT ?1, '', 0 WHERE EXISTS (SELECT 1 FROM kosh_jobs \
+         WHERE state = 'ready' AND grp IS NULL AND queue = ?1)";
+
+    /// The largest turn of queue ?1.
+    pub(crate) const LAST_TURN: &str =
+        "SELECT coalesce(max(turn), 0) FROM kosh_turns WHERE queue = ?1";
+
+    /// The lane of queue ?1 after the cursor (turn ?2, key ?3), in turn order.
+    pub(crate) const NEXT_LANE: &str = "SELECT grp, turn FROM kosh_turns \
+         WHERE queue = ?1 AND (turn, grp) > (?2, ?3) ORDER BY turn, grp LIMIT 1";
+
+    /// Moves lane ?2 of queue ?1 to turn ?3.
+    pub(crate) const MOVE_LANE: &str =
+        "UPDATE kosh_turns SET turn = ?3 WHERE queue = ?1 AND grp = ?2";
+
+    /// Deletes the turn of lane ?2 of queue ?1.
+    pub(crate) const DROP_LANE: &str = "DELETE FROM kosh_turns WHERE queue = ?1 AND grp = ?2";
+
+    /// The running jobs of group ?2 of queue ?1: its slots taken (one per lease).
+    pub(crate) const GROUP_RUNNING: &str = "SELECT count(*) FROM kosh_jobs \
+         WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 AND grp = ?2";
+
+    /// The running jobs of each group of queue ?1 that has any.
+    pub(crate) const RUNNING_GROUPS: &str = "SELECT count(*) FROM kosh_jobs \
+         WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 GROUP BY grp";
+
+    /// The next group after ?2 (by key) of queue ?1 with a ready job: one seek.
+    pub(crate) const NEXT_READY_GROUP: &str = "SELECT grp FROM kosh_jobs \
+         WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 AND grp > ?2 \
+         ORDER BY grp LIMIT 1";
+}
+
+/// Gives group ?2 of queue ?1 a turn, if it has none: 0, first in line.
+pub(super) const GROUP_READY: &str =
+    "INSERT OR IGNORE INTO kosh_turns (queue, grp, turn) VALUES (?1, ?2, 0)";
+
+/// Gives a turn to the groups of queue ?1 whose scheduled jobs are due at ?2 (the ones the
+/// promotion that follows makes ready), unless the queue is paused. A range of
+/// `kosh_jobs_scheduled_grouped`, which holds no job without a group.
+pub(super) const PROMOTED_GROUPS: &str = "INSERT OR IGNORE INTO kosh_turns (queue, grp, turn) \
+     SELECT queue, grp, 0 FROM kosh_jobs \
+     WHERE state = 'scheduled' AND grp IS NOT NULL AND queue = ?1 AND run_at <= ?2 \
+     AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?1 AND paused)";
+
+/// Gives `group` of `queue` its turn row if it has none: a job of it became ready. Every
+/// statement that makes a grouped job ready calls this (push, retry, snooze, release, lease
+/// recovery, the admin retry and promote; promotion uses [`PROMOTED_GROUPS`]).
+pub(super) fn group_ready(conn: &Connection, queue: &str, group: &str) -> Result<()> {
+    exec(conn, GROUP_READY, params![queue, group])?;
+    Ok(())
+}
+
+/// The key of the turn row of the jobs without a group.
+const UNGROUPED: &str = "";
+
+/// Whether `queue` has lanes that take turns. A queue whose only row is the ungrouped lane's
+/// (its groups have all gone) loses it here and is reserved as a queue without groups again.
+pub(super) fn has_turns(conn: &Connection, queue: &str) -> Result<bool> {
+    let last: Option<String> = conn
+        .prepare_cached(sql::LAST_LANE)
+        .and_then(|mut s| s.query_row([queue], |r| r.get(0)))
+        .map_err(sql_err)?;
+    match last.as_deref() {
+        None => Ok(false),
+        Some(UNGROUPED) => {
+            exec(conn, sql::DROP_LANE, params![queue, UNGROUPED])?;
+            Ok(false)
+        }
+        Some(_) => Ok(true),
+    }
+}
+
+/// Leases up to `want` jobs of `queue` by the turns of its lanes, one per lane per turn,
+/// passing the groups that have `group_limit` jobs running; appends them to `out` in the
+/// order taken, and remembers each one's queue and group in `known`.
+pub(super) fn reserve_by_turns(
+    conn: &Connection,
+    queue: &str,
+    want: usize,
+    group_limit: Option<u32>,
+    claim: &Claim<'_>,
+    out: &mut Vec<LeasedJob>,
+    known: &mut LeasedQueues,
+) -> Result<()> {
+    if want == 0 || is_paused(conn, queue)? {
+        return Ok(());
+    }
+    exec(conn, sql::UNGROUPED_LANE, [queue])?;
+    let mut next_turn: i64 = conn
+        .prepare_cached(sql::LAST_TURN)
+        .and_then(|mut s| s.query_row([queue], |r| r.get(0)))
+        .map_err(sql_err)?;
+    let mut next_lane = conn.prepare_cached(sql::NEXT_LANE).map_err(sql_err)?;
+    let mut move_lane = conn.prepare_cached(sql::MOVE_LANE).map_err(sql_err)?;
+    let mut cursor: (i64, String) = (i64::MIN, String::new());
+    let mut taken = 0;
+    while taken < want {
+        let Some((lane, turn)) = next_lane
+            .query_row(params![queue, cursor.0, cursor.1], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()
+            .map_err(sql_err)?
+        else {
+            break;
+        };
+        let group = (lane != UNGROUPED).then_some(lane.as_str());
+        if let (Some(g), Some(k)) = (group, group_limit) {
+            if group_running(conn, queue, g)? >= u64::from(k) {
+                // Full: passed for the rest of this reserve (its jobs only start here).
+                cursor = (turn, lane);
+                continue;
+            }
+        }
+        match claim_one(conn, claim, queue, group)? {
+            Some(job) => {
+                known.insert(std::slice::from_ref(&job), queue, group);
+                out.push(job);
+                taken += 1;
+                next_turn += 1;
+                move_lane
+                    .execute(params![queue, lane, next_turn])
+                    .map_err(sql_err)?;
+            }
+            None => {
+                exec(conn, sql::DROP_LANE, params![queue, lane])?;
+            }
+        }
+        cursor = (turn, lane);
+    }
+    Ok(())
+}
+
+/// The running jobs of group `group` of `queue`.
+fn group_running(conn: &Connection, queue: &str, group: &str) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(sql::GROUP_RUNNING)
+        .and_then(|mut s| s.query_row(params![queue, group], |r| r.get(0)))
+        .map_err(sql_err)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Whether a group of `queue` has a ready job that `group_limit` lets start now. Visits the
+/// groups with ready jobs by key, one seek each, until one has room: at most one more than
+/// the groups at their limit, which are no more than the jobs running.
+pub(super) fn has_startable_group(
+    conn: &Connection,
+    queue: &str,
+    group_limit: Option<u32>,
+) -> Result<bool> {
+    let mut next = conn
+        .prepare_cached(sql::NEXT_READY_GROUP)
+        .map_err(sql_err)?;
+    let mut after = String::new();
+    while let Some(g) = next
+        .query_row(params![queue, after], |r| r.get::<_, String>(0))
+        .optional()
+        .map_err(sql_err)?
+    {
+        match group_limit {
+            Some(k) if group_running(conn, queue, &g)? >= u64::from(k) => after = g,
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// The groups of `queue` with a ready job, by key: one seek each (for the admin readers).
+pub(super) fn ready_groups(conn: &Connection, queue: &str) -> Result<Vec<String>> {
+    let mut next = conn
+        .prepare_cached(sql::NEXT_READY_GROUP)
+        .map_err(sql_err)?;
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let after = out.last().map_or("", String::as_str);
+        match next
+            .query_row(params![queue, after], |r| r.get(0))
+            .optional()
+            .map_err(sql_err)?
+        {
+            Some(g) => out.push(g),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The groups of `queue` with a running job, and how many of them have `group_limit` or
+/// more running (none without a limit).
+pub(super) fn running_groups(
+    conn: &Connection,
+    queue: &str,
+    group_limit: Option<u32>,
+) -> Result<(u64, u64)> {
+    let mut stmt = conn.prepare_cached(sql::RUNNING_GROUPS).map_err(sql_err)?;
+    let mut rows = stmt.query([queue]).map_err(sql_err)?;
+    let (mut running, mut at_limit) = (0, 0);
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let n: i64 = r.get(0).map_err(sql_err)?;
+        running += 1;
+        if group_limit.is_some_and(|k| n >= i64::from(k)) {
+            at_limit += 1;
+        }
+    }
+    Ok((running, at_limit))
+}
