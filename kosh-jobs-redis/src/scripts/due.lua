@@ -5,6 +5,7 @@
 -- `running` wakes the waiters). A held queue is due when its hold ends, if anything is ready
 -- or becomes due before.
 local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h')
+if not (lim[1] or lim[2] or lim[4] or lim[5]) then return next_due(nil) end
 local now = tonumber(ARGV[1])
 local ungrouped = redis.call('ZCARD', K_READY) > 0
 local grouped = redis.call('EXISTS', K_GTURNS) == 1
