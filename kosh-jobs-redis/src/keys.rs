@@ -23,7 +23,7 @@
 //! | `{prefix:queue}:wid` | hash | the queue's worker numbers: `n:<worker id>` → number, number → worker id, `n` → the last number given |
 //! | `{prefix:queue}:tp` | hash | `c<minute>` / `f<minute>` → jobs completed / failed in the minute (start in ms), for 7 days |
 //! | `{prefix:queue}:tpm` | zset | the minutes `tp` holds (score = member = minute start), to drop old ones |
-//! | `{prefix:queue}:ready` | zset | ready jobs, score `-priority`, ties by member (= enqueue order) |
+//! | `{prefix:queue}:ready` | zset | ready jobs without a group, score `-priority`, ties by member (= enqueue order) |
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query); the deadline + 0.5 once a heartbeat marked the attempt started |
 //! | `{prefix:queue}:uns` | hash | member → how many of its leases expired before the attempt started (given back, at most `MAX_UNSTARTED_EXPIRIES`); only jobs that had one |
