@@ -323,6 +323,11 @@ impl Backend for RedisBackend {
             .await
     }
 
+    async fn hold_queue(&self, queue: &str, until: Timestamp) -> Result<(), BackendError> {
+        self.run(self.shared().hold_queue(queue.to_owned(), until))
+            .await
+    }
+
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
         self.run(self.shared().queue_flows()).await
     }

@@ -92,7 +92,7 @@ pub(crate) fn opt_json(v: &Value, what: &str) -> Result<Option<serde_json::Value
 /// A job as the scripts' `records` returns it (field, value, …: its spec `sp`, state `st`,
 /// attempts `a`, and when set started `s`, moved run_at `ra`, finished `f`, errors `e`,
 /// progress `pg`, result `r`, lease deadline `le`, ended attempts `h`, the latest attempt's
-/// worker number `w` while it runs or once it completed, and worker names `wn`).
+/// worker number `w` while it runs or once it completed, worker names `wn`, and group `g`).
 pub(crate) fn job_record(
     id: JobId,
     queue: &str,
@@ -141,6 +141,7 @@ pub(crate) fn job_record(
         progress: opt_json(get("pg"), "progress")?,
         result: opt_json(get("r"), "result")?,
         unique_key: spec.unique_key,
+        group: text(get("g")),
         lease_expires_at: if state == JobState::Running {
             ts("le")?
         } else {

@@ -14,7 +14,7 @@
 //! | `{prefix}:workers` | hash | worker id → `last_seen|` then its `WorkerInfo` as JSON |
 //! | `{prefix}:wexp` | zset | worker ids by the time their registration ends |
 //! | `{prefix}:cronids` | hash | schedule id → the queue whose slot holds the schedule (see `ops/schedules.rs`) |
-//! | `{prefix}:limited` | set | the queues that have (or recently had) flow limits, for `queue_flows` |
+//! | `{prefix}:limited` | set | the queues that have (or recently had) flow limits or a hold, for `queue_flows` |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
 //! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`) |
 //! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
@@ -23,7 +23,7 @@
 //! | `{prefix:queue}:wid` | hash | the queue's worker numbers: `n:<worker id>` → number, number → worker id, `n` → the last number given |
 //! | `{prefix:queue}:tp` | hash | `c<minute>` / `f<minute>` → jobs completed / failed in the minute (start in ms), for 7 days |
 //! | `{prefix:queue}:tpm` | zset | the minutes `tp` holds (score = member = minute start), to drop old ones |
-//! | `{prefix:queue}:ready` | zset | ready jobs, score `-priority`, ties by member (= enqueue order) |
+//! | `{prefix:queue}:ready` | zset | ready jobs without a group, score `-priority`, ties by member (= enqueue order) |
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query); the deadline + 0.5 once a heartbeat marked the attempt started |
 //! | `{prefix:queue}:uns` | hash | member → how many of its leases expired before the attempt started (given back, at most `MAX_UNSTARTED_EXPIRIES`); only jobs that had one |
@@ -34,7 +34,13 @@
 //! | `{prefix:queue}:tok` | string | the queue's reserve call counter: lease tokens are `call * 10000 + 2k` (+1 with a unique key) |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
-//! | `{prefix:queue}:lim` | hash | the queue's flow limits: `c` concurrency, `rm` / `rp` rate (starts per window, window in ms); absent without limits |
+//! | `{prefix:queue}:lim` | hash | the queue's flow limits: `c` concurrency, `rm` / `rp` rate (starts per window, window in ms), `g` group concurrency, and `h` the end of a hold (ms); absent without limits or hold |
+//! | `{prefix:queue}:grp` | hash | member → the job's group key, for jobs with a group |
+//! | `{prefix:queue}:gready:<group>` | zset | the group's ready jobs, scored as in `ready` |
+//! | `{prefix:queue}:gall` | zset | every ready job with a group, scored as in `ready` (listing, counts, a job's state); `ready` holds only the jobs without a group |
+//! | `{prefix:queue}:gturns` | zset | group → turn: the groups with ready jobs, the lowest turn served next (a served group keeps its entry until a reserve finds it empty); absent: no group has ready jobs |
+//! | `{prefix:queue}:glane` | hash | `u` → the turn of the jobs without a group (one lane), `n` → the last turn given |
+//! | `{prefix:queue}:grun` | hash | group → its running jobs (a group's slot is its job's lease); absent: none running |
 //! | `{prefix:queue}:starts` | zset | the last `rm` starts (score: time, member: the lease entry), only while a rate limit is set |
 //! | `{prefix:queue}:cron` | hash | schedule id → `revision,paused,next_fire,last_fire,runs,last job ref\|` then its definition as JSON, for the schedules whose jobs go to the queue |
 //! | `{prefix:queue}:crondue` | zset | the queue's unpaused schedules that have a cursor, by next fire |
@@ -66,10 +72,16 @@ use kosh_jobs_core::JobId;
 /// `created_at` (see `spec`), which older versions would misread; its own specs of layout 4
 /// (all fields, `run_at` absolute) it reads as they are, so it upgrades a layout-4 prefix in
 /// place, like a layout-3 one.
-pub(crate) const LAYOUT: i64 = 5;
+///
+/// Layout 6 keeps the ready jobs that have a group outside `ready` (in `gall` and their
+/// group's `gready:<group>`) and counts each group's running jobs in `grun`. Older versions
+/// would not see those jobs, and their recovery or retry of one would put it in `ready` and
+/// leave its group's slot taken for good. A layout-5 prefix has no job with a group, so it
+/// reads as it is and is upgraded in place; processes of older versions then refuse it.
+pub(crate) const LAYOUT: i64 = 6;
 
 /// The older layouts this version reads as they are and upgrades (by rewriting the marker).
-pub(crate) const UPGRADABLE: &[i64] = &[3, 4];
+pub(crate) const UPGRADABLE: &[i64] = &[3, 4, 5];
 
 /// Bits of a [`JobId`] that hold the queue index.
 const QUEUE_BITS: u32 = 16;

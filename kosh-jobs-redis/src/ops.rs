@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use kosh_jobs_core::backend::{validate_job_name, validate_queue_name};
+use kosh_jobs_core::backend::{validate_group_key, validate_job_name, validate_queue_name};
 use kosh_jobs_core::{
     CancelOutcome, Clock, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord, JobState,
     Lease, LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, QueueFlow, QueueLimits,
@@ -91,6 +91,10 @@ fn check_queue(q: &str) -> Result<(), RedisError> {
 pub(crate) fn check_job(j: &NewJob) -> Result<(), RedisError> {
     check_queue(&j.queue)?;
     validate_job_name(&j.name).map_err(RedisError::InvalidInput)?;
+    if let Some(g) = &j.group {
+        validate_group_key(g)
+            .map_err(|e| RedisError::InvalidInput(format!("job `{}`: {e}", j.name)))?;
+    }
     if j.max_attempts == 0 {
         return Err(RedisError::InvalidInput(format!(
             "job `{}`: max_attempts must be at least 1",
@@ -317,14 +321,19 @@ impl Shared {
             keys.push(&seq_key);
             keys.extend(bases[1..].iter().map(String::as_str));
         }
-        // The plain form (every job ready now, no unique key: the common batch) sends two
-        // values per job instead of four.
+        // The plain form (every job ready now, no unique key, no group: the common batch)
+        // sends two values per job instead of four; a batch with a group sends five.
         let plain = jobs
             .iter()
-            .all(|(_, j)| j.unique_key.is_none() && j.run_at <= now);
-        args.int(n as i64)
-            .int(nq as i64)
-            .str(if plain { "p" } else { "f" });
+            .all(|(_, j)| j.unique_key.is_none() && j.group.is_none() && j.run_at <= now);
+        let form = if plain {
+            Form::Plain
+        } else if jobs.iter().any(|(_, j)| j.group.is_some()) {
+            Form::Grouped
+        } else {
+            Form::Full
+        };
+        args.int(n as i64).int(nq as i64).str(form.code());
         let mut earliest: Vec<Option<i64>> = vec![None; nq];
         let mut places = Vec::with_capacity(n);
         for (q, j) in jobs {
@@ -335,7 +344,7 @@ impl Shared {
             if nq > 1 {
                 args.int(q as i64 + 1);
             }
-            job_args(&mut args, &j, now, !plain);
+            job_args(&mut args, &j, now, form);
             places.push(q);
         }
         let v = self.conn.script(&scripts::PUSH, &keys, args).await?;
@@ -971,7 +980,7 @@ impl Shared {
     ) -> Result<(), RedisError> {
         check_queue(&queue)?;
         limits.validate().map_err(RedisError::InvalidInput)?;
-        let mut args = ScriptArgs::with_capacity(3);
+        let mut args = ScriptArgs::with_capacity(4);
         match limits.concurrency {
             Some(c) => args.int(i64::from(c)),
             None => args.str(""),
@@ -979,6 +988,10 @@ impl Shared {
         match limits.rate {
             Some(r) => args.int(i64::from(r.max)).int(millis(r.per)),
             None => args.str("").str(""),
+        };
+        match limits.group_concurrency {
+            Some(g) => args.int(i64::from(g)),
+            None => args.str(""),
         };
         let registry = self.keys.limited();
         let listed = |add: bool| {
@@ -1008,7 +1021,32 @@ impl Shared {
         Ok(())
     }
 
-    /// Every queue with flow limits, sorted by name, and where each stands against them.
+    /// Holds `queue` back until `until`: a field of its limits (`{prefix:queue}:lim`), so
+    /// every process obeys it, and the queue is listed with the limited ones (before and
+    /// after the script, as `set_queue_limits` does) for `queue_flows`. A hold only
+    /// lengthens. This process's cached due time of the queue is dropped, so its waiters
+    /// read the hold's end; the script wakes one waiter of another process to read it too.
+    pub(crate) async fn hold_queue(
+        self: Arc<Self>,
+        queue: String,
+        until: Timestamp,
+    ) -> Result<(), RedisError> {
+        check_queue(&queue)?;
+        let mut listed = redis::cmd("SADD");
+        listed.arg(self.keys.limited()).arg(&queue);
+        self.conn.query(&listed).await?;
+        let mut args = ScriptArgs::with_capacity(2);
+        args.int(until.as_millis()).str(self.origin.as_str());
+        self.conn
+            .script(&scripts::HOLD, &[&self.keys.queue(&queue)], args)
+            .await?;
+        lock(&self.next_due).remove(&queue);
+        self.conn.query(&listed).await?;
+        Ok(())
+    }
+
+    /// Every queue with flow limits or a hold in force, sorted by name, and where each
+    /// stands against them.
     pub(crate) async fn queue_flows(self: Arc<Self>) -> Result<Vec<QueueFlow>, RedisError> {
         let v = self
             .conn
@@ -1090,9 +1128,31 @@ impl Shared {
     }
 }
 
-/// A job's arguments to `push_jobs` (`lib.lua`): its spec and ready score, and in the full
-/// form its run_at and unique key.
-fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, full: bool) {
+/// How `push_jobs` (`lib.lua`) reads a batch's jobs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Form {
+    /// Spec and ready score: every job ready now, without a unique key or a group.
+    Plain,
+    /// Also run_at and unique key.
+    Full,
+    /// Also run_at, unique key and group.
+    Grouped,
+}
+
+impl Form {
+    /// The form's code in the push script's arguments.
+    fn code(self) -> &'static str {
+        match self {
+            Form::Plain => "p",
+            Form::Full => "f",
+            Form::Grouped => "g",
+        }
+    }
+}
+
+/// A job's arguments to `push_jobs` (`lib.lua`): its spec and ready score, in the full forms
+/// its run_at and unique key, and in the grouped form its group.
+pub(crate) fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, form: Form) {
     let spec = spec::encode(
         j.unique_key.as_deref(),
         &j.name,
@@ -1104,9 +1164,12 @@ fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, full: bool) {
     );
     // The ready score, so the script passes it on untouched.
     args.str(spec).int(-i64::from(j.priority));
-    if full {
+    if form != Form::Plain {
         args.int(j.run_at.as_millis())
             .str(j.unique_key.as_deref().unwrap_or_default());
+    }
+    if form == Form::Grouped {
+        args.str(j.group.as_deref().unwrap_or_default());
     }
 }
 
@@ -1129,12 +1192,13 @@ fn pushed(what: &str, items: &[Value]) -> Result<(u64, HashMap<usize, String>), 
     Ok((first, held))
 }
 
-/// A queue's flow as the `flows` script reports it (`None`: the queue has no limits).
+/// A queue's flow as the `flows` script reports it (`None`: the queue has no limits and no
+/// hold in force).
 fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
     if a.is_empty() {
         return Ok(None);
     }
-    let [c, rm, rp, running, starts, next]: [Value; 6] = a
+    let [c, rm, rp, running, starts, next, g, held, groups, groups_full]: [Value; 10] = a
         .try_into()
         .map_err(|_| bad("flows: wrong number of fields"))?;
     let count = |v: &Value, what: &str| -> Result<Option<u64>, RedisError> {
@@ -1156,10 +1220,14 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
         limits: QueueLimits {
             concurrency: small(&c, "concurrency")?,
             rate,
+            group_concurrency: small(&g, "group concurrency")?,
         },
         running: count(&running, "running")?.unwrap_or(0),
         starts_in_window: count(&starts, "starts")?.unwrap_or(0),
         next_start_at: opt_int(&next)?.map(Timestamp::from_millis),
+        held_until: opt_int(&held)?.map(Timestamp::from_millis),
+        groups_running: count(&groups, "groups running")?.unwrap_or(0),
+        groups_at_limit: count(&groups_full, "groups at their limit")?.unwrap_or(0),
     }))
 }
 

@@ -61,6 +61,7 @@ scripts! {
     DUE => "due",
     LIMITS => "limits",
     FLOWS => "flows",
+    HOLD => "hold",
     SEARCH => "search",
     APPLY => "apply",
     THROUGHPUT => "throughput",

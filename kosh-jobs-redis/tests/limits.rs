@@ -241,7 +241,8 @@ async fn removed_limits_leave_no_keys() {
 }
 
 /// The commands Redis runs (inside the script too) for one reserve of 10 jobs: a queue
-/// without limits pays one `HMGET` of its (missing) limits and nothing else; a limited queue
+/// without limits pays one `HMGET` of its (missing) limits and without groups one `EXISTS`
+/// of its (missing) turns, nothing else; a limited queue
 /// counts its running jobs and its starts, and logs the starts.
 #[tokio::test]
 async fn what_a_reserve_costs_with_and_without_limits() {
@@ -284,7 +285,7 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&free),
         [
-            "exists 1",          // paused?
+            "exists 2",          // paused? any group with ready jobs?
             "hmget 2",           // limits (the one command they cost), specs
             "hset 1",            // runs
             "incr 1",            // token
@@ -299,7 +300,7 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&limited),
         [
-            "exists 1",
+            "exists 2",
             "hmget 2",
             "hset 1",
             "incr 1",

@@ -498,7 +498,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         .expect_err("another layout is refused");
         let msg = e.to_string();
         assert!(
-            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 5"),
+            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 6"),
             "{msg}"
         );
         assert!(matches!(
@@ -544,7 +544,7 @@ async fn layout_3_is_upgraded_in_place() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "5"
+        "6"
     );
     let running = b.get(leased[0].id()).await.expect("get").expect("job");
     assert_eq!(running.state, JobState::Running);
@@ -617,7 +617,7 @@ async fn layout_4_specs_are_read_after_the_upgrade() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "5"
+        "6"
     );
     let r = b.get(ids[0]).await.expect("get").expect("job");
     assert_eq!((r.priority, r.max_attempts), (2, 2));

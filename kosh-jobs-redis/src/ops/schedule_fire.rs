@@ -19,7 +19,7 @@ use kosh_jobs_core::{Enqueued, JobId};
 use redis::Value;
 
 use super::schedule_record::time_arg;
-use super::{check_queue, job_args, lock, pushed, Shared};
+use super::{check_queue, job_args, lock, pushed, Form, Shared};
 use crate::conn::ScriptArgs;
 use crate::decode::{array, bad, int, req_int, text};
 use crate::error::RedisError;
@@ -199,7 +199,8 @@ impl Shared {
             time_arg(&mut args, f.ticks.last().map(|t| t.at));
             args.int(f.ticks.len() as i64);
             for t in &f.ticks {
-                job_args(&mut args, &t.job, now, true);
+                // Schedules push jobs without a group (`push_jobs` in its full form).
+                job_args(&mut args, &t.job, now, Form::Full);
             }
         }
         let v = self.conn.script(&scripts::CRON_FIRE, &keys, args).await?;

@@ -88,7 +88,7 @@ for i = 4, #ARGV do
       redis.call('ZREM', K_SCHED, m)
       redis.call('ZREM', ks('scheduled'), m)
       col_set(K_RA, m, now_s)
-      redis.call('ZADD', K_READY, string.format('%d', -pr), m)
+      make_ready({ string.format('%d', -pr), m })
       promoted = promoted + 1
       r = { 1 }
     end

@@ -5,8 +5,9 @@ local now_s = ARGV[1]
 local running = redis.call('ZCARD', K_LEASE)
 if redis.call('ZSCORE', K_LEASE, SENT) then running = running - 1 end
 local due = redis.call('ZCOUNT', K_SCHED, '-inf', now_s)
--- The head of each priority level of the ready set (a level's jobs sort by member), at most
--- 64 levels: the earliest run_at among them.
+-- The head of each priority level of the ready sets (a level's jobs sort by member), at most
+-- 64 levels each, of the jobs without a group and of those with one: the earliest run_at
+-- among them.
 local oldest = nil
 local function seen(m)
   local ra = redis.call('HGET', K_RA, m)
@@ -20,12 +21,14 @@ local function seen(m)
   ra = tonumber(ra)
   if ra and (oldest == nil or ra < oldest) then oldest = ra end
 end
-local lo = '-inf'
-for _ = 1, 64 do
-  local r = redis.call('ZRANGEBYSCORE', K_READY, lo, '+inf', 'WITHSCORES', 'LIMIT', '0', '1')
-  if #r == 0 then break end
-  seen(r[1])
-  lo = '(' .. r[2]
+for _, key in ipairs({ K_READY, K_GALL }) do
+  local lo = '-inf'
+  for _ = 1, 64 do
+    local r = redis.call('ZRANGEBYSCORE', key, lo, '+inf', 'WITHSCORES', 'LIMIT', '0', '1')
+    if #r == 0 then break end
+    seen(r[1])
+    lo = '(' .. r[2]
+  end
 end
 if due > 0 then
   local r = redis.call('ZRANGE', K_SCHED, '0', '0', 'WITHSCORES')
@@ -36,7 +39,7 @@ local oldest_s = false
 if oldest then oldest_s = string.format('%d', oldest) end
 return {
   redis.call('ZCARD', K_SCHED) - due,
-  redis.call('ZCARD', K_READY) + due,
+  redis.call('ZCARD', K_READY) + redis.call('ZCARD', K_GALL) + due,
   running,
   redis.call('ZCARD', ks('completed')),
   redis.call('ZCARD', ks('failed')),

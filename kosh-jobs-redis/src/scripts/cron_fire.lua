@@ -41,7 +41,7 @@ for f = 1, tonumber(ARGV[3]) do
         base = tonumber(first) - 1
       end
       out[2] = base + 1
-      push_jobs({ b }, k, base, true, jobs_at, now, origin, out)
+      push_jobs({ b }, k, base, true, false, jobs_at, now, origin, out)
       -- The last tick's job: its holder when its unique key was held, else the new job.
       if #out >= 4 and out[#out - 1] == k then
         r.lj = out[#out]

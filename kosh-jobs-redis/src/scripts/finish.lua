@@ -46,6 +46,10 @@ local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}
 local out = {}
+-- Jobs of the batch that left `running`, collected only while a job with a group runs (their
+-- group slots are freed: see unrun).
+local left = nil
+if group_running() then left = {} end
 local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
 local nc, nf = 0, 0
 for k = 1, n do
@@ -64,6 +68,7 @@ for k = 1, n do
   end
   if ok then
     local m = lease_job(l)
+    if left then left[#left + 1] = m end
     if kind == 'c' then
       co[nc + 1] = m
       co[nc + 2] = m
@@ -128,7 +133,8 @@ if nc > 0 then
   count_ended('c', c, c == plain and ARGV[6] or string.format('%d', c), now, minute)
 end
 if nf > 0 then count_ended('f', nf, string.format('%d', nf), now, minute) end
-zadd_all(K_READY, rd)
+if left then unrun(left) end
+make_ready(rd)
 ran_again(rd)
 zadd_all(K_SCHED, sc)
 ran_again(sc)

@@ -1,14 +1,26 @@
--- flows: the queue's flow limits and where it stands against them. ARGV: now.
--- Returns false without limits, else { concurrency | false, rate max | false, rate window ms
--- | false, running jobs, starts in the rate window (now - per, now], when the rate limit lets
--- the next job start if it is full | false }.
-local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp')
-if not (lim[1] or lim[2]) then return false end
+-- flows: the queue's flow limits and hold, and where it stands against them. ARGV: now.
+-- Returns false without limits or a hold in force, else { concurrency | false, rate max |
+-- false, rate window ms | false, running jobs, starts in the rate window (now - per, now],
+-- when the rate limit lets the next job start if it is full | false, group concurrency |
+-- false, the end of the hold in force | false, groups running, groups at their limit }.
+local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h')
+local now = tonumber(ARGV[1])
+local hold = lim[5]
+if hold and tonumber(hold) <= now then hold = false end
+if not (lim[1] or lim[2] or lim[4] or hold) then return false end
 local n, nx = 0, false
 if lim[2] then
-  local now = tonumber(ARGV[1])
   local from = string.format('%d', now - tonumber(lim[3]))
   n = redis.call('ZCOUNT', K_STARTS, '(' .. from, '+inf')
   if n >= tonumber(lim[2]) then nx = rate_opens(lim, now) end
 end
-return { lim[1], lim[2], lim[3], running_count(), n, nx }
+-- One field per group with a running job: at most as many as running jobs.
+local runs = redis.call('HVALS', K_GRUN)
+local at_limit = 0
+if lim[4] then
+  local cap = tonumber(lim[4])
+  for _, r in ipairs(runs) do
+    if tonumber(r) >= cap then at_limit = at_limit + 1 end
+  end
+end
+return { lim[1], lim[2], lim[3], running_count(), n, nx, lim[4], hold, #runs, at_limit }

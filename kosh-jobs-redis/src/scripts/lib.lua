@@ -36,6 +36,18 @@ local K_LIM = B .. ':lim'         -- HASH the queue's flow limits: c (concurrenc
                                   -- (rate: starts per window, window in ms); no key: none
 local K_STARTS = B .. ':starts'   -- ZSET the last `rm` starts by time (member: the lease
                                   -- entry, unique); only while a rate limit is set
+-- Groups (kosh_jobs_core::limits#groups). K_READY holds only the ready jobs without a group;
+-- a ready job with one is in its group's set (kg) and in K_GALL. The lim hash also holds
+-- g (group concurrency) and h (a hold: no job starts before this time).
+local K_GRP = B .. ':grp'         -- HASH member -> group key (only jobs with a group)
+local K_GALL = B .. ':gall'       -- ZSET score -priority: every ready job with a group (listing,
+                                  -- counts, state); never read to pick a job
+local K_GTURNS = B .. ':gturns'   -- ZSET group -> turn: the groups with ready jobs, the lowest
+                                  -- turn next; a served group keeps its entry (its place) until
+                                  -- reserve finds it empty. No key: no group has ready jobs
+local K_GRUN = B .. ':grun'       -- HASH group -> its running jobs (no field at 0; no key: none)
+local K_GLANE = B .. ':glane'     -- HASH u -> the turn of the jobs without a group, n -> the
+                                  -- last turn given (a served lane goes to the back with n + 1)
 -- Each definition above and below costs every call of a script that carries it (a string
 -- built, a closure created, then collected): the keys only the paths that record attempt
 -- history and throughput use (rarely, or once a call) are spelled out there instead:
@@ -74,6 +86,8 @@ local function ks(st) return B .. ':s:' .. st end   -- ZSET score = member: a st
 local function kt(st) return B .. ':t:' .. st end   -- ZSET score = finished_at: failed, cancelled
 -- A job's reference (in unique-key holders and replies): its queue base and member.
 local function jk(m) return B .. ':j:' .. m end
+-- ZSET score -priority: the ready jobs of group g, in reserve order.
+local function kg(g) return B .. ':gready:' .. g end
 
 -- The job member of a lease entry.
 local function lease_job(l) return string.sub(l, 1, 16) end
@@ -162,6 +176,82 @@ end
 local function hmget_all(key, members) return per_member('HMGET', key, members) end
 local function zmscore_all(key, members) return per_member('ZMSCORE', key, members) end
 
+-- Makes jobs with a group ready in the queue at `base`: by[g] is a flat (score, member) list
+-- of group g's jobs, `order` the groups (in a set order: the script's writes must not depend
+-- on Lua's table order), `all` every job of them. A group not taking turns yet gets turn 0:
+-- it goes first, once (one that still has its entry keeps its place).
+local function ready_grouped(base, by, order, all)
+  if #all == 0 then return end
+  zadd_all(base .. ':gall', all)
+  local turns = base .. ':gturns'
+  for _, g in ipairs(order) do
+    zadd_all(base .. ':gready:' .. g, by[g])
+    redis.call('ZADD', turns, 'NX', '0', g)
+  end
+end
+
+-- Makes the jobs of a flat (score, member) list ready: each with a group in its group's
+-- set, the others in K_READY. A queue that never had a job with a group (K_GRP holds no job,
+-- at most its marker) pays one HLEN.
+local function make_ready(flat)
+  if #flat == 0 then return end
+  if redis.call('HLEN', K_GRP) <= 1 then
+    zadd_all(K_READY, flat)
+    return
+  end
+  local ms = {}
+  for i = 2, #flat, 2 do ms[#ms + 1] = flat[i] end
+  local gs = hmget_all(K_GRP, ms)
+  local plain, all, by, order = {}, {}, {}, {}
+  for k, m in ipairs(ms) do
+    local sc, g = flat[2 * k - 1], gs[k]
+    if g then
+      local l = by[g]
+      if not l then
+        l = {}
+        by[g] = l
+        order[#order + 1] = g
+      end
+      l[#l + 1] = sc
+      l[#l + 1] = m
+      all[#all + 1] = sc
+      all[#all + 1] = m
+    else
+      plain[#plain + 1] = sc
+      plain[#plain + 1] = m
+    end
+  end
+  zadd_all(K_READY, plain)
+  ready_grouped(B, by, order, all)
+end
+
+-- Whether any job with a group is running (only then must a job leaving `running` free its
+-- group's slot, see unrun): one EXISTS.
+local function group_running() return redis.call('EXISTS', K_GRUN) == 1 end
+
+-- Frees the group slots of jobs ms, which left `running` (a slot is its job's lease: every
+-- path out of `running` calls this once per job, when group_running()).
+local function unrun(ms)
+  if #ms == 0 then return end
+  local gs = hmget_all(K_GRP, ms)
+  local by, order = {}, {}
+  for k = 1, #ms do
+    local g = gs[k]
+    if g then
+      if not by[g] then
+        by[g] = 0
+        order[#order + 1] = g
+      end
+      by[g] = by[g] + 1
+    end
+  end
+  for _, g in ipairs(order) do
+    if redis.call('HINCRBY', K_GRUN, g, string.format('%d', -by[g])) <= 0 then
+      redis.call('HDEL', K_GRUN, g)
+    end
+  end
+end
+
 -- The attempts so far, started_at, token ('' when none) and worker number ('' when unknown)
 -- of a job's `run` entry 'attempts,started_at,token,worker' (layout 3 had no worker).
 local function run_fields(r)
@@ -230,14 +320,19 @@ end
 local function wake(n, token) wake_queue(B, n, token) end
 
 -- After n jobs left `running`, made_ready of them back to ready (which wakes that many
--- waiters anyway). Under a concurrency limit each freed slot may let a held-back job start:
+-- waiters anyway). Under a concurrency (or group concurrency) limit each freed slot may let a held-back job start:
 -- one waiter more per freed slot, as many as jobs are ready. Without a limit, or when every
 -- job went back to ready, this costs no lookup beyond the wake-up itself.
 local function wake_freed(n, made_ready)
-  if n > made_ready and redis.call('HEXISTS', K_LIM, 'c') == 1 then
-    local r = redis.call('ZCARD', K_READY)
-    if n > r then n = r end
-    if n > made_ready then made_ready = n end
+  if n > made_ready then
+    -- A concurrency or a group concurrency limit.
+    local lim = redis.call('HMGET', K_LIM, 'c', 'g')
+    if lim[1] or lim[2] then
+      local r = redis.call('ZCARD', K_READY)
+      if lim[2] then r = r + redis.call('ZCARD', K_GALL) end
+      if n > r then n = r end
+      if n > made_ready then made_ready = n end
+    end
   end
   wake(made_ready)
 end
@@ -275,6 +370,7 @@ end
 -- Whether job m of the queue at `base` is scheduled, ready or running.
 local function is_live(base, m)
   if redis.call('ZSCORE', base .. ':ready', m) then return true end
+  if redis.call('ZSCORE', base .. ':gall', m) then return true end
   if redis.call('ZSCORE', base .. ':sched', m) then return true end
   local _, _, t = run_fields(redis.call('HGET', base .. ':run', m))
   return t ~= '' and redis.call('ZSCORE', base .. ':lease', m .. ':' .. t) ~= false
@@ -322,19 +418,22 @@ local function next_due(held)
 end
 
 -- Stores n jobs read from ARGV[a] on, each: [its queue's place in qs, when qs has several,]
--- spec, ready score (-priority), and in the full form also run_at and unique key ('' = none).
+-- spec, ready score (-priority), in the full form also run_at and unique key ('' = none),
+-- and when `grouped` (a full form) also its group ('' = none): a job with a group is kept in
+-- the `grp` column, and when ready in its group's set (see ready_grouped), not in `ready`.
 -- bases holds the key base of each queue. Job i (from 1) gets member base + i unless its
 -- unique key is held: then `out` gets i and the holder's job ref appended instead. Jobs are
 -- handled in order, so of two jobs with one unique key the first wins. Wakes the queues'
 -- waiters (a new earliest scheduled job wakes them with 's:<origin>'). Returns the next ARGV
 -- index.
-local function push_jobs(bases, n, base, full, a, now, origin, out)
+local function push_jobs(bases, n, base, full, grouped, a, now, origin, out)
   local nq = #bases
   -- Per queue: its base, and the columns and index entries to write (built whole: a table
   -- that grows field by field is rehashed at each power of two).
   local qs = {}
   for q = 1, nq do
-    qs[q] = { b = bases[q], sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil }
+    qs[q] = { b = bases[q], sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil,
+      gp = {}, gby = {}, gorder = {}, gall = {} }
   end
   local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
   -- Members are '%016d' of base + i: 12 digits that change rarely, then 4 from P2.
@@ -364,7 +463,13 @@ local function push_jobs(bases, n, base, full, a, now, origin, out)
       a = a + 2
     else
       local spec, score, ra_s, u = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-      a = a + 4
+      local g = ''
+      if grouped then
+        g = ARGV[a + 4]
+        a = a + 5
+      else
+        a = a + 4
+      end
       local holder = nil
       if u ~= '' then holder = taken[u] or unique_holder(u) end
       if holder then
@@ -378,6 +483,10 @@ local function push_jobs(bases, n, base, full, a, now, origin, out)
         end
         sp[#sp + 1] = m
         sp[#sp + 1] = spec
+        if g ~= '' then
+          q.gp[#q.gp + 1] = m
+          q.gp[#q.gp + 1] = g
+        end
         local ra = tonumber(ra_s)
         if ra > now then
           q.sc[#q.sc + 1] = ra_s
@@ -385,6 +494,17 @@ local function push_jobs(bases, n, base, full, a, now, origin, out)
           q.sci[#q.sci + 1] = m
           q.sci[#q.sci + 1] = m
           if q.earliest == nil or ra < q.earliest then q.earliest = ra end
+        elseif g ~= '' then
+          local l = q.gby[g]
+          if not l then
+            l = {}
+            q.gby[g] = l
+            q.gorder[#q.gorder + 1] = g
+          end
+          l[#l + 1] = score
+          l[#l + 1] = m
+          q.gall[#q.gall + 1] = score
+          q.gall[#q.gall + 1] = m
         else
           rd[#rd + 1] = score
           rd[#rd + 1] = m
@@ -395,8 +515,10 @@ local function push_jobs(bases, n, base, full, a, now, origin, out)
   for _, q in ipairs(qs) do
     local b = q.b
     call_chunked('HSET', b .. ':spec', q.sp, 2, SENT_FIELD)
+    if #q.gp > 0 then call_chunked('HSET', b .. ':grp', q.gp, 2, SENT_FIELD) end
     zadd_all(b .. ':ready', q.rd)
-    wake_queue(b, #q.rd / 2)
+    ready_grouped(b, q.gby, q.gorder, q.gall)
+    wake_queue(b, (#q.rd + #q.gall) / 2)
     if #q.sc > 0 then
       local before = redis.call('ZRANGE', b .. ':sched', '0', '0', 'WITHSCORES')[2]
       zadd_all(b .. ':sched', q.sc)
@@ -488,7 +610,12 @@ local function recover(now_s, limit)
     end
   end
   zrem_all(K_LEASE, ls)
-  zadd_all(K_READY, rd)
+  if group_running() then
+    local ms = {}
+    for k, l in ipairs(ls) do ms[k] = lease_job(l) end
+    unrun(ms)
+  end
+  make_ready(rd)
   ran_again(rd)
   wake_freed(#ls, #rd / 2)
   if nf > 0 then count_ended('f', nf, string.format('%d', nf), now) end
@@ -509,7 +636,7 @@ local function promote(now_s, limit)
   end
   zrem_all(K_SCHED, due)
   zrem_all(ks('scheduled'), due)
-  zadd_all(K_READY, rd)
+  make_ready(rd)
   return #due
 end
 
@@ -524,7 +651,7 @@ local function delete_jobs(st, members, oldest)
   -- Unstarted expiries (see recover): kept only for jobs that had one, so usually no key.
   local k_uns = B .. ':uns'
   if redis.call('EXISTS', k_uns) == 1 then hdel_all(k_uns, members) end
-  for _, k in ipairs({ K_RES, K_ERR, K_PG, K_RA }) do
+  for _, k in ipairs({ K_RES, K_ERR, K_PG, K_RA, K_GRP }) do
     if redis.call('HLEN', k) > 1 then hdel_all(k, members) end
   end
   -- Attempt history (K_HIST), deleted without the check: one command either way, and
@@ -545,6 +672,7 @@ end
 -- The state of job m (whose `run` token is t), or nil.
 local function state_of(m, t)
   if redis.call('ZSCORE', K_READY, m) then return 'ready' end
+  if redis.call('ZSCORE', K_GALL, m) then return 'ready' end
   if t ~= '' and redis.call('ZSCORE', K_LEASE, m .. ':' .. t) then return 'running' end
   for _, st in ipairs({ 'scheduled', 'completed', 'failed', 'cancelled' }) do
     if redis.call('ZSCORE', ks(st), m) then return st end
@@ -573,7 +701,7 @@ local function records(ms, sts)
   local rn = hmget_all(K_RUN, ms)
   local cols = {}
   for _, c in ipairs({ { 'ra', K_RA }, { 'f', K_FIN }, { 'e', K_ERR }, { 'pg', K_PG },
-    { 'r', K_RES }, { 'h', K_HIST } }) do
+    { 'r', K_RES }, { 'h', K_HIST }, { 'g', K_GRP } }) do
     if redis.call('HLEN', c[2]) > 1 then cols[#cols + 1] = { c[1], hmget_all(c[2], ms) } end
   end
   local out, ws, wseen, wlist = {}, {}, {}, {}
@@ -675,14 +803,22 @@ local function cancel_job(m, now_s)
   if not st then return { 0 } end
   if st ~= 'ready' and st ~= 'scheduled' and st ~= 'running' then return { 2, st } end
   if st == 'ready' then
-    redis.call('ZREM', K_READY, m)
-    if redis.call('ZCARD', K_READY) == 0 then redis.call('DEL', K_WAKE) end
+    if redis.call('ZREM', K_READY, m) == 0 then
+      -- A job with a group (its group's turn goes when reserve finds the group empty).
+      local g = redis.call('HGET', K_GRP, m)
+      if g then redis.call('ZREM', kg(g), m) end
+      redis.call('ZREM', K_GALL, m)
+    end
+    if redis.call('ZCARD', K_READY) == 0 and redis.call('ZCARD', K_GALL) == 0 then
+      redis.call('DEL', K_WAKE)
+    end
   elseif st == 'scheduled' then
     redis.call('ZREM', K_SCHED, m)
     redis.call('ZREM', ks('scheduled'), m)
   else
     redis.call('ZREM', K_LEASE, m .. ':' .. t)
     archive(m, r, 'k', tonumber(now_s))
+    if group_running() then unrun({ m }) end
     wake_freed(1, 0)
   end
   local _, _, _, u = spec_fields(s)
@@ -739,7 +875,7 @@ local function retry_flush(b)
   hset_all(K_RUN, b.run)
   hset_all(K_RA, b.ra)
   hdel_all(K_FIN, b.made)
-  zadd_all(K_READY, b.ready)
+  make_ready(b.ready)
   call_chunked('SADD', K_AGAIN, b.made, 1)
   return #b.made
 end
@@ -761,43 +897,46 @@ end
 
 -- Up to n members of state st past `bound` (a member, inclusive; nil for none), in member
 -- order: ascending when asc, else descending. Scheduled and final states walk their `s:<state>`
--- index; ready jobs are ordered by priority, then member, so each priority's run is
--- binary-searched for the bound; running jobs are few (the workers' concurrency): the lease
+-- index; ready jobs (K_READY, then K_GALL) are ordered by priority, then member, so each
+-- priority's run is binary-searched for the bound; running jobs are few (the workers' concurrency): the lease
 -- set is read whole.
 local function walk(st, bound, asc, n)
   local ms = {}
   if n <= 0 then return ms end
   if st == 'ready' then
-    local lo = '-inf'
-    while true do
-      local r = redis.call('ZRANGEBYSCORE', K_READY, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-      if #r == 0 then break end
-      local sc = r[2]
-      local first = redis.call('ZCOUNT', K_READY, '-inf', '(' .. sc)
-      local stop = first + redis.call('ZCOUNT', K_READY, sc, sc)
-      -- a = the first rank whose member is past the bound (asc: >= bound; desc: > bound).
-      local a, b = first, stop
-      if bound then
-        while a < b do
-          local mid = math.floor((a + b) / 2)
-          local x = redis.call('ZRANGE', K_READY, mid, mid)[1]
-          if x < bound or (not asc and x == bound) then a = mid + 1 else b = mid end
+    -- Ready jobs without a group, then those with one: two sets in the same order.
+    for _, key in ipairs({ K_READY, K_GALL }) do
+      local lo = '-inf'
+      while true do
+        local r = redis.call('ZRANGEBYSCORE', key, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+        if #r == 0 then break end
+        local sc = r[2]
+        local first = redis.call('ZCOUNT', key, '-inf', '(' .. sc)
+        local stop = first + redis.call('ZCOUNT', key, sc, sc)
+        -- a = the first rank whose member is past the bound (asc: >= bound; desc: > bound).
+        local a, b = first, stop
+        if bound then
+          while a < b do
+            local mid = math.floor((a + b) / 2)
+            local x = redis.call('ZRANGE', key, mid, mid)[1]
+            if x < bound or (not asc and x == bound) then a = mid + 1 else b = mid end
+          end
+        else
+          if asc then a = first else a = stop end
         end
-      else
-        if asc then a = first else a = stop end
+        if asc then
+          local last = math.min(a + n, stop) - 1
+          if a <= last then
+            for _, m in ipairs(redis.call('ZRANGE', key, a, last)) do ms[#ms + 1] = m end
+          end
+        else
+          local from = math.max(a - n, first)
+          if from <= a - 1 then
+            for _, m in ipairs(redis.call('ZRANGE', key, from, a - 1)) do ms[#ms + 1] = m end
+          end
+        end
+        lo = '(' .. sc
       end
-      if asc then
-        local last = math.min(a + n, stop) - 1
-        if a <= last then
-          for _, m in ipairs(redis.call('ZRANGE', K_READY, a, last)) do ms[#ms + 1] = m end
-        end
-      else
-        local from = math.max(a - n, first)
-        if from <= a - 1 then
-          for _, m in ipairs(redis.call('ZRANGE', K_READY, from, a - 1)) do ms[#ms + 1] = m end
-        end
-      end
-      lo = '(' .. sc
     end
   elseif st == 'running' then
     for _, l in ipairs(redis.call('ZRANGE', K_LEASE, 0, -1)) do

@@ -26,7 +26,12 @@ for n, l in ipairs(ls) do
   end
 end
 zrem_all(K_LEASE, done)
-zadd_all(K_READY, rd)
+if group_running() then
+  local ms = {}
+  for k, l in ipairs(done) do ms[k] = lease_job(l) end
+  unrun(ms)
+end
+make_ready(rd)
 ran_again(rd)
 wake(#rd / 2)
 return #done

@@ -21,7 +21,16 @@ recover(now_s, '1000')
 promote(now_s, '1000')
 -- Flow limits: one lookup, all the cost for a queue without them. `take` is what the caller
 -- wants, capped by the room the limits leave (rc, rr: concurrency and rate room, or nil).
-local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp')
+local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h')
+if lim[5] then
+  if tonumber(lim[5]) > now then
+    -- Held: nothing starts before the hold ends, when the caller is to look again (its
+    -- wake-up tokens are stale till then).
+    redis.call('DEL', K_WAKE)
+    return { lim[5], false, false }
+  end
+  redis.call('HDEL', K_LIM, 'h')
+end
 local take, take_s, rc, rr = max, ARGV[2], nil, nil
 if lim[1] or lim[2] then
   rc, rr = flow_room(lim, now)
@@ -29,16 +38,99 @@ if lim[1] or lim[2] then
   if rr and rr < take then take = rr end
   take_s = string.format('%d', take)
 end
--- The first `take` ready jobs, then removed by rank (no member crosses into Lua twice), and
--- one more, which tells whether any are left (without a ZCARD after the removal).
-local ms = redis.call('ZRANGE', K_READY, '0', take_s)
-local more = #ms > take
-if more then ms[take + 1] = nil end
+-- Groups take turns (kosh_jobs_core::limits#groups): up to `take` jobs, each the head of the
+-- lane with the lowest turn that has a job and room (the jobs without a group are one lane,
+-- turn `u` of K_GLANE, winning ties); the served lane goes to the back (the next turn). The
+-- groups at their limit (`cap`; nil: none) keep their place at the front and are skipped, at
+-- most as many as running jobs, each read once a call (`skip`); a group found without ready
+-- jobs is dropped, each such entry read once. Returns the members (removed from the ready
+-- sets), their groups (false: none), and whether jobs may be left that could start now.
+local function take_turns(take, cap)
+  local ms, gs = {}, {}
+  if take <= 0 then return ms, gs, true end
+  local lane = redis.call('HMGET', K_GLANE, 'u', 'n')
+  local ut, nt = tonumber(lane[1]) or 0, tonumber(lane[2]) or 0
+  local skip = 0      -- entries at the front of the turns found at their limit
+  local running = {}  -- group -> its running jobs, with those taken here (only with a cap)
+  local cand = nil    -- the next group's { group, turn, head }; false: none; nil: look
+  local uhead = nil   -- the head of the jobs without a group; false: none; nil: look
+  local grouped = {}  -- the members taken from groups, to leave K_GALL
+  while #ms < take do
+    if cand == nil then
+      cand = false
+      while true do
+        local r = redis.call('ZRANGE', K_GTURNS, string.format('%d', skip),
+          string.format('%d', skip), 'WITHSCORES')
+        if #r == 0 then break end
+        local g = r[1]
+        local full = false
+        if cap then
+          local c = running[g]
+          if not c then
+            c = tonumber(redis.call('HGET', K_GRUN, g)) or 0
+            running[g] = c
+          end
+          full = c >= cap
+        end
+        if full then
+          skip = skip + 1
+        else
+          local h = redis.call('ZRANGE', kg(g), '0', '0')[1]
+          if h then
+            cand = { g, tonumber(r[2]), h }
+            break
+          end
+          redis.call('ZREM', K_GTURNS, g)
+        end
+      end
+    end
+    if uhead == nil then uhead = redis.call('ZRANGE', K_READY, '0', '0')[1] or false end
+    if not cand and not uhead then break end
+    nt = nt + 1
+    if cand and (not uhead or cand[2] < ut) then
+      local g, m = cand[1], cand[3]
+      redis.call('ZREM', kg(g), m)
+      -- To the back of the line; kept while empty, so a job arriving soon keeps its place.
+      redis.call('ZADD', K_GTURNS, string.format('%d', nt), g)
+      ms[#ms + 1] = m
+      gs[#gs + 1] = g
+      grouped[#grouped + 1] = m
+      if cap then running[g] = running[g] + 1 end
+      cand = nil
+    else
+      redis.call('ZREM', K_READY, uhead)
+      ms[#ms + 1] = uhead
+      gs[#gs + 1] = false
+      ut = nt
+      uhead = nil
+    end
+  end
+  if #ms > 0 then
+    zrem_all(K_GALL, grouped)
+    redis.call('HSET', K_GLANE, 'u', string.format('%d', ut), 'n', string.format('%d', nt))
+  end
+  return ms, gs, #ms == take
+end
+
+local ms, more
+local gs = nil -- on the groups' path: each job's group, or false
+if redis.call('EXISTS', K_GTURNS) == 0 then
+  -- No group has ready jobs: the first `take` ready jobs, then removed by rank (no member
+  -- crosses into Lua twice), and one more, which tells whether any are left (without a ZCARD
+  -- after the removal).
+  ms = redis.call('ZRANGE', K_READY, '0', take_s)
+  more = #ms > take
+  if more then ms[take + 1] = nil end
+  if #ms > 0 then
+    redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', #ms - 1))
+  end
+else
+  ms, gs, more = take_turns(take, tonumber(lim[4]))
+end
 local n = #ms
 local out = { 'x', false, false, 0, false }
 local k = 0 -- jobs leased
 if n > 0 then
-  redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
   -- Tokens come from a per-queue counter of reserve calls (from 1): the k-th job's token is
   -- tok * 10000 + 2k, plus 1 when its spec has a unique key, so unique among the queue's
   -- leases. Written as tok's digits then four more: no number is formatted per job.
@@ -115,6 +207,23 @@ if n > 0 then
   for j = 1, #rep do out[o + j] = rep[j] end
   zadd_leases(leases)
   hset_all(K_RUN, rn)
+  if gs then
+    -- Each leased job with a group takes one of its group's slots until it leaves `running`.
+    local by, order = {}, {}
+    for i = 1, n do
+      local g = gs[i]
+      if g and specs[i] then
+        if not by[g] then
+          by[g] = 0
+          order[#order + 1] = g
+        end
+        by[g] = by[g] + 1
+      end
+    end
+    for _, g in ipairs(order) do
+      redis.call('HINCRBY', K_GRUN, g, string.format('%d', by[g]))
+    end
+  end
   if rr and k > 0 then
     -- The rate limit's log: one start per job leased, the last `rm` kept.
     local st = {}
