@@ -357,7 +357,9 @@ pub(crate) async fn reserve_limited(
             .map(|(q, _)| TurnQueue {
                 name: q,
                 room: room_of(q),
-                group_cap: by_name.get(q.as_str()).and_then(|s| s.limits.group_concurrency),
+                group_cap: by_name
+                    .get(q.as_str())
+                    .and_then(|s| s.limits.group_concurrency),
             })
             .collect();
         turns::claim(&mut tx, db, &lanes, max, now, expires, &req.worker).await?

@@ -42,9 +42,8 @@ fn check_new(job: &NewJob) -> Result<()> {
     validate_queue_name(&job.queue).map_err(PostgresError::InvalidInput)?;
     validate_job_name(&job.name).map_err(PostgresError::InvalidInput)?;
     if let Some(g) = &job.group {
-        validate_group_key(g).map_err(|e| {
-            PostgresError::InvalidInput(format!("job `{}`: {e}", job.name))
-        })?;
+        validate_group_key(g)
+            .map_err(|e| PostgresError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
     }
     if job.max_attempts == 0 {
         return Err(PostgresError::InvalidInput(format!(

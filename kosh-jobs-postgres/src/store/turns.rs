@@ -102,10 +102,7 @@ pub(crate) async fn claim(
 ) -> Result<Vec<LeasedJob>> {
     let names: Vec<&str> = queues.iter().map(|q| q.name).collect();
     let rooms: Vec<i64> = queues.iter().map(|q| q.room).collect();
-    let caps: Vec<Option<i64>> = queues
-        .iter()
-        .map(|q| q.group_cap.map(i64::from))
-        .collect();
+    let caps: Vec<Option<i64>> = queues.iter().map(|q| q.group_cap.map(i64::from)).collect();
     let max = i32::try_from(max).unwrap_or(i32::MAX);
     let rows = sqlx::query(db.sql(CLAIM_TURNS))
         .bind(&names)
