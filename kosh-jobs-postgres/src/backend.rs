@@ -503,6 +503,17 @@ impl Backend for PostgresBackend {
             .await)
     }
 
+    async fn hold_queue(
+        &self,
+        queue: &str,
+        until: Timestamp,
+    ) -> std::result::Result<(), BackendError> {
+        let queue = queue.to_owned();
+        be(self
+            .run(|db| async move { flow::hold(&db, &queue, until).await })
+            .await)
+    }
+
     async fn queue_flows(&self) -> std::result::Result<Vec<QueueFlow>, BackendError> {
         be(self.run(|db| async move { flow::flows(&db).await }).await)
     }

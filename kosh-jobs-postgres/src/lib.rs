@@ -30,8 +30,11 @@
 //!   delete in chunks of 1,000 rows.
 //! - [`PostgresBackend::push_in`] and [`PostgresBackend::enqueue_in`] enqueue on the
 //!   application's connection or transaction.
-//! - Queue limits (flow control) live in the `queue_limits` table; a reserve on a limited
-//!   queue locks the queue's row, so the limits hold across processes.
+//! - Queue limits and holds (flow control) live in the `queue_limits` table; a reserve on a
+//!   limited queue locks the queue's row, so the limits hold across processes.
+//! - Groups take turns through the `turns` table, read by a server-side function that locks
+//!   each group it serves (`FOR UPDATE SKIP LOCKED`), so group concurrency limits hold
+//!   across processes too; a queue without groups is claimed by the one plain statement.
 //! - Passwords never appear in errors or `Debug` output.
 
 mod backend;

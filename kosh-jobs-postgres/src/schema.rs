@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_start_ack.sql")),
     (3, include_str!("../migrations/0003_flow.sql")),
+    (4, include_str!("../migrations/0004_groups.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kosh_jobs_core::limits::{QueueLimits, RateLimit};
-use kosh_jobs_core::{Backend, Finish, JobState, NewJob, Outcome, ReserveRequest};
+use kosh_jobs_core::{Backend, Finish, NewJob, Outcome, ReserveRequest};
 use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use sqlx::{Connection, PgConnection};
 
@@ -246,29 +246,22 @@ async fn limits_set_or_removed_by_another_backend_apply_at_once() {
     assert_eq!(c[0].running, 6);
 }
 
-/// A schema at version 2 (before flow control) is migrated to version 3 by the next
-/// backend that connects, keeping its jobs, and limits work on it.
+/// A schema at version 2 (before flow control) is migrated to the current version by the
+/// next backend that connects, keeping its jobs, and limits work on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_2_schema_is_migrated_to_flow_control() {
     let schema = support::unique_schema("flowmig");
-    let old = backend_on(&schema).await;
-    let now = old.clock().now();
-    let ids = old
-        .push(vec![NewJob::new("n", "q", "{}", now)])
-        .await
-        .expect("push");
-    drop(old);
-    // Back to what version 2 had.
     let mut conn = PgConnection::connect(&support::shared_url())
         .await
         .expect("connect");
+    support::schema_at(&mut conn, &schema, 2).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE \"{schema}\".queue_limits; \
-         UPDATE \"{schema}\".meta SET value = 2 WHERE key = 'schema_version'"
+        "INSERT INTO \"{schema}\".jobs (name, queue, payload, state, priority, run_at, \
+           max_attempts, created_at) VALUES ('n', 'q', '{{}}', 'ready', 0, 0, 3, 0)"
     )))
     .execute(&mut conn)
     .await
-    .expect("downgrade");
+    .expect("a version 2 job");
     let b = backend_on(&schema).await;
     let version: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
@@ -276,12 +269,19 @@ async fn a_version_2_schema_is_migrated_to_flow_control() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 3);
-    let job = b.get(ids[0].id).await.expect("get").expect("kept");
-    assert_eq!(job.state, JobState::Ready);
+    assert_eq!(version, 4);
+    let c = b.counts().await.expect("counts");
+    assert_eq!(
+        (c[0].queue.as_str(), c[0].ready),
+        ("q", 1),
+        "the job is kept"
+    );
     b.set_queue_limits("q", QueueLimits::default().with_concurrency(1))
         .await
         .expect("set limits");
+    b.push(vec![NewJob::new("n", "q", "{}", b.clock().now())])
+        .await
+        .expect("push");
     assert_eq!(b.queue_flows().await.expect("flows").len(), 1);
     assert_eq!(
         b.reserve(&request("q", "w", 5))

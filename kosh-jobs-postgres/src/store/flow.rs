@@ -1,15 +1,17 @@
-//! Flow control: per-queue limits kept in `queue_limits` (a row only while a queue has
-//! limits) and the reserve of queues that have them.
+//! Flow control: per-queue limits and holds kept in `queue_limits` (a row only while a queue
+//! has limits or a hold) and the reserve of queues that have them, or groups.
 //!
-//! A reserve whose queues have no limits stays the one claim statement of
-//! [`super::jobs::reserve`], which also probes `queue_limits` and claims nothing when one of
-//! its queues has limits. Those reserves come here: one transaction that locks the limited
-//! queues' rows (`FOR UPDATE`, in name order), counts their running jobs, computes the room
-//! each queue has ([`RateLimit::room`] on the stored log) and claims at most that many,
-//! logging the starts in the same statement. Two reservers of one limited queue, in any
-//! processes, take turns on the row lock, and the second counts what the first leased.
+//! A reserve whose queues have no limits, no hold and no groups stays the one claim
+//! statement of [`super::jobs::reserve`], which also probes `queue_limits` and `turns` and
+//! claims nothing when one of its queues has any. Those reserves come here: one transaction
+//! that locks the limited queues' rows (`FOR UPDATE`, in name order), counts their running
+//! jobs, computes the room each queue has (none while held; [`RateLimit::room`] on the
+//! stored log) and claims at most that many, logging the starts in the same statement. Two
+//! reservers of one limited queue, in any processes, take turns on the row lock, and the
+//! second counts what the first leased. When a queue has groups, the claim is by their turns
+//! ([`super::turns`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use kosh_jobs_core::backend::validate_queue_name;
@@ -20,6 +22,7 @@ use sqlx::{PgConnection, Row};
 
 use super::jobs::leased_jobs;
 use super::row::malformed;
+use super::turns::{self, TurnQueue, GROUP_WORK};
 use super::Db;
 use crate::error::{PostgresError, Result};
 
@@ -29,10 +32,24 @@ pub(crate) struct Stored {
     pub(crate) name: String,
     pub(crate) limits: QueueLimits,
     pub(crate) starts: Vec<Timestamp>,
+    /// The end of its hold, if it has one (perhaps past).
+    pub(crate) held_until: Option<Timestamp>,
+}
+
+impl Stored {
+    /// Whether the row holds nothing in force at `now`: no limit, and no hold (or an ended
+    /// one). Such a row is deleted by the reserve that locks it.
+    fn is_spent(&self, now: Timestamp) -> bool {
+        self.limits.is_none() && self.held_until.is_none_or(|t| t <= now)
+    }
 }
 
 /// The columns [`stored`] reads, in order.
-const COLUMNS: &str = "name, concurrency, rate_max, rate_per_ms, starts";
+const COLUMNS: &str =
+    "name, concurrency, rate_max, rate_per_ms, starts, group_concurrency, held_until";
+
+/// How many columns [`COLUMNS`] names: a query's own columns come after them.
+const NCOL: usize = 7;
 
 /// Reads a row selected with [`COLUMNS`].
 fn stored(r: &PgRow) -> Result<Stored> {
@@ -55,16 +72,30 @@ fn stored(r: &PgRow) -> Result<Stored> {
         _ => return Err(bad("half a rate limit")),
     };
     let starts: Vec<i64> = r.try_get(4)?;
+    let group_concurrency: Option<i64> = r.try_get(5)?;
+    let group_concurrency = group_concurrency
+        .map(|k| u32::try_from(k).map_err(|_| bad(&format!("group concurrency {k}"))))
+        .transpose()?;
+    let held_until: Option<i64> = r.try_get(6)?;
     Ok(Stored {
         name,
-        limits: QueueLimits { concurrency, rate },
+        limits: QueueLimits {
+            concurrency,
+            rate,
+            group_concurrency,
+        },
         starts: starts.into_iter().map(Timestamp::from_millis).collect(),
+        held_until: held_until.map(Timestamp::from_millis),
     })
 }
 
-/// What the limits of a queue let start at `now` (`u64::MAX` without limits), and when none
-/// may, the time the rate window opens again (`None`: a running job must end first).
+/// What the limits and hold of a queue let start at `now` (`u64::MAX` without limits), and
+/// when none may, the time the hold ends or the rate window opens again (`None`: a running
+/// job must end first). The group concurrency limit is the turns' business.
 fn room(s: &Stored, running: u64, now: Timestamp) -> (u64, Option<Timestamp>) {
+    if let Some(until) = s.held_until.filter(|&t| t > now) {
+        return (0, Some(until));
+    }
     let mut room = u64::MAX;
     if let Some(k) = s.limits.concurrency {
         room = u64::from(k).saturating_sub(running);
@@ -88,21 +119,31 @@ fn millis(d: Duration) -> i64 {
 
 /// Sets (or with [`QueueLimits::NONE`] removes) the limits of a queue in one statement and
 /// wakes its workers. The start log is kept (trimmed to the new `max`) while a rate limit
-/// stays set, starts empty when one is set where there was none, and goes with the rate.
+/// stays set, starts empty when one is set where there was none, and goes with the rate. A
+/// hold in force stays (its row too, without limits).
 pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Result<()> {
     validate_queue_name(queue).map_err(PostgresError::InvalidInput)?;
     limits.validate().map_err(PostgresError::InvalidInput)?;
     if limits.is_none() {
-        sqlx::query(db.sql("DELETE FROM __S__.queue_limits WHERE name = $1"))
-            .bind(queue)
-            .execute(&db.pool)
-            .await?;
+        sqlx::query(db.sql(
+            "WITH gone AS (DELETE FROM __S__.queue_limits \
+               WHERE name = $1 AND (held_until IS NULL OR held_until <= $2)) \
+             UPDATE __S__.queue_limits SET concurrency = NULL, rate_max = NULL, \
+               rate_per_ms = NULL, group_concurrency = NULL, starts = '{}' \
+             WHERE name = $1 AND held_until > $2",
+        ))
+        .bind(queue)
+        .bind(db.now().as_millis())
+        .execute(&db.pool)
+        .await?;
     } else {
         sqlx::query(db.sql(
-            "INSERT INTO __S__.queue_limits AS l (name, concurrency, rate_max, rate_per_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET \
+            "INSERT INTO __S__.queue_limits AS l \
+               (name, concurrency, rate_max, rate_per_ms, group_concurrency) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
                concurrency = excluded.concurrency, rate_max = excluded.rate_max, \
                rate_per_ms = excluded.rate_per_ms, \
+               group_concurrency = excluded.group_concurrency, \
                starts = CASE WHEN excluded.rate_max IS NULL OR l.rate_max IS NULL THEN '{}' \
                  ELSE l.starts[greatest(cardinality(l.starts) - excluded.rate_max + 1, 1):] END",
         ))
@@ -114,6 +155,7 @@ pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Res
                 .map(|r| i32::try_from(r.max).unwrap_or(i32::MAX)),
         )
         .bind(limits.rate.map(|r| millis(r.per)))
+        .bind(limits.group_concurrency.map(i64::from))
         .execute(&db.pool)
         .await?;
     }
@@ -121,20 +163,50 @@ pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Res
     db.notify(&[queue.to_owned()]).await
 }
 
-/// Every queue with limits, sorted by name, with where it stands against them.
+/// Holds `queue` back until `until` (see [`kosh_jobs_core::Backend::hold_queue`]): the
+/// queue's row gets the later of its hold and `until`, and its workers are woken to read
+/// their new deadline. A hold already over changes nothing.
+pub(crate) async fn hold(db: &Db, queue: &str, until: Timestamp) -> Result<()> {
+    validate_queue_name(queue).map_err(PostgresError::InvalidInput)?;
+    if until <= db.now() {
+        return Ok(());
+    }
+    let changed = sqlx::query(db.sql(
+        "INSERT INTO __S__.queue_limits AS l (name, held_until) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET held_until = excluded.held_until \
+         WHERE l.held_until IS NULL OR l.held_until < excluded.held_until",
+    ))
+    .bind(queue)
+    .bind(until.as_millis())
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    db.remember_limited(queue, true);
+    if changed > 0 {
+        db.notify(&[queue.to_owned()]).await?;
+    }
+    Ok(())
+}
+
+/// Every queue with limits or a hold in force, sorted by name, with where it stands against
+/// them.
 pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
+    let now = db.now();
     let rows = sqlx::query(db.sql(&format!(
         "SELECT {COLUMNS}, \
            (SELECT count(*) FROM __S__.jobs j WHERE j.state = 'running' AND j.queue = l.name) \
-         FROM __S__.queue_limits l"
+         FROM __S__.queue_limits l WHERE l.concurrency IS NOT NULL OR l.rate_max IS NOT NULL \
+           OR l.group_concurrency IS NOT NULL OR l.held_until > $1"
     )))
+    .bind(now.as_millis())
     .fetch_all(&db.pool)
     .await?;
-    let now = db.now();
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let s = stored(r)?;
-        let running: i64 = r.try_get(5)?;
+        let running: i64 = r.try_get(NCOL)?;
+        let (groups_running, groups_at_limit) =
+            turns::group_counts(db, &s.name, s.limits.group_concurrency).await?;
         let (starts_in_window, next_start_at) = match s.limits.rate {
             Some(rate) => {
                 let from = now.saturating_sub(rate.per);
@@ -149,6 +221,9 @@ pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
             running: u64::try_from(running).unwrap_or(0),
             starts_in_window,
             next_start_at,
+            held_until: s.held_until.filter(|&t| t > now),
+            groups_running,
+            groups_at_limit,
         });
     }
     // By name as Rust orders strings (bytes), whatever the database's collation.
@@ -181,19 +256,20 @@ async fn running(
 /// Leases up to $2 jobs of the unpaused queues $1 at $3 until $4 for worker $5, at most
 /// $6 (the queue's room) of each queue, and logs a start at $3 per job leased in the rate
 /// log of each rate-limited queue (keeping the last `rate_max`). As the plain claim, but
-/// capped per queue.
+/// capped per queue; for queues without turns (so without ready or due grouped jobs).
 const CLAIM_LIMITED: &str = "WITH q AS ( \
        SELECT u.name, u.room FROM unnest($1::text[], $6::bigint[]) AS u(name, room) \
        WHERE u.room > 0 \
          AND NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)), \
      cand AS ( \
        SELECT q.name AS queue, q.room, c.id, c.priority FROM q CROSS JOIN LATERAL ( \
-         SELECT id, priority FROM __S__.jobs WHERE state = 'ready' AND queue = q.name \
-         ORDER BY priority DESC, id LIMIT least($2, q.room) FOR UPDATE SKIP LOCKED) c \
+         SELECT id, priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NULL \
+         AND queue = q.name ORDER BY priority DESC, id LIMIT least($2, q.room) \
+         FOR UPDATE SKIP LOCKED) c \
        UNION ALL \
        SELECT q.name, q.room, c.id, c.priority FROM q CROSS JOIN LATERAL ( \
-         SELECT id, priority FROM __S__.jobs WHERE state = 'scheduled' AND queue = q.name \
-         AND run_at <= $3 ORDER BY run_at, id LIMIT least($2, q.room) \
+         SELECT id, priority FROM __S__.jobs WHERE state = 'scheduled' AND grp IS NULL \
+         AND queue = q.name AND run_at <= $3 ORDER BY run_at, id LIMIT least($2, q.room) \
          FOR UPDATE SKIP LOCKED) c), \
      ranked AS ( \
        SELECT id, priority, room, \
@@ -214,8 +290,8 @@ const CLAIM_LIMITED: &str = "WITH q AS ( \
        WHERE l.name = n.queue AND l.rate_max IS NOT NULL) \
      SELECT * FROM upd";
 
-/// Leases jobs of `queues` (deduplicated) when some of them may have limits: see the
-/// [module docs](self).
+/// Leases jobs of `queues` (deduplicated, sorted) when some of them may have limits, a hold
+/// or groups: see the [module docs](self).
 pub(crate) async fn reserve_limited(
     db: &Db,
     req: &ReserveRequest,
@@ -229,10 +305,19 @@ pub(crate) async fn reserve_limited(
     .bind(queues)
     .fetch_all(&mut *tx)
     .await?;
+    let now = db.now();
     let limited = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
-    let names: HashSet<&str> = limited.iter().map(|s| s.name.as_str()).collect();
-    for q in queues {
-        db.remember_limited(q, names.contains(q));
+    let spent: Vec<&str> = limited
+        .iter()
+        .filter(|s| s.is_spent(now))
+        .map(|s| s.name.as_str())
+        .collect();
+    if !spent.is_empty() {
+        // Rows kept only for a hold that ended: the queue is plain again.
+        sqlx::query(db.sql("DELETE FROM __S__.queue_limits WHERE name = ANY($1)"))
+            .bind(&spent)
+            .execute(&mut *tx)
+            .await?;
     }
     // Counted after the lock, in a statement of its own: under READ COMMITTED it sees every
     // lease committed by the reserver that held the lock before.
@@ -242,34 +327,57 @@ pub(crate) async fn reserve_limited(
         .map(|s| s.name.as_str())
         .collect();
     let running = running(&mut tx, db, &concurrent).await?;
-    let now = db.now();
-    let by_name: HashMap<&str, &Stored> = limited.iter().map(|s| (s.name.as_str(), s)).collect();
-    let rooms: Vec<i64> = queues
+    let by_name: HashMap<&str, &Stored> = limited
         .iter()
-        .map(|q| match by_name.get(q) {
-            Some(s) => {
-                let n = running.get(*q).copied().unwrap_or(0);
-                i64::try_from(room(s, n, now).0).unwrap_or(i64::MAX)
-            }
-            None => i64::MAX,
-        })
+        .filter(|s| !s.is_spent(now))
+        .map(|s| (s.name.as_str(), s))
         .collect();
-    if rooms.iter().all(|&r| r == 0) {
+    let room_of = |q: &str| match by_name.get(q) {
+        Some(s) => {
+            let n = running.get(q).copied().unwrap_or(0);
+            i64::try_from(room(s, n, now).0).unwrap_or(i64::MAX)
+        }
+        None => i64::MAX,
+    };
+    let open: Vec<&str> = queues.iter().copied().filter(|q| room_of(q) > 0).collect();
+    let turned = turns::promote(&mut tx, db, &open, now).await?;
+    for q in queues {
+        let has_turns = turned.iter().any(|(t, yes)| *yes && t == q);
+        db.remember_limited(q, by_name.contains_key(q) || has_turns);
+    }
+    if turned.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
     }
     let expires = now.saturating_add(req.lease).as_millis();
-    let rows = sqlx::query(db.sql(CLAIM_LIMITED))
-        .bind(queues)
-        .bind(i64::try_from(req.max).unwrap_or(i64::MAX))
-        .bind(now.as_millis())
-        .bind(expires)
-        .bind(&req.worker)
-        .bind(&rooms)
-        .fetch_all(&mut *tx)
-        .await?;
+    let max = i64::try_from(req.max).unwrap_or(i64::MAX);
+    let jobs = if turned.iter().any(|(_, yes)| *yes) {
+        let lanes: Vec<TurnQueue<'_>> = turned
+            .iter()
+            .map(|(q, _)| TurnQueue {
+                name: q,
+                room: room_of(q),
+                group_cap: by_name
+                    .get(q.as_str())
+                    .and_then(|s| s.limits.group_concurrency),
+            })
+            .collect();
+        turns::claim(&mut tx, db, &lanes, max, now, expires, &req.worker).await?
+    } else {
+        let rooms: Vec<i64> = queues.iter().map(|q| room_of(q)).collect();
+        let rows = sqlx::query(db.sql(CLAIM_LIMITED))
+            .bind(queues)
+            .bind(max)
+            .bind(now.as_millis())
+            .bind(expires)
+            .bind(&req.worker)
+            .bind(&rooms)
+            .fetch_all(&mut *tx)
+            .await?;
+        leased_jobs(&rows, expires, true)?
+    };
     tx.commit().await?;
-    leased_jobs(&rows, expires)
+    Ok(jobs)
 }
 
 /// What a waiter learns about its limited queues.
@@ -283,15 +391,18 @@ pub(crate) struct LimitedWait {
 }
 
 /// Whether the limited ones of `queues` (unpaused) have work their limits let start now,
-/// and if not when they may. Jobs held back by a full concurrency limit are not work: a job
-/// of the queue leaving `running` wakes the waiter.
+/// and if not when they may. Jobs held back by a full concurrency limit, or in groups at
+/// their group concurrency limit, are not work: a job of the queue leaving `running` wakes
+/// the waiter. Held queues have work when their hold ends.
 pub(crate) async fn wait_limited(db: &Db, queues: &[String]) -> Result<LimitedWait> {
     let now = db.now();
     let rows = sqlx::query(db.sql(&format!(
         "SELECT {COLUMNS}, \
-           EXISTS (SELECT 1 FROM __S__.jobs j WHERE j.state = 'ready' AND j.queue = l.name) \
+           EXISTS (SELECT 1 FROM __S__.jobs j WHERE j.state = 'ready' AND j.grp IS NULL \
+                   AND j.queue = l.name) \
            OR EXISTS (SELECT 1 FROM __S__.jobs j WHERE j.state = 'scheduled' \
-                      AND j.queue = l.name AND j.run_at <= $2), \
+                      AND j.queue = l.name AND j.run_at <= $2) \
+           OR {GROUP_WORK}, \
            (SELECT min(j.run_at) FROM __S__.jobs j WHERE j.state = 'scheduled' \
             AND j.queue = l.name AND j.run_at > $2), \
            CASE WHEN l.concurrency IS NULL THEN 0 ELSE (SELECT count(*) FROM __S__.jobs j \
@@ -308,9 +419,9 @@ pub(crate) async fn wait_limited(db: &Db, queues: &[String]) -> Result<LimitedWa
     let mut ready = false;
     for r in &rows {
         let s = stored(r)?;
-        let has_work: bool = r.try_get(5)?;
-        let next_run_at: Option<i64> = r.try_get(6)?;
-        let running: i64 = r.try_get(7)?;
+        let has_work: bool = r.try_get(NCOL)?;
+        let next_run_at: Option<i64> = r.try_get(NCOL + 1)?;
+        let running: i64 = r.try_get(NCOL + 2)?;
         if let Some(at) = next_run_at {
             sooner(Timestamp::from_millis(at));
         }

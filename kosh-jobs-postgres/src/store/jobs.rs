@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use kosh_jobs_core::admin::{minute_of, THROUGHPUT_RETENTION};
-use kosh_jobs_core::backend::{validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES};
+use kosh_jobs_core::backend::{
+    validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
+};
 use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
 };
@@ -16,16 +18,17 @@ use super::{flow, sql_for, Db};
 use crate::error::{PostgresError, Result};
 
 /// Stores a batch: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`, which also
-/// reads the live holders of the batch's unique keys and notifies the queues' workers.
+/// reads the live holders of the batch's unique keys and notifies the queues' workers. A
+/// grouped job stored ready gives its group a turn row (the `group_ready` trigger).
 const PUSH: &str = "WITH input AS ( \
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], \
-                            $6::int[], $7::text[]) WITH ORDINALITY \
-         AS t(name, queue, payload, priority, run_at, max_attempts, unique_key, ord)), \
+                            $6::int[], $7::text[], $10::text[]) WITH ORDINALITY \
+         AS t(name, queue, payload, priority, run_at, max_attempts, unique_key, grp, ord)), \
      ins AS ( \
        INSERT INTO __S__.jobs (name, queue, payload, state, priority, run_at, max_attempts, \
-                               created_at, unique_key) \
+                               created_at, unique_key, grp) \
        SELECT name, queue, payload, CASE WHEN run_at > $8 THEN 'scheduled' ELSE 'ready' END, \
-              priority, run_at, max_attempts, $8, unique_key FROM input ORDER BY ord \
+              priority, run_at, max_attempts, $8, unique_key, grp FROM input ORDER BY ord \
        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
           AND state IN ('scheduled', 'ready', 'running') DO NOTHING \
        RETURNING id, unique_key, queue), \
@@ -38,6 +41,10 @@ const PUSH: &str = "WITH input AS ( \
 fn check_new(job: &NewJob) -> Result<()> {
     validate_queue_name(&job.queue).map_err(PostgresError::InvalidInput)?;
     validate_job_name(&job.name).map_err(PostgresError::InvalidInput)?;
+    if let Some(g) = &job.group {
+        validate_group_key(g)
+            .map_err(|e| PostgresError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
+    }
     if job.max_attempts == 0 {
         return Err(PostgresError::InvalidInput(format!(
             "job `{}`: max_attempts must be at least 1",
@@ -78,6 +85,7 @@ pub(crate) async fn push(
         .map(|j| i32::try_from(j.max_attempts).unwrap_or(i32::MAX))
         .collect();
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
+    let groups: Vec<Option<&str>> = jobs.iter().map(|j| j.group.as_deref()).collect();
     let rows = sqlx::query(sql_for(schema, PUSH))
         .bind(&names)
         .bind(&queues)
@@ -88,6 +96,7 @@ pub(crate) async fn push(
         .bind(&keys)
         .bind(now.as_millis())
         .bind(channel)
+        .bind(&groups)
         .fetch_all(&mut *conn)
         .await?;
     let mut new_ids: Vec<i64> = Vec::with_capacity(jobs.len());
@@ -160,23 +169,30 @@ pub(crate) async fn push(
 
 /// Leases up to $2 jobs of the unpaused queues of $1 at $3 until $4 for worker $5: the ready
 /// jobs and the due scheduled ones of each queue (by priority, then id), locked with `SKIP
-/// LOCKED` and updated in the same statement. When one of the queues has limits (a probe of
-/// `queue_limits`' primary key per queue) it claims nothing and returns one row whose id is
-/// NULL: the caller reserves through [`flow::reserve_limited`] instead.
+/// LOCKED` and updated in the same statement. When one of the queues has limits or a hold
+/// (a probe of `queue_limits`' primary key), or groups (a probe of `turns`' primary key, and
+/// one of the due grouped scheduled jobs' index), it claims nothing and returns one row whose
+/// id is NULL: the caller reserves through [`flow::reserve_limited`] instead. So the jobs
+/// claimed here are never grouped: a grouped job ready or due is always in a queue with turn
+/// rows or with a due grouped scheduled job.
 const CLAIM: &str = "WITH limited AS ( \
-       SELECT EXISTS (SELECT 1 FROM __S__.queue_limits l WHERE l.name = ANY($1)) AS yes), \
+       SELECT EXISTS (SELECT 1 FROM __S__.queue_limits l WHERE l.name = ANY($1)) \
+         OR EXISTS (SELECT 1 FROM __S__.turns t WHERE t.queue = ANY($1)) \
+         OR EXISTS (SELECT 1 FROM __S__.jobs s WHERE s.state = 'scheduled' \
+                    AND s.grp IS NOT NULL AND s.queue = ANY($1) AND s.run_at <= $3) AS yes), \
      q AS ( \
        SELECT DISTINCT u.name FROM unnest($1::text[]) AS u(name) \
        WHERE NOT (SELECT yes FROM limited) \
          AND NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)), \
      cand AS ( \
        SELECT c.id, c.priority FROM q CROSS JOIN LATERAL ( \
-         SELECT id, priority FROM __S__.jobs WHERE state = 'ready' AND queue = q.name \
-         ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED) c \
+         SELECT id, priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NULL \
+         AND queue = q.name ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED) c \
        UNION ALL \
        SELECT c.id, c.priority FROM q CROSS JOIN LATERAL ( \
-         SELECT id, priority FROM __S__.jobs WHERE state = 'scheduled' AND queue = q.name \
-         AND run_at <= $3 ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) c), \
+         SELECT id, priority FROM __S__.jobs WHERE state = 'scheduled' AND grp IS NULL \
+         AND queue = q.name AND run_at <= $3 ORDER BY run_at, id LIMIT $2 \
+         FOR UPDATE SKIP LOCKED) c), \
      pick AS (SELECT id FROM cand ORDER BY priority DESC, id LIMIT $2), \
      upd AS ( \
        UPDATE __S__.jobs j SET state = 'running', attempts = j.attempts + 1, \
@@ -218,11 +234,12 @@ pub(crate) async fn reserve(db: &Db, req: &ReserveRequest) -> Result<Vec<LeasedJ
             return flow::reserve_limited(db, req, &queues).await;
         }
     }
-    leased_jobs(&rows, expires)
+    leased_jobs(&rows, expires, true)
 }
 
-/// The leased jobs of rows returned by a claim, highest priority first, then by id.
-pub(crate) fn leased_jobs(rows: &[PgRow], expires: i64) -> Result<Vec<LeasedJob>> {
+/// The leased jobs of rows returned by a claim: highest priority first, then by id, when
+/// `sorted`; else in the rows' order (the order of the turns).
+pub(crate) fn leased_jobs(rows: &[PgRow], expires: i64, sorted: bool) -> Result<Vec<LeasedJob>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: i64 = r.try_get(0)?;
@@ -250,11 +267,13 @@ pub(crate) fn leased_jobs(rows: &[PgRow], expires: i64) -> Result<Vec<LeasedJob>
             progress,
         });
     }
-    out.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.lease.id.cmp(&b.lease.id))
-    });
+    if sorted {
+        out.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.lease.id.cmp(&b.lease.id))
+        });
+    }
     Ok(out)
 }
 
@@ -280,8 +299,8 @@ pub(crate) use attempt_object;
 /// no error is kept), $4 results, $5 errors, $6 retry (or snooze) times, $7 attempt outcomes; $8 now,
 /// $9 the minute, $10 the throughput's cut-off, $11 the channel. Counts finished jobs per
 /// queue and minute, and notifies the queues of jobs made ready and the queues with a
-/// concurrency limit (a slot was freed); returns the ids applied with how many
-/// notifications were sent.
+/// concurrency or group concurrency limit (a slot was freed); returns the ids applied with
+/// how many notifications were sent.
 const FINISH: &str = concat!(
     "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
                 $5::text[], $6::bigint[], $7::text[]) \
@@ -320,8 +339,8 @@ const FINISH: &str = concat!(
      notified AS ( \
        SELECT count(pg_notify($11, q)) AS n \
        FROM (SELECT DISTINCT queue AS q FROM upd WHERE state = 'ready' \
-             OR EXISTS (SELECT 1 FROM __S__.queue_limits l \
-                        WHERE l.name = upd.queue AND l.concurrency IS NOT NULL)) d) \
+             OR EXISTS (SELECT 1 FROM __S__.queue_limits l WHERE l.name = upd.queue \
+                        AND (l.concurrency IS NOT NULL OR l.group_concurrency IS NOT NULL))) d) \
      SELECT id, (SELECT n FROM notified) FROM upd"
 );
 

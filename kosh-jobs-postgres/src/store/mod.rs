@@ -8,6 +8,7 @@ pub(crate) mod operate;
 pub(crate) mod read;
 pub(crate) mod row;
 pub(crate) mod schedules;
+pub(crate) mod turns;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -37,11 +37,14 @@ pub(crate) async fn get_many(db: &Db, ids: &[i64]) -> Result<Vec<JobRecord>> {
     rows.iter().map(|r| row::record(r, now)).collect()
 }
 
-/// The counts per queue and state, each part from its partial index. A due scheduled job
-/// counts as ready.
+/// The counts per queue and state, each part from its partial index (the ready jobs from
+/// two: without a group, and grouped). A due scheduled job counts as ready.
 const COUNTS: &str = "SELECT queue, state, count(*) FROM __S__.jobs \
      WHERE finished_at IS NOT NULL GROUP BY queue, state \
-     UNION ALL SELECT queue, 'ready', count(*) FROM __S__.jobs WHERE state = 'ready' GROUP BY queue \
+     UNION ALL SELECT queue, 'ready', count(*) FROM __S__.jobs WHERE state = 'ready' \
+       AND grp IS NULL GROUP BY queue \
+     UNION ALL SELECT queue, 'ready', count(*) FROM __S__.jobs WHERE state = 'ready' \
+       AND grp IS NOT NULL GROUP BY queue \
      UNION ALL SELECT queue, CASE WHEN run_at <= $1 THEN 'ready' ELSE 'scheduled' END AS s, \
        count(*) FROM __S__.jobs WHERE state = 'scheduled' GROUP BY queue, s \
      UNION ALL SELECT queue, 'running', count(*) FROM __S__.jobs WHERE state = 'running' \
@@ -82,29 +85,50 @@ pub(crate) async fn counts(db: &Db) -> Result<Vec<QueueCounts>> {
     Ok(by_queue.into_values().collect())
 }
 
-/// The earliest `run_at` among the ready jobs of `queue` (the head of each priority level of
-/// the ready index, found by a recursive skip over the levels) and its due scheduled jobs.
+/// The earliest `run_at` among the heads of the ready jobs of `queue` and its due scheduled
+/// jobs. The heads: the first job (by id) of each priority level of the jobs without a
+/// group, and of each (group, priority) pair of the grouped ones, each level found by a
+/// recursive skip over the ready indexes (so the cost grows with the levels and groups, not
+/// with the jobs).
+const OLDEST_READY: &str = "WITH RECURSIVE levels(p) AS ( \
+       (SELECT priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NULL AND queue = $1 \
+        ORDER BY priority DESC LIMIT 1) \
+       UNION ALL \
+       SELECT (SELECT priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NULL \
+               AND queue = $1 AND priority < levels.p ORDER BY priority DESC LIMIT 1) \
+       FROM levels WHERE levels.p IS NOT NULL), \
+     glevels(g, p) AS ( \
+       (SELECT grp, priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NOT NULL \
+        AND queue = $1 ORDER BY grp, priority DESC LIMIT 1) \
+       UNION ALL \
+       SELECT n.grp, n.priority FROM glevels CROSS JOIN LATERAL ( \
+         (SELECT grp, priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NOT NULL \
+          AND queue = $1 AND grp = glevels.g AND priority < glevels.p \
+          ORDER BY priority DESC LIMIT 1) \
+         UNION ALL \
+         (SELECT grp, priority FROM __S__.jobs WHERE state = 'ready' AND grp IS NOT NULL \
+          AND queue = $1 AND grp > glevels.g ORDER BY grp, priority DESC LIMIT 1) \
+         LIMIT 1) n) \
+     SELECT min(at) FROM ( \
+       SELECT (SELECT run_at FROM __S__.jobs WHERE state = 'ready' AND grp IS NULL \
+               AND queue = $1 AND priority = levels.p ORDER BY id LIMIT 1) AS at \
+       FROM levels WHERE levels.p IS NOT NULL \
+       UNION ALL \
+       SELECT (SELECT run_at FROM __S__.jobs WHERE state = 'ready' AND grp IS NOT NULL \
+               AND queue = $1 AND grp = glevels.g AND priority = glevels.p \
+               ORDER BY id LIMIT 1) \
+       FROM glevels \
+       UNION ALL \
+       SELECT min(run_at) FROM __S__.jobs WHERE state = 'scheduled' AND queue = $1 \
+         AND run_at <= $2) heads";
+
+/// See [`OLDEST_READY`].
 async fn oldest_ready(db: &Db, queue: &str, now: Timestamp) -> Result<Option<Timestamp>> {
-    let at: Option<i64> = sqlx::query_scalar(db.sql(
-        "WITH RECURSIVE levels(p) AS ( \
-           (SELECT priority FROM __S__.jobs WHERE state = 'ready' AND queue = $1 \
-            ORDER BY priority DESC LIMIT 1) \
-           UNION ALL \
-           SELECT (SELECT priority FROM __S__.jobs WHERE state = 'ready' AND queue = $1 \
-                   AND priority < levels.p ORDER BY priority DESC LIMIT 1) \
-           FROM levels WHERE levels.p IS NOT NULL) \
-         SELECT min(at) FROM ( \
-           SELECT (SELECT run_at FROM __S__.jobs WHERE state = 'ready' AND queue = $1 \
-                   AND priority = levels.p ORDER BY id LIMIT 1) AS at \
-           FROM levels WHERE levels.p IS NOT NULL \
-           UNION ALL \
-           SELECT min(run_at) FROM __S__.jobs WHERE state = 'scheduled' AND queue = $1 \
-             AND run_at <= $2) heads",
-    ))
-    .bind(queue)
-    .bind(now.as_millis())
-    .fetch_one(&db.pool)
-    .await?;
+    let at: Option<i64> = sqlx::query_scalar(db.sql(OLDEST_READY))
+        .bind(queue)
+        .bind(now.as_millis())
+        .fetch_one(&db.pool)
+        .await?;
     Ok(at.map(Timestamp::from_millis))
 }
 
@@ -161,16 +185,20 @@ pub(crate) struct WaitInfo {
     pub(crate) next_expiry: Option<Timestamp>,
 }
 
-/// One statement for the queues without limits: whether a job is ready, the next scheduled
-/// time, the next lease expiry, and whether some queue has limits; those are looked at by
-/// [`flow::wait_limited`], a second statement only then.
+/// One statement for the queues without limits: whether a job is ready (with a group or
+/// without: no group is ever full without a group concurrency limit), the next scheduled
+/// time, the next lease expiry, and whether some queue has limits or a hold; those are
+/// looked at by [`flow::wait_limited`], a second statement only then.
 pub(crate) async fn wait_info(db: &Db, queues: &[String]) -> Result<WaitInfo> {
     let r = sqlx::query(db.sql(
         "WITH u AS (SELECT DISTINCT u.name FROM unnest($1::text[]) AS u(name) \
            WHERE NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = u.name)), \
          q AS (SELECT u.name FROM u \
            WHERE NOT EXISTS (SELECT 1 FROM __S__.queue_limits l WHERE l.name = u.name)) \
-         SELECT EXISTS (SELECT 1 FROM q, __S__.jobs j WHERE j.state = 'ready' AND j.queue = q.name), \
+         SELECT EXISTS (SELECT 1 FROM q, __S__.jobs j WHERE j.state = 'ready' AND j.grp IS NULL \
+                        AND j.queue = q.name) \
+           OR EXISTS (SELECT 1 FROM q, __S__.jobs j WHERE j.state = 'ready' \
+                      AND j.grp IS NOT NULL AND j.queue = q.name), \
            (SELECT min(j.run_at) FROM q, __S__.jobs j WHERE j.state = 'scheduled' AND j.queue = q.name), \
            (SELECT min(lease_expires_at) FROM __S__.jobs WHERE state = 'running'), \
            (SELECT count(*) FROM u) > (SELECT count(*) FROM q)",

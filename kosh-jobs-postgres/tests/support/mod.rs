@@ -33,3 +33,31 @@ pub fn unique_schema(tag: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The migrations of this crate, in order, as `migrate` applies them (`__SCHEMA__` for the
+/// quoted schema).
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_start_ack.sql"),
+    include_str!("../../migrations/0003_flow.sql"),
+    include_str!("../../migrations/0004_groups.sql"),
+];
+
+/// Makes `schema` as an older release left it: its first `version` migrations and the
+/// version in `meta`, as that release's backend would have.
+pub async fn schema_at(conn: &mut sqlx::PgConnection, schema: &str, version: usize) {
+    let ident = format!("\"{schema}\"");
+    let mut sql = format!(
+        "CREATE SCHEMA {ident}; \
+         CREATE TABLE {ident}.meta (key text PRIMARY KEY, value bigint NOT NULL); \
+         INSERT INTO {ident}.meta VALUES ('schema_version', {version}); "
+    );
+    for m in &MIGRATIONS[..version] {
+        sql.push_str(&m.replace("__SCHEMA__", &ident));
+        sql.push('\n');
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("a schema at version {version}: {e}"));
+}
