@@ -12,8 +12,9 @@
 //! or of waiting groups.
 //!
 //! Every way into `ready` (push, promotion, retry, snooze, release, recovery, the admin
-//! actions) gives a group its row through the triggers of schema version 7, so a reserve
-//! never misses a group. A queue without turn rows (one that never had a grouped job) is
+//! actions) gives a group its row ([`group_ready`], [`PROMOTED_GROUPS`]; not a trigger,
+//! which measured about 3 µs more per job on every hot-path statement), so a reserve never
+//! misses a group. A queue without turn rows (one that never had a grouped job) is
 //! reserved as before, by the ungrouped ready index alone.
 
 use kosh_jobs_core::LeasedJob;
