@@ -101,6 +101,14 @@ pub struct Import {
     pub date_order_guessed: bool,
     /// The bank layout recognised (`HDFC Bank`, `generic`, …).
     pub layout: Option<String>,
+    /// Who uploaded it (see [`crate::user`]); `user` in the API.
+    #[serde(rename = "user")]
+    pub user_id: String,
+    /// For a queued import, the running import of the same user it waits for (imports run
+    /// one at a time per user); else `None`. Read by [`get_import`] and [`list_imports`]
+    /// in the same statement as the import, so the two agree.
+    #[sqlx(default)]
+    pub waiting_for: Option<i64>,
     /// Why it failed (or the last attempt's error while retrying).
     pub error: Option<String>,
     /// Upload time.
@@ -174,6 +182,24 @@ impl Import {
     }
 }
 
+/// `SELECT` of an import's columns and its `waiting_for` (the lowest-numbered running import
+/// of its user, when it is queued; through the partial index `imports_running_by_user`),
+/// followed by `$rest`. A macro, so the statement stays a `&'static str`.
+macro_rules! select_import_with_wait {
+    ($rest:literal) => {
+        concat!(
+            "SELECT imports.*,
+                CASE WHEN imports.state = 'queued' THEN
+                    (SELECT MIN(r.id) FROM imports AS r
+                     WHERE r.user_id = imports.user_id AND r.state = 'running'
+                       AND r.id != imports.id)
+                END AS waiting_for
+             FROM imports ",
+            $rest
+        )
+    };
+}
+
 /// A new upload.
 #[derive(Clone, Debug)]
 pub struct NewImport<'a> {
@@ -185,6 +211,8 @@ pub struct NewImport<'a> {
     pub sha256: &'a str,
     /// Size in bytes.
     pub size_bytes: i64,
+    /// Who uploaded it, checked ([`crate::user::User`]).
+    pub user: &'a str,
 }
 
 /// The outcome of [`insert_import`].
@@ -200,13 +228,15 @@ pub enum Inserted {
 pub async fn insert_import(pool: &SqlitePool, new: &NewImport<'_>) -> sqlx::Result<Inserted> {
     let now = now();
     let r = sqlx::query(
-        "INSERT INTO imports (file_name, stored_name, sha256, size_bytes, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO imports (file_name, stored_name, sha256, size_bytes, user_id, created_at,
+             updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.file_name)
     .bind(new.stored_name)
     .bind(new.sha256)
     .bind(new.size_bytes)
+    .bind(new.user)
     .bind(&now)
     .bind(&now)
     .execute(pool)
@@ -236,17 +266,17 @@ pub async fn set_job_id(pool: &SqlitePool, id: i64, job_id: &str) -> sqlx::Resul
     Ok(())
 }
 
-/// One import.
+/// One import, with its `waiting_for`.
 pub async fn get_import(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Import>> {
-    sqlx::query_as("SELECT * FROM imports WHERE id = ?")
+    sqlx::query_as(select_import_with_wait!("WHERE imports.id = ?"))
         .bind(id)
         .fetch_optional(pool)
         .await
 }
 
-/// The latest imports, newest first.
+/// The latest imports, newest first, with their `waiting_for`.
 pub async fn list_imports(pool: &SqlitePool, limit: i64) -> sqlx::Result<Vec<Import>> {
-    sqlx::query_as("SELECT * FROM imports ORDER BY id DESC LIMIT ?")
+    sqlx::query_as(select_import_with_wait!("ORDER BY imports.id DESC LIMIT ?"))
         .bind(limit)
         .fetch_all(pool)
         .await

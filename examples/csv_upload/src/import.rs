@@ -31,11 +31,16 @@ pub struct App {
 }
 
 /// The payload: which import to run. One live job per import (`unique`), so enqueueing it
-/// twice adds nothing.
+/// twice adds nothing; one import per user at a time (`group`, with the queue's group limit
+/// set by [`Services::limit_imports_per_user`](crate::run::Services::limit_imports_per_user)).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImportCsv {
     /// The `imports` row.
     pub import_id: i64,
+    /// The import's user (see [`crate::user`]): the job's group key. A payload queued before
+    /// users existed has none and reads as [`DEFAULT_USER`](crate::user::DEFAULT_USER).
+    #[serde(default = "default_user")]
+    pub user: String,
     /// Read the file's `a/b/yyyy` dates in this order, whatever the file suggests (the
     /// user re-imports a file whose order was a guess). Without it, the order the user
     /// chose earlier for this import, if any, else the one the file shows.
@@ -43,13 +48,24 @@ pub struct ImportCsv {
     pub date_order: Option<DateOrder>,
 }
 
+fn default_user() -> String {
+    crate::user::DEFAULT_USER.to_owned()
+}
+
 impl ImportCsv {
-    /// The job for an import, the date order decided as usual.
-    pub fn new(import_id: i64) -> Self {
+    /// The job for an import of `user` (as stored on the import), the date order decided as
+    /// usual.
+    pub fn new(import_id: i64, user: impl Into<String>) -> Self {
         ImportCsv {
             import_id,
+            user: user.into(),
             date_order: None,
         }
+    }
+
+    /// The job for a stored import: its id and its user.
+    pub fn of(import: &db::Import) -> Self {
+        ImportCsv::new(import.id, import.user_id.clone())
     }
 }
 
@@ -173,7 +189,8 @@ fn join_error(e: tokio::task::JoinError) -> ImportError {
     max_attempts = 5,
     backoff = exponential(2s, max = 10m, jitter = 0.2),
     timeout = 2h,
-    unique = "import-{import_id}"
+    unique = "import-{import_id}",
+    group = user
 )]
 pub async fn import_csv(
     job: ImportCsv,
@@ -344,5 +361,29 @@ async fn report(
         Ok(()) => Ok(()),
         Err(kosh_jobs::Error::LeaseLost(_)) => Err(ImportError::LeaseLost),
         Err(e) => Err(ImportError::Transient(e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kosh_jobs::Job;
+
+    use super::*;
+
+    #[test]
+    fn the_user_is_the_jobs_group_key() {
+        let job = ImportCsv::new(7, "ana");
+        assert_eq!(job.group_key().as_deref(), Some("ana"));
+        assert_eq!(job.unique_key().as_deref(), Some("import-7"));
+    }
+
+    #[test]
+    fn a_payload_queued_before_users_reads_as_the_demo_user() {
+        let old: ImportCsv = serde_json::from_str(r#"{"import_id": 3, "date_order": "mdy"}"#)
+            .expect("an old payload deserialises");
+        assert_eq!((old.import_id, old.user.as_str()), (3, "demo"));
+        assert_eq!(old.date_order, Some(DateOrder::MonthFirst));
+        let new = serde_json::to_value(ImportCsv::new(4, "ben")).expect("serialises");
+        assert_eq!(new, json!({"import_id": 4, "user": "ben"}));
     }
 }

@@ -8,7 +8,7 @@
 //! - [`web`]: the page and the JSON API (axum);
 //! - [`backend`]: the job store chosen by URL; [`config`]: the environment;
 //!   [`run`]: wiring it together; [`metrics`]: `/metrics` for Prometheus;
-//!   [`words`]: counts and sizes in words.
+//!   [`words`]: counts and sizes in words; [`user`]: who an upload is for.
 //!
 //! See `README.md` beside this crate for running it.
 
@@ -19,5 +19,6 @@ pub mod import;
 pub mod metrics;
 pub mod parse;
 pub mod run;
+pub mod user;
 pub mod web;
 pub mod words;

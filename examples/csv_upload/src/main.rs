@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Dev { concurrency } => {
             let (addr, server) = services.bind_web(None, shutdown_signal()).await?;
-            let worker = services.worker(concurrency)?.spawn();
+            let worker = services.worker(concurrency).await?.spawn();
             tracing::info!("{}", services.dashboard_status());
             tracing::info!("web and worker in one process; Ctrl-C stops both");
             print_url(addr, &data);

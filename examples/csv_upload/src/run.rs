@@ -4,8 +4,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use kosh_jobs::limits::QueueLimits;
 use kosh_jobs::worker::WorkerStats;
-use kosh_jobs::{AnyBackend, Client, Worker};
+use kosh_jobs::{AnyBackend, Client, Job, Worker};
 
 use crate::backend::open_backend;
 
@@ -119,8 +120,44 @@ impl Services {
         }
     }
 
-    /// A worker running the import job.
-    pub fn worker(&self, concurrency: usize) -> anyhow::Result<Worker<App>> {
+    /// Makes the import queue run at most one import per user at once (its jobs' group is
+    /// their user, see [`crate::user`]), keeping any other limit the store has for it (an
+    /// operator's concurrency or rate limit, set with `kosh-jobs queues limit`); logs the
+    /// limits. Returns them.
+    ///
+    /// Every worker does this when it starts, so the store always has the limit. Read, then
+    /// write: a limit an operator changes in between is overwritten with what was read.
+    pub async fn limit_imports_per_user(&self) -> anyhow::Result<QueueLimits> {
+        let queue = ImportCsv::QUEUE;
+        let flows = self
+            .jobs
+            .queue_flows()
+            .await
+            .context("cannot read the queue limits of the job store")?;
+        let before = flows
+            .iter()
+            .find(|f| f.queue == queue)
+            .map(|f| f.limits)
+            .unwrap_or_default();
+        let limits = before.with_group_concurrency(1);
+        if limits != before {
+            self.jobs
+                .set_queue_limits(queue, limits)
+                .await
+                .with_context(|| format!("cannot set the limits of the queue `{queue}`"))?;
+        }
+        tracing::info!(
+            queue,
+            concurrency = ?limits.concurrency,
+            rate = ?limits.rate,
+            "imports run one at a time per user (group concurrency 1)"
+        );
+        Ok(limits)
+    }
+
+    /// A worker running the import job, after [`Services::limit_imports_per_user`].
+    pub async fn worker(&self, concurrency: usize) -> anyhow::Result<Worker<App>> {
+        self.limit_imports_per_user().await?;
         let mut builder = Worker::builder(self.backend.clone())
             .state(self.app.clone())
             .register::<ImportCsv>()
@@ -160,7 +197,11 @@ pub async fn run_worker(
     concurrency: usize,
     shutdown: impl Future + Send,
 ) -> anyhow::Result<WorkerStats> {
-    Ok(services.worker(concurrency)?.run_until(shutdown).await?)
+    Ok(services
+        .worker(concurrency)
+        .await?
+        .run_until(shutdown)
+        .await?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what systemd and container runtimes send).

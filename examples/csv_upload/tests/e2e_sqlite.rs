@@ -25,7 +25,12 @@ async fn the_same_job_run_twice_adds_nothing() {
     assert_eq!(first["rows_imported"], 3, "{first}");
 
     // Deliver the same job again (its unique key is free once the first completed).
-    let again = app.services.jobs.enqueue(ImportCsv::new(id)).await.unwrap();
+    let again = app
+        .services
+        .jobs
+        .enqueue(ImportCsv::new(id, "demo"))
+        .await
+        .unwrap();
     assert!(!again.existing());
     support::wait_for("the second run", Duration::from_secs(30), || async {
         let r = app.services.jobs.status(again.id()).await.unwrap();

@@ -75,7 +75,7 @@ async fn a_failed_import_is_retried_with_its_job() {
         "{v}"
     );
 
-    app.start_worker();
+    app.start_worker().await;
     let failed = app.wait_final(id, LIMIT).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(failed["error"], "the uploaded file is gone", "{failed}");
@@ -131,7 +131,7 @@ async fn a_retried_import_whose_file_is_imported_again_since_is_refused() {
     let files = app.stored_files();
     let away = app.dir.path().join("away.csv");
     std::fs::rename(&files[0], &away).unwrap();
-    app.start_worker();
+    app.start_worker().await;
     assert_eq!(app.wait_final(first, LIMIT).await["state"], "failed");
     // The same file uploaded again, which a failed import allows.
     let (status, v) = app.upload("march.csv", fixture("clean_comma.csv")).await;

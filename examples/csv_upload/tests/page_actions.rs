@@ -138,7 +138,7 @@ async fn a_user_retries_reimports_and_deletes_from_the_page() {
     assert_eq!(files.len(), 1, "{files:?}");
     let away = app.dir.path().join("away.csv");
     std::fs::rename(&files[0], &away).unwrap();
-    app.start_worker();
+    app.start_worker().await;
     let text = wait_text(b, &row, "the failed row", |t| t.contains("failed")).await;
     assert!(text.contains("the uploaded file is gone"), "{text}");
     assert!(

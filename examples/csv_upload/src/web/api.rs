@@ -147,7 +147,9 @@ async fn job_settled(web: &Web, import: &Import) -> Result<(), ApiError> {
 /// Runs an import again from the start: back to `queued` with its earlier rows dropped
 /// (see [`db::reset_import`]), then its job retried when the queue still holds it failed
 /// or cancelled (the same job, a fresh count of attempts), else a new one. `chosen`: the
-/// order of day and month to read its dates in (always a new job, carrying it).
+/// order of day and month to read its dates in (always a new job, carrying it). A new job
+/// carries the import's user from the database, its group; a retried job keeps the group
+/// it was enqueued with (the same user: an import's user never changes).
 async fn run_again(
     web: &Web,
     import: Import,
@@ -187,8 +189,8 @@ async fn run_again(
         let handle = web
             .jobs
             .enqueue(ImportCsv {
-                import_id: id,
                 date_order: chosen,
+                ..ImportCsv::of(&import)
             })
             .await?;
         // A live job holding the import's key would find the import reset and run it,

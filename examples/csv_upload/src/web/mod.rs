@@ -3,8 +3,8 @@
 //! | route | |
 //! |---|---|
 //! | `GET /` | the page (no build step: HTML and vanilla JS in one file) |
-//! | `POST /api/imports` | upload (multipart field `file`) → `202 {"id", "job_id", …}` |
-//! | `GET /api/imports` | the latest imports |
+//! | `POST /api/imports` | upload (multipart field `file`; the user in a field `user` or a header `X-User`, see [`crate::user`]) → `202 {"id", "job_id", "user", …}` |
+//! | `GET /api/imports` | the latest imports, each with its `user` and `waiting_for` |
 //! | `GET /api/events` | the imports' job events, as server-sent events (see [`live`]) |
 //! | `GET /api/imports/{id}` | one import, with the job's state and progress |
 //! | `DELETE /api/imports/{id}` | deletes it: its rows, its notifications, its file |
@@ -32,7 +32,7 @@ use kosh_jobs::Client;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use upload::display_name;
+pub use upload::{display_name, USER_HEADER};
 
 use crate::import::App;
 

@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::Web;
 use crate::db::{self, Inserted, NewImport};
 use crate::import::ImportCsv;
+use crate::user::{User, UserError, MAX_USER_CHARS};
 
 /// Past the limit, at most this much more is read (and dropped) so that the client gets
 /// its 413 cleanly instead of a reset connection.
@@ -86,8 +87,38 @@ fn too_large(max: u64) -> ApiError {
     .with(json!({ "max_bytes": max }))
 }
 
-/// Handles an upload: `202` with the import id, `409` for a file already imported, `413`
-/// past the size limit, `415` for something that is not CSV.
+/// The header naming the upload's user when the form has no `user` field.
+pub const USER_HEADER: &str = "x-user";
+
+/// The most bytes of a `user` form field read: past it the field is refused, unread.
+const USER_FIELD_CAP: usize = 1024;
+
+/// Reads the `user` form field, refusing one longer than [`USER_FIELD_CAP`] bytes before
+/// reading more of it.
+async fn user_field(mut field: Field<'_>) -> Result<User, ApiError> {
+    let mut raw = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if raw.len() + chunk.len() > USER_FIELD_CAP {
+            return Err(ApiError::bad_request(format!(
+                "the user is too long: at most {MAX_USER_CHARS} characters"
+            )));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    User::parse_bytes(&raw).map_err(bad_user)
+}
+
+fn bad_user(e: UserError) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+/// Handles an upload: `202` with the import id, `400` for a bad user, `409` for a file
+/// already imported, `413` past the size limit, `415` for something that is not CSV.
+///
+/// The user is the form's `user` field, else the `X-User` header, else `demo` (see
+/// [`User::choose`]). A `user` field sent before the file (as the page does) is checked
+/// before the file is read; one sent after it, once the file is stored (and the file is
+/// removed again if the user is refused).
 pub(super) async fn upload(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -110,17 +141,50 @@ pub(super) async fn upload(
             ),
         )
     })?;
+    let mut form_user: Option<User> = None;
+    let mut stored: Option<Stored> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        if field.name() == Some("file") {
-            return store(&web, field).await;
+        match field.name() {
+            Some("user") if form_user.is_some() => {
+                return Err(ApiError::bad_request(
+                    "send one `user` field per upload, not several",
+                ));
+            }
+            Some("user") => form_user = Some(user_field(field).await?),
+            Some("file") if stored.is_some() => {
+                return Err(ApiError::bad_request(
+                    "send one file per upload, not several",
+                ));
+            }
+            Some("file") => stored = Some(store(&web, field).await?),
+            _ => {}
         }
     }
-    Err(ApiError::bad_request(
-        "no file: send the CSV as a multipart field named `file`",
-    ))
+    let Some(stored) = stored else {
+        return Err(ApiError::bad_request(
+            "no file: send the CSV as a multipart field named `file`",
+        ));
+    };
+    let user = match form_user {
+        Some(user) => user,
+        None => {
+            User::choose(None, headers.get(USER_HEADER).map(|v| v.as_bytes())).map_err(bad_user)?
+        }
+    };
+    enqueue(&web, stored, user).await
 }
 
-async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// An uploaded file on disk, not yet an import: removed when dropped unless kept.
+struct Stored {
+    part: TempFile,
+    stored_name: String,
+    file_name: String,
+    sha256: String,
+    size: u64,
+}
+
+/// Streams the `file` field to the upload folder, checking its size and that it is text.
+async fn store(web: &Web, mut field: Field<'_>) -> Result<Stored, ApiError> {
     let max = web.max_upload_bytes;
     let file_name = display_name(field.file_name());
     if !is_csv(&file_name, field.content_type()) {
@@ -186,12 +250,34 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
         .await
         .map_err(ApiError::internal)?;
     part.path = stored_path;
+    Ok(Stored {
+        part,
+        stored_name,
+        file_name,
+        sha256,
+        size,
+    })
+}
 
+/// Records the import of a stored file for `user` and queues its job.
+async fn enqueue(
+    web: &Web,
+    stored: Stored,
+    user: User,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Stored {
+        mut part,
+        stored_name,
+        file_name,
+        sha256,
+        size,
+    } = stored;
     let new = NewImport {
         file_name: &file_name,
         stored_name: &stored_name,
         sha256: &sha256,
         size_bytes: size as i64,
+        user: user.as_str(),
     };
     let id = match db::insert_import(&web.app.db, &new).await? {
         Inserted::New(id) => id,
@@ -204,7 +290,7 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
         }
     };
     part.keep = true;
-    let enqueued = match web.jobs.enqueue(ImportCsv::new(id)).await {
+    let enqueued = match web.jobs.enqueue(ImportCsv::new(id, user.as_str())).await {
         Ok(e) => e,
         Err(e) => {
             let _ = db::fail_import(&web.app.db, id, "could not queue the import").await;
@@ -213,13 +299,14 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<(StatusCode, Json<Valu
     };
     let job_id = enqueued.id().to_string();
     db::set_job_id(&web.app.db, id, &job_id).await?;
-    tracing::info!(import = id, job = %job_id, bytes = size, "upload stored, import queued");
+    tracing::info!(import = id, job = %job_id, bytes = size, user = %user, "upload stored, import queued");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
             "id": id,
             "job_id": job_id,
             "state": "queued",
+            "user": user.as_str(),
             "file_name": file_name,
             "size_bytes": size,
             "sha256": sha256,

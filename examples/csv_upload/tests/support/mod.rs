@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod flow;
 pub mod redis;
+pub mod users;
 
 /// Polls `check` until it gives `Some`, failing the test after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
@@ -89,7 +90,11 @@ impl TestApp {
             .await
             .unwrap();
         let server = tokio::spawn(server);
-        let worker = with_worker.then(|| services.worker(2).unwrap().spawn());
+        let worker = if with_worker {
+            Some(services.worker(2).await.unwrap().spawn())
+        } else {
+            None
+        };
         TestApp {
             dir,
             base: format!("http://{addr}"),
@@ -102,9 +107,16 @@ impl TestApp {
     }
 
     /// Starts the in-process worker of an app started without one.
-    pub fn start_worker(&mut self) {
+    pub async fn start_worker(&mut self) {
+        self.start_worker_with(2).await;
+    }
+
+    /// Starts the in-process worker of an app started without one, running `concurrency`
+    /// imports at once.
+    pub async fn start_worker_with(&mut self, concurrency: usize) {
         assert!(self.worker.is_none(), "the worker is running already");
-        self.worker = Some(self.services.worker(2).unwrap().spawn());
+        let worker = self.services.worker(concurrency).await.unwrap();
+        self.worker = Some(worker.spawn());
     }
 
     /// Sends a request with `method` and an optional JSON body; the status and the JSON
@@ -150,18 +162,32 @@ impl TestApp {
 
     /// Uploads `content` as a file named `name`; the status and the JSON answer.
     pub async fn upload(&self, name: &str, content: Vec<u8>) -> (u16, Value) {
+        self.upload_as(name, content, None, None).await
+    }
+
+    /// Uploads `content` as a file named `name` with a `user` form field (sent before the
+    /// file, as the page sends it) and an `X-User` header, each if given.
+    pub async fn upload_as(
+        &self,
+        name: &str,
+        content: Vec<u8>,
+        form_user: Option<&str>,
+        header_user: Option<&str>,
+    ) -> (u16, Value) {
         let part = reqwest::multipart::Part::bytes(content)
             .file_name(name.to_owned())
             .mime_str("text/csv")
             .unwrap();
-        let form = reqwest::multipart::Form::new().part("file", part);
-        let r = self
-            .http
-            .post(self.url("/api/imports"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(user) = form_user {
+            form = form.text("user", user.to_owned());
+        }
+        let form = form.part("file", part);
+        let mut request = self.http.post(self.url("/api/imports")).multipart(form);
+        if let Some(user) = header_user {
+            request = request.header("x-user", user);
+        }
+        let r = request.send().await.unwrap();
         let status = r.status().as_u16();
         let ct = r
             .headers()
