@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use fantoccini::{Client, Locator};
 use kosh_jobs_testsupport::browser::Browser;
 use serde_json::Value;
@@ -107,30 +109,36 @@ async fn page_shows_who_waits(mut app: TestApp) {
 
     // Room for every import at once: only the per-user limit holds Ana's second back.
     app.start_worker_with(4).await;
-    let waiting = wait_text(b, &row(second), "Ana's second import waiting", |t| {
-        t.contains("waiting for your other import")
-    })
-    .await;
+    // The row's text and its link read in one script call, one snapshot: the page redraws
+    // its table on every update, so an element found by one WebDriver call may be gone by
+    // the next, and the wait ends once Ana's first import does.
+    let snapshot = "const r = document.querySelector(arguments[0]); \
+         if (!r) return ['', null]; \
+         const a = r.querySelector('a.waiting-for'); \
+         return [r.textContent, a && a.getAttribute('href')];";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (waiting, href) = loop {
+        let v = b
+            .execute(snapshot, vec![Value::from(row(second))])
+            .await
+            .unwrap();
+        let text = v[0].as_str().unwrap_or_default().to_owned();
+        if text.contains("waiting for your other import") {
+            break (text, v[1].clone());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ana's second import never showed as waiting: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         waiting.contains(&format!("#{first}")),
         "names it: {waiting}"
     );
-    let link = b
-        .find(Locator::Css(&format!("{} a.waiting-for", row(second))))
-        .await
-        .unwrap();
-    assert_eq!(
-        link.attr("href").await.unwrap().as_deref(),
-        Some(format!("#import-{first}").as_str())
-    );
+    assert_eq!(href, Value::from(format!("#import-{first}")));
     for id in [first, ben, hostile] {
-        let text = b
-            .find(Locator::Css(&row(id)))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = wait_text(b, &row(id), "the row", |t| !t.is_empty()).await;
         assert!(!text.contains("waiting for"), "import {id}: {text}");
     }
 
