@@ -675,3 +675,138 @@ async fn two_worker_processes_share_one_group_limit() {
         "b waited for a: b's last start at {last_b_start}, a's at {last_a_start} ({runs:?})"
     );
 }
+
+/// A worker SIGKILLed while it holds a group's only slot does not keep it: the group's other
+/// jobs wait (no second job of the group starts while the dead worker's lease stands), and
+/// run once the lease expires and is recovered. The victim, with room for 4 jobs, takes only
+/// the group's one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_frees_its_group_slot_when_its_lease_is_recovered() {
+    const TOTAL: u64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("group-kill.db");
+    let b = open(&db).await;
+    b.set_queue_limits(
+        Numbered::QUEUE,
+        kosh_jobs_core::QueueLimits::default().with_group_concurrency(1),
+    )
+    .await
+    .expect("set the limit");
+    let now = Timestamp::now_system();
+    let jobs: Vec<NewJob> = (0..TOTAL)
+        .map(|n| {
+            let mut j = NewJob::new(
+                Numbered::NAME,
+                Numbered::QUEUE,
+                format!("{{\"n\":{n}}}"),
+                now,
+            );
+            j.group = Some("user-a".to_owned());
+            j
+        })
+        .collect();
+    b.push(jobs).await.expect("push");
+
+    let victim_log = dir.path().join("victim.log");
+    let mut victim = spawn(
+        "hanging-worker",
+        &db,
+        &[
+            (LOG, victim_log.display().to_string()),
+            (LEASE_MS, "1000".into()),
+        ],
+    );
+    let taken = eventually(
+        "the victim started the group's job",
+        Duration::from_secs(60),
+        || async {
+            let (_, started) = read_log(&victim_log);
+            (!started.is_empty()).then_some(started)
+        },
+    )
+    .await;
+    eventually(
+        "the store knows the victim's attempt started",
+        Duration::from_secs(60),
+        || async {
+            let conn = rusqlite::Connection::open(&db).ok()?;
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM kosh_jobs WHERE state = 'running' AND lease_started = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    victim.kill().expect("SIGKILL the victim");
+    let killed_at = Timestamp::now_system();
+    victim.wait().expect("reap the victim");
+    assert_eq!(
+        taken.len(),
+        1,
+        "with room for 4, the victim took only the group's one slot: {taken:?}"
+    );
+    assert_eq!(
+        all_jobs(&b, JobState::Running).await.len(),
+        1,
+        "the dead worker's lease still holds the slot"
+    );
+
+    let rescuer_log = dir.path().join("rescuer.log");
+    let mut rescuer = spawn(
+        "worker",
+        &db,
+        &[
+            (LOG, rescuer_log.display().to_string()),
+            (LEASE_MS, "1000".into()),
+        ],
+    );
+    eventually("all jobs completed", Duration::from_secs(60), || async {
+        let c = b.counts().await.expect("counts");
+        let q = c.into_iter().find(|c| c.queue == Numbered::QUEUE)?;
+        (q.completed == TOTAL).then_some(())
+    })
+    .await;
+    drop(rescuer.stdin.take());
+    wait_exit(
+        &mut rescuer,
+        "the rescuer",
+        Instant::now() + Duration::from_secs(60),
+    );
+
+    let mut records = all_jobs(&b, JobState::Completed).await;
+    records.sort_by_key(|r| r.started_at);
+    // Nothing of the group ran while the dead worker's lease held the slot: the first job to
+    // run after the kill is the victim's own, recovered (the group's oldest, so first again).
+    assert_eq!(
+        records.first().map(payload_n),
+        taken.first().copied(),
+        "the first job run after the kill is the recovered one"
+    );
+    // One at a time: each job started after the one before it finished.
+    for pair in records.windows(2) {
+        assert!(
+            pair[1].started_at >= pair[0].finished_at,
+            "two jobs of the group overlapped: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    for rec in &records {
+        let n = payload_n(rec);
+        let start = rec.started_at.expect("started");
+        assert!(
+            start >= killed_at,
+            "job {n} started at {start}, before the kill at {killed_at}: the slot was free"
+        );
+        if taken.contains(&n) {
+            assert_eq!(rec.attempts, 2, "job {n}: the killed attempt is counted");
+            assert_eq!(rec.last_error(), Some("lease expired"));
+        } else {
+            assert_eq!(rec.attempts, 1, "job {n}");
+        }
+    }
+}
