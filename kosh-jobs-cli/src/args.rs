@@ -138,7 +138,7 @@ pub(crate) enum QueuesCommand {
 /// `queues limit`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).multiple(true)
-    .args(["concurrency", "rate", "group_concurrency", "clear"])))]
+    .args(["concurrency", "rate", "group_concurrency", "group_rate", "clear"])))]
 pub(crate) struct LimitArgs {
     /// The queue.
     pub(crate) queue: String,
@@ -151,8 +151,11 @@ pub(crate) struct LimitArgs {
     /// At most K jobs of each group running at once (jobs enqueued with a group key).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) group_concurrency: Option<u32>,
+    /// At most N starts of each group in any window of DURATION: `5/1m`.
+    #[arg(long, value_name = "N/DURATION", value_parser = parse_rate)]
+    pub(crate) group_rate: Option<RateLimit>,
     /// Remove the queue's limits.
-    #[arg(long, conflicts_with_all = ["concurrency", "rate", "group_concurrency"])]
+    #[arg(long, conflicts_with_all = ["concurrency", "rate", "group_concurrency", "group_rate"])]
     pub(crate) clear: bool,
 }
 

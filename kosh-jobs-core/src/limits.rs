@@ -29,8 +29,10 @@
 //! A queue may also limit the jobs of each group running at once
 //! ([`QueueLimits::group_concurrency`]): a group at its limit is skipped until one of its jobs
 //! leaves `running`. A group's slot is its running job's lease, so a crashed worker's slot is
-//! freed when its lease is recovered, never left taken. The jobs without a group are not
-//! limited by it.
+//! freed when its lease is recovered, never left taken. And it may limit each group's starts
+//! ([`QueueLimits::group_rate`]): at most N starts of a group in any window, a sliding log
+//! per group, like the queue's rate limit. A group at either limit is skipped, the other
+//! groups go on; the jobs without a group are limited by neither.
 //!
 //! ```
 //! use std::time::Duration;
@@ -72,6 +74,9 @@ pub struct QueueLimits {
     /// At most this many jobs of each group running at once (see [Groups](self#groups)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_concurrency: Option<u32>,
+    /// At most so many starts of each group in any window of so long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_rate: Option<RateLimit>,
 }
 
 /// At most `max` job starts in any window of length `per`.
@@ -119,6 +124,7 @@ impl QueueLimits {
         concurrency: None,
         rate: None,
         group_concurrency: None,
+        group_rate: None,
     };
 
     /// With a concurrency limit of `k` running jobs.
@@ -139,9 +145,23 @@ impl QueueLimits {
         self
     }
 
+    /// With a rate limit per group.
+    pub fn with_group_rate(mut self, rate: RateLimit) -> Self {
+        self.group_rate = Some(rate);
+        self
+    }
+
     /// Whether no limit is set.
     pub fn is_none(&self) -> bool {
-        self.concurrency.is_none() && self.rate.is_none() && self.group_concurrency.is_none()
+        self.concurrency.is_none()
+            && self.rate.is_none()
+            && self.group_concurrency.is_none()
+            && self.group_rate.is_none()
+    }
+
+    /// Whether a group limit is set (concurrency or rate).
+    pub fn limits_groups(&self) -> bool {
+        self.group_concurrency.is_some() || self.group_rate.is_some()
     }
 
     /// Checks the limits, with a message saying what is wrong. Backends call this before
@@ -155,16 +175,20 @@ impl QueueLimits {
         if self.group_concurrency == Some(0) {
             return Err("a group concurrency limit must be at least 1".to_owned());
         }
-        if let Some(r) = self.rate {
+        for (what, r) in [
+            ("rate limit", self.rate),
+            ("group rate limit", self.group_rate),
+        ] {
+            let Some(r) = r else { continue };
             if r.max == 0 || r.max > MAX_RATE {
                 return Err(format!(
-                    "a rate limit allows 1 to {MAX_RATE} starts per window, not {}",
+                    "a {what} allows 1 to {MAX_RATE} starts per window, not {}",
                     r.max
                 ));
             }
             if r.per < Duration::from_millis(1) || r.per > MAX_RATE_WINDOW {
                 return Err(format!(
-                    "a rate limit's window is 1 ms to 24 h long, not {:?}",
+                    "a {what}'s window is 1 ms to 24 h long, not {:?}",
                     r.per
                 ));
             }
@@ -194,7 +218,8 @@ pub struct QueueFlow {
     /// Groups with a job running now.
     #[serde(default)]
     pub groups_running: u64,
-    /// Groups whose running jobs reached the group concurrency limit.
+    /// Groups that may start no job now: their running jobs reached the group concurrency
+    /// limit, or their starts the group rate limit.
     #[serde(default)]
     pub groups_at_limit: u64,
 }
@@ -269,6 +294,17 @@ mod tests {
         assert!(!l.is_none());
         let s = serde_json::to_string(&l).unwrap_or_default();
         assert_eq!(s, r#"{"group_concurrency":1}"#);
+        let l = l.with_group_rate(RateLimit::new(2, Duration::from_secs(60)));
+        assert!(l.limits_groups() && l.validate().is_ok());
+        let s = serde_json::to_string(&l).unwrap_or_default();
+        assert_eq!(
+            s,
+            r#"{"group_concurrency":1,"group_rate":{"max":2,"per_ms":60000}}"#
+        );
+        let e = QueueLimits::default()
+            .with_group_rate(RateLimit::new(0, Duration::from_secs(1)))
+            .validate();
+        assert!(e.is_err_and(|e| e.contains("group rate")));
     }
 
     #[test]

@@ -1221,6 +1221,7 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
             concurrency: small(&c, "concurrency")?,
             rate,
             group_concurrency: small(&g, "group concurrency")?,
+            group_rate: None,
         },
         running: count(&running, "running")?.unwrap_or(0),
         starts_in_window: count(&starts, "starts")?.unwrap_or(0),

@@ -388,9 +388,12 @@
       if (l.next_start_at !== null) r += `, next ${rel(l.next_start_at)}`;
       parts.push(r);
     }
-    if (l.group_concurrency !== null) {
+    if (l.group_concurrency !== null || l.group_rate !== null) {
+      const per = [];
+      if (l.group_concurrency !== null) per.push(`${fmt(l.group_concurrency)} running`);
+      if (l.group_rate !== null) per.push(`${fmt(l.group_rate.max)} starts per ${span(l.group_rate.per_ms)}`);
       const full = l.groups_at_limit === 1 ? '1 group full' : `${fmt(l.groups_at_limit)} groups full`;
-      parts.push(`${fmt(l.group_concurrency)} running per group, ${full}`);
+      parts.push(`${per.join(' and ')} per group, ${full}`);
     }
     if (l.held_until !== null) parts.push(`held, starts again ${rel(l.held_until)}`);
     return `Limits: ${parts.join(' · ')}`;

@@ -35,6 +35,13 @@ fn describe(l: &QueueLimits) -> String {
             thousands(u64::from(k))
         ));
     }
+    if let Some(r) = l.group_rate {
+        parts.push(format!(
+            "at most {} starts per group per {}",
+            thousands(u64::from(r.max)),
+            time::span(r.per)
+        ));
+    }
     if parts.is_empty() {
         "no limits".to_owned()
     } else {
@@ -47,6 +54,7 @@ fn limits_json(l: &QueueLimits) -> Value {
         "concurrency": l.concurrency,
         "rate": l.rate.map(|r| json!({"max": r.max, "per_ms": r.per.as_millis() as u64})),
         "group_concurrency": l.group_concurrency,
+        "group_rate": l.group_rate.map(|r| json!({"max": r.max, "per_ms": r.per.as_millis() as u64})),
     })
 }
 
@@ -82,16 +90,26 @@ fn next_start(f: &QueueFlow, now: Timestamp) -> String {
 
 /// `3 running, 1 full (1 per group)`, or `-` without a group limit and no group running.
 fn groups_text(f: &QueueFlow) -> String {
-    match f.limits.group_concurrency {
-        Some(k) => format!(
-            "{} running, {} full ({} per group)",
-            thousands(f.groups_running),
-            thousands(f.groups_at_limit),
-            thousands(u64::from(k))
-        ),
-        None if f.groups_running > 0 => format!("{} running", thousands(f.groups_running)),
-        None => "-".to_owned(),
+    let mut per_group = Vec::new();
+    if let Some(k) = f.limits.group_concurrency {
+        per_group.push(thousands(u64::from(k)));
     }
+    if let Some(r) = f.limits.group_rate {
+        per_group.push(rate_text(r));
+    }
+    if per_group.is_empty() {
+        return if f.groups_running > 0 {
+            format!("{} running", thousands(f.groups_running))
+        } else {
+            "-".to_owned()
+        };
+    }
+    format!(
+        "{} running, {} full ({} per group)",
+        thousands(f.groups_running),
+        thousands(f.groups_at_limit),
+        per_group.join(", ")
+    )
 }
 
 pub(super) async fn list(s: &Session) -> Result<(), CliError> {
@@ -155,6 +173,7 @@ pub(super) async fn set(s: &Session, a: &LimitArgs) -> Result<(), CliError> {
             concurrency: a.concurrency,
             rate: a.rate,
             group_concurrency: a.group_concurrency,
+            group_rate: a.group_rate,
         }
     };
     limits.validate().map_err(CliError::Usage)?;

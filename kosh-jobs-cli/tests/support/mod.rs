@@ -315,11 +315,14 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
         "100/1s",
         "--group-concurrency",
         "2",
+        "--group-rate",
+        "5/1m",
     ];
     assert_eq!(
         json(dir, url, &set),
         json!({"queue": "csv-uploads", "limits": {
-            "concurrency": 1, "rate": {"max": 100, "per_ms": 1000}, "group_concurrency": 2}})
+            "concurrency": 1, "rate": {"max": 100, "per_ms": 1000}, "group_concurrency": 2,
+            "group_rate": {"max": 5, "per_ms": 60000}}})
     );
     let flows = json(dir, url, &["queues", "limits"]);
     assert_eq!(flows.as_array().map(Vec::len), Some(1), "{flows}");
@@ -347,6 +350,7 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     for bad in [
         &["--concurrency", "0"][..],
         &["--group-concurrency", "0"],
+        &["--group-rate", "0/1s"],
         &["--rate", "0/1s"],
         &["--rate", "5"],
         &[],
@@ -359,7 +363,7 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     }
     assert_eq!(
         json(dir, url, &["queues", "limit", "csv-uploads", "--clear"])["limits"],
-        json!({"concurrency": null, "rate": null, "group_concurrency": null})
+        json!({"concurrency": null, "rate": null, "group_concurrency": null, "group_rate": null})
     );
     assert_eq!(json(dir, url, &["queues", "limits"]), json!([]));
 

@@ -98,6 +98,12 @@ pub(super) struct QueueIndex {
     pub(super) next_turn: u64,
     /// No job starts before this time, if set ([`crate::Backend::hold_queue`]).
     pub(super) held_until: Option<Timestamp>,
+    /// Under a group rate limit: each group's last starts, oldest first (at most
+    /// `group_rate.max`), kept while one of them is inside the window.
+    pub(super) group_starts: HashMap<String, Vec<Timestamp>>,
+    /// Every start logged in `group_starts`, oldest first, to forget the logs that left
+    /// their window: each start is looked at once more, so the upkeep is constant per start.
+    pub(super) group_start_order: VecDeque<(Timestamp, String)>,
     /// Scheduled jobs by due time, to know when this queue's next job becomes due.
     pub(super) scheduled: BTreeSet<(Timestamp, u64)>,
     pub(super) paused: bool,
@@ -126,6 +132,8 @@ impl QueueIndex {
             ungrouped_turn: 0,
             next_turn: 1,
             held_until: None,
+            group_starts: HashMap::new(),
+            group_start_order: VecDeque::new(),
             scheduled: BTreeSet::new(),
             paused: false,
             limits: QueueLimits::NONE,
@@ -171,17 +179,41 @@ impl QueueIndex {
         !self.ready.is_empty() || !self.turns.is_empty()
     }
 
-    /// The next job to lease by the turns, if any may start (a group at its group
-    /// concurrency limit is skipped), and its lane. Without groups, the head of `ready`.
-    pub(super) fn next(&self) -> Option<((Reverse<i32>, u64), Lane)> {
+    /// Whether group `name` may start a job at `now` under the group limits, and if its
+    /// rate window is what stops it, when it opens.
+    pub(super) fn group_room(
+        &self,
+        name: &str,
+        g: &Group,
+        now: Timestamp,
+    ) -> (bool, Option<Timestamp>) {
+        if self
+            .limits
+            .group_concurrency
+            .is_some_and(|k| g.running >= u64::from(k))
+        {
+            return (false, None);
+        }
+        if let (Some(rate), Some(log)) = (self.limits.group_rate, self.group_starts.get(name)) {
+            let (room, next) = rate.room(log, now);
+            if room == 0 {
+                return (false, next);
+            }
+        }
+        (true, None)
+    }
+
+    /// The next job to lease at `now` by the turns, if any may start (a group at its group
+    /// concurrency or rate limit is skipped), and its lane. Without groups, the head of
+    /// `ready`.
+    pub(super) fn next(&self, now: Timestamp) -> Option<((Reverse<i32>, u64), Lane)> {
         let ungrouped = self.ready.first().map(|&h| (h, Lane::Ungrouped));
         if self.turns.is_empty() {
             return ungrouped;
         }
-        let cap = self.limits.group_concurrency.map(u64::from);
         let group = self.turns.iter().find_map(|(turn, name)| {
             let g = self.groups.get(name)?;
-            if cap.is_some_and(|k| g.running >= k) {
+            if !self.group_room(name, g, now).0 {
                 return None;
             }
             g.ready
@@ -196,6 +228,45 @@ impl QueueIndex {
             }),
             (Some((_, h, lane)), None) => Some((h, lane)),
             (None, u) => u,
+        }
+    }
+
+    /// When the first group with ready jobs held back by its rate window may start one.
+    pub(super) fn next_group_window(&self, now: Timestamp) -> Option<Timestamp> {
+        self.turns
+            .iter()
+            .filter_map(|(_, name)| {
+                let g = self.groups.get(name)?;
+                self.group_room(name, g, now).1
+            })
+            .min()
+    }
+
+    /// Logs a start of group `name` at `now` for the group rate limit, and forgets the logs
+    /// of the groups whose starts all left the window.
+    pub(super) fn log_group_start(&mut self, name: &str, now: Timestamp) {
+        let Some(rate) = self.limits.group_rate else {
+            return;
+        };
+        let log = self.group_starts.entry(name.to_owned()).or_default();
+        log.push(now);
+        if log.len() > rate.max as usize {
+            log.remove(0);
+        }
+        self.group_start_order.push_back((now, name.to_owned()));
+        let from = now.saturating_sub(rate.per);
+        while let Some((t, g)) = self.group_start_order.front() {
+            if *t > from {
+                break;
+            }
+            if self
+                .group_starts
+                .get(g)
+                .is_some_and(|log| log.last().is_none_or(|&last| last <= from))
+            {
+                self.group_starts.remove(g);
+            }
+            self.group_start_order.pop_front();
         }
     }
 
@@ -246,18 +317,26 @@ impl QueueIndex {
         }
     }
 
-    /// Groups with a running job, and those at their limit.
-    pub(super) fn group_flows(&self) -> (u64, u64) {
-        let cap = self.limits.group_concurrency.map(u64::from);
-        let running = self.groups.values().filter(|g| g.running > 0);
-        let (mut n, mut at_limit) = (0, 0);
-        for g in running {
-            n += 1;
-            if cap.is_some_and(|k| g.running >= k) {
+    /// Groups with a running job, and those that may start none now (at their concurrency
+    /// limit, or with a full rate window).
+    pub(super) fn group_flows(&self, now: Timestamp) -> (u64, u64) {
+        let running = self.groups.values().filter(|g| g.running > 0).count() as u64;
+        let mut at_limit = 0;
+        for (name, g) in &self.groups {
+            if !self.group_room(name, g, now).0 {
                 at_limit += 1;
             }
         }
-        (n, at_limit)
+        // Groups with no ready or running job left are gone from `groups`; their rate
+        // windows may still be full.
+        if let Some(rate) = self.limits.group_rate {
+            for (name, log) in &self.group_starts {
+                if !self.groups.contains_key(name) && rate.room(log, now).0 == 0 {
+                    at_limit += 1;
+                }
+            }
+        }
+        (running, at_limit)
     }
 
     /// Every ready job's id, with a group or without (for admin listings).

@@ -245,7 +245,9 @@ impl State {
                 .zip(&rooms)
                 .enumerate()
                 .filter(|(_, (_, &room))| room > 0)
-                .filter_map(|(i, (&q, _))| self.ix.queues[q].next().map(|(h, lane)| (h, i, lane)))
+                .filter_map(|(i, (&q, _))| {
+                    self.ix.queues[q].next(now).map(|(h, lane)| (h, i, lane))
+                })
                 .min_by_key(|&(h, i, _)| (h, i));
             let Some((head, from, lane)) = best else {
                 break;
@@ -290,6 +292,9 @@ impl State {
                     rooms[from] -= 1;
                     let qi = &mut self.ix.queues[queues[from]];
                     qi.log_start(now);
+                    if let Lane::Group(g) = &lane {
+                        qi.log_group_start(g, now);
+                    }
                     qi.served(&lane);
                     out.push(job);
                 }
@@ -454,8 +459,14 @@ impl State {
                 match qi.room(now) {
                     (0, Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
                     (0, None) => {}
-                    _ if qi.next().is_some() => return WaitCheck::Work,
-                    _ => {}
+                    _ if qi.next(now).is_some() => return WaitCheck::Work,
+                    // Held back by group limits: ready when a group's rate window opens, or
+                    // when a running job of a full group ends, which wakes the queue.
+                    _ => {
+                        if let Some(at) = qi.next_group_window(now) {
+                            next = Some(next.map_or(at, |n| n.min(at)));
+                        }
+                    }
                 }
             }
             let qi = &self.ix.queues[q];
@@ -649,6 +660,10 @@ impl State {
         let q = self.ix.queue_slot_or_create(queue);
         let qi = &mut self.ix.queues[q];
         qi.limits = limits;
+        if limits.group_rate.is_none() {
+            qi.group_starts.clear();
+            qi.group_start_order.clear();
+        }
         match limits.rate {
             Some(rate) => {
                 while qi.starts.len() > rate.max as usize {
@@ -668,7 +683,7 @@ impl State {
             .iter_mut()
             .filter(|qi| !qi.limits.is_none() || qi.held_until.is_some_and(|t| t > now))
             .map(|qi| {
-                let (groups_running, groups_at_limit) = qi.group_flows();
+                let (groups_running, groups_at_limit) = qi.group_flows(now);
                 let (starts_in_window, next_start_at) = match qi.limits.rate {
                     Some(rate) => {
                         let from = now.saturating_sub(rate.per);

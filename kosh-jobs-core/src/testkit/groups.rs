@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::BackendError;
-use crate::limits::{QueueFlow, QueueLimits};
+use crate::limits::{QueueFlow, QueueLimits, RateLimit};
 use crate::record::{JobId, JobState, LeasedJob, NewJob};
 
 use super::support::{done, env, retry, secs, Env, LEASE};
@@ -304,5 +304,74 @@ pub async fn hold_queue_holds_back_until_it_ends<F: BackendFactory + ?Sized>(fac
     assert!(
         flows.iter().all(|f| f.queue != "api"),
         "an ended hold is not listed: {flows:?}"
+    );
+}
+
+/// A group rate limit of 2 starts per 10 s holds for each group separately, in every window:
+/// a group whose window is full is skipped while the others go on, the jobs without a group
+/// are not limited, held-back jobs stay ready with no attempt counted, and a group's window
+/// opens 10 s after its starts. `queue_flows` counts the groups that may start nothing.
+pub async fn group_rate_limits_each_groups_starts<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let limits = QueueLimits::default().with_group_rate(RateLimit::new(2, secs(10)));
+    t.b.set_queue_limits("q", limits)
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    let a = t
+        .push((0..5).map(|_| grouped(&t, "q", "a")).collect())
+        .await;
+    t.push((0..3).map(|_| grouped(&t, "q", "b")).collect())
+        .await;
+    t.push((0..3).map(|_| t.job("none", "q")).collect()).await;
+
+    let first = t.reserve(&["q"], 20).await;
+    let mut lanes: Vec<&str> = first.iter().map(lane).collect();
+    lanes.sort_unstable();
+    assert_eq!(
+        lanes,
+        ["a", "a", "b", "b", "none", "none", "none"],
+        "two starts per group, the jobs without a group unlimited"
+    );
+    for j in &first {
+        t.finish_ok(j.lease, done(), "finish the first window")
+            .await;
+    }
+    t.reserve_none(&["q"], "both groups' windows are full, though nothing runs")
+        .await;
+    let held = t.get(a[4]).await;
+    assert_eq!(
+        (held.state, held.attempts),
+        (JobState::Ready, 0),
+        "held back by its group's window: ready, no attempt counted"
+    );
+    let f = flow_of(&t, "q").await;
+    assert_eq!(f.limits, limits, "the group rate is stored");
+    assert_eq!(
+        (f.groups_running, f.groups_at_limit),
+        (0, 2),
+        "no group runs; both may start nothing"
+    );
+
+    t.advance(secs(10) - std::time::Duration::from_millis(1));
+    t.reserve_none(&["q"], "1 ms before the windows open").await;
+    t.advance(std::time::Duration::from_millis(1));
+    let mut lanes: Vec<String> = t
+        .reserve(&["q"], 20)
+        .await
+        .iter()
+        .map(|j| j.name.clone())
+        .collect();
+    lanes.sort_unstable();
+    assert_eq!(
+        lanes,
+        ["a", "a", "b"],
+        "10 s later: two more of a, b's last"
+    );
+    t.reserve_none(&["q"], "a's window is full again").await;
+    t.advance(secs(10));
+    assert_eq!(
+        t.reserve(&["q"], 20).await.len(),
+        1,
+        "a's last job once its window opens"
     );
 }

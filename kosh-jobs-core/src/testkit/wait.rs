@@ -274,3 +274,40 @@ pub async fn wait_sleeps_until_a_hold_ends<F: BackendFactory + ?Sized>(factory: 
         .await;
     t.reserve_one("api", "wait on a hold: the job").await;
 }
+
+/// A queue whose ready jobs are all in groups with a full rate window is not work until the
+/// first of those windows opens: the wait sleeps until then.
+pub async fn wait_sleeps_until_a_group_window_opens<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let limits = QueueLimits::default().with_group_rate(RateLimit::new(1, secs(60)));
+    t.b.set_queue_limits("api", limits)
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    let mut jobs = vec![t.job("n", "api"), t.job("n", "api")];
+    for j in &mut jobs {
+        j.group = Some("account-1".into());
+    }
+    t.push(jobs).await;
+    let l = t
+        .reserve_one("api", "wait on a group rate: the first start")
+        .await;
+    // No lease outstanding, whose expiry would end the wait by itself.
+    t.finish_ok(l.lease, done(), "wait on a group rate").await;
+    let mut w = start_wait(&t, &["api"], t.now() + secs(3600));
+    w.still_waiting(
+        &t,
+        "wait on a group rate: a job is ready but its group's window is full",
+    )
+    .await;
+    t.advance(secs(59));
+    w.still_waiting(
+        &t,
+        "wait on a group rate: one second before the window opens",
+    )
+    .await;
+    t.advance(secs(1));
+    w.ends("wait on a group rate: the wait ends when the group's window opens")
+        .await;
+    t.reserve_one("api", "wait on a group rate: the second start")
+        .await;
+}

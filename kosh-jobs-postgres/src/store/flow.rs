@@ -83,6 +83,7 @@ fn stored(r: &PgRow) -> Result<Stored> {
             concurrency,
             rate,
             group_concurrency,
+            group_rate: None,
         },
         starts: starts.into_iter().map(Timestamp::from_millis).collect(),
         held_until: held_until.map(Timestamp::from_millis),

@@ -75,6 +75,7 @@ fn limits_from(
         concurrency: concurrency.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
         rate,
         group_concurrency: None,
+        group_rate: None,
     }
 }
 

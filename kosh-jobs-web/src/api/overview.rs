@@ -57,6 +57,10 @@ pub(crate) async fn overview(State(s): State<Shared>) -> Result<Json<Value>, Api
                 "starts_in_window": f.starts_in_window,
                 "next_start_at": f.next_start_at.map(|t| t.as_millis()),
                 "group_concurrency": f.limits.group_concurrency,
+                "group_rate": f.limits.group_rate.map(|r| json!({
+                    "max": r.max,
+                    "per_ms": u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
+                })),
                 "groups_running": f.groups_running,
                 "groups_at_limit": f.groups_at_limit,
                 "held_until": f.held_until.map(|t| t.as_millis()),
