@@ -194,6 +194,48 @@ where
 }
 
 /// The numbers logged in `path` (lines `N`) and the started ones (lines `started N`).
+/// Starts a worker that hangs in every job it takes (with room for 4) and SIGKILLs it once
+/// it has started `n` jobs and the store knows their attempts started (its first renewal:
+/// their expiry then counts; a kill before that gives the attempts back, which the
+/// conformance suite covers). Returns the jobs it took and when it was killed.
+async fn kill_a_hanging_worker(db: &Path, log: &Path, n: usize) -> (Vec<u64>, Timestamp) {
+    let mut victim = spawn(
+        "hanging-worker",
+        db,
+        &[(LOG, log.display().to_string()), (LEASE_MS, "1000".into())],
+    );
+    eventually(
+        &format!("the victim started {n} jobs"),
+        Duration::from_secs(60),
+        || async {
+            let (_, started) = read_log(log);
+            (started.len() >= n).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        &format!("the store knows the victim's {n} attempts started"),
+        Duration::from_secs(60),
+        || async {
+            let conn = rusqlite::Connection::open(db).ok()?;
+            let started: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM kosh_jobs WHERE state = 'running' AND lease_started = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()?;
+            (usize::try_from(started).ok()? >= n).then_some(())
+        },
+    )
+    .await;
+    victim.kill().expect("SIGKILL the victim");
+    let killed_at = Timestamp::now_system();
+    victim.wait().expect("reap the victim");
+    // Every job it ever started, read once it is dead.
+    (read_log(log).1, killed_at)
+}
+
 fn read_log(path: &Path) -> (Vec<u64>, Vec<u64>) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let (mut done, mut started) = (Vec::new(), Vec::new());
@@ -349,45 +391,7 @@ async fn a_job_of_a_killed_worker_runs_again_after_its_lease_expires() {
 
     // The victim takes 4 jobs (its concurrency) and hangs in all of them.
     let victim_log = dir.path().join("victim.log");
-    let mut victim = spawn(
-        "hanging-worker",
-        &db,
-        &[
-            (LOG, victim_log.display().to_string()),
-            (LEASE_MS, "1000".into()),
-        ],
-    );
-    let taken = eventually(
-        "the victim started 4 jobs",
-        Duration::from_secs(60),
-        || async {
-            let (_, started) = read_log(&victim_log);
-            (started.len() == 4).then_some(started)
-        },
-    )
-    .await;
-    // Killed once the store knows the attempts started (the victim's first renewal): their
-    // expiry then counts. (A kill before that gives the attempts back; the conformance suite
-    // covers that.)
-    eventually(
-        "the store knows the victim's 4 attempts started",
-        Duration::from_secs(60),
-        || async {
-            let conn = rusqlite::Connection::open(&db).ok()?;
-            let n: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM kosh_jobs WHERE state = 'running' AND lease_started = 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .ok()?;
-            (n == 4).then_some(())
-        },
-    )
-    .await;
-    victim.kill().expect("SIGKILL the victim");
-    let killed_at = Timestamp::now_system();
-    victim.wait().expect("reap the victim");
+    let (taken, killed_at) = kill_a_hanging_worker(&db, &victim_log, 4).await;
     let running = all_jobs(&b, JobState::Running).await;
     let mut running_n: Vec<u64> = running.iter().map(payload_n).collect();
     running_n.sort_unstable();
@@ -708,42 +712,7 @@ async fn a_killed_worker_frees_its_group_slot_when_its_lease_is_recovered() {
     b.push(jobs).await.expect("push");
 
     let victim_log = dir.path().join("victim.log");
-    let mut victim = spawn(
-        "hanging-worker",
-        &db,
-        &[
-            (LOG, victim_log.display().to_string()),
-            (LEASE_MS, "1000".into()),
-        ],
-    );
-    let taken = eventually(
-        "the victim started the group's job",
-        Duration::from_secs(60),
-        || async {
-            let (_, started) = read_log(&victim_log);
-            (!started.is_empty()).then_some(started)
-        },
-    )
-    .await;
-    eventually(
-        "the store knows the victim's attempt started",
-        Duration::from_secs(60),
-        || async {
-            let conn = rusqlite::Connection::open(&db).ok()?;
-            let n: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM kosh_jobs WHERE state = 'running' AND lease_started = 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .ok()?;
-            (n == 1).then_some(())
-        },
-    )
-    .await;
-    victim.kill().expect("SIGKILL the victim");
-    let killed_at = Timestamp::now_system();
-    victim.wait().expect("reap the victim");
+    let (taken, killed_at) = kill_a_hanging_worker(&db, &victim_log, 1).await;
     assert_eq!(
         taken.len(),
         1,
