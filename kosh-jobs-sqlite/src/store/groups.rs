@@ -66,10 +66,6 @@ pub(super) mod sql {
     pub(crate) const GROUP_RUNNING: &str = "SELECT count(*) FROM kosh_jobs \
          WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 AND grp = ?2";
 
-    /// The running jobs of each group of queue ?1 that has any.
-    pub(crate) const RUNNING_GROUPS: &str = "SELECT count(*) FROM kosh_jobs \
-         WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 GROUP BY grp";
-
     /// The groups of queue ?1 with a running job, and how many each has.
     pub(crate) const RUNNING_GROUP_COUNTS: &str = "SELECT grp, count(*) FROM kosh_jobs \
          WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 GROUP BY grp";
@@ -365,9 +361,6 @@ pub(super) fn group_flows(
     limits: &QueueLimits,
     now: Timestamp,
 ) -> Result<(u64, u64)> {
-    if limits.group_rate.is_none() {
-        return running_groups(conn, queue, limits.group_concurrency);
-    }
     let mut stmt = conn
         .prepare_cached(sql::RUNNING_GROUP_COUNTS)
         .map_err(sql_err)?;
@@ -392,20 +385,4 @@ pub(super) fn group_flows(
         }
     }
     Ok((running, blocked.len() as u64))
-}
-
-/// The groups of `queue` with a running job, and how many of them have `group_limit` or
-/// more running (none without a limit).
-fn running_groups(conn: &Connection, queue: &str, group_limit: Option<u32>) -> Result<(u64, u64)> {
-    let mut stmt = conn.prepare_cached(sql::RUNNING_GROUPS).map_err(sql_err)?;
-    let mut rows = stmt.query([queue]).map_err(sql_err)?;
-    let (mut running, mut at_limit) = (0, 0);
-    while let Some(r) = rows.next().map_err(sql_err)? {
-        let n: i64 = r.get(0).map_err(sql_err)?;
-        running += 1;
-        if group_limit.is_some_and(|k| n >= i64::from(k)) {
-            at_limit += 1;
-        }
-    }
-    Ok((running, at_limit))
 }
