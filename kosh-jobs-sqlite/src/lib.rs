@@ -51,7 +51,9 @@
 //!   without one) gives the next job, round-robin, so a reserve reads one turn row per job it
 //!   leases plus the groups it passes at their `group_concurrency` limit (counted in an index
 //!   of running grouped jobs, one entry per lease, so a recovered lease frees its slot). A
-//!   queue that never had a grouped job has no turn rows and reserves as before.
+//!   queue that never had a grouped job has no turn rows and reserves as before. Under a
+//!   `group_rate` (schema version 8) each group's starts are logged in the file, and a
+//!   reserve reads a candidate group's window in one seek.
 //! - A worker of this process is woken at once by this process's changes; other processes'
 //!   changes are noticed by a `PRAGMA data_version` check every 200 ms while a worker waits.
 //! - Completed jobs are kept 24 hours, and at most 10,000 of them ([`Retention`]); failed jobs

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_start_ack.sql")),
     (6, include_str!("../migrations/0006_flow.sql")),
     (7, include_str!("../migrations/0007_groups.sql")),
+    (8, include_str!("../migrations/0008_group_rate.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -1,6 +1,6 @@
 //! Groups (see [groups](kosh_jobs_core::limits#groups)): the turns of a queue's lanes in
-//! `kosh_turns`, and a group's slots under `group_concurrency` counted in the index of its
-//! running jobs.
+//! `kosh_turns`, a group's slots under `group_concurrency` counted in the index of its
+//! running jobs, and its starts under `group_rate` logged in `kosh_group_starts`.
 //!
 //! A lane is a group, or the jobs without a group (the row with key `''`, never a valid
 //! group key). A reserve of a queue with turn rows walks them in turn order with a cursor:
@@ -16,8 +16,19 @@
 //! which measured about 3 µs more per job on every hot-path statement), so a reserve never
 //! misses a group. A queue without turn rows (one that never had a grouped job) is
 //! reserved as before, by the ungrouped ready index alone.
+//!
+//! Under a group rate limit, a reserve reads a candidate group's starts in the window (one
+//! seek, at most `max` index entries) and passes the group if they are `max`, as it passes a
+//! full group; each job it leases of a group logs a start. The log belongs to the queue, not
+//! to the group's jobs: a group with no job left keeps it, so a new job of it is limited
+//! still. The first start a reserve logs deletes the queue's starts that left the window (one
+//! range of an index by time, each row deleted once); setting limits without a group rate
+//! deletes the queue's log. A queue without a group rate reads and writes none of it.
 
-use kosh_jobs_core::LeasedJob;
+use std::collections::BTreeSet;
+
+use kosh_jobs_core::limits::{QueueLimits, RateLimit};
+use kosh_jobs_core::{LeasedJob, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::jobs::{claim_one, Claim};
@@ -55,9 +66,29 @@ pub(super) mod sql {
     pub(crate) const GROUP_RUNNING: &str = "SELECT count(*) FROM kosh_jobs \
          WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 AND grp = ?2";
 
-    /// The running jobs of each group of queue ?1 that has any.
-    pub(crate) const RUNNING_GROUPS: &str = "SELECT count(*) FROM kosh_jobs \
+    /// The groups of queue ?1 with a running job, and how many each has.
+    pub(crate) const RUNNING_GROUP_COUNTS: &str = "SELECT grp, count(*) FROM kosh_jobs \
          WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 GROUP BY grp";
+
+    /// The ?4-th (from 0) most recent start of group ?2 of queue ?1 after ?3: with a group
+    /// rate of `max` starts and ?3 the window's start, the row for ?4 = `max - 1` exists when
+    /// the window is full, and its window opens `per` after it. At most `max` entries of
+    /// `kosh_group_starts_log`, read backwards from one seek.
+    pub(crate) const GROUP_WINDOW: &str = "SELECT at FROM kosh_group_starts \
+         WHERE queue = ?1 AND grp = ?2 AND at > ?3 ORDER BY at DESC LIMIT 1 OFFSET ?4";
+
+    /// Logs a start of group ?2 of queue ?1 at ?3.
+    pub(crate) const LOG_GROUP_START: &str =
+        "INSERT INTO kosh_group_starts (queue, grp, at) VALUES (?1, ?2, ?3)";
+
+    /// Forgets the starts of queue ?1 at or before ?2 (out of every window): one range of
+    /// `kosh_group_starts_age`.
+    pub(crate) const FORGET_OLD_STARTS: &str =
+        "DELETE FROM kosh_group_starts WHERE queue = ?1 AND at <= ?2";
+
+    /// The groups of queue ?1 with ?3 or more starts after ?2: those whose window is full.
+    pub(crate) const FULL_WINDOWS: &str = "SELECT grp FROM kosh_group_starts \
+         WHERE queue = ?1 AND at > ?2 GROUP BY grp HAVING count(*) >= ?3";
 
     /// The next group after ?2 (by key) of queue ?1 with a ready job: one seek.
     pub(crate) const NEXT_READY_GROUP: &str = "SELECT grp FROM kosh_jobs \
@@ -106,13 +137,14 @@ pub(super) fn has_turns(conn: &Connection, queue: &str) -> Result<bool> {
 }
 
 /// Leases up to `want` jobs of `queue` by the turns of its lanes, one per lane per turn,
-/// passing the groups that have `group_limit` jobs running; appends them to `out` in the
-/// order taken, and remembers each one's queue and group in `known`.
+/// passing the groups that the group limits of `limits` let start nothing; appends them to
+/// `out` in the order taken, and remembers each one's queue and group in `known`. Logs the
+/// starts of each group under a group rate.
 pub(super) fn reserve_by_turns(
     conn: &Connection,
     queue: &str,
     want: usize,
-    group_limit: Option<u32>,
+    limits: &QueueLimits,
     claim: &Claim<'_>,
     out: &mut Vec<LeasedJob>,
     known: &mut LeasedQueues,
@@ -129,6 +161,9 @@ pub(super) fn reserve_by_turns(
     let mut move_lane = conn.prepare_cached(sql::MOVE_LANE).map_err(sql_err)?;
     let mut cursor: (i64, String) = (i64::MIN, String::new());
     let mut taken = 0;
+    let mut log = limits
+        .group_rate
+        .map(|rate| StartLog::new(queue, rate, claim.now));
     while taken < want {
         let Some((lane, turn)) = next_lane
             .query_row(params![queue, cursor.0, cursor.1], |r| {
@@ -140,15 +175,19 @@ pub(super) fn reserve_by_turns(
             break;
         };
         let group = (lane != UNGROUPED).then_some(lane.as_str());
-        if let (Some(g), Some(k)) = (group, group_limit) {
-            if group_running(conn, queue, g)? >= u64::from(k) {
-                // Full: passed for the rest of this reserve (its jobs only start here).
+        if let Some(g) = group {
+            if !group_room(conn, queue, g, limits, claim.now)?.0 {
+                // At a limit: passed for the rest of this reserve (its jobs only start
+                // here, and its window does not move while the reserve's `now` stands).
                 cursor = (turn, lane);
                 continue;
             }
         }
         match claim_one(conn, claim, queue, group)? {
             Some(job) => {
+                if let (Some(g), Some(log)) = (group, log.as_mut()) {
+                    log.start(conn, g)?;
+                }
                 known.insert(std::slice::from_ref(&job), queue, group);
                 out.push(job);
                 taken += 1;
@@ -175,29 +214,122 @@ fn group_running(conn: &Connection, queue: &str, group: &str) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Whether a group of `queue` has a ready job that `group_limit` lets start now. Visits the
-/// groups with ready jobs by key, one seek each, until one has room: at most one more than
-/// the groups at their limit, which are no more than the jobs running.
-pub(super) fn has_startable_group(
+/// Whether group `group` of `queue` may start a job at `now` under the group limits of
+/// `limits`, and if its rate window is what stops it, when the window opens. The concurrency
+/// limit is checked first: a group at it waits for a running job to end, which wakes the
+/// waiters, whatever its window.
+fn group_room(
     conn: &Connection,
     queue: &str,
-    group_limit: Option<u32>,
-) -> Result<bool> {
+    group: &str,
+    limits: &QueueLimits,
+    now: Timestamp,
+) -> Result<(bool, Option<Timestamp>)> {
+    if let Some(k) = limits.group_concurrency {
+        if group_running(conn, queue, group)? >= u64::from(k) {
+            return Ok((false, None));
+        }
+    }
+    if let Some(rate) = limits.group_rate {
+        let from = now.saturating_sub(rate.per).as_millis();
+        let oldest_counted: Option<i64> = conn
+            .prepare_cached(sql::GROUP_WINDOW)
+            .and_then(|mut s| {
+                s.query_row(
+                    params![queue, group, from, rate.max.saturating_sub(1)],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(sql_err)?;
+        if let Some(at) = oldest_counted {
+            return Ok((
+                false,
+                Some(Timestamp::from_millis(at).saturating_add(rate.per)),
+            ));
+        }
+    }
+    Ok((true, None))
+}
+
+/// The starts one reserve logs for the group rate of a queue.
+struct StartLog<'a> {
+    queue: &'a str,
+    rate: RateLimit,
+    now: Timestamp,
+    /// Whether the starts that left the window were deleted yet (by the first start).
+    pruned: bool,
+}
+
+impl<'a> StartLog<'a> {
+    fn new(queue: &'a str, rate: RateLimit, now: Timestamp) -> Self {
+        StartLog {
+            queue,
+            rate,
+            now,
+            pruned: false,
+        }
+    }
+
+    /// Logs a start of `group`; the first of a reserve also forgets the queue's starts that
+    /// left the window, so the log holds about one window's starts.
+    fn start(&mut self, conn: &Connection, group: &str) -> Result<()> {
+        if !self.pruned {
+            let from = self.now.saturating_sub(self.rate.per).as_millis();
+            exec(conn, sql::FORGET_OLD_STARTS, params![self.queue, from])?;
+            self.pruned = true;
+        }
+        exec(
+            conn,
+            sql::LOG_GROUP_START,
+            params![self.queue, group, self.now.as_millis()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Deletes the group start log of `queue` (its limits no longer have a group rate).
+pub(super) fn forget_group_starts(conn: &Connection, queue: &str) -> Result<()> {
+    exec(
+        conn,
+        "DELETE FROM kosh_group_starts WHERE queue = ?1",
+        [queue],
+    )?;
+    Ok(())
+}
+
+/// Whether a group of `queue` has a ready job that the group limits of `limits` let start at
+/// `now`; if none has, the time the first rate window of a group with ready jobs opens (if
+/// one is held back by its window). Visits the groups with ready jobs by key, one seek each
+/// (and one more per limit), until one has room: at most one more than the groups at their
+/// limits.
+pub(super) fn startable_group(
+    conn: &Connection,
+    queue: &str,
+    limits: &QueueLimits,
+    now: Timestamp,
+) -> Result<(bool, Option<Timestamp>)> {
     let mut next = conn
         .prepare_cached(sql::NEXT_READY_GROUP)
         .map_err(sql_err)?;
     let mut after = String::new();
+    let mut opens: Option<Timestamp> = None;
     while let Some(g) = next
         .query_row(params![queue, after], |r| r.get::<_, String>(0))
         .optional()
         .map_err(sql_err)?
     {
-        match group_limit {
-            Some(k) if group_running(conn, queue, &g)? >= u64::from(k) => after = g,
-            _ => return Ok(true),
+        match group_room(conn, queue, &g, limits, now)? {
+            (true, _) => return Ok((true, None)),
+            (false, at) => {
+                if let Some(at) = at {
+                    opens = Some(opens.map_or(at, |o| o.min(at)));
+                }
+                after = g;
+            }
         }
     }
-    Ok(false)
+    Ok((false, opens))
 }
 
 /// The groups of `queue` with a ready job, by key: one seek each (for the admin readers).
@@ -219,22 +351,38 @@ pub(super) fn ready_groups(conn: &Connection, queue: &str) -> Result<Vec<String>
     }
 }
 
-/// The groups of `queue` with a running job, and how many of them have `group_limit` or
-/// more running (none without a limit).
-pub(super) fn running_groups(
+/// The groups of `queue` with a running job, and how many groups may start no job at `now`:
+/// those with `group_concurrency` or more running, and those whose rate window is full
+/// (whether or not they have a job left), each counted once. Reads the running grouped jobs
+/// and, under a group rate, the window's starts: for the admin readers only.
+pub(super) fn group_flows(
     conn: &Connection,
     queue: &str,
-    group_limit: Option<u32>,
+    limits: &QueueLimits,
+    now: Timestamp,
 ) -> Result<(u64, u64)> {
-    let mut stmt = conn.prepare_cached(sql::RUNNING_GROUPS).map_err(sql_err)?;
+    let mut stmt = conn
+        .prepare_cached(sql::RUNNING_GROUP_COUNTS)
+        .map_err(sql_err)?;
     let mut rows = stmt.query([queue]).map_err(sql_err)?;
-    let (mut running, mut at_limit) = (0, 0);
+    let mut running = 0;
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
     while let Some(r) = rows.next().map_err(sql_err)? {
-        let n: i64 = r.get(0).map_err(sql_err)?;
+        let n: i64 = r.get(1).map_err(sql_err)?;
         running += 1;
-        if group_limit.is_some_and(|k| n >= i64::from(k)) {
-            at_limit += 1;
+        if limits.group_concurrency.is_some_and(|k| n >= i64::from(k)) {
+            blocked.insert(r.get(0).map_err(sql_err)?);
         }
     }
-    Ok((running, at_limit))
+    if let Some(rate) = limits.group_rate {
+        let from = now.saturating_sub(rate.per).as_millis();
+        let mut full = conn.prepare_cached(sql::FULL_WINDOWS).map_err(sql_err)?;
+        let mut rows = full
+            .query(params![queue, from, rate.max])
+            .map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            blocked.insert(r.get(0).map_err(sql_err)?);
+        }
+    }
+    Ok((running, blocked.len() as u64))
 }

@@ -8,8 +8,8 @@ use kosh_jobs_core::backend::{
     validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
 };
 use kosh_jobs_core::{
-    Enqueued, Finish, FinishResult, JobState, Lease, LeasedJob, NewJob, Outcome, ReserveRequest,
-    Timestamp,
+    Enqueued, Finish, FinishResult, JobState, Lease, LeasedJob, NewJob, Outcome, QueueLimits,
+    ReserveRequest, Timestamp,
 };
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
@@ -361,8 +361,8 @@ pub(super) fn reserve(
         let first = out.len();
         if groups::has_turns(conn, queue)? {
             // Grouped jobs are ready: the lanes take turns, in the order they are taken.
-            let group_limit = flow.and_then(|f| f.limits.group_concurrency);
-            groups::reserve_by_turns(conn, queue, want, group_limit, &claim, &mut out, known)?;
+            let limits = flow.map_or(QueueLimits::NONE, |f| f.limits);
+            groups::reserve_by_turns(conn, queue, want, &limits, &claim, &mut out, known)?;
         } else {
             let limit = i64::try_from(want).unwrap_or(i64::MAX);
             let mut claim_many = conn.prepare_cached(sql::CLAIM).map_err(sql_err)?;

@@ -1,6 +1,6 @@
 //! Flow control (see [`kosh_jobs_core::limits`]): the limits and the hold of a queue in
-//! `kosh_limits`, the start log of a rate-limited queue in `kosh_starts`. Groups' turns and
-//! slots are in [`super::groups`].
+//! `kosh_limits`, the start log of a rate-limited queue in `kosh_starts`. Groups' turns,
+//! slots and start logs (`kosh_group_starts`) are in [`super::groups`].
 //!
 //! Every reserve runs in the writer's `BEGIN IMMEDIATE` transaction, which no other process
 //! can run at the same time: reading the room and leasing within it is atomic across
@@ -32,7 +32,8 @@ impl Flow {
 }
 
 /// The columns of `kosh_limits` that [`flow_row`] reads, in order.
-const FLOW_COLUMNS: &str = "concurrency, rate_max, rate_per_ms, group_concurrency, held_until";
+const FLOW_COLUMNS: &str = "concurrency, rate_max, rate_per_ms, group_concurrency, held_until, \
+     group_rate_max, group_rate_per_ms";
 
 /// The limits and hold of `queue`, if it has a row.
 pub(super) fn flow_of(conn: &Connection, queue: &str) -> Result<Option<Flow>> {
@@ -48,6 +49,7 @@ fn flow_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Flow> {
     let count = |v: Option<i64>| v.map(|k| u32::try_from(k).unwrap_or(u32::MAX));
     let limits = QueueLimits {
         group_concurrency: count(r.get(at + 3)?),
+        group_rate: rate_from(r.get(at + 5)?, r.get(at + 6)?),
         ..limits_from(r.get(at)?, r.get(at + 1)?, r.get(at + 2)?)
     };
     let held_until: Option<i64> = r.get(at + 4)?;
@@ -57,26 +59,35 @@ fn flow_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Flow> {
     })
 }
 
-/// Limits from their columns. They are written only by [`set`], from validated limits; a
-/// rate with a missing half reads as no rate limit.
-fn limits_from(
-    concurrency: Option<i64>,
-    rate_max: Option<i64>,
-    rate_per: Option<i64>,
-) -> QueueLimits {
-    let rate = match (rate_max, rate_per) {
+/// A rate limit from its two columns. They are written only by [`set`], from validated
+/// limits; a rate with a missing half reads as no rate limit.
+fn rate_from(max: Option<i64>, per_ms: Option<i64>) -> Option<RateLimit> {
+    match (max, per_ms) {
         (Some(max), Some(per)) => Some(RateLimit::new(
             u32::try_from(max).unwrap_or(u32::MAX),
             Duration::from_millis(u64::try_from(per).unwrap_or(0)),
         )),
         _ => None,
-    };
+    }
+}
+
+/// The queue-wide limits from their columns (see [`rate_from`]).
+fn limits_from(
+    concurrency: Option<i64>,
+    rate_max: Option<i64>,
+    rate_per: Option<i64>,
+) -> QueueLimits {
     QueueLimits {
         concurrency: concurrency.map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
-        rate,
+        rate: rate_from(rate_max, rate_per),
         group_concurrency: None,
         group_rate: None,
     }
+}
+
+/// A rate's window in ms, as stored.
+fn per_ms(rate: RateLimit) -> i64 {
+    i64::try_from(rate.per.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Jobs of `queue` running now.
@@ -189,6 +200,9 @@ pub(super) fn set(
     if limits.rate.is_none() {
         exec(conn, "DELETE FROM kosh_starts WHERE queue = ?1", [queue])?;
     }
+    if limits.group_rate.is_none() {
+        super::groups::forget_group_starts(conn, queue)?;
+    }
     if limits.is_none() {
         // The row goes, unless a hold in force keeps it (then only its limits go).
         exec(
@@ -200,24 +214,28 @@ pub(super) fn set(
         exec(
             conn,
             "UPDATE kosh_limits SET concurrency = NULL, rate_max = NULL, rate_per_ms = NULL, \
-             group_concurrency = NULL WHERE queue = ?1",
+             group_concurrency = NULL, group_rate_max = NULL, group_rate_per_ms = NULL \
+             WHERE queue = ?1",
             [queue],
         )?;
     } else {
         exec(
             conn,
             "INSERT INTO kosh_limits (queue, concurrency, rate_max, rate_per_ms, \
-             group_concurrency) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (queue) DO UPDATE SET \
+             group_concurrency, group_rate_max, group_rate_per_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (queue) DO UPDATE SET \
              concurrency = excluded.concurrency, rate_max = excluded.rate_max, \
-             rate_per_ms = excluded.rate_per_ms, group_concurrency = excluded.group_concurrency",
+             rate_per_ms = excluded.rate_per_ms, group_concurrency = excluded.group_concurrency, \
+             group_rate_max = excluded.group_rate_max, \
+             group_rate_per_ms = excluded.group_rate_per_ms",
             params![
                 queue,
                 limits.concurrency,
                 limits.rate.map(|r| r.max),
-                limits
-                    .rate
-                    .map(|r| i64::try_from(r.per.as_millis()).unwrap_or(i64::MAX)),
+                limits.rate.map(per_ms),
                 limits.group_concurrency,
+                limits.group_rate.map(|r| r.max),
+                limits.group_rate.map(per_ms),
             ],
         )?;
     }
@@ -254,7 +272,7 @@ pub(super) fn forget_if_idle(conn: &Connection, queue: &str, now: Timestamp) -> 
     exec(
         conn,
         "DELETE FROM kosh_limits WHERE queue = ?1 AND concurrency IS NULL \
-         AND rate_max IS NULL AND group_concurrency IS NULL \
+         AND rate_max IS NULL AND group_concurrency IS NULL AND group_rate_max IS NULL \
          AND (held_until IS NULL OR held_until <= ?2)",
         params![queue, now.as_millis()],
     )?;
@@ -267,7 +285,8 @@ pub(super) fn flows(conn: &Connection, now: Timestamp) -> Result<Vec<QueueFlow>>
         .prepare_cached(&format!(
             "SELECT queue, {FLOW_COLUMNS} FROM kosh_limits \
              WHERE concurrency IS NOT NULL OR rate_max IS NOT NULL \
-             OR group_concurrency IS NOT NULL OR held_until > ?1 ORDER BY queue"
+             OR group_concurrency IS NOT NULL OR group_rate_max IS NOT NULL \
+             OR held_until > ?1 ORDER BY queue"
         ))
         .and_then(|mut s| {
             s.query_map([now.as_millis()], |r| Ok((r.get(0)?, flow_row(r, 1)?)))?
@@ -282,7 +301,7 @@ pub(super) fn flows(conn: &Connection, now: Timestamp) -> Result<Vec<QueueFlow>>
             None => (0, None),
         };
         let (groups_running, groups_at_limit) =
-            super::groups::running_groups(conn, &queue, limits.group_concurrency)?;
+            super::groups::group_flows(conn, &queue, &limits, now)?;
         out.push(QueueFlow {
             running: running(conn, &queue)?,
             limits,

@@ -518,7 +518,10 @@ mod plan_tests {
             (super::groups::sql::MOVE_LANE, "PRIMARY KEY"),
             (super::groups::sql::DROP_LANE, "PRIMARY KEY"),
             (super::groups::sql::GROUP_RUNNING, "kosh_jobs_running_grouped"),
-            (super::groups::sql::RUNNING_GROUPS, "kosh_jobs_running_grouped"),
+            (super::groups::sql::RUNNING_GROUP_COUNTS, "kosh_jobs_running_grouped"),
+            (super::groups::sql::GROUP_WINDOW, "kosh_group_starts_log"),
+            (super::groups::sql::FORGET_OLD_STARTS, "kosh_group_starts_age"),
+            (super::groups::sql::FULL_WINDOWS, "kosh_group_starts_log"),
             (super::groups::sql::NEXT_READY_GROUP, "kosh_jobs_ready_grouped"),
             (super::jobs::sql::PROMOTE, "kosh_jobs_scheduled"),
             (

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use kosh_jobs_core::{JobId, JobRecord, JobState, ListQuery, Page, QueueCounts, Timestamp};
+use kosh_jobs_core::{
+    JobId, JobRecord, JobState, ListQuery, Page, QueueCounts, QueueLimits, Timestamp,
+};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -201,7 +203,8 @@ pub(super) fn wait_info(conn: &Connection, queues: &[String], now: Timestamp) ->
             // Held back by a limit or a hold, ready jobs are work only once the hold ends or
             // the rate window opens, or (concurrency) once a running job ends, which wakes
             // the waiters. Jobs of groups at their group limit wait for a running job of
-            // their group to end, which wakes the waiters too.
+            // their group to end, which wakes the waiters too; jobs of groups whose rate
+            // window is full wait until the first such window opens.
             let flow = super::limits::flow_of(conn, queue)?;
             let held = match &flow {
                 Some(f) => super::limits::room(conn, queue, f, now)?,
@@ -212,11 +215,21 @@ pub(super) fn wait_info(conn: &Connection, queues: &[String], now: Timestamp) ->
                     info.next_run_at = Some(info.next_run_at.map_or(at, |cur| cur.min(at)));
                 }
                 (0, None) => {}
+                _ if ungrouped => {
+                    info.ready = true;
+                    return Ok(info);
+                }
                 _ => {
-                    let group_limit = flow.and_then(|f| f.limits.group_concurrency);
-                    if ungrouped || super::groups::has_startable_group(conn, queue, group_limit)? {
-                        info.ready = true;
-                        return Ok(info);
+                    let limits = flow.map_or(QueueLimits::NONE, |f| f.limits);
+                    match super::groups::startable_group(conn, queue, &limits, now)? {
+                        (true, _) => {
+                            info.ready = true;
+                            return Ok(info);
+                        }
+                        (false, Some(at)) => {
+                            info.next_run_at = Some(info.next_run_at.map_or(at, |cur| cur.min(at)));
+                        }
+                        (false, None) => {}
                     }
                 }
             }
