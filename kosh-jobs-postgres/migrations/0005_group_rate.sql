@@ -88,12 +88,21 @@ BEGIN
                 SELECT 1 FROM __SCHEMA__.jobs j
                  WHERE j.state = 'running' AND j.grp IS NOT NULL AND j.queue = p_queue
                    AND j.grp = t_grp LIMIT p_cap) r) >= p_cap;
-        -- A separate IF, so that a queue without a group rate never reads the logs.
+        -- A separate IF, so that a queue without a group rate never reads the logs. A group
+        -- with a full window and no ready job left loses its row now, as below, so that the
+        -- walk does not pass it again until its window opens.
         IF p_rate_max IS NOT NULL THEN
-            CONTINUE WHEN EXISTS (
-                SELECT 1 FROM __SCHEMA__.group_starts s
-                 WHERE s.queue = p_queue AND s.grp = t_grp
-                   AND __SCHEMA__.rate_full(s.starts, p_rate_max, p_rate_per, p_now));
+            IF EXISTS (SELECT 1 FROM __SCHEMA__.group_starts s
+                        WHERE s.queue = p_queue AND s.grp = t_grp
+                          AND __SCHEMA__.rate_full(s.starts, p_rate_max, p_rate_per, p_now))
+            THEN
+                IF NOT EXISTS (SELECT 1 FROM __SCHEMA__.jobs j
+                                WHERE j.state = 'ready' AND j.grp IS NOT NULL
+                                  AND j.queue = p_queue AND j.grp = t_grp) THEN
+                    DELETE FROM __SCHEMA__.turns t WHERE t.queue = p_queue AND t.grp = t_grp;
+                END IF;
+                CONTINUE;
+            END IF;
         END IF;
         SELECT j.id, j.priority INTO g_id, g_pri FROM __SCHEMA__.jobs j
          WHERE j.state = 'ready' AND j.grp IS NOT NULL AND j.queue = p_queue AND j.grp = t_grp

@@ -266,7 +266,7 @@ async fn due_grouped_jobs_take_turns_and_holds_are_shared() {
     assert!(b.queue_flows().await.expect("flows").is_empty());
 }
 
-/// A schema left by the previous release (version 3) is migrated to version 4 by the next
+/// A schema left by an older release (version 3) is migrated to the current version by the next
 /// backend that connects: its ready jobs keep their order (priority, then id), its scheduled
 /// job and its limits are kept, and groups work on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
