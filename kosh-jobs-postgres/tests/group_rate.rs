@@ -252,7 +252,8 @@ async fn a_version_4_schema_migrates_and_takes_a_group_rate() {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "INSERT INTO \"{schema}\".jobs (name, queue, payload, state, priority, run_at, \
            max_attempts, created_at, grp) VALUES \
-           ('x', 'q', '{{}}', 'ready', 0, 0, 3, 0, 'x'), ('x', 'q', '{{}}', 'ready', 0, 0, 3, 0, 'x'), \
+           ('x', 'q', '{{}}', 'ready', 0, 0, 3, 0, 'x'), \
+           ('x', 'q', '{{}}', 'ready', 0, 0, 3, 0, 'x'), \
            ('y', 'q', '{{}}', 'ready', 0, 0, 3, 0, 'y'); \
          INSERT INTO \"{schema}\".queue_limits (name, group_concurrency) VALUES ('q', 2)"
     )))
