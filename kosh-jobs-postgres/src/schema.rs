@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_start_ack.sql")),
     (3, include_str!("../migrations/0003_flow.sql")),
     (4, include_str!("../migrations/0004_groups.sql")),
+    (5, include_str!("../migrations/0005_group_rate.sql")),
 ];
 
 /// The newest schema version this build knows.

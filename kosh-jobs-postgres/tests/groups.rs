@@ -266,7 +266,7 @@ async fn due_grouped_jobs_take_turns_and_holds_are_shared() {
     assert!(b.queue_flows().await.expect("flows").is_empty());
 }
 
-/// A schema left by the previous release (version 3) is migrated to version 4 by the next
+/// A schema left by an older release (version 3) is migrated to the current version by the next
 /// backend that connects: its ready jobs keep their order (priority, then id), its scheduled
 /// job and its limits are kept, and groups work on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +293,7 @@ async fn a_version_3_schema_migrates_with_its_jobs_in_order() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let flows = b.queue_flows().await.expect("flows");
     assert_eq!(flows[0].limits, QueueLimits::default().with_concurrency(10));
     let mut order = Vec::new();

@@ -9,7 +9,7 @@
 //! stored log) and claims at most that many, logging the starts in the same statement. Two
 //! reservers of one limited queue, in any processes, take turns on the row lock, and the
 //! second counts what the first leased. When a queue has groups, the claim is by their turns
-//! ([`super::turns`]).
+//! ([`super::turns`]), which also keep each group's start log under a group rate limit.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use sqlx::{PgConnection, Row};
 
 use super::jobs::leased_jobs;
 use super::row::malformed;
-use super::turns::{self, TurnQueue, GROUP_WORK};
+use super::turns::{self, TurnQueue, GROUP_WINDOW, GROUP_WORK};
 use super::Db;
 use crate::error::{PostgresError, Result};
 
@@ -45,11 +45,11 @@ impl Stored {
 }
 
 /// The columns [`stored`] reads, in order.
-const COLUMNS: &str =
-    "name, concurrency, rate_max, rate_per_ms, starts, group_concurrency, held_until";
+const COLUMNS: &str = "name, concurrency, rate_max, rate_per_ms, starts, group_concurrency, \
+     held_until, group_rate_max, group_rate_per_ms";
 
 /// How many columns [`COLUMNS`] names: a query's own columns come after them.
-const NCOL: usize = 7;
+const NCOL: usize = 9;
 
 /// Reads a row selected with [`COLUMNS`].
 fn stored(r: &PgRow) -> Result<Stored> {
@@ -59,18 +59,24 @@ fn stored(r: &PgRow) -> Result<Stored> {
     let concurrency = concurrency
         .map(|k| u32::try_from(k).map_err(|_| bad(&format!("concurrency {k}"))))
         .transpose()?;
-    let rate_max: Option<i32> = r.try_get(2)?;
-    let rate_per: Option<i64> = r.try_get(3)?;
-    let rate = match (rate_max, rate_per) {
-        (Some(max), Some(per)) => Some(RateLimit::new(
-            u32::try_from(max).map_err(|_| bad(&format!("rate of {max} starts")))?,
-            Duration::from_millis(
-                u64::try_from(per).map_err(|_| bad(&format!("a window of {per} ms")))?,
-            ),
-        )),
-        (None, None) => None,
-        _ => return Err(bad("half a rate limit")),
+    // A rate limit from its columns `max` and `per` (ms), `what` naming it in errors.
+    let rate = |max: usize, per: usize, what: &str| -> Result<Option<RateLimit>> {
+        let max: Option<i32> = r.try_get(max)?;
+        let per: Option<i64> = r.try_get(per)?;
+        Ok(match (max, per) {
+            (Some(max), Some(per)) => Some(RateLimit::new(
+                u32::try_from(max).map_err(|_| bad(&format!("{what} of {max} starts")))?,
+                Duration::from_millis(
+                    u64::try_from(per)
+                        .map_err(|_| bad(&format!("{what} with a window of {per} ms")))?,
+                ),
+            )),
+            (None, None) => None,
+            _ => return Err(bad(&format!("half a {what}"))),
+        })
     };
+    let group_rate = rate(7, 8, "group rate")?;
+    let rate = rate(2, 3, "rate")?;
     let starts: Vec<i64> = r.try_get(4)?;
     let group_concurrency: Option<i64> = r.try_get(5)?;
     let group_concurrency = group_concurrency
@@ -83,7 +89,7 @@ fn stored(r: &PgRow) -> Result<Stored> {
             concurrency,
             rate,
             group_concurrency,
-            group_rate: None,
+            group_rate,
         },
         starts: starts.into_iter().map(Timestamp::from_millis).collect(),
         held_until: held_until.map(Timestamp::from_millis),
@@ -114,23 +120,28 @@ fn room(s: &Stored, running: u64, now: Timestamp) -> (u64, Option<Timestamp>) {
     (room, None)
 }
 
-fn millis(d: Duration) -> i64 {
+/// A duration in whole milliseconds, as the schema stores windows.
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Sets (or with [`QueueLimits::NONE`] removes) the limits of a queue in one statement and
 /// wakes its workers. The start log is kept (trimmed to the new `max`) while a rate limit
-/// stays set, starts empty when one is set where there was none, and goes with the rate. A
-/// hold in force stays (its row too, without limits).
+/// stays set, starts empty when one is set where there was none, and goes with the rate.
+/// The groups' start logs are kept while a group rate stays set (a lowered `max` counts only
+/// their last starts, as [`RateLimit::room`] does, until the next start trims them) and go
+/// with the group rate. A hold in force stays (its row too, without limits).
 pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Result<()> {
     validate_queue_name(queue).map_err(PostgresError::InvalidInput)?;
     limits.validate().map_err(PostgresError::InvalidInput)?;
     if limits.is_none() {
         sqlx::query(db.sql(
             "WITH gone AS (DELETE FROM __S__.queue_limits \
-               WHERE name = $1 AND (held_until IS NULL OR held_until <= $2)) \
+               WHERE name = $1 AND (held_until IS NULL OR held_until <= $2)), \
+             forgot AS (DELETE FROM __S__.group_starts WHERE queue = $1) \
              UPDATE __S__.queue_limits SET concurrency = NULL, rate_max = NULL, \
-               rate_per_ms = NULL, group_concurrency = NULL, starts = '{}' \
+               rate_per_ms = NULL, group_concurrency = NULL, group_rate_max = NULL, \
+               group_rate_per_ms = NULL, starts = '{}' \
              WHERE name = $1 AND held_until > $2",
         ))
         .bind(queue)
@@ -139,12 +150,15 @@ pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Res
         .await?;
     } else {
         sqlx::query(db.sql(
-            "INSERT INTO __S__.queue_limits AS l \
-               (name, concurrency, rate_max, rate_per_ms, group_concurrency) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
+            "WITH forgot AS (DELETE FROM __S__.group_starts WHERE queue = $1 AND $6::int IS NULL) \
+             INSERT INTO __S__.queue_limits AS l (name, concurrency, rate_max, rate_per_ms, \
+               group_concurrency, group_rate_max, group_rate_per_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET \
                concurrency = excluded.concurrency, rate_max = excluded.rate_max, \
                rate_per_ms = excluded.rate_per_ms, \
                group_concurrency = excluded.group_concurrency, \
+               group_rate_max = excluded.group_rate_max, \
+               group_rate_per_ms = excluded.group_rate_per_ms, \
                starts = CASE WHEN excluded.rate_max IS NULL OR l.rate_max IS NULL THEN '{}' \
                  ELSE l.starts[greatest(cardinality(l.starts) - excluded.rate_max + 1, 1):] END",
         ))
@@ -157,6 +171,12 @@ pub(crate) async fn set_limits(db: &Db, queue: &str, limits: QueueLimits) -> Res
         )
         .bind(limits.rate.map(|r| millis(r.per)))
         .bind(limits.group_concurrency.map(i64::from))
+        .bind(
+            limits
+                .group_rate
+                .map(|r| i32::try_from(r.max).unwrap_or(i32::MAX)),
+        )
+        .bind(limits.group_rate.map(|r| millis(r.per)))
         .execute(&db.pool)
         .await?;
     }
@@ -197,7 +217,8 @@ pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
         "SELECT {COLUMNS}, \
            (SELECT count(*) FROM __S__.jobs j WHERE j.state = 'running' AND j.queue = l.name) \
          FROM __S__.queue_limits l WHERE l.concurrency IS NOT NULL OR l.rate_max IS NOT NULL \
-           OR l.group_concurrency IS NOT NULL OR l.held_until > $1"
+           OR l.group_concurrency IS NOT NULL OR l.group_rate_max IS NOT NULL \
+           OR l.held_until > $1"
     )))
     .bind(now.as_millis())
     .fetch_all(&db.pool)
@@ -206,8 +227,14 @@ pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
     for r in &rows {
         let s = stored(r)?;
         let running: i64 = r.try_get(NCOL)?;
-        let (groups_running, groups_at_limit) =
-            turns::group_counts(db, &s.name, s.limits.group_concurrency).await?;
+        let (groups_running, groups_at_limit) = turns::group_counts(
+            db,
+            &s.name,
+            s.limits.group_concurrency,
+            s.limits.group_rate,
+            now,
+        )
+        .await?;
         let (starts_in_window, next_start_at) = match s.limits.rate {
             Some(rate) => {
                 let from = now.saturating_sub(rate.per);
@@ -341,7 +368,11 @@ pub(crate) async fn reserve_limited(
         None => i64::MAX,
     };
     let open: Vec<&str> = queues.iter().copied().filter(|q| room_of(q) > 0).collect();
-    let turned = turns::promote(&mut tx, db, &open, now).await?;
+    let group_rates: Vec<(&str, RateLimit)> = open
+        .iter()
+        .filter_map(|q| Some((*q, by_name.get(q)?.limits.group_rate?)))
+        .collect();
+    let turned = turns::promote(&mut tx, db, &open, &group_rates, now).await?;
     for q in queues {
         let has_turns = turned.iter().any(|(t, yes)| *yes && t == q);
         db.remember_limited(q, by_name.contains_key(q) || has_turns);
@@ -361,6 +392,7 @@ pub(crate) async fn reserve_limited(
                 group_cap: by_name
                     .get(q.as_str())
                     .and_then(|s| s.limits.group_concurrency),
+                group_rate: by_name.get(q.as_str()).and_then(|s| s.limits.group_rate),
             })
             .collect();
         turns::claim(&mut tx, db, &lanes, max, now, expires, &req.worker).await?
@@ -394,7 +426,8 @@ pub(crate) struct LimitedWait {
 /// Whether the limited ones of `queues` (unpaused) have work their limits let start now,
 /// and if not when they may. Jobs held back by a full concurrency limit, or in groups at
 /// their group concurrency limit, are not work: a job of the queue leaving `running` wakes
-/// the waiter. Held queues have work when their hold ends.
+/// the waiter. Jobs in groups with a full rate window are not work either: the waiter
+/// sleeps until the first such window opens. Held queues have work when their hold ends.
 pub(crate) async fn wait_limited(db: &Db, queues: &[String]) -> Result<LimitedWait> {
     let now = db.now();
     let rows = sqlx::query(db.sql(&format!(
@@ -407,7 +440,8 @@ pub(crate) async fn wait_limited(db: &Db, queues: &[String]) -> Result<LimitedWa
            (SELECT min(j.run_at) FROM __S__.jobs j WHERE j.state = 'scheduled' \
             AND j.queue = l.name AND j.run_at > $2), \
            CASE WHEN l.concurrency IS NULL THEN 0 ELSE (SELECT count(*) FROM __S__.jobs j \
-             WHERE j.state = 'running' AND j.queue = l.name) END \
+             WHERE j.state = 'running' AND j.queue = l.name) END, \
+           {GROUP_WINDOW} \
          FROM __S__.queue_limits l WHERE l.name = ANY($1) \
            AND NOT EXISTS (SELECT 1 FROM __S__.paused_queues p WHERE p.name = l.name)"
     )))
@@ -423,10 +457,16 @@ pub(crate) async fn wait_limited(db: &Db, queues: &[String]) -> Result<LimitedWa
         let has_work: bool = r.try_get(NCOL)?;
         let next_run_at: Option<i64> = r.try_get(NCOL + 1)?;
         let running: i64 = r.try_get(NCOL + 2)?;
+        let group_window: Option<i64> = r.try_get(NCOL + 3)?;
         if let Some(at) = next_run_at {
             sooner(Timestamp::from_millis(at));
         }
         if !has_work {
+            // Held back by group rate windows: work when the first opens, unless the queue's
+            // own limits still hold it then (the waiter looks again and learns so).
+            if let Some(at) = group_window {
+                sooner(Timestamp::from_millis(at));
+            }
             continue;
         }
         match room(&s, u64::try_from(running).unwrap_or(0), now) {
