@@ -52,8 +52,9 @@ end
 -- window is full (its log read once per look, counting the starts taken here) is parked: out
 -- of the turns until its window opens (`unpark`), so no later reserve reads it. Returns the
 -- members (removed from the ready sets), their groups (false: none), and whether jobs may be
--- left that could start now (under a group rate this is looked up once the batch is full, so
--- a reserve that leaves only held-back jobs deletes the wake-up tokens).
+-- left that could start now (under a group limit this is looked up once the batch is full,
+-- so a reserve that leaves only held-back jobs deletes the wake-up tokens: a token left
+-- would wake a waiter into an empty reserve).
 local function take_turns(take, cap, gr)
   local ms, gs = {}, {}
   if take <= 0 then return ms, gs, true end
@@ -129,7 +130,7 @@ local function take_turns(take, cap, gr)
     redis.call('HSET', K_GLANE, 'u', string.format('%d', ut), 'n', string.format('%d', nt))
   end
   local more = #ms == take
-  if more and gr then
+  if more and (cap or gr) then
     if cand == nil then look() end
     if uhead == nil then uhead = redis.call('ZRANGE', K_READY, '0', '0')[1] or false end
     more = (cand or uhead) and true or false
