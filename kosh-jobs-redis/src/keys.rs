@@ -34,13 +34,18 @@
 //! | `{prefix:queue}:tok` | string | the queue's reserve call counter: lease tokens are `call * 10000 + 2k` (+1 with a unique key) |
 //! | `{prefix:queue}:paused` | string | present while the queue is paused |
 //! | `{prefix:queue}:wake` | list | wake-up tokens for workers blocked in `BLPOP` |
-//! | `{prefix:queue}:lim` | hash | the queue's flow limits: `c` concurrency, `rm` / `rp` rate (starts per window, window in ms), `g` group concurrency, and `h` the end of a hold (ms); absent without limits or hold |
+//! | `{prefix:queue}:lim` | hash | the queue's flow limits: `c` concurrency, `rm` / `rp` rate (starts per window, window in ms), `g` group concurrency, `gm` / `gp` group rate (starts of each group per window, window in ms), and `h` the end of a hold (ms); absent without limits or hold |
 //! | `{prefix:queue}:grp` | hash | member → the job's group key, for jobs with a group |
 //! | `{prefix:queue}:gready:<group>` | zset | the group's ready jobs, scored as in `ready` |
 //! | `{prefix:queue}:gall` | zset | every ready job with a group, scored as in `ready` (listing, counts, a job's state); `ready` holds only the jobs without a group |
 //! | `{prefix:queue}:gturns` | zset | group → turn: the groups with ready jobs, the lowest turn served next (a served group keeps its entry until a reserve finds it empty); absent: no group has ready jobs |
 //! | `{prefix:queue}:glane` | hash | `u` → the turn of the jobs without a group (one lane), `n` → the last turn given |
 //! | `{prefix:queue}:grun` | hash | group → its running jobs (a group's slot is its job's lease); absent: none running |
+//! | `{prefix:queue}:glog:<group>` | zset | the group's last `gm` starts (score: time, member: `<member>:<reserve call>`), only while a group rate is set |
+//! | `{prefix:queue}:glogs` | zset | group → its latest start: the groups with a `glog`, to forget those whose starts all left the window |
+//! | `{prefix:queue}:gfull` | zset | group → when its full rate window opens (written by the start that filled it; an entry at or before now is stale) |
+//! | `{prefix:queue}:gpark` | zset | group → when its window opens: groups with ready jobs taken out of `gturns` while their window is full |
+//! | `{prefix:queue}:gpturn` | hash | group → its turn while parked, given back with it |
 //! | `{prefix:queue}:starts` | zset | the last `rm` starts (score: time, member: the lease entry), only while a rate limit is set |
 //! | `{prefix:queue}:cron` | hash | schedule id → `revision,paused,next_fire,last_fire,runs,last job ref\|` then its definition as JSON, for the schedules whose jobs go to the queue |
 //! | `{prefix:queue}:crondue` | zset | the queue's unpaused schedules that have a cursor, by next fire |
@@ -78,6 +83,12 @@ use kosh_jobs_core::JobId;
 /// would not see those jobs, and their recovery or retry of one would put it in `ready` and
 /// leave its group's slot taken for good. A layout-5 prefix has no job with a group, so it
 /// reads as it is and is upgraded in place; processes of older versions then refuse it.
+///
+/// The group rate (`gm`, `gp`, `glog:<group>`, `glogs`, `gfull`, `gpark`, `gpturn`) came
+/// within layout 6: a prefix without those keys is one without group rates, and nothing
+/// older versions read changed meaning. Older versions ignore the rate and cannot see the jobs
+/// of a parked group while it is parked (see the README): upgrade every process of a queue
+/// before setting a group rate on it.
 pub(crate) const LAYOUT: i64 = 6;
 
 /// The older layouts this version reads as they are and upgrades (by rewriting the marker).

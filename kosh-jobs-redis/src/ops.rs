@@ -980,7 +980,7 @@ impl Shared {
     ) -> Result<(), RedisError> {
         check_queue(&queue)?;
         limits.validate().map_err(RedisError::InvalidInput)?;
-        let mut args = ScriptArgs::with_capacity(4);
+        let mut args = ScriptArgs::with_capacity(7);
         match limits.concurrency {
             Some(c) => args.int(i64::from(c)),
             None => args.str(""),
@@ -993,6 +993,12 @@ impl Shared {
             Some(g) => args.int(i64::from(g)),
             None => args.str(""),
         };
+        match limits.group_rate {
+            Some(r) => args.int(i64::from(r.max)).int(millis(r.per)),
+            None => args.str("").str(""),
+        };
+        // The group rate's window is checked by the clock of the process that sets it.
+        args.int(self.now().as_millis());
         let registry = self.keys.limited();
         let listed = |add: bool| {
             let mut cmd = redis::cmd(if add { "SADD" } else { "SREM" });
@@ -1198,7 +1204,7 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
     if a.is_empty() {
         return Ok(None);
     }
-    let [c, rm, rp, running, starts, next, g, held, groups, groups_full]: [Value; 10] = a
+    let [c, rm, rp, running, starts, next, g, held, groups, groups_full, gm, gp]: [Value; 12] = a
         .try_into()
         .map_err(|_| bad("flows: wrong number of fields"))?;
     let count = |v: &Value, what: &str| -> Result<Option<u64>, RedisError> {
@@ -1211,17 +1217,21 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
             .map(|n| u32::try_from(n).map_err(|_| bad(format!("flows: bad {what}"))))
             .transpose()
     };
-    let rate = match (small(&rm, "rate")?, count(&rp, "window")?) {
-        (Some(max), Some(per)) => Some(RateLimit::new(max, Duration::from_millis(per))),
-        _ => None,
+    let rate_of = |max: &Value, per: &Value, what: &str| -> Result<_, RedisError> {
+        Ok(match (small(max, what)?, count(per, what)?) {
+            (Some(max), Some(per)) => Some(RateLimit::new(max, Duration::from_millis(per))),
+            _ => None,
+        })
     };
+    let rate = rate_of(&rm, &rp, "rate")?;
+    let group_rate = rate_of(&gm, &gp, "group rate")?;
     Ok(Some(QueueFlow {
         queue,
         limits: QueueLimits {
             concurrency: small(&c, "concurrency")?,
             rate,
             group_concurrency: small(&g, "group concurrency")?,
-            group_rate: None,
+            group_rate,
         },
         running: count(&running, "running")?.unwrap_or(0),
         starts_in_window: count(&starts, "starts")?.unwrap_or(0),

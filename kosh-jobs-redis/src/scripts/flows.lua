@@ -2,12 +2,13 @@
 -- Returns false without limits or a hold in force, else { concurrency | false, rate max |
 -- false, rate window ms | false, running jobs, starts in the rate window (now - per, now],
 -- when the rate limit lets the next job start if it is full | false, group concurrency |
--- false, the end of the hold in force | false, groups running, groups at their limit }.
-local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h')
+-- false, the end of the hold in force | false, groups running, groups that may start no job
+-- now, group rate max | false, group rate window ms | false }.
+local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h', 'gm', 'gp')
 local now = tonumber(ARGV[1])
 local hold = lim[5]
 if hold and tonumber(hold) <= now then hold = false end
-if not (lim[1] or lim[2] or lim[4] or hold) then return false end
+if not (lim[1] or lim[2] or lim[4] or lim[6] or hold) then return false end
 local n, nx = 0, false
 if lim[2] then
   local from = string.format('%d', now - tonumber(lim[3]))
@@ -15,12 +16,24 @@ if lim[2] then
   if n >= tonumber(lim[2]) then nx = rate_opens(lim, now) end
 end
 -- One field per group with a running job: at most as many as running jobs.
-local runs = redis.call('HVALS', K_GRUN)
+local runs = redis.call('HGETALL', K_GRUN)
 local at_limit = 0
+local full = {}
 if lim[4] then
   local cap = tonumber(lim[4])
-  for _, r in ipairs(runs) do
-    if tonumber(r) >= cap then at_limit = at_limit + 1 end
+  for i = 1, #runs, 2 do
+    if tonumber(runs[i + 1]) >= cap then
+      at_limit = at_limit + 1
+      full[runs[i]] = true
+    end
   end
 end
-return { lim[1], lim[2], lim[3], running_count(), n, nx, lim[4], hold, #runs, at_limit }
+-- The groups with a full rate window (whether they have ready jobs or not): one entry each.
+if lim[6] then
+  local f = redis.call('ZRANGEBYSCORE', K_GFULL, '(' .. ARGV[1], '+inf')
+  for _, g in ipairs(f) do
+    if not full[g] then at_limit = at_limit + 1 end
+  end
+end
+return { lim[1], lim[2], lim[3], running_count(), n, nx, lim[4], hold, #runs / 2, at_limit,
+  lim[6], lim[7] }

@@ -48,6 +48,15 @@ local K_GTURNS = B .. ':gturns'   -- ZSET group -> turn: the groups with ready j
 local K_GRUN = B .. ':grun'       -- HASH group -> its running jobs (no field at 0; no key: none)
 local K_GLANE = B .. ':glane'     -- HASH u -> the turn of the jobs without a group, n -> the
                                   -- last turn given (a served lane goes to the back with n + 1)
+-- A group rate (gm starts of each group per gp ms, in the lim hash): each group's log of its
+-- last gm starts (kgl), and indexes that keep the cost per start constant.
+local K_GLOGS = B .. ':glogs'     -- ZSET group -> its latest start: the groups with a log (one
+                                  -- whose latest start left the window is forgotten)
+local K_GFULL = B .. ':gfull'     -- ZSET group -> when its full window opens, written by the
+                                  -- start that filled it; an entry at or before now is stale
+local K_GPARK = B .. ':gpark'     -- ZSET group -> when its window opens: groups with ready jobs
+                                  -- taken out of the turns while their window is full
+local K_GPTURN = B .. ':gpturn'   -- HASH group -> its turn while parked, given back with it
 -- Each definition above and below costs every call of a script that carries it (a string
 -- built, a closure created, then collected): the keys only the paths that record attempt
 -- history and throughput use (rarely, or once a call) are spelled out there instead:
@@ -88,6 +97,8 @@ local function kt(st) return B .. ':t:' .. st end   -- ZSET score = finished_at:
 local function jk(m) return B .. ':j:' .. m end
 -- ZSET score -priority: the ready jobs of group g, in reserve order.
 local function kg(g) return B .. ':gready:' .. g end
+-- ZSET score = start time, member = '<member>:<reserve call>': group g's last gm starts.
+local function kgl(g) return B .. ':glog:' .. g end
 
 -- The job member of a lease entry.
 local function lease_job(l) return string.sub(l, 1, 16) end
@@ -250,6 +261,62 @@ local function unrun(ms)
       redis.call('HDEL', K_GRUN, g)
     end
   end
+end
+
+-- The queue's group rate from its limits `lim` (HMGET K_LIM c rm rp g h gm gp): { starts,
+-- window ms } as numbers, or nil without one.
+local function group_rate(lim)
+  if not lim[6] then return nil end
+  return { tonumber(lim[6]), tonumber(lim[7]) }
+end
+
+-- When group g's rate window opens (a number) if it is full at now (a number), counting t
+-- starts at now not logged yet; nil if it has room. Full means its gr[1]-th latest start is
+-- inside the window (now - per, now], as `RateLimit::room` counts: one read of its log.
+local function group_opens(g, gr, t, now)
+  local max, per = gr[1], gr[2]
+  if t >= max then return now + per end
+  local rank = string.format('%d', t - max)
+  local r = redis.call('ZRANGE', kgl(g), rank, rank, 'WITHSCORES')
+  if #r == 0 then return nil end
+  local at = tonumber(r[2])
+  if at > now - per then return at + per end
+  return nil
+end
+
+-- Gives parked groups gs their turns back (a group that joined the turns again meanwhile, by
+-- a job made ready, gets its older turn).
+local function unpark(gs)
+  if #gs == 0 then return end
+  local turns = hmget_all(K_GPTURN, gs)
+  local flat = {}
+  for i, g in ipairs(gs) do
+    flat[#flat + 1] = turns[i] or '0'
+    flat[#flat + 1] = g
+  end
+  zadd_all(K_GTURNS, flat)
+  zrem_all(K_GPARK, gs)
+  hdel_all(K_GPTURN, gs)
+end
+
+-- When the first parked group that may then start a job (not at its concurrency limit `cap`,
+-- with a ready job) has its window open (a string; now's, for one due to be given its turn
+-- back), or nil. It reads the parked groups in order, usually one; past 100 it answers the
+-- 100th's time: a waiter wakes early at worst, and its reserve settles it.
+local function parked_opens(cap, now)
+  for i = 0, 99 do
+    local i_s = string.format('%d', i)
+    local r = redis.call('ZRANGE', K_GPARK, i_s, i_s, 'WITHSCORES')
+    if #r == 0 then return nil end
+    local g, at = r[1], string.match(r[2], '^%d+')
+    if tonumber(at) <= now then return string.format('%d', now) end
+    if i == 99 then return at end
+    if (not cap or (tonumber(redis.call('HGET', K_GRUN, g)) or 0) < cap)
+      and redis.call('EXISTS', kg(g)) == 1 then
+      return at
+    end
+  end
+  return nil
 end
 
 -- The attempts so far, started_at, token ('' when none) and worker number ('' when unknown)

@@ -21,7 +21,7 @@ recover(now_s, '1000')
 promote(now_s, '1000')
 -- Flow limits: one lookup, all the cost for a queue without them. `take` is what the caller
 -- wants, capped by the room the limits leave (rc, rr: concurrency and rate room, or nil).
-local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h')
+local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h', 'gm', 'gp')
 if lim[5] then
   if tonumber(lim[5]) > now then
     -- Held: nothing starts before the hold ends, when the caller is to look again (its
@@ -38,14 +38,24 @@ if lim[1] or lim[2] then
   if rr and rr < take then take = rr end
   take_s = string.format('%d', take)
 end
+-- A group rate: the parked groups whose window opened get their turns back first.
+local gr = group_rate(lim)
+if gr then
+  unpark(redis.call('ZRANGEBYSCORE', K_GPARK, '-inf', now_s, 'LIMIT', '0', '1000'))
+end
 -- Groups take turns (kosh_jobs_core::limits#groups): up to `take` jobs, each the head of the
 -- lane with the lowest turn that has a job and room (the jobs without a group are one lane,
 -- turn `u` of K_GLANE, winning ties); the served lane goes to the back (the next turn). The
 -- groups at their limit (`cap`; nil: none) keep their place at the front and are skipped, at
 -- most as many as running jobs, each read once a call (`skip`); a group found without ready
--- jobs is dropped, each such entry read once. Returns the members (removed from the ready
--- sets), their groups (false: none), and whether jobs may be left that could start now.
-local function take_turns(take, cap)
+-- jobs is dropped, each such entry read once. Under a group rate (`gr`), a group whose
+-- window is full (its log read once per look, counting the starts taken here) is parked: out
+-- of the turns until its window opens (`unpark`), so no later reserve reads it. Returns the
+-- members (removed from the ready sets), their groups (false: none), and whether jobs may be
+-- left that could start now (under a group limit this is looked up once the batch is full,
+-- so a reserve that leaves only held-back jobs deletes the wake-up tokens: a token left
+-- would wake a waiter into an empty reserve).
+local function take_turns(take, cap, gr)
   local ms, gs = {}, {}
   if take <= 0 then return ms, gs, true end
   local lane = redis.call('HMGET', K_GLANE, 'u', 'n')
@@ -55,35 +65,44 @@ local function take_turns(take, cap)
   local cand = nil    -- the next group's { group, turn, head }; false: none; nil: look
   local uhead = nil   -- the head of the jobs without a group; false: none; nil: look
   local grouped = {}  -- the members taken from groups, to leave K_GALL
-  while #ms < take do
-    if cand == nil then
-      cand = false
-      while true do
-        local r = redis.call('ZRANGE', K_GTURNS, string.format('%d', skip),
-          string.format('%d', skip), 'WITHSCORES')
-        if #r == 0 then break end
-        local g = r[1]
-        local full = false
-        if cap then
-          local c = running[g]
-          if not c then
-            c = tonumber(redis.call('HGET', K_GRUN, g)) or 0
-            running[g] = c
-          end
-          full = c >= cap
+  local started = {}  -- group -> jobs taken here (only with a group rate)
+  local function look()
+    cand = false
+    while true do
+      local r = redis.call('ZRANGE', K_GTURNS, string.format('%d', skip),
+        string.format('%d', skip), 'WITHSCORES')
+      if #r == 0 then break end
+      local g = r[1]
+      local full = false
+      if cap then
+        local c = running[g]
+        if not c then
+          c = tonumber(redis.call('HGET', K_GRUN, g)) or 0
+          running[g] = c
         end
-        if full then
-          skip = skip + 1
+        full = c >= cap
+      end
+      if full then
+        skip = skip + 1
+      else
+        local h = redis.call('ZRANGE', kg(g), '0', '0')[1]
+        local opens = nil
+        if h and gr then opens = group_opens(g, gr, started[g] or 0, now) end
+        if opens then
+          redis.call('ZREM', K_GTURNS, g)
+          redis.call('ZADD', K_GPARK, string.format('%d', opens), g)
+          redis.call('HSETNX', K_GPTURN, g, r[2])
+        elseif h then
+          cand = { g, tonumber(r[2]), h }
+          break
         else
-          local h = redis.call('ZRANGE', kg(g), '0', '0')[1]
-          if h then
-            cand = { g, tonumber(r[2]), h }
-            break
-          end
           redis.call('ZREM', K_GTURNS, g)
         end
       end
     end
+  end
+  while #ms < take do
+    if cand == nil then look() end
     if uhead == nil then uhead = redis.call('ZRANGE', K_READY, '0', '0')[1] or false end
     if not cand and not uhead then break end
     nt = nt + 1
@@ -96,6 +115,7 @@ local function take_turns(take, cap)
       gs[#gs + 1] = g
       grouped[#grouped + 1] = m
       if cap then running[g] = running[g] + 1 end
+      if gr then started[g] = (started[g] or 0) + 1 end
       cand = nil
     else
       redis.call('ZREM', K_READY, uhead)
@@ -109,7 +129,56 @@ local function take_turns(take, cap)
     zrem_all(K_GALL, grouped)
     redis.call('HSET', K_GLANE, 'u', string.format('%d', ut), 'n', string.format('%d', nt))
   end
-  return ms, gs, #ms == take
+  local more = #ms == take
+  if more and (cap or gr) then
+    if cand == nil then look() end
+    if uhead == nil then uhead = redis.call('ZRANGE', K_READY, '0', '0')[1] or false end
+    more = (cand or uhead) and true or false
+  end
+  return ms, gs, more
+end
+
+-- Logs the starts of the jobs leased from groups (ms[i] of group gs[i], leased when specs[i];
+-- `order`: the groups, in the order first taken) for the group rate: each group's log gets
+-- its starts and keeps its last gr[1], a start that fills the window records when it opens
+-- (K_GFULL), and the groups whose latest start left the window are forgotten, at most two per
+-- group logged here and eight more: each log is forgotten once, so the upkeep per start is
+-- constant and the logs never outgrow the groups started within a window.
+local function log_group_starts(ms, gs, specs, order, tok_s)
+  local by = {}
+  for i = 1, #ms do
+    local g = gs[i]
+    if g and specs[i] then
+      local l = by[g]
+      if not l then
+        l = {}
+        by[g] = l
+      end
+      l[#l + 1] = now_s
+      l[#l + 1] = ms[i] .. ':' .. tok_s
+    end
+  end
+  local keep = string.format('%d', -gr[1] - 1)
+  local latest = {}
+  for _, g in ipairs(order) do
+    local k = kgl(g)
+    zadd_all(k, by[g])
+    redis.call('ZREMRANGEBYRANK', k, '0', keep)
+    local opens = group_opens(g, gr, 0, now)
+    if opens then redis.call('ZADD', K_GFULL, string.format('%d', opens), g) end
+    latest[#latest + 1] = now_s
+    latest[#latest + 1] = g
+  end
+  zadd_all(K_GLOGS, latest)
+  local old = redis.call('ZRANGEBYSCORE', K_GLOGS, '-inf', string.format('%d', now - gr[2]),
+    'LIMIT', '0', string.format('%d', 2 * #order + 8))
+  if #old > 0 then
+    local keys = {}
+    for i, g in ipairs(old) do keys[i] = kgl(g) end
+    redis.call('DEL', unpack(keys))
+    zrem_all(K_GLOGS, old)
+    zrem_all(K_GFULL, old)
+  end
 end
 
 local ms, more
@@ -125,7 +194,7 @@ if redis.call('EXISTS', K_GTURNS) == 0 then
     redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', #ms - 1))
   end
 else
-  ms, gs, more = take_turns(take, tonumber(lim[4]))
+  ms, gs, more = take_turns(take, tonumber(lim[4]), gr)
 end
 local n = #ms
 local out = { 'x', false, false, 0, false }
@@ -223,6 +292,7 @@ if n > 0 then
     for _, g in ipairs(order) do
       redis.call('HINCRBY', K_GRUN, g, string.format('%d', by[g]))
     end
+    if gr then log_group_starts(ms, gs, specs, order, tok_s) end
   end
   if rr and k > 0 then
     -- The rate limit's log: one start per job leased, the last `rm` kept.
@@ -236,7 +306,8 @@ if n > 0 then
   end
 end
 -- Jobs left that the limits hold back now, and until when the rate limit holds them (nil:
--- until a running job ends, which wakes waiters, see wake_freed).
+-- until a running job ends, which wakes waiters, see wake_freed). Held back by none of the
+-- queue's limits, the jobs left may be those of parked groups: until the first window opens.
 local held, held_until = false, nil
 if more then
   local c_full = rc and rc <= k
@@ -251,6 +322,7 @@ if held or not more then
 end
 if n < max then
   -- The caller is about to wait: tell it until when.
+  if gr and not held then held_until = parked_opens(tonumber(lim[4]), now) end
   out[1] = next_due(held_until)
 end
 return out
