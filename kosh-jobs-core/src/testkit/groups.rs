@@ -130,22 +130,25 @@ pub async fn groups_take_turns<F: BackendFactory + ?Sized>(factory: &F) {
     );
 }
 
-/// A group with many ready jobs cannot starve a group that arrives later with a few: group
-/// a enqueues 200 jobs, then group b 3; b's first job is among the first two taken, and all
-/// of b's within the first six.
+/// A group with many ready jobs cannot starve a group that arrives later with a few (the
+/// issue's case): with one slot per group, group a enqueues 1,000 jobs and has been served
+/// for a while when group b enqueues 10; b's first job is among the next two taken (long
+/// before a's 50th), and all of b's within the next twenty.
 pub async fn a_big_group_cannot_starve_a_small_one<F: BackendFactory + ?Sized>(factory: &F) {
     let t = env(factory).await;
-    t.push((0..200).map(|_| grouped(&t, "q", "a")).collect())
+    t.b.set_queue_limits("q", QueueLimits::default().with_group_concurrency(1))
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    t.push((0..1000).map(|_| grouped(&t, "q", "a")).collect())
         .await;
-    // Group a has been served for a while before b arrives.
     for _ in 0..5 {
         let j = t.reserve_one("q", "group a alone").await;
         t.finish_ok(j.lease, done(), "group a alone").await;
     }
-    t.push((0..3).map(|_| grouped(&t, "q", "b")).collect())
+    t.push((0..10).map(|_| grouped(&t, "q", "b")).collect())
         .await;
     let mut lanes = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..20 {
         let j = t.reserve_one("q", "a and b").await;
         t.finish_ok(j.lease, done(), "a and b").await;
         lanes.push(j.name.clone());
@@ -157,8 +160,8 @@ pub async fn a_big_group_cannot_starve_a_small_one<F: BackendFactory + ?Sized>(f
     );
     assert_eq!(
         lanes.iter().filter(|l| *l == "b").count(),
-        3,
-        "b's three jobs within six turns, got {lanes:?}"
+        10,
+        "b's ten jobs within twenty turns, got {lanes:?}"
     );
 }
 
