@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kosh_jobs_core::{Backend, BackendError, Enqueued, JobState, NewJob, Timestamp};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use support::{command_stats, raw_command, unique_prefix, RedisCluster, RedisServer};
+use support::{command_stats, node_serving, raw_command, unique_prefix, RedisCluster, RedisServer};
 
 /// What caller `i` enqueues: mostly plain jobs on two queues; every 10th job shares a
 /// unique key with the caller 5 places before it; every 50th is invalid (`max_attempts` 0).
@@ -262,7 +262,7 @@ async fn on_a_cluster_a_failed_queue_fails_only_its_callers() {
     )
     .await
     .expect("connect");
-    // Slots are spread over the masters in the order they were created.
+    // The master serving a key's slot, as the cluster says.
     let port = cluster.nodes[0].port;
     let node_of = |key: &str| -> usize {
         let slot: usize = raw_command(port, None, &["CLUSTER", "KEYSLOT", key])
@@ -270,7 +270,7 @@ async fn on_a_cluster_a_failed_queue_fails_only_its_callers() {
             .trim()
             .parse()
             .expect("slot");
-        slot * cluster.nodes.len() / 16384
+        node_serving(&cluster.nodes, slot).expect("a master serves every slot")
     };
     let counter = node_of(&format!("{{{prefix}}}:seq"));
     let queues: Vec<(String, usize)> = (0..64)

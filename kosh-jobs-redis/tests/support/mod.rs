@@ -415,6 +415,26 @@ pub fn command_stats(port: u16, password: Option<&str>) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The index in `nodes` of the master serving `slot`, as the cluster itself says (`CLUSTER
+/// NODES`, each node's own line), not as an even split of the slots would put it:
+/// `redis-cli --cluster create` gives the first master one slot fewer than the second.
+pub fn node_serving(nodes: &[RedisServer], slot: usize) -> Option<usize> {
+    nodes.iter().position(|node| {
+        let table = raw_command(node.port, None, &["CLUSTER", "NODES"]);
+        let Some(mine) = table.lines().find(|l| l.contains("myself")) else {
+            return false;
+        };
+        mine.split_whitespace().skip(8).any(|range| {
+            let range = range.trim_start_matches('[').trim_end_matches(']');
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                _ => false,
+            }
+        })
+    })
+}
+
 /// A Redis Cluster of `n` masters (no replicas), each its own `redis-server`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
