@@ -208,12 +208,14 @@ pub trait Backend: Send + Sync + 'static {
     /// ([`QueueLimits::validate`]) with [`BackendError::InvalidInput`].
     ///
     /// `reserve` then leases no more jobs of the queue than the limits allow: at most
-    /// `concurrency` running at once, at most `group_concurrency` running per group, and at
-    /// most `rate.max` starts in any window of `rate.per` (the times of the last `rate.max`
-    /// starts are kept in the store). Jobs held
+    /// `concurrency` running at once, at most `rate.max` starts in any window of `rate.per`
+    /// (the times of the last `rate.max` starts are kept in the store), and for each group at
+    /// most `group_concurrency` running and `group_rate.max` starts in any window of
+    /// `group_rate.per` (a group at either limit is skipped, the others go on). Jobs held
     /// back stay ready, with no attempt counted. `wait_for_work` treats them as not ready:
-    /// it waits until the rate window has room, or until a running job of the queue leaves
-    /// `running` (finish, release, cancel, recovery), which wakes it.
+    /// it waits until the queue's or a group's rate window has room, or until a running job
+    /// of the queue leaves `running` (finish, release, cancel, recovery), which wakes it.
+    /// Setting limits without `group_rate` forgets the groups' start logs.
     async fn set_queue_limits(&self, queue: &str, limits: QueueLimits) -> Result<(), BackendError>;
 
     /// Holds `queue` back until `until`: `reserve` leases none of its jobs before then, and
