@@ -14,7 +14,7 @@ use crate::admin::{
 use crate::backend::Backend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
-use crate::limits::{QueueFlow, QueueLimits};
+use crate::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -176,6 +176,9 @@ impl Backend for AnyBackend {
     }
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
         self.0.queue_flows().await
+    }
+    async fn queue_groups(&self, query: &GroupQuery) -> Result<GroupPage, BackendError> {
+        self.0.queue_groups(query).await
     }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.0.search(query).await

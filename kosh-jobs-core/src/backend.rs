@@ -11,7 +11,7 @@ use crate::admin::{
 use crate::any::AnyBackend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
-use crate::limits::{QueueFlow, QueueLimits};
+use crate::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -230,6 +230,15 @@ pub trait Backend: Send + Sync + 'static {
     /// start if it holds jobs back now, the end of its hold, and its groups running and at
     /// their limit.
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError>;
+
+    /// One page of `query.queue`'s groups, sorted by key (bytes), past `query.after`: every
+    /// group with a ready or running job, or with a start still inside the group rate
+    /// window, with its ready jobs (exact up to [`crate::admin::TOTAL_BOUND`]), its running
+    /// jobs, its starts in the window, whether it is at its limit, and when its window opens
+    /// if that holds it back. At most [`GroupQuery::effective_limit`] groups; `next` is the
+    /// last group returned, `None` once none is left after it. A queue without groups (or
+    /// unknown) has an empty page; an invalid queue name is `InvalidInput`.
+    async fn queue_groups(&self, query: &GroupQuery) -> Result<GroupPage, BackendError>;
 
     // ---- The admin contract (see [`crate::admin`]) ----
 

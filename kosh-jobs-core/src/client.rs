@@ -8,7 +8,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::{BackendError, Error};
 use crate::events::{Event, EventFilter, JobEvent, JobEventKind, Subscription};
 use crate::handle::{JobHandle, POLL_MAX, POLL_MIN};
-use crate::limits::{QueueFlow, QueueLimits};
+use crate::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 
 /// The longest pause between two looks at a job that [`Client::wait_record`] waits for when
 /// events tell it the job ended: the looks only guard against a lost event.
@@ -447,6 +447,13 @@ impl Client {
     /// now, the end of its hold, and its groups running and at their limit.
     pub async fn queue_flows(&self) -> Result<Vec<QueueFlow>, Error> {
         Ok(self.backend.queue_flows().await?)
+    }
+
+    /// One page of a queue's groups, by key: each group's ready and running jobs, its starts
+    /// in the group rate window and whether it is at its limit (see
+    /// [`Backend::queue_groups`](crate::Backend::queue_groups)).
+    pub async fn queue_groups(&self, query: &GroupQuery) -> Result<GroupPage, Error> {
+        Ok(self.backend.queue_groups(query).await?)
     }
 }
 

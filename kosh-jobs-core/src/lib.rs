@@ -57,7 +57,7 @@ pub use context::JobContext;
 pub use error::{BackendError, BoxError, Error, JobError};
 pub use handle::JobHandle;
 pub use job::{Enqueue, Handler, Job, JobOptions, JobProgress};
-pub use limits::{QueueFlow, QueueLimits, RateLimit};
+pub use limits::{GroupFlow, GroupPage, GroupQuery, QueueFlow, QueueLimits, RateLimit};
 pub use operator::{ActionTotals, Admin, Finished, QueueStats, Stats};
 pub use record::{
     AttemptError, CancelOutcome, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord,

@@ -222,6 +222,119 @@ pub struct QueueFlow {
     /// limit, or their starts the group rate limit.
     #[serde(default)]
     pub groups_at_limit: u64,
+    /// Ready jobs of the groups that may start no job now: held back by their group's limit
+    /// whatever room the queue has.
+    #[serde(default)]
+    pub held_in_groups: u64,
+}
+
+impl QueueFlow {
+    /// How many of the queue's `ready` jobs its limits and hold keep back now: those in
+    /// groups at their limit, and those beyond the room the queue's own concurrency and rate
+    /// limits leave. `ready` is the queue's ready count (from
+    /// [`Backend::counts`](crate::Backend::counts)).
+    ///
+    /// ```
+    /// use kosh_jobs_core::limits::{QueueFlow, QueueLimits};
+    ///
+    /// let flow = QueueFlow {
+    ///     queue: "imports".into(),
+    ///     limits: QueueLimits::default().with_concurrency(3).with_group_concurrency(1),
+    ///     running: 1,
+    ///     held_in_groups: 4,
+    ///     ..QueueFlow::default()
+    /// };
+    /// // 10 ready: 4 wait for their group, 2 of the other 6 may start (3 slots, 1 taken).
+    /// assert_eq!(flow.held_back(10), 8);
+    /// ```
+    pub fn held_back(&self, ready: u64) -> u64 {
+        let mut room = u64::MAX;
+        if self.held_until.is_some() {
+            room = 0;
+        }
+        if let Some(k) = self.limits.concurrency {
+            room = room.min(u64::from(k).saturating_sub(self.running));
+        }
+        if let Some(r) = self.limits.rate {
+            room = room.min(u64::from(r.max).saturating_sub(self.starts_in_window));
+        }
+        let free = ready.saturating_sub(self.held_in_groups);
+        ready - free.min(room)
+    }
+}
+
+/// The most groups one [`Backend::queue_groups`](crate::Backend::queue_groups) call returns.
+pub const MAX_GROUP_PAGE: usize = 500;
+
+/// Which of a queue's groups to list ([`Backend::queue_groups`](crate::Backend::queue_groups)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupQuery {
+    /// The queue.
+    pub queue: String,
+    /// List the groups whose key sorts (by bytes) after this one: the previous page's
+    /// [`GroupPage::next`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// At most this many groups (clamped to 1..=[`MAX_GROUP_PAGE`]; 100 by default).
+    pub limit: usize,
+}
+
+impl GroupQuery {
+    /// The first page of `queue`'s groups, 100 at most.
+    pub fn new(queue: impl Into<String>) -> Self {
+        GroupQuery {
+            queue: queue.into(),
+            after: None,
+            limit: 100,
+        }
+    }
+
+    /// Continue after the group `group` (a [`GroupPage::next`]).
+    pub fn after(mut self, group: impl Into<String>) -> Self {
+        self.after = Some(group.into());
+        self
+    }
+
+    /// At most `limit` groups.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The limit a backend applies: at least 1, at most [`MAX_GROUP_PAGE`].
+    pub fn effective_limit(&self) -> usize {
+        self.limit.clamp(1, MAX_GROUP_PAGE)
+    }
+}
+
+/// One group of a queue and where it stands against the queue's group limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFlow {
+    /// The group key.
+    pub group: String,
+    /// Its ready jobs, counted exactly up to [`crate::admin::TOTAL_BOUND`].
+    pub ready: crate::admin::Total,
+    /// Its jobs running now.
+    pub running: u64,
+    /// Its starts in the current group rate window (0 without a group rate limit).
+    pub starts_in_window: u64,
+    /// It may start no job now: its running jobs reached the group concurrency limit, or its
+    /// starts the group rate limit.
+    pub at_limit: bool,
+    /// When the group rate limit lets it start its next job, if that limit holds it back now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start_at: Option<Timestamp>,
+}
+
+/// One page of a queue's groups, sorted by key (bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPage {
+    /// The groups of this page.
+    pub groups: Vec<GroupFlow>,
+    /// Pass as [`GroupQuery::after`] to continue: the last group of this page, `None` once
+    /// no group is left after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 mod millis {

@@ -24,7 +24,7 @@
 //! | `kosh_jobs_jobs` | gauge | queue, state | jobs in the store per state (sampler) |
 //! | `kosh_jobs_oldest_ready_age_seconds` | gauge | queue | how long the oldest ready job has waited: the number that grows when a queue is stuck (sampler) |
 //! | `kosh_jobs_workers` | gauge | queue | live workers taking jobs from the queue (sampler) |
-//! | `kosh_jobs_held_back` | gauge | queue | ready jobs the queue's concurrency or rate limit or a hold keeps back now ([`crate::limits`]; sampler) |
+//! | `kosh_jobs_held_back` | gauge | queue | ready jobs the queue's concurrency or rate limit, a hold, or their group's limit keeps back now ([`crate::limits`]; sampler) |
 //! | `kosh_jobs_groups_at_limit` | gauge | queue | groups whose running jobs reached the group concurrency limit ([`crate::limits#groups`]; sampler) |
 //! | `kosh_jobs_schedule_ticks_total` | counter | queue, job, outcome | schedule ticks this process handled, by `outcome`: `enqueued`, `missed` (skipped by the missed-tick policy), `overlapping` (skipped while the previous job was live) |
 //!

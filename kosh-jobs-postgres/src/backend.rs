@@ -518,6 +518,14 @@ impl Backend for PostgresBackend {
         be(self.run(|db| async move { flow::flows(&db).await }).await)
     }
 
+    async fn queue_groups(
+        &self,
+        _query: &kosh_jobs_core::GroupQuery,
+    ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
+        // STUB(groups listing): replaced by the backend's implementation.
+        Err(BackendError::Incompatible("queue_groups: not yet".into()))
+    }
+
     async fn search(&self, query: &SearchQuery) -> std::result::Result<SearchPage, BackendError> {
         let q = query.clone();
         be(self

@@ -332,6 +332,14 @@ impl Backend for RedisBackend {
         self.run(self.shared().queue_flows()).await
     }
 
+    async fn queue_groups(
+        &self,
+        _query: &kosh_jobs_core::GroupQuery,
+    ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
+        // STUB(groups listing): replaced by the backend's implementation.
+        Err(BackendError::Incompatible("queue_groups: not yet".into()))
+    }
+
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.run(self.shared().search(query.clone())).await
     }

@@ -1239,6 +1239,7 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
         held_until: opt_int(&held)?.map(Timestamp::from_millis),
         groups_running: count(&groups, "groups running")?.unwrap_or(0),
         groups_at_limit: count(&groups_full, "groups at their limit")?.unwrap_or(0),
+        held_in_groups: 0, // STUB(groups listing)
     }))
 }
 

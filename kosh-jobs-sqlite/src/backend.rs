@@ -508,6 +508,14 @@ impl Backend for SqliteBackend {
         expect!(self.read(Op::Flows).await?, Flows)
     }
 
+    async fn queue_groups(
+        &self,
+        _query: &kosh_jobs_core::GroupQuery,
+    ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
+        // STUB(groups listing): replaced by the backend's implementation.
+        Err(BackendError::Incompatible("queue_groups: not yet".into()))
+    }
+
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         query.filter.validate()?;
         expect!(

@@ -171,6 +171,12 @@ impl Backend for TempSqlite {
     async fn queue_flows(&self) -> Result<Vec<kosh_jobs_core::QueueFlow>, BackendError> {
         self.backend.queue_flows().await
     }
+    async fn queue_groups(
+        &self,
+        query: &kosh_jobs_core::GroupQuery,
+    ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
+        self.backend.queue_groups(query).await
+    }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.backend.search(query).await
     }

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::admin::{Total, TOTAL_BOUND};
 use crate::clock::Timestamp;
-use crate::limits::QueueLimits;
+use crate::limits::{GroupFlow, GroupPage, GroupQuery, QueueLimits};
 use crate::record::{JobRecord, JobState};
 
 /// The hasher of the job map. Ids are assigned by the backend in sequence, never chosen by a
@@ -319,12 +320,14 @@ impl QueueIndex {
 
     /// Groups with a running job, and those that may start none now (at their concurrency
     /// limit, or with a full rate window).
-    pub(super) fn group_flows(&self, now: Timestamp) -> (u64, u64) {
+    /// The groups running, those at their limit, and the ready jobs of those at their limit.
+    pub(super) fn group_flows(&self, now: Timestamp) -> (u64, u64, u64) {
         let running = self.groups.values().filter(|g| g.running > 0).count() as u64;
-        let mut at_limit = 0;
+        let (mut at_limit, mut held) = (0, 0);
         for (name, g) in &self.groups {
             if !self.group_room(name, g, now).0 {
                 at_limit += 1;
+                held += g.ready.len() as u64;
             }
         }
         // Groups with no ready or running job left are gone from `groups`; their rate
@@ -336,7 +339,64 @@ impl QueueIndex {
                 }
             }
         }
-        (running, at_limit)
+        (running, at_limit, held)
+    }
+
+    /// One page of the groups, by key: those with ready or running jobs and those with a
+    /// start inside the group rate window.
+    pub(super) fn group_page(&self, query: &GroupQuery, now: Timestamp) -> GroupPage {
+        let in_window = |log: &Vec<Timestamp>| -> u64 {
+            self.limits.group_rate.map_or(0, |rate| {
+                let from = now.saturating_sub(rate.per);
+                log.iter().filter(|&&t| t > from).count() as u64
+            })
+        };
+        let mut names: Vec<&String> = self
+            .groups
+            .keys()
+            .chain(
+                self.group_starts
+                    .iter()
+                    .filter(|(name, log)| !self.groups.contains_key(*name) && in_window(log) > 0)
+                    .map(|(name, _)| name),
+            )
+            .filter(|name| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|a| name.as_str() > a.as_str())
+            })
+            .collect();
+        names.sort_unstable();
+        let limit = query.effective_limit();
+        let more = names.len() > limit;
+        names.truncate(limit);
+        let empty = Group::default();
+        let groups: Vec<GroupFlow> = names
+            .into_iter()
+            .map(|name| {
+                let g = self.groups.get(name).unwrap_or(&empty);
+                let (room, next_start_at) = self.group_room(name, g, now);
+                let ready = (g.ready.len() as u64).min(TOTAL_BOUND);
+                GroupFlow {
+                    group: name.clone(),
+                    ready: Total {
+                        count: ready,
+                        exact: (g.ready.len() as u64) <= TOTAL_BOUND,
+                    },
+                    running: g.running,
+                    starts_in_window: self.group_starts.get(name).map_or(0, in_window),
+                    at_limit: !room,
+                    next_start_at,
+                }
+            })
+            .collect();
+        let next = if more {
+            groups.last().map(|g| g.group.clone())
+        } else {
+            None
+        };
+        GroupPage { groups, next }
     }
 
     /// Every ready job's id, with a group or without (for admin listings).

@@ -70,7 +70,7 @@ use crate::admin::{
 use crate::backend::Backend;
 use crate::clock::{Clock, Timestamp};
 use crate::error::BackendError;
-use crate::limits::{QueueFlow, QueueLimits};
+use crate::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 use crate::record::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -350,6 +350,10 @@ impl Backend for MemoryBackend {
 
     async fn queue_flows(&self) -> Result<Vec<QueueFlow>, BackendError> {
         Ok(self.with_state(|st, now| st.flows(now)))
+    }
+
+    async fn queue_groups(&self, query: &GroupQuery) -> Result<GroupPage, BackendError> {
+        self.with_state(|st, now| st.groups(query, now))
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {

@@ -9,7 +9,7 @@ use crate::backend::{
 };
 use crate::clock::Timestamp;
 use crate::error::BackendError;
-use crate::limits::{QueueFlow, QueueLimits};
+use crate::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 use crate::record::{
     AttemptError, CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease,
     LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, ReserveRequest, RetryOutcome,
@@ -683,7 +683,7 @@ impl State {
             .iter_mut()
             .filter(|qi| !qi.limits.is_none() || qi.held_until.is_some_and(|t| t > now))
             .map(|qi| {
-                let (groups_running, groups_at_limit) = qi.group_flows(now);
+                let (groups_running, groups_at_limit, held_in_groups) = qi.group_flows(now);
                 let (starts_in_window, next_start_at) = match qi.limits.rate {
                     Some(rate) => {
                         let from = now.saturating_sub(rate.per);
@@ -701,11 +701,25 @@ impl State {
                     held_until: qi.held_until.filter(|&t| t > now),
                     groups_running,
                     groups_at_limit,
+                    held_in_groups,
                 }
             })
             .collect();
         out.sort_by(|a, b| a.queue.cmp(&b.queue));
         out
+    }
+
+    pub(super) fn groups(
+        &mut self,
+        query: &GroupQuery,
+        now: Timestamp,
+    ) -> Result<GroupPage, BackendError> {
+        validate_queue_name(&query.queue).map_err(BackendError::InvalidInput)?;
+        self.promote_due(now);
+        Ok(match self.ix.queue_slot(&query.queue) {
+            Some(q) => self.ix.queues[q].group_page(query, now),
+            None => GroupPage::default(),
+        })
     }
 
     pub(super) fn hold(&mut self, queue: &str, until: Timestamp) -> Result<(), BackendError> {

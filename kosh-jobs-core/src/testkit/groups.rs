@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::admin::Total;
 use crate::error::BackendError;
-use crate::limits::{QueueFlow, QueueLimits, RateLimit};
+use crate::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits, RateLimit};
 use crate::record::{JobId, JobState, LeasedJob, NewJob};
 
 use super::support::{done, env, retry, secs, Env, LEASE};
@@ -377,4 +378,195 @@ pub async fn group_rate_limits_each_groups_starts<F: BackendFactory + ?Sized>(fa
         1,
         "a's last job once its window opens"
     );
+}
+
+async fn groups_page(t: &Env, query: &GroupQuery) -> GroupPage {
+    t.b.queue_groups(query)
+        .await
+        .unwrap_or_else(|e| panic!("queue_groups {query:?}: backend error: {e:?}"))
+}
+
+fn exact(count: u64) -> Total {
+    Total { count, exact: true }
+}
+
+/// `queue_groups` lists a queue's groups with ready or running jobs, sorted by key as bytes
+/// (so "Z" before "a" and "ü" last, whatever the store's collation), each with its ready
+/// jobs (a delayed job once it is due), running jobs and whether it is at its limit; a group
+/// with neither ready nor running jobs is gone. Pages continue after a key, `next` is `None`
+/// on the last page. `queue_flows` counts the ready jobs of the groups at their limit, and
+/// [`QueueFlow::held_back`] follows.
+pub async fn groups_are_listed_with_their_limit_state<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    t.b.set_queue_limits("q", QueueLimits::default().with_group_concurrency(1))
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    t.push((0..3).map(|_| grouped(&t, "q", "a")).collect())
+        .await;
+    t.push(vec![grouped(&t, "q", "b"), grouped(&t, "q", "Z")])
+        .await;
+    let mut later: Vec<NewJob> = (0..2).map(|_| grouped(&t, "q", "ü")).collect();
+    for j in &mut later {
+        j.run_at = t.now() + secs(10);
+    }
+    t.push(later).await;
+    t.push((0..2).map(|_| t.job("none", "q")).collect()).await;
+
+    let page = groups_page(&t, &GroupQuery::new("q")).await;
+    let keys: Vec<&str> = page.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["Z", "a", "b"],
+        "by key as bytes; a delayed group not yet"
+    );
+    assert_eq!(page.next, None, "one page");
+    assert_eq!(
+        (
+            page.groups[1].ready,
+            page.groups[1].running,
+            page.groups[1].at_limit
+        ),
+        (exact(3), 0, false),
+        "a: 3 ready, none running"
+    );
+
+    let first = t.reserve(&["q"], 10).await;
+    assert_eq!(
+        first.len(),
+        5,
+        "one job of each group, both without: {first:?}"
+    );
+    let page = groups_page(&t, &GroupQuery::new("q")).await;
+    let a = &page.groups[1];
+    assert_eq!(
+        (
+            a.group.as_str(),
+            a.ready,
+            a.running,
+            a.at_limit,
+            a.starts_in_window
+        ),
+        ("a", exact(2), 1, true, 0),
+        "a: 2 ready, 1 running, at its limit"
+    );
+    assert_eq!(
+        a.next_start_at, None,
+        "no rate limit: no window to wait for"
+    );
+    let b = &page.groups[2];
+    assert_eq!(
+        (b.ready, b.running, b.at_limit),
+        (exact(0), 1, true),
+        "b: its only job running"
+    );
+    let f = flow_of(&t, "q").await;
+    assert_eq!(
+        (f.groups_running, f.groups_at_limit, f.held_in_groups),
+        (3, 3, 2),
+        "three groups running and full; a's 2 ready jobs wait for their group"
+    );
+    assert_eq!(f.held_back(t.counts_of("q").await.ready), 2, "held back");
+
+    t.advance(secs(10));
+    let page = groups_page(&t, &GroupQuery::new("q").limit(3)).await;
+    let keys: Vec<&str> = page.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(keys, ["Z", "a", "b"], "a page of 3");
+    assert_eq!(page.next.as_deref(), Some("b"), "a group is left");
+    let rest = groups_page(&t, &GroupQuery::new("q").after("b").limit(3)).await;
+    assert_eq!(rest.next, None, "the last page");
+    let u = rest
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.ready, g.running, g.at_limit))
+        .collect::<Vec<_>>();
+    assert_eq!(u, [("ü", exact(2), 0, false)], "the delayed group, due now");
+
+    for j in first.iter().filter(|j| j.name == "b" || j.name == "Z") {
+        t.finish_ok(j.lease, done(), "finish b's and Z's job").await;
+    }
+    let keys: Vec<String> = groups_page(&t, &GroupQuery::new("q"))
+        .await
+        .groups
+        .into_iter()
+        .map(|g| g.group)
+        .collect();
+    assert_eq!(
+        keys,
+        ["a", "ü"],
+        "groups with nothing ready or running are gone"
+    );
+
+    let none = groups_page(&t, &GroupQuery::new("nothing-here")).await;
+    assert_eq!(none, GroupPage::default(), "an unknown queue has no groups");
+    match t.b.queue_groups(&GroupQuery::new("bad queue")).await {
+        Err(BackendError::InvalidInput(_)) => {}
+        other => panic!("a bad queue name: expected InvalidInput, got {other:?}"),
+    }
+}
+
+/// Under a group rate limit of 2 starts per 10 s, `queue_groups` shows each group's starts
+/// in the window, a full window as at the limit with the time it opens, and a group with
+/// nothing left but starts inside the window; once the window has passed, the group's
+/// starts are 0 and a group with nothing left is gone.
+pub async fn group_rate_windows_are_listed<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let limits = QueueLimits::default().with_group_rate(RateLimit::new(2, secs(10)));
+    t.b.set_queue_limits("q", limits)
+        .await
+        .unwrap_or_else(|e| panic!("set_queue_limits: backend error: {e:?}"));
+    t.push((0..3).map(|_| grouped(&t, "q", "a")).collect())
+        .await;
+    t.push_one(grouped(&t, "q", "b")).await;
+    let t0 = t.now();
+    let first = t.reserve(&["q"], 10).await;
+    assert_eq!(first.len(), 3, "a twice, b once: {first:?}");
+    for j in &first {
+        t.finish_ok(j.lease, done(), "finish the first starts")
+            .await;
+    }
+    t.advance(secs(4));
+
+    let page = groups_page(&t, &GroupQuery::new("q")).await;
+    let got: Vec<_> = page
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group.as_str(),
+                g.ready,
+                g.running,
+                g.starts_in_window,
+                g.at_limit,
+                g.next_start_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", exact(1), 0, 2, true, Some(t0 + secs(10))),
+            ("b", exact(0), 0, 1, false, None),
+        ],
+        "a's window is full until it opens; b is listed while its start is in the window"
+    );
+    let f = flow_of(&t, "q").await;
+    assert_eq!(
+        (f.groups_at_limit, f.held_in_groups),
+        (1, 1),
+        "a is at its limit with one job waiting"
+    );
+
+    t.advance(secs(6));
+    let page = groups_page(&t, &GroupQuery::new("q")).await;
+    let got: Vec<_> = page
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.ready, g.starts_in_window, g.at_limit))
+        .collect();
+    assert_eq!(
+        got,
+        [("a", exact(1), 0, false)],
+        "the window passed: a may start, b is gone"
+    );
+    assert_eq!(flow_of(&t, "q").await.held_in_groups, 0, "nothing held");
 }

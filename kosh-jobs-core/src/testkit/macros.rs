@@ -74,6 +74,8 @@ macro_rules! __kosh_jobs_cases {
             groups::group_concurrency_caps_each_group,
             groups::hold_queue_holds_back_until_it_ends,
             groups::group_rate_limits_each_groups_starts,
+            groups::groups_are_listed_with_their_limit_state,
+            groups::group_rate_windows_are_listed,
             operate::search_matches_filter,
             operate::search_cursor_stable_while_adding,
             operate::search_work_is_bounded,

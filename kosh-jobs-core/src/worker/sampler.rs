@@ -61,17 +61,7 @@ async fn sample(
             .find(|c| c.queue == f.queue)
             .map_or(0, |c| c.ready);
         groups.insert(f.queue.clone(), f.groups_at_limit as f64);
-        let mut room = u64::MAX;
-        if f.held_until.is_some() {
-            room = 0;
-        }
-        if let Some(k) = f.limits.concurrency {
-            room = room.min(u64::from(k).saturating_sub(f.running));
-        }
-        if let Some(r) = f.limits.rate {
-            room = room.min(u64::from(r.max).saturating_sub(f.starts_in_window));
-        }
-        held.insert(f.queue.clone(), ready.saturating_sub(room) as f64);
+        held.insert(f.queue.clone(), f.held_back(ready) as f64);
     }
     for (q, n) in held {
         gauge!(HELD_BACK, "queue" => q.clone()).set(n);

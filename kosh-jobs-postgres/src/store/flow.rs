@@ -252,6 +252,7 @@ pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
             held_until: s.held_until.filter(|&t| t > now),
             groups_running,
             groups_at_limit,
+            held_in_groups: 0, // STUB(groups listing)
         });
     }
     // By name as Rust orders strings (bytes), whatever the database's collation.

@@ -310,6 +310,7 @@ pub(super) fn flows(conn: &Connection, now: Timestamp) -> Result<Vec<QueueFlow>>
             held_until: flow.hold_at(now),
             groups_running,
             groups_at_limit,
+            held_in_groups: 0, // STUB(groups listing)
             queue,
         });
     }

@@ -215,6 +215,12 @@ impl Backend for Spy {
     async fn queue_flows(&self) -> Result<Vec<kosh_jobs::QueueFlow>, BackendError> {
         self.inner.queue_flows().await
     }
+    async fn queue_groups(
+        &self,
+        query: &kosh_jobs::GroupQuery,
+    ) -> Result<kosh_jobs::GroupPage, BackendError> {
+        self.inner.queue_groups(query).await
+    }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.inner.search(query).await
     }
