@@ -124,6 +124,9 @@ pub(crate) enum QueuesCommand {
     /// Set a queue's limits (replacing its previous ones), or clear them. They are kept in
     /// the store: every worker of every process obeys them from its next reserve.
     Limit(LimitArgs),
+    /// A queue's groups, by key: ready and running jobs of each, its starts in the group
+    /// rate window, and whether it is at its limit (a page at a time).
+    Groups(GroupsArgs),
     /// Hold a queue back: no job of it starts for DURATION (`30s`, `5m`), as a handler's
     /// `JobError::rate_limited` does. A hold only lengthens.
     Hold {
@@ -133,6 +136,19 @@ pub(crate) enum QueuesCommand {
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
         duration: std::time::Duration,
     },
+}
+
+/// `queues groups`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupsArgs {
+    /// The queue.
+    pub(crate) queue: String,
+    /// At most this many groups (1 to 500).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub(crate) limit: u16,
+    /// Continue after this group (the next page, as the previous page says).
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) after: Option<String>,
 }
 
 /// `queues limit`.

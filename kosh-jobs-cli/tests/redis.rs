@@ -4,7 +4,7 @@
 mod support;
 
 use kosh_jobs_testsupport::redis_server::RedisServer;
-use support::{bin, every_command, json, seed};
+use support::{bin, every_command, groups_command, json, seed, seed_groups};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_on_redis() {
@@ -43,4 +43,17 @@ async fn every_command_on_redis() {
     .await
     .unwrap();
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_groups_on_redis() {
+    let server = RedisServer::start().expect("a redis-server for the test");
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let backend = kosh_jobs::connect(&url).await.unwrap();
+    seed_groups(&backend).await;
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || groups_command(&path, &url))
+        .await
+        .unwrap();
 }

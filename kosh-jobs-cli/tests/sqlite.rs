@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{bin, every_command, seed};
+use support::{bin, every_command, groups_command, seed, seed_groups};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_on_a_sqlite_file() {
@@ -12,6 +12,18 @@ async fn every_command_on_a_sqlite_file() {
     let seeded = seed(&backend).await;
     let path = dir.path().to_owned();
     tokio::task::spawn_blocking(move || every_command(&path, &url, &seeded))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_groups_on_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let backend = kosh_jobs::connect(&url).await.unwrap();
+    seed_groups(&backend).await;
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || groups_command(&path, &url))
         .await
         .unwrap();
 }

@@ -215,6 +215,11 @@
 
   const jobHref = (id) => `#/jobs/${encodeURIComponent(id)}`;
 
+  function groupsHref(queue, after) {
+    const q = after ? `?${new URLSearchParams({ after })}` : '';
+    return `#/queues/${encodeURIComponent(queue)}/groups${q}`;
+  }
+
   async function route() {
     app.seq += 1;
     app.view = null;
@@ -228,6 +233,8 @@
         view = overviewView();
       } else if (parts[0] === 'queues' && parts.length === 2) {
         view = queueView(parts[1], params);
+      } else if (parts[0] === 'queues' && parts.length === 3 && parts[2] === 'groups') {
+        view = groupsView(parts[1], params);
       } else if (parts[0] === 'jobs' && parts.length === 2) {
         view = jobView(parts[1]);
       } else if (parts[0] === 'workers' && parts.length === 1) {
@@ -393,7 +400,8 @@
       if (l.group_concurrency !== null) per.push(`${fmt(l.group_concurrency)} running`);
       if (l.group_rate !== null) per.push(`${fmt(l.group_rate.max)} starts per ${span(l.group_rate.per_ms)}`);
       const full = l.groups_at_limit === 1 ? '1 group full' : `${fmt(l.groups_at_limit)} groups full`;
-      parts.push(`${per.join(' and ')} per group, ${full}`);
+      const waiting = l.held_in_groups > 0 ? `, ${plural(l.held_in_groups, 'job')} waiting for their group` : '';
+      parts.push(`${per.join(' and ')} per group, ${full}${waiting}`);
     }
     if (l.held_until !== null) parts.push(`held, starts again ${rel(l.held_until)}`);
     return `Limits: ${parts.join(' · ')}`;
@@ -667,6 +675,8 @@
         el('p', { class: 'small' }, el('a', { href: '#/', text: '← Overview' })),
         el('h1', {}, el('span', { testid: 'queue-name', text: queue }),
           q && q.paused ? el('span', { class: 'badge paused', text: 'paused' }) : null),
+        q && q.limits ? el('p', { class: 'small' }, el('span', { class: 'muted', testid: 'queue-limits', text: limitsText(q.limits) }), ' ',
+          el('a', { href: groupsHref(queue), testid: 'groups-link', text: 'Groups →' })) : null,
         tabs, filterForm(queue, p),
         selectable ? el('div', { class: 'bulk', testid: 'bulk-bar' }, selCount, selButtons, el('span', { class: 'muted', text: '·' }), filterButtons) : null,
         notice, empty, table, footer);
@@ -936,6 +946,59 @@
               el('td', {}, relTime(x.started_at)),
               el('td', {}, relTime(x.last_seen))))))));
         }
+        clear(main()).append(...out);
+      },
+    };
+  }
+
+  // ---------- a queue's groups ----------
+
+  // Where a group stands: "may start", "full until a running job ends", "full, opens in 4 s".
+  function groupState(g) {
+    if (!g.at_limit) return el('span', { class: 'muted', text: 'may start' });
+    if (g.next_start_at !== null) return el('span', {}, 'full, opens ', timeRel(g.next_start_at));
+    return el('span', { text: 'full until a running job ends' });
+  }
+
+  function groupsView(queue, p) {
+    const after = p.get('after') || '';
+    let last = '';
+    return {
+      async refresh(force) {
+        const seq = app.seq;
+        const q = new URLSearchParams({ limit: '50' });
+        if (after) q.set('after', after);
+        const g = await api(`api/queues/${encodeURIComponent(queue)}/groups?${q}`);
+        if (seq !== app.seq) return;
+        document.title = `Groups of ${queue} · ${app.meta.title}`;
+        const text = JSON.stringify([g.groups, g.limits, g.next]);
+        if (text === last && force !== true) return;
+        last = text;
+        const out = [
+          el('p', { class: 'small' }, el('a', { href: queueHref(queue), text: `← ${queue}` })),
+          el('h1', {}, 'Groups of ', el('span', { testid: 'groups-queue', text: queue })),
+          el('p', { class: 'muted', testid: 'groups-limits', text: g.limits ? limitsText(g.limits) : 'No group limits: groups only take turns.' }),
+        ];
+        if (g.groups.length === 0) {
+          out.push(el('div', { class: 'empty', testid: 'groups-empty' },
+            el('h2', { text: after ? 'No more groups' : `No group of ${queue} has a ready or running job` }),
+            el('p', { text: 'Jobs enqueued with a group key (.with().group("user-42"), or #[job(group = field)]) show up here by group.' })));
+        } else {
+          out.push(el('div', { class: 'table-wrap' }, el('table', { testid: 'groups-table' },
+            el('thead', {}, el('tr', {}, el('th', { text: 'Group' }), el('th', { class: 'num', text: 'Ready' }),
+              el('th', { class: 'num', text: 'Running' }), el('th', { class: 'num', text: 'Starts in window' }), el('th', { text: 'State' }))),
+            el('tbody', { testid: 'group-rows' }, g.groups.map((x) => el('tr', { 'data-group': x.group, class: x.at_limit ? 'at-limit' : null },
+              el('td', {}, el('code', { text: x.group })),
+              el('td', { class: 'num', text: `${fmt(x.ready.count)}${x.ready.exact ? '' : '+'}` }),
+              el('td', { class: 'num', text: fmt(x.running) }),
+              el('td', { class: 'num', text: g.limits && g.limits.group_rate ? fmt(x.starts_in_window) : '–' }),
+              el('td', {}, groupState(x))))))));
+        }
+        const pager = el('div', { class: 'pager', testid: 'groups-pager' },
+          el('span', { testid: 'groups-summary', text: `${plural(g.groups.length, 'group')} shown, ${fmt(g.groups.filter((x) => x.at_limit).length)} at the limit` }));
+        if (after) pager.appendChild(el('a', { class: 'btn small', href: groupsHref(queue), testid: 'groups-first', text: 'First page' }));
+        if (g.next !== null) pager.appendChild(el('a', { class: 'btn small', href: groupsHref(queue, g.next), testid: 'groups-next', text: 'Next page' }));
+        out.push(pager);
         clear(main()).append(...out);
       },
     };

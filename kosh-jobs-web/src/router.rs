@@ -112,6 +112,7 @@ where
         .route("/api/jobs/{id}/{action}", post(api::actions::one))
         .route("/api/count", get(api::actions::count))
         .route("/api/bulk", post(api::actions::bulk))
+        .route("/api/queues/{queue}/groups", get(api::groups::groups))
         .route("/api/queues/{queue}/{op}", post(api::queues::queue_op))
         .route("/api/workers", get(api::workers::workers))
         .route("/api/schedules", get(api::schedules::list))

@@ -73,6 +73,7 @@ async fn api_answers_503_with_a_json_error_when_redis_is_gone() {
         format!("api/jobs/{job}"),
         "api/count?action=retry".to_owned(),
         "api/workers".to_owned(),
+        "api/queues/csv-uploads/groups".to_owned(),
     ] {
         unavailable(&format!("GET {path}"), &get(&app, &path).await);
     }

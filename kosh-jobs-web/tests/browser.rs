@@ -627,3 +627,76 @@ async fn schedules_tab_pauses_and_deletes_a_schedule() {
         started.elapsed()
     );
 }
+
+/// The groups page of a queue: reached from the queue's page, one row per group by key with
+/// where it stands, the queue's group limits in words, a hostile group key shown as text,
+/// and paging by key past 50 groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_page_lists_each_group_and_pages() {
+    let (_one, d) = dashboard().await;
+    let b = &d.backend;
+    kosh_jobs_testsupport::seed::seed_groups(b).await;
+    let now = b.clock().now();
+    let jobs: Vec<NewJob> = std::iter::once(IMG.to_owned())
+        .chain((0..50).map(|i| format!("g-{i:02}")))
+        .map(|g| {
+            let mut j = NewJob::new("import", "per-user", "{}", now);
+            j.group = Some(g);
+            j
+        })
+        .collect();
+    b.push(jobs).await.unwrap();
+
+    d.open("/queues/per-user").await;
+    d.testid("groups-link").await.click().await.expect("click");
+    d.wait_text("groups-queue", "per-user").await;
+    let limits = d.testid("groups-limits").await.text().await.unwrap();
+    assert!(
+        limits.contains("1 running per group, 2 groups full, 2 jobs waiting for their group"),
+        "{limits}"
+    );
+    let rows_js = "return [...document.querySelectorAll('[data-testid=group-rows] tr')]\
+                   .map(r => [...r.cells].map(c => c.innerText.trim()));";
+    let rows = d.client().execute(rows_js, vec![]).await.expect("rows");
+    let rows = rows.as_array().expect("an array of rows");
+    assert_eq!(rows.len(), 50, "a page of 50 groups: {rows:?}");
+    assert_eq!(
+        rows[..3],
+        [
+            json!([IMG, "1", "0", "–", "may start"]),
+            json!(["ann", "2", "1", "–", "full until a running job ends"]),
+            json!(["bob", "0", "1", "–", "full until a running job ends"]),
+        ],
+        "by key as bytes, the hostile key as text"
+    );
+    assert_eq!(rows[49][0], "g-46", "{rows:?}");
+
+    d.testid("groups-next").await.click().await.expect("click");
+    d.wait_text("groups-summary", "4 groups shown, 0 at the limit")
+        .await;
+    let rows = d.client().execute(rows_js, vec![]).await.expect("rows");
+    let keys: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r[0].as_str().expect("a key"))
+        .collect();
+    assert_eq!(keys, ["g-47", "g-48", "g-49", "it's me"]);
+    let next = d
+        .client()
+        .execute(
+            "return [document.querySelectorAll('[data-testid=groups-next]').length, \
+             document.querySelectorAll('[data-testid=groups-first]').length, \
+             typeof window.__pwned, document.querySelectorAll('main img, [onerror]').length];",
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert_eq!(
+        next,
+        json!([0, 1, "undefined", 0]),
+        "the last page: no next, a first-page link; nothing of the key ran"
+    );
+    d.screenshot("groups", false).await;
+    d.finish().await;
+}

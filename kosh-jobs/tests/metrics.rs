@@ -118,6 +118,43 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
         .await
         .expect("reserve");
     assert_eq!(taken.len(), 1, "the limit lets one start");
+    // A queue limited per group only: tenant-1's slot is taken, its two other jobs wait for
+    // their group while tenant-2's job could start (the queue itself has room).
+    client
+        .set_queue_limits(
+            "per-tenant",
+            kosh_jobs::QueueLimits::default().with_group_concurrency(1),
+        )
+        .await
+        .expect("limits");
+    let tenant = |g: &str| {
+        let mut j = raw(0);
+        j.queue = "per-tenant".into();
+        j.group = Some(g.into());
+        j
+    };
+    client
+        .push_raw(vec![
+            tenant("tenant-1"),
+            tenant("tenant-1"),
+            tenant("tenant-1"),
+        ])
+        .await
+        .expect("push");
+    let taken = backend
+        .reserve(&kosh_jobs::ReserveRequest {
+            queues: vec!["per-tenant".into()],
+            worker: "outside".into(),
+            max: 3,
+            lease: Duration::from_secs(3600),
+        })
+        .await
+        .expect("reserve");
+    assert_eq!(taken.len(), 1, "one per group");
+    client
+        .push_raw(vec![tenant("tenant-2")])
+        .await
+        .expect("push");
     let worker = Worker::builder(backend.clone())
         .state(signals.clone())
         .register::<Step>()
@@ -221,6 +258,11 @@ async fn scripted_run(backend: AnyBackend, snapshotter: &Snapshotter) {
         gauge(&v, names::GROUPS_AT_LIMIT, &[("queue", "throttled")]),
         Some(1.0),
         "sampled: the one group at its limit"
+    );
+    assert_eq!(
+        gauge(&v, names::HELD_BACK, &[("queue", "per-tenant")]),
+        Some(2.0),
+        "sampled: two ready jobs wait for their group, the other group's job may start"
     );
     assert_eq!(
         gauge(&v, names::HELD_BACK, &[("queue", "unwatched")]),

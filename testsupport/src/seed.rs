@@ -152,3 +152,37 @@ pub async fn seed(b: &AnyBackend, how: &Seed) -> Seeded {
         scheduled,
     }
 }
+
+/// Seeds queue `per-user` with one running slot per group: groups `ann` (3 jobs, one
+/// running), `bob` (1, running) and `it's me` (2 ready).
+pub async fn seed_groups(b: &AnyBackend) {
+    b.set_queue_limits(
+        "per-user",
+        kosh_jobs::QueueLimits::default().with_group_concurrency(1),
+    )
+    .await
+    .expect("set limits");
+    let now = b.clock().now();
+    let job = |group: &str| {
+        let mut j = NewJob::new("import", "per-user", "{}", now);
+        j.group = Some(group.to_owned());
+        j
+    };
+    b.push(vec![job("ann"), job("ann"), job("ann"), job("bob")])
+        .await
+        .expect("push");
+    let req = ReserveRequest {
+        queues: vec!["per-user".into()],
+        worker: "cli-test".into(),
+        max: 10,
+        lease: Duration::from_secs(600),
+    };
+    assert_eq!(
+        b.reserve(&req).await.expect("reserve").len(),
+        2,
+        "ann's and bob's"
+    );
+    b.push(vec![job("it's me"), job("it's me")])
+        .await
+        .expect("push");
+}

@@ -83,14 +83,15 @@ pub(super) async fn ls(s: &Session, a: &LsArgs) -> Result<(), CliError> {
     if let Some(n) = next {
         line(&format!(
             "next page: {}",
-            s.out.bold(&next_page_command(std::env::args().skip(1), n))
+            s.out
+                .bold(&next_page_command(std::env::args().skip(1), &n.to_string()))
         ))?;
     }
     Ok(())
 }
 
-/// The command line that was run, with `--after ID` set to `next`.
-fn next_page_command(args: impl Iterator<Item = String>, next: JobId) -> String {
+/// The command line that was run, with `--after` set to `next`.
+pub(super) fn next_page_command(args: impl Iterator<Item = String>, next: &str) -> String {
     let mut out = vec!["kosh-jobs".to_owned()];
     let mut skip = false;
     for arg in args {
@@ -107,7 +108,7 @@ fn next_page_command(args: impl Iterator<Item = String>, next: JobId) -> String 
         }
         out.push(shell_quote(&arg));
     }
-    out.push(format!("--after {next}"));
+    out.push(format!("--after {}", shell_quote(next)));
     out.join(" ")
 }
 
@@ -236,8 +237,17 @@ mod tests {
             "is locked",
         ];
         assert_eq!(
-            next_page_command(args.iter().map(|s| s.to_string()), JobId::new(77)),
+            next_page_command(args.iter().map(|s| s.to_string()), "77"),
             "kosh-jobs jobs ls --state failed --search 'is locked' --after 77"
+        );
+    }
+
+    #[test]
+    fn a_group_key_is_quoted_for_the_shell() {
+        let args = ["queues", "groups", "imports", "--after=x"];
+        assert_eq!(
+            next_page_command(args.iter().map(|s| s.to_string()), "it's me"),
+            r"kosh-jobs queues groups imports --after 'it'\''s me'"
         );
     }
 }

@@ -2,11 +2,11 @@
 
 use comfy_table::{Cell, CellAlignment};
 use kosh_jobs::backend::validate_queue_name;
-use kosh_jobs::{QueueFlow, QueueLimits, RateLimit, Timestamp};
+use kosh_jobs::{GroupFlow, GroupQuery, QueueFlow, QueueLimits, RateLimit, Timestamp};
 use serde_json::{json, Value};
 
 use super::Session;
-use crate::args::LimitArgs;
+use crate::args::{GroupsArgs, LimitArgs};
 use crate::error::{CliError, Context as _};
 use crate::output::{line, render, thousands};
 use crate::time;
@@ -68,6 +68,7 @@ fn flow_json(f: &QueueFlow) -> Value {
         "held_until": f.held_until.map(time::iso),
         "groups_running": f.groups_running,
         "groups_at_limit": f.groups_at_limit,
+        "held_in_groups": f.held_in_groups,
     })
 }
 
@@ -104,12 +105,16 @@ fn groups_text(f: &QueueFlow) -> String {
             "-".to_owned()
         };
     }
-    format!(
+    let mut out = format!(
         "{} running, {} full ({} per group)",
         thousands(f.groups_running),
         thousands(f.groups_at_limit),
         per_group.join(", ")
-    )
+    );
+    if f.held_in_groups > 0 {
+        out.push_str(&format!(", {} jobs waiting", thousands(f.held_in_groups)));
+    }
+    out
 }
 
 pub(super) async fn list(s: &Session) -> Result<(), CliError> {
@@ -162,6 +167,91 @@ pub(super) async fn list(s: &Session) -> Result<(), CliError> {
         ]);
     }
     line(&render(t))
+}
+
+fn group_json(g: &GroupFlow) -> Value {
+    json!({
+        "group": g.group,
+        "ready": g.ready.count,
+        "ready_exact": g.ready.exact,
+        "running": g.running,
+        "starts_in_window": g.starts_in_window,
+        "at_limit": g.at_limit,
+        "next_start_at": g.next_start_at.map(time::iso),
+    })
+}
+
+/// Where a group stands: `may start`, `full`, or `full, opens in 4 s (…)`.
+fn group_state(g: &GroupFlow, now: Timestamp) -> String {
+    match (g.at_limit, g.next_start_at) {
+        (false, _) => "may start".to_owned(),
+        (true, Some(t)) => format!("full, opens {}", time::both(t, now)),
+        (true, None) => "full until a running job ends".to_owned(),
+    }
+}
+
+pub(super) async fn groups(s: &Session, a: &GroupsArgs) -> Result<(), CliError> {
+    validate_queue_name(&a.queue).map_err(CliError::Usage)?;
+    let mut query = GroupQuery::new(&a.queue).limit(usize::from(a.limit));
+    if let Some(after) = &a.after {
+        query = query.after(after);
+    }
+    let page = s
+        .admin
+        .backend()
+        .queue_groups(&query)
+        .await
+        .ctx(&s.target, "cannot list the queue's groups")?;
+    if s.out.json {
+        return s.out.json(&json!({
+            "queue": a.queue,
+            "groups": page.groups.iter().map(group_json).collect::<Vec<_>>(),
+            "next": page.next,
+        }));
+    }
+    if page.groups.is_empty() {
+        return line(&format!(
+            "{}: no group has a ready or running job{}",
+            a.queue,
+            if a.after.is_some() {
+                " after that one"
+            } else {
+                ""
+            }
+        ));
+    }
+    let now = s.now();
+    let mut t = s
+        .out
+        .table(&["GROUP", "READY", "RUNNING", "STARTS IN WINDOW", "STATE"]);
+    for g in &page.groups {
+        t.add_row(vec![
+            Cell::new(&g.group),
+            Cell::new(g.ready.to_string()).set_alignment(CellAlignment::Right),
+            Cell::new(thousands(g.running)).set_alignment(CellAlignment::Right),
+            Cell::new(thousands(g.starts_in_window)).set_alignment(CellAlignment::Right),
+            Cell::new(group_state(g, now)),
+        ]);
+    }
+    line(&render(t))?;
+    let full = page.groups.iter().filter(|g| g.at_limit).count() as u64;
+    line(&format!(
+        "{} group{}, {} at {} limit",
+        thousands(page.groups.len() as u64),
+        if page.groups.len() == 1 { "" } else { "s" },
+        thousands(full),
+        if full == 1 { "its" } else { "their" }
+    ))?;
+    if let Some(next) = &page.next {
+        line(&format!(
+            "next page: {}",
+            s.out.bold(&super::jobs::next_page_command(
+                std::env::args().skip(1),
+                next
+            ))
+        ))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn set(s: &Session, a: &LimitArgs) -> Result<(), CliError> {

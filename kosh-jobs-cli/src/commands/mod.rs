@@ -39,7 +39,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             | Command::Dashboard(_)
             | Command::Workers
             | Command::Watch(_)
-            | Command::Queues(QueuesCommand::Ls | QueuesCommand::Limits)
+            | Command::Queues(QueuesCommand::Ls | QueuesCommand::Limits | QueuesCommand::Groups(_))
             | Command::Schedules(SchedulesCommand::Ls)
             | Command::Jobs(JobsCommand::Ls(_) | JobsCommand::Show { .. })
     );
@@ -67,6 +67,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queues(QueuesCommand::Resume { queue }) => stats::pause(&s, &queue, false).await,
         Command::Queues(QueuesCommand::Limits) => limits::list(&s).await,
         Command::Queues(QueuesCommand::Limit(a)) => limits::set(&s, &a).await,
+        Command::Queues(QueuesCommand::Groups(a)) => limits::groups(&s, &a).await,
         Command::Queues(QueuesCommand::Hold { queue, duration }) => {
             limits::hold(&s, &queue, duration).await
         }

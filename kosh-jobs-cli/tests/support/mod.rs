@@ -71,6 +71,102 @@ fn ids(v: &Value) -> Vec<u64> {
         .collect()
 }
 
+/// Seeds queue `per-user` with groups (see `kosh_jobs_testsupport::seed::seed_groups`).
+pub async fn seed_groups(b: &AnyBackend) {
+    kosh_jobs_testsupport::seed::seed_groups(b).await;
+}
+
+/// `queues groups` and the group columns of `queues limits` on a store seeded by
+/// [`seed_groups`].
+pub fn groups_command(dir: &Path, url: &str) {
+    let page = json(dir, url, &["queues", "groups", "per-user"]);
+    assert_eq!(
+        page,
+        json!({"queue": "per-user", "next": null, "groups": [
+            {"group": "ann", "ready": 2, "ready_exact": true, "running": 1,
+             "starts_in_window": 0, "at_limit": true, "next_start_at": null},
+            {"group": "bob", "ready": 0, "ready_exact": true, "running": 1,
+             "starts_in_window": 0, "at_limit": true, "next_start_at": null},
+            {"group": "it's me", "ready": 2, "ready_exact": true, "running": 0,
+             "starts_in_window": 0, "at_limit": false, "next_start_at": null},
+        ]})
+    );
+    let first = json(dir, url, &["queues", "groups", "per-user", "--limit", "2"]);
+    assert_eq!(first["next"], "bob", "{first}");
+    let rest = json(
+        dir,
+        url,
+        &[
+            "queues", "groups", "per-user", "--limit", "2", "--after", "bob",
+        ],
+    );
+    assert_eq!(rest["groups"][0]["group"], "it's me", "{rest}");
+    assert_eq!(rest["next"], Value::Null, "{rest}");
+
+    let out = bin(dir)
+        .args(["--url", url, "queues", "groups", "per-user", "--limit", "2"])
+        .output()
+        .expect("run kosh-jobs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("full until a running job ends")
+            && table.contains("2 groups, 2 at their limit")
+            && table.contains("--after bob"),
+        "{table}"
+    );
+    let out = bin(dir)
+        .args([
+            "--url", url, "queues", "groups", "per-user", "--after", "bob",
+        ])
+        .output()
+        .expect("run kosh-jobs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("it's me") && table.contains("may start") && !table.contains("next page"),
+        "{table}"
+    );
+    let empty = bin(dir)
+        .args(["--url", url, "queues", "groups", "no-such-queue"])
+        .output()
+        .expect("run kosh-jobs");
+    assert!(
+        String::from_utf8_lossy(&empty.stdout).contains("no group has a ready or running job"),
+        "{empty:?}"
+    );
+    bin(dir)
+        .args(["--url", url, "queues", "groups", "bad queue"])
+        .assert()
+        .code(2);
+    bin(dir)
+        .args(["--url", url, "queues", "groups", "per-user", "--limit", "0"])
+        .assert()
+        .code(2);
+
+    let flows = json(dir, url, &["queues", "limits"]);
+    let f = flows
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["queue"] == "per-user"))
+        .unwrap_or_else(|| panic!("per-user in {flows}"));
+    assert_eq!(
+        (
+            &f["groups_running"],
+            &f["groups_at_limit"],
+            &f["held_in_groups"]
+        ),
+        (&json!(2), &json!(2), &json!(2)),
+        "ann's 2 ready jobs wait for their group: {f}"
+    );
+    let out = bin(dir)
+        .args(["--url", url, "queues", "limits"])
+        .output()
+        .expect("run kosh-jobs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("2 running, 2 full (1 per group), 2 jobs waiting"),
+        "{table}"
+    );
+}
+
 /// Every command against `url` (seeded by [`seed`]), JSON checked field by field.
 pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     let n = |id: JobId| id.get();

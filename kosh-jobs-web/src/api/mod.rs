@@ -2,6 +2,7 @@
 
 pub(crate) mod actions;
 pub(crate) mod enqueue;
+pub(crate) mod groups;
 pub(crate) mod jobs;
 pub(crate) mod meta;
 pub(crate) mod overview;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use kosh_jobs_core::admin::{minute_of, ThroughputQuery};
-use kosh_jobs_core::{Backend as _, JobState, QueueCounts, Timestamp};
+use kosh_jobs_core::{Backend as _, JobState, QueueCounts, QueueFlow, RateLimit, Timestamp};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
@@ -45,27 +45,7 @@ pub(crate) async fn overview(State(s): State<Shared>) -> Result<Json<Value>, Api
                 queues.len() - 1
             }
         };
-        queues[i].fields.insert(
-            "limits".into(),
-            json!({
-                "concurrency": f.limits.concurrency,
-                "rate": f.limits.rate.map(|r| json!({
-                    "max": r.max,
-                    "per_ms": u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
-                })),
-                "running": f.running,
-                "starts_in_window": f.starts_in_window,
-                "next_start_at": f.next_start_at.map(|t| t.as_millis()),
-                "group_concurrency": f.limits.group_concurrency,
-                "group_rate": f.limits.group_rate.map(|r| json!({
-                    "max": r.max,
-                    "per_ms": u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
-                })),
-                "groups_running": f.groups_running,
-                "groups_at_limit": f.groups_at_limit,
-                "held_until": f.held_until.map(|t| t.as_millis()),
-            }),
-        );
+        queues[i].fields.insert("limits".into(), flow_json(&f));
     }
     for p in points {
         let slot = (p.minute.as_millis() - first.as_millis()).div_euclid(60_000);
@@ -159,4 +139,27 @@ impl Row {
             series: vec![(0, 0); MINUTES],
         }
     }
+}
+
+/// A queue's limits and where it stands against them, as the pages read them (times in ms).
+pub(crate) fn flow_json(f: &QueueFlow) -> Value {
+    let rate = |r: RateLimit| {
+        json!({
+            "max": r.max,
+            "per_ms": u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
+        })
+    };
+    json!({
+        "concurrency": f.limits.concurrency,
+        "rate": f.limits.rate.map(rate),
+        "running": f.running,
+        "starts_in_window": f.starts_in_window,
+        "next_start_at": f.next_start_at.map(|t| t.as_millis()),
+        "group_concurrency": f.limits.group_concurrency,
+        "group_rate": f.limits.group_rate.map(rate),
+        "groups_running": f.groups_running,
+        "groups_at_limit": f.groups_at_limit,
+        "held_in_groups": f.held_in_groups,
+        "held_until": f.held_until.map(|t| t.as_millis()),
+    })
 }

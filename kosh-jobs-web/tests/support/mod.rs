@@ -37,7 +37,7 @@ macro_rules! scenarios {
             bulk_by_ids, bulk_retry_by_filter_counts_first, queue_pause_resume_purge,
             read_only_refuses_actions, authorize_hook_per_action, cross_site_requests_refused,
             enqueue_by_hand, workers_and_their_jobs, schedules_list_and_actions,
-            schedule_actions_refused, hostile_schedule_is_plain_json);
+            schedule_actions_refused, hostile_schedule_is_plain_json, groups_page_and_paging);
     };
     (@each $factory:path, $($name:ident),*) => {
         $(
@@ -1088,4 +1088,68 @@ pub async fn workers_and_their_jobs(b: AnyBackend) {
     assert_eq!(j["state"], "running");
     assert!(j["started_at"].is_i64());
     assert!(w["now"].is_i64());
+}
+
+/// `GET api/queues/{queue}/groups`: a page of groups by key with where each stands, the
+/// queue's group limits, paging by key, and a `400` for a bad page or queue name.
+pub async fn groups_page_and_paging(b: AnyBackend) {
+    kosh_jobs_testsupport::seed::seed_groups(&b).await;
+    let app = app(&b, options());
+    let page = get(&app, "api/queues/per-user/groups")
+        .await
+        .expect(StatusCode::OK);
+    let groups: Vec<(&str, &Value, &Value, &Value)> = page["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().expect("key"),
+                &g["ready"]["count"],
+                &g["running"],
+                &g["at_limit"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("ann", &json!(2), &json!(1), &json!(true)),
+            ("bob", &json!(0), &json!(1), &json!(true)),
+            ("it's me", &json!(2), &json!(0), &json!(false)),
+        ],
+        "{page}"
+    );
+    assert_eq!(page["next"], Value::Null);
+    assert_eq!(page["limits"]["group_concurrency"], 1, "{page}");
+    assert_eq!(page["limits"]["held_in_groups"], 2, "{page}");
+    let first = get(&app, "api/queues/per-user/groups?limit=2")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(first["next"], "bob", "{first}");
+    let rest = get(&app, "api/queues/per-user/groups?limit=2&after=bob")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(rest["groups"][0]["group"], "it's me", "{rest}");
+    assert_eq!(rest["next"], Value::Null, "{rest}");
+    let none = get(&app, "api/queues/nothing/groups")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(none["groups"], json!([]), "{none}");
+    assert_eq!(none["limits"], Value::Null, "{none}");
+    for bad in [
+        "api/queues/per-user/groups?limit=0",
+        "api/queues/per-user/groups?limit=501",
+        "api/queues/per-user/groups?limit=x",
+        "api/queues/per-user/groups?bogus=1",
+        "api/queues/bad%20queue/groups",
+    ] {
+        get(&app, bad).await.error(StatusCode::BAD_REQUEST);
+    }
+    let o = get(&app, "api/overview").await.expect(StatusCode::OK);
+    let q = o["queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == "per-user"))
+        .unwrap_or_else(|| panic!("per-user in {o}"));
+    assert_eq!(q["limits"]["held_in_groups"], 2, "{q}");
 }
