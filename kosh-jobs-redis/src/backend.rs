@@ -334,10 +334,9 @@ impl Backend for RedisBackend {
 
     async fn queue_groups(
         &self,
-        _query: &kosh_jobs_core::GroupQuery,
+        query: &kosh_jobs_core::GroupQuery,
     ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
-        // STUB(groups listing): replaced by the backend's implementation.
-        Err(BackendError::Incompatible("queue_groups: not yet".into()))
+        self.run(self.shared().queue_groups(query.clone())).await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {

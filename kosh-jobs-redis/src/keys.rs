@@ -46,6 +46,7 @@
 //! | `{prefix:queue}:gfull` | zset | group → when its full rate window opens (written by the start that filled it; an entry at or before now is stale) |
 //! | `{prefix:queue}:gpark` | zset | group → when its window opens: groups with ready jobs taken out of `gturns` while their window is full |
 //! | `{prefix:queue}:gpturn` | hash | group → its turn while parked, given back with it |
+//! | `{prefix:queue}:gsort` | zset | scratch of the `groups` script (`queue_groups`): the queue's group keys, all scored 0 to walk them by bytes; deleted before the script returns |
 //! | `{prefix:queue}:starts` | zset | the last `rm` starts (score: time, member: the lease entry), only while a rate limit is set |
 //! | `{prefix:queue}:cron` | hash | schedule id → `revision,paused,next_fire,last_fire,runs,last job ref\|` then its definition as JSON, for the schedules whose jobs go to the queue |
 //! | `{prefix:queue}:crondue` | zset | the queue's unpaused schedules that have a cursor, by next fire |

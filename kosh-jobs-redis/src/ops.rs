@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
+use kosh_jobs_core::admin::{Total, TOTAL_BOUND};
 use kosh_jobs_core::backend::{validate_group_key, validate_job_name, validate_queue_name};
+use kosh_jobs_core::limits::{GroupFlow, GroupPage, GroupQuery};
 use kosh_jobs_core::{
     CancelOutcome, Clock, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord, JobState,
     Lease, LeasedJob, ListQuery, NewJob, Outcome, Page, QueueCounts, QueueFlow, QueueLimits,
@@ -1080,6 +1082,26 @@ impl Shared {
         Ok(out)
     }
 
+    /// One page of a queue's groups by key (bytes) with their limit state, from the `groups`
+    /// script: one call, which collects the queue's G groups (O(G log G)) and reads a few
+    /// keys per group it walks, the page and the groups found with nothing left.
+    pub(crate) async fn queue_groups(
+        self: Arc<Self>,
+        query: GroupQuery,
+    ) -> Result<GroupPage, RedisError> {
+        check_queue(&query.queue)?;
+        let limit = query.effective_limit();
+        let mut args = ScriptArgs::with_capacity(3);
+        args.int(self.now().as_millis())
+            .str(query.after.clone().unwrap_or_default())
+            .int(i64::try_from(limit + 1).unwrap_or(i64::MAX));
+        let v = self
+            .conn
+            .script(&scripts::GROUPS, &[&self.keys.queue(&query.queue)], args)
+            .await?;
+        group_page(array(v)?, limit)
+    }
+
     /// The earliest time something in `queues` may become ready by itself, from this
     /// process's cache (asking Redis for queues it has not seen yet).
     pub(crate) async fn next_due(
@@ -1204,7 +1226,7 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
     if a.is_empty() {
         return Ok(None);
     }
-    let [c, rm, rp, running, starts, next, g, held, groups, groups_full, gm, gp]: [Value; 12] = a
+    let [c, rm, rp, running, starts, next, g, held, groups, groups_full, gm, gp, held_in_groups]: [Value; 13] = a
         .try_into()
         .map_err(|_| bad("flows: wrong number of fields"))?;
     let count = |v: &Value, what: &str| -> Result<Option<u64>, RedisError> {
@@ -1239,8 +1261,57 @@ fn flow(queue: String, a: Vec<Value>) -> Result<Option<QueueFlow>, RedisError> {
         held_until: opt_int(&held)?.map(Timestamp::from_millis),
         groups_running: count(&groups, "groups running")?.unwrap_or(0),
         groups_at_limit: count(&groups_full, "groups at their limit")?.unwrap_or(0),
-        held_in_groups: 0, // STUB(groups listing)
+        held_in_groups: count(&held_in_groups, "jobs held in groups")?.unwrap_or(0),
     }))
+}
+
+/// A page of groups as the `groups` script reports it: whether due jobs were left
+/// unpromoted, then six fields per group, at most `limit + 1` groups (one more than the page
+/// says a group is left after it).
+fn group_page(a: Vec<Value>, limit: usize) -> Result<GroupPage, RedisError> {
+    let mut it = a.into_iter();
+    let left = it
+        .next()
+        .map(|v| req_int(&v, "groups: due jobs left"))
+        .transpose()?
+        .ok_or_else(|| bad("groups: empty reply"))?
+        != 0;
+    let count = |v: &Value, what: &str| -> Result<u64, RedisError> {
+        u64::try_from(req_int(v, what)?).map_err(|_| bad(format!("groups: bad {what}")))
+    };
+    let mut groups = Vec::new();
+    let mut more = false;
+    loop {
+        let Some(g) = it.next() else { break };
+        let (Some(ready), Some(running), Some(starts), Some(full), Some(opens)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(bad("groups: wrong number of fields"));
+        };
+        if groups.len() == limit {
+            more = true;
+            break;
+        }
+        let ready = count(&ready, "ready jobs")?;
+        groups.push(GroupFlow {
+            group: take_text(g, "group")?,
+            ready: Total {
+                count: ready.min(TOTAL_BOUND),
+                // Due jobs the script left unpromoted may be some group's: a lower bound then.
+                exact: ready <= TOTAL_BOUND && !left,
+            },
+            running: count(&running, "running jobs")?,
+            starts_in_window: count(&starts, "starts")?,
+            at_limit: req_int(&full, "at limit")? == 1,
+            next_start_at: opt_int(&opens)?.map(Timestamp::from_millis),
+        });
+    }
+    let next = if more {
+        groups.last().map(|g| g.group.clone())
+    } else {
+        None
+    };
+    Ok(GroupPage { groups, next })
 }
 
 /// A running job's entry in its queue's lease set: `<member>:<token>`.

@@ -61,6 +61,7 @@ scripts! {
     DUE => "due",
     LIMITS => "limits",
     FLOWS => "flows",
+    GROUPS => "groups",
     HOLD => "hold",
     SEARCH => "search",
     APPLY => "apply",

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kosh_jobs_core::limits::QueueLimits;
+use kosh_jobs_core::admin::{Total, TOTAL_BOUND};
+use kosh_jobs_core::limits::{GroupQuery, QueueLimits};
 use kosh_jobs_core::{
     Backend, CancelOutcome, Finish, JobId, JobState, LeasedJob, ListQuery, ManualClock, NewJob,
     Outcome, ReserveRequest, RetryOutcome,
@@ -452,4 +453,153 @@ async fn a_layout_5_prefix_is_upgraded_with_its_jobs_in_order() {
         ["none", "g", "none", "g"],
         "the lanes take turns"
     );
+}
+
+/// `queue_groups` pages through a queue's 1,200 groups in byte order (upper case before
+/// lower case, "é" and "ü" last), 500 at a time, each group once; the 300 groups whose only
+/// job ran and finished keep their entry in the turns (a reserve drops it once it finds it
+/// empty) but are not listed. The scratch set the script sorts in is gone after each call.
+#[tokio::test]
+async fn groups_are_paged_in_byte_order_past_the_emptied_ones() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("groups-page");
+    let b = backend(&server, &prefix).await;
+    b.set_queue_limits("q", QueueLimits::default().with_group_concurrency(1))
+        .await
+        .expect("set limits");
+    let numbered: Vec<String> = (0..1196).map(|g| format!("g{g:04}")).collect();
+    for chunk in numbered.chunks(400) {
+        push(&b, chunk.iter().map(|g| job(&b, "q", Some(g))).collect()).await;
+    }
+    // The first 300 groups (by their equal turns, then by key) run their only job.
+    let ran = reserve(&b, "q", 300).await;
+    assert_eq!(ran.len(), 300);
+    finish(&b, &ran, completed).await;
+    let special = ["ü", "zed", "é", "Zed"];
+    push(&b, special.iter().map(|g| job(&b, "q", Some(g))).collect()).await;
+    let turns = redis(&server, &["ZCARD", &format!("{{{prefix}:q}}:gturns")]);
+    assert_eq!(turns, ":1200", "the emptied groups keep their turn");
+
+    let gone: std::collections::HashSet<&str> = ran.iter().map(|j| j.name.as_str()).collect();
+    let mut expected: Vec<&str> = numbered
+        .iter()
+        .map(String::as_str)
+        .chain(special)
+        .filter(|g| !gone.contains(g))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(expected.len(), 900);
+    let mut listed: Vec<String> = Vec::new();
+    let mut query = GroupQuery::new("q").limit(500);
+    let mut pages = 0;
+    loop {
+        let page = b.queue_groups(&query).await.expect("queue_groups");
+        pages += 1;
+        assert_eq!(
+            redis(&server, &["EXISTS", &format!("{{{prefix}:q}}:gsort")]),
+            ":0",
+            "no scratch set left"
+        );
+        let one = Total {
+            count: 1,
+            exact: true,
+        };
+        assert!(
+            page.groups
+                .iter()
+                .all(|g| (g.ready, g.running, g.at_limit) == (one, 0, false)),
+            "one ready job each: {:?}",
+            page.groups.first()
+        );
+        listed.extend(page.groups.into_iter().map(|g| g.group));
+        match page.next {
+            Some(next) => {
+                assert_eq!(Some(&next), listed.last(), "next is the last group listed");
+                query = query.after(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2, "900 groups: a full page, then the last");
+    assert_eq!(listed, expected, "each group once, by bytes");
+    assert_eq!(listed[0], "Zed");
+    assert_eq!(listed[listed.len() - 3..], ["zed", "é", "ü"]);
+}
+
+/// A group's ready count is exact up to `TOTAL_BOUND`, then bounded; due scheduled jobs count
+/// once promoted, and while more than one call's promotion (1,000) are left, the counts say
+/// they are lower bounds.
+#[tokio::test]
+async fn ready_counts_are_bounded_and_count_the_due_jobs() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("groups-bound");
+    let (b, clock) = manual_backend(&server, &prefix).await;
+    let big = usize::try_from(TOTAL_BOUND).expect("bound") + 1;
+    let mut pushed = 0;
+    while pushed < big {
+        let n = 1000.min(big - pushed);
+        push(&b, (0..n).map(|_| job(&b, "q", Some("big"))).collect()).await;
+        pushed += n;
+    }
+    let got = ready_of(&b, "big").await;
+    assert_eq!(
+        got,
+        Total {
+            count: TOTAL_BOUND,
+            exact: false
+        },
+        "past the bound"
+    );
+
+    let later: Vec<NewJob> = (0..1001)
+        .map(|_| {
+            let mut j = job(&b, "q", Some("later"));
+            j.run_at = b.clock().now().saturating_add(Duration::from_secs(1));
+            j
+        })
+        .collect();
+    push(&b, later).await;
+    assert_eq!(
+        b.queue_groups(&GroupQuery::new("q"))
+            .await
+            .expect("queue_groups")
+            .groups
+            .len(),
+        1,
+        "the delayed group is not listed before its jobs are due"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        ready_of(&b, "later").await,
+        Total {
+            count: 1000,
+            exact: false
+        },
+        "one due job is left to promote"
+    );
+    assert_eq!(
+        ready_of(&b, "later").await,
+        Total {
+            count: 1001,
+            exact: true
+        },
+        "all promoted"
+    );
+}
+
+/// The ready count of `group` in queue "q" (zero when not listed).
+async fn ready_of(b: &RedisBackend, group: &str) -> Total {
+    b.queue_groups(&GroupQuery::new("q"))
+        .await
+        .expect("queue_groups")
+        .groups
+        .into_iter()
+        .find(|g| g.group == group)
+        .map_or(
+            Total {
+                count: 0,
+                exact: true,
+            },
+            |g| g.ready,
+        )
 }

@@ -510,10 +510,9 @@ impl Backend for SqliteBackend {
 
     async fn queue_groups(
         &self,
-        _query: &kosh_jobs_core::GroupQuery,
+        query: &kosh_jobs_core::GroupQuery,
     ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
-        // STUB(groups listing): replaced by the backend's implementation.
-        Err(BackendError::Incompatible("queue_groups: not yet".into()))
+        expect!(self.read(Op::Groups(query.clone())).await?, Groups)
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {

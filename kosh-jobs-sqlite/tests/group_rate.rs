@@ -1,10 +1,13 @@
 //! The group rate limit on SQLite beyond the conformance suite: two backends on one file
 //! share each group's window, a group's log outlives its jobs, the log holds only the
-//! window's starts, and limits without a group rate drop it.
+//! window's starts, limits without a group rate drop it, and `queue_groups` lists every kind
+//! of group across pages.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kosh_jobs_core::admin::Total;
+use kosh_jobs_core::limits::{GroupFlow, GroupQuery};
 use kosh_jobs_core::{
     Backend, Clock, Finish, FinishResult, JobState, LeasedJob, ListQuery, ManualClock, NewJob,
     Outcome, QueueFlow, QueueLimits, RateLimit, ReserveRequest,
@@ -206,4 +209,117 @@ async fn a_groups_log_outlives_its_jobs_and_stays_small() {
     assert!(f.log().is_empty(), "the log is dropped: {:?}", f.log());
     assert_eq!(reserve(b, "q", 10).await.len(), 1, "g19 starts again");
     assert!(f.log().is_empty(), "and no start is logged");
+}
+
+/// The groups of `queue`, all pages of `limit`, and the `next` of each page.
+async fn all_groups(
+    b: &SqliteBackend,
+    queue: &str,
+    limit: usize,
+) -> (Vec<GroupFlow>, Vec<Option<String>>) {
+    let mut groups = Vec::new();
+    let mut nexts = Vec::new();
+    let mut q = GroupQuery::new(queue).limit(limit);
+    loop {
+        let page = b.queue_groups(&q).await.expect("queue_groups");
+        assert!(page.groups.len() <= limit, "a page of at most {limit}");
+        groups.extend(page.groups);
+        nexts.push(page.next.clone());
+        match page.next {
+            Some(next) => q = GroupQuery::new(queue).limit(limit).after(next),
+            None => return (groups, nexts),
+        }
+    }
+}
+
+/// `queue_groups` merges the four ways a group is listed, by key as bytes, across pages of
+/// any size: a running job only, a start in the window only, ready jobs, and a scheduled job
+/// that is due but not yet promoted (no reserve ran since); a group with only a job due later
+/// is not listed. Once the window has passed, its starts (still in the log: no reserve pruned
+/// them) no longer list a group.
+#[tokio::test]
+async fn every_kind_of_group_is_listed_by_key_across_pages() {
+    let f = Fixture::new().await;
+    let b = &f.backend;
+    let per = Duration::from_secs(10);
+    let limits = QueueLimits::default().with_group_rate(RateLimit::new(1, per));
+    b.set_queue_limits("q", limits).await.expect("limits");
+    let t0 = b.clock().now();
+    f.push("q", "Run", 1).await;
+    f.push("q", "started", 1).await;
+    let mut due = grouped("q", "due", t0);
+    due.run_at = t0 + Duration::from_secs(5);
+    let mut later = grouped("q", "later", t0);
+    later.run_at = t0 + Duration::from_secs(3600);
+    b.push(vec![due, later]).await.expect("push");
+    let got = reserve(b, "q", 10).await;
+    assert_eq!(got.len(), 2, "Run's and started's jobs: {got:?}");
+    complete(
+        b,
+        &got.into_iter()
+            .filter(|j| j.name == "started")
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    f.push("q", "ready", 2).await;
+    f.time.advance(Duration::from_secs(5));
+
+    let exact = |count| Total { count, exact: true };
+    let full = |g: &str, ready, running| GroupFlow {
+        group: g.to_owned(),
+        ready: exact(ready),
+        running,
+        starts_in_window: 1,
+        at_limit: true,
+        next_start_at: Some(t0 + per),
+    };
+    let open = |g: &str, ready| GroupFlow {
+        group: g.to_owned(),
+        ready: exact(ready),
+        running: 0,
+        starts_in_window: 0,
+        at_limit: false,
+        next_start_at: None,
+    };
+    let want = vec![
+        full("Run", 0, 1),
+        open("due", 1),
+        open("ready", 2),
+        full("started", 0, 0),
+    ];
+    for limit in [1, 2, 3, 4, 100] {
+        let (groups, nexts) = all_groups(b, "q", limit).await;
+        assert_eq!(groups, want, "pages of {limit}");
+        let keys: Vec<Option<String>> = want
+            .chunks(limit)
+            .map(|c| c.last().map(|g| g.group.clone()))
+            .collect();
+        let mut expected: Vec<Option<String>> = keys;
+        if let Some(last) = expected.last_mut() {
+            *last = None;
+        }
+        assert_eq!(
+            nexts, expected,
+            "pages of {limit}: next is the last key, None at the end"
+        );
+    }
+    let rest = b
+        .queue_groups(&GroupQuery::new("q").after("e"))
+        .await
+        .expect("queue_groups");
+    let keys: Vec<&str> = rest.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(keys, ["ready", "started"], "after a key that is no group");
+
+    f.time.advance(per);
+    assert_eq!(f.log().len(), 2, "the old starts are still logged");
+    let (groups, _) = all_groups(b, "q", 100).await;
+    let got: Vec<(&str, u64, bool)> = groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.starts_in_window, g.at_limit))
+        .collect();
+    assert_eq!(
+        got,
+        [("Run", 0, false), ("due", 0, false), ("ready", 0, false)],
+        "the window passed: started is gone, no start counts"
+    );
 }

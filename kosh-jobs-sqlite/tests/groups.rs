@@ -1,12 +1,13 @@
 //! Groups and holds on SQLite beyond the conformance suite: every way into `ready` gives a
 //! group its turn row, the turn rows go away again (and with them the slow path), the admin
-//! readers see grouped jobs, a hold outlives removed limits, and a schema-6 file migrates
-//! with its jobs in their order.
+//! readers see grouped jobs, a hold outlives removed limits, a schema-6 file migrates
+//! with its jobs in their order, and a big group's ready jobs are counted up to the bound.
 
 use std::path::Path;
 use std::time::Duration;
 
-use kosh_jobs_core::admin::{AdminAction, JobFilter, SearchQuery};
+use kosh_jobs_core::admin::{AdminAction, JobFilter, SearchQuery, Total, TOTAL_BOUND};
+use kosh_jobs_core::limits::{GroupPage, GroupQuery};
 use kosh_jobs_core::{
     Backend, Clock, Finish, JobId, JobState, LeasedJob, ListQuery, ManualClock, NewJob, Outcome,
     QueueLimits, ReserveRequest, Timestamp,
@@ -480,4 +481,70 @@ async fn a_schema_6_file_migrates_and_keeps_its_order() {
     let job7 = b.get(JobId::new(7)).await.expect("get").expect("job 7");
     assert_eq!((job7.state, job7.group), (JobState::Scheduled, None));
     b.close().await;
+}
+
+/// A group's ready jobs are counted up to `TOTAL_BOUND`: past it, due scheduled jobs
+/// included, the count is the bound and not exact, and `queue_flows` counts at most the
+/// bound for the group among the jobs held by their group's limit.
+#[tokio::test]
+async fn a_big_group_is_counted_up_to_the_bound() {
+    let f = Fixture::new().await;
+    let b = &f.backend;
+    b.set_queue_limits("q", QueueLimits::default().with_group_concurrency(1))
+        .await
+        .expect("limits");
+    let now = b.clock().now();
+    let bound = usize::try_from(TOTAL_BOUND).expect("a small bound");
+    b.push((0..bound).map(|_| grouped("q", "big", now)).collect())
+        .await
+        .expect("push");
+    let ready_of = |page: GroupPage| {
+        page.groups
+            .into_iter()
+            .map(|g| (g.group, g.ready, g.running, g.at_limit))
+            .collect::<Vec<_>>()
+    };
+    let exact = |count| Total { count, exact: true };
+    let page = b
+        .queue_groups(&GroupQuery::new("q"))
+        .await
+        .expect("queue_groups");
+    assert_eq!(
+        ready_of(page),
+        [("big".to_owned(), exact(TOTAL_BOUND), 0, false)],
+        "the bound itself is exact"
+    );
+
+    assert_eq!(f.reserve("q", 10).await.len(), 1, "one slot for the group");
+    let mut later: Vec<NewJob> = (0..2).map(|_| grouped("q", "big", now)).collect();
+    for j in &mut later {
+        j.run_at = now + Duration::from_secs(1);
+    }
+    b.push(later).await.expect("push");
+    f.time.advance(Duration::from_secs(1));
+    let page = b
+        .queue_groups(&GroupQuery::new("q"))
+        .await
+        .expect("queue_groups");
+    let over = Total {
+        count: TOTAL_BOUND,
+        exact: false,
+    };
+    assert_eq!(
+        ready_of(page),
+        [("big".to_owned(), over, 1, true)],
+        "bound - 1 ready and 2 due: past the bound"
+    );
+    let flow = b
+        .queue_flows()
+        .await
+        .expect("flows")
+        .into_iter()
+        .find(|f| f.queue == "q")
+        .expect("q has limits");
+    assert_eq!(
+        (flow.groups_at_limit, flow.held_in_groups),
+        (1, TOTAL_BOUND),
+        "the group at its limit holds back its jobs, counted up to the bound"
+    );
 }

@@ -3,7 +3,8 @@
 -- false, rate window ms | false, running jobs, starts in the rate window (now - per, now],
 -- when the rate limit lets the next job start if it is full | false, group concurrency |
 -- false, the end of the hold in force | false, groups running, groups that may start no job
--- now, group rate max | false, group rate window ms | false }.
+-- now, group rate max | false, group rate window ms | false, ready jobs of the groups that
+-- may start no job now }.
 local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h', 'gm', 'gp')
 local now = tonumber(ARGV[1])
 local hold = lim[5]
@@ -32,8 +33,14 @@ end
 if lim[6] then
   local f = redis.call('ZRANGEBYSCORE', K_GFULL, '(' .. ARGV[1], '+inf')
   for _, g in ipairs(f) do
-    if not full[g] then at_limit = at_limit + 1 end
+    if not full[g] then
+      at_limit = at_limit + 1
+      full[g] = true
+    end
   end
 end
+-- Their ready jobs, held back whatever room the queue has: one ZCARD per group at its limit.
+local held = 0
+for g in pairs(full) do held = held + redis.call('ZCARD', kg(g)) end
 return { lim[1], lim[2], lim[3], running_count(), n, nx, lim[4], hold, #runs / 2, at_limit,
-  lim[6], lim[7] }
+  lim[6], lim[7], held }

@@ -24,16 +24,24 @@
 //! still. The first start a reserve logs deletes the queue's starts that left the window (one
 //! range of an index by time, each row deleted once); setting limits without a group rate
 //! deletes the queue's log. A queue without a group rate reads and writes none of it.
+//!
+//! The admin readers list a queue's groups by key ([`group_page`]): SQLite compares `grp`
+//! (declared without a collation, so BINARY) byte by byte, which is the contract's order. A
+//! page walks the groups with ready jobs, with running jobs and with starts in the window one
+//! seek per group each, merging them with the due scheduled jobs' groups, and counts each
+//! group's ready jobs up to the bound: its cost follows the page, not the queue.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use kosh_jobs_core::limits::{QueueLimits, RateLimit};
+use kosh_jobs_core::admin::{Total, TOTAL_BOUND};
+use kosh_jobs_core::backend::validate_queue_name;
+use kosh_jobs_core::limits::{GroupFlow, GroupPage, GroupQuery, QueueLimits, RateLimit};
 use kosh_jobs_core::{LeasedJob, Timestamp};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use super::jobs::{claim_one, Claim};
 use super::{exec, is_paused, sql_err, LeasedQueues};
-use crate::error::Result;
+use crate::error::{Result, SqliteError};
 
 /// The statements of this module, built once.
 pub(super) mod sql {
@@ -94,6 +102,38 @@ pub(super) mod sql {
     pub(crate) const NEXT_READY_GROUP: &str = "SELECT grp FROM kosh_jobs \
          WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 AND grp > ?2 \
          ORDER BY grp LIMIT 1";
+
+    /// The next group after ?2 (by key) of queue ?1 with a running job: one seek.
+    pub(crate) const NEXT_RUNNING_GROUP: &str = "SELECT grp FROM kosh_jobs \
+         WHERE state = 'running' AND grp IS NOT NULL AND queue = ?1 AND grp > ?2 \
+         ORDER BY grp LIMIT 1";
+
+    /// The next group after ?2 (by key) of queue ?1 with a start after ?3 (inside the
+    /// window): one seek of `kosh_group_starts_log`, then the entries in key order up to the
+    /// first inside the window, so it passes over the starts that left the window and are
+    /// not deleted yet (at most about one window's, see [`super::StartLog`]).
+    pub(crate) const NEXT_STARTED_GROUP: &str = "SELECT grp FROM kosh_group_starts \
+         INDEXED BY kosh_group_starts_log WHERE queue = ?1 AND grp > ?2 AND at > ?3 \
+         ORDER BY grp LIMIT 1";
+
+    /// The starts of group ?2 of queue ?1 after ?3: those in its window.
+    pub(crate) const GROUP_STARTS: &str = "SELECT count(*) FROM kosh_group_starts \
+         WHERE queue = ?1 AND grp = ?2 AND at > ?3";
+
+    /// The ready jobs of group ?2 of queue ?1, counting at most ?3 entries of
+    /// `kosh_jobs_ready_grouped`.
+    pub(crate) const GROUP_READY_UP_TO: &str = "SELECT count(*) FROM (SELECT 1 FROM kosh_jobs \
+         WHERE state = 'ready' AND grp IS NOT NULL AND queue = ?1 AND grp = ?2 LIMIT ?3)";
+
+    /// The groups after ?3 (by key) of queue ?1 with scheduled jobs due at ?2 (readers count
+    /// them as ready), the first ?4, each with its due jobs. Reads the queue's due grouped
+    /// jobs in `kosh_jobs_scheduled_grouped` (sorted by key in a temporary tree): a range
+    /// that any reserve of the queue empties, since it promotes them first (a paused queue
+    /// keeps them: the range then grows with its due jobs, as [`super::super::read::DUE_COUNT`]
+    /// does).
+    pub(crate) const DUE_GROUPS: &str = "SELECT grp, count(*) FROM kosh_jobs \
+         WHERE state = 'scheduled' AND grp IS NOT NULL AND queue = ?1 AND run_at <= ?2 \
+         AND grp > ?3 GROUP BY grp ORDER BY grp LIMIT ?4";
 }
 
 /// Gives group ?2 of queue ?1 a turn, if it has none: 0, first in line.
@@ -351,16 +391,19 @@ pub(super) fn ready_groups(conn: &Connection, queue: &str) -> Result<Vec<String>
     }
 }
 
-/// The groups of `queue` with a running job, and how many groups may start no job at `now`:
-/// those with `group_concurrency` or more running, and those whose rate window is full
-/// (whether or not they have a job left), each counted once. Reads the running grouped jobs
-/// and, under a group rate, the window's starts: for the admin readers only.
+/// The groups of `queue` with a running job, how many groups may start no job at `now` (those
+/// with `group_concurrency` or more running, and those whose rate window is full, whether or
+/// not they have a job left, each counted once), and the ready jobs of those groups (due
+/// scheduled jobs included), each group's counted up to [`TOTAL_BOUND`]. Reads the running
+/// grouped jobs, under a group rate the window's starts, and for each group at its limit at
+/// most `TOTAL_BOUND + 1` entries of its ready index; the queue's due grouped jobs (see
+/// [`sql::DUE_GROUPS`]) only if a group is at its limit. For the admin readers only.
 pub(super) fn group_flows(
     conn: &Connection,
     queue: &str,
     limits: &QueueLimits,
     now: Timestamp,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, u64)> {
     let mut stmt = conn
         .prepare_cached(sql::RUNNING_GROUP_COUNTS)
         .map_err(sql_err)?;
@@ -384,5 +427,185 @@ pub(super) fn group_flows(
             blocked.insert(r.get(0).map_err(sql_err)?);
         }
     }
-    Ok((running, blocked.len() as u64))
+    let mut held = 0;
+    if !blocked.is_empty() {
+        let due = due_groups(conn, queue, now, "", usize::MAX)?;
+        for g in &blocked {
+            held += ready_in_group(conn, queue, g, due.get(g).copied().unwrap_or(0))?.count;
+        }
+    }
+    Ok((running, blocked.len() as u64, held))
+}
+
+/// The groups of `queue` after `after` (by key) with scheduled jobs due at `now`, the first
+/// `limit`, each with how many.
+fn due_groups(
+    conn: &Connection,
+    queue: &str,
+    now: Timestamp,
+    after: &str,
+    limit: usize,
+) -> Result<BTreeMap<String, u64>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(sql::DUE_GROUPS).map_err(sql_err)?;
+    let mut rows = stmt
+        .query(params![queue, now.as_millis(), after, limit])
+        .map_err(sql_err)?;
+    let mut out = BTreeMap::new();
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let n: i64 = r.get(1).map_err(sql_err)?;
+        out.insert(r.get(0).map_err(sql_err)?, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(out)
+}
+
+/// The ready jobs of group `group` of `queue`, `due` of its scheduled jobs being due: exact
+/// up to [`TOTAL_BOUND`], reading at most `TOTAL_BOUND + 1` entries of its ready index.
+fn ready_in_group(conn: &Connection, queue: &str, group: &str, due: u64) -> Result<Total> {
+    let n: i64 = conn
+        .prepare_cached(sql::GROUP_READY_UP_TO)
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    queue,
+                    group,
+                    i64::try_from(TOTAL_BOUND + 1).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(sql_err)?;
+    let n = u64::try_from(n).unwrap_or(0).saturating_add(due);
+    Ok(Total {
+        count: n.min(TOTAL_BOUND),
+        exact: n <= TOTAL_BOUND,
+    })
+}
+
+/// The next key after `after` that the seek `stmt` (of the queue, `after`, and `from` if
+/// given) finds.
+fn next_key(
+    stmt: &mut CachedStatement<'_>,
+    queue: &str,
+    after: &str,
+    from: Option<i64>,
+) -> Result<Option<String>> {
+    let found = match from {
+        Some(from) => stmt.query_row(params![queue, after, from], |r| r.get(0)),
+        None => stmt.query_row(params![queue, after], |r| r.get(0)),
+    };
+    found.optional().map_err(sql_err)
+}
+
+/// One page of the groups of `query.queue` (see [`kosh_jobs_core::Backend::queue_groups`]),
+/// read from one snapshot.
+///
+/// The page's keys merge four sources, each walked by key from `query.after`: the groups with
+/// a ready job, with a running job, with a start inside the group rate window (one seek per
+/// group each), and with a due scheduled job ([`sql::DUE_GROUPS`], one read). It stops at one
+/// group past the page, so each source gives at most `limit + 1` keys. Then for each group of
+/// the page: its ready jobs (at most `TOTAL_BOUND + 1` index entries), its running jobs, its
+/// starts in the window, and its room as a reserve sees it ([`group_room`]).
+pub(super) fn group_page(
+    conn: &Connection,
+    query: &GroupQuery,
+    now: Timestamp,
+) -> Result<GroupPage> {
+    validate_queue_name(&query.queue).map_err(SqliteError::InvalidInput)?;
+    // A savepoint is a read transaction on the reader, and nests in the writer's
+    // transaction (an in-memory database has no reader).
+    conn.execute_batch("SAVEPOINT kosh_groups")
+        .map_err(sql_err)?;
+    let result = group_page_now(conn, query, now);
+    let end = conn.execute_batch("RELEASE kosh_groups").map_err(sql_err);
+    let page = result?;
+    end?;
+    Ok(page)
+}
+
+fn group_page_now(conn: &Connection, query: &GroupQuery, now: Timestamp) -> Result<GroupPage> {
+    let queue = query.queue.as_str();
+    let limits = super::limits::flow_of(conn, queue)?.map_or(QueueLimits::NONE, |f| f.limits);
+    let window_from = limits
+        .group_rate
+        .map(|rate| now.saturating_sub(rate.per).as_millis());
+    let limit = query.effective_limit();
+    let after = query.after.as_deref().unwrap_or("");
+
+    let due = due_groups(conn, queue, now, after, limit + 1)?;
+    let mut next_ready = conn
+        .prepare_cached(sql::NEXT_READY_GROUP)
+        .map_err(sql_err)?;
+    let mut next_running = conn
+        .prepare_cached(sql::NEXT_RUNNING_GROUP)
+        .map_err(sql_err)?;
+    let mut next_started = conn
+        .prepare_cached(sql::NEXT_STARTED_GROUP)
+        .map_err(sql_err)?;
+    let mut ready = next_key(&mut next_ready, queue, after, None)?;
+    let mut running = next_key(&mut next_running, queue, after, None)?;
+    let mut started = match window_from {
+        Some(from) => next_key(&mut next_started, queue, after, Some(from))?,
+        None => None,
+    };
+    let mut due_keys = due.keys().peekable();
+    let mut keys: Vec<String> = Vec::new();
+    while keys.len() <= limit {
+        let Some(key) = [
+            ready.as_deref(),
+            running.as_deref(),
+            started.as_deref(),
+            due_keys.peek().map(|k| k.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(str::to_owned) else {
+            break;
+        };
+        if ready.as_deref() == Some(key.as_str()) {
+            ready = next_key(&mut next_ready, queue, &key, None)?;
+        }
+        if running.as_deref() == Some(key.as_str()) {
+            running = next_key(&mut next_running, queue, &key, None)?;
+        }
+        if started.as_deref() == Some(key.as_str()) {
+            started = next_key(&mut next_started, queue, &key, window_from)?;
+        }
+        if due_keys.peek().is_some_and(|k| **k == key) {
+            due_keys.next();
+        }
+        keys.push(key);
+    }
+    let more = keys.len() > limit;
+    keys.truncate(limit);
+
+    let mut starts = conn.prepare_cached(sql::GROUP_STARTS).map_err(sql_err)?;
+    let mut groups = Vec::with_capacity(keys.len());
+    for group in keys {
+        let starts_in_window = match window_from {
+            Some(from) => {
+                let n: i64 = starts
+                    .query_row(params![queue, group, from], |r| r.get(0))
+                    .map_err(sql_err)?;
+                u64::try_from(n).unwrap_or(0)
+            }
+            None => 0,
+        };
+        let (room, next_start_at) = group_room(conn, queue, &group, &limits, now)?;
+        groups.push(GroupFlow {
+            ready: ready_in_group(conn, queue, &group, due.get(&group).copied().unwrap_or(0))?,
+            running: group_running(conn, queue, &group)?,
+            starts_in_window,
+            at_limit: !room,
+            next_start_at,
+            group,
+        });
+    }
+    let next = if more {
+        groups.last().map(|g| g.group.clone())
+    } else {
+        None
+    };
+    Ok(GroupPage { groups, next })
 }

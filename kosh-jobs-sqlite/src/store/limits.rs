@@ -300,7 +300,7 @@ pub(super) fn flows(conn: &Connection, now: Timestamp) -> Result<Vec<QueueFlow>>
             Some(rate) => window(conn, &queue, rate, now)?,
             None => (0, None),
         };
-        let (groups_running, groups_at_limit) =
+        let (groups_running, groups_at_limit, held_in_groups) =
             super::groups::group_flows(conn, &queue, &limits, now)?;
         out.push(QueueFlow {
             running: running(conn, &queue)?,
@@ -310,7 +310,7 @@ pub(super) fn flows(conn: &Connection, now: Timestamp) -> Result<Vec<QueueFlow>>
             held_until: flow.hold_at(now),
             groups_running,
             groups_at_limit,
-            held_in_groups: 0, // STUB(groups listing)
+            held_in_groups,
             queue,
         });
     }

@@ -18,7 +18,7 @@ use kosh_jobs_core::admin::{
     ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
 };
-use kosh_jobs_core::limits::{QueueFlow, QueueLimits};
+use kosh_jobs_core::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 use kosh_jobs_core::{
     CancelOutcome, Enqueued, Finish, FinishResult, JobId, JobRecord, JobState, Lease, LeasedJob,
     ListQuery, NewJob, Page, QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
@@ -55,6 +55,8 @@ pub(crate) enum Op {
     SetLimits(String, QueueLimits),
     HoldQueue(String, Timestamp),
     Flows,
+    /// One page of a queue's groups.
+    Groups(GroupQuery),
     Get(JobId),
     Counts,
     List(ListQuery),
@@ -128,6 +130,7 @@ impl Op {
                 | Op::List(_)
                 | Op::WaitInfo(_)
                 | Op::Flows
+                | Op::Groups(_)
                 | Op::Search(_)
                 | Op::Throughput(_)
                 | Op::Workers
@@ -161,6 +164,7 @@ pub(crate) enum Response {
     Page(Page),
     WaitInfo(WaitInfo),
     Flows(Vec<QueueFlow>),
+    Groups(GroupPage),
     Search(Box<SearchPage>),
     Actions(Vec<ActionResult>),
     Throughput(Vec<ThroughputPoint>),
@@ -386,6 +390,7 @@ pub(crate) fn apply(
             Response::Unit
         }
         Op::Flows => Response::Flows(limits::flows(conn, now)?),
+        Op::Groups(q) => Response::Groups(groups::group_page(conn, q, now)?),
         Op::Search(q) => Response::Search(Box::new(operate::search(conn, q, now)?)),
         Op::Apply(action, ids, only) => {
             Response::Actions(operate::apply(conn, *action, ids, only, now, fx)?)
@@ -523,6 +528,10 @@ mod plan_tests {
             (super::groups::sql::FORGET_OLD_STARTS, "kosh_group_starts_age"),
             (super::groups::sql::FULL_WINDOWS, "kosh_group_starts_log"),
             (super::groups::sql::NEXT_READY_GROUP, "kosh_jobs_ready_grouped"),
+            (super::groups::sql::NEXT_RUNNING_GROUP, "kosh_jobs_running_grouped"),
+            (super::groups::sql::NEXT_STARTED_GROUP, "kosh_group_starts_log"),
+            (super::groups::sql::GROUP_STARTS, "kosh_group_starts_log"),
+            (super::groups::sql::GROUP_READY_UP_TO, "kosh_jobs_ready_grouped"),
             (super::jobs::sql::PROMOTE, "kosh_jobs_scheduled"),
             (
                 "SELECT min(run_at) FROM kosh_jobs WHERE state = 'scheduled' AND queue = ?1",
@@ -588,6 +597,14 @@ mod plan_tests {
             assert!(p.contains(index), "{sql}\nuses:\n{p}");
             assert!(!p.contains("TEMP B-TREE"), "{sql}\nsorts:\n{p}");
         }
+        // The due grouped jobs are few (a reserve promotes them): read from their range of
+        // `kosh_jobs_scheduled_grouped` and sorted by group, the one sort allowed.
+        let p = plan(&conn, super::groups::sql::DUE_GROUPS);
+        assert!(
+            p.contains("kosh_jobs_scheduled_grouped"),
+            "{}\nuses:\n{p}",
+            super::groups::sql::DUE_GROUPS
+        );
         // Counting a store of millions reads the stored counts, never the jobs.
         let p = plan(&conn, super::read::COUNTS);
         assert!(

@@ -698,9 +698,10 @@ pub(super) const GROUP_READY_HEAD: &str = "SELECT priority, run_at FROM kosh_job
 pub(super) const DUE_HEAD: &str = "SELECT run_at FROM kosh_jobs \
      WHERE state = 'scheduled' AND queue = ?1 AND run_at <= ?2 ORDER BY run_at LIMIT 1";
 
-/// The earliest `run_at` among the ready jobs of `queue` as [`JobRecord`]s show them: the
-/// head of each priority level of the ready index (one seek per level), of each group's
-/// levels (one seek per group and level), and the earliest due scheduled job.
+/// The earliest `run_at` among the ready jobs of `queue` as
+/// [`JobRecord`](kosh_jobs_core::JobRecord)s show them: the head of each priority level of
+/// the ready index (one seek per level), of each group's levels (one seek per group and
+/// level), and the earliest due scheduled job.
 pub(super) fn oldest_ready(
     conn: &Connection,
     queue: &str,
