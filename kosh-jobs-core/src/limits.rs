@@ -223,7 +223,9 @@ pub struct QueueFlow {
     #[serde(default)]
     pub groups_at_limit: u64,
     /// Ready jobs of the groups that may start no job now: held back by their group's limit
-    /// whatever room the queue has.
+    /// whatever room the queue has. A backend that counts by reading an index may stop at
+    /// [`crate::admin::TOTAL_BOUND`] per group (SQLite, Postgres), so the count stays bounded
+    /// on a sampler's every call.
     #[serde(default)]
     pub held_in_groups: u64,
 }
