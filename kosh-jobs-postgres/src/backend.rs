@@ -10,7 +10,7 @@ use kosh_jobs_core::admin::{
     ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
 };
-use kosh_jobs_core::limits::{QueueFlow, QueueLimits};
+use kosh_jobs_core::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits};
 use kosh_jobs_core::schedule::{
     FireOutcome, Resumed, ScheduleDef, ScheduleFire, ScheduleRecord, Upserted,
 };
@@ -520,10 +520,12 @@ impl Backend for PostgresBackend {
 
     async fn queue_groups(
         &self,
-        _query: &kosh_jobs_core::GroupQuery,
-    ) -> Result<kosh_jobs_core::GroupPage, BackendError> {
-        // STUB(groups listing): replaced by the backend's implementation.
-        Err(BackendError::Incompatible("queue_groups: not yet".into()))
+        query: &GroupQuery,
+    ) -> std::result::Result<GroupPage, BackendError> {
+        let q = query.clone();
+        be(self
+            .run(|db| async move { flow::groups(&db, &q).await })
+            .await)
     }
 
     async fn search(&self, query: &SearchQuery) -> std::result::Result<SearchPage, BackendError> {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_flow.sql")),
     (4, include_str!("../migrations/0004_groups.sql")),
     (5, include_str!("../migrations/0005_group_rate.sql")),
+    (6, include_str!("../migrations/0006_group_keys.sql")),
 ];
 
 /// The newest schema version this build knows.

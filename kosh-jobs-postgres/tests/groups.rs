@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kosh_jobs_core::limits::QueueLimits;
+use kosh_jobs_core::admin::Total;
+use kosh_jobs_core::limits::{GroupQuery, QueueLimits, RateLimit};
 use kosh_jobs_core::{
     Backend, Clock, Finish, JobId, JobState, LeasedJob, NewJob, Outcome, ReserveRequest,
 };
@@ -293,7 +294,7 @@ async fn a_version_3_schema_migrates_with_its_jobs_in_order() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let flows = b.queue_flows().await.expect("flows");
     assert_eq!(flows[0].limits, QueueLimits::default().with_concurrency(10));
     let mut order = Vec::new();
@@ -321,4 +322,161 @@ async fn a_version_3_schema_migrates_with_its_jobs_in_order() {
         .map(|j| j.lease.id)
         .collect();
     assert_eq!(got, [ids[0].id, ids[1].id]);
+}
+
+/// A database of its own whose collation is ICU's English (which sorts "a" before "B", and
+/// "Ä" before "b"), and a backend on it.
+async fn backend_on_english_database(tag: &str, clock: Clock) -> PostgresBackend {
+    let db = support::unique_schema(tag);
+    let mut conn = connection().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{db}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("an ICU database");
+    let shared = support::shared_url();
+    let (server, _) = shared.rsplit_once('/').expect("a database in the url");
+    let url = format!("{server}/{db}");
+    let mut on_db = PgConnection::connect(&url).await.expect("connect");
+    let sorted: bool = sqlx::query_scalar("SELECT 'a'::text < 'B'::text AND 'Ä' < 'b'")
+        .fetch_one(&mut on_db)
+        .await
+        .expect("compare");
+    assert!(sorted, "the database sorts by its English collation");
+    let options = PostgresOptions::from_url(&url)
+        .expect("url")
+        .schema("kosh".to_owned())
+        .max_connections(2)
+        .clock(clock);
+    PostgresBackend::connect_with(options.build().expect("options"))
+        .await
+        .expect("connect")
+}
+
+/// In a database that sorts keys otherwise, `queue_groups` pages through the groups by key as
+/// bytes, whether a group is there by a ready job, a running one, a delayed job that came due
+/// or only a start in its rate window, and each page continues after the last key of the one
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_paged_by_bytes_whatever_the_collation() {
+    let (clock, manual) = Clock::manual();
+    let b = backend_on_english_database("grpbytes", clock).await;
+    let limits = QueueLimits::default()
+        .with_group_concurrency(1)
+        .with_group_rate(RateLimit::new(5, Duration::from_secs(60)));
+    b.set_queue_limits("q", limits).await.expect("limits");
+    let now = b.clock().now();
+    // "gone" starts, finishes and leaves only its start in the window.
+    b.push(vec![grouped("q", "gone", now)]).await.expect("push");
+    let started = b.reserve(&request("q", "w", 10)).await.expect("reserve");
+    finish_all(&b, &started).await;
+    b.push(
+        ["b", "Ä", "a", "B", "é"]
+            .iter()
+            .map(|g| grouped("q", g, now))
+            .collect(),
+    )
+    .await
+    .expect("push");
+    // One job of each group starts, one more stays ready: each group at its limit.
+    let running = b.reserve(&request("q", "w", 10)).await.expect("reserve");
+    assert_eq!(running.len(), 5, "{running:?}");
+    b.push(vec![grouped("q", "b", now)]).await.expect("push");
+    b.push(vec![grouped("q", "C", now + Duration::from_secs(5))])
+        .await
+        .expect("push");
+    manual.advance(Duration::from_secs(5));
+
+    let mut pages = Vec::new();
+    let mut query = GroupQuery::new("q").limit(2);
+    loop {
+        let page = b.queue_groups(&query).await.expect("groups");
+        pages.push(
+            page.groups
+                .iter()
+                .map(|g| (g.group.clone(), g.ready.count, g.running, g.at_limit))
+                .collect::<Vec<_>>(),
+        );
+        match page.next {
+            Some(next) => {
+                assert_eq!(Some(&next), page.groups.last().map(|g| &g.group));
+                query = query.after(next);
+            }
+            None => break,
+        }
+        assert!(pages.len() < 10, "the pages end: {pages:?}");
+    }
+    let s = |g: &str, ready, running, at_limit| (g.to_owned(), ready, running, at_limit);
+    assert_eq!(
+        pages,
+        [
+            vec![s("B", 0, 1, true), s("C", 1, 0, false)],
+            vec![s("a", 0, 1, true), s("b", 1, 1, true)],
+            vec![s("gone", 0, 0, false), s("Ä", 0, 1, true)],
+            vec![s("é", 0, 1, true)],
+        ],
+        "by bytes: the due group C, the group with only a start, the others"
+    );
+    let flows = b.queue_flows().await.expect("flows");
+    assert_eq!(
+        (flows[0].groups_at_limit, flows[0].held_in_groups),
+        (5, 1),
+        "five groups at their concurrency limit; b's second job waits for its group"
+    );
+}
+
+/// The delayed jobs that came due but no reserve made ready (the queue is paused here) are
+/// read up to a bound by `queue_groups`: their group is listed, and past the bound its count
+/// says it is not exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_jobs_past_the_bound_are_not_counted_exactly() {
+    let schema = support::unique_schema("grpbound");
+    let (clock, manual) = Clock::manual();
+    let b = backend_with(&schema, Some(clock)).await;
+    b.pause("q").await.expect("pause");
+    let later = b.clock().now() + Duration::from_secs(1);
+    b.push((0..999).map(|_| grouped("q", "g", later)).collect())
+        .await
+        .expect("push");
+    manual.advance(Duration::from_secs(1));
+    let page = b.queue_groups(&GroupQuery::new("q")).await.expect("groups");
+    let got: Vec<_> = page
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.ready))
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            "g",
+            Total {
+                count: 999,
+                exact: true
+            }
+        )],
+        "every due job read"
+    );
+    let last = later + Duration::from_secs(1);
+    b.push(vec![grouped("q", "g", last), grouped("q", "h", last)])
+        .await
+        .expect("push");
+    manual.advance(Duration::from_secs(1));
+    let page = b.queue_groups(&GroupQuery::new("q")).await.expect("groups");
+    let got: Vec<_> = page
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.ready))
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            "g",
+            Total {
+                count: 1000,
+                exact: false
+            }
+        )],
+        "the oldest 1,000 due jobs read, the others not"
+    );
 }

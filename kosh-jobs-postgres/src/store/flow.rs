@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kosh_jobs_core::backend::validate_queue_name;
-use kosh_jobs_core::limits::{QueueFlow, QueueLimits, RateLimit};
+use kosh_jobs_core::limits::{GroupPage, GroupQuery, QueueFlow, QueueLimits, RateLimit};
 use kosh_jobs_core::{LeasedJob, ReserveRequest, Timestamp};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -227,7 +227,7 @@ pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
     for r in &rows {
         let s = stored(r)?;
         let running: i64 = r.try_get(NCOL)?;
-        let (groups_running, groups_at_limit) = turns::group_counts(
+        let (groups_running, groups_at_limit, held_in_groups) = turns::group_counts(
             db,
             &s.name,
             s.limits.group_concurrency,
@@ -252,12 +252,37 @@ pub(crate) async fn flows(db: &Db) -> Result<Vec<QueueFlow>> {
             held_until: s.held_until.filter(|&t| t > now),
             groups_running,
             groups_at_limit,
-            held_in_groups: 0, // STUB(groups listing)
+            held_in_groups,
         });
     }
     // By name as Rust orders strings (bytes), whatever the database's collation.
     out.sort_by(|a, b| a.queue.cmp(&b.queue));
     Ok(out)
+}
+
+/// One page of a queue's groups with where each stands against the queue's group limits
+/// (see [`kosh_jobs_core::Backend::queue_groups`] and [`turns::group_page`] for its cost):
+/// the limits row and the page are read in one read-only snapshot, so a page never counts a
+/// job twice or shows a group under limits it did not have.
+pub(crate) async fn groups(db: &Db, query: &GroupQuery) -> Result<GroupPage> {
+    validate_queue_name(&query.queue).map_err(PostgresError::InvalidInput)?;
+    let mut tx = db.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query(db.sql(&format!(
+        "SELECT {COLUMNS} FROM __S__.queue_limits WHERE name = $1"
+    )))
+    .bind(&query.queue)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let limits = match &row {
+        Some(r) => stored(r)?.limits,
+        None => QueueLimits::NONE,
+    };
+    let page = turns::group_page(&mut tx, db, &query.queue, &limits, query, db.now()).await?;
+    tx.commit().await?;
+    Ok(page)
 }
 
 /// The running jobs of each of `queues`.

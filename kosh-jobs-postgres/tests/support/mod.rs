@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_flow.sql"),
     include_str!("../../migrations/0004_groups.sql"),
     include_str!("../../migrations/0005_group_rate.sql"),
+    include_str!("../../migrations/0006_group_keys.sql"),
 ];
 
 /// Makes `schema` as an older release left it: its first `version` migrations and the
