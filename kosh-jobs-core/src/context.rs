@@ -1,6 +1,7 @@
 //! What a handler gets besides its payload: the app's state, the job's identity, progress
 //! reporting and cancellation.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -32,6 +33,8 @@ pub struct JobContext<S> {
     client: Client,
     job: Arc<LeasedJob>,
     cancel: CancellationToken,
+    /// Set by [`JobContext::completed_in_store`].
+    in_store: Arc<AtomicBool>,
 }
 
 impl<S> JobContext<S> {
@@ -47,7 +50,25 @@ impl<S> JobContext<S> {
             client: Client::new(backend),
             job,
             cancel,
+            in_store: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The context of an attempt whose worker reads `in_store` once the handler returns.
+    pub(crate) fn with_in_store(mut self, in_store: Arc<AtomicBool>) -> Self {
+        self.in_store = in_store;
+        self
+    }
+
+    /// Tells the worker that the handler wrote this attempt's completion to the store itself,
+    /// inside a transaction of its own, so that the job completes if and only if the
+    /// handler's other writes commit (`PostgresBackend::complete_in` calls this; a handler
+    /// rarely needs to). The worker then stores the handler's outcome as usual; if it finds
+    /// the job already completed by this attempt, it counts the attempt as completed instead
+    /// of as a lost lease. Called when no such write committed, it changes nothing: the
+    /// worker checks the job in the store before believing it.
+    pub fn completed_in_store(&self) {
+        self.in_store.store(true, Ordering::Release);
     }
 
     /// The worker's shared application state (a database pool, clients, settings).
@@ -207,6 +228,7 @@ impl<S: Clone> Clone for JobContext<S> {
             client: self.client.clone(),
             job: self.job.clone(),
             cancel: self.cancel.clone(),
+            in_store: self.in_store.clone(),
         }
     }
 }

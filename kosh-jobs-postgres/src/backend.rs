@@ -16,8 +16,8 @@ use kosh_jobs_core::schedule::{
 };
 use kosh_jobs_core::{
     Backend, BackendError, CancelOutcome, Client, Clock, Enqueue, Enqueued, Finish, FinishResult,
-    Job, JobId, JobRecord, JobState, Lease, LeasedJob, ListQuery, NewJob, Page, QueueCounts,
-    ReserveRequest, RetryOutcome, Timestamp,
+    Job, JobContext, JobId, JobRecord, JobState, Lease, LeasedJob, ListQuery, NewJob, Page,
+    QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
 };
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgConnection;
@@ -197,6 +197,69 @@ impl PostgresBackend {
         out.pop().ok_or_else(|| {
             kosh_jobs_core::Error::from(BackendError::storage(PostgresError::Stopped))
         })
+    }
+
+    /// Completes the job of a running attempt on the application's connection, inside
+    /// whatever transaction it is in: the job is completed if and only if that transaction
+    /// commits, with the handler's other writes, so an effect in the database happens
+    /// exactly once. Returns `false` when the attempt's lease is no longer current (the job
+    /// was recovered by another worker or cancelled): roll the transaction back then.
+    ///
+    /// `output` is stored as the job's result: the job type's `Output`, the value the handler
+    /// then returns (`()` stores none). Call it last, just before
+    /// the commit: it locks the job's row until the transaction ends, and the worker's lease
+    /// renewals wait for that lock. The handler then returns as usual; the worker sees that
+    /// the job was completed by this attempt and counts it as completed
+    /// ([`JobContext::completed_in_store`]). If the transaction rolls back, the handler's
+    /// outcome is stored as if this was never called.
+    ///
+    /// ```no_run
+    /// # use kosh_jobs_core::{JobContext, JobError};
+    /// # use kosh_jobs_postgres::PostgresBackend;
+    /// # #[derive(Clone)] struct App { pool: sqlx::PgPool, jobs: PostgresBackend }
+    /// async fn credit(ctx: JobContext<App>, account: i64, cents: i64) -> Result<(), JobError> {
+    ///     let app = ctx.state();
+    ///     let mut tx = app.pool.begin().await?;
+    ///     sqlx::query("UPDATE accounts SET cents = cents + $1 WHERE id = $2")
+    ///         .bind(cents)
+    ///         .bind(account)
+    ///         .execute(&mut *tx)
+    ///         .await?;
+    ///     if !app.jobs.complete_in(&mut tx, &ctx, &()).await? {
+    ///         return Err(JobError::retryable("the lease was lost; nothing was credited"));
+    ///     }
+    ///     tx.commit().await?; // the credit and the completion, or neither
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn complete_in<S>(
+        &self,
+        conn: &mut PgConnection,
+        ctx: &JobContext<S>,
+        output: &impl serde::Serialize,
+    ) -> std::result::Result<bool, kosh_jobs_core::Error> {
+        let result = match serde_json::to_value(output) {
+            Ok(serde_json::Value::Null) => None,
+            Ok(v) => Some(v),
+            Err(e) => {
+                return Err(kosh_jobs_core::Error::InvalidInput(format!(
+                    "the result of job {} does not serialize: {e}",
+                    ctx.id()
+                )))
+            }
+        };
+        let finish = Finish {
+            lease: ctx.lease(),
+            outcome: kosh_jobs_core::Outcome::Completed { result },
+        };
+        let out = jobs::finish_on(&self.inner.db, &mut *conn, std::slice::from_ref(&finish))
+            .await
+            .map_err(|e| kosh_jobs_core::Error::from(BackendError::from(e)))?;
+        let applied = out.first() == Some(&FinishResult::Applied);
+        if applied {
+            ctx.completed_in_store();
+        }
+        Ok(applied)
     }
 
     /// Deletes completed jobs that finished before `cutoff`, in chunks of 1,000 rows (one

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub(crate) struct Done {
     /// The job's queue, name and attempt, for its lifecycle event; `None` when the backend
     /// carries no events.
     pub(crate) ident: Option<Arc<EventIdent>>,
+    /// The attempt's number, when its handler said it wrote its completion to the store
+    /// itself ([`crate::JobContext::completed_in_store`]): a refused finish is then checked
+    /// against the job before it counts as a lost lease.
+    pub(crate) in_store: Option<u32>,
 }
 
 /// What a lifecycle event names besides the job's id.
@@ -131,11 +136,13 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     let go = shared.active.handler_started(lease, shared.clock.now());
     let running = RunningGuard::new(&metrics);
     let started = Instant::now();
+    let in_store = Arc::new(AtomicBool::new(false));
     let handler = AssertUnwindSafe(run(
         shared.state.clone(),
         shared.backend.clone(),
         Arc::new(job),
         cancel.clone(),
+        in_store.clone(),
     ))
     .catch_unwind();
     let clock = shared.clock.clone();
@@ -177,8 +184,15 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     let Some(phase) = shared.active.begin_finishing(lease) else {
         return;
     };
+    // The handler completed the job in its own transaction: whatever happened since (its
+    // lease seen lost once the job left `running`, a timeout), the finisher checks the job.
+    let in_store = in_store.load(Ordering::Acquire).then_some(attempt);
     let result = match (phase, result) {
         (Phase::Running, Some(r)) => r,
+        (Phase::Lost, r) if in_store.is_some() => match r {
+            Some(Ok(v)) => Ok(v),
+            _ => Ok(None),
+        },
         // The handler cancelled its own attempt's token.
         (Phase::Running, None) => Err(Failure {
             message: "the handler cancelled its attempt".into(),
@@ -247,6 +261,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
         finish: Finish { lease, outcome },
         metrics,
         ident,
+        in_store,
     };
     if shared.finished.send(done).is_err() {
         // The finisher is gone (worker torn down): the lease expires and the job is recovered.
@@ -266,6 +281,7 @@ fn settle<S>(
         finish: Finish { lease, outcome },
         metrics: metrics.clone(),
         ident,
+        in_store: None,
     };
     if shared.active.begin_finishing(lease) == Some(Phase::Running)
         && shared.finished.send(done).is_err()

@@ -13,7 +13,7 @@ use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::events::{JobEvent, JobEventKind};
-use crate::record::{Finish, FinishResult, Outcome};
+use crate::record::{Finish, FinishResult, JobState, Outcome};
 
 const MAX_BATCH: usize = 1024;
 
@@ -64,14 +64,28 @@ pub(crate) async fn run(
         let finishes: Vec<Finish> = batch.iter().map(|d| d.finish.clone()).collect();
         loop {
             match backend.finish(finishes.clone()).await {
-                Ok(results) => {
+                Ok(mut results) => {
                     outage.ok();
+                    let confirmed = confirm_in_store(&backend, &batch, &mut results).await;
                     let mut events = Vec::new();
-                    for (d, r) in batch.iter().zip(&results) {
+                    for (i, (d, r)) in batch.iter().zip(&results).enumerate() {
+                        // A completion the handler stored itself is told as one.
+                        let stored;
+                        let f = if confirmed.contains(&i) {
+                            stored = Finish {
+                                lease: d.finish.lease,
+                                outcome: match &d.finish.outcome {
+                                    o @ Outcome::Completed { .. } => o.clone(),
+                                    _ => Outcome::Completed { result: None },
+                                },
+                            };
+                            &stored
+                        } else {
+                            &d.finish
+                        };
                         if let (FinishResult::Applied, Some(ident)) = (r, &d.ident) {
-                            events.push(event_of(ident, &d.finish, clock.now()));
+                            events.push(event_of(ident, f, clock.now()));
                         }
-                        let f = &d.finish;
                         match r {
                             // A snooze is not an attempt that ended: it has its own counter.
                             FinishResult::Applied
@@ -117,6 +131,38 @@ pub(crate) async fn run(
         active.remove(&leases);
     }
     tally
+}
+
+/// For each refused finish of an attempt whose handler stored its completion itself (inside
+/// its own transaction), looks at the job: completed by that attempt, the refusal was the
+/// handler's own completion, and the result becomes `Applied`. The outcome applied is then
+/// the completion, whatever the handler returned after its transaction committed.
+/// Returns the positions of the results it turned.
+async fn confirm_in_store(
+    backend: &AnyBackend,
+    batch: &[Done],
+    results: &mut [FinishResult],
+) -> Vec<usize> {
+    let mut confirmed = Vec::new();
+    for (i, (d, r)) in batch.iter().zip(results.iter_mut()).enumerate() {
+        let Some(attempt) = d.in_store else {
+            continue;
+        };
+        if *r != FinishResult::LeaseLost {
+            continue;
+        }
+        match backend.get(d.finish.lease.id).await {
+            Ok(Some(rec)) if rec.state == JobState::Completed && rec.attempts == attempt => {
+                *r = FinishResult::Applied;
+                confirmed.push(i);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(job.id = %d.finish.lease.id, error = %e, "cannot check a job its handler completed in its own transaction; counted as a lost lease");
+            }
+        }
+    }
+    confirmed
 }
 
 /// The lifecycle event of a stored outcome.

@@ -1,6 +1,7 @@
 //! Registered handlers: from a stored job name to a type-erased runner.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -27,7 +28,13 @@ pub(crate) struct Failure {
 
 pub(crate) type AttemptResult = Result<Option<serde_json::Value>, Failure>;
 
-type RunFn<S> = dyn Fn(S, AnyBackend, Arc<LeasedJob>, CancellationToken) -> BoxFuture<'static, AttemptResult>
+type RunFn<S> = dyn Fn(
+        S,
+        AnyBackend,
+        Arc<LeasedJob>,
+        CancellationToken,
+        Arc<AtomicBool>,
+    ) -> BoxFuture<'static, AttemptResult>
     + Send
     + Sync;
 
@@ -57,7 +64,7 @@ impl<S> Clone for Registration<S> {
 
 impl<S: Clone + Send + Sync + 'static> Registration<S> {
     pub(crate) fn of<J: Handler<S>>() -> Self {
-        let run: Arc<RunFn<S>> = Arc::new(|state, backend, job, cancel| {
+        let run: Arc<RunFn<S>> = Arc::new(|state, backend, job, cancel, in_store| {
             Box::pin(async move {
                 let payload: J = serde_json::from_str(&job.payload).map_err(|e| Failure {
                     message: format!(
@@ -70,7 +77,7 @@ impl<S: Clone + Send + Sync + 'static> Registration<S> {
                     snooze: None,
                 })?;
                 let hold = (backend.clone(), job.queue.clone());
-                let ctx = JobContext::new(state, backend, job, cancel);
+                let ctx = JobContext::new(state, backend, job, cancel).with_in_store(in_store);
                 match payload.run(ctx).await {
                     Ok(out) => match serde_json::to_value(out) {
                         Ok(serde_json::Value::Null) => Ok(None),

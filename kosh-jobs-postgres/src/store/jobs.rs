@@ -346,6 +346,19 @@ const FINISH: &str = concat!(
 
 /// Ends attempts (see [`kosh_jobs_core::Backend::finish`]).
 pub(crate) async fn finish(db: &Db, items: &[Finish]) -> Result<Vec<FinishResult>> {
+    finish_on(db, &db.pool, items).await
+}
+
+/// Ends attempts on `exec`: the backend's pool, or an application's transaction
+/// ([`crate::PostgresBackend::complete_in`]).
+pub(crate) async fn finish_on<'c, E>(
+    db: &Db,
+    exec: E,
+    items: &[Finish],
+) -> Result<Vec<FinishResult>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
     let now = db.now();
     let mut ids = Vec::with_capacity(items.len());
     let mut tokens = Vec::with_capacity(items.len());
@@ -414,7 +427,7 @@ pub(crate) async fn finish(db: &Db, items: &[Finish]) -> Result<Vec<FinishResult
         .bind(minute_of(now).as_millis())
         .bind(now.saturating_sub(THROUGHPUT_RETENTION).as_millis())
         .bind(&*db.channel)
-        .fetch_all(&db.pool)
+        .fetch_all(exec)
         .await?;
     let mut notified = false;
     for (id, n) in applied {
