@@ -275,6 +275,7 @@ async fn stored_counts_follow_every_state_change() {
         max_runs: None,
         missed: Missed::default(),
         overlap: Overlap::Allow,
+        group: None,
     };
     let at = b.clock().now();
     b.upsert_schedule(&def, Some(at)).await.unwrap();

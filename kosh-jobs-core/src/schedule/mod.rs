@@ -240,6 +240,9 @@ pub struct ScheduleDef {
     pub missed: Missed,
     /// What happens while the previous job is live.
     pub overlap: Overlap,
+    /// The group of the jobs it enqueues (see [`crate::limits#groups`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl ScheduleDef {
@@ -251,6 +254,9 @@ impl ScheduleDef {
         crate::backend::validate_job_name(&self.job)?;
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
+        }
+        if let Some(g) = &self.group {
+            crate::backend::validate_group_key(g)?;
         }
         if let Missed::All { max: 0 } = self.missed {
             return Err("Missed::All needs a max of at least 1".into());
@@ -279,7 +285,7 @@ impl ScheduleDef {
             run_at: tick,
             max_attempts: self.max_attempts,
             unique_key: Some(tick_key(&self.id, tick)),
-            group: None,
+            group: self.group.clone(),
         }
     }
 }
@@ -483,8 +489,8 @@ impl Schedule {
         self
     }
 
-    /// The stored definition, with the job `template` (name, queue, payload, priority and
-    /// attempts are taken from it).
+    /// The stored definition, with the job `template` (name, queue, payload, priority,
+    /// attempts and group are taken from it).
     pub fn into_def(self, template: &NewJob) -> ScheduleDef {
         ScheduleDef {
             id: self.id,
@@ -499,6 +505,7 @@ impl Schedule {
             max_runs: self.max_runs,
             missed: self.missed,
             overlap: self.overlap,
+            group: template.group.clone(),
         }
     }
 }

@@ -157,6 +157,7 @@ mod tests {
             max_runs: None,
             missed,
             overlap: Overlap::Allow,
+            group: None,
         };
         let timing = Timing::new(&every).expect("a valid timing");
         (

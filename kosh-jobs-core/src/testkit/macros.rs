@@ -95,6 +95,7 @@ macro_rules! __kosh_jobs_cases {
             schedules::schedule_fires_missed_ticks_in_order,
             schedules::schedule_due_list,
             schedules::schedule_pause_and_resume,
+            schedules::schedule_jobs_carry_its_group,
         }
     };
 }

@@ -32,6 +32,7 @@ fn def(id: &str) -> ScheduleDef {
         max_runs: None,
         missed: Missed::default(),
         overlap: Overlap::Allow,
+        group: None,
     }
 }
 
@@ -446,4 +447,28 @@ pub async fn schedule_pause_and_resume<F: BackendFactory + ?Sized>(factory: &F) 
             .await
             .unwrap_or_else(|e| panic!("resume_schedule: backend error: {e:?}"));
     assert_eq!(unknown, Resumed::NotFound);
+}
+
+/// A schedule with a group reads back with it, and each tick's job carries the group, so a
+/// per-user schedule (a nightly statement fetch) takes its turn with that user's other jobs.
+pub async fn schedule_jobs_carry_its_group<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    let mut d = def("per-user");
+    d.group = Some("user-7 · ü".into());
+    t.upsert(&d, Some(t.now() + secs(60))).await;
+    let rec = t.sched("per-user").await;
+    assert_eq!(rec.def, d, "the group is stored with the definition");
+    t.advance(secs(60));
+    let out = t.fire(vec![fire_of(&rec)]).await;
+    let jobs = fired(&out[0], "the fire");
+    assert_eq!(
+        t.get(jobs[0].id).await.group.as_deref(),
+        Some("user-7 · ü"),
+        "the tick's job carries the schedule's group"
+    );
+    assert_eq!(
+        t.get(jobs[0].id).await.state,
+        JobState::Ready,
+        "and is ready at its tick"
+    );
 }

@@ -223,7 +223,7 @@ fn declared<J: crate::job::Job>(options: &JobOptions) -> Option<Result<ScheduleD
             run_at: crate::clock::Timestamp::EPOCH,
             max_attempts: options.max_attempts,
             unique_key: None,
-            group: None,
+            group: decl.payload.group_key(),
         };
         let schedule = Schedule::cron(J::NAME, decl.cron)
             .and_then(|s| s.time_zone(decl.tz))

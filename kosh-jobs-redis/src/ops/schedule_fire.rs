@@ -199,8 +199,8 @@ impl Shared {
             time_arg(&mut args, f.ticks.last().map(|t| t.at));
             args.int(f.ticks.len() as i64);
             for t in &f.ticks {
-                // Schedules push jobs without a group (`push_jobs` in its full form).
-                job_args(&mut args, &t.job, now, Form::Full);
+                // With the schedule's group, if any (`push_jobs` in its grouped form).
+                job_args(&mut args, &t.job, now, Form::Grouped);
             }
         }
         let v = self.conn.script(&scripts::CRON_FIRE, &keys, args).await?;

@@ -7,7 +7,8 @@
 -- ARGV: now, origin, fires, then per fire: queue number (1 = KEYS[1], q > 1 = KEYS[q + 2]),
 --       id, revision, cursor, next fire ('' = none), skip if live ('1' or '0'), first
 --       sequence number ('' = take them from KEYS[3]), the last tick ('' = no tick), ticks,
---       then per tick its job in push's full form: spec, ready score, run_at, unique key.
+--       then per tick its job in push's grouped form: spec, ready score, run_at, unique key,
+--       group ('' = none).
 -- Returns per fire: { 0 } stale, { 2 } overlapping (cursor moved, nothing pushed), or fired:
 -- { 1 } without ticks, else { 1, first sequence number, then per tick whose unique key was
 -- held: its place (from 1), the holder's job ref }.
@@ -21,7 +22,7 @@ for f = 1, tonumber(ARGV[3]) do
   local k_s = ARGV[a + 8]
   local k = tonumber(k_s)
   local jobs_at = a + 9
-  a = jobs_at + 4 * k
+  a = jobs_at + 5 * k
   local b = KEYS[1]
   if qn > 1 then b = KEYS[qn + 2] end
   local r = cron_read(redis.call('HGET', b .. ':cron', id))
@@ -41,7 +42,7 @@ for f = 1, tonumber(ARGV[3]) do
         base = tonumber(first) - 1
       end
       out[2] = base + 1
-      push_jobs({ b }, k, base, true, false, jobs_at, now, origin, out)
+      push_jobs({ b }, k, base, true, true, jobs_at, now, origin, out)
       -- The last tick's job: its holder when its unique key was held, else the new job.
       if #out >= 4 and out[#out - 1] == k then
         r.lj = out[#out]

@@ -29,6 +29,7 @@ pub fn def(id: &str, queue: &str) -> ScheduleDef {
         max_runs: None,
         missed: Missed::default(),
         overlap: Overlap::Allow,
+        group: None,
     }
 }
 
