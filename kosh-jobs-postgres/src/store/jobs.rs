@@ -414,7 +414,7 @@ pub(crate) async fn finish(db: &Db, items: &[Finish]) -> Result<Vec<FinishResult
         .bind(minute_of(now).as_millis())
         .bind(now.saturating_sub(THROUGHPUT_RETENTION).as_millis())
         .bind(&*db.channel)
-        .fetch_all(&db.pool)
+        .fetch_all(&db.leases)
         .await?;
     let mut notified = false;
     for (id, n) in applied {
@@ -446,7 +446,7 @@ pub(crate) async fn heartbeat(db: &Db, leases: &[Lease], until: Timestamp) -> Re
         .bind(&ids)
         .bind(&tokens)
         .bind(until.as_millis())
-        .fetch_all(&db.pool)
+        .fetch_all(&db.leases)
         .await?
     };
     let extended: HashSet<(i64, i64)> = extended.into_iter().collect();
@@ -497,7 +497,7 @@ pub(crate) async fn release(db: &Db, leases: &[Lease]) -> Result<()> {
         .bind(&tokens)
         .bind(db.now().as_millis())
         .bind(&*db.channel)
-        .execute(&db.pool)
+        .execute(&db.leases)
         .await?;
     db.wake_local();
     Ok(())
