@@ -24,6 +24,12 @@ pub(crate) enum Target {
         hosts: String,
         password: Option<String>,
     },
+    /// Postgres: `host:port/database` as written, and the password, to keep it out of every
+    /// message.
+    Postgres {
+        server: String,
+        password: Option<String>,
+    },
     Other,
 }
 
@@ -73,6 +79,22 @@ impl Target {
                     .join(",");
                 Target::Redis { hosts, password }
             }
+            "postgres" | "postgresql" => {
+                let rest = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+                let end = rest.find(['?', '#']).unwrap_or(rest.len());
+                let (userinfo, server) = match rest[..end].rsplit_once('@') {
+                    Some((u, s)) => (Some(u), s),
+                    None => (None, &rest[..end]),
+                };
+                let password = userinfo
+                    .and_then(|u| u.split_once(':'))
+                    .map(|(_, p)| p.to_owned())
+                    .filter(|p| !p.is_empty());
+                Target::Postgres {
+                    server: server.to_owned(),
+                    password,
+                }
+            }
             _ => Target::Other,
         }
     }
@@ -84,15 +106,19 @@ impl Target {
             Target::Sqlite(Some(p)) => format!("the SQLite file {}", p.display()),
             Target::Sqlite(None) => "an in-memory SQLite database".into(),
             Target::Redis { hosts, .. } => format!("redis at {hosts}"),
+            Target::Postgres { server, .. } => format!("postgres at {server}"),
             Target::Other => "the job store".into(),
         }
     }
 
     /// `text` with the password (as written and percent-decoded) replaced by `***`.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        let Target::Redis {
+        let (Target::Redis {
             password: Some(p), ..
-        } = self
+        }
+        | Target::Postgres {
+            password: Some(p), ..
+        }) = self
         else {
             return text.to_owned();
         };
@@ -138,8 +164,8 @@ pub(crate) fn resolve_url(global: &Global) -> Result<String, CliError> {
         }
     }
     Err(CliError::Usage(format!(
-        "no job store given: pass --url (e.g. --url sqlite://data/jobs.db or --url \
-         redis://localhost:6379) or set {}",
+        "no job store given: pass --url (e.g. --url sqlite://data/jobs.db, --url \
+         redis://localhost:6379 or --url postgres://localhost/app) or set {}",
         URL_VARS.join(", ")
     )))
 }
@@ -274,6 +300,13 @@ mod tests {
             "auth *** and *** failed"
         );
         assert_eq!(Target::Memory.scrub("abc"), "abc");
+        let pg = Target::of("postgres://app:pa%24s@db.internal:5433/app?schema=kosh");
+        assert_eq!(pg.describe(), "postgres at db.internal:5433/app");
+        assert_eq!(pg.scrub("pa$s or pa%24s"), "*** or ***");
+        assert_eq!(
+            Target::of("postgresql://db/app").describe(),
+            "postgres at db/app"
+        );
     }
 
     #[test]

@@ -50,6 +50,13 @@ use crate::store::{self, admin, flow, jobs, operate, read, schedules, Db};
 ///   and workers are woken at the commit (`NOTIFY` is transactional).
 /// - All database work runs on the backend's own thread, so it keeps working when handlers
 ///   block the caller's runtime.
+/// - **Leases never wait for the pool**: heartbeats, finishes and releases have a pool of
+///   their own (2 connections, besides [`PostgresOptionsBuilder::max_connections`]), so
+///   pushes or admin calls holding every connection of the main pool (say, pushes waiting on
+///   a unique key that an open application transaction holds) cannot starve lease renewal
+///   and get running jobs recovered and run twice.
+///
+/// [`PostgresOptionsBuilder::max_connections`]: crate::PostgresOptionsBuilder::max_connections
 ///
 /// ```no_run
 /// use kosh_jobs_core::{Backend, NewJob};
@@ -88,6 +95,10 @@ impl std::fmt::Debug for PostgresBackend {
     }
 }
 
+/// Connections of the pool kept for heartbeats, finishes and releases, besides the main pool:
+/// a worker renews its leases on one while it stores results on the other.
+pub(crate) const LEASE_CONNECTIONS: u32 = 2;
+
 /// How often `reserve` also recovers expired leases (by the backend's clock).
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
@@ -116,27 +127,43 @@ impl PostgresBackend {
         let listen_channel = Arc::clone(&channel);
         let listen_wake = Arc::clone(&wake);
         let handle = io.handle().clone();
-        let pool = io
+        let (pool, leases) = io
             .run(async move {
                 let pool = PgPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(acquire)
-                    .connect_with(connect)
+                    .connect_with(connect.clone())
                     .await?;
                 {
                     let mut conn = pool.acquire().await?;
                     schema::migrate(&mut conn, &schema_name).await?;
                 }
-                let mut listener = PgListener::connect_with(&pool).await?;
+                // Opened now, not on the first heartbeat: a lease is then renewed on a
+                // connection that exists already, even when the server is at its limit.
+                let leases = PgPoolOptions::new()
+                    .max_connections(LEASE_CONNECTIONS)
+                    .min_connections(1)
+                    .acquire_timeout(acquire)
+                    .connect_with(connect.clone())
+                    .await?;
+                let connect_listener = connect;
+                // The listener holds its connection for good (and takes a new one when it
+                // reconnects): from a pool of its own, not one of `max` the operations need.
+                let listen_pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(acquire)
+                    .connect_lazy_with(connect_listener);
+                let mut listener = PgListener::connect_with(&listen_pool).await?;
                 listener.listen(&listen_channel).await?;
                 handle.spawn(listen(listener, listen_wake));
-                Ok(pool)
+                Ok((pool, leases))
             })
             .await?;
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
                 db: Db {
                     pool,
+                    leases,
                     schema: Arc::from(schema::quoted(&opts.schema)),
                     channel,
                     clock: opts.clock.clone(),

@@ -35,6 +35,8 @@
 //! - Groups take turns through the `turns` table, read by a server-side function that locks
 //!   each group it serves (`FOR UPDATE SKIP LOCKED`), so group concurrency limits hold
 //!   across processes too; a queue without groups is claimed by the one plain statement.
+//! - Heartbeats, finishes and releases have connections of their own (and so does the
+//!   listener): operations holding the whole main pool cannot starve lease renewal.
 //! - Passwords never appear in errors or `Debug` output.
 
 mod backend;

@@ -135,7 +135,9 @@ impl PostgresOptionsBuilder {
         self
     }
 
-    /// The most connections the backend's pool opens (default 10), besides the listener's.
+    /// The most connections the backend's main pool opens (default 10), besides the
+    /// listener's and the two kept for heartbeats, finishes and releases (so at most `n + 3`
+    /// in all).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.opts.max_connections = n;
         self

@@ -26,6 +26,12 @@ or run the workspace's test script, which installs it (`scripts/test.sh`)";
 /// How long the server may take to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
+/// What the server logs once it accepts connections.
+const READY: &str = "database system is ready to accept connections";
+
+/// What the server logs once it has shut down.
+const SHUT_DOWN: &str = "database system is shut down";
+
 /// The password of the `postgres` user of every test cluster: TCP connections must give it
 /// (SCRAM), so tests can check that it never shows in errors.
 pub const PASSWORD: &str = "kosh-test-secret-7f3a";
@@ -158,7 +164,8 @@ impl PostgresServer {
         let log = self.log_path();
         // `read` fails when our end of the pipe closes (dropped, or this process died); then a
         // fast shutdown (SIGINT), and the directory goes. A `restart` line stops the server
-        // the same way and starts it again on the same files.
+        // the same way and starts it again on the same files; a `down` line stops it until
+        // an `up` line starts it again.
         let watchdog = r#"dir=$1; log=$2; shift 2
 while :; do
     "$@" </dev/null >>"$log" 2>&1 &
@@ -166,7 +173,8 @@ while :; do
     read -r cmd || cmd=stop
     kill -INT "$server" 2>/dev/null
     wait "$server" 2>/dev/null
-    [ "$cmd" = restart ] || break
+    if [ "$cmd" = down ]; then read -r cmd || cmd=stop; fi
+    [ "$cmd" = restart ] || [ "$cmd" = up ] || break
 done
 rm -rf "$dir"
 exit 0"#;
@@ -222,24 +230,40 @@ exit 0"#;
     /// Stops the server (a fast shutdown: clients are disconnected) and starts it again on
     /// the same port and files; returns once it accepts connections again.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        const READY: &str = "database system is ready to accept connections";
+        self.command_until("restart", READY, "come back after a restart")
+    }
+
+    /// Stops the server (a fast shutdown) and keeps it down, its files kept, until
+    /// [`PostgresServer::up`]; returns once it has shut down.
+    pub fn down(&mut self) -> anyhow::Result<()> {
+        self.command_until("down", SHUT_DOWN, "shut down")
+    }
+
+    /// Starts a server taken [`PostgresServer::down`] again on the same port and files;
+    /// returns once it accepts connections.
+    pub fn up(&mut self) -> anyhow::Result<()> {
+        self.command_until("up", READY, "come back up")
+    }
+
+    /// Sends `cmd` to the watchdog and waits until the log says `line` once more.
+    fn command_until(&mut self, cmd: &str, line: &str, what: &str) -> anyhow::Result<()> {
         let log = self.log_path();
-        let ready_count = || {
+        let count = || {
             std::fs::read_to_string(&log)
                 .unwrap_or_default()
-                .matches(READY)
+                .matches(line)
                 .count()
         };
-        let before = ready_count();
+        let before = count();
         self.server
             .as_mut()
             .context("the server is stopped")?
-            .send("restart")?;
+            .send(cmd)?;
         let deadline = std::time::Instant::now() + START_DEADLINE;
-        while ready_count() <= before {
+        while count() <= before {
             if std::time::Instant::now() > deadline {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                bail!("postgres did not come back after a restart; its log:\n{text}");
+                bail!("postgres did not {what}; its log:\n{text}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

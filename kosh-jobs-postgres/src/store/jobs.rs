@@ -346,7 +346,8 @@ const FINISH: &str = concat!(
 
 /// Ends attempts (see [`kosh_jobs_core::Backend::finish`]).
 pub(crate) async fn finish(db: &Db, items: &[Finish]) -> Result<Vec<FinishResult>> {
-    finish_on(db, &db.pool, items).await
+    // On the lease pool: the application cannot starve it (see `Db::leases`).
+    finish_on(db, &db.leases, items).await
 }
 
 /// Ends attempts on `exec`: the backend's pool, or an application's transaction
@@ -459,7 +460,7 @@ pub(crate) async fn heartbeat(db: &Db, leases: &[Lease], until: Timestamp) -> Re
         .bind(&ids)
         .bind(&tokens)
         .bind(until.as_millis())
-        .fetch_all(&db.pool)
+        .fetch_all(&db.leases)
         .await?
     };
     let extended: HashSet<(i64, i64)> = extended.into_iter().collect();
@@ -510,7 +511,7 @@ pub(crate) async fn release(db: &Db, leases: &[Lease]) -> Result<()> {
         .bind(&tokens)
         .bind(db.now().as_millis())
         .bind(&*db.channel)
-        .execute(&db.pool)
+        .execute(&db.leases)
         .await?;
     db.wake_local();
     Ok(())

@@ -17,10 +17,14 @@ use kosh_jobs_core::{Clock, Timestamp};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::Notify;
 
-/// What every operation needs: the pool, the schema, the clock and the local wake-up.
+/// What every operation needs: the pools, the schema, the clock and the local wake-up.
 #[derive(Clone)]
 pub(crate) struct Db {
+    /// Every operation but the ones that keep leases: pushes, reserves, waits, admin.
     pub(crate) pool: PgPool,
+    /// Heartbeats, finishes and releases only: connections of their own, so however many
+    /// pushes or admin calls hold the main pool, leases are renewed and results stored.
+    pub(crate) leases: PgPool,
     /// The schema as a quoted identifier.
     pub(crate) schema: Arc<str>,
     /// The NOTIFY channel of this schema.
