@@ -1,6 +1,7 @@
 //! The job store, chosen by URL through `kosh_jobs::connect`.
 
 use anyhow::Context;
+use kosh_jobs::postgres::PostgresBackend;
 use kosh_jobs::AnyBackend;
 
 /// Opens the job store named by `url`:
@@ -9,19 +10,48 @@ use kosh_jobs::AnyBackend;
 ///   process and any number of worker processes on the machine;
 /// - `redis://host:6379`, `rediss://user:password@host:port` (TLS, e.g. Upstash): workers
 ///   on many machines;
+/// - `postgres://user:password@host/database?schema=kosh`: Postgres, the backend's tables in
+///   their own schema (default `kosh`), which may be the app's own database;
 /// - `memory:`: inside this process only (the `dev` command with no files, tests).
 ///
 /// `redis_prefix` (default `kosh`) puts the job store's Redis keys under another prefix, so
 /// several apps or environments can share one Redis database; a `?prefix=` in the URL does
 /// the same.
 pub async fn open_backend(url: &str, redis_prefix: Option<&str>) -> anyhow::Result<AnyBackend> {
+    Ok(open_jobs(url, redis_prefix).await?.backend)
+}
+
+/// The job store, and its Postgres backend when it is one.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    /// The store, whichever it is.
+    pub backend: AnyBackend,
+    /// The same store as a [`PostgresBackend`] when the URL is `postgres://…`: it can
+    /// enqueue inside a transaction of the app's own (see [`crate::queueing`]).
+    pub postgres: Option<PostgresBackend>,
+}
+
+/// Opens the job store named by `url`, as [`open_backend`] does, keeping the
+/// [`PostgresBackend`] of a `postgres://` URL at hand (`kosh_jobs::connect` gives only the
+/// [`AnyBackend`] it wraps).
+pub async fn open_jobs(url: &str, redis_prefix: Option<&str>) -> anyhow::Result<Jobs> {
     let url = with_events(&with_prefix(url, redis_prefix));
     let scheme = url.split(':').next().unwrap_or_default();
-    // The errors name the SQLite file's absolute path, or Redis's host and port, never a
-    // password: the URL itself is not repeated here, as it may hold one.
-    kosh_jobs::connect(&url)
-        .await
-        .with_context(|| format!("cannot open the job store ({scheme}: URL)"))
+    // The errors name the SQLite file's absolute path, Redis's or Postgres's host and port,
+    // never a password: the URL itself is not repeated here, as it may hold one.
+    let context = || format!("cannot open the job store ({scheme}: URL)");
+    if crate::db::is_postgres_url(&url) {
+        let postgres = PostgresBackend::connect(&url).await.with_context(context)?;
+        return Ok(Jobs {
+            backend: AnyBackend::new(postgres.clone()),
+            postgres: Some(postgres),
+        });
+    }
+    let backend = kosh_jobs::connect(&url).await.with_context(context)?;
+    Ok(Jobs {
+        backend,
+        postgres: None,
+    })
 }
 
 /// The URL with `events=true` added to a SQLite or Redis URL that does not say: the page's

@@ -8,7 +8,6 @@ use std::time::Duration;
 use kosh_jobs::{job, JobContext, JobError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
 use crate::db;
@@ -17,8 +16,8 @@ use crate::parse::{CsvFile, DateOrder, OpenError, ParsedRow, ResumePoint, Scan};
 /// What the worker's handlers share.
 #[derive(Clone, Debug)]
 pub struct App {
-    /// The app database.
-    pub db: SqlitePool,
+    /// The app database (SQLite or Postgres).
+    pub db: db::Db,
     /// Where uploads are stored.
     pub upload_dir: PathBuf,
     /// Rows per committed batch.

@@ -4,7 +4,9 @@
 //!
 //! - [`parse`]: reading bank exports (pure, unit tested with fixtures);
 //! - [`import`]: the `#[job]` that imports one upload;
-//! - [`db`]: the app's own tables (sqlx on SQLite);
+//! - [`db`]: the app's own tables (sqlx on SQLite or Postgres);
+//! - [`queueing`]: an upload's import and its job, in one transaction when they share a
+//!   Postgres database;
 //! - [`web`]: the page and the JSON API (axum);
 //! - [`backend`]: the job store chosen by URL; [`config`]: the environment;
 //!   [`run`]: wiring it together; [`metrics`]: `/metrics` for Prometheus;
@@ -18,6 +20,7 @@ pub mod db;
 pub mod import;
 pub mod metrics;
 pub mod parse;
+pub mod queueing;
 pub mod run;
 pub mod user;
 pub mod web;

@@ -8,7 +8,7 @@ use kosh_jobs::limits::QueueLimits;
 use kosh_jobs::worker::WorkerStats;
 use kosh_jobs::{AnyBackend, Client, Job, Worker};
 
-use crate::backend::open_backend;
+use crate::backend::open_jobs;
 
 /// Where the jobs dashboard is mounted, and its user name.
 const ADMIN_PATH: &str = "/admin/jobs";
@@ -16,6 +16,7 @@ const ADMIN_USER: &str = "admin";
 use crate::config::Config;
 use crate::db;
 use crate::import::{App, ImportCsv};
+use crate::queueing::Queueing;
 use crate::web::{self, Web};
 
 /// The app database, the upload folder and the job store, opened.
@@ -27,6 +28,9 @@ pub struct Services {
     pub backend: AnyBackend,
     /// The job client over it.
     pub jobs: Client,
+    /// How an upload's import and its job are created (one transaction when the app's tables
+    /// and the job store are one Postgres database).
+    pub queueing: Queueing,
     /// The configuration they came from.
     pub config: Config,
     /// What `/metrics` serves, when metrics are on.
@@ -66,7 +70,17 @@ impl Services {
         } else {
             None
         };
-        let backend = open_backend(&config.jobs_url, config.jobs_prefix.as_deref()).await?;
+        let jobs = open_jobs(&config.jobs_url, config.jobs_prefix.as_deref()).await?;
+        let queueing = Queueing::choose(
+            &config.database_url,
+            &config.jobs_url,
+            &pool,
+            jobs.postgres.as_ref(),
+        );
+        if queueing.is_one_transaction() {
+            tracing::info!("the app's tables and the job queue share one Postgres database: each upload's import and its job are created in one transaction");
+        }
+        let backend = jobs.backend;
         Ok(Services {
             app: App {
                 db: pool,
@@ -76,6 +90,7 @@ impl Services {
                 default_date_order: config.date_order,
             },
             jobs: Client::new(backend.clone()),
+            queueing,
             backend,
             config,
             metrics,
@@ -93,6 +108,7 @@ impl Services {
         let app = web::router(Web {
             app: self.app.clone(),
             jobs: self.jobs.clone(),
+            queueing: self.queueing.clone(),
             max_upload_bytes: self.config.max_upload_bytes,
             metrics: self.metrics.clone(),
             closing,

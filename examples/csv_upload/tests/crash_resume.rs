@@ -55,7 +55,7 @@ async fn import_row(app: &TestApp, id: i64) -> (String, i64, Option<i64>, i64, O
         "SELECT state, rows_done, rows_total, attempts, resumed_from FROM imports WHERE id = ?",
     )
     .bind(id)
-    .fetch_one(&app.services.app.db)
+    .fetch_one(app.services.app.db.as_sqlite().unwrap())
     .await
     .unwrap()
 }
@@ -107,7 +107,7 @@ async fn a_killed_worker_s_import_resumes_elsewhere_and_imports_each_row_once() 
     // again; one that started over would reject it.
     let (stored,): (String,) = sqlx::query_as("SELECT stored_name FROM imports WHERE id = ?")
         .bind(id)
-        .fetch_one(&app.services.app.db)
+        .fetch_one(app.services.app.db.as_sqlite().unwrap())
         .await
         .unwrap();
     let path = app.upload_dir().join(stored);
@@ -141,7 +141,7 @@ async fn a_killed_worker_s_import_resumes_elsewhere_and_imports_each_row_once() 
         "SELECT COUNT(*), COUNT(DISTINCT line), SUM(amount_cents) FROM transactions WHERE import_id = ?",
     )
     .bind(id)
-    .fetch_one(&app.services.app.db)
+    .fetch_one(app.services.app.db.as_sqlite().unwrap())
     .await
     .unwrap();
     let expected_sum: i64 = (1..=ROWS).map(|i| -(i * 100 + i % 100)).sum();

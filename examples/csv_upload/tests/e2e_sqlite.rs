@@ -39,7 +39,7 @@ async fn the_same_job_run_twice_adds_nothing() {
     .await;
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM transactions WHERE import_id = ?")
         .bind(id)
-        .fetch_one(&app.services.app.db)
+        .fetch_one(app.services.app.db.as_sqlite().unwrap())
         .await
         .unwrap();
     assert_eq!(count, 3);

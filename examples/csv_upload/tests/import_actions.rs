@@ -44,7 +44,7 @@ async fn count(app: &TestApp, table: &str, id: i64) -> i64 {
     };
     sqlx::query_scalar(sql)
         .bind(id)
-        .fetch_one(&app.services.app.db)
+        .fetch_one(app.services.app.db.as_sqlite().unwrap())
         .await
         .unwrap()
 }

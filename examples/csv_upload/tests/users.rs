@@ -87,7 +87,7 @@ async fn the_user_comes_from_the_form_the_header_or_is_demo() {
         .collect();
     assert_eq!(users, ["cleo", "ben", "ana", "demo"], "newest first");
     let stored: Vec<String> = sqlx::query_scalar("SELECT user_id FROM imports ORDER BY id")
-        .fetch_all(&app.services.app.db)
+        .fetch_all(app.services.app.db.as_sqlite().unwrap())
         .await
         .unwrap();
     assert_eq!(stored, ["demo", "ana", "ben", "cleo"]);

@@ -85,6 +85,15 @@ impl From<kosh_jobs::Error> for ApiError {
     }
 }
 
+impl From<crate::queueing::CreateError> for ApiError {
+    fn from(e: crate::queueing::CreateError) -> Self {
+        match e {
+            crate::queueing::CreateError::Db { source, .. } => source.into(),
+            crate::queueing::CreateError::Queue { source, .. } => source.into(),
+        }
+    }
+}
+
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(e: axum::extract::rejection::PathRejection) -> Self {
         ApiError::bad_request(e.body_text())

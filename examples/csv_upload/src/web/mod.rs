@@ -43,6 +43,8 @@ pub struct Web {
     pub app: App,
     /// The job client, to enqueue imports and read their jobs.
     pub jobs: Client,
+    /// How an upload's import and its job are created: one transaction or two steps.
+    pub queueing: crate::queueing::Queueing,
     /// Largest upload accepted.
     pub max_upload_bytes: u64,
     /// What `/metrics` serves; `None` when metrics are off (then it answers 404).

@@ -13,8 +13,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::error::ApiError;
 use super::Web;
-use crate::db::{self, Inserted, NewImport};
-use crate::import::ImportCsv;
+use crate::db::NewImport;
+use crate::queueing::Created;
 use crate::user::{User, UserError, MAX_USER_CHARS};
 
 /// Past the limit, at most this much more is read (and dropped) so that the client gets
@@ -259,7 +259,9 @@ async fn store(web: &Web, mut field: Field<'_>) -> Result<Stored, ApiError> {
     })
 }
 
-/// Records the import of a stored file for `user` and queues its job.
+/// Records the import of a stored file for `user` and queues its job (in one transaction
+/// when the app's tables and the job store share a Postgres database, see
+/// [`crate::queueing`]).
 async fn enqueue(
     web: &Web,
     stored: Stored,
@@ -279,9 +281,17 @@ async fn enqueue(
         size_bytes: size as i64,
         user: user.as_str(),
     };
-    let id = match db::insert_import(&web.app.db, &new).await? {
-        Inserted::New(id) => id,
-        Inserted::Duplicate(existing) => {
+    let created = web.queueing.create(&web.app.db, &web.jobs, &new).await;
+    // The file stays with an import that exists: a new one, or one left failed when its job
+    // could not be queued (two steps), to be retried.
+    part.keep = match &created {
+        Ok(Created::New { .. }) => true,
+        Ok(Created::Duplicate(_)) => false,
+        Err(e) => e.kept().is_some(),
+    };
+    let (id, job_id) = match created? {
+        Created::New { id, job } => (id, job.to_string()),
+        Created::Duplicate(existing) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!("this file was already uploaded (import {existing}); its transactions are not imported twice"),
@@ -289,16 +299,6 @@ async fn enqueue(
             .with(json!({ "existing_import_id": existing })));
         }
     };
-    part.keep = true;
-    let enqueued = match web.jobs.enqueue(ImportCsv::new(id, user.as_str())).await {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = db::fail_import(&web.app.db, id, "could not queue the import").await;
-            return Err(e.into());
-        }
-    };
-    let job_id = enqueued.id().to_string();
-    db::set_job_id(&web.app.db, id, &job_id).await?;
     tracing::info!(import = id, job = %job_id, bytes = size, user = %user, "upload stored, import queued");
     Ok((
         StatusCode::ACCEPTED,

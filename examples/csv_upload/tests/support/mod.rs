@@ -13,6 +13,7 @@ use kosh_jobs::CancellationToken;
 use serde_json::Value;
 
 pub mod flow;
+pub mod postgres;
 pub mod redis;
 pub mod users;
 
