@@ -144,6 +144,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_runs: None,
         missed: kosh_jobs::schedule::Missed::All { max: 3 },
         overlap: kosh_jobs::schedule::Overlap::Skip,
+        group: None,
     };
     let poll = kosh_jobs::schedule::ScheduleDef {
         id: "mail:digest".into(),
@@ -153,6 +154,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         payload: json!({"digest": true}).to_string(),
         missed: kosh_jobs::schedule::Missed::default(),
         overlap: kosh_jobs::schedule::Overlap::Allow,
+        group: None,
         ..nightly.clone()
     };
     client.upsert_schedule_def(nightly).await?;

@@ -556,6 +556,7 @@ async fn schedules_tab_pauses_and_deletes_a_schedule() {
         max_runs: None,
         missed: Missed::default(),
         overlap: Overlap::Skip,
+        group: None,
     };
     kosh_jobs::Client::new(d.backend.clone())
         .upsert_schedule_def(def)

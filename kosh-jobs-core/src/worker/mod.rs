@@ -350,6 +350,9 @@ async fn fetch_loop<S, F>(
     let clock = &shared.clock;
     let active = &shared.active;
     let mut outage = Outage::new("fetching jobs");
+    // Recovery and registration fail together with fetching in an outage: each says so once.
+    let mut recover_outage = Outage::new("recovering expired leases");
+    let mut register_outage = Outage::new("registering the worker");
     let mut next_recover = clock.now();
     let mut next_register = clock.now() + WORKER_REFRESH;
     let limited = config.limits.iter().any(|l| *l != usize::MAX);
@@ -361,20 +364,26 @@ async fn fetch_loop<S, F>(
         let now = clock.now();
         if now >= next_register {
             next_register = now + WORKER_REFRESH;
-            if let Err(e) = backend.register_worker(info, WORKER_TTL).await {
-                tracing::warn!(error = %outage::chain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
+            match backend.register_worker(info, WORKER_TTL).await {
+                Ok(()) => register_outage.ok(),
+                // Missing from the list of workers until the next try.
+                Err(e) => {
+                    register_outage.failed(&e);
+                }
             }
         }
         if now >= next_recover {
             next_recover = now + config.recover_interval;
             match backend.recover_expired().await {
-                Ok(0) => {}
                 Ok(n) => {
-                    crate::metrics::recovered(n);
-                    tracing::info!(jobs = n, "recovered jobs whose leases expired")
+                    recover_outage.ok();
+                    if n > 0 {
+                        crate::metrics::recovered(n);
+                        tracing::info!(jobs = n, "recovered jobs whose leases expired")
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %outage::chain(&e), "recovering expired leases failed")
+                    recover_outage.failed(&e);
                 }
             }
         }

@@ -39,6 +39,7 @@ fn def(id: &str, every: Every, payload: &Value) -> ScheduleDef {
         max_runs: None,
         missed: Missed::default(),
         overlap: Overlap::default(),
+        group: None,
     }
 }
 

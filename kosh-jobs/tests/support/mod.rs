@@ -33,6 +33,7 @@ pub struct Spy {
     pub drop_heartbeats: AtomicBool,
     pub fail_reserve: AtomicBool,
     pub fail_finish: AtomicBool,
+    pub fail_recover: AtomicBool,
     pub finishes: AtomicUsize,
     /// When set, `finish` waits for this gate before storing anything.
     pub finish_gate: Mutex<Option<Gate>>,
@@ -56,6 +57,7 @@ impl Spy {
             drop_heartbeats: AtomicBool::new(false),
             fail_reserve: AtomicBool::new(false),
             fail_finish: AtomicBool::new(false),
+            fail_recover: AtomicBool::new(false),
             finishes: AtomicUsize::new(0),
             finish_gate: Mutex::new(None),
             answer_after_release: AtomicBool::new(false),
@@ -161,6 +163,12 @@ impl Backend for Spy {
     }
     async fn recover_expired(&self) -> Result<u64, BackendError> {
         self.recovers.fetch_add(1, Ordering::SeqCst);
+        if self.fail_recover.load(Ordering::SeqCst) {
+            self.calls.notify_waiters();
+            return Err(BackendError::unavailable(std::io::Error::other(
+                "connection refused",
+            )));
+        }
         let r = self.inner.recover_expired().await;
         self.calls.notify_waiters();
         r
