@@ -129,6 +129,11 @@ impl Net {
             ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
             block += 1;
         }
+        // Workers start with `ip netns exec`, which also needs to make a mount namespace:
+        // find out now if it cannot, not from workers that exit at once.
+        if let Some(link) = net.links.first() {
+            ip(&["netns", "exec", &link.ns, "true"])?;
+        }
         Ok(net)
     }
 
