@@ -8,8 +8,12 @@
 //! `setpriv`. The server runs under a small `sh` watchdog that stops it (fast shutdown) and
 //! removes its directory when the pipe to its standard input closes: when the
 //! [`PostgresServer`] is dropped, and also when the test process dies without dropping it.
+//!
+//! [`PostgresServer::start_also_on`] makes it listen on more addresses (the chaos soak's
+//! workers reach it across a veth pair).
 
 use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -43,6 +47,8 @@ pub struct PostgresServer {
     dir: tempfile::TempDir,
     /// As root: (user, its group id) the cluster runs as.
     user: Option<(String, String)>,
+    /// Addresses it listens on besides 127.0.0.1.
+    also_on: Vec<IpAddr>,
     server: Option<Watched>,
 }
 
@@ -53,6 +59,15 @@ impl PostgresServer {
     /// Fails with a message saying how to install Postgres if `initdb` cannot be found, or
     /// with the server's log if it did not come up.
     pub fn start() -> anyhow::Result<PostgresServer> {
+        Self::start_also_on(&[])
+    }
+
+    /// Starts a cluster as [`PostgresServer::start`] does, that also listens on `addrs`
+    /// (addresses of this machine: it does not start if it cannot bind one), also after a
+    /// [`PostgresServer::restart`]; [`PostgresServer::url_on`] names them. With addresses,
+    /// it takes TCP connections with the password from every network this machine is
+    /// directly on (`samenet` in `pg_hba.conf`), not only from 127.0.0.1.
+    pub fn start_also_on(addrs: &[IpAddr]) -> anyhow::Result<PostgresServer> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("kosh-test-pg-")
@@ -68,6 +83,7 @@ impl PostgresServer {
             bin,
             dir,
             user,
+            also_on: addrs.to_vec(),
             server: None,
         };
         server.initdb()?;
@@ -89,10 +105,14 @@ impl PostgresServer {
 
     /// The URL of database `db` of this cluster.
     pub fn url_for(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
-            self.port
-        )
+        self.url_on(IpAddr::from([127, 0, 0, 1]), db)
+    }
+
+    /// The URL of database `db` at `addr` (127.0.0.1 or one given to
+    /// [`PostgresServer::start_also_on`]).
+    pub fn url_on(&self, addr: IpAddr, db: &str) -> String {
+        let at = SocketAddr::new(addr, self.port);
+        format!("postgres://postgres:{PASSWORD}@{at}/{db}")
     }
 
     /// The port it listens on.
@@ -156,11 +176,23 @@ impl PostgresServer {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        if !self.also_on.is_empty() {
+            // initdb lets TCP clients in from loopback only.
+            let hba = self.data().join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba)
+                .with_context(|| format!("reading {}", hba.display()))?;
+            text.push_str("host all all samenet scram-sha-256\n");
+            std::fs::write(&hba, text).with_context(|| format!("writing {}", hba.display()))?;
+        }
         Ok(())
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let port = self.port.to_string();
+        let listen = std::iter::once("127.0.0.1".to_owned())
+            .chain(self.also_on.iter().map(IpAddr::to_string))
+            .collect::<Vec<_>>()
+            .join(",");
         let log = self.log_path();
         // `read` fails when our end of the pipe closes (dropped, or this process died); then a
         // fast shutdown (SIGINT), and the directory goes. A `restart` line stops the server
@@ -189,7 +221,7 @@ exit 0"#;
             .args(server.get_args())
             .arg("-D")
             .arg(self.data())
-            .args(["-p", &port, "-c", "listen_addresses=127.0.0.1"])
+            .args(["-p", &port, "-c", &format!("listen_addresses={listen}")])
             .arg("-k")
             .arg(self.socket_dir())
             .args([

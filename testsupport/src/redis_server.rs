@@ -6,8 +6,13 @@
 //! when the pipe to its standard input closes, which happens when the [`RedisServer`] is
 //! dropped and also when the bench process dies without dropping it (a panic with
 //! `panic = "abort"`, a signal), so no server outlives its bench.
+//!
+//! It listens on 127.0.0.1, and also on the addresses given to
+//! [`RedisServerOptions::also_listen_on`] (the chaos soak's workers reach it across a veth
+//! pair).
 
 use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -27,11 +32,50 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// One `redis-server` process of this bench.
 pub struct RedisServer {
     port: u16,
+    opts: RedisServerOptions,
+    dir: tempfile::TempDir,
+    server: Option<Watched>,
+}
+
+/// How a [`RedisServer`] is started: [`RedisServer::options`], then [`RedisServerOptions::start`].
+#[derive(Clone, Debug, Default)]
+pub struct RedisServerOptions {
     password: Option<String>,
     /// Whether the server keeps an append-only file (`appendfsync always`).
     aof: bool,
-    dir: tempfile::TempDir,
-    server: Option<Watched>,
+    /// Addresses it listens on besides 127.0.0.1.
+    also_on: Vec<IpAddr>,
+}
+
+impl RedisServerOptions {
+    /// Asks clients for `password` (`requirepass`; [`RedisServer::url`] carries it). Keep it
+    /// to letters, digits and `-`, which need no escaping in a URL.
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
+    /// Writes every change to an append-only file before answering (see
+    /// [`RedisServer::start_with_aof`]).
+    pub fn aof(mut self) -> Self {
+        self.aof = true;
+        self
+    }
+
+    /// Listens on `addr` too (an address of this machine: the server does not start if it
+    /// cannot bind it), also after a [`RedisServer::restart`]; [`RedisServer::url_on`] names it.
+    pub fn also_listen_on(mut self, addr: IpAddr) -> Self {
+        self.also_on.push(addr);
+        self
+    }
+
+    /// Starts the server on a free port and waits until it answers `PING` on 127.0.0.1.
+    ///
+    /// Fails with a message saying how to install one if `redis-server` is not on `PATH`, or
+    /// with the server's log if it did not come up.
+    pub fn start(self) -> anyhow::Result<RedisServer> {
+        RedisServer::start_with(self)
+    }
 }
 
 impl RedisServer {
@@ -40,7 +84,12 @@ impl RedisServer {
     /// Fails with a message saying how to install one if `redis-server` is not on `PATH`, or
     /// with the server's log if it did not come up.
     pub fn start() -> anyhow::Result<RedisServer> {
-        Self::start_with(None, false)
+        Self::options().start()
+    }
+
+    /// Options to start a server with (a password, an append-only file, more addresses).
+    pub fn options() -> RedisServerOptions {
+        RedisServerOptions::default()
     }
 
     /// Starts a server as [`RedisServer::start`] does, that writes every change to an
@@ -48,17 +97,17 @@ impl RedisServer {
     /// [`RedisServer::restart`] (a `SIGKILL` and a new server on the same files) keeps every
     /// acknowledged write, as a production server with AOF does.
     pub fn start_with_aof() -> anyhow::Result<RedisServer> {
-        Self::start_with(None, true)
+        Self::options().aof().start()
     }
 
     /// Starts a server as [`RedisServer::start`] does, that asks clients for `password`
     /// (`requirepass`; [`RedisServer::url`] carries it). Keep it to letters, digits and `-`,
     /// which need no escaping in a URL.
     pub fn start_with_password(password: &str) -> anyhow::Result<RedisServer> {
-        Self::start_with(Some(password), false)
+        Self::options().password(password).start()
     }
 
-    fn start_with(password: Option<&str>, aof: bool) -> anyhow::Result<RedisServer> {
+    fn start_with(opts: RedisServerOptions) -> anyhow::Result<RedisServer> {
         match Command::new("redis-server").arg("--version").output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => bail!(
@@ -76,8 +125,7 @@ impl RedisServer {
             .context("temporary directory for redis-server")?;
         let mut server = RedisServer {
             port: 0,
-            password: password.map(str::to_owned),
-            aof,
+            opts,
             dir,
             server: None,
         };
@@ -90,9 +138,16 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` with a password.
     pub fn url(&self) -> String {
-        match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+        self.url_on(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// The URL of the server at `addr` (127.0.0.1 or one given to
+    /// [`RedisServerOptions::also_listen_on`]), with the password if it has one.
+    pub fn url_on(&self, addr: IpAddr) -> String {
+        let at = SocketAddr::new(addr, self.port);
+        match &self.opts.password {
+            Some(p) => format!("redis://:{p}@{at}"),
+            None => format!("redis://{at}"),
         }
     }
 
@@ -109,11 +164,11 @@ impl RedisServer {
         let dir = self.dir.path().display().to_string();
         let log = self.log_path().display().to_string();
         let port = self.port.to_string();
-        let mut args = vec![
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
+        let also: Vec<String> = self.opts.also_on.iter().map(IpAddr::to_string).collect();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1"];
+        // The values of `--bind` follow it, as in the configuration file.
+        args.extend(also.iter().map(String::as_str));
+        args.extend([
             "--dir",
             &dir,
             "--logfile",
@@ -121,16 +176,16 @@ impl RedisServer {
             "--save",
             "",
             "--appendonly",
-            if self.aof { "yes" } else { "no" },
+            if self.opts.aof { "yes" } else { "no" },
             "--protected-mode",
             "no",
             "--daemonize",
             "no",
-        ];
-        if let Some(p) = &self.password {
+        ]);
+        if let Some(p) = &self.opts.password {
             args.extend(["--requirepass", p]);
         }
-        if self.aof {
+        if self.opts.aof {
             args.extend(["--appendfsync", "always"]);
         }
         // `cat` returns when our end of the pipe closes (dropped, or this process died).

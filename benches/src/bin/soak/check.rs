@@ -8,7 +8,8 @@ use std::time::Duration;
 use kosh_jobs::admin::AttemptOutcome;
 use kosh_jobs::{Client, JobState};
 
-use crate::faults::Fault;
+use crate::faults::{Cut, Fault};
+use crate::jobs::{Act, TIMEOUT};
 use crate::ledger::{end_of, Event, Ledger, Line};
 use crate::producer::{Enqueued, Produced, KINDS};
 
@@ -37,6 +38,22 @@ pub(crate) struct Figures {
     pub(crate) in_flight_at_faults: u64,
     /// Per fault: the longest a job waited for its next start after it, and that job.
     pub(crate) waits: Vec<Option<(Duration, u64)>>,
+    /// Per fault: for a partition, what the worker cut off did.
+    pub(crate) cuts: Vec<Option<CutFigures>>,
+}
+
+/// What a worker cut off by a partition did, from its log.
+#[derive(Debug, Default)]
+pub(crate) struct CutFigures {
+    /// Its handlers running when the link went down.
+    pub(crate) in_flight: u64,
+    /// Of those, the ones that ended (success or failure) while it was cut off.
+    pub(crate) ended_while_cut: u64,
+    /// Of those, the ones whose job was started again, by any worker, after the cut.
+    pub(crate) ran_again: u64,
+    /// From the link coming back to its first handler start after that (`None`: it started
+    /// none; it may have been killed, or the run ended).
+    pub(crate) back_at_work: Option<Duration>,
 }
 
 impl Figures {
@@ -105,8 +122,48 @@ pub(crate) async fn check(
         let (wait, in_flight) = wait_after(fault.at_ms, next, &acts, ledger);
         f.waits.push(wait);
         f.in_flight_at_faults += in_flight;
+        f.cuts.push(
+            fault
+                .cut
+                .map(|c| cut_figures(fault.at_ms, &c, &acts, ledger)),
+        );
     }
     Ok(f)
+}
+
+/// What the worker `cut` names did about its partition, which began at `t`.
+fn cut_figures(t: u64, cut: &Cut, jobs: &HashMap<u64, &Enqueued>, ledger: &Ledger) -> CutFigures {
+    let healed = cut.healed.map_or(u64::MAX, |(ms, _)| ms);
+    let mut c = CutFigures::default();
+    let mut first_back: Option<u64> = None;
+    for (key, lines) in &ledger.by_key {
+        let act = jobs.get(key).map(|j| j.act);
+        for l in lines
+            .iter()
+            .filter(|l| l.pid == cut.pid && l.event == Event::Start)
+        {
+            if l.ms >= healed && first_back.is_none_or(|b| l.ms < b) {
+                first_back = Some(l.ms);
+            }
+            // A handler that timed out logs no end: it ended at the deadline.
+            let end = end_of(lines, l).map(|e| e.ms).or_else(|| {
+                (act == Some(Act::TimeoutOnce) && l.attempt == 1)
+                    .then(|| l.ms + TIMEOUT.as_millis() as u64)
+            });
+            if l.ms > t || end.is_some_and(|e| e <= t) {
+                continue;
+            }
+            c.in_flight += 1;
+            if end.is_some_and(|e| e < healed) {
+                c.ended_while_cut += 1;
+            }
+            if lines.iter().any(|o| o.event == Event::Start && o.ms > t) {
+                c.ran_again += 1;
+            }
+        }
+    }
+    c.back_at_work = first_back.map(|b| Duration::from_millis(b - healed));
+    c
 }
 
 async fn check_job(
@@ -250,7 +307,7 @@ pub(crate) fn report(
     let mut r = String::new();
     let _ = writeln!(r, "{head}");
     let _ = writeln!(r, "faults injected: {}", faults.len());
-    for (fault, wait) in faults.iter().zip(&f.waits) {
+    for ((fault, wait), cut) in faults.iter().zip(&f.waits).zip(&f.cuts) {
         let wait = match wait {
             Some((w, key)) => format!("longest wait after it {} ms (key {key})", w.as_millis()),
             None => "no job waited on it".into(),
@@ -261,6 +318,22 @@ pub(crate) fn report(
             fault.offset.as_secs_f64(),
             fault.what
         );
+        if let (Some(c), Some(cut)) = (cut, fault.cut) {
+            let healed = match cut.healed {
+                Some((_, at)) => format!("link back at {:.1} s", at.as_secs_f64()),
+                None => "link never back".into(),
+            };
+            let back = match c.back_at_work {
+                Some(d) => format!("its first start {} ms after that", d.as_millis()),
+                None => "it started nothing after that".into(),
+            };
+            let _ = writeln!(
+                r,
+                "             {healed}, {back}; of its {} handlers running at the cut, {} \
+                 ended while it was cut off and {} jobs started again",
+                c.in_flight, c.ended_while_cut, c.ran_again
+            );
+        }
     }
     let _ = writeln!(r, "jobs enqueued: {}", f.enqueued);
     for (k, n) in KINDS.iter().zip(produced.by_kind) {

@@ -9,23 +9,27 @@
 //! Flags: `--backend sqlite|redis|postgres` (default sqlite), `--duration` (default 60s),
 //! `--seed N` (default random, printed), `--workers N` (3), `--concurrency N` per worker (8),
 //! `--lease` (3s), `--rate` jobs/s (50), `--fault-every MIN..MAX` (2s..6s), `--faults
-//! kill,stop,restart` (all), `--drain` (60s), `--one-attempt` (jobs with one attempt
-//! allowed, per mille; 45), `--keep` (keep the execution logs).
+//! kill,stop,restart,partition` (all that work: `partition` needs a server, root and `ip`),
+//! `--drain` (60s), `--one-attempt` (jobs with one attempt allowed, per mille; 45), `--keep`
+//! (keep the execution logs).
 //! It exits non-zero if any must-be-zero figure of the report is not zero.
 //!
 //! Modules: `producer` enqueues, `pool` runs the worker processes (this binary again, in
 //! the `child` role, running `jobs`), `faults` injects faults, `ledger` reads the execution
-//! logs and `check` compares them with the store and prints the report.
+//! logs and `check` compares them with the store and prints the report; `net` makes the
+//! network namespaces that partitions cut.
 
 mod check;
 mod child;
 mod faults;
 mod jobs;
 mod ledger;
+mod net;
 mod pool;
 mod producer;
 mod server;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -34,11 +38,13 @@ use kosh_jobs::Client;
 use tokio::sync::oneshot;
 
 use child::ChildArgs;
+use faults::Kinds;
+use pool::Slot;
 use server::{Kind, Server};
 
 const USAGE: &str = "flags: --backend sqlite|redis|postgres, --duration 60s, --seed N, \
 --workers N, --concurrency N, --lease 3s, --rate JOBS_PER_S, --fault-every 2s..6s, \
---faults kill,stop,restart, --drain 60s, --one-attempt PER_MILLE (45), \
+--faults kill,stop,restart,partition, --drain 60s, --one-attempt PER_MILLE (45), \
 --keep (keep the logs and the store's files)";
 
 struct Args {
@@ -52,7 +58,8 @@ struct Args {
     fault_min: Duration,
     fault_max: Duration,
     drain: Duration,
-    faults: faults::Kinds,
+    /// `None`: every kind that works with this backend on this machine.
+    faults: Option<Kinds>,
     keep: bool,
     /// Jobs with one attempt allowed, per mille.
     one_attempt: u32,
@@ -72,7 +79,7 @@ fn parse_args() -> anyhow::Result<Args> {
         fault_min: Duration::from_secs(2),
         fault_max: Duration::from_secs(6),
         drain: Duration::from_secs(60),
-        faults: "kill,stop,restart".parse()?,
+        faults: None,
         keep: false,
         one_attempt: 45,
         child: None,
@@ -102,7 +109,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 (a.fault_min, a.fault_max) = (dur(lo.into())?, dur(hi.into())?);
             }
             "--drain" => a.drain = dur(value()?)?,
-            "--faults" => a.faults = value()?.parse()?,
+            "--faults" => a.faults = Some(value()?.parse()?),
             "--keep" => a.keep = true,
             "--one-attempt" => {
                 a.one_attempt = value()?.parse().context("--one-attempt")?;
@@ -134,16 +141,66 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The fault kinds of the run: `--faults` as given (failing if a partition cannot be had),
+/// or every kind that works here, with a note when partitions are left out.
+fn fault_kinds(args: &Args) -> anyhow::Result<Kinds> {
+    let networked = args.backend != Kind::Sqlite;
+    if let Some(k) = args.faults {
+        if k.partition {
+            if !networked {
+                bail!("--faults partition: SQLite has no server to cut a worker off from");
+            }
+            if let Some(why) = net::unavailable() {
+                bail!(
+                    "--faults partition: {why}; leave `partition` out of --faults to run without"
+                );
+            }
+        }
+        return Ok(k);
+    }
+    let mut k: Kinds = "kill,stop,restart".parse()?;
+    if networked {
+        match net::unavailable() {
+            None => k.partition = true,
+            Some(why) => println!("soak: no partitions in this run: {why}"),
+        }
+    }
+    Ok(k)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     if let Some(c) = args.child {
         return child::run(c).await;
     }
+    let mut kinds = fault_kinds(&args)?;
+    // The namespaces go on Ctrl-C too (nothing is dropped then). The workers see their
+    // standard input close and stop; the servers' watchdogs stop the servers.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            net::remove_created();
+            eprintln!("soak: interrupted");
+            std::process::exit(130);
+        }
+    });
+    let net = if kinds.partition {
+        match net::Net::create(args.workers) {
+            Ok(n) => Some(n),
+            Err(e) if args.faults.is_none() => {
+                println!("soak: no partitions in this run: {e:#}");
+                kinds.partition = false;
+                None
+            }
+            Err(e) => return Err(e.context("--faults partition: making the network")),
+        }
+    } else {
+        None
+    };
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let head = format!(
         "soak: backend {}, seed {seed}, {} s, {} workers × {} slots, lease {} ms, {} jobs/s, \
-         a fault every {}..{} ms",
+         a fault every {}..{} ms ({kinds})",
         args.backend.name(),
         args.duration.as_secs_f64(),
         args.workers,
@@ -157,7 +214,23 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("kosh-soak-").tempdir()?;
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs)?;
-    let (server, url) = Server::start(args.backend, dir.path())?;
+    let hosts: Vec<IpAddr> = net
+        .iter()
+        .flat_map(|n| n.links.iter().map(|l| IpAddr::V4(l.host)))
+        .collect();
+    let (server, url) = Server::start(args.backend, dir.path(), &hosts)?;
+    let slots = (0..args.workers)
+        .map(|i| match &net {
+            Some(n) => Slot {
+                url: server.url_on(hosts[i]).unwrap_or_else(|| url.clone()),
+                netns: Some(n.links[i].ns.clone()),
+            },
+            None => Slot {
+                url: url.clone(),
+                netns: None,
+            },
+        })
+        .collect();
     // Opening the store here first also creates its schema before the workers start.
     let client = Client::new(
         kosh_jobs::connect(&url)
@@ -170,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
         lease: args.lease,
         concurrency: args.concurrency,
     };
-    let pool = pool::Pool::start(template, logs.clone(), args.workers)?;
+    let pool = pool::Pool::start(template, logs.clone(), slots, net)?;
 
     let started = Instant::now();
     let (stop_producer, rx) = oneshot::channel();
@@ -187,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
         min_gap: args.fault_min,
         max_gap: args.fault_max,
         lease: args.lease,
-        kinds: args.faults,
+        kinds,
     };
     let (stop_faults, rx) = oneshot::channel();
     let injector = tokio::spawn(faults::inject(plan, pool, server, started, rx));

@@ -1,4 +1,6 @@
-//! The worker processes of a run: started, signalled, replaced, and stopped at the end.
+//! The worker processes of a run: started, signalled, cut off the server, replaced, and
+//! stopped at the end. Each runs in a slot (`--workers` of them), and a replacement takes the
+//! slot of the process it replaces: with partitions, a slot is a network namespace.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -7,13 +9,23 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use crate::child::ChildArgs;
+use crate::net::Net;
 
 /// One worker process.
 pub(crate) struct WorkerProc {
     child: Child,
     pub(crate) pid: u32,
+    pub(crate) slot: usize,
     /// Set while it is stopped (`SIGSTOP`): when to continue it.
     pub(crate) stopped_until: Option<Instant>,
+}
+
+/// Where a slot's workers run: the store's URL as seen from there, and with partitions the
+/// slot's network namespace.
+#[derive(Clone, Debug)]
+pub(crate) struct Slot {
+    pub(crate) url: String,
+    pub(crate) netns: Option<String>,
 }
 
 /// The worker processes, and how to start another.
@@ -21,6 +33,9 @@ pub(crate) struct Pool {
     exe: PathBuf,
     template: ChildArgs,
     logs: PathBuf,
+    slots: Vec<Slot>,
+    /// The slots' network namespaces, with partitions (dropped after the processes).
+    net: Option<Net>,
     pub(crate) procs: Vec<WorkerProc>,
     started: u32,
     /// Processes that exited by themselves (not killed by the soak).
@@ -28,27 +43,45 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn start(template: ChildArgs, logs: PathBuf, n: usize) -> anyhow::Result<Pool> {
+    /// Starts a worker in each slot; `net` holds the slots' namespaces, if they have some.
+    pub(crate) fn start(
+        template: ChildArgs,
+        logs: PathBuf,
+        slots: Vec<Slot>,
+        net: Option<Net>,
+    ) -> anyhow::Result<Pool> {
         let mut pool = Pool {
             exe: std::env::current_exe().context("path of this program")?,
             template,
             logs,
+            slots,
+            net,
             procs: Vec::new(),
             started: 0,
             unexpected_exits: Vec::new(),
         };
-        for _ in 0..n {
-            pool.spawn()?;
+        for slot in 0..pool.slots.len() {
+            pool.spawn(slot)?;
         }
         Ok(pool)
     }
 
-    /// Starts one more worker process; returns its pid.
-    pub(crate) fn spawn(&mut self) -> anyhow::Result<u32> {
+    /// Starts one more worker process in `slot`; returns its pid.
+    pub(crate) fn spawn(&mut self, slot: usize) -> anyhow::Result<u32> {
         self.started += 1;
         let mut args = self.template.clone();
         args.log = self.logs.join(format!("worker-{}.log", self.started));
-        let child = Command::new(&self.exe)
+        args.url = self.slots[slot].url.clone();
+        // `ip netns exec` enters the namespace and execs the program: the pid stays.
+        let mut command = match &self.slots[slot].netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        let child = command
             .args(args.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -59,6 +92,7 @@ impl Pool {
         self.procs.push(WorkerProc {
             child,
             pid,
+            slot,
             stopped_until: None,
         });
         Ok(pid)
@@ -69,12 +103,17 @@ impl Pool {
         self.started
     }
 
-    /// `SIGKILL`s the process at `index` and forgets it.
-    pub(crate) fn kill(&mut self, index: usize) -> anyhow::Result<u32> {
+    /// `SIGKILL`s the process at `index` and forgets it; returns its pid and slot.
+    pub(crate) fn kill(&mut self, index: usize) -> anyhow::Result<(u32, usize)> {
         let mut p = self.procs.remove(index);
         p.child.kill().context("SIGKILL")?;
         p.child.wait()?;
-        Ok(p.pid)
+        Ok((p.pid, p.slot))
+    }
+
+    /// The slot links of the run, if its workers can be cut off (partitions).
+    pub(crate) fn net(&mut self) -> Option<&mut Net> {
+        self.net.as_mut()
     }
 
     /// `SIGSTOP`s the process at `index` until `until`.
@@ -105,7 +144,7 @@ impl Pool {
                 let p = self.procs.remove(i);
                 self.unexpected_exits
                     .push(format!("worker {} exited by itself: {status}", p.pid));
-                self.spawn()?;
+                self.spawn(p.slot)?;
             } else {
                 i += 1;
             }
@@ -117,6 +156,9 @@ impl Pool {
     /// for them, then kills what is left. Returns the pids that had to be killed.
     pub(crate) fn shutdown(&mut self, within: Duration) -> anyhow::Result<Vec<u32>> {
         self.continue_due(true)?;
+        if let Some(net) = &mut self.net {
+            net.heal_due(true)?;
+        }
         for p in &mut self.procs {
             drop(p.child.stdin.take());
         }

@@ -1,7 +1,9 @@
 //! The store under test: a SQLite file in a temporary directory, or a server this run starts
 //! (testsupport's `RedisServer` with an append-only file, or `PostgresServer`), which the
-//! fault injector may restart.
+//! fault injector may restart. A server listens on 127.0.0.1 and, with partitions, on the
+//! host end of every worker slot's veth pair.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use kosh_jobs_testsupport::postgres_server::PostgresServer;
@@ -44,29 +46,48 @@ pub(crate) enum Server {
     Postgres(PostgresServer),
 }
 
+/// Redis: keep every completed job, so the final check can read each one back.
+const REDIS_QUERY: &str = "?prefix=soak&keep_completed_max=none&keep_completed_for=none";
+const POSTGRES_QUERY: &str = "?schema=kosh_soak";
+
 impl Server {
-    /// Starts the store; returns it and the URL every process opens.
-    pub(crate) fn start(kind: Kind, dir: &Path) -> anyhow::Result<(Server, String)> {
+    /// Starts the store, a server listening on `also_on` too; returns it and the URL the
+    /// runner opens (and workers that are not in a namespace of their own).
+    pub(crate) fn start(
+        kind: Kind,
+        dir: &Path,
+        also_on: &[IpAddr],
+    ) -> anyhow::Result<(Server, String)> {
         Ok(match kind {
             Kind::Sqlite => {
                 let url = format!("sqlite://{}", dir.join("soak.db").display());
                 (Server::Sqlite, url)
             }
             Kind::Redis => {
-                let s = RedisServer::start_with_aof()?;
-                // Keep every completed job, so the final check can read each one back.
-                let url = format!(
-                    "{}?prefix=soak&keep_completed_max=none&keep_completed_for=none",
-                    s.url()
-                );
+                let mut opts = RedisServer::options().aof();
+                for &a in also_on {
+                    opts = opts.also_listen_on(a);
+                }
+                let s = opts.start()?;
+                let url = format!("{}{REDIS_QUERY}", s.url());
                 (Server::Redis(s), url)
             }
             Kind::Postgres => {
-                let s = PostgresServer::start()?;
-                let url = format!("{}?schema=kosh_soak", s.url());
+                let s = PostgresServer::start_also_on(also_on)?;
+                let url = format!("{}{POSTGRES_QUERY}", s.url());
                 (Server::Postgres(s), url)
             }
         })
+    }
+
+    /// The store's URL at `addr`, one of the `also_on` addresses it was started with (`None`
+    /// for SQLite, which has no address).
+    pub(crate) fn url_on(&self, addr: IpAddr) -> Option<String> {
+        match self {
+            Server::Sqlite => None,
+            Server::Redis(s) => Some(format!("{}{REDIS_QUERY}", s.url_on(addr))),
+            Server::Postgres(s) => Some(format!("{}{POSTGRES_QUERY}", s.url_on(addr, "postgres"))),
+        }
     }
 
     /// Whether [`Server::restart`] does anything.
