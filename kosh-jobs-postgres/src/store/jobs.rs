@@ -521,8 +521,17 @@ pub(crate) async fn release(db: &Db, leases: &[Lease]) -> Result<()> {
 /// the failed ones ($2 the minute, $3 the throughput's cut-off) and notifies the queues ($4).
 /// An attempt never marked started is given back (at most $5 times per job): ready, one
 /// attempt fewer, nothing recorded. Every `SET` expression reads the row as it was.
+///
+/// The expired rows are locked first, in id order, skipping those another transaction holds
+/// (another recoverer, or a renewal or finish of that very job): two recoverers never wait
+/// for each other, so they cannot deadlock (two plain `UPDATE`s could lock the same rows in
+/// different orders), and each expired lease is recovered by one of them.
 const RECOVER: &str = concat!(
-    "WITH upd AS ( \
+    "WITH due AS ( \
+       SELECT id FROM __S__.jobs \
+        WHERE state = 'running' AND lease_expires_at <= $1 \
+        ORDER BY id FOR UPDATE SKIP LOCKED), \
+     upd AS ( \
        UPDATE __S__.jobs j SET \
          state = CASE WHEN NOT j.lease_started AND j.unstarted < $5 THEN 'ready' \
                       WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'ready' END, \
@@ -540,7 +549,7 @@ const RECOVER: &str = concat!(
     attempt_object!("$1", "'lease_expired'", "'lease expired'"),
     ") END, \
          lease_expires_at = NULL \
-       WHERE j.state = 'running' AND j.lease_expires_at <= $1 \
+       FROM due WHERE j.id = due.id AND j.state = 'running' AND j.lease_expires_at <= $1 \
        RETURNING j.id, j.queue, j.state), \
      counted AS ( \
        INSERT INTO __S__.throughput AS t (queue, minute, completed, failed) \
