@@ -28,6 +28,10 @@ pub(crate) struct Shared<S> {
     pub(crate) active: Arc<Active>,
     pub(crate) finished: mpsc::UnboundedSender<Done>,
     pub(crate) metrics: MetricsCache,
+    /// Orders this worker's lifecycle events: the finisher holds it from storing outcomes
+    /// until their events are sent, so a job retried at once and leased again meanwhile
+    /// cannot announce its next start before its retry.
+    pub(crate) events_order: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// An attempt's outcome on its way to the finisher, with the metric handles of its job.
@@ -127,6 +131,7 @@ pub(crate) async fn execute<S: Clone + Send + Sync + 'static>(
     let run = reg.run;
     tracing::debug!("job started");
     if let Some(ident) = &ident {
+        let _order = shared.events_order.read().await;
         let e = ident.event(id, crate::events::JobEventKind::Started, shared.clock.now());
         shared.backend.publish_events(vec![e]);
     }

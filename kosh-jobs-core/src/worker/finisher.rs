@@ -36,6 +36,7 @@ pub(crate) async fn run(
     active: Arc<Active>,
     mut rx: mpsc::UnboundedReceiver<Done>,
     give_up: CancellationToken,
+    events_order: Arc<tokio::sync::RwLock<()>>,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut outage = Outage::new("storing job results");
@@ -62,7 +63,15 @@ pub(crate) async fn run(
         }
         let leases: Vec<_> = batch.iter().map(|d| d.finish.lease).collect();
         let finishes: Vec<Finish> = batch.iter().map(|d| d.finish.clone()).collect();
+        // With events, hold back this worker's `Started` events from storing the outcomes
+        // until their own events are sent (see `Shared::events_order`).
+        let announces = batch.iter().any(|d| d.ident.is_some());
         loop {
+            let order = if announces {
+                Some(events_order.write().await)
+            } else {
+                None
+            };
             match backend.finish(finishes.clone()).await {
                 Ok(mut results) => {
                     outage.ok();
@@ -114,9 +123,11 @@ pub(crate) async fn run(
                     if !events.is_empty() {
                         backend.publish_events(events);
                     }
+                    drop(order);
                     break;
                 }
                 Err(e) => {
+                    drop(order);
                     let wait = outage.failed(&e);
                     tokio::select! {
                         _ = clock.sleep(wait) => {}

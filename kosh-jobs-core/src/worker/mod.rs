@@ -190,12 +190,14 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let give_up = CancellationToken::new();
+        let events_order = Arc::new(tokio::sync::RwLock::new(()));
         let finisher = tokio::spawn(finisher::run(
             backend.clone(),
             clock.clone(),
             active.clone(),
             rx,
             give_up.clone(),
+            events_order.clone(),
         ));
         let heartbeat = heartbeat::Heartbeat::start(
             backend.clone(),
@@ -213,6 +215,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             active: active.clone(),
             finished: tx,
             metrics: crate::metrics::MetricsCache::default(),
+            events_order,
         });
         tracing::info!(worker = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
 
