@@ -41,6 +41,7 @@
 
 mod backend;
 mod error;
+mod events;
 mod io;
 mod options;
 mod schema;
