@@ -202,7 +202,9 @@ impl PostgresBackend {
 
     /// Stores jobs on the application's connection, inside whatever transaction it is in:
     /// the jobs exist if and only if that transaction commits, and workers are woken when it
-    /// does (`NOTIFY` is delivered at commit). Otherwise as [`Backend::push`].
+    /// does (`NOTIFY` is delivered at commit). With [events](kosh_jobs_core::events) on, their
+    /// `Enqueued` events are sent on that connection too, so subscribers get them at the
+    /// commit, and never for a transaction rolled back. Otherwise as [`Backend::push`].
     ///
     /// ```no_run
     /// # use kosh_jobs_core::{Backend, NewJob};
@@ -221,7 +223,12 @@ impl PostgresBackend {
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>> {
         let db = &self.inner.db;
-        jobs::push(conn, &db.schema, &db.channel, &jobs, db.clock.now()).await
+        let now = db.clock.now();
+        let out = jobs::push(conn, &db.schema, &db.channel, &jobs, now).await?;
+        if let Some(events) = &self.inner.events {
+            events.notify_enqueued(conn, &jobs, &out, now).await?;
+        }
+        Ok(out)
     }
 
     /// Enqueues one typed job on the application's connection (see

@@ -7,6 +7,10 @@
 //! channel ([`channel_of`]), apart from the wake-up channel, so waiting workers are not woken
 //! by events and subscribers never see wake-ups.
 //!
+//! Jobs pushed on the application's connection ([`crate::PostgresBackend::push_in`]) have
+//! their `Enqueued` events sent on that connection, so inside the application's transaction:
+//! Postgres delivers them at its commit, and never for a transaction rolled back.
+//!
 //! A notification's payload must be shorter than 8000 bytes. An event whose JSON is longer is
 //! still sent, smaller: its progress dropped (a `Progress` event without progress), then its
 //! error cut, ending with [`CUT_MARK`]. One that still does not fit (it cannot, with names of
@@ -21,9 +25,12 @@
 
 use std::time::Duration;
 
-use kosh_jobs_core::events::{EventFeed, FeedHub, FeedItem, FeedSender, JobEvent, Publisher};
-use kosh_jobs_core::BackendError;
+use kosh_jobs_core::events::{
+    EventFeed, FeedHub, FeedItem, FeedSender, JobEvent, JobEventKind, Publisher,
+};
+use kosh_jobs_core::{BackendError, Enqueued, NewJob, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
+use sqlx::PgConnection;
 
 use crate::error::{PostgresError, Result};
 
@@ -42,6 +49,9 @@ pub(crate) const MISSED: &str = "missed";
 pub(crate) fn channel_of(schema: &str) -> String {
     format!("kosh_events.{schema}")
 }
+
+/// Sends one notification per payload, in order, in one statement.
+const NOTIFY: &str = "SELECT pg_notify($1, e) FROM unnest($2::text[]) AS e";
 
 /// The events side of a backend.
 pub(crate) struct Events {
@@ -69,7 +79,7 @@ impl Events {
             let to = to.clone();
             async move {
                 let payloads: Vec<String> = batch.iter().map(payload).collect();
-                sqlx::query("SELECT pg_notify($1, e) FROM unnest($2::text[]) AS e")
+                sqlx::query(NOTIFY)
                     .bind(&to)
                     .bind(&payloads)
                     .execute(&pool)
@@ -89,6 +99,43 @@ impl Events {
 
     pub(crate) fn publish(&self, events: Vec<JobEvent>) {
         self.publisher.publish(events);
+    }
+
+    /// Sends the `Enqueued` events of jobs pushed on the application's connection, on that
+    /// connection: inside its transaction, they are delivered if and only if it commits.
+    pub(crate) async fn notify_enqueued(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+        out: &[Enqueued],
+        at: Timestamp,
+    ) -> Result<()> {
+        let payloads: Vec<String> = jobs
+            .iter()
+            .zip(out)
+            .filter(|(_, e)| !e.existing)
+            .map(|(j, e)| {
+                payload(&JobEvent {
+                    id: e.id,
+                    queue: j.queue.clone(),
+                    job: j.name.clone(),
+                    kind: JobEventKind::Enqueued,
+                    attempt: 0,
+                    at,
+                    progress: None,
+                    error: None,
+                })
+            })
+            .collect();
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(NOTIFY)
+            .bind(&self.channel)
+            .bind(&payloads)
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// The feed of every event of the schema, listening when this returns. To be called on
@@ -266,8 +313,7 @@ pub(crate) fn payload(event: &JobEvent) -> String {
 
 #[cfg(test)]
 mod tests {
-    use kosh_jobs_core::events::JobEventKind;
-    use kosh_jobs_core::{JobId, Timestamp};
+    use kosh_jobs_core::JobId;
 
     use super::*;
 

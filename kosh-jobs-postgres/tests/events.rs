@@ -323,3 +323,39 @@ async fn after_the_server_was_down_subscribers_hear_missed_then_events() {
     }
     drop(server);
 }
+
+/// A job enqueued in the application's transaction has its `Enqueued` event sent at the
+/// commit, and none for a transaction rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_enqueued_in_a_transaction_is_announced_only_at_its_commit() {
+    let b = backend("ev_tx").await;
+    let mut sub = Client::new(b.clone())
+        .subscribe(EventFilter::All)
+        .await
+        .expect("subscribe");
+    let mut app = PgConnection::connect(&support::shared_url())
+        .await
+        .expect("app connection");
+    let mut tx = app.begin().await.expect("begin");
+    let rolled_back = b
+        .enqueue_in(&mut tx, Double { n: 1 })
+        .await
+        .expect("enqueue in the first transaction");
+    tx.rollback().await.expect("rollback");
+    let mut tx = app.begin().await.expect("begin");
+    let committed = b
+        .enqueue_in(&mut tx, Double { n: 2 })
+        .await
+        .expect("enqueue in the second transaction");
+    let quiet = tokio::time::timeout(Duration::from_millis(200), sub.next()).await;
+    assert!(quiet.is_err(), "an event before the commit: {quiet:?}");
+    tx.commit().await.expect("commit");
+    match next(&mut sub).await {
+        Event::Job(e) => {
+            assert_ne!(e.id, rolled_back.id);
+            assert_eq!((e.id, e.kind), (committed.id, JobEventKind::Enqueued));
+            assert_eq!((e.queue.as_str(), e.job.as_str()), ("test-child", "double"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
