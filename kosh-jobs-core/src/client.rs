@@ -292,9 +292,9 @@ impl Client {
     }
 
     /// Events as they happen, from any process, of one job, one queue or all: see
-    /// [`crate::events`]. The backend must carry events (memory does; SQLite and Redis with
-    /// `?events=true` in their URL or `events(true)` in their options); otherwise an
-    /// [`Error::InvalidInput`] says how to turn them on.
+    /// [`crate::events`]. The backend must carry events (memory does; SQLite, Redis and
+    /// Postgres with `?events=true` in their URL or `events(true)` in their options);
+    /// otherwise an [`Error::InvalidInput`] says how to turn them on.
     ///
     /// Events published before the call are not delivered: to follow one job, subscribe, then
     /// read its state, then take the events.

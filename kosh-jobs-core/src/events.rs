@@ -46,6 +46,7 @@
 //! | memory | in-process broadcast | none |
 //! | SQLite | a bounded table, read only while someone subscribes | off by default: `?events=true` (one small write per batch of events) |
 //! | Redis | pub/sub (`PUBLISH`) | off by default: `?events=true` (one command per batch of events) |
+//! | Postgres | `LISTEN`/`NOTIFY` | off by default: `?events=true` (one statement per batch of events, a notification per event) |
 //!
 //! A backend without events (or with them off) refuses [`subscribe`](crate::Client::subscribe)
 //! with an `InvalidInput` error that says how to turn them on; publishing is then skipped

@@ -103,8 +103,8 @@ impl<J: Job> JobHandle<J> {
     /// [`Error::JobFailed`] (with the last attempt's error) or [`Error::JobCancelled`].
     ///
     /// Works across processes and on every backend. Where the backend carries
-    /// [events](crate::events) (memory; SQLite and Redis with `events=true`), the job's final
-    /// event wakes it, and it looks at the job only every 5 s besides; otherwise it looks at
+    /// [events](crate::events) (memory; SQLite, Redis and Postgres with `events=true`), the
+    /// job's final event wakes it, and it looks at the job only every 5 s besides; otherwise it looks at
     /// growing intervals from 5 ms to 500 ms (so a long job costs two reads a second, a short
     /// one is seen within milliseconds). There is no time limit; see
     /// [`JobHandle::wait_timeout`].

@@ -82,6 +82,8 @@ struct Inner {
     retention: Option<Duration>,
     last_prune: std::sync::Mutex<std::time::Instant>,
     display: String,
+    /// Lifecycle events, when carried.
+    events: Option<Arc<crate::events::Events>>,
     // Dropped last: stops the listener and whatever still runs.
     io: IoThread,
 }
@@ -119,6 +121,7 @@ impl PostgresBackend {
         let schema_name = opts.schema.clone();
         let channel: Arc<str> = Arc::from(store::channel_of(&schema_name));
         let wake = Arc::new(Notify::new());
+        let events_connect = opts.connect.clone();
         let (connect, max, acquire) = (
             opts.connect.clone(),
             opts.max_connections,
@@ -159,6 +162,17 @@ impl PostgresBackend {
                 Ok((pool, leases))
             })
             .await?;
+        // Published on the main pool: an event waits for a connection there rather than
+        // take one that a heartbeat needs.
+        let events = opts.events.then(|| {
+            Arc::new(crate::events::Events::start(
+                &opts.schema,
+                pool.clone(),
+                events_connect,
+                opts.acquire_timeout,
+                io.handle(),
+            ))
+        });
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
                 db: Db {
@@ -175,6 +189,7 @@ impl PostgresBackend {
                 retention: opts.retention,
                 last_prune: std::sync::Mutex::new(std::time::Instant::now()),
                 display: opts.display.clone(),
+                events,
                 io,
             }),
         })
@@ -187,7 +202,9 @@ impl PostgresBackend {
 
     /// Stores jobs on the application's connection, inside whatever transaction it is in:
     /// the jobs exist if and only if that transaction commits, and workers are woken when it
-    /// does (`NOTIFY` is delivered at commit). Otherwise as [`Backend::push`].
+    /// does (`NOTIFY` is delivered at commit). With [events](kosh_jobs_core::events) on, their
+    /// `Enqueued` events are sent on that connection too, so subscribers get them at the
+    /// commit, and never for a transaction rolled back. Otherwise as [`Backend::push`].
     ///
     /// ```no_run
     /// # use kosh_jobs_core::{Backend, NewJob};
@@ -206,7 +223,12 @@ impl PostgresBackend {
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>> {
         let db = &self.inner.db;
-        jobs::push(conn, &db.schema, &db.channel, &jobs, db.clock.now()).await
+        let now = db.clock.now();
+        let out = jobs::push(conn, &db.schema, &db.channel, &jobs, now).await?;
+        if let Some(events) = &self.inner.events {
+            events.notify_enqueued(conn, &jobs, &out, now).await?;
+        }
+        Ok(out)
     }
 
     /// Enqueues one typed job on the application's connection (see
@@ -397,6 +419,33 @@ fn be<T>(r: Result<T>) -> std::result::Result<T, BackendError> {
 impl Backend for PostgresBackend {
     fn clock(&self) -> &Clock {
         &self.inner.db.clock
+    }
+
+    fn events_enabled(&self) -> bool {
+        self.inner.events.is_some()
+    }
+
+    fn publish_events(&self, events: Vec<kosh_jobs_core::events::JobEvent>) {
+        if let Some(e) = &self.inner.events {
+            e.publish(events);
+        }
+    }
+
+    async fn subscribe_events(
+        &self,
+    ) -> std::result::Result<kosh_jobs_core::events::EventFeed, BackendError> {
+        let Some(events) = self.inner.events.clone() else {
+            return Err(BackendError::InvalidInput(
+                "lifecycle events are off for this Postgres backend: add `events=true` to its \
+                 url or call `PostgresOptions::from_url(url)?.events(true)`"
+                    .into(),
+            ));
+        };
+        be(self
+            .inner
+            .io
+            .run(async move { events.subscribe().await })
+            .await)
     }
 
     async fn push(&self, jobs: Vec<NewJob>) -> std::result::Result<Vec<Enqueued>, BackendError> {

@@ -37,10 +37,16 @@
 //!   across processes too; a queue without groups is claimed by the one plain statement.
 //! - Heartbeats, finishes and releases have connections of their own (and so does the
 //!   listener): operations holding the whole main pool cannot starve lease renewal.
+//! - Lifecycle [events](kosh_jobs_core::events), with `events=true` in the URL (off by
+//!   default): one `pg_notify` per event, a statement per batch, on a channel of the
+//!   schema's; the subscribers of a process share one listening connection and get `Missed`
+//!   after it was lost. An event too big for a notification (8000 bytes) loses its progress,
+//!   then has its error cut.
 //! - Passwords never appear in errors or `Debug` output.
 
 mod backend;
 mod error;
+mod events;
 mod io;
 mod options;
 mod schema;

@@ -31,6 +31,8 @@ pub struct PostgresOptions {
     pub(crate) acquire_timeout: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) retention: Option<Duration>,
+    /// Whether lifecycle events are carried (`NOTIFY`, see [`crate::PostgresOptionsBuilder::events`]).
+    pub(crate) events: bool,
     /// Where it connects, for messages: the URL without its password.
     pub(crate) display: String,
 }
@@ -44,6 +46,7 @@ impl fmt::Debug for PostgresOptions {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("retention", &self.retention)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -62,10 +65,19 @@ impl PostgresOptions {
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Options from a URL: `postgres://user:password@host:port/database`, also
-    /// `postgresql://`, with sqlx's parameters (`sslmode`, ...) and `schema=NAME` (default
-    /// `kosh`) in the query string.
+    /// `postgresql://`, with sqlx's parameters (`sslmode`, ...), `schema=NAME` (default
+    /// `kosh`) and `events=true` (lifecycle events, see [`PostgresOptionsBuilder::events`];
+    /// `false` by default) in the query string.
+    ///
+    /// ```
+    /// use kosh_jobs_postgres::PostgresOptions;
+    /// let opts = PostgresOptions::from_url("postgres://app@db/app?events=true")?.build()?;
+    /// assert!(opts.events());
+    /// assert!(PostgresOptions::from_url("postgres://app@db/app?events=yes").is_err());
+    /// # Ok::<(), kosh_jobs_postgres::PostgresError>(())
+    /// ```
     pub fn from_url(url: &str) -> Result<PostgresOptionsBuilder> {
-        let (base, schema) = split_schema(url)?;
+        let (base, schema, events) = split_params(url)?;
         let connect = PgConnectOptions::from_str(&base).map_err(|e| {
             PostgresError::InvalidInput(format!(
                 "`{}` is not a postgres URL: {}",
@@ -77,6 +89,9 @@ impl PostgresOptions {
         b.opts.display = redact(url);
         if let Some(schema) = schema {
             b = b.schema(schema);
+        }
+        if let Some(on) = events {
+            b = b.events(on);
         }
         Ok(b)
     }
@@ -99,6 +114,7 @@ impl PostgresOptions {
                 acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
                 poll_interval: Self::DEFAULT_POLL_INTERVAL,
                 retention: Some(Self::DEFAULT_RETENTION),
+                events: false,
                 display,
             },
         }
@@ -107,6 +123,11 @@ impl PostgresOptions {
     /// The schema the backend's tables live in.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// Whether lifecycle events are carried.
+    pub fn events(&self) -> bool {
+        self.events
     }
 
     /// Where it connects, without the password.
@@ -163,6 +184,22 @@ impl PostgresOptionsBuilder {
         self
     }
 
+    /// Carries lifecycle [events](kosh_jobs_core::events) between the processes using the
+    /// schema, by `LISTEN`/`NOTIFY` on the channel `kosh_events.<schema>`; the URL parameter
+    /// `events=true` does the same. Off by default: publishing costs one statement (one
+    /// `pg_notify` per event) per batch of events on a connection of the main pool, and
+    /// Postgres delivers every notification to every listening process through its shared
+    /// notification queue, which a busy system feels. Subscribing costs one connection per
+    /// process, shared by all its subscriptions and open only while one exists.
+    ///
+    /// A notification's payload is limited to 8000 bytes: an event too big for one is sent
+    /// without its progress (a `Progress` event then carries none: read the job's progress
+    /// with `status`), and with its error cut to fit, marked at the end.
+    pub fn events(mut self, on: bool) -> Self {
+        self.opts.events = on;
+        self
+    }
+
     /// Checks the options.
     pub fn build(self) -> Result<PostgresOptions> {
         validate_schema(&self.opts.schema)?;
@@ -198,16 +235,28 @@ pub(crate) fn validate_schema(schema: &str) -> Result<()> {
     }
 }
 
-/// The URL without its `schema` parameter, and that parameter.
-fn split_schema(url: &str) -> Result<(String, Option<String>)> {
+/// The URL without the parameters of this crate, and their values: `schema` and `events`.
+fn split_params(url: &str) -> Result<(String, Option<String>, Option<bool>)> {
     let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), None));
+        return Ok((url.to_owned(), None, None));
     };
     let mut schema = None;
+    let mut events = None;
     let mut rest: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("schema", value)) => schema = Some(value.to_owned()),
+            Some(("events", value)) => {
+                events = Some(match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(PostgresError::InvalidInput(format!(
+                            "`events` must be `true` or `false`, not `{value}`"
+                        )))
+                    }
+                })
+            }
             _ => rest.push(pair),
         }
     }
@@ -216,7 +265,7 @@ fn split_schema(url: &str) -> Result<(String, Option<String>)> {
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    Ok((base, schema))
+    Ok((base, schema, events))
 }
 
 /// `url` with the password of its user info replaced by `***`.
@@ -253,9 +302,11 @@ mod tests {
 
     #[test]
     fn schema_comes_from_the_query_string() {
-        let (base, schema) = split_schema("postgres://h/db?sslmode=disable&schema=jobs").unwrap();
+        let (base, schema, events) =
+            split_params("postgres://h/db?sslmode=disable&schema=jobs").unwrap();
         assert_eq!(base, "postgres://h/db?sslmode=disable");
         assert_eq!(schema.as_deref(), Some("jobs"));
+        assert_eq!(events, None);
         let o = PostgresOptions::from_url("postgresql://h/db")
             .unwrap()
             .build()
@@ -265,5 +316,38 @@ mod tests {
             .unwrap()
             .build()
             .is_err());
+    }
+
+    #[test]
+    fn events_are_off_unless_the_url_or_the_builder_says() {
+        let off = PostgresOptions::from_url("postgres://h/db")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!off.events());
+        let (base, schema, events) =
+            split_params("postgres://h/db?events=true&sslmode=disable").unwrap();
+        assert_eq!(
+            (base.as_str(), schema, events),
+            ("postgres://h/db?sslmode=disable", None, Some(true))
+        );
+        let on = PostgresOptions::from_url("postgres://h/db?schema=s&events=true")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(on.events());
+        assert_eq!(on.schema(), "s");
+        let overridden = PostgresOptions::from_url("postgres://h/db?events=true")
+            .unwrap()
+            .events(false)
+            .build()
+            .unwrap();
+        assert!(!overridden.events());
+        let err = PostgresOptions::from_url("postgres://u:pw@h/db?events=1").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`events` must be `true` or `false`"),
+            "{err}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Lifecycle events seen from another process: a child subscribes to a queue's events, this
 //! test enqueues four scripted jobs and runs a worker, and the child must print each job's
-//! whole lifecycle in order, on SQLite (a file the processes share) and on Redis. Then what a
-//! subscriber sees when its connection drops or Redis restarts: `Missed`, then events again.
+//! whole lifecycle in order, on SQLite (a file the processes share), on Redis and on Postgres.
+//! Then what a subscriber sees when its connection drops or Redis restarts: `Missed`, then
+//! events again (for Postgres: `kosh-jobs-postgres/tests/events.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -11,6 +12,7 @@ use kosh_jobs::events::{Event, EventFilter, JobEventKind};
 use kosh_jobs::{Client, JobState, Worker};
 use kosh_jobs_testsupport::events::{check_lines, run_scenario};
 use kosh_jobs_testsupport::jobs::Double;
+use kosh_jobs_testsupport::postgres_server::PostgresServer;
 use kosh_jobs_testsupport::redis_server::RedisServer;
 use kosh_jobs_testsupport::resp::{RedisAddr, Resp};
 
@@ -71,6 +73,12 @@ async fn sqlite_file() {
 async fn redis() {
     let server = RedisServer::start().expect("a private redis-server (see scripts/test.sh)");
     across_processes(&format!("{}?prefix=events&events=true", server.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    let server = PostgresServer::start().expect("a private postgres (see scripts/test.sh)");
+    across_processes(&format!("{}?schema=events&events=true", server.url())).await;
 }
 
 /// The next event, within [`LIMIT`].

@@ -54,10 +54,11 @@ pub async fn open_jobs(url: &str, redis_prefix: Option<&str>) -> anyhow::Result<
     })
 }
 
-/// The URL with `events=true` added to a SQLite or Redis URL that does not say: the page's
-/// live updates (`GET /api/events`) need the job store to carry lifecycle events.
+/// The URL with `events=true` added to a SQLite, Redis or Postgres URL that does not say: the
+/// page's live updates (`GET /api/events`) need the job store to carry lifecycle events.
 fn with_events(url: &str) -> String {
-    let carries = url.starts_with("redis") || url.starts_with("sqlite:");
+    let carries =
+        url.starts_with("redis") || url.starts_with("sqlite:") || crate::db::is_postgres_url(url);
     let says = url.split_once('?').is_some_and(|(_, query)| {
         query
             .split('&')
@@ -95,6 +96,14 @@ mod tests {
         assert_eq!(
             with_events("redis://h:1?events=false"),
             "redis://h:1?events=false"
+        );
+        assert_eq!(
+            with_events("postgres://app@db/money?schema=kosh"),
+            "postgres://app@db/money?schema=kosh&events=true"
+        );
+        assert_eq!(
+            with_events("postgresql://app@db/money?events=false"),
+            "postgresql://app@db/money?events=false"
         );
         assert_eq!(with_events("memory:"), "memory:");
     }

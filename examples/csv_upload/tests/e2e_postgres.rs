@@ -205,3 +205,38 @@ async fn in_two_databases_a_failed_enqueue_leaves_a_failed_import() {
     assert_eq!(app.stored_files().len(), 1);
     app.stop().await;
 }
+
+/// On a Postgres queue the page's live updates stream too: the app asks the job store for
+/// events (`events=true`), and `GET /api/events` carries an import's lifecycle, while the
+/// import and its job are still created in one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_carries_an_imports_lifecycle_on_postgres() {
+    let (app, _) = app_in_one_database("live").await;
+    let mut stream = app.http.get(app.url("/api/events")).send().await.unwrap();
+    assert_eq!(stream.status(), 200, "live updates are on");
+    let (status, v) = app.upload("march.csv", fixture("clean_comma.csv")).await;
+    assert_eq!(status, 202, "{v}");
+    let job = v["job_id"].as_str().unwrap().to_owned();
+    let mut body = String::new();
+    let kinds = tokio::time::timeout(WAIT, async {
+        loop {
+            let chunk = stream.chunk().await.unwrap().expect("the stream goes on");
+            body.push_str(std::str::from_utf8(&chunk).unwrap());
+            let kinds: Vec<String> = body
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .filter(|v| v["job_id"].as_str() == Some(&job))
+                .filter_map(|v| v["kind"].as_str().map(str::to_owned))
+                .collect();
+            if kinds.last().is_some_and(|k| k == "completed") {
+                break kinds;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `completed` event within {WAIT:?}: {body}"));
+    assert_eq!(kinds[..2], ["enqueued", "started"], "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "progress"), "{kinds:?}");
+    app.stop().await;
+}

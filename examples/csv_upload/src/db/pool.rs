@@ -126,7 +126,7 @@ async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
 
 /// Whether two Postgres URLs name the same database: the same host (or socket), port and
 /// database (the user's name when the URL gives none, as Postgres does). Other parameters
-/// (the user, `sslmode`, the job store's `schema=`) do not change which database it is.
+/// (the user, `sslmode`, the job store's `schema=` and `events=`) do not change which database it is.
 /// `false` when either is not a Postgres URL.
 ///
 /// The comparison is of the URLs as written: `localhost` and `127.0.0.1` count as
@@ -136,7 +136,8 @@ pub fn same_postgres_database(a: &str, b: &str) -> bool {
         if !is_postgres_url(url) {
             return None;
         }
-        let opts = PgConnectOptions::from_str(&without_param(url, "schema")).ok()?;
+        let url = without_param(&without_param(url, "schema"), "events");
+        let opts = PgConnectOptions::from_str(&url).ok()?;
         let database = opts
             .get_database()
             .unwrap_or(opts.get_username())
@@ -181,6 +182,10 @@ mod tests {
         assert!(same_postgres_database(
             app,
             "postgresql://jobs:other@db.internal/money?schema=kosh&sslmode=prefer"
+        ));
+        assert!(same_postgres_database(
+            app,
+            "postgres://app@db.internal/money?schema=kosh&events=true"
         ));
         assert!(same_postgres_database(app, app));
     }
