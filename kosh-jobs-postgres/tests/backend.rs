@@ -12,18 +12,6 @@ use kosh_jobs_testsupport::postgres_server::PASSWORD;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection};
 
-async fn backend(tag: &str) -> PostgresBackend {
-    let options = PostgresOptions::from_url(&support::shared_url())
-        .expect("url")
-        .schema(support::unique_schema(tag))
-        .max_connections(4)
-        .build()
-        .expect("options");
-    PostgresBackend::connect_with(options)
-        .await
-        .expect("connect")
-}
-
 /// The application's own connection, and a table of its own.
 async fn app_connection(table: &str) -> PgConnection {
     let mut conn = PgConnection::connect(&support::shared_url())
@@ -57,7 +45,7 @@ fn waiter(b: &PostgresBackend, queue: &str) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_transaction_leaves_no_job_and_wakes_nobody() {
-    let b = backend("rb").await;
+    let b = support::backend("rb").await;
     let mut conn = app_connection("imports_rb").await;
     let wait = waiter(&b, "csv");
     let mut tx = conn.begin().await.expect("begin");
@@ -87,7 +75,7 @@ async fn a_rolled_back_transaction_leaves_no_job_and_wakes_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_transaction_stores_the_job_and_wakes_a_worker() {
-    let b = backend("commit").await;
+    let b = support::backend("commit").await;
     let mut conn = app_connection("imports_commit").await;
     let wait = waiter(&b, "csv");
     let mut tx = conn.begin().await.expect("begin");
@@ -125,7 +113,7 @@ impl kosh_jobs_core::Job for ImportCsv {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_in_takes_the_type_s_queue_and_options() {
-    let b = backend("typed").await;
+    let b = support::backend("typed").await;
     let mut conn = app_connection("imports_typed").await;
     let mut tx = conn.begin().await.expect("begin");
     let e = b
@@ -202,7 +190,7 @@ async fn the_password_never_shows_in_errors_or_debug() {
         .build()
         .expect("options");
     assert!(!format!("{opts:?}").contains(PASSWORD), "{opts:?}");
-    let b = backend("pw").await;
+    let b = support::backend("pw").await;
     assert!(!format!("{b:?}").contains(PASSWORD), "{b:?}");
     // A database that does not exist, and a wrong password: errors name neither password.
     let missing = url.replace("/postgres", "/no_such_db");

@@ -11,21 +11,9 @@ use kosh_jobs_core::{
     Backend, Backoff, CancellationToken, Client, Handler, Job, JobContext, JobError, JobOptions,
     JobState, NewJob, ReserveRequest, Worker,
 };
-use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
+use kosh_jobs_postgres::PostgresBackend;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-
-async fn backend(tag: &str) -> PostgresBackend {
-    let options = PostgresOptions::from_url(&support::shared_url())
-        .expect("url")
-        .schema(support::unique_schema(tag))
-        .max_connections(4)
-        .build()
-        .expect("options");
-    PostgresBackend::connect_with(options)
-        .await
-        .expect("connect")
-}
 
 /// The application's pool and a table of its own, named after the test.
 async fn app_pool(table: &str) -> PgPool {
@@ -125,7 +113,7 @@ async fn rows(pool: &PgPool, table: &str) -> Vec<(i64, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_completion_commits_with_the_handler_s_writes() {
-    let b = backend("cin").await;
+    let b = support::backend("cin").await;
     let pool = app_pool("ledger_cin").await;
     let client = Client::new(b.clone());
     let jobs = [
@@ -197,7 +185,7 @@ async fn the_completion_commits_with_the_handler_s_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_no_longer_current_completes_nothing() {
-    let b = backend("clost").await;
+    let b = support::backend("clost").await;
     let pool = app_pool("ledger_clost").await;
     let app = App {
         pool: pool.clone(),

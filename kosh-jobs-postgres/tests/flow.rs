@@ -9,20 +9,7 @@ use std::time::Duration;
 
 use kosh_jobs_core::limits::{QueueLimits, RateLimit};
 use kosh_jobs_core::{Backend, Finish, NewJob, Outcome, ReserveRequest};
-use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use sqlx::{Connection, PgConnection};
-
-async fn backend_on(schema: &str) -> PostgresBackend {
-    let options = PostgresOptions::from_url(&support::shared_url())
-        .expect("url")
-        .schema(schema.to_owned())
-        .max_connections(4)
-        .build()
-        .expect("options");
-    PostgresBackend::connect_with(options)
-        .await
-        .expect("connect")
-}
 
 fn request(queue: &str, worker: &str, max: usize) -> ReserveRequest {
     ReserveRequest {
@@ -60,8 +47,8 @@ const JOBS: usize = 60;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_backends_never_exceed_a_concurrency_limit_together() {
     let schema = support::unique_schema("flow2");
-    let a = backend_on(&schema).await;
-    let b = backend_on(&schema).await;
+    let a = support::backend_on(&schema, None).await;
+    let b = support::backend_on(&schema, None).await;
     a.set_queue_limits("imports", QueueLimits::default().with_concurrency(3))
         .await
         .expect("set limits");
@@ -161,8 +148,8 @@ async fn two_backends_never_exceed_a_concurrency_limit_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_backends_share_one_rate_window() {
     let schema = support::unique_schema("flowrate");
-    let a = backend_on(&schema).await;
-    let b = backend_on(&schema).await;
+    let a = support::backend_on(&schema, None).await;
+    let b = support::backend_on(&schema, None).await;
     let limits = QueueLimits::default().with_rate(RateLimit::new(5, Duration::from_secs(60)));
     b.set_queue_limits("api", limits).await.expect("set limits");
     let now = a.clock().now();
@@ -209,8 +196,8 @@ async fn two_backends_share_one_rate_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_set_or_removed_by_another_backend_apply_at_once() {
     let schema = support::unique_schema("flowhint");
-    let a = backend_on(&schema).await;
-    let b = backend_on(&schema).await;
+    let a = support::backend_on(&schema, None).await;
+    let b = support::backend_on(&schema, None).await;
     let now = a.clock().now();
     a.push((0..6).map(|_| NewJob::new("n", "q", "{}", now)).collect())
         .await
@@ -262,7 +249,7 @@ async fn a_version_2_schema_is_migrated_to_flow_control() {
     .execute(&mut conn)
     .await
     .expect("a version 2 job");
-    let b = backend_on(&schema).await;
+    let b = support::backend_on(&schema, None).await;
     let version: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
     )))

@@ -12,21 +12,8 @@ use kosh_jobs_core::limits::{QueueLimits, RateLimit};
 use kosh_jobs_core::{
     Backend, Clock, Finish, JobState, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
 };
-use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
+use kosh_jobs_postgres::PostgresBackend;
 use sqlx::{Connection, PgConnection};
-
-async fn backend_with(schema: &str, clock: Clock) -> PostgresBackend {
-    let options = PostgresOptions::from_url(&support::shared_url())
-        .expect("url")
-        .schema(schema.to_owned())
-        .max_connections(4)
-        .clock(clock)
-        .build()
-        .expect("options");
-    PostgresBackend::connect_with(options)
-        .await
-        .expect("connect")
-}
 
 async fn connection() -> PgConnection {
     PgConnection::connect(&support::shared_url())
@@ -93,8 +80,8 @@ const RATE: u32 = 3;
 async fn two_reservers_share_each_groups_window() {
     let schema = support::unique_schema("grate2");
     let (clock, manual) = Clock::manual();
-    let a = backend_with(&schema, clock.clone()).await;
-    let b = backend_with(&schema, clock).await;
+    let a = support::backend_on(&schema, Some(clock.clone())).await;
+    let b = support::backend_on(&schema, Some(clock)).await;
     let limits =
         QueueLimits::default().with_group_rate(RateLimit::new(RATE, Duration::from_secs(60)));
     a.set_queue_limits("q", limits).await.expect("set limits");
@@ -161,7 +148,7 @@ async fn two_reservers_share_each_groups_window() {
 async fn a_groups_log_outlives_its_jobs_and_goes_with_its_window() {
     let schema = support::unique_schema("gratelog");
     let (clock, manual) = Clock::manual();
-    let b = backend_with(&schema, clock).await;
+    let b = support::backend_on(&schema, Some(clock)).await;
     let mut conn = connection().await;
     let ten = Duration::from_secs(10);
     b.set_queue_limits(
@@ -261,7 +248,7 @@ async fn a_version_4_schema_migrates_and_takes_a_group_rate() {
     .await
     .expect("version 4 rows");
     let (clock, _manual) = Clock::manual();
-    let b = backend_with(&schema, clock).await;
+    let b = support::backend_on(&schema, Some(clock)).await;
     let version: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
     )))

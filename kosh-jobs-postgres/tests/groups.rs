@@ -17,23 +17,6 @@ use kosh_jobs_core::{
 use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use sqlx::{Connection, PgConnection};
 
-async fn backend_with(schema: &str, clock: Option<Clock>) -> PostgresBackend {
-    let mut options = PostgresOptions::from_url(&support::shared_url())
-        .expect("url")
-        .schema(schema.to_owned())
-        .max_connections(4);
-    if let Some(clock) = clock {
-        options = options.clock(clock);
-    }
-    PostgresBackend::connect_with(options.build().expect("options"))
-        .await
-        .expect("connect")
-}
-
-async fn backend_on(schema: &str) -> PostgresBackend {
-    backend_with(schema, None).await
-}
-
 async fn connection() -> PgConnection {
     PgConnection::connect(&support::shared_url())
         .await
@@ -92,8 +75,8 @@ const PER_GROUP: usize = 12;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_reservers_never_run_two_jobs_of_a_group() {
     let schema = support::unique_schema("grp2");
-    let a = backend_on(&schema).await;
-    let b = backend_on(&schema).await;
+    let a = support::backend_on(&schema, None).await;
+    let b = support::backend_on(&schema, None).await;
     a.set_queue_limits("imports", QueueLimits::default().with_group_concurrency(1))
         .await
         .expect("set limits");
@@ -187,7 +170,7 @@ async fn turn_rows(conn: &mut PgConnection, schema: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turn_rows_go_when_the_groups_are_drained() {
     let schema = support::unique_schema("grpgone");
-    let b = backend_on(&schema).await;
+    let b = support::backend_on(&schema, None).await;
     let mut conn = connection().await;
     let now = b.clock().now();
     b.push(vec![
@@ -228,8 +211,8 @@ async fn turn_rows_go_when_the_groups_are_drained() {
 async fn due_grouped_jobs_take_turns_and_holds_are_shared() {
     let schema = support::unique_schema("grpdue");
     let (clock, manual) = Clock::manual();
-    let a = backend_with(&schema, Some(clock.clone())).await;
-    let b = backend_with(&schema, Some(clock)).await;
+    let a = support::backend_on(&schema, Some(clock.clone())).await;
+    let b = support::backend_on(&schema, Some(clock)).await;
     let now = a.clock().now();
     a.push((0..4).map(|_| grouped("q", "big", now)).collect())
         .await
@@ -287,7 +270,7 @@ async fn a_version_3_schema_migrates_with_its_jobs_in_order() {
     .execute(&mut conn)
     .await
     .expect("version 3 rows");
-    let b = backend_on(&schema).await;
+    let b = support::backend_on(&schema, None).await;
     let version: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
     )))
@@ -326,6 +309,20 @@ async fn a_version_3_schema_migrates_with_its_jobs_in_order() {
 
 /// A database of its own whose collation is ICU's English (which sorts "a" before "B", and
 /// "Ä" before "b"), and a backend on it.
+/// Each group of queue `q` with its ready count, from the first page.
+async fn ready_by_group(b: &PostgresBackend) -> Vec<(String, Total)> {
+    let page = b.queue_groups(&GroupQuery::new("q")).await.expect("groups");
+    page.groups
+        .into_iter()
+        .map(|g| (g.group, g.ready))
+        .collect()
+}
+
+/// `(key, ready)` pairs as the assertions write them.
+fn pairs(got: &[(String, Total)]) -> Vec<(&str, Total)> {
+    got.iter().map(|(g, t)| (g.as_str(), *t)).collect()
+}
+
 async fn backend_on_english_database(tag: &str, clock: Clock) -> PostgresBackend {
     let db = support::unique_schema(tag);
     let mut conn = connection().await;
@@ -433,19 +430,15 @@ async fn groups_are_paged_by_bytes_whatever_the_collation() {
 async fn due_jobs_past_the_bound_are_not_counted_exactly() {
     let schema = support::unique_schema("grpbound");
     let (clock, manual) = Clock::manual();
-    let b = backend_with(&schema, Some(clock)).await;
+    let b = support::backend_on(&schema, Some(clock)).await;
     b.pause("q").await.expect("pause");
     let later = b.clock().now() + Duration::from_secs(1);
     b.push((0..999).map(|_| grouped("q", "g", later)).collect())
         .await
         .expect("push");
     manual.advance(Duration::from_secs(1));
-    let page = b.queue_groups(&GroupQuery::new("q")).await.expect("groups");
-    let got: Vec<_> = page
-        .groups
-        .iter()
-        .map(|g| (g.group.as_str(), g.ready))
-        .collect();
+    let got = ready_by_group(&b).await;
+    let got = pairs(&got);
     assert_eq!(
         got,
         [(
@@ -462,12 +455,8 @@ async fn due_jobs_past_the_bound_are_not_counted_exactly() {
         .await
         .expect("push");
     manual.advance(Duration::from_secs(1));
-    let page = b.queue_groups(&GroupQuery::new("q")).await.expect("groups");
-    let got: Vec<_> = page
-        .groups
-        .iter()
-        .map(|g| (g.group.as_str(), g.ready))
-        .collect();
+    let got = ready_by_group(&b).await;
+    let got = pairs(&got);
     assert_eq!(
         got,
         [(

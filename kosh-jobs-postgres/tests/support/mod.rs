@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use kosh_jobs_core::Clock;
+use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use kosh_jobs_testsupport::postgres_server::PostgresServer;
 
 static SERVER: OnceLock<(Option<PostgresServer>, String)> = OnceLock::new();
@@ -32,6 +34,25 @@ pub fn unique_schema(tag: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A backend on the shared database, in `schema` (4 connections), on `clock` if given.
+pub async fn backend_on(schema: &str, clock: Option<Clock>) -> PostgresBackend {
+    let mut options = PostgresOptions::from_url(&shared_url())
+        .expect("url")
+        .schema(schema.to_owned())
+        .max_connections(4);
+    if let Some(clock) = clock {
+        options = options.clock(clock);
+    }
+    PostgresBackend::connect_with(options.build().expect("options"))
+        .await
+        .expect("connect")
+}
+
+/// A backend on the shared database, in a schema of its own named after `tag`.
+pub async fn backend(tag: &str) -> PostgresBackend {
+    backend_on(&unique_schema(tag), None).await
 }
 
 /// The migrations of this crate, in order, as `migrate` applies them (`__SCHEMA__` for the
