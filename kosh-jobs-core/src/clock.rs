@@ -132,6 +132,40 @@ enum ClockInner {
 struct ManualState {
     now: AtomicI64,
     changed: watch::Sender<i64>,
+    /// The deadlines of the sleeps in progress, with how many sleep until each.
+    sleeping: std::sync::Mutex<std::collections::BTreeMap<i64, usize>>,
+}
+
+impl ManualState {
+    fn sleeping(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<i64, usize>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.sleeping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A sleep in progress on a manual clock: listed from its start until it ends or is dropped.
+struct Sleeper<'a> {
+    state: &'a ManualState,
+    deadline: i64,
+}
+
+impl<'a> Sleeper<'a> {
+    fn new(state: &'a ManualState, deadline: i64) -> Self {
+        *state.sleeping().entry(deadline).or_insert(0) += 1;
+        Sleeper { state, deadline }
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        let mut m = self.state.sleeping();
+        if let Some(n) = m.get_mut(&self.deadline) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.deadline);
+            }
+        }
+    }
 }
 
 /// Moves a manual clock forward. Obtained from [`Clock::manual`].
@@ -170,6 +204,7 @@ impl Clock {
         let state = Arc::new(ManualState {
             now: AtomicI64::new(start.as_millis()),
             changed: tx,
+            sleeping: Default::default(),
         });
         (
             Clock {
@@ -207,6 +242,10 @@ impl Clock {
             }
             ClockInner::Manual(s) => {
                 let mut rx = s.changed.subscribe();
+                if s.now.load(Ordering::SeqCst) >= deadline.as_millis() {
+                    return;
+                }
+                let _listed = Sleeper::new(s, deadline.as_millis());
                 loop {
                     if s.now.load(Ordering::SeqCst) >= deadline.as_millis() {
                         return;
@@ -267,6 +306,34 @@ impl ManualClock {
     /// The current time of the clock.
     pub fn now(&self) -> Timestamp {
         Timestamp(self.state.now.load(Ordering::SeqCst))
+    }
+
+    /// The deadlines of the sleeps on this clock in progress now, earliest first, one entry
+    /// per sleep. A test can tell from it what is waiting for time to move, and whether the
+    /// sleepers an advance woke have all run (none is left at or before [`now`](Self::now)).
+    ///
+    /// ```
+    /// use kosh_jobs::{Clock, Timestamp};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (clock, hand) = Clock::manual_at(Timestamp::from_millis(0));
+    /// let c = clock.clone();
+    /// let nap = tokio::spawn(async move { c.sleep(Duration::from_secs(5)).await });
+    /// while hand.sleepers().is_empty() {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// assert_eq!(hand.sleepers(), vec![Timestamp::from_millis(5000)]);
+    /// hand.advance(Duration::from_secs(5));
+    /// nap.await.unwrap();
+    /// assert!(hand.sleepers().is_empty());
+    /// # }
+    /// ```
+    pub fn sleepers(&self) -> Vec<Timestamp> {
+        self.state
+            .sleeping()
+            .iter()
+            .flat_map(|(t, n)| std::iter::repeat_n(Timestamp(*t), *n))
+            .collect()
     }
 }
 
