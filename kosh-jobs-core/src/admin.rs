@@ -615,11 +615,13 @@ pub struct LiveWorker {
     pub jobs: Vec<JobId>,
 }
 
-/// How often a worker refreshes its registration.
+/// How often a worker refreshes its registration, unless its backend paces it otherwise
+/// ([`Pacing::register_every`](crate::backend::Pacing::register_every)).
 pub const WORKER_REFRESH: Duration = Duration::from_secs(60);
 
-/// How long a registration lasts without a refresh: a worker that died drops out of
-/// [`Backend::workers`](crate::Backend::workers) at most this long after its last refresh.
+/// How long a registration lasts without a refresh, with the default pacing: a worker that
+/// died drops out of [`Backend::workers`](crate::Backend::workers) at most this long after its
+/// last refresh ([`Pacing::registration_ttl`](crate::backend::Pacing::registration_ttl)).
 pub const WORKER_TTL: Duration = Duration::from_secs(150);
 
 #[cfg(test)]

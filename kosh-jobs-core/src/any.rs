@@ -102,6 +102,9 @@ impl Backend for AnyBackend {
     fn events_enabled(&self) -> bool {
         self.0.events_enabled()
     }
+    fn pacing(&self) -> crate::backend::Pacing {
+        self.0.pacing()
+    }
     fn publish_events(&self, events: Vec<crate::events::JobEvent>) {
         self.0.publish_events(events)
     }

@@ -29,6 +29,86 @@ pub const MAX_UNSTARTED_EXPIRIES: u32 = 3;
 /// runs again, as if the attempt had never started.
 pub const START_ACK_DELAY: Duration = Duration::from_millis(250);
 
+/// How a worker paces the work it does in the background on a backend, from
+/// [`Backend::pacing`]: how long it waits for work at most, and how often it recovers expired
+/// leases, refreshes its registration and reads the schedules.
+///
+/// What suits a store differs: a local SQLite file costs nothing to look at, while a hosted
+/// Redis may bill every request (kosh-jobs-redis waits ten minutes at a time, since its
+/// wake-up signal and its reserve cover what the shorter timers are for). The settings of
+/// [`WorkerBuilder`](crate::WorkerBuilder) (`idle_wait`, `recover_interval`,
+/// `schedule_refresh`) override these.
+///
+/// ```
+/// use kosh_jobs::backend::Pacing;
+/// use std::time::Duration;
+///
+/// let p = Pacing::default()
+///     .idle_wait(Duration::from_secs(600))
+///     .register_every(Duration::from_secs(300));
+/// assert_eq!(p.registration_ttl(), Duration::from_secs(750));
+/// assert_eq!(p.recover_every, None); // once a lease period
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pacing {
+    /// The longest single wait for work (default 30 s).
+    pub idle_wait: Duration,
+    /// How often a worker runs [`Backend::recover_expired`]; `None` (the default): once per
+    /// lease period.
+    pub recover_every: Option<Duration>,
+    /// How often a worker refreshes its registration (default
+    /// [`WORKER_REFRESH`](crate::admin::WORKER_REFRESH)); a registration lasts 2.5 times
+    /// this ([`Pacing::registration_ttl`]).
+    pub register_every: Duration,
+    /// How often a worker reads the schedules due soon (default one minute): the longest a
+    /// schedule created or changed by another process goes unseen.
+    pub schedule_refresh: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            idle_wait: Duration::from_secs(30),
+            recover_every: None,
+            register_every: crate::admin::WORKER_REFRESH,
+            schedule_refresh: crate::schedule::runner::REFRESH,
+        }
+    }
+}
+
+impl Pacing {
+    /// With this longest wait for work.
+    pub fn idle_wait(mut self, d: Duration) -> Self {
+        self.idle_wait = d;
+        self
+    }
+
+    /// Recovering expired leases this often.
+    pub fn recover_every(mut self, d: Duration) -> Self {
+        self.recover_every = Some(d);
+        self
+    }
+
+    /// Refreshing the worker's registration this often.
+    pub fn register_every(mut self, d: Duration) -> Self {
+        self.register_every = d;
+        self
+    }
+
+    /// Reading the schedules this often.
+    pub fn schedule_refresh(mut self, d: Duration) -> Self {
+        self.schedule_refresh = d;
+        self
+    }
+
+    /// How long a registration lasts without a refresh: 2.5 refresh periods, so one missed
+    /// refresh does not drop a live worker from the list.
+    pub fn registration_ttl(&self) -> Duration {
+        self.register_every * 5 / 2
+    }
+}
+
 /// Where jobs live: memory, SQLite, Redis, or your own.
 ///
 /// The trait is object-safe: a program can hold an [`AnyBackend`] (an `Arc<dyn Backend>`
@@ -287,7 +367,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Registers a running worker, or refreshes its registration: it is live until the
     /// clock reads now + `ttl`, unless refreshed. The worker runtime calls it at start and
-    /// every [`crate::admin::WORKER_REFRESH`].
+    /// every [`Pacing::register_every`] ([`crate::admin::WORKER_REFRESH`] by default).
     async fn register_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), BackendError>;
 
     /// Removes a worker's registration (at graceful shutdown). Unknown ids are ignored.
@@ -352,6 +432,13 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         fires: Vec<ScheduleFire>,
     ) -> Result<Vec<FireOutcome>, BackendError>;
+
+    /// How a worker paces its background work on this backend: see [`Pacing`]. The default
+    /// suits a store that costs little to ask (memory, a local file, a database on the
+    /// network); a backend that bills requests waits longer.
+    fn pacing(&self) -> Pacing {
+        Pacing::default()
+    }
 
     /// Whether this backend carries lifecycle [events](crate::events) now. When `false`
     /// (the default), clients build no events and [`Backend::publish_events`] is not called.

@@ -311,3 +311,72 @@ pub async fn wait_sleeps_until_a_group_window_opens<F: BackendFactory + ?Sized>(
     t.reserve_one("api", "wait on a group rate: the second start")
         .await;
 }
+
+/// The job of [`paced_worker_recovers_an_abandoned_lease`]: does nothing.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Abandoned {}
+
+impl crate::job::Job for Abandoned {
+    type Output = ();
+    const NAME: &'static str = "abandoned";
+    const QUEUE: &'static str = "paced";
+}
+
+impl crate::job::Handler<()> for Abandoned {
+    async fn run(self, _ctx: crate::context::JobContext<()>) -> Result<(), crate::JobError> {
+        Ok(())
+    }
+}
+
+/// A worker paced as its backend asks ([`crate::backend::Pacing`]), idle on a queue, runs a
+/// job whose worker died within moments of its lease's expiry, whatever the pacing's longest
+/// wait and recovery round: a backend that waits long must end the wait at the lease's
+/// deadline (and recover the lease then), as one that recovers every lease period does.
+/// The clock moves only to just past the deadline, so a ten-minute wait would fail the case.
+pub async fn paced_worker_recovers_an_abandoned_lease<F: BackendFactory + ?Sized>(factory: &F) {
+    use crate::job::Job as _;
+    let what = "paced worker recovers an abandoned lease";
+    let t = env(factory).await;
+    let id = t.push_one(t.job(Abandoned::NAME, Abandoned::QUEUE)).await;
+    // Its worker leases it and dies: no renewal, no outcome.
+    let dead = t.reserve_one(Abandoned::QUEUE, what).await;
+    assert_eq!(dead.id(), id, "{what}: the job leased");
+    let worker = crate::worker::Worker::builder(crate::any::AnyBackend::from(Arc::clone(&t.b)))
+        .register::<Abandoned>()
+        .schedules(false)
+        .build()
+        .unwrap_or_else(|e| panic!("{what}: worker: {e}"))
+        .spawn();
+    // Whatever the worker does first (recover, reserve, wait), the lease is not expired yet.
+    t.settle().await;
+    t.advance(LEASE + secs(1));
+    let last = std::sync::Mutex::new(None);
+    let completed = tokio::time::timeout(super::support::GUARD, async {
+        loop {
+            let rec =
+                t.b.get(id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: get: backend error: {e:?}"));
+            if rec
+                .as_ref()
+                .is_some_and(|r| r.state == crate::record::JobState::Completed)
+            {
+                return;
+            }
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = rec;
+            t.settle().await;
+        }
+    });
+    if completed.await.is_err() {
+        panic!(
+            "{what}: the job did not complete within {:?} of real time; it is {:#?}",
+            super::support::GUARD,
+            last.lock().unwrap_or_else(|e| e.into_inner())
+        );
+    }
+    let stats = worker
+        .shutdown()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
+    assert_eq!(stats.completed, 1, "{what}: the worker ran it once");
+}

@@ -57,10 +57,11 @@ pub struct WorkerBuilder<S, R = Unregistered> {
     heartbeat: Option<Duration>,
     grace: Duration,
     recover_interval: Option<Duration>,
-    idle_wait: Duration,
+    idle_wait: Option<Duration>,
     worker_id: Option<String>,
     sample_metrics: Option<Duration>,
-    schedules: Option<Duration>,
+    schedules: bool,
+    schedule_refresh: Option<Duration>,
 }
 
 /// A [`WorkerBuilder`] before its first [`register`](WorkerBuilder::register): the state can
@@ -87,10 +88,11 @@ impl WorkerBuilder<()> {
             heartbeat: None,
             grace: Duration::from_secs(30),
             recover_interval: None,
-            idle_wait: Duration::from_secs(30),
+            idle_wait: None,
             worker_id: None,
             sample_metrics: None,
-            schedules: Some(crate::schedule::runner::REFRESH),
+            schedules: true,
+            schedule_refresh: None,
         }
     }
 }
@@ -136,6 +138,7 @@ impl<S, R> WorkerBuilder<S, R> {
             worker_id: self.worker_id,
             sample_metrics: self.sample_metrics,
             schedules: self.schedules,
+            schedule_refresh: self.schedule_refresh,
         }
     }
 }
@@ -187,16 +190,18 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
         self
     }
 
-    /// How often this worker recovers expired leases of dead workers (default: the lease).
+    /// How often this worker recovers expired leases of dead workers (default: the backend's
+    /// [`Pacing`](crate::backend::Pacing), once a lease period unless it says otherwise).
     pub fn recover_interval(mut self, d: Duration) -> Self {
         self.recover_interval = Some(d);
         self
     }
 
-    /// Longest single wait for work when idle (default 30 s); the backend's wake-up signal
-    /// usually ends it sooner.
+    /// Longest single wait for work when idle (default: the backend's
+    /// [`Pacing`](crate::backend::Pacing), 30 s unless it says otherwise); the backend's
+    /// wake-up signal usually ends it sooner.
     pub fn idle_wait(mut self, d: Duration) -> Self {
-        self.idle_wait = d;
+        self.idle_wait = Some(d);
         self
     }
 
@@ -217,16 +222,19 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
 
     /// Whether this worker fires due [schedules](crate::schedule) (default: yes). Every
     /// worker may fire them: each tick is enqueued once whichever fires it. An idle worker
-    /// reads the schedules due in the next minute once a minute, and sleeps until the first.
+    /// reads the schedules due before its next read once per refresh (see
+    /// [`schedule_refresh`](Self::schedule_refresh)), and sleeps until the first.
     pub fn schedules(mut self, fire: bool) -> Self {
-        self.schedules = fire.then_some(crate::schedule::runner::REFRESH);
+        self.schedules = fire;
         self
     }
 
-    /// Fires schedules, reading them every `refresh` (at least 100 ms; default one minute):
-    /// the longest a schedule created or changed by another process goes unseen.
+    /// Fires schedules, reading them every `refresh` (at least 100 ms; default: the backend's
+    /// [`Pacing`](crate::backend::Pacing), one minute unless it says otherwise): the longest
+    /// a schedule created or changed by another process goes unseen.
     pub fn schedule_refresh(mut self, refresh: Duration) -> Self {
-        self.schedules = Some(refresh);
+        self.schedules = true;
+        self.schedule_refresh = Some(refresh);
         self
     }
 
@@ -263,19 +271,27 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
                 self.lease
             ));
         }
-        let recover_interval = self.recover_interval.unwrap_or(self.lease);
+        let pacing = self.backend.pacing();
+        let recover_interval = self
+            .recover_interval
+            .or(pacing.recover_every)
+            .unwrap_or(self.lease);
         if recover_interval.is_zero() {
             errors.push("recover interval must be above zero".into());
         }
-        if self.idle_wait.is_zero() {
+        let idle_wait = self.idle_wait.unwrap_or(pacing.idle_wait);
+        if idle_wait.is_zero() {
             errors.push("idle wait must be above zero".into());
         }
+        let schedules = self
+            .schedules
+            .then(|| self.schedule_refresh.unwrap_or(pacing.schedule_refresh));
         if let Some(i) = self.sample_metrics.filter(|i| *i < Duration::from_secs(1)) {
             errors.push(format!(
                 "metrics sampling interval of {i:?} is too short (at least 1s)"
             ));
         }
-        if let Some(r) = self.schedules.filter(|r| *r < Duration::from_millis(100)) {
+        if let Some(r) = schedules.filter(|r| *r < Duration::from_millis(100)) {
             errors.push(format!(
                 "schedule refresh of {r:?} is too short (at least 100ms)"
             ));
@@ -313,10 +329,12 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
                     heartbeat,
                     grace: self.grace,
                     recover_interval,
-                    idle_wait: self.idle_wait,
+                    idle_wait,
                     worker_id: self.worker_id.unwrap_or_else(default_worker_id),
                     sample_metrics: self.sample_metrics,
-                    schedules: self.schedules,
+                    schedules,
+                    register_every: pacing.register_every.max(Duration::from_millis(100)),
+                    registration_ttl: pacing.registration_ttl().max(Duration::from_millis(250)),
                 },
             }),
             _ => Err(Error::InvalidInput(errors.join("; "))),

@@ -36,7 +36,7 @@ use self::active::{Active, Entry, Phase};
 use self::executor::Shared;
 use self::outage::Outage;
 use self::registry::Registry;
-use crate::admin::{WorkerInfo, WORKER_REFRESH, WORKER_TTL};
+use crate::admin::WorkerInfo;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::client::Client;
@@ -89,6 +89,8 @@ struct WorkerConfig {
     worker_id: String,
     sample_metrics: Option<Duration>,
     schedules: Option<Duration>,
+    register_every: Duration,
+    registration_ttl: Duration,
 }
 
 /// What a worker did before it stopped: see the example of [`Worker`].
@@ -230,7 +232,10 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         };
         // Registered before the first job is leased, so the list of workers never shows a
         // job held by a worker it does not list (and the sampler's first read sees it).
-        if let Err(e) = backend.register_worker(&info, WORKER_TTL).await {
+        if let Err(e) = backend
+            .register_worker(&info, config.registration_ttl)
+            .await
+        {
             tracing::warn!(error = %outage::chain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
         }
         // Schedules declared on the job types (`#[job(cron = ...)]`): upserting is idempotent,
@@ -251,6 +256,16 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
                 sampler_stop.clone(),
             ))
         });
+        // Refreshed on its own timer, not the fetch loop's: a refresh never cuts a long wait
+        // for work short (each cut costs a request or two on a store that bills them).
+        let registration = tokio::spawn(refresh_registration(
+            backend.clone(),
+            clock.clone(),
+            info.clone(),
+            config.register_every,
+            config.registration_ttl,
+            sampler_stop.clone(),
+        ));
         let scheduler = config.schedules.map(|refresh| {
             tokio::spawn(crate::schedule::runner::run(
                 backend.clone(),
@@ -262,9 +277,10 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         {
             let shutdown = shutdown;
             tokio::pin!(shutdown);
-            fetch_loop(&shared, &config, &info, &mut shutdown).await;
+            fetch_loop(&shared, &config, &mut shutdown).await;
         }
         sampler_stop.cancel();
+        let _ = registration.await;
         if let Some(s) = sampler {
             let _ = s.await;
         }
@@ -340,10 +356,35 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
     }
 }
 
+/// Refreshes the worker's registration every `every` until `stop` trips.
+async fn refresh_registration(
+    backend: AnyBackend,
+    clock: crate::clock::Clock,
+    info: WorkerInfo,
+    every: Duration,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    // Registration fails together with fetching in an outage: it says so once.
+    let mut outage = Outage::new("registering the worker");
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = clock.sleep(every) => {}
+        }
+        match backend.register_worker(&info, ttl).await {
+            Ok(()) => outage.ok(),
+            // Missing from the list of workers until the next try.
+            Err(e) => {
+                outage.failed(&e);
+            }
+        }
+    }
+}
+
 async fn fetch_loop<S, F>(
     shared: &Arc<Shared<S>>,
     config: &WorkerConfig,
-    info: &WorkerInfo,
     shutdown: &mut std::pin::Pin<&mut F>,
 ) where
     S: Clone + Send + Sync + 'static,
@@ -353,11 +394,9 @@ async fn fetch_loop<S, F>(
     let clock = &shared.clock;
     let active = &shared.active;
     let mut outage = Outage::new("fetching jobs");
-    // Recovery and registration fail together with fetching in an outage: each says so once.
+    // Recovery fails together with fetching in an outage: it says so once.
     let mut recover_outage = Outage::new("recovering expired leases");
-    let mut register_outage = Outage::new("registering the worker");
     let mut next_recover = clock.now();
-    let mut next_register = clock.now() + WORKER_REFRESH;
     let limited = config.limits.iter().any(|l| *l != usize::MAX);
     loop {
         // Shutdown wins over any other work that is ready at the same moment.
@@ -365,16 +404,6 @@ async fn fetch_loop<S, F>(
             return;
         }
         let now = clock.now();
-        if now >= next_register {
-            next_register = now + WORKER_REFRESH;
-            match backend.register_worker(info, WORKER_TTL).await {
-                Ok(()) => register_outage.ok(),
-                // Missing from the list of workers until the next try.
-                Err(e) => {
-                    register_outage.failed(&e);
-                }
-            }
-        }
         if now >= next_recover {
             next_recover = now + config.recover_interval;
             match backend.recover_expired().await {
@@ -459,9 +488,7 @@ async fn fetch_loop<S, F>(
         }
         // Nothing to do: wait for the backend's signal, a freed slot (per-queue limits), the
         // next recovery round, or shutdown.
-        let until = (clock.now() + config.idle_wait)
-            .min(next_recover)
-            .min(next_register);
+        let until = (clock.now() + config.idle_wait).min(next_recover);
         let notified = active.slot_freed.notified();
         tokio::select! {
             biased;
