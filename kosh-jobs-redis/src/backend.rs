@@ -196,6 +196,27 @@ impl Backend for RedisBackend {
         &self.inner.clock
     }
 
+    /// Waits of up to ten minutes (see "Idle cost" in the crate's README): an idle worker
+    /// sends under one request a minute. Nothing is noticed later for it:
+    /// - a push, a resumed queue or a job made ready wakes a waiter at once (the wake-up
+    ///   list);
+    /// - a wait ends when the queue's next scheduled job or earliest lease is due, and a
+    ///   lease that becomes the earliest wakes a waiter, which learns its deadline; the
+    ///   reserve that follows recovers expired leases, so the recovery round of every
+    ///   queue is needed only every ten minutes;
+    /// - the registration lasts 12.5 minutes, refreshed every 5: a worker that died leaves
+    ///   the list of workers within that (graceful shutdown removes it at once);
+    /// - schedules are read every ten minutes: one created or changed by another process may
+    ///   go unseen that long (`WorkerBuilder::schedule_refresh` shortens it).
+    fn pacing(&self) -> kosh_jobs_core::backend::Pacing {
+        const TEN_MINUTES: Duration = Duration::from_secs(600);
+        kosh_jobs_core::backend::Pacing::default()
+            .idle_wait(TEN_MINUTES)
+            .recover_every(TEN_MINUTES)
+            .register_every(Duration::from_secs(300))
+            .schedule_refresh(TEN_MINUTES)
+    }
+
     fn events_enabled(&self) -> bool {
         self.inner.events.is_some()
     }

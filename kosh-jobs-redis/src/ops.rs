@@ -401,9 +401,12 @@ impl Shared {
                 .get(req.worker.as_str())
                 .and_then(|by_queue| by_queue.get(&qi))
                 .cloned();
-            let mut args = ScriptArgs::with_capacity(5);
+            let mut args = ScriptArgs::with_capacity(6);
             let now = self.now().as_millis();
-            args.int(now).int(want.min(RESERVE_CHUNK) as i64).int(lease);
+            args.int(now)
+                .int(want.min(RESERVE_CHUNK) as i64)
+                .int(lease)
+                .str(self.origin.as_str());
             match number {
                 Some(w) => args.str(w),
                 None => args.str("").str(req.worker.as_str()),
@@ -426,7 +429,12 @@ impl Shared {
                 lock(&self.next_due).insert(queue.clone(), opt_int(first)?);
             }
             let lease_expires_at = match opt_int(le)? {
-                Some(t) => Timestamp::from_millis(t),
+                Some(t) => {
+                    // This process's waiters learn of the new lease from the cache (the
+                    // script's wake-up token for them is their own, which they ignore).
+                    self.note_due(queue, t);
+                    Timestamp::from_millis(t)
+                }
                 None => Timestamp::EPOCH,
             };
             let call = opt_int(tok)?.unwrap_or(0);

@@ -1,6 +1,7 @@
 -- reserve: leases up to `max` jobs of one queue.
--- ARGV: now, max, lease_ms, the worker's number in the queue (`wid`, for the attempt history;
---   '' when the client does not know it yet), then the worker's id when the number is ''.
+-- ARGV: now, max, lease_ms, the calling process's origin (for its wake-up token), the worker's
+--   number in the queue (`wid`, for the attempt history; '' when the client does not know it
+--   yet), then the worker's id when the number is ''.
 -- Returns { next_due, lease_deadline, tok, r, w, then per job: member, spec; then r
 --           triples for the jobs that ran before: k, attempt, progress | false }. The k-th
 --           job (from 1) is on attempt 1 unless listed; its token is tok * 10000 + 2k, plus 1
@@ -199,6 +200,7 @@ end
 local n = #ms
 local out = { 'x', false, false, 0, false }
 local k = 0 -- jobs leased
+local earliest = false -- whether the leases taken end before all others
 if n > 0 then
   -- Tokens come from a per-queue counter of reserve calls (from 1): the k-th job's token is
   -- tok * 10000 + 2k, plus 1 when its spec has a unique key, so unique among the queue's
@@ -211,13 +213,13 @@ if n > 0 then
   out[2] = le
   -- The worker's number in this queue: the client passes it once it knows it. Otherwise it
   -- is looked up, or given on the worker's first lease here, and returned.
-  local w_s = ARGV[4]
+  local w_s = ARGV[5]
   if w_s == '' then
-    local kw, wk = B .. ':wid', 'n:' .. ARGV[5] -- K_WID, built only here (see lib.lua)
+    local kw, wk = B .. ':wid', 'n:' .. ARGV[6] -- K_WID, built only here (see lib.lua)
     w_s = redis.call('HGET', kw, wk)
     if not w_s then
       w_s = string.format('%d', redis.call('HINCRBY', kw, 'n', 1))
-      redis.call('HSET', kw, wk, w_s, w_s, ARGV[5])
+      redis.call('HSET', kw, wk, w_s, w_s, ARGV[6])
     end
     out[5] = w_s
   end
@@ -274,6 +276,14 @@ if n > 0 then
   end
   out[4] = #rep / 3
   for j = 1, #rep do out[o + j] = rep[j] end
+  -- Whether these leases end before every other lease of the queue: idle waiters of other
+  -- processes sleep until the earliest deadline they know of (next_due), so they must hear
+  -- of an earlier one, or a dead worker's job would wait for their next look. With one lease
+  -- length for all workers this is only the first lease after none.
+  if l > 0 then
+    local first = redis.call('ZRANGE', K_LEASE, '0', '0', 'WITHSCORES')[2]
+    earliest = not first or first == 'inf' or now + lease < tonumber(string.match(first, '^%d+'))
+  end
   zadd_leases(leases)
   hset_all(K_RUN, rn)
   if gs then
@@ -320,6 +330,7 @@ if held or not more then
   -- Nothing left to take: stale wake-up tokens would only cause empty reserves.
   redis.call('DEL', K_WAKE)
 end
+if earliest then wake(1, 's:' .. ARGV[4]) end
 if n < max then
   -- The caller is about to wait: tell it until when.
   if gr and not held then held_until = parked_opens(tonumber(lim[4]), now) end
