@@ -214,7 +214,7 @@ async fn no_way_out_of_running_leaves_a_slot_taken() {
         format!(":{}", groups.len())
     );
     assert_eq!(
-        redis(&server, &["LLEN", &key("wake")]),
+        format!(":{}", support::ready_tokens(server.port, &key("wake"))),
         ":0",
         "every group is full: no wake-up token left"
     );
@@ -230,7 +230,7 @@ async fn no_way_out_of_running_leaves_a_slot_taken() {
     let now = b.clock().now();
     finish(&b, &[of("fin")], completed).await;
     assert_eq!(
-        redis(&server, &["LLEN", &key("wake")]),
+        format!(":{}", support::ready_tokens(server.port, &key("wake"))),
         ":1",
         "a freed group slot wakes one waiter"
     );

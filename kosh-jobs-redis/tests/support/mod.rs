@@ -402,6 +402,16 @@ fn read_reply(r: &mut impl BufRead) -> String {
     }
 }
 
+/// The "jobs are ready" tokens (`1`) in a wake-up list: each wakes one waiter into a
+/// reserve. A reserve that takes a queue's earliest lease also leaves an `s:<origin>` token,
+/// which only waiters of other processes act on (they learn the lease's deadline).
+pub fn ready_tokens(port: u16, key: &str) -> usize {
+    raw_command(port, None, &["LRANGE", key, "0", "-1"])
+        .lines()
+        .filter(|t| *t == "1")
+        .count()
+}
+
 /// Total calls per command from `INFO commandstats`, e.g. `evalsha` → 12.
 pub fn command_stats(port: u16, password: Option<&str>) -> Vec<(String, u64)> {
     let info = raw_command(port, password, &["INFO", "commandstats"]);
