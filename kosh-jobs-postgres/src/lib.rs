@@ -58,3 +58,8 @@ mod store;
 pub use backend::PostgresBackend;
 pub use error::PostgresError;
 pub use options::{PostgresOptions, PostgresOptionsBuilder};
+
+/// The README's code blocks, compiled as doctests so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
