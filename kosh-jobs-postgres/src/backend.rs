@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::Either;
 use kosh_jobs_core::admin::{
     ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
@@ -20,11 +21,12 @@ use kosh_jobs_core::{
     QueueCounts, ReserveRequest, RetryOutcome, Timestamp,
 };
 use sqlx::postgres::{PgListener, PgPoolOptions};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::error::{PostgresError, Result};
-use crate::io::IoThread;
+use crate::io::{run_here, IoThread};
 use crate::options::PostgresOptions;
 use crate::schema;
 use crate::store::{self, admin, flow, jobs, operate, read, schedules, Db};
@@ -49,7 +51,9 @@ use crate::store::{self, admin, flow, jobs, operate, read, schedules, Db};
 ///   `Transaction` derefs to one): the job exists if and only if that transaction commits,
 ///   and workers are woken at the commit (`NOTIFY` is transactional).
 /// - All database work runs on the backend's own thread, so it keeps working when handlers
-///   block the caller's runtime.
+///   block the caller's runtime. A backend on the application's pool
+///   ([`PostgresBackend::from_pool`]) runs its work on that pool on the caller's runtime
+///   instead; its lease renewals still run on its own thread, on connections of its own.
 /// - **Leases never wait for the pool**: heartbeats, finishes and releases have a pool of
 ///   their own (2 connections, besides [`PostgresOptionsBuilder::max_connections`]), so
 ///   pushes or admin calls holding every connection of the main pool (say, pushes waiting on
@@ -75,6 +79,8 @@ pub struct PostgresBackend {
 
 struct Inner {
     db: Db,
+    /// Whose main pool it is, and so where its operations run.
+    main: Main,
     poll_interval: Duration,
     /// When `reserve` last recovered expired leases (ms of the clock).
     last_recovery: AtomicI64,
@@ -86,6 +92,15 @@ struct Inner {
     events: Option<Arc<crate::events::Events>>,
     // Dropped last: stops the listener and whatever still runs.
     io: IoThread,
+}
+
+/// The main pool of a backend, and where the operations on it run.
+enum Main {
+    /// The backend's own, on its I/O thread.
+    Own,
+    /// The application's ([`PostgresBackend::from_pool`]), on the caller's runtime. The
+    /// handle is of the runtime that built the backend: its events are published there.
+    Application(Handle),
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -114,33 +129,81 @@ impl PostgresBackend {
         Self::connect_with(PostgresOptions::from_url(url)?.build()?).await
     }
 
+    /// A backend on the application's `pool`, in the default schema (`kosh`): the same as
+    /// [`PostgresBackend::connect_with`] with [`PostgresOptions::from_pool`], whose builder
+    /// sets the schema, events and the rest.
+    ///
+    /// Pushes, reserves, waits, admin calls and events use the application's pool; the
+    /// schema is created or migrated on it (under the advisory lock, as always). The backend
+    /// still opens, from the pool's connection options, its lease pool (heartbeats,
+    /// finishes, releases: 2 connections) and its listener, on its own thread as
+    /// [`PostgresBackend::connect_with`] does: the application holding every connection of
+    /// its pool, or blocking every thread of its runtime, never delays a lease renewal.
+    ///
+    /// **Where the work on the application's pool runs: on the caller's runtime**, as a task
+    /// spawned there (it finishes if the caller stops waiting, as on the backend's thread),
+    /// never on the backend's own thread. A tokio socket is driven by the runtime it was
+    /// opened on, wherever it is polled, and the pool opens connections in whichever task
+    /// needs one. Run on the backend's thread, the application's pool would get connections
+    /// of the backend's runtime, which break when the backend is dropped (a query of the
+    /// application failing later on one of them); and its own connections would still wait
+    /// on the application's runtime, so that thread would buy no independence from it. So
+    /// the backend uses the pool as the application's own code does, and needs a tokio
+    /// runtime: called outside of one it fails with [`PostgresError::NoRuntime`]. Events are
+    /// published from a task of the runtime that calls this.
+    ///
+    /// ```no_run
+    /// use kosh_jobs_core::Client;
+    /// use kosh_jobs_postgres::PostgresBackend;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app:secret@localhost/app").await?;
+    /// let backend = PostgresBackend::from_pool(pool.clone()).await?;
+    /// let jobs = Client::new(backend.clone());
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_pool(pool: PgPool) -> Result<PostgresBackend> {
+        Self::connect_with(PostgresOptions::from_pool(pool).build()?).await
+    }
+
     /// Connects with `opts`, creating or migrating the schema under an advisory lock, and
-    /// starts listening for notifications.
+    /// starts listening for notifications. With options
+    /// [`from_pool`](PostgresOptions::from_pool), uses the application's pool as
+    /// [`PostgresBackend::from_pool`] says.
     pub async fn connect_with(opts: PostgresOptions) -> Result<PostgresBackend> {
         let io = IoThread::start()?;
-        let schema_name = opts.schema.clone();
-        let channel: Arc<str> = Arc::from(store::channel_of(&schema_name));
-        let wake = Arc::new(Notify::new());
-        let events_connect = opts.connect.clone();
-        let (connect, max, acquire) = (
-            opts.connect.clone(),
-            opts.max_connections,
-            opts.acquire_timeout,
-        );
-        let listen_channel = Arc::clone(&channel);
-        let listen_wake = Arc::clone(&wake);
-        let handle = io.handle().clone();
-        let (pool, leases) = io
-            .run(async move {
-                let pool = PgPoolOptions::new()
-                    .max_connections(max)
-                    .acquire_timeout(acquire)
-                    .connect_with(connect.clone())
+        let (pool, main) = match opts.pool.clone() {
+            // On the caller's runtime, like every later operation on the application's pool.
+            Some(pool) => {
+                let caller = Handle::try_current().map_err(|_| PostgresError::NoRuntime)?;
+                let mut conn = pool.acquire().await?;
+                schema::migrate(&mut conn, &opts.schema).await?;
+                (pool, Main::Application(caller))
+            }
+            None => {
+                let (schema_name, connect) = (opts.schema.clone(), opts.connect.clone());
+                let (max, acquire) = (opts.max_connections(), opts.acquire_timeout);
+                let pool = io
+                    .run(async move {
+                        let pool = PgPoolOptions::new()
+                            .max_connections(max)
+                            .acquire_timeout(acquire)
+                            .connect_with(connect)
+                            .await?;
+                        schema::migrate(&mut *pool.acquire().await?, &schema_name).await?;
+                        Ok(pool)
+                    })
                     .await?;
-                {
-                    let mut conn = pool.acquire().await?;
-                    schema::migrate(&mut conn, &schema_name).await?;
-                }
+                (pool, Main::Own)
+            }
+        };
+        let channel: Arc<str> = Arc::from(store::channel_of(&opts.schema));
+        let wake = Arc::new(Notify::new());
+        let (listen_channel, listen_wake) = (Arc::clone(&channel), Arc::clone(&wake));
+        let (connect, acquire) = (opts.connect.clone(), opts.acquire_timeout);
+        let handle = io.handle().clone();
+        let leases = io
+            .run(async move {
                 // Opened now, not on the first heartbeat: a lease is then renewed on a
                 // connection that exists already, even when the server is at its limit.
                 let leases = PgPoolOptions::new()
@@ -149,28 +212,31 @@ impl PostgresBackend {
                     .acquire_timeout(acquire)
                     .connect_with(connect.clone())
                     .await?;
-                let connect_listener = connect;
                 // The listener holds its connection for good (and takes a new one when it
                 // reconnects): from a pool of its own, not one of `max` the operations need.
                 let listen_pool = PgPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(acquire)
-                    .connect_lazy_with(connect_listener);
+                    .connect_lazy_with(connect);
                 let mut listener = PgListener::connect_with(&listen_pool).await?;
                 listener.listen(&listen_channel).await?;
                 handle.spawn(listen(listener, listen_wake));
-                Ok((pool, leases))
+                Ok(leases)
             })
             .await?;
-        // Published on the main pool: an event waits for a connection there rather than
-        // take one that a heartbeat needs.
+        // Published on the main pool, on the runtime of its other operations: an event waits
+        // for a connection there rather than take one that a heartbeat needs.
         let events = opts.events.then(|| {
+            let runtime = match &main {
+                Main::Own => io.handle(),
+                Main::Application(caller) => caller,
+            };
             Arc::new(crate::events::Events::start(
                 &opts.schema,
                 pool.clone(),
-                events_connect,
+                opts.connect.clone(),
                 opts.acquire_timeout,
-                io.handle(),
+                runtime,
             ))
         });
         Ok(PostgresBackend {
@@ -184,6 +250,7 @@ impl PostgresBackend {
                     wake,
                     limited: Arc::default(),
                 },
+                main,
                 poll_interval: opts.poll_interval,
                 last_recovery: AtomicI64::new(i64::MIN),
                 retention: opts.retention,
@@ -349,7 +416,14 @@ impl PostgresBackend {
             *last = std::time::Instant::now();
         }
         let db = self.inner.db.clone();
-        self.inner.io.handle().spawn(async move {
+        let runtime = match &self.inner.main {
+            Main::Own => self.inner.io.handle().clone(),
+            Main::Application(_) => match Handle::try_current() {
+                Ok(caller) => caller,
+                Err(_) => return,
+            },
+        };
+        runtime.spawn(async move {
             let cutoff = db.now().saturating_sub(keep);
             loop {
                 match admin::prune_completed(&db, cutoff).await {
@@ -369,8 +443,23 @@ impl PostgresBackend {
         });
     }
 
-    /// Runs `op` on the I/O thread with the backend's [`Db`].
+    /// Runs `op`, an operation on the main pool, with the backend's [`Db`]: on the I/O
+    /// thread, or for the application's pool on the caller's runtime (see [`Main`]).
     fn run<T, Fut>(&self, op: impl FnOnce(Db) -> Fut) -> impl Future<Output = Result<T>>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let op = op(self.inner.db.clone());
+        match self.inner.main {
+            Main::Own => Either::Left(self.inner.io.run(op)),
+            Main::Application(_) => Either::Right(run_here(op)),
+        }
+    }
+
+    /// Runs `op`, an operation on the lease pool only, on the I/O thread, where that pool's
+    /// connections were opened: whatever the main pool is.
+    fn run_leases<T, Fut>(&self, op: impl FnOnce(Db) -> Fut) -> impl Future<Output = Result<T>>
     where
         T: Send + 'static,
         Fut: Future<Output = Result<T>> + Send + 'static,
@@ -487,7 +576,7 @@ impl Backend for PostgresBackend {
         items: Vec<Finish>,
     ) -> std::result::Result<Vec<FinishResult>, BackendError> {
         be(self
-            .run(|db| async move { jobs::finish(&db, &items).await })
+            .run_leases(|db| async move { jobs::finish(&db, &items).await })
             .await)
     }
 
@@ -498,7 +587,7 @@ impl Backend for PostgresBackend {
     ) -> std::result::Result<Vec<Lease>, BackendError> {
         let leases = leases.to_vec();
         be(self
-            .run(move |db| async move {
+            .run_leases(move |db| async move {
                 let until = db.now().saturating_add(extend);
                 jobs::heartbeat(&db, &leases, until).await
             })
@@ -519,7 +608,7 @@ impl Backend for PostgresBackend {
     async fn release(&self, leases: &[Lease]) -> std::result::Result<(), BackendError> {
         let leases = leases.to_vec();
         be(self
-            .run(|db| async move { jobs::release(&db, &leases).await })
+            .run_leases(|db| async move { jobs::release(&db, &leases).await })
             .await)
     }
 

@@ -40,6 +40,10 @@ pub enum PostgresError {
     /// The backend was shut down.
     #[error("the postgres backend has stopped")]
     Stopped,
+    /// A backend on the application's pool was used outside of a tokio runtime: its
+    /// operations on that pool run on the caller's runtime.
+    #[error("a postgres backend on the application's pool must be used inside a tokio runtime")]
+    NoRuntime,
 }
 
 impl From<sqlx::Error> for PostgresError {

@@ -4,11 +4,16 @@
 //! backend owns, where its pool's connections and its listener live. Callers only await the
 //! task's handle, which works from any runtime: a worker whose handlers block all of its
 //! runtime's threads can still renew leases from another thread.
+//!
+//! A backend on the application's pool ([`crate::PostgresOptions::from_pool`]) runs its
+//! operations on that pool with [`run_here`] instead, on the caller's runtime: see
+//! [`crate::PostgresBackend::from_pool`] for why.
 
 use std::future::Future;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::error::PostgresError;
 
@@ -63,14 +68,28 @@ impl IoThread {
         T: Send + 'static,
         F: Future<Output = Result<T, PostgresError>> + Send + 'static,
     {
-        let task = self.handle.spawn(fut);
-        async move {
-            match task.await {
-                Ok(r) => r,
-                Err(e) if e.is_panic() => Err(PostgresError::Panicked(e.to_string())),
-                Err(_) => Err(PostgresError::Stopped),
-            }
-        }
+        join(self.handle.spawn(fut))
+    }
+}
+
+/// Runs `fut` as a task of the runtime that polls the returned future (the caller's), so it
+/// goes on when the caller stops waiting, as a task of the I/O thread does;
+/// [`PostgresError::NoRuntime`] outside of a tokio runtime.
+pub(crate) async fn run_here<T, F>(fut: F) -> Result<T, PostgresError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, PostgresError>> + Send + 'static,
+{
+    let handle = Handle::try_current().map_err(|_| PostgresError::NoRuntime)?;
+    join(handle.spawn(fut)).await
+}
+
+/// The result of an operation's task.
+async fn join<T>(task: JoinHandle<Result<T, PostgresError>>) -> Result<T, PostgresError> {
+    match task.await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(PostgresError::Panicked(e.to_string())),
+        Err(_) => Err(PostgresError::Stopped),
     }
 }
 

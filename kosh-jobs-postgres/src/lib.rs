@@ -30,6 +30,9 @@
 //!   delete in chunks of 1,000 rows.
 //! - [`PostgresBackend::push_in`] and [`PostgresBackend::enqueue_in`] enqueue on the
 //!   application's connection or transaction.
+//! - [`PostgresBackend::from_pool`] (or [`PostgresOptions::from_pool`]) shares the
+//!   application's pool for ordinary operations, run on the caller's runtime; lease renewal
+//!   and the listener keep connections of their own.
 //! - Queue limits and holds (flow control) live in the `queue_limits` table; a reserve on a
 //!   limited queue locks the queue's row, so the limits hold across processes.
 //! - Groups take turns through the `turns` table, read by a server-side function that locks
@@ -55,3 +58,8 @@ mod store;
 pub use backend::PostgresBackend;
 pub use error::PostgresError;
 pub use options::{PostgresOptions, PostgresOptionsBuilder};
+
+/// The README's code blocks, compiled as doctests so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

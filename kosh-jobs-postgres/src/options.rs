@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kosh_jobs_core::Clock;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
 
 use crate::error::{PostgresError, Result};
 
@@ -27,7 +28,11 @@ pub struct PostgresOptions {
     pub(crate) connect: PgConnectOptions,
     pub(crate) schema: String,
     pub(crate) clock: Clock,
-    pub(crate) max_connections: u32,
+    /// The size of the backend's own main pool, when set (see [`PostgresOptions::max_connections`]).
+    pub(crate) max_connections: Option<u32>,
+    /// The application's pool, which the backend then uses as its main pool
+    /// ([`PostgresOptions::from_pool`]).
+    pub(crate) pool: Option<PgPool>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) retention: Option<Duration>,
@@ -42,7 +47,8 @@ impl fmt::Debug for PostgresOptions {
         f.debug_struct("PostgresOptions")
             .field("url", &self.display)
             .field("schema", &self.schema)
-            .field("max_connections", &self.max_connections)
+            .field("max_connections", &self.max_connections())
+            .field("application_pool", &self.pool.is_some())
             .field("acquire_timeout", &self.acquire_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("retention", &self.retention)
@@ -96,7 +102,8 @@ impl PostgresOptions {
         Ok(b)
     }
 
-    /// Options from sqlx's connection options (e.g. those of the application's pool).
+    /// Options from sqlx's connection options: the backend opens pools of its own with them.
+    /// To have it use the application's pool, see [`PostgresOptions::from_pool`].
     pub fn builder(connect: PgConnectOptions) -> PostgresOptionsBuilder {
         let display = format!(
             "postgres://{}@{}:{}/{}",
@@ -110,13 +117,49 @@ impl PostgresOptions {
                 connect,
                 schema: Self::DEFAULT_SCHEMA.to_owned(),
                 clock: Clock::system(),
-                max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+                max_connections: None,
+                pool: None,
                 acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
                 poll_interval: Self::DEFAULT_POLL_INTERVAL,
                 retention: Some(Self::DEFAULT_RETENTION),
                 events: false,
                 display,
             },
+        }
+    }
+
+    /// Options for a backend that uses the application's `pool` for its ordinary operations
+    /// (pushes, reserves, waits, admin calls), instead of a main pool of its own: see
+    /// [`PostgresBackend::from_pool`](crate::PostgresBackend::from_pool), which also says on
+    /// which runtime that work runs. The backend still opens, from the pool's connection
+    /// options, its lease pool and its listener, so lease renewal never waits for the
+    /// application's pool. Operations on the pool wait for a connection as long as the pool
+    /// is set to; [`PostgresOptionsBuilder::acquire_timeout`] starts at that too and applies
+    /// to the backend's own connections. The pool's size is the application's:
+    /// [`PostgresOptionsBuilder::max_connections`] is refused by `build`.
+    ///
+    /// ```no_run
+    /// use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app:secret@localhost/app").await?;
+    /// let opts = PostgresOptions::from_pool(pool.clone()).schema("jobs").events(true).build()?;
+    /// let backend = PostgresBackend::connect_with(opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_pool(pool: PgPool) -> PostgresOptionsBuilder {
+        let mut b = PostgresOptions::builder(PgConnectOptions::clone(&pool.connect_options()));
+        b.opts.acquire_timeout = pool.options().get_acquire_timeout();
+        b.opts.pool = Some(pool);
+        b
+    }
+
+    /// The most connections of the backend's main pool: the application pool's own limit
+    /// for options [`from_pool`](PostgresOptions::from_pool).
+    pub fn max_connections(&self) -> u32 {
+        match (&self.pool, self.max_connections) {
+            (Some(pool), _) => pool.options().get_max_connections(),
+            (None, n) => n.unwrap_or(Self::DEFAULT_MAX_CONNECTIONS),
         }
     }
 
@@ -158,13 +201,17 @@ impl PostgresOptionsBuilder {
 
     /// The most connections the backend's main pool opens (default 10), besides the
     /// listener's and the two kept for heartbeats, finishes and releases (so at most `n + 3`
-    /// in all).
+    /// in all). Not for options [`from_pool`](PostgresOptions::from_pool): the application's
+    /// pool has its own size.
     pub fn max_connections(mut self, n: u32) -> Self {
-        self.opts.max_connections = n;
+        self.opts.max_connections = Some(n);
         self
     }
 
-    /// How long an operation waits for a connection before failing as unavailable.
+    /// How long an operation waits for a connection before failing as unavailable (default
+    /// 10 s). With [`PostgresOptions::from_pool`]: how long the backend's own connections
+    /// wait (default: the pool's acquire timeout); operations on the application's pool wait
+    /// as that pool is set to.
     pub fn acquire_timeout(mut self, d: Duration) -> Self {
         self.opts.acquire_timeout = d;
         self
@@ -203,9 +250,16 @@ impl PostgresOptionsBuilder {
     /// Checks the options.
     pub fn build(self) -> Result<PostgresOptions> {
         validate_schema(&self.opts.schema)?;
-        if self.opts.max_connections == 0 {
+        if self.opts.max_connections == Some(0) {
             return Err(PostgresError::InvalidInput(
                 "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.opts.pool.is_some() && self.opts.max_connections.is_some() {
+            return Err(PostgresError::InvalidInput(
+                "max_connections sizes the backend's own pool; a backend on the application's \
+                 pool uses that pool's size"
+                    .into(),
             ));
         }
         if self.opts.poll_interval.is_zero() {

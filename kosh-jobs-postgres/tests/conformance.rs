@@ -1,5 +1,7 @@
 //! The whole backend conformance suite against a private Postgres cluster (started by the
-//! test with `initdb`, or `KOSH_TEST_DATABASE_URL`), each case in its own schema.
+//! test with `initdb`, or `KOSH_TEST_DATABASE_URL`), each case in its own schema: on a backend
+//! with pools of its own, and again on a backend on an application's pool
+//! (`PostgresBackend::from_pool`).
 
 mod support;
 
@@ -20,3 +22,26 @@ async fn backend(clock: Clock) -> PostgresBackend {
 }
 
 kosh_jobs_core::conformance_tests!(backend);
+
+/// The suite on a backend whose main pool is the application's: 4 connections, opened by
+/// the case's runtime like an application's.
+mod on_the_application_pool {
+    use super::*;
+
+    async fn backend(clock: Clock) -> PostgresBackend {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy(&support::shared_url())
+            .expect("the application's pool");
+        let options = PostgresOptions::from_pool(pool)
+            .schema(support::unique_schema("cp"))
+            .clock(clock)
+            .build()
+            .expect("options");
+        PostgresBackend::connect_with(options)
+            .await
+            .expect("a backend on the application's pool")
+    }
+
+    kosh_jobs_core::conformance_tests!(backend);
+}
