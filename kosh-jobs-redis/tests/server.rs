@@ -445,6 +445,79 @@ async fn a_server_closing_idle_connections_loses_nothing() {
     worker.shutdown().await.expect("shutdown");
 }
 
+#[derive(Serialize, Deserialize, Default)]
+struct Tick {}
+
+impl Job for Tick {
+    type Output = ();
+    const NAME: &'static str = "tick";
+    const QUEUE: &'static str = "ticks";
+}
+
+impl Handler<()> for Tick {
+    async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// An idle worker reads the schedules every ten minutes on Redis, yet a schedule another
+/// process creates fires within seconds: creating it wakes a waiter of its queue, whose
+/// worker, finding no job, reads the schedules again (not sooner than 5 s after its last
+/// read). The clock moves a second at a time; without the wake-up the first tick would wait
+/// for the ten-minute refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_made_by_another_process_fires_before_the_refresh() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("sched-wake");
+    let (clock, time) = Clock::manual();
+    let open = || {
+        RedisBackend::connect_with(
+            RedisOptions::builder(server.url())
+                .prefix(prefix.clone())
+                .clock(clock.clone())
+                .build()
+                .expect("options"),
+        )
+    };
+    let (w, app) = (
+        open().await.expect("connect"),
+        open().await.expect("connect"),
+    );
+    let worker = Worker::builder(w)
+        .register::<Tick>()
+        .build()
+        .expect("worker")
+        .spawn();
+    blocked_for_the(server.port, 1).await;
+    settled(server.port, &time).await;
+    let client = kosh_jobs_core::Client::new(app.clone());
+    let every = kosh_jobs_core::schedule::Schedule::every("tick-2s", Duration::from_secs(2))
+        .expect("schedule");
+    client
+        .upsert_schedule(every, Tick {})
+        .await
+        .expect("upsert");
+    let completed = || async {
+        app.counts()
+            .await
+            .expect("counts")
+            .iter()
+            .find(|c| c.queue == Tick::QUEUE)
+            .map_or(0, |c| c.completed)
+    };
+    let mut seconds = 0;
+    while completed().await == 0 {
+        assert!(
+            seconds < 20,
+            "no tick ran within {seconds} s of clock after the schedule was made"
+        );
+        time.advance(Duration::from_secs(1));
+        seconds += 1;
+        settled(server.port, &time).await;
+    }
+    worker.shutdown().await.expect("shutdown");
+}
+
 /// Waits until `n` clients are blocked in Redis.
 async fn blocked_clients(port: u16, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);

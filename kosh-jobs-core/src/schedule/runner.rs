@@ -19,6 +19,10 @@ use crate::worker::outage::Outage;
 /// How often an idle worker reads the schedules, by default.
 pub(crate) const REFRESH: Duration = Duration::from_secs(60);
 
+/// After a wake-up for nothing (see [`run`]), the schedules are read again, but not sooner than
+/// this after the last read.
+const REREAD_AFTER: Duration = Duration::from_secs(5);
+
 /// At most this many schedules are read, and fired, per request.
 const BATCH: usize = 200;
 
@@ -29,15 +33,20 @@ struct Cached {
     guessed: bool,
 }
 
-/// Fires due schedules until `stop` trips, reading them every `refresh`.
+/// Fires due schedules until `stop` trips, reading them every `refresh`, and again (at most
+/// every [`REREAD_AFTER`]) when `changed` is notified: the worker woke for nothing, which is
+/// what a schedule created or resumed by another process does to it on a store that wakes
+/// waiters for it (Redis), so a worker that reads the schedules seldom still fires its ticks.
 pub(crate) async fn run(
     backend: AnyBackend,
     clock: Clock,
     refresh: Duration,
+    changed: std::sync::Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
     let mut cache: Vec<Cached> = Vec::new();
     let mut read_at = clock.now();
+    let mut last_read = read_at;
     let mut outage = Outage::new("firing schedules");
     loop {
         if stop.is_cancelled() {
@@ -48,6 +57,7 @@ pub(crate) async fn run(
             match backend.due_schedules(now + refresh, BATCH).await {
                 Ok(list) => {
                     outage.ok();
+                    last_read = now;
                     read_at = now + refresh;
                     if list.len() == BATCH {
                         // More may be due before the refresh: read again after the last one.
@@ -109,6 +119,9 @@ pub(crate) async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = clock.sleep_until(wake) => {}
+            _ = changed.notified() => {
+                read_at = read_at.min(clock.now().max(last_read + REREAD_AFTER));
+            }
         }
     }
 }

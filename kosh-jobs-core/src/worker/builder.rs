@@ -231,7 +231,9 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
 
     /// Fires schedules, reading them every `refresh` (at least 100 ms; default: the backend's
     /// [`Pacing`](crate::backend::Pacing), one minute unless it says otherwise): the longest
-    /// a schedule created or changed by another process goes unseen.
+    /// a schedule created or changed by another process goes unseen. Sooner when the store
+    /// wakes a waiting worker for it (Redis does): a wait for work that ends with nothing to
+    /// take makes the worker read the schedules again, at most every 5 s.
     pub fn schedule_refresh(mut self, refresh: Duration) -> Self {
         self.schedules = true;
         self.schedule_refresh = Some(refresh);

@@ -266,18 +266,23 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             config.registration_ttl,
             sampler_stop.clone(),
         ));
+        // The fetch loop tells the schedule runner when a wait for work ended with nothing to
+        // take: a schedule created or resumed elsewhere wakes a waiter (on Redis), and the
+        // runner reads the schedules again rather than at its next refresh.
+        let schedules_changed = Arc::new(tokio::sync::Notify::new());
         let scheduler = config.schedules.map(|refresh| {
             tokio::spawn(crate::schedule::runner::run(
                 backend.clone(),
                 clock.clone(),
                 refresh,
+                schedules_changed.clone(),
                 sampler_stop.clone(),
             ))
         });
         {
             let shutdown = shutdown;
             tokio::pin!(shutdown);
-            fetch_loop(&shared, &config, &mut shutdown).await;
+            fetch_loop(&shared, &config, &schedules_changed, &mut shutdown).await;
         }
         sampler_stop.cancel();
         let _ = registration.await;
@@ -385,6 +390,7 @@ async fn refresh_registration(
 async fn fetch_loop<S, F>(
     shared: &Arc<Shared<S>>,
     config: &WorkerConfig,
+    woke_for_nothing: &tokio::sync::Notify,
     shutdown: &mut std::pin::Pin<&mut F>,
 ) where
     S: Clone + Send + Sync + 'static,
@@ -397,6 +403,8 @@ async fn fetch_loop<S, F>(
     // Recovery fails together with fetching in an outage: it says so once.
     let mut recover_outage = Outage::new("recovering expired leases");
     let mut next_recover = clock.now();
+    // Whether the last wait for work ended before its deadline, on the backend's signal.
+    let mut woke_early = false;
     let limited = config.limits.iter().any(|l| *l != usize::MAX);
     loop {
         // Shutdown wins over any other work that is ready at the same moment.
@@ -483,6 +491,10 @@ async fn fetch_loop<S, F>(
                 }
             }
         }
+        if got == 0 && !failed && woke_early {
+            woke_for_nothing.notify_one();
+        }
+        woke_early = false;
         if got > 0 || failed {
             continue;
         }
@@ -494,6 +506,7 @@ async fn fetch_loop<S, F>(
             biased;
             _ = shutdown.as_mut() => return,
             r = backend.wait_for_work(&config.queues, until) => {
+                woke_early = r.is_ok() && clock.now() < until;
                 if let Err(e) = r {
                     let wait = outage.failed(&e);
                     tokio::select! {

@@ -31,5 +31,7 @@ if r.rev ~= ARGV[3] then return 2 end
 if r.paused then
   r.paused, r.next = false, ARGV[4]
   cron_write(B, id, r)
+  -- As for a new schedule (cron_upsert): a waiter wakes, its worker reads the schedules.
+  wake(1)
 end
 return 1

@@ -7,7 +7,7 @@
 --   'c' (a move's catch-up: the old record changed while it moved): the revision 'm' wrote,
 --       then paused, last fire, runs, last job ref as the old record ended.
 -- Returns { 1 created | 2 replaced | 3 unchanged | 0 (mode 'c': the revision has moved on),
--- the revision }.
+-- the revision }. A created or replaced schedule wakes one waiter of the queue.
 local id, def, nx, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local r = cron_read(redis.call('HGET', B .. ':cron', id))
 if mode == 'c' then
@@ -31,4 +31,7 @@ else
 end
 r.next, r.def = nx, def
 cron_write(B, id, r)
+-- A waiter of this queue wakes and has its worker read the schedules again: a worker reads
+-- them seldom when idle (kosh_jobs_core::backend::Pacing), and must not miss this one's ticks.
+wake(1)
 return { outcome, r.rev }
