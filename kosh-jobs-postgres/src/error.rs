@@ -69,12 +69,24 @@ fn is_outage(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether a database error refuses who we are (password, role, privileges).
+/// Whether a database error refuses who we are (password, role, privileges), or the TLS the
+/// URL asks for: a server certificate that is not trusted (or not for this host), or a
+/// server without TLS when the URL requires it. Retrying cannot help with any of these, so
+/// they are never outages.
 fn is_denied(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => db
             .code()
             .is_some_and(|c| c.starts_with("28") || c == "42501"),
+        sqlx::Error::Tls(why) => why.to_string().contains("does not support TLS"),
+        // rustls refuses a certificate with an I/O error of kind `InvalidData` around its
+        // own error ("invalid peer certificate: UnknownIssuer", "...: NotValidForName").
+        sqlx::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+                && io
+                    .get_ref()
+                    .is_some_and(|inner| inner.to_string().contains("certificate"))
+        }
         _ => false,
     }
 }
@@ -84,8 +96,8 @@ impl From<PostgresError> for BackendError {
         match e {
             PostgresError::InvalidInput(m) => BackendError::InvalidInput(m),
             PostgresError::Incompatible(m) => BackendError::Incompatible(m),
-            PostgresError::Database(ref db) if is_outage(db) => BackendError::unavailable(e),
             PostgresError::Database(ref db) if is_denied(db) => BackendError::permission_denied(e),
+            PostgresError::Database(ref db) if is_outage(db) => BackendError::unavailable(e),
             PostgresError::Stopped => BackendError::unavailable(e),
             other => BackendError::storage(other),
         }

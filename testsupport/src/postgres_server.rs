@@ -49,6 +49,8 @@ pub struct PostgresServer {
     user: Option<(String, String)>,
     /// Addresses it listens on besides 127.0.0.1.
     also_on: Vec<IpAddr>,
+    /// With TLS: its certificate and key, copied into the cluster's directory.
+    tls: Option<(PathBuf, PathBuf)>,
     server: Option<Watched>,
 }
 
@@ -68,12 +70,41 @@ impl PostgresServer {
     /// it takes TCP connections with the password from every network this machine is
     /// directly on (`samenet` in `pg_hba.conf`), not only from 127.0.0.1.
     pub fn start_also_on(addrs: &[IpAddr]) -> anyhow::Result<PostgresServer> {
+        Self::start_with(addrs, None)
+    }
+
+    /// Starts a cluster as [`PostgresServer::start`] does, with TLS on (`ssl=on`) with the
+    /// PEM certificate (chain) `cert` and its key `key`. Clients may still connect without
+    /// TLS unless they ask for it (`sslmode=require` and up).
+    pub fn start_tls(cert: &Path, key: &Path) -> anyhow::Result<PostgresServer> {
+        Self::start_with(&[], Some((cert, key)))
+    }
+
+    fn start_with(addrs: &[IpAddr], tls: Option<(&Path, &Path)>) -> anyhow::Result<PostgresServer> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("kosh-test-pg-")
             .tempdir()
             .context("temporary directory for postgres")?;
         let user = run_as_user()?;
+        // Postgres reads the key only if its owner alone may (0600), so both files are
+        // copied to the cluster's directory, which belongs to the user it runs as.
+        let tls = match tls {
+            Some((cert, key)) => {
+                let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+                std::fs::copy(cert, &c).context("copy the TLS certificate")?;
+                std::fs::copy(key, &k).context("copy the TLS key")?;
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))
+                    .context("chmod the TLS key")?;
+                if let Some((user, _)) = &user {
+                    chown(&c, user)?;
+                    chown(&k, user)?;
+                }
+                Some((c, k))
+            }
+            None => None,
+        };
         if let Some((user, _)) = &user {
             // The cluster's files, the socket directory and the log belong to the user.
             chown(dir.path(), user)?;
@@ -84,6 +115,7 @@ impl PostgresServer {
             dir,
             user,
             also_on: addrs.to_vec(),
+            tls,
             server: None,
         };
         server.initdb()?;
@@ -236,6 +268,12 @@ exit 0"#;
                 "-c",
                 "logging_collector=off",
             ]);
+        if let Some((cert, key)) = &self.tls {
+            sh.args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         let startup = Startup {
             what: "postgres",
             log: &log,
