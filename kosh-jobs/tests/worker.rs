@@ -971,3 +971,38 @@ fn blocking_handlers_keep_their_lease() {
     assert_eq!(rival.join().unwrap(), 0, "the rival never got the job");
     assert_eq!(BLOCKING_RUNS.load(Ordering::SeqCst), 1);
 }
+
+/// A queue at its per-queue limit with a job ready is not work for this worker: it waits for
+/// a slot of that queue to free up, or for work on its other queues, instead of spinning on a
+/// wait that returns at once because the full queue has a ready job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_with_ready_jobs_does_not_spin() {
+    let (spy, client, _clock) = setup();
+    let ctl = Ctl::new();
+    client.enqueue(task(1, Act::Gate)).await.unwrap();
+    client.enqueue(task(2, Act::Gate)).await.unwrap();
+    let w = builder(&spy, &ctl)
+        .concurrency(4)
+        .queue_concurrency("q1", 1)
+        .build()
+        .unwrap()
+        .spawn();
+    wait_until("one handler runs", || async { ctl.gauge.now() == 1 }).await;
+    let before = spy.waits.load(std::sync::atomic::Ordering::SeqCst);
+    // Round trips to the store while the worker idles beside them.
+    for _ in 0..200 {
+        client.counts().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let waits = spy.waits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        waits <= 3,
+        "the worker waited {waits} times meanwhile: it spins"
+    );
+    ctl.gate.open();
+    wait_until("both complete", || async {
+        client.counts().await.unwrap()[0].completed == 2
+    })
+    .await;
+    w.shutdown().await.unwrap();
+}

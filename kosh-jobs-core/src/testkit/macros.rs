@@ -65,6 +65,7 @@ macro_rules! __kosh_jobs_cases {
             wait::wait_sleeps_until_a_hold_ends,
             wait::wait_sleeps_until_a_group_window_opens,
             wait::paced_worker_recovers_an_abandoned_lease,
+            wait::paced_busy_worker_recovers_an_abandoned_lease,
             limits::limits_are_stored_listed_and_validated,
             limits::concurrency_limit_caps_running_jobs,
             limits::rate_limit_holds_in_every_window,

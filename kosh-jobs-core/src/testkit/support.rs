@@ -279,6 +279,27 @@ impl Env {
     }
 
     /// Lets other tasks (and a backend's I/O) run for a moment, without moving any clock.
+    /// Moves the clock forward by `d`, then waits until every task the move woke has run and
+    /// gone back to sleep on the clock (a worker's timers: its fetch loop, lease renewals,
+    /// registration): as many sleeps as before, none at or before now. For cases whose tasks
+    /// all sleep again after waking.
+    pub(crate) async fn advance_and_catch_up(&self, d: Duration, what: &str) {
+        let sleeping = self.time.sleepers().len();
+        self.advance(d);
+        guard(what, async {
+            loop {
+                let now = self.now();
+                let s = self.time.sleepers();
+                if s.len() >= sleeping && s.iter().all(|t| *t > now) {
+                    return;
+                }
+                self.settle().await;
+            }
+        })
+        .await;
+        self.settle().await;
+    }
+
     pub(crate) async fn settle(&self) {
         for _ in 0..10 {
             tokio::task::yield_now().await;

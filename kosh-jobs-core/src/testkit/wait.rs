@@ -380,3 +380,128 @@ pub async fn paced_worker_recovers_an_abandoned_lease<F: BackendFactory + ?Sized
         .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
     assert_eq!(stats.completed, 1, "{what}: the worker ran it once");
 }
+
+/// The job of [`paced_busy_worker_recovers_an_abandoned_lease`] that keeps its worker busy: it
+/// runs until the state's gate opens.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Busy {}
+
+impl crate::job::Job for Busy {
+    type Output = ();
+    const NAME: &'static str = "busy";
+    const QUEUE: &'static str = "paced-busy";
+}
+
+/// The state of the busy worker: its [`Busy`] job says when it started, and waits for the
+/// gate.
+#[derive(Default)]
+struct Gates {
+    started: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+}
+
+impl crate::job::Handler<Arc<Gates>> for Busy {
+    async fn run(self, ctx: crate::context::JobContext<Arc<Gates>>) -> Result<(), crate::JobError> {
+        ctx.state().started.notify_one();
+        ctx.state().open.notified().await;
+        Ok(())
+    }
+}
+
+impl crate::job::Handler<Arc<Gates>> for Abandoned {
+    async fn run(
+        self,
+        _ctx: crate::context::JobContext<Arc<Gates>>,
+    ) -> Result<(), crate::JobError> {
+        Ok(())
+    }
+}
+
+/// A worker whose every slot is taken does not reserve, so its reserves cannot recover a dead
+/// worker's lease: it still recovers leases once a lease period while it runs jobs, whatever
+/// its backend's pacing (a backend that paces idle workers by ten minutes must not leave a
+/// busy worker's queue that long without a recovery). The clock moves one lease period only.
+pub async fn paced_busy_worker_recovers_an_abandoned_lease<F: BackendFactory + ?Sized>(
+    factory: &F,
+) {
+    use crate::job::Job as _;
+    use crate::record::JobState;
+    let what = "paced busy worker recovers an abandoned lease";
+    let t = env(factory).await;
+    let state = |id| {
+        let b = Arc::clone(&t.b);
+        async move {
+            b.get(id)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: get: backend error: {e:?}"))
+                .unwrap_or_else(|| panic!("{what}: job {id} is gone"))
+                .state
+        }
+    };
+    let gates = Arc::new(Gates::default());
+    let busy = t.push_one(t.job(Busy::NAME, Busy::QUEUE)).await;
+    let worker = crate::worker::Worker::builder(crate::any::AnyBackend::from(Arc::clone(&t.b)))
+        .state(Arc::clone(&gates))
+        .register::<Busy>()
+        .register::<Abandoned>()
+        .concurrency(1)
+        .schedules(false)
+        .build()
+        .unwrap_or_else(|e| panic!("{what}: worker: {e}"))
+        .spawn();
+    guard(what, gates.started.notified()).await;
+    assert_eq!(state(busy).await, JobState::Running, "{what}: the busy job");
+    // The worker's lease-renewal thread is waiting to tell the store the job started
+    // (`START_ACK_DELAY`): from now on it sleeps on the clock, so a move of the clock is not
+    // lost on it, and the renewals keep the busy job's lease.
+    guard(what, async {
+        let soon = t.now() + crate::backend::START_ACK_DELAY;
+        while !t.time.sleepers().iter().any(|d| *d <= soon) {
+            t.settle().await;
+        }
+    })
+    .await;
+    // A job of another worker, which dies: the busy worker has no slot to reserve it with.
+    // Its lease (10 s) ends before the busy worker's next recovery is due (a lease period, 30
+    // s, after its first), so that recovery must find it expired.
+    let dead = t.push_one(t.job(Abandoned::NAME, Abandoned::QUEUE)).await;
+    let leased =
+        t.b.reserve(&crate::record::ReserveRequest {
+            lease: secs(10),
+            ..super::support::req(&[Abandoned::QUEUE], 1)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: reserve: backend error: {e:?}"));
+    assert_eq!(
+        leased.iter().map(|l| l.id()).collect::<Vec<_>>(),
+        [dead],
+        "{what}: the dead worker's job"
+    );
+    // The busy job's renewals (every 10 s) keep its lease while the clock moves a lease on.
+    for _ in 0..6 {
+        t.advance_and_catch_up(secs(5), what).await;
+    }
+    guard(what, async {
+        while state(dead).await == JobState::Running {
+            t.settle().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        state(busy).await,
+        JobState::Running,
+        "{what}: the busy job kept its lease"
+    );
+    gates.open.notify_one();
+    guard(what, async {
+        while state(dead).await != JobState::Completed || state(busy).await != JobState::Completed {
+            t.settle().await;
+        }
+    })
+    .await;
+    let stats = worker
+        .shutdown()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: shutdown: {e}"));
+    assert_eq!(stats.completed, 2, "{what}: both ran once");
+}

@@ -403,6 +403,7 @@ async fn fetch_loop<S, F>(
     // Recovery fails together with fetching in an outage: it says so once.
     let mut recover_outage = Outage::new("recovering expired leases");
     let mut next_recover = clock.now();
+    let mut last_recover = clock.now();
     // Whether the last wait for work ended before its deadline, on the backend's signal.
     let mut woke_early = false;
     let limited = config.limits.iter().any(|l| *l != usize::MAX);
@@ -412,7 +413,8 @@ async fn fetch_loop<S, F>(
             return;
         }
         let now = clock.now();
-        if now >= next_recover {
+        if now >= recover_due(config, next_recover, last_recover, active.in_flight()) {
+            last_recover = now;
             next_recover = now + config.recover_interval;
             match backend.recover_expired().await {
                 Ok(n) => {
@@ -431,11 +433,13 @@ async fn fetch_loop<S, F>(
         if free == 0 {
             let notified = active.slot_freed.notified();
             if config.concurrency.saturating_sub(active.in_flight()) == 0 {
+                let recover_at =
+                    recover_due(config, next_recover, last_recover, active.in_flight());
                 tokio::select! {
                     biased;
                     _ = shutdown.as_mut() => return,
                     _ = notified => {}
-                    _ = clock.sleep_until(next_recover) => {}
+                    _ = clock.sleep_until(recover_at) => {}
                 }
             }
             continue;
@@ -459,6 +463,10 @@ async fn fetch_loop<S, F>(
         } else {
             requests.push((config.queues.clone(), free));
         }
+        // The queues to wait on if nothing is taken: those with room. A full queue's ready
+        // jobs are not work for this worker (a wait on it would return at once, and spin);
+        // a slot of it freeing up ends the wait instead.
+        let open: Vec<String> = requests.iter().flat_map(|(q, _)| q.clone()).collect();
         let mut got = 0usize;
         let mut failed = false;
         for (queues, max) in requests {
@@ -500,12 +508,26 @@ async fn fetch_loop<S, F>(
         }
         // Nothing to do: wait for the backend's signal, a freed slot (per-queue limits), the
         // next recovery round, or shutdown.
-        let until = (clock.now() + config.idle_wait).min(next_recover);
+        let until = (clock.now() + config.idle_wait).min(recover_due(
+            config,
+            next_recover,
+            last_recover,
+            active.in_flight(),
+        ));
         let notified = active.slot_freed.notified();
+        let wait = async {
+            if open.is_empty() {
+                // Every queue is full: only a freed slot (below) or the clock ends this.
+                clock.sleep_until(until).await;
+                Ok(())
+            } else {
+                backend.wait_for_work(&open, until).await
+            }
+        };
         tokio::select! {
             biased;
             _ = shutdown.as_mut() => return,
-            r = backend.wait_for_work(&config.queues, until) => {
+            r = wait => {
                 woke_early = r.is_ok() && clock.now() < until;
                 if let Err(e) = r {
                     let wait = outage.failed(&e);
@@ -518,6 +540,24 @@ async fn fetch_loop<S, F>(
             }
             _ = notified, if limited && active.in_flight() > 0 => {}
         }
+    }
+}
+
+/// When the worker next recovers expired leases: every `recover_interval` (the backend's
+/// pacing), and while it runs jobs at least once a lease period. An idle worker's waits end at
+/// the leases' deadlines and its reserves recover them, on a backend that paces it slowly
+/// (Redis); a busy one does not reserve from a full queue, and its renewals cost more requests
+/// than one recovery a lease period anyway.
+fn recover_due(
+    config: &WorkerConfig,
+    next_recover: crate::clock::Timestamp,
+    last_recover: crate::clock::Timestamp,
+    in_flight: usize,
+) -> crate::clock::Timestamp {
+    if in_flight > 0 {
+        next_recover.min(last_recover + config.lease)
+    } else {
+        next_recover
     }
 }
 
