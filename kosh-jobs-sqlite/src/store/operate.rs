@@ -95,9 +95,24 @@ fn start_after(q: &SearchQuery) -> i64 {
     }
 }
 
-/// One page of a search (see [`kosh_jobs_core::Backend::search`]).
+/// One page of a search (see [`kosh_jobs_core::Backend::search`]), read from one snapshot
+/// of the database: the page's ids, its total and its records agree with each other. One
+/// read transaction for the whole page, not one per record: on the reader, each transaction
+/// of its own takes the WAL's shared-memory locks again and, whenever the writer committed
+/// since, throws away the connection's page cache.
 pub(super) fn search(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<SearchPage> {
     q.filter.validate().map_err(invalid)?;
+    // A savepoint is a read transaction on the reader, and nests in the writer's
+    // transaction (an in-memory database has no reader).
+    exec(conn, "SAVEPOINT kosh_search", [])?;
+    let result = search_now(conn, q, now);
+    let end = exec(conn, "RELEASE kosh_search", []);
+    let page = result?;
+    end?;
+    Ok(page)
+}
+
+fn search_now(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<SearchPage> {
     let total = if q.with_total {
         Some(if q.filter.is_indexed() {
             indexed_total(conn, q, now)?
