@@ -44,6 +44,8 @@ pub(crate) struct AppConfig {
     pub(crate) dir: PathBuf,
     pub(crate) jobs_url: String,
     pub(crate) bind: String,
+    /// `METRICS_SAMPLE_SECS` of the worker.
+    pub(crate) sample_secs: u64,
 }
 
 impl AppConfig {
@@ -61,6 +63,7 @@ impl AppConfig {
             .env("JOBS_URL", &self.jobs_url)
             .env("UPLOAD_DIR", self.dir.join("uploads"))
             .env("BIND", &self.bind)
+            .env("METRICS_SAMPLE_SECS", self.sample_secs.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
