@@ -31,7 +31,8 @@
 //! The store-wide gauges (marked sampler) are read by a worker that opts in with
 //! [`WorkerBuilder::sample_metrics`](crate::WorkerBuilder::sample_metrics), at its interval:
 //! run it in one or a few workers, not all, so a hundred workers do not multiply the load on
-//! the store.
+//! the store. While no job is ready or running anywhere it reads them only once per idle wait
+//! of the worker, and an interval after the worker gets a job (see `sample_metrics`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

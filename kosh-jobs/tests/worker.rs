@@ -1006,3 +1006,57 @@ async fn a_full_queue_with_ready_jobs_does_not_spin() {
     .await;
     w.shutdown().await.unwrap();
 }
+
+/// Issue #21: the metrics sampler does not read a quiet store (no job ready or running) every
+/// interval, only once per idle wait; a job handed to the worker makes it sample an interval
+/// later, and then it rests again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_sampler_rests_while_the_store_is_quiet() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    let interval = Duration::from_secs(1);
+    let idle = Duration::from_secs(60);
+    let w = builder(&spy, &ctl)
+        .sample_metrics(interval)
+        .idle_wait(idle)
+        .build()
+        .unwrap()
+        .spawn();
+    let reads = || spy.counts_reads.load(Ordering::SeqCst);
+    // Every sleep an advance woke has run and slept again.
+    let settled = || async {
+        wait_until("the woken sleepers sleep again", || async {
+            clock.sleepers().iter().all(|t| *t > clock.now())
+        })
+        .await
+    };
+    wait_until("the first sample", || async { reads() == 1 }).await;
+    wait_until("the worker waits", || async {
+        spy.waits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    settled().await;
+    for _ in 0..5 {
+        clock.advance(interval);
+        settled().await;
+    }
+    assert_eq!(reads(), 1, "a quiet store is not read every interval");
+
+    // A job: sampled an interval after the worker got it.
+    let id = client.enqueue(task(1, Act::Ok)).await.unwrap().id();
+    wait_state(&client, id, JobState::Completed).await;
+    settled().await;
+    assert_eq!(reads(), 1);
+    clock.advance(interval);
+    wait_until("the sample after the job", || async { reads() == 2 }).await;
+    settled().await;
+    // Quiet again: the next read is an idle wait later.
+    for _ in 0..5 {
+        clock.advance(interval);
+        settled().await;
+    }
+    assert_eq!(reads(), 2, "quiet again");
+    clock.advance(idle);
+    wait_until("the sample an idle wait later", || async { reads() == 3 }).await;
+    w.shutdown().await.unwrap();
+}

@@ -233,6 +233,9 @@ pub async fn import_csv(
     }
 }
 
+/// The shortest time between two progress reports of an import, but for its last.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 struct Batch {
     rows: Vec<ParsedRow>,
     next: ResumePoint,
@@ -280,7 +283,6 @@ async fn run(
         rows_imported: import.rows_imported,
         rows_rejected: import.rows_rejected,
     };
-    report(ctx, rows_done, &scan, Some(so_far)).await?;
 
     // Second pass on a blocking thread, handing over batches through a small channel: the
     // file is never in memory, and the async threads only do the SQL.
@@ -319,9 +321,24 @@ async fn run(
         }
     });
 
+    // Progress goes to the queue at most once a second, and after the last batch (or, with
+    // no batch, once at the end): each report is a request to the job store and an event to
+    // every open page, and a small file would send several within a few milliseconds. The
+    // page reads the rows done from the app database, committed with each batch.
+    let mut reported = tokio::time::Instant::now();
+    let mut unreported = Some(so_far);
     while let Some(batch) = rx.recv().await {
         rows_done += batch.rows.len() as u64;
         let counts = db::commit_batch(&app.db, id, &batch.rows, rows_done, batch.next).await?;
+        if reported.elapsed() >= PROGRESS_EVERY {
+            report(ctx, rows_done, &scan, Some(counts)).await?;
+            reported = tokio::time::Instant::now();
+            unreported = None;
+        } else {
+            unreported = Some(counts);
+        }
+    }
+    if let Some(counts) = unreported {
         report(ctx, rows_done, &scan, Some(counts)).await?;
     }
     producer.await.map_err(join_error)??;

@@ -212,9 +212,15 @@ impl<S: Clone + Send + Sync + 'static, R> WorkerBuilder<S, R> {
     }
 
     /// Makes this worker read the store-wide gauges of [`crate::metrics`] (jobs per queue and
-    /// state, the age of the oldest ready job, live workers per queue) every `interval`: two
+    /// state, the age of the oldest ready job, live workers per queue) every `interval`: three
     /// reads of the store per interval (at least 1 s). Off by default; turn it on in one or a
     /// few workers, not in all of them.
+    ///
+    /// While the store is quiet (no job ready or running in any queue) it reads them only
+    /// once per [`idle_wait`](Self::idle_wait) (ten minutes on Redis), and again `interval`
+    /// after this worker is handed a job: a quiet store's gauges change only when work comes,
+    /// which wakes the worker. Changes that touch no queue of this worker (a job enqueued to
+    /// another queue, a worker joining) show within `idle_wait` then.
     pub fn sample_metrics(mut self, interval: Duration) -> Self {
         self.sample_metrics = Some(interval);
         self

@@ -32,6 +32,9 @@ pub(crate) struct Shared<S> {
     /// until their events are sent, so a job retried at once and leased again meanwhile
     /// cannot announce its next start before its retry.
     pub(crate) events_order: Arc<tokio::sync::RwLock<()>>,
+    /// Signalled when this worker leases jobs: the metrics sampler, resting while the store is
+    /// quiet, samples again.
+    pub(crate) worked: Arc<super::sampler::Worked>,
 }
 
 /// An attempt's outcome on its way to the finisher, with the metric handles of its job.

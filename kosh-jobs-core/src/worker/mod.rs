@@ -218,6 +218,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             finished: tx,
             metrics: crate::metrics::MetricsCache::default(),
             events_order,
+            worked: Arc::default(),
         });
         tracing::info!(worker = %config.worker_id, queues = ?config.queues, concurrency = config.concurrency, "worker started");
 
@@ -253,6 +254,8 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
                 backend.clone(),
                 clock.clone(),
                 interval,
+                config.idle_wait,
+                shared.worked.clone(),
                 sampler_stop.clone(),
             ))
         });
@@ -483,6 +486,9 @@ async fn fetch_loop<S, F>(
                 Ok(jobs) => {
                     outage.ok();
                     got += jobs.len();
+                    if !jobs.is_empty() {
+                        shared.worked.tell();
+                    }
                     for job in jobs {
                         dispatch(shared, config, job);
                     }

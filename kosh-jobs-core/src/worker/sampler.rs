@@ -2,9 +2,12 @@
 //! in ([`crate::WorkerBuilder::sample_metrics`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::gauge;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::outage;
@@ -14,20 +17,67 @@ use crate::clock::Clock;
 use crate::metrics::{GROUPS_AT_LIMIT, HELD_BACK, JOBS, OLDEST_READY_AGE, WORKERS};
 use crate::record::JobState;
 
-/// Samples every `interval` until `stop` trips.
+/// Work handed to a worker: how many times, and a signal each time, so the metrics sampler
+/// resting on a quiet store samples again.
+#[derive(Debug, Default)]
+pub(crate) struct Worked {
+    times: AtomicU64,
+    signal: Notify,
+}
+
+impl Worked {
+    /// The worker leased jobs.
+    pub(crate) fn tell(&self) {
+        self.times.fetch_add(1, Ordering::AcqRel);
+        self.signal.notify_waiters();
+    }
+
+    fn times(&self) -> u64 {
+        self.times.load(Ordering::Acquire)
+    }
+}
+
+/// Samples every `interval` while jobs are in motion; while the store is quiet (no job
+/// ready or running in any queue) only every `quiet_wait` (the worker's longest wait for
+/// work, ten minutes on Redis), or `interval` after this worker is handed work (`worked`),
+/// until `stop` trips.
+///
+/// A quiet store's gauges do not change by themselves: the next job wakes the workers, and
+/// the sample after it shows it. What can go unseen for up to `quiet_wait` is what touches no
+/// queue this worker serves (a job enqueued to another queue, a worker joining), so a store
+/// billed per request (a hosted Redis) is not read every `interval` all day for nothing.
 pub(crate) async fn run(
     backend: AnyBackend,
     clock: Clock,
     interval: Duration,
+    quiet_wait: Duration,
+    worked: Arc<Worked>,
     stop: CancellationToken,
 ) {
     // Queues seen before, so a queue that emptied (or lost its limits) reads zero instead of
     // its last value.
     let mut known = Known::default();
     loop {
-        if let Err(e) = sample(&backend, &clock, &mut known).await {
-            tracing::warn!(error = %outage::chain(&e), "sampling the store's metrics failed");
+        let before = worked.times();
+        let quiet = match sample(&backend, &clock, &mut known).await {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                tracing::warn!(error = %outage::chain(&e), "sampling the store's metrics failed");
+                false
+            }
+        };
+        let woken = worked.signal.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        // Jobs leased while the sample was read may not be in it: sample again as usual.
+        if quiet && quiet_wait > interval && worked.times() == before {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = clock.sleep(quiet_wait) => continue,
+                _ = woken => {}
+            }
         }
+        // Sampled an interval after work came, as when sampling all along.
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = clock.sleep(interval) => {}
@@ -42,11 +92,12 @@ struct Known {
     limited: BTreeSet<String>,
 }
 
+/// Sets the gauges; returns whether the store is quiet (no job ready or running).
 async fn sample(
     backend: &AnyBackend,
     clock: &Clock,
     known: &mut Known,
-) -> Result<(), crate::error::BackendError> {
+) -> Result<bool, crate::error::BackendError> {
     let counts = backend.counts().await?;
     let workers = backend.workers().await?;
     let flows = backend.queue_flows().await?;
@@ -100,5 +151,5 @@ async fn sample(
         gauge!(WORKERS, "queue" => q.clone()).set(n);
         known.insert(q);
     }
-    Ok(())
+    Ok(counts.iter().all(|c| c.ready == 0 && c.running == 0))
 }

@@ -35,6 +35,8 @@ pub struct Spy {
     pub fail_finish: AtomicBool,
     pub fail_recover: AtomicBool,
     pub finishes: AtomicUsize,
+    /// Calls of `counts` (the metrics sampler's first read).
+    pub counts_reads: AtomicUsize,
     /// When set, `finish` waits for this gate before storing anything.
     pub finish_gate: Mutex<Option<Gate>>,
     /// When set, `finish` stores, then answers only once one of the jobs it finished was
@@ -59,6 +61,7 @@ impl Spy {
             fail_finish: AtomicBool::new(false),
             fail_recover: AtomicBool::new(false),
             finishes: AtomicUsize::new(0),
+            counts_reads: AtomicUsize::new(0),
             finish_gate: Mutex::new(None),
             answer_after_release: AtomicBool::new(false),
             leased: Mutex::new(Vec::new()),
@@ -182,6 +185,7 @@ impl Backend for Spy {
         self.inner.get(id).await
     }
     async fn counts(&self) -> Result<Vec<QueueCounts>, BackendError> {
+        self.counts_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.counts().await
     }
     async fn list(&self, query: &ListQuery) -> Result<Page, BackendError> {

@@ -44,9 +44,29 @@ async fn job_of(web: &Web, import: &Import) -> Result<Option<kosh_jobs::JobRecor
 
 /// An import with its job. An import whose job failed or was cancelled without the handler
 /// saying so (a timeout, or a last attempt whose worker died) is marked failed here.
-async fn with_job(web: &Web, mut import: Import) -> Result<Value, ApiError> {
+async fn with_job(web: &Web, import: Import) -> Result<Value, ApiError> {
     let job = job_of(web, &import).await?;
-    if let Some(j) = &job {
+    let mut v = settled_by(web, import, job.as_ref()).await?;
+    v["job"] = match job {
+        Some(j) => json!({
+            "state": j.state.to_string(),
+            "attempts": j.attempts,
+            "max_attempts": j.max_attempts,
+            "progress": j.progress,
+            "last_error": j.last_error(),
+        }),
+        None => Value::Null,
+    };
+    Ok(v)
+}
+
+/// An import as JSON, marked failed first if its job ended without the handler saying so.
+async fn settled_by(
+    web: &Web,
+    mut import: Import,
+    job: Option<&kosh_jobs::JobRecord>,
+) -> Result<Value, ApiError> {
+    if let Some(j) = job {
         if !import.is_final() && matches!(j.state, JobState::Failed | JobState::Cancelled) {
             let reason = j.last_error().unwrap_or("the import job was cancelled");
             db::fail_import(&web.app.db, import.id, reason).await?;
@@ -61,16 +81,6 @@ async fn with_job(web: &Web, mut import: Import) -> Result<Value, ApiError> {
     v["notes"] = json!(import.notes());
     // Whether the page may offer to read the dates the other way.
     v["date_order_choosable"] = json!(import.date_order_choosable());
-    v["job"] = match job {
-        Some(j) => json!({
-            "state": j.state.to_string(),
-            "attempts": j.attempts,
-            "max_attempts": j.max_attempts,
-            "progress": j.progress,
-            "last_error": j.last_error(),
-        }),
-        None => Value::Null,
-    };
     Ok(v)
 }
 
@@ -80,11 +90,18 @@ async fn find(web: &Web, id: i64) -> Result<Import, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no import {id}")))
 }
 
-/// `GET /api/imports`.
+/// `GET /api/imports`: with `job` for the imports not final only. Every redraw of the page
+/// reads the list, and on Redis each job read is a billed request: a finished import's
+/// outcome is in the import itself, so the list reads only the jobs of imports still queued
+/// or running (a handful, not fifty).
 pub(super) async fn list_imports(State(web): State<Web>) -> Result<Json<Value>, ApiError> {
     let mut items = Vec::new();
     for i in db::list_imports(&web.app.db, 50).await? {
-        items.push(with_job(&web, i).await?);
+        items.push(if i.is_final() {
+            settled_by(&web, i, None).await?
+        } else {
+            with_job(&web, i).await?
+        });
     }
     Ok(Json(json!({ "items": items })))
 }
