@@ -1,96 +1,16 @@
-//! TLS to Postgres: a server with a certificate from a private CA (made here with `openssl`),
+//! TLS to Postgres: a server with a certificate from a private CA (testsupport's `TestCerts`),
 //! reached with `sslmode=verify-full` and `sslrootcert`; an untrusted certificate, and a
 //! server without TLS when the URL requires it, refused with an error that says so and that is
 //! not an outage (retrying cannot help).
 
-use std::path::Path;
-use std::process::Command;
-
 use kosh_jobs_core::{Backend, BackendError, NewJob};
 use kosh_jobs_postgres::{PostgresBackend, PostgresError};
+use kosh_jobs_testsupport::certs::TestCerts;
 use kosh_jobs_testsupport::postgres_server::{PostgresServer, PASSWORD};
 
-/// Runs `openssl` in `dir`, failing the test with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl not found: install it with `apt-get install openssl`");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA and a server certificate it signed for 127.0.0.1 and localhost, in `dir`:
-/// `ca.crt`, `server.crt`, `server.key`.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kosh-jobs test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write ext.cnf");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
-fn tls_server(dir: &Path) -> PostgresServer {
-    make_certs(dir);
-    PostgresServer::start_tls(&dir.join("server.crt"), &dir.join("server.key"))
+/// A server with a certificate of a throwaway CA; the CA's certificate is `certs.ca()`.
+fn tls_server(certs: &TestCerts) -> PostgresServer {
+    PostgresServer::start_tls(&certs.dir.join("server.crt"), &certs.dir.join("server.key"))
         .unwrap_or_else(|e| panic!("cannot start a test postgres with TLS: {e:#}"))
 }
 
@@ -107,9 +27,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[tokio::test]
 async fn verify_full_with_the_private_ca_runs_every_connection_over_tls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = tls_server(dir.path());
-    let ca = dir.path().join("ca.crt");
+    let certs = TestCerts::generate("pg-ok");
+    let server = tls_server(&certs);
+    let ca = certs.ca();
     let url = format!(
         "{}?sslmode=verify-full&sslrootcert={}&schema=tls_ok",
         server.url(),
@@ -151,8 +71,8 @@ async fn verify_full_with_the_private_ca_runs_every_connection_over_tls() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused_not_an_outage() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = tls_server(dir.path());
+    let certs = TestCerts::generate("pg-untrusted");
+    let server = tls_server(&certs);
     // The system's roots do not include the private CA.
     let url = format!("{}?sslmode=verify-full&schema=tls_untrusted", server.url());
     let e = PostgresBackend::connect(&url)

@@ -11,6 +11,7 @@
 //!   tests.
 
 pub mod browser;
+pub mod certs;
 pub mod events;
 pub mod jobs;
 pub mod postgres_server;
