@@ -310,15 +310,7 @@ async fn a_waiter_hears_of_another_process_lease() {
     let server = RedisServer::start(&[]);
     let prefix = unique_prefix("lease-wake");
     let (clock, _time) = Clock::manual();
-    let open = || {
-        RedisBackend::connect_with(
-            RedisOptions::builder(server.url())
-                .prefix(prefix.clone())
-                .clock(clock.clone())
-                .build()
-                .expect("options"),
-        )
-    };
+    let open = || connect_on(&server, &prefix, clock.clone());
     let (a, b) = (
         open().await.expect("connect a"),
         open().await.expect("connect b"),
@@ -390,14 +382,7 @@ async fn a_waiter_hears_of_another_process_lease() {
 async fn a_server_closing_idle_connections_loses_nothing() {
     let server = RedisServer::start(&["--timeout", "1"]);
     let prefix = unique_prefix("idle-close");
-    let open = || {
-        RedisBackend::connect_with(
-            RedisOptions::builder(server.url())
-                .prefix(prefix.clone())
-                .build()
-                .expect("options"),
-        )
-    };
+    let open = || connect_on(&server, &prefix, Clock::system());
     let worker = Worker::builder(open().await.expect("connect"))
         .register::<Idle>()
         .build()
@@ -470,15 +455,7 @@ async fn a_schedule_made_by_another_process_fires_before_the_refresh() {
     let server = RedisServer::start(&[]);
     let prefix = unique_prefix("sched-wake");
     let (clock, time) = Clock::manual();
-    let open = || {
-        RedisBackend::connect_with(
-            RedisOptions::builder(server.url())
-                .prefix(prefix.clone())
-                .clock(clock.clone())
-                .build()
-                .expect("options"),
-        )
-    };
+    let open = || connect_on(&server, &prefix, clock.clone());
     let (w, app) = (
         open().await.expect("connect"),
         open().await.expect("connect"),
@@ -516,6 +493,23 @@ async fn a_schedule_made_by_another_process_fires_before_the_refresh() {
         settled(server.port, &time).await;
     }
     worker.shutdown().await.expect("shutdown");
+}
+
+/// A backend of the test's own server under `prefix`, on `clock`: each call is another
+/// process as far as the store can tell (its own connections and wake-up origin).
+async fn connect_on(
+    server: &RedisServer,
+    prefix: &str,
+    clock: Clock,
+) -> Result<RedisBackend, kosh_jobs_redis::RedisError> {
+    RedisBackend::connect_with(
+        RedisOptions::builder(server.url())
+            .prefix(prefix)
+            .clock(clock)
+            .build()
+            .expect("options"),
+    )
+    .await
 }
 
 /// Waits until `n` clients are blocked in Redis.
