@@ -541,6 +541,34 @@ pub fn validate_job_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest trace context a job may carry, in bytes: a `traceparent` takes 55.
+pub const MAX_TRACE_LEN: usize = 512;
+
+/// Checks a job's trace context ([`crate::NewJob::trace`]): 1 to [`MAX_TRACE_LEN`] bytes of
+/// printable ASCII (a W3C `traceparent` is 55 of them). Backends store it without reading it
+/// and refuse a job whose trace context fails this; the worker ignores one it cannot parse.
+///
+/// ```
+/// use kosh_jobs::backend::validate_trace;
+/// assert!(validate_trace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_ok());
+/// assert!(validate_trace("").is_err());
+/// assert!(validate_trace("00-\n").is_err());
+/// ```
+pub fn validate_trace(trace: &str) -> Result<(), String> {
+    if trace.is_empty() || trace.len() > MAX_TRACE_LEN {
+        return Err(format!(
+            "trace context must be 1 to {MAX_TRACE_LEN} bytes long, not {}",
+            trace.len()
+        ));
+    }
+    if let Some(c) = trace.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!(
+            "trace context {trace:?} contains {c:?}; only printable ASCII is allowed"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

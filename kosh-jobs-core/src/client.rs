@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::any::AnyBackend;
 use crate::backend::{validate_group_key, validate_job_name, validate_queue_name, Backend};
 use crate::clock::{Clock, Timestamp};
@@ -86,7 +88,9 @@ impl Client {
         &self.backend
     }
 
-    /// Turns a typed job and its options into what the backend stores.
+    /// Turns a typed job and its options into what the backend stores. With the
+    /// `opentelemetry` feature, its [`trace`](NewJob::trace) is the current span's context
+    /// (see [`crate::trace`]).
     pub fn prepare<J: Job>(&self, job: impl Into<Enqueue<J>>) -> Result<NewJob, Error> {
         let e = job.into();
         let defaults = J::options();
@@ -127,6 +131,7 @@ impl Client {
             max_attempts,
             unique_key,
             group,
+            trace: crate::trace::current(),
         })
     }
 
@@ -134,12 +139,18 @@ impl Client {
     /// With a unique key held by a live job, the handle is that job's, with
     /// [`existing()`](JobHandle::existing) true, and nothing is added.
     pub async fn enqueue<J: Job>(&self, job: impl Into<Enqueue<J>>) -> Result<JobHandle<J>, Error> {
-        let new = self.prepare(job)?;
+        let span = crate::trace::enqueue_span(J::NAME);
+        let new = span.in_scope(|| self.prepare(job))?;
         let queue = new.queue.clone();
-        let mut out = self.backend.push(vec![new]).await?;
+        let mut out = self
+            .backend
+            .push(vec![new])
+            .instrument(span.clone())
+            .await?;
         let e = out.pop().ok_or_else(|| {
             Error::from(BackendError::storage("backend returned no id for a push"))
         })?;
+        span.record("job.id", e.id.get());
         if !e.existing {
             crate::metrics::enqueued(&queue, J::NAME, 1);
             if self.backend.events_enabled() {
@@ -160,11 +171,13 @@ impl Client {
         I: IntoIterator,
         I::Item: Into<Enqueue<J>>,
     {
-        let new = jobs
-            .into_iter()
-            .map(|j| self.prepare(j))
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = self.push_raw(new).await?;
+        let span = crate::trace::enqueue_span(J::NAME);
+        let new = span.in_scope(|| {
+            jobs.into_iter()
+                .map(|j| self.prepare(j))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let out = self.push_raw(new).instrument(span).await?;
         Ok(out
             .into_iter()
             .map(|e| JobHandle::new(self.clone(), e.id, e.existing))

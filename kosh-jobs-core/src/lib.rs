@@ -42,6 +42,7 @@ pub mod retry;
 pub mod schedule;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod trace;
 pub mod worker;
 
 #[doc(hidden)]

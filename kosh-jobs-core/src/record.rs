@@ -154,6 +154,11 @@ pub struct NewJob {
     /// The group it belongs to, for the per-group limits and round-robin fairness of its
     /// queue (see [`crate::limits`]); `None`: no group.
     pub group: Option<String>,
+    /// The trace context of the code that enqueued it, as a W3C `traceparent`
+    /// (`00-<trace id>-<span id>-<flags>`), so that its attempts join that trace. Filled in by
+    /// [`crate::Client`] with the `opentelemetry` feature; stored and handed back by every
+    /// backend as opaque text (see [`crate::backend::validate_trace`]); `None`: no trace.
+    pub trace: Option<String>,
 }
 
 impl NewJob {
@@ -173,6 +178,7 @@ impl NewJob {
             max_attempts: 3,
             unique_key: None,
             group: None,
+            trace: None,
         }
     }
 }
@@ -259,6 +265,9 @@ pub struct LeasedJob {
     pub lease_expires_at: Timestamp,
     /// The last progress reported, e.g. a checkpoint from an earlier attempt.
     pub progress: Option<serde_json::Value>,
+    /// The trace context it was enqueued with ([`NewJob::trace`]): the worker makes each
+    /// attempt's span a child of it.
+    pub trace: Option<String>,
 }
 
 impl LeasedJob {
@@ -510,6 +519,9 @@ pub struct JobRecord {
     /// Its group, if any (see [`crate::limits`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The trace context it was enqueued with, if any ([`NewJob::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     /// While running: when the lease ends unless renewed.
     pub lease_expires_at: Option<Timestamp>,
     /// The latest attempts (at most [`crate::admin::MAX_HISTORY`]), oldest first: who ran

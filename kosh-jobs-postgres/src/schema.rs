@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_groups.sql")),
     (5, include_str!("../migrations/0005_group_rate.sql")),
     (6, include_str!("../migrations/0006_group_keys.sql")),
+    (7, include_str!("../migrations/0007_trace.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -142,6 +142,7 @@ pub(crate) fn job_record(
         result: opt_json(get("r"), "result")?,
         unique_key: spec.unique_key,
         group: text(get("g")),
+        trace: spec.trace,
         lease_expires_at: if state == JobState::Running {
             ts("le")?
         } else {

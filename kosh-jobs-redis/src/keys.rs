@@ -90,10 +90,15 @@ use kosh_jobs_core::JobId;
 /// older versions read changed meaning. Older versions ignore the rate and cannot see the jobs
 /// of a parked group while it is parked (see the README): upgrade every process of a queue
 /// before setting a group rate on it.
-pub(crate) const LAYOUT: i64 = 6;
+///
+/// Layout 7 may add a seventh field to a job's spec, the length of its trace context (see
+/// `spec`), which older versions would misread (their scripts would lose its priority and
+/// unique key). Specs without a trace context are those of layout 6, byte for byte, so a
+/// layout-6 prefix reads as it is and is upgraded in place; older versions then refuse it.
+pub(crate) const LAYOUT: i64 = 7;
 
 /// The older layouts this version reads as they are and upgrades (by rewriting the marker).
-pub(crate) const UPGRADABLE: &[i64] = &[3, 4, 5];
+pub(crate) const UPGRADABLE: &[i64] = &[3, 4, 5, 6];
 
 /// Bits of a [`JobId`] that hold the queue index.
 const QUEUE_BITS: u32 = 16;

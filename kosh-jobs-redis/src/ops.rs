@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use kosh_jobs_core::admin::{Total, TOTAL_BOUND};
-use kosh_jobs_core::backend::{validate_group_key, validate_job_name, validate_queue_name};
+use kosh_jobs_core::backend::{
+    validate_group_key, validate_job_name, validate_queue_name, validate_trace,
+};
 use kosh_jobs_core::limits::{GroupFlow, GroupPage, GroupQuery};
 use kosh_jobs_core::{
     CancelOutcome, Clock, Enqueued, FailureKind, Finish, FinishResult, JobId, JobRecord, JobState,
@@ -95,6 +97,10 @@ pub(crate) fn check_job(j: &NewJob) -> Result<(), RedisError> {
     validate_job_name(&j.name).map_err(RedisError::InvalidInput)?;
     if let Some(g) = &j.group {
         validate_group_key(g)
+            .map_err(|e| RedisError::InvalidInput(format!("job `{}`: {e}", j.name)))?;
+    }
+    if let Some(t) = &j.trace {
+        validate_trace(t)
             .map_err(|e| RedisError::InvalidInput(format!("job `{}`: {e}", j.name)))?;
     }
     if j.max_attempts == 0 {
@@ -502,6 +508,7 @@ impl Shared {
                     created_at: spec.created_at,
                     progress,
                     lease_expires_at,
+                    trace: spec.trace,
                 });
             }
         }
@@ -1196,6 +1203,7 @@ pub(crate) fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, form: 
         j.max_attempts,
         now,
         j.run_at,
+        j.trace.as_deref(),
         &j.payload,
     );
     // The ready score, so the script passes it on untouched.

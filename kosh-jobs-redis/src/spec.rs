@@ -12,6 +12,12 @@
 //! `created_at` with its sign (`-3`, `+60000`), empty when equal. Specs of layout 4 and
 //! before, whose `run_at` is an absolute time (digits without a sign) and whose fields are
 //! all written, read as they are.
+//!
+//! A job with a trace context (layout 7) has a seventh header field, the context's length,
+//! and the context between the name and the payload:
+//! `<unique len>,<name len>,<priority>,<max attempts>,<created_at>,<run_at>,<trace len>|`
+//! then the unique key, the name, the trace context and the payload. A job without one has
+//! no seventh field, so its spec is that of layout 6, byte for byte.
 
 use kosh_jobs_core::Timestamp;
 
@@ -30,6 +36,7 @@ pub(crate) struct Spec {
     pub(crate) max_attempts: u32,
     pub(crate) created_at: Timestamp,
     pub(crate) run_at: Timestamp,
+    pub(crate) trace: Option<String>,
     pub(crate) payload: String,
 }
 
@@ -42,10 +49,12 @@ pub(crate) fn encode(
     max_attempts: u32,
     created_at: Timestamp,
     run_at: Timestamp,
+    trace: Option<&str>,
     payload: &str,
 ) -> String {
     let u = unique_key.unwrap_or("");
-    let mut s = String::with_capacity(48 + u.len() + name.len() + payload.len());
+    let t = trace.unwrap_or("");
+    let mut s = String::with_capacity(56 + u.len() + name.len() + t.len() + payload.len());
     use std::fmt::Write;
     // Writing to a String cannot fail.
     let _ = write!(s, "{},{},", u.len(), name.len());
@@ -61,9 +70,13 @@ pub(crate) fn encode(
     if delta != 0 {
         let _ = write!(s, "{delta:+}");
     }
+    if trace.is_some() {
+        let _ = write!(s, ",{}", t.len());
+    }
     s.push('|');
     s.push_str(u);
     s.push_str(name);
+    s.push_str(t);
     s.push_str(payload);
     s
 }
@@ -94,12 +107,26 @@ pub(crate) fn decode(spec: &str) -> Result<Spec, RedisError> {
         // Layout 4 and before: absolute.
         a => a.parse().map_err(|_| malformed())?,
     };
+    // Layout 7: the trace context's length, when there is one.
+    let tl: Option<usize> = match f.next() {
+        None => None,
+        Some(t) => Some(t.parse().map_err(|_| malformed())?),
+    };
     if f.next().is_some() {
         return Err(malformed());
     }
     let u = body.get(..ul).ok_or_else(malformed)?;
     let name = body.get(ul..ul + nl).ok_or_else(malformed)?;
-    let payload = body.get(ul + nl..).ok_or_else(malformed)?;
+    let mut rest = ul + nl;
+    let trace = match tl {
+        None => None,
+        Some(tl) => {
+            let t = body.get(rest..rest + tl).ok_or_else(malformed)?;
+            rest += tl;
+            Some(t.to_owned())
+        }
+    };
+    let payload = body.get(rest..).ok_or_else(malformed)?;
     Ok(Spec {
         unique_key: (ul > 0).then(|| u.to_owned()),
         name: name.to_owned(),
@@ -107,6 +134,7 @@ pub(crate) fn decode(spec: &str) -> Result<Spec, RedisError> {
         max_attempts,
         created_at: Timestamp::from_millis(created),
         run_at: Timestamp::from_millis(run_at),
+        trace,
         payload: payload.to_owned(),
     })
 }
@@ -133,6 +161,7 @@ mod tests {
             5,
             Timestamp::from_millis(1_700_000_000_000),
             Timestamp::from_millis(1_700_000_000_500),
+            None,
             r#"{"a":"|,|"}"#,
         );
         let d = decode(&s).unwrap();
@@ -152,17 +181,17 @@ mod tests {
     #[test]
     fn defaults_are_left_out_and_run_at_is_relative() {
         let created = Timestamp::from_millis(1_764_800_000_000);
-        let s = encode(None, "noop", 0, 3, created, created, "{}");
+        let s = encode(None, "noop", 0, 3, created, created, None, "{}");
         assert_eq!(s, "0,4,,,1764800000000,|noop{}");
         let d = decode(&s).unwrap();
         assert_eq!((d.priority, d.max_attempts), (0, 3));
         assert_eq!((d.created_at, d.run_at), (created, created));
         let earlier = Timestamp::from_millis(1_764_799_999_998);
-        let s = encode(None, "noop", 0, 3, created, earlier, "{}");
+        let s = encode(None, "noop", 0, 3, created, earlier, None, "{}");
         assert_eq!(s, "0,4,,,1764800000000,-2|noop{}");
         assert_eq!(decode(&s).unwrap().run_at, earlier);
         let later = Timestamp::from_millis(1_764_800_060_000);
-        let s = encode(None, "noop", 0, 3, created, later, "{}");
+        let s = encode(None, "noop", 0, 3, created, later, None, "{}");
         assert_eq!(s, "0,4,,,1764800000000,+60000|noop{}");
         assert_eq!(decode(&s).unwrap().run_at, later);
     }
@@ -182,10 +211,55 @@ mod tests {
         assert_eq!(d.run_at, Timestamp::from_millis(5));
     }
 
+    /// Layout 7: a trace context adds a seventh field and sits between the name and the
+    /// payload; a spec without one is byte for byte a layout-6 spec.
+    #[test]
+    fn trace_context_round_trips_and_costs_nothing_when_absent() {
+        let created = Timestamp::from_millis(1_764_800_000_000);
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let s = encode(
+            Some("k|,"),
+            "noop",
+            2,
+            3,
+            created,
+            created,
+            Some(tp),
+            "{\"a\":\"|\"}",
+        );
+        assert_eq!(
+            s,
+            format!("3,4,2,,1764800000000,,55|k|,noop{tp}{{\"a\":\"|\"}}")
+        );
+        let d = decode(&s).unwrap();
+        assert_eq!(d.trace.as_deref(), Some(tp));
+        assert_eq!(d.unique_key.as_deref(), Some("k|,"));
+        assert_eq!(
+            (d.name.as_str(), d.payload.as_str()),
+            ("noop", "{\"a\":\"|\"}")
+        );
+        assert_eq!(d.priority, 2);
+        let later = Timestamp::from_millis(1_764_800_060_000);
+        let s = encode(None, "noop", 0, 3, created, later, Some("t"), "{}");
+        assert_eq!(s, "0,4,,,1764800000000,+60000,1|noopt{}");
+        assert_eq!(decode(&s).unwrap().run_at, later);
+        assert_eq!(decode(&s).unwrap().trace.as_deref(), Some("t"));
+        let plain = encode(None, "noop", 0, 3, created, created, None, "{}");
+        assert_eq!(plain, "0,4,,,1764800000000,|noop{}");
+        assert_eq!(decode(&plain).unwrap().trace, None);
+        for bad in [
+            "0,4,,,1764800000000,,99|noop{}",
+            "0,4,,,1764800000000,,x|noop{}",
+            "0,4,,,1764800000000,,1,1|noop{}",
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?} decoded");
+        }
+    }
+
     #[test]
     fn no_unique_key_starts_with_zero() {
         let t = Timestamp::from_millis(1);
-        let s = encode(None, "n", 0, 1, t, t, "{}");
+        let s = encode(None, "n", 0, 1, t, t, None, "{}");
         assert!(s.starts_with("0,"));
         assert_eq!(decode(&s).unwrap().unique_key, None);
     }

@@ -498,7 +498,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         .expect_err("another layout is refused");
         let msg = e.to_string();
         assert!(
-            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 6"),
+            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 7"),
             "{msg}"
         );
         assert!(matches!(
@@ -506,6 +506,39 @@ async fn keys_of_another_storage_layout_are_refused() {
             kosh_jobs_core::BackendError::Incompatible(_)
         ));
     }
+}
+
+/// Layout 6 is layout 7 without trace contexts: a layout-6 prefix's jobs are read as they are
+/// and its marker upgraded at connect.
+#[tokio::test]
+async fn layout_6_is_upgraded_in_place() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("layout-v6");
+    let b = backend(&server, &prefix).await;
+    let job = unique_job(&b, "q", Some("k6"));
+    let id = b.push(vec![job.clone()]).await.expect("push")[0].id;
+    drop(b);
+    raw_command(
+        server.port,
+        None,
+        &["SET", &format!("{{{prefix}}}:layout"), "6"],
+    );
+    let b = backend(&server, &prefix).await;
+    assert_eq!(
+        raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
+        "7"
+    );
+    let again = b.push(vec![job]).await.expect("push");
+    assert!(
+        again[0].existing && again[0].id == id,
+        "the key is still held"
+    );
+    let leased = reserve(&b, "q", 1).await;
+    assert_eq!((leased[0].id(), leased[0].trace.as_deref()), (id, None));
+    assert_eq!(
+        b.finish(vec![done(leased[0].lease)]).await.expect("finish"),
+        vec![FinishResult::Applied]
+    );
 }
 
 /// Layout 3 (no worker in `run` entries, no attempt history) is read as it is and its marker
@@ -544,7 +577,7 @@ async fn layout_3_is_upgraded_in_place() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "6"
+        "7"
     );
     let running = b.get(leased[0].id()).await.expect("get").expect("job");
     assert_eq!(running.state, JobState::Running);
@@ -617,7 +650,7 @@ async fn layout_4_specs_are_read_after_the_upgrade() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "6"
+        "7"
     );
     let r = b.get(ids[0]).await.expect("get").expect("job");
     assert_eq!((r.priority, r.max_attempts), (2, 2));

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_flow.sql")),
     (7, include_str!("../migrations/0007_groups.sql")),
     (8, include_str!("../migrations/0008_group_rate.sql")),
+    (9, include_str!("../migrations/0009_trace.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -106,7 +106,7 @@ pub fn stored_json(text: &str) -> Value {
 /// Always: `id`, `name`, `queue`, `state`, `priority`, `attempts`, `max_attempts`,
 /// `created_at`, `run_at`, `started_at`, `finished_at`, `unique_key`, `group`, `last_error`. On
 /// request: the payload, the outcome (`progress`, `result`) and the history
-/// (`lease_expires_at`, every attempt's error in `errors`, the attempts in `history`).
+/// (`lease_expires_at`, `trace`, every attempt's error in `errors`, the attempts in `history`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), kosh_jobs::Error> {
@@ -165,7 +165,8 @@ impl JobJson {
         self
     }
 
-    /// Also writes `lease_expires_at`, `errors` (each attempt's error: `attempt`, `error`,
+    /// Also writes `lease_expires_at`, `trace` (the `traceparent` it was enqueued with, or
+    /// null), `errors` (each attempt's error: `attempt`, `error`,
     /// `at`) and `history` (each attempt: `attempt`, `worker`, `started_at`, `ended_at`,
     /// `duration_ms`, `outcome`, `error`).
     pub fn history(mut self, yes: bool) -> Self {
@@ -208,6 +209,7 @@ impl JobJson {
         }
         if self.history {
             v.insert("lease_expires_at".into(), t.opt_time(j.lease_expires_at));
+            v.insert("trace".into(), json!(j.trace));
             let errors = j
                 .errors
                 .iter()
@@ -337,6 +339,7 @@ mod tests {
             result: None,
             unique_key: None,
             group: None,
+            trace: None,
             lease_expires_at: None,
             history: vec![Attempt {
                 attempt: 1,

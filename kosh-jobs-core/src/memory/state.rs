@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::admin::{Attempt, AttemptOutcome, WorkerInfo, MAX_HISTORY};
 use crate::backend::{
-    validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
+    validate_group_key, validate_job_name, validate_queue_name, validate_trace,
+    MAX_UNSTARTED_EXPIRIES,
 };
 use crate::clock::Timestamp;
 use crate::error::BackendError;
@@ -81,6 +82,11 @@ impl State {
                     BackendError::InvalidInput(format!("job {i} of the batch: {e}"))
                 })?;
             }
+            if let Some(t) = &j.trace {
+                validate_trace(t).map_err(|e| {
+                    BackendError::InvalidInput(format!("job {i} of the batch: {e}"))
+                })?;
+            }
             if j.max_attempts == 0 {
                 return Err(BackendError::InvalidInput(format!(
                     "job {i} of the batch: max_attempts must be at least 1"
@@ -133,6 +139,7 @@ impl State {
                     result: None,
                     unique_key: j.unique_key,
                     group: j.group,
+                    trace: j.trace,
                     lease_expires_at: None,
                     history: Vec::new(),
                 },
@@ -285,6 +292,7 @@ impl State {
                     created_at: r.created_at,
                     lease_expires_at: lease_ends,
                     progress: r.progress.clone(),
+                    trace: r.trace.clone(),
                 }
             });
             match leased {

@@ -286,6 +286,7 @@ impl ScheduleDef {
             max_attempts: self.max_attempts,
             unique_key: Some(tick_key(&self.id, tick)),
             group: self.group.clone(),
+            trace: None,
         }
     }
 }

@@ -19,6 +19,8 @@ macro_rules! __kosh_jobs_cases {
             push::invalid_batch_stores_nothing,
             push::empty_job_name_refuses_batch,
             push::get_unknown_is_none,
+            trace::trace_context_is_kept_with_the_job,
+            trace::invalid_trace_context_refuses_the_batch,
             reserve::priority_then_fifo,
             reserve::reserve_zero_is_empty,
             reserve::reserve_leases_and_counts_attempt,

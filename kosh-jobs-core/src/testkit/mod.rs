@@ -94,6 +94,7 @@ pub mod reserve;
 pub mod schedules;
 pub mod snooze;
 mod support;
+pub mod trace;
 pub mod wait;
 
 use std::future::Future;

@@ -599,13 +599,7 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         holds_slot: true,
         metrics: metrics.clone(),
     });
-    let span = tracing::info_span!(
-        "job",
-        job.id = %job.lease.id,
-        job.name = %job.name,
-        job.queue = %job.queue,
-        job.attempt = job.attempt,
-    );
+    let span = crate::trace::attempt_span(&job);
     // Boxed first: the task then moves a pointer, not the whole future, through spawn.
     tokio::spawn(Box::pin(
         executor::execute(shared.clone(), job, reg, cancel, metrics).instrument(span),

@@ -224,6 +224,7 @@ fn declared<J: crate::job::Job>(options: &JobOptions) -> Option<Result<ScheduleD
             max_attempts: options.max_attempts,
             unique_key: None,
             group: decl.payload.group_key(),
+            trace: None,
         };
         let schedule = Schedule::cron(J::NAME, decl.cron)
             .and_then(|s| s.time_zone(decl.tz))

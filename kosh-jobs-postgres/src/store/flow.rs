@@ -335,7 +335,7 @@ const CLAIM_LIMITED: &str = "WITH q AS ( \
          worker = $5, lease_started = false \
        FROM pick WHERE j.id = pick.id \
        RETURNING j.id, j.lease_token, j.name, j.queue, j.payload, j.priority, j.attempts, \
-         j.max_attempts, j.created_at, j.progress), \
+         j.max_attempts, j.created_at, j.progress, j.trace), \
      logged AS ( \
        UPDATE __S__.queue_limits l \
        SET starts = (l.starts || array_fill($3::bigint, ARRAY[n.n]))\

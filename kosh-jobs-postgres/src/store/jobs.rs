@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use kosh_jobs_core::admin::{minute_of, THROUGHPUT_RETENTION};
 use kosh_jobs_core::backend::{
-    validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
+    validate_group_key, validate_job_name, validate_queue_name, validate_trace,
+    MAX_UNSTARTED_EXPIRIES,
 };
 use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, Lease, LeasedJob, NewJob, Outcome, ReserveRequest, Timestamp,
@@ -22,13 +23,13 @@ use crate::error::{PostgresError, Result};
 /// grouped job stored ready gives its group a turn row (the `group_ready` trigger).
 const PUSH: &str = "WITH input AS ( \
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], \
-                            $6::int[], $7::text[], $10::text[]) WITH ORDINALITY \
-         AS t(name, queue, payload, priority, run_at, max_attempts, unique_key, grp, ord)), \
+                            $6::int[], $7::text[], $10::text[], $11::text[]) WITH ORDINALITY \
+         AS t(name, queue, payload, priority, run_at, max_attempts, unique_key, grp, trace, ord)), \
      ins AS ( \
        INSERT INTO __S__.jobs (name, queue, payload, state, priority, run_at, max_attempts, \
-                               created_at, unique_key, grp) \
+                               created_at, unique_key, grp, trace) \
        SELECT name, queue, payload, CASE WHEN run_at > $8 THEN 'scheduled' ELSE 'ready' END, \
-              priority, run_at, max_attempts, $8, unique_key, grp FROM input ORDER BY ord \
+              priority, run_at, max_attempts, $8, unique_key, grp, trace FROM input ORDER BY ord \
        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
           AND state IN ('scheduled', 'ready', 'running') DO NOTHING \
        RETURNING id, unique_key, queue), \
@@ -43,6 +44,10 @@ fn check_new(job: &NewJob) -> Result<()> {
     validate_job_name(&job.name).map_err(PostgresError::InvalidInput)?;
     if let Some(g) = &job.group {
         validate_group_key(g)
+            .map_err(|e| PostgresError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
+    }
+    if let Some(t) = &job.trace {
+        validate_trace(t)
             .map_err(|e| PostgresError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
     }
     if job.max_attempts == 0 {
@@ -86,6 +91,7 @@ pub(crate) async fn push(
         .collect();
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
     let groups: Vec<Option<&str>> = jobs.iter().map(|j| j.group.as_deref()).collect();
+    let traces: Vec<Option<&str>> = jobs.iter().map(|j| j.trace.as_deref()).collect();
     let rows = sqlx::query(sql_for(schema, PUSH))
         .bind(&names)
         .bind(&queues)
@@ -97,6 +103,7 @@ pub(crate) async fn push(
         .bind(now.as_millis())
         .bind(channel)
         .bind(&groups)
+        .bind(&traces)
         .fetch_all(&mut *conn)
         .await?;
     let mut new_ids: Vec<i64> = Vec::with_capacity(jobs.len());
@@ -200,9 +207,9 @@ const CLAIM: &str = "WITH limited AS ( \
          worker = $5, lease_started = false \
        FROM pick WHERE j.id = pick.id \
        RETURNING j.id, j.lease_token, j.name, j.queue, j.payload, j.priority, j.attempts, \
-         j.max_attempts, j.created_at, j.progress) \
+         j.max_attempts, j.created_at, j.progress, j.trace) \
      SELECT * FROM upd \
-     UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+     UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
        FROM limited WHERE yes";
 
 /// Leases jobs (see [`kosh_jobs_core::Backend::reserve`]).
@@ -265,6 +272,7 @@ pub(crate) fn leased_jobs(rows: &[PgRow], expires: i64, sorted: bool) -> Result<
             created_at: Timestamp::from_millis(r.try_get(8)?),
             lease_expires_at: Timestamp::from_millis(expires),
             progress,
+            trace: r.try_get(10)?,
         });
     }
     if sorted {

@@ -10,7 +10,7 @@ use crate::error::{PostgresError, Result};
 /// The columns [`record`] reads, in order.
 pub(crate) const RECORD_COLUMNS: &str = "id, name, queue, payload, state, priority, run_at, \
      attempts, max_attempts, created_at, started_at, finished_at, errors::text, progress, \
-     result, unique_key, lease_expires_at, history::text, worker, grp";
+     result, unique_key, lease_expires_at, history::text, worker, grp, trace";
 
 /// A job id as stored; `None` if it cannot be a stored id.
 pub(crate) fn db_id(id: JobId) -> Option<i64> {
@@ -108,6 +108,7 @@ pub(crate) fn record(row: &PgRow, now: Timestamp) -> Result<JobRecord> {
         result: json(id, "result", row.try_get(14)?)?,
         unique_key: row.try_get(15)?,
         group: row.try_get(19)?,
+        trace: row.try_get(20)?,
         lease_expires_at: if stored_state == JobState::Running {
             ts(lease_expires_at)
         } else {

@@ -110,7 +110,8 @@ const CLAIM_TURNS: &str = "WITH upd AS ( \
        FROM (SELECT r_queue AS queue, count(*)::int AS n FROM upd GROUP BY r_queue) n \
        WHERE l.name = n.queue AND l.rate_max IS NOT NULL) \
      SELECT r_id, r_token, r_name, r_queue, r_payload, r_priority, r_attempts, r_max_attempts, \
-       r_created_at, r_progress FROM upd ORDER BY ordinality";
+       r_created_at, r_progress, (SELECT j.trace FROM __S__.jobs j WHERE j.id = r_id) \
+     FROM upd ORDER BY ordinality";
 
 /// One queue as [`claim`] takes it.
 pub(crate) struct TurnQueue<'a> {

@@ -108,14 +108,16 @@ local function lease_job(l) return string.sub(l, 1, 16) end
 local function holds_unique(l) return string.byte(l, -1) % 2 == 1 end
 
 -- A spec is '<unique len>,<name len>,<priority>,<max attempts>,<created>,<run_at>|' then
--- the unique key, the name and the payload. Its first byte is not '0' iff it has a unique key.
+-- the unique key, the name and the payload; a job with a trace context (layout 7) has
+-- ',<trace len>' before the '|' and the context before the payload. Its first byte is not '0'
+-- iff it has a unique key.
 local function spec_has_unique(s) return string.byte(s, 1) ~= 48 end
 
 -- The fields of a spec the scripts use: priority, max attempts, run_at (numbers), unique key
 -- (or nil).
 local function spec_fields(s)
   local ul, pr, ma, cr, ra, at =
-    string.match(s, '^(%d+),%d+,(%-?%d*),(%d*),(%-?%d+),([%+%-]?%d*)|()')
+    string.match(s, '^(%d+),%d+,(%-?%d*),(%d*),(%-?%d+),([%+%-]?%d*),?%d*|()')
   if not ul then return 0, 1, 0, nil end
   ul = tonumber(ul)
   local u = nil

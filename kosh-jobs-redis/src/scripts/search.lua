@@ -86,9 +86,11 @@ local function in_errors(e)
   return false
 end
 local function matches(s, fin, err, st)
-  local ul, nl, cr, at = string.match(s, '^(%d+),(%d+),%-?%d*,%d*,(%-?%d+),[%+%-]?%d*|()')
+  -- The trace context's length (layout 7), when there is one: the payload comes after it.
+  local ul, nl, cr, tl, at =
+    string.match(s, '^(%d+),(%d+),%-?%d*,%d*,(%-?%d+),[%+%-]?%d*,?(%d*)|()')
   if not ul then return false end
-  ul, nl, cr = tonumber(ul), tonumber(nl), tonumber(cr)
+  ul, nl, cr, tl = tonumber(ul), tonumber(nl), tonumber(cr), tonumber(tl) or 0
   if name and string.sub(s, at + ul, at + ul + nl - 1) ~= name then return false end
   if (c_from and cr < c_from) or (c_until and cr >= c_until) then return false end
   if want_fin then
@@ -96,7 +98,7 @@ local function matches(s, fin, err, st)
     if not f or (f_from and f < f_from) or (f_until and f >= f_until) then return false end
   end
   if text then
-    return has(string.sub(s, at + ul + nl), text) or in_errors(err)
+    return has(string.sub(s, at + ul + nl + tl), text) or in_errors(err)
       or (ul > 0 and has(string.sub(s, at, at + ul - 1), text))
   end
   return true

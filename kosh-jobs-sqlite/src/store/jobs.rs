@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use kosh_jobs_core::admin::{minute_of, THROUGHPUT_RETENTION};
 use kosh_jobs_core::backend::{
-    validate_group_key, validate_job_name, validate_queue_name, MAX_UNSTARTED_EXPIRIES,
+    validate_group_key, validate_job_name, validate_queue_name, validate_trace,
+    MAX_UNSTARTED_EXPIRIES,
 };
 use kosh_jobs_core::{
     Enqueued, Finish, FinishResult, JobState, Lease, LeasedJob, NewJob, Outcome, QueueLimits,
@@ -92,7 +93,7 @@ pub(super) mod sql {
                       AND queue = ?3 AND NOT EXISTS (SELECT 1 FROM kosh_queues WHERE name = ?3 AND paused) \
                       ORDER BY priority DESC, id LIMIT +?4) \
          RETURNING id, lease_token, name, queue, payload, priority, attempts, \
-                   max_attempts, created_at, progress";
+                   max_attempts, created_at, progress, trace";
 
     /// Leases the next ready job of group ?4 of queue ?3 (started at ?1, until ?2, by worker
     /// ?5), as [`CLAIM`] does. The caller has checked that the queue is not paused.
@@ -102,7 +103,7 @@ pub(super) mod sql {
          WHERE id = (SELECT id FROM kosh_jobs WHERE state = 'ready' AND grp IS NOT NULL \
                      AND queue = ?3 AND grp = ?4 ORDER BY priority DESC, id LIMIT 1) \
          RETURNING id, lease_token, name, queue, payload, priority, attempts, \
-                   max_attempts, created_at, progress";
+                   max_attempts, created_at, progress, trace";
 
     /// Completes job ?1 leased with token ?2 at ?3 with result ?4. The attempt that completed
     /// a job is not appended to its history: readers take it from the columns.
@@ -217,6 +218,10 @@ fn check_new(job: &NewJob) -> Result<()> {
         validate_group_key(group)
             .map_err(|e| SqliteError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
     }
+    if let Some(trace) = &job.trace {
+        validate_trace(trace)
+            .map_err(|e| SqliteError::InvalidInput(format!("job `{}`: {e}", job.name)))?;
+    }
     if job.max_attempts == 0 {
         return Err(SqliteError::InvalidInput(format!(
             "job `{}`: max_attempts must be at least 1",
@@ -246,8 +251,8 @@ pub(super) fn push(
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO kosh_jobs (id, name, queue, payload, state, priority, run_at, \
-             max_attempts, created_at, unique_key, grp) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             max_attempts, created_at, unique_key, grp, trace) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(sql_err)?;
     let mut out = Vec::with_capacity(jobs.len());
@@ -279,6 +284,7 @@ pub(super) fn push(
                 now.as_millis(),
                 job.unique_key,
                 job.group,
+                job.trace,
             ])
             .map_err(sql_err)?;
         out.push(Enqueued {
@@ -457,6 +463,7 @@ fn leased(r: &rusqlite::Row<'_>, expires: i64) -> Result<LeasedJob> {
         created_at: Timestamp::from_millis(r.get(8).map_err(sql_err)?),
         lease_expires_at: Timestamp::from_millis(expires),
         progress,
+        trace: r.get(10).map_err(sql_err)?,
     })
 }
 

@@ -9,7 +9,7 @@ use crate::error::{Result, SqliteError};
 /// The columns [`record`] reads, in order.
 pub(crate) const RECORD_COLUMNS: &str = "id, name, queue, payload, state, priority, run_at, \
      attempts, max_attempts, created_at, started_at, finished_at, errors, progress, result, \
-     unique_key, lease_expires_at, history, worker, grp";
+     unique_key, lease_expires_at, history, worker, grp, trace";
 
 /// A job id as stored; `None` if it cannot be a stored id.
 pub(crate) fn db_id(id: JobId) -> Option<i64> {
@@ -121,6 +121,7 @@ pub(crate) fn record(row: &Row<'_>, now: Timestamp) -> Result<JobRecord> {
         result: json(id, "result", get(row.get(14))?)?,
         unique_key: get(row.get(15))?,
         group: get(row.get(19))?,
+        trace: get(row.get(20))?,
         lease_expires_at: if stored_state == JobState::Running {
             ts(lease_expires_at)
         } else {
