@@ -844,6 +844,9 @@
       fact('Started', timeBoth(job.started_at), 'job-started');
       fact('Finished', timeBoth(job.finished_at), 'job-finished');
       if (job.lease_expires_at !== null) fact('Lease ends', timeBoth(job.lease_expires_at), 'job-lease');
+      // The traceparent it was enqueued with (the `opentelemetry` feature): its trace id finds
+      // the trace in the tracing backend.
+      if (job.trace != null) fact('Trace', el('code', { text: job.trace }), 'job-trace');
 
       const actions = el('div', { class: 'actions', testid: 'job-actions' });
       for (const a of job.actions) {

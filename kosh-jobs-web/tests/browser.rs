@@ -327,6 +327,8 @@ async fn failed_job_shows_its_error() {
     assert_eq!(error, "database is locked");
     d.wait_text("attempt-outcome-1", "failed").await;
     d.wait_text("job-attempts", "1 of 1").await;
+    d.wait_text("job-trace", kosh_jobs_testsupport::seed::TRACE)
+        .await;
     let payload = d.testid("payload").await.text().await.unwrap();
     let payload: Value = serde_json::from_str(&payload).expect("pretty JSON payload");
     assert_eq!(payload, d.payload_of(id).await);

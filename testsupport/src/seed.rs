@@ -47,6 +47,9 @@ pub struct Seeded {
 /// The worker that holds the running job.
 pub const WORKER: &str = "test-worker";
 
+/// The trace context (a `traceparent`) that job 1, the first failed job, was enqueued with.
+pub const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn req(queue: &str, max: usize) -> ReserveRequest {
     ReserveRequest {
         queues: vec![queue.into()],
@@ -74,6 +77,7 @@ pub async fn seed(b: &AnyBackend, how: &Seed) -> Seeded {
         let mut j = NewJob::new("import_csv", "csv-uploads", payload.to_string(), now);
         j.unique_key = hostile.map(|text| format!("upload-3-{text}"));
         j.max_attempts = attempts;
+        j.trace = (n == 1).then(|| TRACE.to_owned());
         j
     };
     let pushed = b.push((1..=3).map(|n| job(n, 1)).collect()).await.unwrap();

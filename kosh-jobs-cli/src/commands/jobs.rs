@@ -145,7 +145,7 @@ pub(super) async fn show(s: &Session, id: JobId) -> Result<(), CliError> {
         job.queue
     ))?;
     let mut t = s.out.plain_table();
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("created", time::both(job.created_at, now)),
         ("run at", time::both(job.run_at, now)),
         ("started", opt(job.started_at)),
@@ -161,6 +161,10 @@ pub(super) async fn show(s: &Session, id: JobId) -> Result<(), CliError> {
         ),
         ("lease ends", opt(job.lease_expires_at)),
     ];
+    if let Some(trace) = &job.trace {
+        // The traceparent it was enqueued with: its trace id finds the trace.
+        rows.push(("trace", trace.clone()));
+    }
     for (k, v) in rows {
         t.add_row(vec![Cell::new(format!("  {k}")), Cell::new(v)]);
     }

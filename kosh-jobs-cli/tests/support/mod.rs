@@ -283,6 +283,7 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
     assert_eq!(show["history"][0]["error"], "database is locked");
     assert!(show["history"][0]["duration_ms"].is_u64());
     assert_eq!(show["errors"][0]["error"], "database is locked");
+    assert_eq!(show["trace"], kosh_jobs_testsupport::seed::TRACE);
     let done = json(dir, url, &["jobs", "show", &n(s.completed[0]).to_string()]);
     assert_eq!(done["result"], json!({"rows": 120}));
     assert_eq!(done["history"][0]["outcome"], "completed");
@@ -299,6 +300,7 @@ pub fn every_command(dir: &Path, url: &str, s: &Seeded) {
         "test-worker",
         "database is locked",
         "Z (",
+        kosh_jobs_testsupport::seed::TRACE,
     ] {
         assert!(text.contains(want), "`{want}` missing from:\n{text}");
     }
