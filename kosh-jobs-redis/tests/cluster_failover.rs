@@ -88,8 +88,11 @@ async fn a_job_enqueued_before_a_master_fails_over_runs_after_it() {
     // The job is on the replica too before the master goes: this test is about the client,
     // not about writes Redis may lose.
     let url = cluster.nodes()[master].url();
-    let mut conn =
-        Resp::connect(&RedisAddr::parse(&url).expect("url"), Duration::from_secs(5)).expect("conn");
+    let mut conn = Resp::connect(
+        &RedisAddr::parse(&url).expect("url"),
+        Duration::from_secs(5),
+    )
+    .expect("conn");
     let synced = conn.command(&["WAIT", "1", "5000"]).expect("WAIT");
     assert_eq!(synced, "1", "the replica did not acknowledge the push");
 
@@ -105,7 +108,9 @@ async fn a_job_enqueued_before_a_master_fails_over_runs_after_it() {
 
     // New jobs go to the new master.
     let after = b.push(vec![job(queue, "\"after\"")]).await.expect("push")[0].id;
-    cluster.rejoin(failed.killed).expect("the killed node rejoins");
+    cluster
+        .rejoin(failed.killed)
+        .expect("the killed node rejoins");
     assert!(
         !cluster.masters().expect("masters").contains(&failed.killed),
         "the killed node came back as a replica"

@@ -786,14 +786,17 @@ async fn a_fetch_backoff_ends_when_another_call_to_the_store_succeeds() {
     .await;
     // The fetch loop sleeps out its backoff now, on a clock that does not move.
     wait_until("the fetch loop backs off", || async {
-        clock.sleepers().contains(&(started + Duration::from_millis(100)))
+        clock
+            .sleepers()
+            .contains(&(started + Duration::from_millis(100)))
     })
     .await;
     spy.fail_reserve.store(false, Ordering::SeqCst);
     ctl.gate.open();
-    wait_until("the second job completes without the clock moving", || async {
-        client.status(second).await.unwrap().state == JobState::Completed
-    })
+    wait_until(
+        "the second job completes without the clock moving",
+        || async { client.status(second).await.unwrap().state == JobState::Completed },
+    )
     .await;
     assert_eq!(clock.now(), started, "the clock moved");
     w.shutdown().await.unwrap();
