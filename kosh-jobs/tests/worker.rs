@@ -765,6 +765,43 @@ async fn backend_outage_during_fetch_backs_off_then_recovers() {
     w.shutdown().await.unwrap();
 }
 
+/// Issue #22: a worker backing off after failed fetches fetches again as soon as another call
+/// to the store gets through (here, a job's outcome stored), not when its backoff ends: a
+/// worker whose link comes back after an outage goes back to work at once. The manual clock
+/// never moves, so only that success can end the backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_backoff_ends_when_another_call_to_the_store_succeeds() {
+    let (spy, client, clock) = setup();
+    let ctl = Ctl::new();
+    client.enqueue(task(1, Act::Gate)).await.unwrap();
+    let w = builder(&spy, &ctl).concurrency(2).build().unwrap().spawn();
+    wait_until("the first job runs", || async { ctl.gauge.now() == 1 }).await;
+    let started = clock.now();
+    spy.fail_reserve.store(true, Ordering::SeqCst);
+    let before = spy.reserves.load(Ordering::SeqCst);
+    let second = client.enqueue(task(2, Act::Ok)).await.unwrap().id();
+    wait_until("the reserve for the second job fails", || async {
+        spy.reserves.load(Ordering::SeqCst) > before
+    })
+    .await;
+    // The fetch loop sleeps out its backoff now, on a clock that does not move.
+    wait_until("the fetch loop backs off", || async {
+        clock
+            .sleepers()
+            .contains(&(started + Duration::from_millis(100)))
+    })
+    .await;
+    spy.fail_reserve.store(false, Ordering::SeqCst);
+    ctl.gate.open();
+    wait_until(
+        "the second job completes without the clock moving",
+        || async { client.status(second).await.unwrap().state == JobState::Completed },
+    )
+    .await;
+    assert_eq!(clock.now(), started, "the clock moved");
+    w.shutdown().await.unwrap();
+}
+
 /// Outcomes that cannot be stored (connection lost) are kept and stored once the backend is
 /// back, with backoff between tries; the lease is renewed meanwhile, so the job is neither
 /// lost nor run again.

@@ -4,6 +4,8 @@
 //! - [`postgres_server`]: a private Postgres cluster (`initdb`) on a free port, removed when
 //!   dropped;
 //! - [`redis_server`]: a private `redis-server` on a free port, killed when dropped;
+//! - [`redis_cluster`]: a private Redis Cluster with replicas, whose masters can be failed
+//!   over;
 //! - [`resp`]: a minimal blocking RESP client, to look at a server without the backend;
 //! - [`events`]: the lifecycle-events scenario every backend runs;
 //! - [`jobs`]: jobs shared by tests and the `kosh-jobs-test-child` process they start;
@@ -15,6 +17,7 @@ pub mod certs;
 pub mod events;
 pub mod jobs;
 pub mod postgres_server;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod resp;
 pub mod seed;

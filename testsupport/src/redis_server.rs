@@ -45,6 +45,8 @@ pub struct RedisServerOptions {
     aof: bool,
     /// Addresses it listens on besides 127.0.0.1.
     also_on: Vec<IpAddr>,
+    /// A Redis Cluster node, with this `cluster-node-timeout` (see [`crate::redis_cluster`]).
+    cluster_node_timeout: Option<Duration>,
 }
 
 impl RedisServerOptions {
@@ -66,6 +68,14 @@ impl RedisServerOptions {
     /// cannot bind it), also after a [`RedisServer::restart`]; [`RedisServer::url_on`] names it.
     pub fn also_listen_on(mut self, addr: IpAddr) -> Self {
         self.also_on.push(addr);
+        self
+    }
+
+    /// Runs a Redis Cluster node (`cluster-enabled yes`) that declares an unreachable node
+    /// failed after `node_timeout`; its cluster bus port (its port + 10000) must be free too.
+    /// [`crate::redis_cluster::RedisCluster`] makes a cluster of such nodes.
+    pub fn cluster_node(mut self, node_timeout: Duration) -> Self {
+        self.cluster_node_timeout = Some(node_timeout);
         self
     }
 
@@ -129,7 +139,12 @@ impl RedisServer {
             dir,
             server: None,
         };
+        let cluster = server.opts.cluster_node_timeout.is_some();
         on_free_port("redis-server", &["Address already in use"], |port| {
+            // A cluster node also listens on port + 10000 (its bus).
+            if cluster && !bus_port_free(port) {
+                bail!("cluster bus port of {port}: Address already in use");
+            }
             server.port = port;
             server.spawn()
         })?;
@@ -188,6 +203,20 @@ impl RedisServer {
         if self.opts.aof {
             args.extend(["--appendfsync", "always"]);
         }
+        let node_timeout = self
+            .opts
+            .cluster_node_timeout
+            .map(|t| t.as_millis().to_string());
+        if let Some(t) = &node_timeout {
+            args.extend([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                t,
+            ]);
+        }
         // `cat` returns when our end of the pipe closes (dropped, or this process died).
         let watchdog = r#"redis-server "$@" </dev/null >/dev/null 2>&1 &
 server=$!
@@ -226,12 +255,33 @@ exit 0"#;
         self.spawn()
     }
 
-    /// Kills the server and waits for it (also done on drop).
+    /// Starts the server again after a [`RedisServer::stop`], on the same port and directory
+    /// (a cluster node keeps its identity, in `nodes.conf`), and waits until it answers
+    /// `PING`. Does nothing if it is running.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        self.spawn()
+    }
+
+    /// Whether the server was stopped ([`RedisServer::stop`]) and not started again.
+    pub fn is_stopped(&self) -> bool {
+        self.server.is_none()
+    }
+
+    /// Kills the server (`SIGKILL`) and waits for it (also done on drop).
     pub fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
             server.stop();
         }
     }
+}
+
+/// Whether a cluster node on `port` could bind its bus port, port + 10000.
+fn bus_port_free(port: u16) -> bool {
+    port.checked_add(10_000)
+        .is_some_and(|bus| std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok())
 }
 
 impl Drop for RedisServer {

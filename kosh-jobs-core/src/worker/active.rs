@@ -6,7 +6,7 @@
 //! back). Whoever moves it out of `Running` owns what happens next, so a completed job is never
 //! also released, and a released one never also completed.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -69,6 +69,11 @@ pub(crate) struct Active {
     ack_wanted: AtomicBool,
     /// How long after a handler's start the store is told, at the latest.
     ack_delay: std::time::Duration,
+    /// Calls to the store that succeeded (lease renewals, stored outcomes), counted so that a
+    /// fetch loop backing off after failed fetches retries as soon as the store answers
+    /// again, instead of sleeping out its backoff (see [`Active::answered_since`]).
+    answers: AtomicU64,
+    answered: Notify,
 }
 
 impl Active {
@@ -81,7 +86,33 @@ impl Active {
             deadline_added: Notify::new(),
             ack_wanted: AtomicBool::new(false),
             ack_delay,
+            answers: AtomicU64::new(0),
+            answered: Notify::new(),
         })
+    }
+
+    /// Notes that a call to the store succeeded.
+    pub(crate) fn store_answered(&self) {
+        self.answers.fetch_add(1, Ordering::AcqRel);
+        self.answered.notify_waiters();
+    }
+
+    /// How many calls to the store have succeeded so far, to give [`Active::answered_since`].
+    pub(crate) fn answers(&self) -> u64 {
+        self.answers.load(Ordering::Acquire)
+    }
+
+    /// Returns once more than `seen` calls to the store have succeeded.
+    pub(crate) async fn answered_since(&self, seen: u64) {
+        loop {
+            let mut notified = std::pin::pin!(self.answered.notified());
+            // Registered before the check: a success right after it still wakes this.
+            notified.as_mut().enable();
+            if self.answers() > seen {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, IdMap<Entry>> {

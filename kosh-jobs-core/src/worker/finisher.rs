@@ -75,6 +75,7 @@ pub(crate) async fn run(
             match backend.finish(finishes.clone()).await {
                 Ok(mut results) => {
                     outage.ok();
+                    active.store_answered();
                     let confirmed = confirm_in_store(&backend, &batch, &mut results).await;
                     let mut events = Vec::new();
                     for (i, (d, r)) in batch.iter().zip(&results).enumerate() {

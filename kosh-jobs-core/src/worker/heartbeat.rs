@@ -100,6 +100,7 @@ async fn beat(
         match backend.heartbeat(&leases, lease).await {
             Ok(lost) => {
                 outage.ok();
+                active.store_answered();
                 if !lost.is_empty() {
                     let n = active.mark_lost(&lost);
                     tracing::warn!(

@@ -402,7 +402,10 @@ async fn fetch_loop<S, F>(
     let backend = &shared.backend;
     let clock = &shared.clock;
     let active = &shared.active;
-    let mut outage = Outage::new("fetching jobs");
+    // Fetching is what finds the store back when nothing else calls it (no job running): a
+    // backoff capped at 1 s, not 5 s, keeps a worker whose link came back from idling for
+    // seconds. One warning per outage all the same.
+    let mut outage = Outage::new("fetching jobs").max_wait(FETCH_BACKOFF_CAP);
     // Recovery fails together with fetching in an outage: it says so once.
     let mut recover_outage = Outage::new("recovering expired leases");
     let mut next_recover = clock.now();
@@ -481,6 +484,7 @@ async fn fetch_loop<S, F>(
             };
             // Not raced against shutdown: a reserve dropped midway could still lease jobs on
             // the server that nobody would run until their leases expire.
+            let answers = active.answers();
             let reserved = backend.reserve(&req).await;
             match reserved {
                 Ok(jobs) => {
@@ -500,6 +504,8 @@ async fn fetch_loop<S, F>(
                         biased;
                         _ = shutdown.as_mut() => return,
                         _ = clock.sleep(wait) => {}
+                        // A renewal or a stored outcome got through: the store is back.
+                        () = active.answered_since(answers) => {}
                     }
                     break;
                 }
@@ -521,6 +527,7 @@ async fn fetch_loop<S, F>(
             active.in_flight(),
         ));
         let notified = active.slot_freed.notified();
+        let answers = active.answers();
         let wait = async {
             if open.is_empty() {
                 // Every queue is full: only a freed slot (below) or the clock ends this.
@@ -541,6 +548,7 @@ async fn fetch_loop<S, F>(
                         biased;
                         _ = shutdown.as_mut() => return,
                         _ = clock.sleep(wait) => {}
+                        () = active.answered_since(answers) => {}
                     }
                 }
             }
@@ -548,6 +556,10 @@ async fn fetch_loop<S, F>(
         }
     }
 }
+
+/// The longest a worker waits between failed fetches (see `fetch_loop`); a renewal or a stored
+/// outcome that gets through ends the wait sooner.
+const FETCH_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// When the worker next recovers expired leases: every `recover_interval` (the backend's
 /// pacing), and while it runs jobs at least once a lease period. An idle worker's waits end at

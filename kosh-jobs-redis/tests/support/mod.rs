@@ -428,7 +428,7 @@ pub fn command_stats(port: u16, password: Option<&str>) -> Vec<(String, u64)> {
 /// The index in `nodes` of the master serving `slot`, as the cluster itself says (`CLUSTER
 /// NODES`, each node's own line), not as an even split of the slots would put it:
 /// `redis-cli --cluster create` gives the first master one slot fewer than the second.
-pub fn node_serving(nodes: &[RedisServer], slot: usize) -> Option<usize> {
+pub fn node_serving(nodes: &[ClusterNode], slot: usize) -> Option<usize> {
     nodes.iter().position(|node| {
         let table = raw_command(node.port, None, &["CLUSTER", "NODES"]);
         let Some(mine) = table.lines().find(|l| l.contains("myself")) else {
@@ -445,90 +445,39 @@ pub fn node_serving(nodes: &[RedisServer], slot: usize) -> Option<usize> {
     })
 }
 
-/// A Redis Cluster of `n` masters (no replicas), each its own `redis-server`.
+/// A Redis Cluster of `n` masters (no replicas, no persistence): testsupport's
+/// [`kosh_jobs_testsupport::redis_cluster::RedisCluster`], with its nodes' ports at hand.
 pub struct RedisCluster {
-    pub nodes: Vec<RedisServer>,
+    pub nodes: Vec<ClusterNode>,
+    inner: kosh_jobs_testsupport::redis_cluster::RedisCluster,
 }
 
-/// A port whose cluster bus port (port + 10000) is free too.
-fn free_cluster_port() -> u16 {
-    loop {
-        let p = free_port();
-        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-            return p;
-        }
-    }
+/// One node of a [`RedisCluster`].
+pub struct ClusterNode {
+    pub port: u16,
 }
 
 impl RedisCluster {
     pub fn start(n: usize) -> RedisCluster {
-        require_redis_server();
-        let mut nodes = Vec::new();
-        for _ in 0..n {
-            let dir = temp_dir("cluster");
-            let mut s = RedisServer {
-                port: free_cluster_port(),
-                dir,
-                args: vec![
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-config-file".into(),
-                    "nodes.conf".into(),
-                    "--cluster-node-timeout".into(),
-                    "5000".into(),
-                    "--appendonly".into(),
-                    "no".into(),
-                ],
-                child: None,
-                tls: false,
-                password: None,
-                keep_dir: false,
-            };
-            if let Err(log) = s.spawn() {
-                panic!("cluster node did not start; its log:\n{log}");
-            }
-            nodes.push(s);
-        }
-        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-        args.extend(nodes.iter().map(|s| format!("127.0.0.1:{}", s.port)));
-        args.extend([
-            "--cluster-replicas".into(),
-            "0".into(),
-            "--cluster-yes".into(),
-        ]);
-        let out = Command::new("redis-cli")
-            .args(&args)
-            .output()
-            .expect("redis-cli not found: install it with `apt-get install redis-tools`");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Every node must agree that all slots are served.
-        let deadline = Instant::now() + START_DEADLINE;
-        for s in &nodes {
-            loop {
-                let info = raw_command(s.port, None, &["CLUSTER", "INFO"]);
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "cluster did not become ready:\n{info}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        RedisCluster { nodes }
+        let inner = kosh_jobs_testsupport::redis_cluster::RedisCluster::start_with(
+            n,
+            0,
+            kosh_jobs_testsupport::redis_server::RedisServer::options(),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("the test cluster did not start: {e:#}"));
+        let nodes = inner
+            .nodes()
+            .iter()
+            .map(|s| ClusterNode { port: s.port() })
+            .collect();
+        RedisCluster { nodes, inner }
     }
 
-    /// Keeps the nodes running until the test process exits.
+    /// Keeps the nodes running until the test process exits (each node's watchdog stops it
+    /// then).
     pub fn leak_until_exit(self) {
-        for n in self.nodes {
-            n.leak_until_exit();
-        }
+        std::mem::forget(self.inner);
     }
 
     /// A `redis+cluster://` URL of the first node; the others are found from it.
@@ -538,12 +487,7 @@ impl RedisCluster {
 
     /// A `redis+cluster://` URL that lists every node as a seed.
     pub fn seeds_url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        self.inner.url()
     }
 }
 

@@ -7,6 +7,9 @@
 //!   SQLite, which has no server.
 //! - `partition`: cut a worker off the server for 1.5 to 3 leases (its slot's veth pair goes
 //!   down, see `net`), then reconnect it; it must come back by itself. Not for SQLite.
+//! - `failover`: on the Redis Cluster, `SIGKILL` the master that serves the soak's queue and
+//!   let its replica take over; the killed node is started again a few seconds later and
+//!   rejoins as a replica.
 //!
 //! Faults in handlers (timeouts, panics, threads blocked past the lease, permanent errors)
 //! come with the jobs, from the producer. Meanwhile it replaces workers that exited by
@@ -32,6 +35,8 @@ pub(crate) struct Fault {
     pub(crate) what: String,
     /// For a partition: who was cut off, and when the link came back.
     pub(crate) cut: Option<Cut>,
+    /// A cluster failover: writes the killed master had not sent its replica are lost.
+    pub(crate) failover: bool,
 }
 
 /// A worker cut off the server by a partition.
@@ -62,17 +67,19 @@ pub(crate) struct Kinds {
     pub(crate) stop: bool,
     pub(crate) restart: bool,
     pub(crate) partition: bool,
+    pub(crate) failover: bool,
 }
 
 impl std::str::FromStr for Kinds {
     type Err = anyhow::Error;
-    /// `kill,stop,restart,partition` or a part of it.
+    /// `kill,stop,restart,partition,failover` or a part of it.
     fn from_str(s: &str) -> anyhow::Result<Kinds> {
         let mut k = Kinds {
             kill: false,
             stop: false,
             restart: false,
             partition: false,
+            failover: false,
         };
         for part in s.split(',') {
             match part {
@@ -80,7 +87,10 @@ impl std::str::FromStr for Kinds {
                 "stop" => k.stop = true,
                 "restart" => k.restart = true,
                 "partition" => k.partition = true,
-                _ => anyhow::bail!("unknown fault `{part}`: use kill, stop, restart, partition"),
+                "failover" => k.failover = true,
+                _ => anyhow::bail!(
+                    "unknown fault `{part}`: use kill, stop, restart, partition, failover"
+                ),
             }
         }
         Ok(k)
@@ -94,6 +104,7 @@ impl fmt::Display for Kinds {
             (self.stop, "stop"),
             (self.restart, "restart"),
             (self.partition, "partition"),
+            (self.failover, "failover"),
         ];
         let names: Vec<_> = on.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         if names.is_empty() {
@@ -127,11 +138,13 @@ pub(crate) async fn inject(
                 _ = &mut stop => {
                     pool.continue_due(true)?;
                     heal(&mut pool, &mut faults, &mut cuts, started, true)?;
+                    rejoin(&mut server, started, true)?;
                     return Ok((pool, server, faults));
                 }
                 () = tokio::time::sleep(wait) => {}
             }
             pool.continue_due(false)?;
+            rejoin(&mut server, started, false)?;
             heal(&mut pool, &mut faults, &mut cuts, started, false)?;
             pool.replace_exited()?;
             if Instant::now() >= next {
@@ -152,10 +165,17 @@ pub(crate) async fn inject(
         } else {
             0
         };
-        if restart_w + stop_w + kill_w + cut_w == 0 {
+        // Failover 30 (cluster only), drawn below the others: without it, a seed draws the
+        // same faults as before it existed.
+        let fail_w = if plan.kinds.failover && server.can_fail_over() {
+            30
+        } else {
+            0
+        };
+        if restart_w + stop_w + kill_w + cut_w + fail_w == 0 {
             continue;
         }
-        let roll = rng.u32(0..restart_w + stop_w + kill_w + cut_w);
+        let roll = rng.u32(0..restart_w + stop_w + kill_w + cut_w + fail_w);
         let running: Vec<usize> = (0..pool.procs.len())
             .filter(|&i| pool.procs[i].stopped_until.is_none())
             .collect();
@@ -168,7 +188,10 @@ pub(crate) async fn inject(
         let at_ms = now_ms();
         let offset = started.elapsed();
         let mut cut = None;
-        let what = if roll < cut_w {
+        let failover = roll >= restart_w + stop_w + kill_w + cut_w;
+        let what = if failover {
+            tokio::task::block_in_place(|| server.fail_over())?
+        } else if roll < cut_w {
             if connected.is_empty() {
                 continue;
             }
@@ -215,8 +238,20 @@ pub(crate) async fn inject(
             offset,
             what,
             cut,
+            failover,
         });
     }
+}
+
+/// Starts again a cluster node a failover killed, once its time is up (all with `all`).
+fn rejoin(server: &mut Server, started: Instant, all: bool) -> anyhow::Result<()> {
+    if let Some(note) = tokio::task::block_in_place(|| server.rejoin_due(all))? {
+        println!(
+            "       at {:6.1} s: {note}",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// Brings back the links whose time has come (all with `all`), noting when in their faults.

@@ -6,10 +6,11 @@
 //! cargo run --release -p kosh-jobs-benches --bin soak -- --backend redis --duration 60s
 //! ```
 //!
-//! Flags: `--backend sqlite|redis|postgres` (default sqlite), `--duration` (default 60s),
+//! Flags: `--backend sqlite|redis|cluster|postgres` (default sqlite), `--duration` (default 60s),
 //! `--seed N` (default random, printed), `--workers N` (3), `--concurrency N` per worker (8),
 //! `--lease` (3s), `--rate` jobs/s (50), `--fault-every MIN..MAX` (2s..6s), `--faults
-//! kill,stop,restart,partition` (all that work: `partition` needs a server, root and `ip`),
+//! kill,stop,restart,partition,failover` (all that work: `partition` needs a single server,
+//! root and `ip`; `failover` the cluster),
 //! `--drain` (60s), `--one-attempt` (jobs with one attempt allowed, per mille; 45), `--keep`
 //! (keep the execution logs).
 //! It exits non-zero if any must-be-zero figure of the report is not zero.
@@ -42,9 +43,9 @@ use faults::Kinds;
 use pool::Slot;
 use server::{Kind, Server};
 
-const USAGE: &str = "flags: --backend sqlite|redis|postgres, --duration 60s, --seed N, \
+const USAGE: &str = "flags: --backend sqlite|redis|cluster|postgres, --duration 60s, --seed N, \
 --workers N, --concurrency N, --lease 3s, --rate JOBS_PER_S, --fault-every 2s..6s, \
---faults kill,stop,restart,partition, --drain 60s, --one-attempt PER_MILLE (45), \
+--faults kill,stop,restart,partition,failover, --drain 60s, --one-attempt PER_MILLE (45), \
 --keep (keep the logs and the store's files)";
 
 struct Args {
@@ -144,11 +145,18 @@ fn parse_args() -> anyhow::Result<Args> {
 /// The fault kinds of the run: `--faults` as given (failing if a partition cannot be had),
 /// or every kind that works here, with a note when partitions are left out.
 fn fault_kinds(args: &Args) -> anyhow::Result<Kinds> {
-    let networked = args.backend != Kind::Sqlite;
+    let cut_off = args.backend.partitionable();
+    let cluster = args.backend == Kind::Cluster;
     if let Some(k) = args.faults {
+        if k.failover && !cluster {
+            bail!("--faults failover: only the Redis Cluster (--backend cluster) fails over");
+        }
+        if k.restart && cluster {
+            bail!("--faults restart: the cluster's fault is `failover`, not `restart`");
+        }
         if k.partition {
-            if !networked {
-                bail!("--faults partition: SQLite has no server to cut a worker off from");
+            if let Some(why) = cut_off {
+                bail!("--faults partition: {why}");
             }
             if let Some(why) = net::unavailable() {
                 bail!(
@@ -158,12 +166,19 @@ fn fault_kinds(args: &Args) -> anyhow::Result<Kinds> {
         }
         return Ok(k);
     }
-    let mut k: Kinds = "kill,stop,restart".parse()?;
-    if networked {
-        match net::unavailable() {
+    let mut k: Kinds = if cluster {
+        "kill,stop,failover"
+    } else {
+        "kill,stop,restart"
+    }
+    .parse()?;
+    match cut_off {
+        None => match net::unavailable() {
             None => k.partition = true,
             Some(why) => println!("soak: no partitions in this run: {why}"),
-        }
+        },
+        Some(why) if cluster => println!("soak: no partitions in this run: {why}"),
+        Some(_) => {}
     }
     Ok(k)
 }

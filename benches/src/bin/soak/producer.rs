@@ -21,6 +21,8 @@ pub(crate) struct Enqueued {
     pub(crate) due_ms: u64,
     /// Enqueued with one attempt allowed: a fault during it fails it for good.
     pub(crate) one_attempt: bool,
+    /// When the store acknowledged it, in milliseconds since the Unix epoch.
+    pub(crate) acked_ms: u64,
 }
 
 /// What the producer did.
@@ -163,12 +165,14 @@ async fn produce_one(
         }
     };
     out.by_kind[kind] += 1;
+    let acked_ms = now_ms();
     out.jobs.push(Enqueued {
         key,
         id: first.id,
         act,
         due_ms: now_ms() + delay.as_millis() as u64,
         one_attempt: kind == 9,
+        acked_ms,
     });
     if kind == 3 {
         let t = Instant::now();
