@@ -272,6 +272,9 @@ pub(crate) fn untrusted_certificate(e: &redis::RedisError) -> Option<String> {
 }
 
 /// Errors after which the connection cannot be trusted any more (or the server is not ready).
+/// `READONLY` too: a write reached a replica, as during a failover (a cluster's node that
+/// rejoined as a replica while the client's slot map still names it, or a server demoted under
+/// a client's feet); the write did not happen and goes through once the client reconnects.
 pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
     use redis::ServerErrorKind as S;
     e.is_connection_dropped()
@@ -280,8 +283,9 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
         || e.is_timeout()
         || matches!(
             e.kind(),
-            redis::ErrorKind::Server(S::BusyLoading | S::ClusterDown | S::TryAgain | S::MasterDown)
-                | redis::ErrorKind::ClusterConnectionNotFound
+            redis::ErrorKind::Server(
+                S::BusyLoading | S::ClusterDown | S::TryAgain | S::MasterDown | S::ReadOnly
+            ) | redis::ErrorKind::ClusterConnectionNotFound
         )
 }
 
@@ -318,6 +322,24 @@ mod tests {
         // The way the crate makes errors from a reply's text.
         let (code, detail) = text.split_once(' ').unwrap_or((text, ""));
         redis::make_extension_error(code.to_owned(), Some(detail.to_owned()))
+    }
+
+    /// What a failover answers (a write on a replica, a cluster without a master for a slot)
+    /// is an outage: the caller may retry; never a storage error.
+    #[test]
+    fn failover_replies_are_unavailable() {
+        use redis::ServerErrorKind as S;
+        for kind in [S::ReadOnly, S::ClusterDown, S::TryAgain, S::MasterDown, S::BusyLoading] {
+            let e = redis::RedisError::from((redis::ErrorKind::Server(kind), "failing over"));
+            let e = RedisError::from_redis(e, "h:1");
+            assert!(e.is_unavailable(), "{kind:?}: {e:?}");
+            assert!(BackendError::from(e).is_unavailable(), "{kind:?}");
+        }
+        let other = redis::RedisError::from((
+            redis::ErrorKind::Server(S::ResponseError),
+            "wrong number of arguments",
+        ));
+        assert!(!RedisError::from_redis(other, "h:1").is_unavailable());
     }
 
     #[test]
