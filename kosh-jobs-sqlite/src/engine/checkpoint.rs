@@ -16,7 +16,8 @@
 //!    that under a steady stream of commits (the log restarts only when it was copied to its
 //!    last frame before a commit starts), so the thread first catches up with more PASSIVE
 //!    rounds, then runs `wal_checkpoint(RESTART)` allowed to wait at most
-//!    [`WalPolicy::restart_wait`]: it holds the write lock only to copy the last few frames;
+//!    [`WalPolicy::restart_wait`]: it holds the write lock only to copy the last frames (at
+//!    most [`WalPolicy::catch_up_pages`]; with more left, the round leaves it to the next);
 //! 3. once the WAL holds [`WalPolicy::bound_pages`] or more (some reader kept the earlier
 //!    rounds from restarting it, e.g. a read transaction left open), runs
 //!    `wal_checkpoint(TRUNCATE)` allowed to wait a quarter of the busy timeout: it waits for
@@ -68,10 +69,13 @@ impl WalPolicy {
         checkpoint_pages: 1_000,
         restart_pages: 4_096,
         restart_wait: Duration::from_millis(20),
-        catch_up_pages: 512,
+        catch_up_pages: 1_024,
         bound_pages: 16_384,
     };
 }
+
+/// The most PASSIVE checkpoints a round runs to catch up with the writer.
+const CATCH_UP_ROUNDS: usize = 8;
 
 /// What one `PRAGMA wal_checkpoint` reported: whether it was stopped short by a lock, the
 /// frames in the WAL, and how many of them are now in the database file.
@@ -134,6 +138,18 @@ fn round(
     }
     let mut state = checkpoint(conn, "PASSIVE")?;
     shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+    if state.log < policy.restart_pages {
+        return Ok(());
+    }
+    // Catch up without blocking anybody, a few rounds at most (each copies only the frames
+    // committed meanwhile), so a restart or truncation holds the write lock briefly.
+    for _ in 0..CATCH_UP_ROUNDS {
+        if state.busy || state.log - state.copied <= policy.catch_up_pages {
+            break;
+        }
+        state = checkpoint(conn, "PASSIVE")?;
+        shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
     if state.log >= policy.bound_pages {
         // Writers wait for this as long as their busy timeout: wait for readers a quarter
         // of it, so they are held back but never fail with "database is locked".
@@ -148,18 +164,6 @@ fn round(
             "wal past its bound: truncated"
         );
         return Ok(());
-    }
-    if state.log < policy.restart_pages {
-        return Ok(());
-    }
-    // Catch up without blocking anybody, a few rounds at most (each copies only the frames
-    // committed meanwhile), so the restart below holds the write lock briefly.
-    for _ in 0..4 {
-        if state.log - state.copied <= policy.catch_up_pages {
-            break;
-        }
-        state = checkpoint(conn, "PASSIVE")?;
-        shared.checkpoints.fetch_add(1, Ordering::Relaxed);
     }
     if state.log - state.copied > policy.catch_up_pages {
         // The writer outruns the copy: try again next round rather than make it wait.
