@@ -396,6 +396,31 @@ pub struct SearchPage {
     pub total: Option<Total>,
 }
 
+/// One page of [`Backend::search_ids`](crate::Backend::search_ids): a search page with the
+/// ids of its jobs instead of their records, for bulk actions that need nothing more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdPage {
+    /// The ids of the matching jobs of this page, in the query's order.
+    pub ids: Vec<JobId>,
+    /// As [`SearchPage::next`].
+    pub next: Option<JobId>,
+    /// As [`SearchPage::examined`].
+    pub examined: u64,
+    /// As [`SearchPage::total`].
+    pub total: Option<Total>,
+}
+
+impl From<SearchPage> for IdPage {
+    fn from(page: SearchPage) -> Self {
+        IdPage {
+            ids: page.jobs.iter().map(|j| j.id).collect(),
+            next: page.next,
+            examined: page.examined,
+            total: page.total,
+        }
+    }
+}
+
 /// An operator's action on a job, for [`Backend::apply`](crate::Backend::apply).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::admin::{
-    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ActionResult, AdminAction, IdPage, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
 };
 use crate::backend::Backend;
@@ -185,6 +185,9 @@ impl Backend for AnyBackend {
     }
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.0.search(query).await
+    }
+    async fn search_ids(&self, query: &SearchQuery) -> Result<IdPage, BackendError> {
+        self.0.search_ids(query).await
     }
     async fn apply(
         &self,

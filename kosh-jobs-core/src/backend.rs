@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::admin::{
-    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ActionResult, AdminAction, IdPage, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo,
 };
 use crate::any::AnyBackend;
@@ -336,6 +336,15 @@ pub trait Backend: Send + Sync + 'static {
     /// stops at [`crate::admin::TOTAL_BOUND`] matches (then `exact` is `false`). An invalid
     /// filter ([`crate::admin::JobFilter::validate`]) is `InvalidInput`.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError>;
+
+    /// [`Backend::search`] returning the ids of the page's jobs, not their records: the
+    /// same jobs, cursor, examined count and total as `search` with the same query would
+    /// give in the same state of the store. Bulk actions by filter use it, as they need
+    /// only the ids. The default calls `search`; a backend that can skip reading the
+    /// records overrides it.
+    async fn search_ids(&self, query: &SearchQuery) -> Result<IdPage, BackendError> {
+        Ok(self.search(query).await?.into())
+    }
 
     /// Applies `action` to each job of `ids` (at most [`crate::admin::MAX_ACTION_IDS`], else
     /// `InvalidInput`), each atomically; returns one [`ActionResult`] per id, in order.

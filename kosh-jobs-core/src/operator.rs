@@ -344,7 +344,8 @@ impl Admin {
     }
 
     /// Applies `action` to every job matching `filter` (narrowed by
-    /// [`Admin::action_filter`]): a search page of up to 1,000 jobs, oldest first, then one
+    /// [`Admin::action_filter`]): a search page of up to 1,000 ids
+    /// ([`Backend::search_ids`]), oldest first, then one
     /// [`Backend::apply`] of its ids limited to the filter's states, so a job that changed
     /// state since it was found is skipped, not acted on; until the search ends.
     /// `on_progress` sees the totals after each page.
@@ -367,11 +368,10 @@ impl Admin {
             .with_total(false);
         let mut totals = ActionTotals::default();
         loop {
-            let page = self.backend.search(&query).await?;
+            let page = self.backend.search_ids(&query).await?;
             totals.examined += page.examined;
-            if !page.jobs.is_empty() {
-                let ids: Vec<JobId> = page.jobs.iter().map(|j| j.id).collect();
-                for chunk in ids.chunks(MAX_ACTION_IDS) {
+            if !page.ids.is_empty() {
+                for chunk in page.ids.chunks(MAX_ACTION_IDS) {
                     let results = self
                         .backend
                         .apply(action, chunk, &query.filter.states)

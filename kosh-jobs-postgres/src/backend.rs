@@ -763,6 +763,16 @@ impl Backend for PostgresBackend {
             .await)
     }
 
+    async fn search_ids(
+        &self,
+        query: &SearchQuery,
+    ) -> std::result::Result<kosh_jobs_core::admin::IdPage, BackendError> {
+        let q = query.clone();
+        be(self
+            .run(|db| async move { operate::search_ids(&db, &q).await })
+            .await)
+    }
+
     async fn apply(
         &self,
         action: AdminAction,

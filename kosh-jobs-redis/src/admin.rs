@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use kosh_jobs_core::admin::{
-    minute_of, ActionResult, AdminAction, LiveWorker, Order, SearchPage, SearchQuery,
+    minute_of, ActionResult, AdminAction, IdPage, LiveWorker, Order, SearchPage, SearchQuery,
     ThroughputPoint, ThroughputQuery, Total, WorkerInfo, MAX_ACTION_IDS, TOTAL_BOUND,
 };
 use kosh_jobs_core::backend::validate_queue_name;
@@ -117,8 +117,9 @@ impl Shared {
         limit: usize,
         f: &ScriptFilter,
         with_total: bool,
+        ids_only: bool,
     ) -> Result<Vec<Value>, RedisError> {
-        let mut args = ScriptArgs::with_capacity(14);
+        let mut args = ScriptArgs::with_capacity(15);
         args.str(mode)
             .str(match order {
                 Order::OldestFirst => "a",
@@ -134,12 +135,26 @@ impl Shared {
             args.str(r.as_str());
         }
         args.int(self.now().as_millis())
-            .str(if with_total { "1" } else { "0" });
+            .str(if with_total { "1" } else { "0" })
+            .str(if ids_only { "1" } else { "0" });
         let v = self
             .conn
             .script(&scripts::SEARCH, &[&self.keys.queue(queue)], args)
             .await?;
         array(v)
+    }
+
+    /// The ids of a search page (see [`kosh_jobs_core::Backend::search_ids`]): an indexed
+    /// filter reads only members from the indexes; a scan reads the jobs it examines in any
+    /// case, and gives its page's ids.
+    pub(crate) async fn search_ids(self: Arc<Self>, q: SearchQuery) -> Result<IdPage, RedisError> {
+        q.filter.validate().map_err(invalid)?;
+        if !q.filter.is_indexed() {
+            return Ok(self.search(q).await?.into());
+        }
+        let queues = self.named_queues(q.filter.queue.as_ref()).await?;
+        let f = ScriptFilter::new(&q);
+        self.search_indexed_ids(&q, queues, &f).await
     }
 
     pub(crate) async fn search(self: Arc<Self>, q: SearchQuery) -> Result<SearchPage, RedisError> {
@@ -222,6 +237,68 @@ impl Shared {
         queues: Vec<(String, u16)>,
         f: &ScriptFilter,
     ) -> Result<SearchPage, RedisError> {
+        let (total, found) = self.indexed_calls(q, queues, f, false).await?;
+        let mut jobs: Vec<JobRecord> = found
+            .into_iter()
+            .filter_map(|h| match h {
+                Hit::Record(r) => Some(*r),
+                Hit::Id(_) => None,
+            })
+            .collect();
+        sort_jobs(&mut jobs, q.order);
+        let limit = q.effective_limit();
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(SearchPage {
+            examined: jobs.len() as u64,
+            jobs,
+            next,
+            total,
+        })
+    }
+
+    /// [`Shared::search_indexed`] reading only the ids: the script returns members, not
+    /// records.
+    async fn search_indexed_ids(
+        self: &Arc<Self>,
+        q: &SearchQuery,
+        queues: Vec<(String, u16)>,
+        f: &ScriptFilter,
+    ) -> Result<IdPage, RedisError> {
+        let (total, found) = self.indexed_calls(q, queues, f, true).await?;
+        let mut ids: Vec<JobId> = found.iter().map(Hit::id).collect();
+        match q.order {
+            Order::OldestFirst => ids.sort_unstable(),
+            Order::NewestFirst => ids.sort_unstable_by(|a, b| b.cmp(a)),
+        }
+        let limit = q.effective_limit();
+        let next = if ids.len() > limit {
+            ids.truncate(limit);
+            ids.last().copied()
+        } else {
+            None
+        };
+        Ok(IdPage {
+            examined: ids.len() as u64,
+            ids,
+            next,
+            total,
+        })
+    }
+
+    /// The indexed search script on every queue: the total (when asked) and each queue's
+    /// first `limit + 1` jobs past the cursor, as records or as ids.
+    async fn indexed_calls(
+        self: &Arc<Self>,
+        q: &SearchQuery,
+        queues: Vec<(String, u16)>,
+        f: &ScriptFilter,
+        ids_only: bool,
+    ) -> Result<(Option<Total>, Vec<Hit>), RedisError> {
         let limit = q.effective_limit();
         let calls = queues.into_iter().map(|(queue, index)| {
             let this = self.clone();
@@ -246,36 +323,33 @@ impl Shared {
                         limit,
                         f,
                         q.with_total,
+                        ids_only,
                     )
                     .await?;
                 let mut it = a.into_iter();
                 let total = opt_int(&it.next().unwrap_or(Value::Nil))?;
-                let jobs = jobs_of(it, &queue, index)?;
-                Ok::<_, RedisError>((total, jobs))
+                let hits: Vec<Hit> = if ids_only {
+                    ids_of(it, index)?.into_iter().map(Hit::Id).collect()
+                } else {
+                    jobs_of(it, &queue, index)?
+                        .into_iter()
+                        .map(|j| Hit::Record(Box::new(j)))
+                        .collect()
+                };
+                Ok::<_, RedisError>((total, hits))
             }
         });
         let mut total = 0u64;
-        let mut jobs = Vec::new();
-        for (t, js) in try_join_all(calls).await? {
+        let mut found: Vec<Hit> = Vec::new();
+        for (t, hits) in try_join_all(calls).await? {
             total += t.unwrap_or(0).max(0) as u64;
-            jobs.extend(js);
+            found.extend(hits);
         }
-        sort_jobs(&mut jobs, q.order);
-        let next = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
-        Ok(SearchPage {
-            examined: jobs.len() as u64,
-            jobs,
-            next,
-            total: q.with_total.then_some(Total {
-                count: total,
-                exact: true,
-            }),
-        })
+        let total = q.with_total.then_some(Total {
+            count: total,
+            exact: true,
+        });
+        Ok((total, found))
     }
 
     /// One scan call on a lane, examining up to `n` jobs (0: only find where it stands).
@@ -297,6 +371,7 @@ impl Shared {
                 n,
                 limit,
                 f,
+                false,
                 false,
             )
             .await?;
@@ -692,6 +767,32 @@ fn jobs_of(
         }
     }
     Ok(out)
+}
+
+/// A job an indexed search call found: its record, or only its id.
+enum Hit {
+    Id(JobId),
+    Record(Box<JobRecord>),
+}
+
+impl Hit {
+    fn id(&self) -> JobId {
+        match self {
+            Hit::Id(id) => *id,
+            Hit::Record(r) => r.id,
+        }
+    }
+}
+
+/// Job ids from the members of a script reply.
+fn ids_of(it: impl Iterator<Item = Value>, index: u16) -> Result<Vec<JobId>, RedisError> {
+    it.map(|m| {
+        let m = take_text(m, "member")?;
+        JobRef::from_member(index, &m)
+            .map(|r| r.id())
+            .ok_or_else(|| bad("search: bad member"))
+    })
+    .collect()
 }
 
 fn sort_jobs(jobs: &mut [JobRecord], order: Order) {

@@ -364,6 +364,13 @@ impl Backend for RedisBackend {
         self.run(self.shared().search(query.clone())).await
     }
 
+    async fn search_ids(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<kosh_jobs_core::admin::IdPage, BackendError> {
+        self.run(self.shared().search_ids(query.clone())).await
+    }
+
     async fn apply(
         &self,
         action: AdminAction,

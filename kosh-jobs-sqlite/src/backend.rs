@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kosh_jobs_core::admin::{
-    ActionResult, AdminAction, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
+    ActionResult, AdminAction, IdPage, LiveWorker, SearchPage, SearchQuery, ThroughputPoint,
     ThroughputQuery, WorkerInfo, MAX_ACTION_IDS,
 };
 use kosh_jobs_core::schedule::{
@@ -522,6 +522,14 @@ impl Backend for SqliteBackend {
             Search
         )
         .map(|p| *p)
+    }
+
+    async fn search_ids(&self, query: &SearchQuery) -> Result<IdPage, BackendError> {
+        query.filter.validate()?;
+        expect!(
+            self.read(Op::SearchIds(Box::new(query.clone()))).await?,
+            Ids
+        )
     }
 
     async fn apply(

@@ -115,10 +115,13 @@ fn set_up(
         Role::Writer => {
             if matches!(opts.location, Location::File(_)) {
                 set_wal(conn, path).map_err(classify)?;
-                // The checkpointer thread copies the WAL in the background; this only bounds
-                // the WAL (64 MiB) if it falls behind.
-                conn.execute_batch("PRAGMA wal_autocheckpoint = 16384;")
+                // The checkpointer thread copies the WAL, never the writer's commits (see
+                // `engine::checkpoint`): no automatic checkpoint, and a hook that records the
+                // WAL's size after each commit for the checkpointer. The pragma replaces the
+                // WAL hook, so it goes first.
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
                     .map_err(classify)?;
+                conn.wal_hook(Some(record_wal_frames));
             }
             conn.execute_batch(
                 "PRAGMA synchronous = NORMAL;
@@ -178,6 +181,30 @@ thread_local! {
     /// The busy timeout of the connection on this thread (each connection of a backend lives
     /// on a thread of its own).
     static BUSY_LIMIT: Cell<Duration> = const { Cell::new(SqliteOptions::DEFAULT_BUSY_TIMEOUT) };
+}
+
+thread_local! {
+    /// The frames in the WAL after the last commit of the writer on this thread.
+    static WAL_FRAMES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// The writer's WAL hook: SQLite calls it after each commit with the frames now in the WAL.
+fn record_wal_frames(_wal: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(i64::from(frames)));
+    Ok(())
+}
+
+/// The frames in the WAL after the last commit of this thread's writer connection.
+pub(crate) fn wal_frames() -> i64 {
+    WAL_FRAMES.with(Cell::get)
+}
+
+/// Runs `f` with the busy timeout of this thread's connection set to `limit`.
+pub(crate) fn with_busy_limit<T>(limit: Duration, f: impl FnOnce() -> T) -> T {
+    let before = BUSY_LIMIT.with(|l| l.replace(limit));
+    let out = f();
+    BUSY_LIMIT.with(|l| l.set(before));
+    out
 }
 
 /// The `count`-th wait for another connection's lock: 100 µs, doubling up to 1.6 ms.

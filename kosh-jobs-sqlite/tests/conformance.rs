@@ -180,6 +180,12 @@ impl Backend for TempSqlite {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, BackendError> {
         self.backend.search(query).await
     }
+    async fn search_ids(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<kosh_jobs_core::admin::IdPage, BackendError> {
+        self.backend.search_ids(query).await
+    }
     async fn apply(
         &self,
         action: AdminAction,

@@ -14,7 +14,7 @@
 //! - the dashboard (`kosh-jobs-web`), server-side: its router answering in process (no
 //!   socket) `GET api/overview` and the first page of failed jobs, `GET api/jobs`;
 //! - `rare search`: a text found in one payload, every page to the end: the scan rate;
-//! - `bulk retry`: every failed job back to ready, page by page (a search of 1,000 ids, then
+//! - `bulk retry`: every failed job back to ready, page by page (`search_ids` of 1,000 ids, then
 //!   `apply`), while a worker drains another queue: the retry rate, and the worker's slowest
 //!   reserve during it.
 //!
@@ -377,9 +377,9 @@ async fn main() -> anyhow::Result<()> {
     let (mut in_search, mut in_apply) = (Duration::ZERO, Duration::ZERO);
     loop {
         let ts = Instant::now();
-        let page = b.search(&q).await?;
+        let page = b.search_ids(&q).await?;
         in_search += ts.elapsed();
-        let ids: Vec<_> = page.jobs.iter().map(|j| j.id).collect();
+        let ids = page.ids;
         if !ids.is_empty() {
             let ta = Instant::now();
             let out = b.apply(AdminAction::Retry, &ids, &filter.states).await?;

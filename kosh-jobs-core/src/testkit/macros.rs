@@ -84,6 +84,7 @@ macro_rules! __kosh_jobs_cases {
             operate::search_cursor_stable_while_adding,
             operate::search_work_is_bounded,
             operate::search_rejects_bad_filters,
+            operate::search_ids_agree_with_search,
             operate::actions_apply_in_their_states,
             operate::action_retry_unique_conflict,
             operate::action_retry_in_bulk,

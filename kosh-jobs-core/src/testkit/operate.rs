@@ -334,6 +334,54 @@ pub async fn search_work_is_bounded<F: BackendFactory + ?Sized>(factory: &F) {
     assert_eq!(page.jobs.len(), 5, "bounded search: a full first page");
 }
 
+/// The ids-only search ([`crate::Backend::search_ids`]) gives, page by page, the ids,
+/// cursor, examined count and total of the search with the same query, for every filter,
+/// both orders, pages of any size and a small budget; a bad filter is `InvalidInput` there
+/// too.
+pub async fn search_ids_agree_with_search<F: BackendFactory + ?Sized>(factory: &F) {
+    let t = env(factory).await;
+    populate(&t).await;
+    for (what, filter) in filters(&t) {
+        for order in [Order::OldestFirst, Order::NewestFirst] {
+            for (limit, budget) in [(1, 100_000), (7, 100), (1000, 100_000)] {
+                let mut q = SearchQuery::new(filter.clone())
+                    .order(order)
+                    .limit(limit)
+                    .budget(budget);
+                let mut pages = 0;
+                loop {
+                    let full = search(&t, &q).await;
+                    let ids =
+                        t.b.search_ids(&q)
+                            .await
+                            .unwrap_or_else(|e| panic!("search_ids {q:?}: backend error: {e:?}"));
+                    let want: Vec<JobId> = full.jobs.iter().map(|j| j.id).collect();
+                    assert_eq!(
+                        (&ids.ids, ids.next, ids.examined, ids.total),
+                        (&want, full.next, full.examined, full.total),
+                        "search_ids `{what}` ({order:?}, limit {limit}, budget {budget}, \
+                         page {pages}): the page of `search`, as ids"
+                    );
+                    pages += 1;
+                    assert!(pages < 10_000, "search_ids: the cursor never ends");
+                    match ids.next {
+                        Some(n) => {
+                            q.after = Some(n);
+                            q.with_total = false;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    let bad = SearchQuery::new(JobFilter::new().queue("no spaces allowed"));
+    match t.b.search_ids(&bad).await {
+        Err(BackendError::InvalidInput(_)) => {}
+        other => panic!("search_ids with a bad queue name: expected InvalidInput, got {other:?}"),
+    }
+}
+
 /// Bad filters are `InvalidInput`: a bad queue name, an empty or too long search text, a
 /// range ending before it starts.
 pub async fn search_rejects_bad_filters<F: BackendFactory + ?Sized>(factory: &F) {

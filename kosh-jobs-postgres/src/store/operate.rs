@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kosh_jobs_core::admin::{
-    minute_of, ActionResult, AdminAction, LiveWorker, Order, SearchPage, SearchQuery,
+    minute_of, ActionResult, AdminAction, IdPage, LiveWorker, Order, SearchPage, SearchQuery,
     ThroughputPoint, ThroughputQuery, Total, WorkerInfo, MAX_ACTION_IDS, TOTAL_BOUND,
 };
 use kosh_jobs_core::backend::validate_queue_name;
@@ -91,8 +91,40 @@ fn page_sql(order: Order) -> String {
     format!("SELECT id FROM __S__.jobs WHERE id {cmp} $1 AND {MATCHES} ORDER BY id {dir} LIMIT $12")
 }
 
-/// One page of a search (see [`kosh_jobs_core::Backend::search`]).
+/// One page of a search (see [`kosh_jobs_core::Backend::search`]): the ids, then their
+/// records.
 pub(crate) async fn search(db: &Db, q: &SearchQuery) -> Result<SearchPage> {
+    let (ids, next, examined, total) = search_raw(db, q).await?;
+    let jobs = read::get_many(db, &ids).await?;
+    Ok(SearchPage {
+        jobs,
+        next,
+        examined,
+        total,
+    })
+}
+
+/// The ids of one page of a search (see [`kosh_jobs_core::Backend::search_ids`]), without
+/// reading a record.
+pub(crate) async fn search_ids(db: &Db, q: &SearchQuery) -> Result<IdPage> {
+    let (ids, next, examined, total) = search_raw(db, q).await?;
+    let ids = ids
+        .into_iter()
+        .map(row::job_id)
+        .collect::<Result<Vec<JobId>>>()?;
+    Ok(IdPage {
+        ids,
+        next,
+        examined,
+        total,
+    })
+}
+
+/// A search page as database ids, with its cursor, examined count and total.
+async fn search_raw(
+    db: &Db,
+    q: &SearchQuery,
+) -> Result<(Vec<i64>, Option<JobId>, u64, Option<Total>)> {
     q.filter.validate().map_err(invalid)?;
     let now = db.now();
     let (limit, budget) = (q.effective_limit(), q.effective_budget());
@@ -165,13 +197,7 @@ pub(crate) async fn search(db: &Db, q: &SearchQuery) -> Result<SearchPage> {
         };
         (ids, next, examined as u64)
     };
-    let jobs = read::get_many(db, &ids).await?;
-    Ok(SearchPage {
-        jobs,
-        next,
-        examined,
-        total,
-    })
+    Ok((ids, next, examined, total))
 }
 
 /// Applies an action to jobs by id (see [`kosh_jobs_core::Backend::apply`]), all in one

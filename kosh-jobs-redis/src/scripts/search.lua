@@ -5,8 +5,10 @@
 --       'd' descending), bound (the first member to consider, inclusive; '' for none), n,
 --       limit (scan, count: stop after this many matches), states (comma-separated), name
 --       ('' or '=' then the name), text (lowercase; '' for none), created from, created
---       until, finished from, finished until ('' for an open end), now, with total ('1').
--- Returns for 'i': { total | false, then member, {record fields} per job };
+--       until, finished from, finished until ('' for an open end), now, with total ('1'),
+--       ids only ('1': 'i' returns members without their records).
+-- Returns for 'i': { total | false, then member, {record fields} per job }, or with ids
+--         only { total | false, then member per job };
 --         for 's': { next | false, examined, then member, {record fields} per match };
 --         for 'c': { next | false, examined, matches }.
 -- `next` is the first member not examined (continue from it), false when none is left.
@@ -49,6 +51,10 @@ if mode == 'i' then
     out[1] = total
   end
   local ms, st_of = candidates(n)
+  if ARGV[15] == '1' then
+    for _, m in ipairs(ms) do out[#out + 1] = m end
+    return out
+  end
   local sts = {}
   for i, m in ipairs(ms) do sts[i] = st_of[m] end
   return append_records(out, ms, sts)

@@ -15,14 +15,15 @@
 //! The writer also watches for other processes: every `poll_interval` while a worker of this
 //! process waits for work (and never otherwise), it reads `PRAGMA data_version`, which
 //! changes exactly when another connection has committed; then it wakes the waiting workers.
-//! The **checkpointer** thread copies the WAL into the database file in the background.
+//! The **checkpointer** thread copies the WAL into the database file in the background, so
+//! the writer never does (see [`checkpoint`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{oneshot, Notify};
@@ -32,8 +33,10 @@ use crate::options::{Location, SqliteOptions};
 use crate::schema::{self, Role};
 use crate::store::{self, Effects, Op, Response};
 
+pub(crate) mod checkpoint;
 mod writer;
 
+use checkpoint::WalPolicy;
 use writer::Writer;
 
 /// The answer channel of one operation.
@@ -54,7 +57,13 @@ pub(crate) struct Shared {
     /// How many `wait_for_work` calls are in progress.
     pub(crate) waiters: AtomicUsize,
     /// How many times the writer looked at `PRAGMA data_version` (for tests).
-    pub(crate) polls: std::sync::atomic::AtomicU64,
+    pub(crate) polls: AtomicU64,
+    /// Checkpoints the checkpointer thread ran (for tests).
+    pub(crate) checkpoints: AtomicU64,
+    /// WAL restarts the checkpointer thread completed (for tests).
+    pub(crate) restarts: AtomicU64,
+    /// WAL truncations past the hard bound the checkpointer thread completed (for tests).
+    pub(crate) truncations: AtomicU64,
 }
 
 impl Shared {
@@ -76,22 +85,35 @@ impl Shared {
 
 /// Starts the writer (which creates or migrates the schema) and, for a file, the reader.
 pub(crate) async fn start(opts: &SqliteOptions, shared: Arc<Shared>) -> Result<Threads> {
+    start_with(opts, shared, WalPolicy::DEFAULT).await
+}
+
+/// [`start`] with a checkpoint policy of the caller's (tests use small bounds).
+pub(crate) async fn start_with(
+    opts: &SqliteOptions,
+    shared: Arc<Shared>,
+    policy: WalPolicy,
+) -> Result<Threads> {
     let file = matches!(opts.location, Location::File(_));
     let (nudge_tx, nudge_rx) = mpsc::channel::<()>();
     let nudge = file.then(|| Nudge {
         tx: nudge_tx,
         pending: Arc::new(AtomicBool::new(false)),
+        frames: Arc::new(AtomicI64::new(0)),
     });
-    let pending = nudge.as_ref().map(|n| n.pending.clone());
+    let line = nudge
+        .as_ref()
+        .map(|n| (n.pending.clone(), n.frames.clone()));
     let (writer, writer_rx) = mpsc::channel::<Pending>();
     let writer_done = spawn(opts, Role::Writer, writer_rx, {
         let opts = opts.clone();
+        let shared = shared.clone();
         move |conn, rx| Writer::new(conn, opts, shared, nudge).run(rx)
     })
     .await?;
     let mut done = vec![writer_done];
     let mut reader = None;
-    if let Some(pending) = pending {
+    if let Some((pending, frames)) = line {
         let (tx, rx) = mpsc::channel::<Pending>();
         done.push(
             spawn(opts, Role::Reader, rx, {
@@ -102,8 +124,11 @@ pub(crate) async fn start(opts: &SqliteOptions, shared: Arc<Shared>) -> Result<T
         );
         reader = Some(tx);
         done.push(
-            spawn(opts, Role::Checkpointer, nudge_rx, move |conn, rx| {
-                run_checkpointer(conn, rx, pending)
+            spawn(opts, Role::Checkpointer, nudge_rx, {
+                let busy_timeout = opts.busy_timeout;
+                move |conn, rx| {
+                    checkpoint::run(conn, rx, pending, frames, shared, policy, busy_timeout)
+                }
             })
             .await?,
         );
@@ -158,44 +183,14 @@ async fn spawn<M: Send + 'static>(
     Ok(done_rx)
 }
 
-/// How long the checkpointer lets commits accumulate before copying them into the database
-/// file.
-const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
-
 /// The writer's line to the checkpointer.
 struct Nudge {
     tx: Sender<()>,
     /// Set by the writer when it nudges, cleared by the checkpointer when it starts a round:
     /// at most one nudge is queued.
     pending: Arc<AtomicBool>,
-}
-
-/// Copies committed WAL frames into the database file (`PRAGMA wal_checkpoint(PASSIVE)`),
-/// a while after the writer commits, so the writer does not pay for the copy and its two
-/// fsyncs while holding the write lock. The writer keeps a large automatic checkpoint as a
-/// bound on the WAL in case this thread falls behind.
-fn run_checkpointer(conn: Connection, rx: Receiver<()>, pending: Arc<AtomicBool>) {
-    while rx.recv().is_ok() {
-        let deadline = Instant::now() + CHECKPOINT_DELAY;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(left) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        pending.store(false, Ordering::SeqCst);
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-        match result {
-            Ok((log, done)) => tracing::trace!(log, done, "checkpointed"),
-            Err(e) => tracing::debug!(error = %e, "checkpoint failed; the next one will retry"),
-        }
-    }
+    /// The frames in the WAL after the writer's last commit.
+    frames: Arc<AtomicI64>,
 }
 
 /// Classifies a raw SQLite error with the path and busy timeout it happened with.
@@ -269,6 +264,124 @@ fn run_reader(conn: Connection, rx: Receiver<Pending>, opts: SqliteOptions) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    /// A small checkpoint policy, so a test crosses its bounds with a few megabytes.
+    const SMALL: WalPolicy = WalPolicy {
+        delay: Duration::from_millis(5),
+        checkpoint_pages: 32,
+        restart_pages: 128,
+        restart_wait: Duration::from_millis(500),
+        catch_up_pages: 64,
+        bound_pages: 512,
+    };
+
+    /// The size of a WAL of `pages` frames of 4 KiB pages.
+    fn wal_bytes(pages: i64) -> u64 {
+        32 + pages as u64 * (24 + 4096)
+    }
+
+    fn wal_len(db: &std::path::Path) -> u64 {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+
+    /// Polls `cond` until it holds, for at most 20 s.
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The writer never checkpoints (its automatic checkpoint is off); the checkpointer
+    /// thread does, and restarts the WAL often enough that writing far more pages than the
+    /// bound leaves the WAL file short.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_run_off_the_writer_and_keep_the_wal_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("wal.db");
+        let opts = SqliteOptions::builder(&db).build().unwrap();
+        let shared = Arc::new(Shared::default());
+        let threads = start_with(&opts, shared.clone(), SMALL).await.unwrap();
+        let w = &threads.writer;
+        assert_eq!(writer_sql(w, "PRAGMA wal_autocheckpoint").await, 0);
+        assert_eq!(writer_sql(w, "PRAGMA page_size").await, 4096);
+        let now = opts.clock.now();
+        // About 60 pages a push, 400 pushes: some 24,000 pages, 47 times the bound. The
+        // writer runs flat out, so the WAL grows by what it writes during a round of the
+        // checkpointer past the bound before that round cuts it back: bounded, but not by
+        // the bound itself.
+        let mut longest = 0;
+        for _ in 0..400 {
+            call(w, Op::Push(big_batch(100, now))).await;
+            longest = longest.max(wal_len(&db));
+        }
+        let checkpoints = shared.checkpoints.load(Ordering::Relaxed);
+        let restarts = shared.restarts.load(Ordering::Relaxed);
+        assert!(checkpoints > 0, "the checkpointer never ran");
+        assert!(restarts > 0, "the checkpointer never restarted the WAL");
+        let truncations = shared.truncations.load(Ordering::Relaxed);
+        eprintln!("{checkpoints} checkpoints, {restarts} restarts, {truncations} truncations, longest WAL {longest} bytes");
+        assert!(
+            longest <= wal_bytes(8 * SMALL.bound_pages),
+            "the WAL file reached {longest} bytes, past 8 times its bound of {} pages \
+             ({checkpoints} checkpoints, {restarts} restarts, {truncations} truncations)",
+            SMALL.bound_pages
+        );
+    }
+
+    /// A read transaction left open keeps every checkpoint from restarting the WAL, which
+    /// grows past its bound; once it ends, the next round truncates the WAL file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wal_held_by_a_reader_is_truncated_once_the_reader_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("held.db");
+        let opts = SqliteOptions::builder(&db)
+            .busy_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let shared = Arc::new(Shared::default());
+        let threads = start_with(&opts, shared.clone(), SMALL).await.unwrap();
+        let w = &threads.writer;
+        let now = opts.clock.now();
+        call(w, Op::Push(big_batch(1, now))).await;
+
+        let reader = Connection::open(&db).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let jobs: i64 = reader
+            .query_row("SELECT count(*) FROM kosh_jobs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(jobs, 1);
+        for _ in 0..20 {
+            call(w, Op::Push(big_batch(100, now))).await;
+        }
+        assert!(
+            wal_len(&db) > wal_bytes(SMALL.bound_pages),
+            "the open reader did not hold the WAL ({} bytes)",
+            wal_len(&db)
+        );
+        assert_eq!(shared.truncations.load(Ordering::Relaxed), 0);
+
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        // A commit tells the checkpointer the WAL's size; its next round truncates.
+        call(w, Op::Push(big_batch(1, now))).await;
+        wait_until("a truncation", || {
+            shared.truncations.load(Ordering::Relaxed) > 0
+        });
+        assert!(
+            wal_len(&db) < wal_bytes(SMALL.checkpoint_pages),
+            "the WAL file is {} bytes after its truncation",
+            wal_len(&db)
+        );
+        let Response::Counts(_) = call(w, Op::Counts).await else {
+            panic!("counts")
+        };
+    }
 
     /// While a worker waits and nothing happens, the writer looks for other processes'
     /// changes once per poll interval, not in a loop.

@@ -83,9 +83,11 @@ impl Writer {
         }
     }
 
-    /// Tells the checkpointer there are new commits.
+    /// Tells the checkpointer there are new commits, and how long the WAL is now.
     fn nudge(&self) {
         if let Some(n) = &self.nudge {
+            n.frames
+                .store(crate::schema::wal_frames(), Ordering::SeqCst);
             if !n.pending.swap(true, Ordering::SeqCst) {
                 let _ = n.tx.send(());
             }
@@ -349,6 +351,7 @@ impl Writer {
             });
         match result {
             Ok(n) => {
+                self.nudge();
                 if n > 0 {
                     tracing::debug!(deleted = n, "pruned completed jobs past retention");
                 }

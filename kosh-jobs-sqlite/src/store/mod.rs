@@ -62,6 +62,7 @@ pub(crate) enum Op {
     List(ListQuery),
     WaitInfo(Vec<String>),
     Search(Box<SearchQuery>),
+    SearchIds(Box<SearchQuery>),
     Apply(AdminAction, Vec<JobId>, Vec<JobState>),
     Throughput(ThroughputQuery),
     RegisterWorker(Box<WorkerInfo>, Duration),
@@ -132,6 +133,7 @@ impl Op {
                 | Op::Flows
                 | Op::Groups(_)
                 | Op::Search(_)
+                | Op::SearchIds(_)
                 | Op::Throughput(_)
                 | Op::Workers
                 | Op::Schedules
@@ -166,6 +168,7 @@ pub(crate) enum Response {
     Flows(Vec<QueueFlow>),
     Groups(GroupPage),
     Search(Box<SearchPage>),
+    Ids(kosh_jobs_core::admin::IdPage),
     Actions(Vec<ActionResult>),
     Throughput(Vec<ThroughputPoint>),
     Workers(Vec<LiveWorker>),
@@ -392,6 +395,7 @@ pub(crate) fn apply(
         Op::Flows => Response::Flows(limits::flows(conn, now)?),
         Op::Groups(q) => Response::Groups(groups::group_page(conn, q, now)?),
         Op::Search(q) => Response::Search(Box::new(operate::search(conn, q, now)?)),
+        Op::SearchIds(q) => Response::Ids(operate::search_ids(conn, q, now)?),
         Op::Apply(action, ids, only) => {
             Response::Actions(operate::apply(conn, *action, ids, only, now, fx)?)
         }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kosh_jobs_core::admin::{
-    minute_of, ActionResult, AdminAction, LiveWorker, Order, SearchPage, SearchQuery,
+    minute_of, ActionResult, AdminAction, IdPage, LiveWorker, Order, SearchPage, SearchQuery,
     ThroughputPoint, ThroughputQuery, Total, WorkerInfo, MAX_ACTION_IDS, TOTAL_BOUND,
 };
 use kosh_jobs_core::backend::validate_queue_name;
@@ -101,18 +101,43 @@ fn start_after(q: &SearchQuery) -> i64 {
 /// of its own takes the WAL's shared-memory locks again and, whenever the writer committed
 /// since, throws away the connection's page cache.
 pub(super) fn search(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<SearchPage> {
-    q.filter.validate().map_err(invalid)?;
-    // A savepoint is a read transaction on the reader, and nests in the writer's
-    // transaction (an in-memory database has no reader).
-    exec(conn, "SAVEPOINT kosh_search", [])?;
-    let result = search_now(conn, q, now);
-    let end = exec(conn, "RELEASE kosh_search", []);
-    let page = result?;
-    end?;
-    Ok(page)
+    in_snapshot(conn, || {
+        let page = search_ids_now(conn, q, now)?;
+        let mut jobs = Vec::with_capacity(page.ids.len());
+        for id in page.ids {
+            // Read in the snapshot the ids came from: every one is there.
+            if let Some(job) = read::get(conn, id, now)? {
+                jobs.push(job);
+            }
+        }
+        Ok(SearchPage {
+            jobs,
+            next: page.next,
+            examined: page.examined,
+            total: page.total,
+        })
+    })
 }
 
-fn search_now(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<SearchPage> {
+/// The ids of one page of a search (see [`kosh_jobs_core::Backend::search_ids`]): the page
+/// of [`search`] without reading a record, from one snapshot too.
+pub(super) fn search_ids(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<IdPage> {
+    in_snapshot(conn, || search_ids_now(conn, q, now))
+}
+
+/// Runs `f` in one read transaction (a savepoint: a read transaction on the reader, nested
+/// in the writer's transaction on an in-memory database, which has no reader).
+fn in_snapshot<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    exec(conn, "SAVEPOINT kosh_search", [])?;
+    let result = f();
+    let end = exec(conn, "RELEASE kosh_search", []);
+    let out = result?;
+    end?;
+    Ok(out)
+}
+
+fn search_ids_now(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<IdPage> {
+    q.filter.validate().map_err(invalid)?;
     let total = if q.with_total {
         Some(if q.filter.is_indexed() {
             indexed_total(conn, q, now)?
@@ -127,15 +152,8 @@ fn search_now(conn: &Connection, q: &SearchQuery, now: Timestamp) -> Result<Sear
     } else {
         scan_page(conn, q, now)?
     };
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        // A job deleted since it was seen is left out.
-        if let Some(job) = read::get(conn, id, now)? {
-            jobs.push(job);
-        }
-    }
-    Ok(SearchPage {
-        jobs,
+    Ok(IdPage {
+        ids,
         next,
         examined,
         total,
