@@ -329,7 +329,13 @@ mod tests {
     #[test]
     fn failover_replies_are_unavailable() {
         use redis::ServerErrorKind as S;
-        for kind in [S::ReadOnly, S::ClusterDown, S::TryAgain, S::MasterDown, S::BusyLoading] {
+        for kind in [
+            S::ReadOnly,
+            S::ClusterDown,
+            S::TryAgain,
+            S::MasterDown,
+            S::BusyLoading,
+        ] {
             let e = redis::RedisError::from((redis::ErrorKind::Server(kind), "failing over"));
             let e = RedisError::from_redis(e, "h:1");
             assert!(e.is_unavailable(), "{kind:?}: {e:?}");
