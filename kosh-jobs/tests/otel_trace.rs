@@ -47,16 +47,27 @@ fn named<'a>(spans: &'a [SpanData], name: &str, id: JobId) -> Vec<&'a SpanData> 
         .collect()
 }
 
-/// Enqueues two jobs (one fails once) under a request span with `enqueuer`, runs them with
-/// a worker on `runner`, and checks the exported spans.
-async fn enqueue_then_run(what: &str, enqueuer: AnyBackend, runner: AnyBackend) {
+/// An in-memory exporter behind this thread's `tracing` subscriber (the tests run on one
+/// thread), its provider (to flush), and the guard that keeps the subscriber installed.
+fn exporting() -> (
+    InMemorySpanExporter,
+    SdkTracerProvider,
+    tracing::subscriber::DefaultGuard,
+) {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("kosh-jobs-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let guard = tracing::subscriber::set_default(subscriber);
+    (exporter, provider, guard)
+}
+
+/// Enqueues two jobs (one fails once) under a request span with `enqueuer`, runs them with
+/// a worker on `runner`, and checks the exported spans.
+async fn enqueue_then_run(what: &str, enqueuer: AnyBackend, runner: AnyBackend) {
+    let (exporter, provider, _guard) = exporting();
 
     let client = Client::new(enqueuer);
     let request = tracing::info_span!("POST /api/imports");
@@ -162,13 +173,7 @@ async fn redis_attempts_join_the_enqueuers_trace() {
 /// starts a trace of its own.
 #[tokio::test(flavor = "current_thread")]
 async fn an_unparsable_trace_context_is_ignored() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("kosh-jobs-test")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (exporter, provider, _guard) = exporting();
 
     let b = kosh_jobs::connect("memory:").await.unwrap();
     let client = Client::new(b.clone());
