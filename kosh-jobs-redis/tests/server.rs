@@ -521,19 +521,6 @@ async fn blocked_clients(port: u16, n: u64) {
     }
 }
 
-fn openssl(args: &[&str], dir: &std::path::Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl not found: install it with `apt-get install openssl`");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Whether this redis-server was built with TLS.
 fn redis_has_tls() -> bool {
     support::require_redis_server();
@@ -551,84 +538,12 @@ async fn tls_with_a_private_ca() {
         eprintln!("NOTICE: this redis-server was built without TLS; the TLS test cannot run");
         return;
     }
-    let dir = std::env::temp_dir().join(unique_prefix("certs"));
-    std::fs::create_dir_all(&dir).expect("cert dir");
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kosh-jobs test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-        &dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        &dir,
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext.cnf");
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-        &dir,
-    );
-    let p = |f: &str| dir.join(f).display().to_string();
-    let server = RedisServer::start_tls(&[
-        "--tls-cert-file",
-        &p("server.crt"),
-        "--tls-key-file",
-        &p("server.key"),
-        "--tls-ca-cert-file",
-        &p("ca.crt"),
-        "--tls-auth-clients",
-        "no",
-        "--requirepass",
-        "tls-Pw",
-    ]);
-    let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
+    let certs = kosh_jobs_testsupport::certs::TestCerts::generate("redis-server");
+    let mut args = certs.server_args();
+    args.extend(["--requirepass".to_owned(), "tls-Pw".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = RedisServer::start_tls(&args);
+    let ca = certs.ca_pem();
     let b = RedisBackend::connect_with(
         RedisOptions::builder(server.url())
             .tls_root_cert_pem(ca)
@@ -644,7 +559,6 @@ async fn tls_with_a_private_ca() {
         .await
         .expect_err("untrusted certificate");
     assert!(!chain(&e).contains("tls-Pw"), "{}", chain(&e));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Operations make progress when called from another runtime while every worker thread of
