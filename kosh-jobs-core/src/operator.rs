@@ -17,7 +17,7 @@ use crate::admin::{
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Timestamp;
-use crate::error::Error;
+use crate::error::{BackendError, Error};
 use crate::record::{JobId, JobRecord, JobState, QueueCounts};
 
 /// How many jobs one page of [`Admin::apply_filter`] and [`Admin::count`] takes.
@@ -347,7 +347,8 @@ impl Admin {
     /// [`Admin::action_filter`]): a search page of up to 1,000 ids
     /// ([`Backend::search_ids`]), oldest first, then one
     /// [`Backend::apply`] of its ids limited to the filter's states, so a job that changed
-    /// state since it was found is skipped, not acted on; until the search ends.
+    /// state since it was found is skipped, not acted on; until the search ends. The search
+    /// for the next page runs while a page is acted on.
     /// `on_progress` sees the totals after each page.
     ///
     /// Jobs enqueued while it runs are acted on if they match when the search reaches them.
@@ -361,27 +362,44 @@ impl Admin {
     ) -> Result<ActionTotals, Error> {
         let filter = Self::action_filter(action, filter)?;
         filter.validate()?;
-        let mut query = SearchQuery::new(filter)
+        let query = SearchQuery::new(filter)
             .order(Order::OldestFirst)
             .limit(PAGE)
             .budget(BULK_BUDGET)
             .with_total(false);
         let mut totals = ActionTotals::default();
+        let mut page = self.backend.search_ids(&query).await?;
         loop {
-            let page = self.backend.search_ids(&query).await?;
             totals.examined += page.examined;
-            if !page.ids.is_empty() {
+            // The next page is looked for while this one is acted on: it starts past this
+            // page's last id, so acting on this page does not change what it finds, and the
+            // search (a read) and the action (a write) overlap instead of taking turns.
+            let next = page.next.map(|after| SearchQuery {
+                after: Some(after),
+                ..query.clone()
+            });
+            let act = async {
+                let mut results = Vec::with_capacity(page.ids.len());
                 for chunk in page.ids.chunks(MAX_ACTION_IDS) {
-                    let results = self
-                        .backend
-                        .apply(action, chunk, &query.filter.states)
-                        .await?;
-                    results.iter().for_each(|r| totals.tally(r));
+                    results.extend(
+                        self.backend
+                            .apply(action, chunk, &query.filter.states)
+                            .await?,
+                    );
                 }
-            }
+                Ok::<_, BackendError>(results)
+            };
+            let find = async {
+                match &next {
+                    Some(q) => self.backend.search_ids(q).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (results, found) = tokio::join!(act, find);
+            results?.iter().for_each(|r| totals.tally(r));
             on_progress(&totals);
-            match page.next {
-                Some(next) => query.after = Some(next),
+            match found? {
+                Some(p) => page = p,
                 None => return Ok(totals),
             }
         }

@@ -26,6 +26,9 @@ use crate::scripts;
 
 /// Jobs one search script call examines at most: a few milliseconds of Redis's time.
 const SCAN_CHUNK: usize = 1000;
+/// The most jobs one script of [`Shared::apply`] acts on (a retry of a failed job is
+/// about 40 µs of server time here, so a step is a few milliseconds).
+const APPLY_STEP: usize = 100;
 /// Below this many jobs of budget per queue, a search first asks every queue where it
 /// stands (examining nothing), then spends the budget on the queues furthest behind.
 const MIN_SHARE: usize = 10;
@@ -245,14 +248,7 @@ impl Shared {
                 Hit::Id(_) => None,
             })
             .collect();
-        sort_jobs(&mut jobs, q.order);
-        let limit = q.effective_limit();
-        let next = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
+        let next = first_page(&mut jobs, |j| j.id, q);
         Ok(SearchPage {
             examined: jobs.len() as u64,
             jobs,
@@ -271,17 +267,7 @@ impl Shared {
     ) -> Result<IdPage, RedisError> {
         let (total, found) = self.indexed_calls(q, queues, f, true).await?;
         let mut ids: Vec<JobId> = found.iter().map(Hit::id).collect();
-        match q.order {
-            Order::OldestFirst => ids.sort_unstable(),
-            Order::NewestFirst => ids.sort_unstable_by(|a, b| b.cmp(a)),
-        }
-        let limit = q.effective_limit();
-        let next = if ids.len() > limit {
-            ids.truncate(limit);
-            ids.last().copied()
-        } else {
-            None
-        };
+        let next = first_page(&mut ids, |id| *id, q);
         Ok(IdPage {
             examined: ids.len() as u64,
             ids,
@@ -583,22 +569,29 @@ impl Shared {
             .per_queue(items, None, |this, queue, items| {
                 let only = only.clone();
                 async move {
-                    let mut args = ScriptArgs::with_capacity(3 + items.len());
-                    args.str(action.as_str())
-                        .int(this.now().as_millis())
-                        .str(only);
-                    for (r, ()) in &items {
-                        args.str(r.member());
+                    // One script per step, each awaited before the next is sent: a script
+                    // blocks the whole server while it runs, and a reserve sent meanwhile
+                    // runs between two steps, not after all of them.
+                    let mut out = Vec::with_capacity(items.len());
+                    for step in items.chunks(APPLY_STEP) {
+                        let mut args = ScriptArgs::with_capacity(3 + step.len());
+                        args.str(action.as_str())
+                            .int(this.now().as_millis())
+                            .str(only.as_str());
+                        for (r, ()) in step {
+                            args.str(r.member());
+                        }
+                        let v = this
+                            .conn
+                            .script(
+                                &scripts::APPLY,
+                                &[&this.keys.queue(&queue), &this.keys.unique(&queue)],
+                                args,
+                            )
+                            .await?;
+                        out.extend(array(v)?.into_iter().map(Some));
                     }
-                    let v = this
-                        .conn
-                        .script(
-                            &scripts::APPLY,
-                            &[&this.keys.queue(&queue), &this.keys.unique(&queue)],
-                            args,
-                        )
-                        .await?;
-                    Ok(array(v)?.into_iter().map(Some).collect())
+                    Ok(out)
                 }
             })
             .await?;
@@ -793,6 +786,22 @@ fn ids_of(it: impl Iterator<Item = Value>, index: u16) -> Result<Vec<JobId>, Red
             .ok_or_else(|| bad("search: bad member"))
     })
     .collect()
+}
+
+/// Sorts the hits of every queue (`items`, by `id`) in the query's order and keeps its
+/// first page; returns the cursor to continue from, `None` when nothing was left out.
+fn first_page<T>(items: &mut Vec<T>, id: impl Fn(&T) -> JobId, q: &SearchQuery) -> Option<JobId> {
+    match q.order {
+        Order::OldestFirst => items.sort_unstable_by_key(|t| id(t)),
+        Order::NewestFirst => items.sort_unstable_by_key(|t| std::cmp::Reverse(id(t))),
+    }
+    let limit = q.effective_limit();
+    if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id)
+    } else {
+        None
+    }
 }
 
 fn sort_jobs(jobs: &mut [JobRecord], order: Order) {

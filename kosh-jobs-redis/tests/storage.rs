@@ -481,13 +481,22 @@ async fn keys_of_another_storage_layout_are_refused() {
 
     let old = unique_prefix("layout-v1");
     raw_command(server.port, None, &["SET", &format!("{{{old}}}:seq"), "42"]);
-    let newer = unique_prefix("layout-v9");
+    let newer = unique_prefix("layout-newer");
+    let newer_layout = kosh_jobs_redis::LAYOUT + 2;
     raw_command(
         server.port,
         None,
-        &["SET", &format!("{{{newer}}}:layout"), "9"],
+        &[
+            "SET",
+            &format!("{{{newer}}}:layout"),
+            &newer_layout.to_string(),
+        ],
     );
-    for (prefix, layout) in [(old, "layout 1"), (newer, "layout 9")] {
+    let this_layout = format!("layout {}", kosh_jobs_redis::LAYOUT);
+    for (prefix, layout) in [
+        (old, "layout 1".to_owned()),
+        (newer, format!("layout {newer_layout}")),
+    ] {
         let e = RedisBackend::connect_with(
             RedisOptions::builder(server.url())
                 .prefix(&prefix)
@@ -498,7 +507,7 @@ async fn keys_of_another_storage_layout_are_refused() {
         .expect_err("another layout is refused");
         let msg = e.to_string();
         assert!(
-            msg.contains(&prefix) && msg.contains(layout) && msg.contains("layout 7"),
+            msg.contains(&prefix) && msg.contains(&layout) && msg.contains(&this_layout),
             "{msg}"
         );
         assert!(matches!(
@@ -526,7 +535,7 @@ async fn layout_6_is_upgraded_in_place() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "7"
+        kosh_jobs_redis::LAYOUT.to_string()
     );
     let again = b.push(vec![job]).await.expect("push");
     assert!(
@@ -577,7 +586,7 @@ async fn layout_3_is_upgraded_in_place() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "7"
+        kosh_jobs_redis::LAYOUT.to_string()
     );
     let running = b.get(leased[0].id()).await.expect("get").expect("job");
     assert_eq!(running.state, JobState::Running);
@@ -650,7 +659,7 @@ async fn layout_4_specs_are_read_after_the_upgrade() {
     let b = backend(&server, &prefix).await;
     assert_eq!(
         raw_command(server.port, None, &["GET", &format!("{{{prefix}}}:layout")]).trim(),
-        "7"
+        kosh_jobs_redis::LAYOUT.to_string()
     );
     let r = b.get(ids[0]).await.expect("get").expect("job");
     assert_eq!((r.priority, r.max_attempts), (2, 2));
@@ -831,53 +840,59 @@ async fn a_batched_retry_gives_a_unique_key_to_one_job_only() {
     assert_eq!((again[0].id, again[0].existing), (ids[0], true));
 }
 
-/// A bulk retry reads each column once and writes each column and index once, whatever
-/// the number of jobs, and wakes waiters once.
+/// A bulk retry reads each column once and writes each column and index once per script,
+/// whatever the number of jobs in it, and wakes waiters once per script; a call of 300 jobs
+/// is three scripts of 100 (so a reserve waits for one of them at most), each costing the same.
 #[tokio::test]
 async fn a_bulk_retry_costs_the_same_commands_for_any_number_of_jobs() {
     let server = RedisServer::start(&[]);
     let b = backend(&server, &unique_prefix("retry-bulk")).await;
-    let mut ids = Vec::new();
     let mut jobs = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..400 {
         let mut j = unique_job(&b, "q", None);
         j.max_attempts = 1;
         jobs.push(j);
     }
     b.push(jobs).await.expect("push");
-    let leased = reserve(&b, "q", 300).await;
-    assert_eq!(leased.len(), 300);
+    let leased = reserve(&b, "q", 400).await;
+    assert_eq!(leased.len(), 400);
     b.finish(leased.iter().map(|l| failed(l.lease, "boom")).collect())
         .await
         .expect("fail");
-    ids.extend(leased.iter().map(|l| l.id()));
+    let mut ids: Vec<JobId> = leased.iter().map(|l| l.id()).collect();
     ids.sort_unstable();
 
-    let before = calls(server.port);
-    let out = b.apply(AdminAction::Retry, &ids, &[]).await.expect("retry");
-    assert!(out.iter().all(|r| *r == ActionResult::Applied), "{out:?}");
-    let after = calls(server.port);
-    let delta = |cmd: &str| after.get(cmd).unwrap_or(&0) - before.get(cmd).unwrap_or(&0);
-    assert_eq!(
-        [
-            ("hmget", delta("hmget")),
-            ("zmscore", delta("zmscore")),
-            ("hset", delta("hset")),
-            ("zadd", delta("zadd")),
-            ("zrem", delta("zrem")),
-            ("rpush", delta("rpush")),
-        ],
-        [
-            ("hmget", 2),   // specs, runs
-            ("zmscore", 2), // failed, cancelled
-            ("hset", 2),    // runs, run_at
-            ("zadd", 1),    // ready
-            ("zrem", 2),    // failed: by time, by member
-            ("rpush", 1),   // one wake-up
-        ]
-    );
+    // A call of 100 of the failed jobs (one script), then of the other 300 (three).
+    let (one, three) = ids.split_at(100);
+    for (ids, scripts) in [(one, 1), (three, 3)] {
+        let before = calls(server.port);
+        let out = b.apply(AdminAction::Retry, ids, &[]).await.expect("retry");
+        assert!(out.iter().all(|r| *r == ActionResult::Applied), "{out:?}");
+        let after = calls(server.port);
+        let delta = |cmd: &str| after.get(cmd).unwrap_or(&0) - before.get(cmd).unwrap_or(&0);
+        assert_eq!(
+            [
+                ("hmget", delta("hmget")),
+                ("zmscore", delta("zmscore")),
+                ("hset", delta("hset")),
+                ("zadd", delta("zadd")),
+                ("zrem", delta("zrem")),
+                ("rpush", delta("rpush")),
+            ],
+            [
+                ("hmget", 2 * scripts),   // specs, runs
+                ("zmscore", 2 * scripts), // failed, cancelled
+                ("hset", 2 * scripts),    // runs, run_at
+                ("zadd", scripts),        // ready
+                ("zrem", 2 * scripts),    // failed: by time, by member
+                ("rpush", scripts),       // one wake-up
+            ],
+            "a retry of {} jobs",
+            ids.len()
+        );
+    }
     let c = b.counts().await.expect("counts");
-    assert_eq!((c[0].ready, c[0].failed), (300, 0));
+    assert_eq!((c[0].ready, c[0].failed), (400, 0));
 }
 
 /// A job whose lease expired before its attempt started gets an entry in `uns` (its count of

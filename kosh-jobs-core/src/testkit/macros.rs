@@ -88,6 +88,7 @@ macro_rules! __kosh_jobs_cases {
             operate::actions_apply_in_their_states,
             operate::action_retry_unique_conflict,
             operate::action_retry_in_bulk,
+            operate::action_on_a_full_call_answers_each_id_in_order,
             operate::attempt_history_records_each_attempt,
             operate::throughput_counts_finished_jobs,
             operate::throughput_drops_old_minutes,

@@ -7,7 +7,9 @@ use crate::admin::{
     WORKER_TTL,
 };
 use crate::error::BackendError;
-use crate::record::{FailureKind, JobId, JobRecord, JobState, NewJob, Outcome, ReserveRequest};
+use crate::record::{
+    FailureKind, Finish, FinishResult, JobId, JobRecord, JobState, NewJob, Outcome, ReserveRequest,
+};
 
 use super::support::{done, env, req, secs, Env, LEASE};
 use super::BackendFactory;
@@ -638,6 +640,95 @@ pub async fn action_retry_in_bulk<F: BackendFactory + ?Sized>(factory: &F) {
         Some((failed[1], true)),
         "bulk retry: the unique key is held by the retried job"
     );
+}
+
+/// A full call of [`MAX_ACTION_IDS`] ids, which a backend may carry out in several steps (a
+/// short transaction or script each): every id gets the answer it would get if the ids were
+/// acted on one at a time in order, also when an id comes again in a later step (then it is
+/// `Skipped`, already retried), and every retried job is ready exactly once.
+pub async fn action_on_a_full_call_answers_each_id_in_order<F: BackendFactory + ?Sized>(
+    factory: &F,
+) {
+    const FAILED: usize = 150;
+    let t = env(factory).await;
+    let failed = t.push((0..FAILED).map(|_| t.job("n", "q")).collect()).await;
+    let mut left = FAILED;
+    while left > 0 {
+        let leased = t.reserve(&["q"], left.min(50)).await;
+        assert!(!leased.is_empty(), "full call: every failing job is leased");
+        left -= leased.len();
+        let fin = leased
+            .iter()
+            .map(|l| Finish {
+                lease: l.lease,
+                outcome: Outcome::failed("database is locked"),
+            })
+            .collect();
+        let out = t.finish(fin).await;
+        assert!(
+            out.iter().all(|r| *r == FinishResult::Applied),
+            "full call: failures applied"
+        );
+    }
+    let ready = t.push_one(t.job("n", "q")).await;
+    // Ids in an order that puts each failed job twice, far apart (its first sight and its
+    // second in different steps of any step size from 2 to 500), with ready and unknown ids
+    // between them.
+    let mut ids = Vec::with_capacity(MAX_ACTION_IDS);
+    let mut want = Vec::with_capacity(MAX_ACTION_IDS);
+    let mut seen = std::collections::HashSet::new();
+    for k in 0..MAX_ACTION_IDS {
+        let (id, answer) = match k % 7 {
+            5 => (ready, ActionResult::Skipped(JobState::Ready)),
+            6 => (JobId::new(u64::MAX - k as u64), ActionResult::NotFound),
+            _ => {
+                let i = (k * 7 / 5 + k / 300) % FAILED;
+                let id = failed[i];
+                if seen.insert(id) {
+                    (id, ActionResult::Applied)
+                } else {
+                    (id, ActionResult::Skipped(JobState::Ready))
+                }
+            }
+        };
+        ids.push(id);
+        want.push(answer);
+    }
+    assert_eq!(
+        seen.len(),
+        FAILED,
+        "full call: the ids name every failed job"
+    );
+    let out = apply(&t, AdminAction::Retry, &ids, &[JobState::Failed]).await;
+    let wrong: Vec<(usize, ActionResult, ActionResult)> = out
+        .iter()
+        .zip(&want)
+        .enumerate()
+        .filter(|(_, (got, want))| got != want)
+        .map(|(k, (got, want))| (k, *got, *want))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "full call: (position, answer, expected) of the wrong answers: {wrong:?}"
+    );
+    let c = t.counts_of("q").await;
+    assert_eq!(
+        (c.ready, c.failed),
+        (FAILED as u64 + 1, 0),
+        "full call: counts after"
+    );
+    let mut leased: Vec<JobId> = Vec::new();
+    loop {
+        let got = t.reserve(&["q"], 100).await;
+        if got.is_empty() {
+            break;
+        }
+        leased.extend(got.iter().map(|l| l.id()));
+    }
+    leased.sort_unstable();
+    let mut all: Vec<JobId> = failed.iter().copied().chain([ready]).collect();
+    all.sort_unstable();
+    assert_eq!(leased, all, "full call: each job leased once after");
 }
 
 /// Each attempt is recorded with its worker, start, end, outcome and error; a running
