@@ -58,6 +58,7 @@ mod store;
 pub use backend::PostgresBackend;
 pub use error::PostgresError;
 pub use options::{PostgresOptions, PostgresOptionsBuilder};
+pub use schema::SCHEMA_VERSION;
 
 /// The README's code blocks, compiled as doctests so the README cannot drift from the API.
 #[cfg(doctest)]

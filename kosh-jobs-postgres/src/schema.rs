@@ -20,8 +20,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_trace.sql")),
 ];
 
-/// The newest schema version this build knows.
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+/// The schema version this build migrates a store to (`schema_version` in the schema's `meta` table); a store with a newer
+/// one, written by a newer version, is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// The first key of the advisory lock: "KOSH" in ASCII; the second is a hash of the schema.
 const LOCK_KEY: i32 = 0x4B4F_5348;

@@ -159,7 +159,7 @@ async fn ten_backends_starting_at_once_migrate_once() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 7);
+    assert_eq!(version, kosh_jobs_postgres::SCHEMA_VERSION);
     // One set of tables: a job pushed by one backend is seen by the others.
     let now = backends[0].clock().now();
     let id = backends[0]

@@ -256,7 +256,7 @@ async fn a_version_2_schema_is_migrated_to_flow_control() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 7);
+    assert_eq!(version, kosh_jobs_postgres::SCHEMA_VERSION);
     let c = b.counts().await.expect("counts");
     assert_eq!(
         (c[0].queue.as_str(), c[0].ready),

@@ -255,7 +255,7 @@ async fn a_version_4_schema_migrates_and_takes_a_group_rate() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 7);
+    assert_eq!(version, kosh_jobs_postgres::SCHEMA_VERSION);
     let flows = b.queue_flows().await.expect("flows");
     let kept = QueueLimits::default().with_group_concurrency(2);
     assert_eq!(flows[0].limits, kept);

@@ -277,7 +277,7 @@ async fn a_version_3_schema_migrates_with_its_jobs_in_order() {
     .fetch_one(&mut conn)
     .await
     .expect("version");
-    assert_eq!(version, 7);
+    assert_eq!(version, kosh_jobs_postgres::SCHEMA_VERSION);
     let flows = b.queue_flows().await.expect("flows");
     assert_eq!(flows[0].limits, QueueLimits::default().with_concurrency(10));
     let mut order = Vec::new();

@@ -91,11 +91,15 @@ use kosh_jobs_core::JobId;
 /// of a parked group while it is parked (see the README): upgrade every process of a queue
 /// before setting a group rate on it.
 ///
+/// The storage layout this version writes under a prefix (the `{prefix}:layout` key): a
+/// prefix of an older layout it can read is upgraded in place at connect, and a prefix of
+/// any other layout is refused rather than misread (see the crate's README, "How jobs are stored").
+///
 /// Layout 7 may add a seventh field to a job's spec, the length of its trace context (see
 /// `spec`), which older versions would misread (their scripts would lose its priority and
 /// unique key). Specs without a trace context are those of layout 6, byte for byte, so a
 /// layout-6 prefix reads as it is and is upgraded in place; older versions then refuse it.
-pub(crate) const LAYOUT: i64 = 7;
+pub const LAYOUT: i64 = 7;
 
 /// The older layouts this version reads as they are and upgrades (by rewriting the marker).
 pub(crate) const UPGRADABLE: &[i64] = &[3, 4, 5, 6];

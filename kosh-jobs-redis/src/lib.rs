@@ -71,6 +71,7 @@ mod wait;
 
 pub use backend::RedisBackend;
 pub use error::RedisError;
+pub use keys::LAYOUT;
 pub use options::{
     RedisOptions, RedisOptionsBuilder, DEFAULT_KEEP_COMPLETED_FOR, DEFAULT_KEEP_COMPLETED_MAX,
     DEFAULT_PREFIX, DEFAULT_TIMEOUT, MAX_TIMEOUT,

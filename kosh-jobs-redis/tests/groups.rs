@@ -433,7 +433,10 @@ async fn a_layout_5_prefix_is_upgraded_with_its_jobs_in_order() {
     let layout = format!("{{{prefix}}}:layout");
     redis(&server, &["SET", &layout, "5"]);
     let b = backend(&server, &prefix).await;
-    assert_eq!(redis(&server, &["GET", &layout]), "7");
+    assert_eq!(
+        redis(&server, &["GET", &layout]),
+        kosh_jobs_redis::LAYOUT.to_string()
+    );
     push(&b, vec![job(&b, "q", Some("g")), job(&b, "q", Some("g"))]).await;
     let mut order = Vec::new();
     for _ in 0..6 {

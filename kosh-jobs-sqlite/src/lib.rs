@@ -73,3 +73,4 @@ mod store;
 pub use backend::SqliteBackend;
 pub use error::SqliteError;
 pub use options::{Retention, SqliteOptions, SqliteOptionsBuilder};
+pub use schema::SCHEMA_VERSION;

@@ -32,8 +32,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_trace.sql")),
 ];
 
-/// The newest schema version this build knows.
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+/// The schema version this build migrates a store to (the file's `PRAGMA user_version`); a store with a newer
+/// one, written by a newer version, is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// What a connection is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -411,7 +411,7 @@ async fn a_schema_3_file_gets_its_counts_built_when_it_migrates() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9); // and on to the newest
+    assert_eq!(version, kosh_jobs_sqlite::SCHEMA_VERSION); // and on to the newest
     let built = check_stored(&path, "the migration");
     assert_eq!(built.values().sum::<i64>(), 3000);
     check(&b, &path, "the migration").await;

@@ -452,7 +452,11 @@ async fn a_schema_6_file_migrates_and_keeps_its_order() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 9, "on to the newest");
+    assert_eq!(
+        version,
+        kosh_jobs_sqlite::SCHEMA_VERSION,
+        "on to the newest"
+    );
     let flows = b.queue_flows().await.expect("flows");
     assert_eq!(flows[0].limits, QueueLimits::default().with_concurrency(10));
 
