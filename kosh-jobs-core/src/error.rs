@@ -8,6 +8,38 @@ use crate::record::JobId;
 /// A boxed error, the common currency of handler and backend errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// Shows an error followed by its sources, `error: source: source`, on one line.
+///
+/// Most errors' `Display` shows only the top of the chain ("storage error"), and the cause
+/// ("READONLY You can't write against a read only replica") is in a source: log and report
+/// errors with this so the cause is never dropped.
+///
+/// ```
+/// use kosh_jobs::{BackendError, ErrorChain};
+/// let e = kosh_jobs::Error::from(BackendError::unavailable(std::io::Error::other("connection refused")));
+/// assert!(ErrorChain(&e).to_string().ends_with(": connection refused"));
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(s) = cur {
+            write!(f, ": {s}")?;
+            cur = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// An error of a storage backend, as the [`Backend`](crate::Backend) trait returns it.
 ///
 /// Backends map their own errors (`kosh-jobs-sqlite`, `kosh-jobs-redis`) into these kinds so
@@ -312,14 +344,7 @@ impl JobError {
 
     /// The message stored in the job's history: the error and its chain of sources.
     pub fn message(&self) -> String {
-        let mut msg = self.source.to_string();
-        let mut cur = self.source.source();
-        while let Some(s) = cur {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            cur = s.source();
-        }
-        msg
+        ErrorChain(&*self.source).to_string()
     }
 }
 

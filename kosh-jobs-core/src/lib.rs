@@ -55,7 +55,7 @@ pub use backend::Backend;
 pub use client::Client;
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use context::JobContext;
-pub use error::{BackendError, BoxError, Error, JobError};
+pub use error::{BackendError, BoxError, Error, ErrorChain, JobError};
 pub use handle::JobHandle;
 pub use job::{Enqueue, Handler, Job, JobOptions, JobProgress};
 pub use limits::{GroupFlow, GroupPage, GroupQuery, QueueFlow, QueueLimits, RateLimit};

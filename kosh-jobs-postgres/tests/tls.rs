@@ -15,14 +15,7 @@ fn tls_server(certs: &TestCerts) -> PostgresServer {
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(e) = src {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        src = e.source();
-    }
-    s
+    kosh_jobs_core::ErrorChain(e).to_string()
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ impl From<Error> for ApiError {
                 // The message of these kinds is fixed ("storage error", "permission
                 // denied"): their sources, which may name hosts, paths or users, stay in the
                 // server's log.
-                tracing::warn!(error = %chain(&e), "kosh-jobs dashboard: backend call failed");
+                tracing::warn!(error = %kosh_jobs_core::ErrorChain(&e), "kosh-jobs dashboard: backend call failed");
                 if e.is_unavailable() {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
                 } else {
@@ -75,17 +75,6 @@ impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         ApiError::from(Error::from(e))
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl IntoResponse for ApiError {

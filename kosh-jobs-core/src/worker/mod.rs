@@ -237,7 +237,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
             .register_worker(&info, config.registration_ttl)
             .await
         {
-            tracing::warn!(error = %outage::chain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
+            tracing::warn!(error = %crate::ErrorChain(&e), "registering the worker failed; it is missing from the list of workers until the next try");
         }
         // Schedules declared on the job types (`#[job(cron = ...)]`): upserting is idempotent,
         // so every worker does it; the store keeps one of each.
@@ -245,7 +245,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         for def in shared.registry.schedules() {
             let id = def.id.clone();
             if let Err(e) = declared.upsert_schedule_def(def).await {
-                tracing::warn!(schedule = %id, error = %outage::chain(&e), "could not store the job's declared schedule; it fires once a worker stores it");
+                tracing::warn!(schedule = %id, error = %crate::ErrorChain(&e), "could not store the job's declared schedule; it fires once a worker stores it");
             }
         }
         let sampler_stop = CancellationToken::new();
@@ -327,7 +327,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
                         clock.sleep(outage.failed(&e)).await;
                     }
                     Err(e) => {
-                        tracing::error!(error = %outage::chain(&e), "could not release jobs; they will be recovered when their leases expire");
+                        tracing::error!(error = %crate::ErrorChain(&e), "could not release jobs; they will be recovered when their leases expire");
                         break;
                     }
                 }
@@ -349,7 +349,7 @@ impl<S: Clone + Send + Sync + 'static> Worker<S> {
         .unwrap_or_default();
         heartbeat.stop().await;
         if let Err(e) = backend.deregister_worker(&info.id).await {
-            tracing::warn!(error = %outage::chain(&e), "could not deregister the worker; it drops out of the list when its registration expires");
+            tracing::warn!(error = %crate::ErrorChain(&e), "could not deregister the worker; it drops out of the list when its registration expires");
         }
         let stats = WorkerStats {
             completed: tally.completed,

@@ -32,7 +32,7 @@ impl Outage {
     pub(crate) fn failed(&mut self, e: &BackendError) -> Duration {
         self.failures = self.failures.saturating_add(1);
         if self.failures == 1 {
-            tracing::warn!(error = %crate::worker::outage::chain(e), "{}: backend error; retrying with backoff", self.what);
+            tracing::warn!(error = %crate::ErrorChain(e), "{}: backend error; retrying with backoff", self.what);
         } else {
             tracing::debug!(error = %e, failures = self.failures, "{}: still failing", self.what);
         }
@@ -51,18 +51,6 @@ impl Outage {
             self.failures = 0;
         }
     }
-}
-
-/// An error and its sources, on one line.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use metrics::gauge;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::outage;
 use crate::any::AnyBackend;
 use crate::backend::Backend;
 use crate::clock::Clock;
@@ -62,7 +61,7 @@ pub(crate) async fn run(
         let quiet = match sample(&backend, &clock, &mut known).await {
             Ok(quiet) => quiet,
             Err(e) => {
-                tracing::warn!(error = %outage::chain(&e), "sampling the store's metrics failed");
+                tracing::warn!(error = %crate::ErrorChain(&e), "sampling the store's metrics failed");
                 false
             }
         };

@@ -152,14 +152,17 @@ async fn produce_one(
     let new = match prepared {
         Ok(n) => n,
         Err(e) => {
-            note_error(out, format!("preparing job {key}: {e}"));
+            note_error(
+                out,
+                format!("preparing job {key}: {}", kosh_jobs::ErrorChain(&e)),
+            );
             return;
         }
     };
     let first = match push(client, new.clone()).await {
         Ok(p) => p,
         Err(e) => {
-            note_error(out, format!("enqueue of job {key}: {e}"));
+            note_error(out, format!("enqueue of job {key}: {e:#}"));
             out.ambiguous.push(key);
             return;
         }
