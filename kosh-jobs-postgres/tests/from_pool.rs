@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use support::held::{held_worker, Held, HeldState};
 
 /// The application's pool of at most `max` connections, opening none before it needs one.
 fn app_pool(max: u32, acquire_timeout: Duration) -> PgPool {
@@ -146,55 +147,6 @@ async fn a_job_enqueued_in_the_app_transaction_runs_on_the_app_pool() {
         "{rec:?}"
     );
     worker.shutdown().await.expect("worker");
-}
-
-/// What the handler of [`Held`] shares with the test.
-#[derive(Clone)]
-struct HeldState {
-    starts: Arc<AtomicUsize>,
-    finish: tokio::sync::watch::Receiver<bool>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Held {}
-
-impl Job for Held {
-    type Output = ();
-    const NAME: &'static str = "held";
-    const QUEUE: &'static str = "held";
-}
-
-impl Handler<HeldState> for Held {
-    async fn run(self, ctx: JobContext<HeldState>) -> Result<(), JobError> {
-        let st = ctx.state();
-        st.starts.fetch_add(1, Ordering::SeqCst);
-        let mut finish = st.finish.clone();
-        let _ = finish.wait_for(|f| *f).await;
-        Ok(())
-    }
-}
-
-/// A worker of [`Held`] jobs on `b` with a 1-second lease, until `stop` turns true.
-fn held_worker(
-    b: &PostgresBackend,
-    state: HeldState,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let worker = Worker::builder(b.clone())
-        .state(state)
-        .register::<Held>()
-        .concurrency(1)
-        .lease(Duration::from_secs(1))
-        .build()
-        .expect("worker");
-    tokio::spawn(async move {
-        worker
-            .run_until(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .expect("worker run");
-    })
 }
 
 /// The application's pool has one connection, and the application takes it and keeps it

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use kosh_jobs_postgres::{PostgresBackend, PostgresOptions};
 use kosh_jobs_testsupport::postgres_server::{PostgresServer, PASSWORD};
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection};
+use support::held::{held_worker, Held, HeldState};
 
 const ROLE: &str = "KOSH_PG_CHILD";
 const URL: &str = "KOSH_PG_CHILD_URL";
@@ -620,55 +621,6 @@ async fn workers_and_a_producer_ride_out_a_server_outage() {
             trace.display()
         );
     }
-}
-
-/// What the in-process handler of [`Held`] shares with the test.
-#[derive(Clone)]
-struct HeldState {
-    starts: Arc<AtomicUsize>,
-    finish: tokio::sync::watch::Receiver<bool>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Held {}
-
-impl Job for Held {
-    type Output = ();
-    const NAME: &'static str = "held";
-    const QUEUE: &'static str = "held";
-}
-
-impl Handler<HeldState> for Held {
-    async fn run(self, ctx: JobContext<HeldState>) -> Result<(), JobError> {
-        let st = ctx.state();
-        st.starts.fetch_add(1, Ordering::SeqCst);
-        let mut finish = st.finish.clone();
-        let _ = finish.wait_for(|f| *f).await;
-        Ok(())
-    }
-}
-
-/// A worker of [`Held`] jobs on `b` with a 1-second lease, until `stop` turns true.
-fn held_worker(
-    b: &PostgresBackend,
-    state: HeldState,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let worker = Worker::builder(b.clone())
-        .state(state)
-        .register::<Held>()
-        .concurrency(1)
-        .lease(Duration::from_secs(1))
-        .build()
-        .expect("worker");
-    tokio::spawn(async move {
-        worker
-            .run_until(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .expect("worker run");
-    })
 }
 
 /// The application holds every connection of the backend's pool (pushes it makes through the
