@@ -34,7 +34,11 @@ pub(crate) struct Figures {
     pub(crate) failed_without_start: Vec<String>,
     pub(crate) completed_twice: Vec<String>,
     pub(crate) result_without_execution: Vec<String>,
+    /// Jobs still scheduled, ready or running after the drain: not lost (the store has them)
+    /// but not done, e.g. a backlog the workers did not clear in time.
     pub(crate) non_final: Vec<String>,
+    /// The store's counts of non-final jobs per queue, when any.
+    pub(crate) non_final_queues: Vec<String>,
     /// Executions of an attempt that another execution of the same attempt already had.
     pub(crate) executions_beyond_attempt: u64,
     /// Keys whose handler returned success more than once (at-least-once: allowed).
@@ -112,14 +116,24 @@ pub(crate) async fn check(
     for job in &produced.jobs {
         check_job(client, job, ledger, &failovers, &mut f).await?;
     }
+    let mut in_store = 0;
     for c in client.counts().await? {
         let left = c.scheduled + c.ready + c.running;
         if left > 0 {
-            f.non_final.push(format!(
+            in_store += left;
+            f.non_final_queues.push(format!(
                 "queue {}: {} scheduled, {} ready, {} running",
                 c.queue, c.scheduled, c.ready, c.running
             ));
         }
+    }
+    let listed = f.non_final.len() as u64;
+    if in_store > listed {
+        // Jobs of enqueues whose answer was lost (stored, though the producer saw an error).
+        f.non_final.push(format!(
+            "{} more in the store, not among the acknowledged enqueues",
+            in_store - listed
+        ));
     }
     for lines in ledger.by_key.values() {
         let mut per_attempt: HashMap<u32, u64> = HashMap::new();
@@ -266,7 +280,9 @@ async fn check_job(
             }
         }
         JobState::Cancelled => f.lost.push(format!("{name}: cancelled")),
-        s => f.lost.push(format!("{name}: still {s:?} after the drain")),
+        s => f
+            .non_final
+            .push(format!("{name}: still {s:?} after the drain")),
     }
     Ok(())
 }
@@ -420,6 +436,9 @@ pub(crate) fn report(
         &produced.unique_violations,
     );
     list(&mut r, "non-final jobs after the drain", &f.non_final);
+    for q in &f.non_final_queues {
+        let _ = writeln!(r, "  in the store: {q}");
+    }
     list(&mut r, "failed unexpectedly", &f.failed_unexpectedly);
     list(
         &mut r,
