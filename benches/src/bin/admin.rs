@@ -181,6 +181,11 @@ async fn get_json(web: &axum::Router, uri: &str) -> anyhow::Result<serde_json::V
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Quiet unless asked: `RUST_LOG=kosh_jobs_sqlite=debug` shows the checkpointer's rounds.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = parse_args()?;
     let wanted = args.failed.unwrap_or(args.jobs / 10).min(args.jobs);
     let mut bench = Bench::setup(&args.backend)?;
