@@ -64,41 +64,41 @@
 
 use kosh_jobs_core::JobId;
 
-/// The storage layout this version reads and writes. Layout 1 (before columns) kept one hash
-/// per job and had no `layout` key; layout 2 had no `again` set, so its jobs waiting for
-/// another attempt would be counted as on their first. Layout 3 had no worker in `run` entries
-/// (which older versions cannot read) and no attempt history: this version reads it as it is
-/// and upgrades its marker to 4 at connect ([`UPGRADABLE`]).
-///
-/// Schedules (`cron`, `crondue`, `cronids`) came within layout 4: older versions of layout 4
-/// never read those keys (they store no schedules), and this one reads a prefix without them
-/// as one without schedules, so nothing is misread and the layout stays 4.
-///
-/// Layout 5 leaves default fields out of a job's spec and writes its `run_at` relative to its
-/// `created_at` (see `spec`), which older versions would misread; its own specs of layout 4
-/// (all fields, `run_at` absolute) it reads as they are, so it upgrades a layout-4 prefix in
-/// place, like a layout-3 one.
-///
-/// Layout 6 keeps the ready jobs that have a group outside `ready` (in `gall` and their
-/// group's `gready:<group>`) and counts each group's running jobs in `grun`. Older versions
-/// would not see those jobs, and their recovery or retry of one would put it in `ready` and
-/// leave its group's slot taken for good. A layout-5 prefix has no job with a group, so it
-/// reads as it is and is upgraded in place; processes of older versions then refuse it.
-///
-/// The group rate (`gm`, `gp`, `glog:<group>`, `glogs`, `gfull`, `gpark`, `gpturn`) came
-/// within layout 6: a prefix without those keys is one without group rates, and nothing
-/// older versions read changed meaning. Older versions ignore the rate and cannot see the jobs
-/// of a parked group while it is parked (see the README): upgrade every process of a queue
-/// before setting a group rate on it.
-///
+// The history of the layouts. Layout 1 (before columns) kept one hash per job and had no `layout` key; layout 2 had no `again` set, so its jobs waiting for
+// another attempt would be counted as on their first. Layout 3 had no worker in `run` entries
+// (which older versions cannot read) and no attempt history: this version reads it as it is
+// and upgrades its marker to 4 at connect (`UPGRADABLE`).
+//
+// Schedules (`cron`, `crondue`, `cronids`) came within layout 4: older versions of layout 4
+// never read those keys (they store no schedules), and this one reads a prefix without them
+// as one without schedules, so nothing is misread and the layout stays 4.
+//
+// Layout 5 leaves default fields out of a job's spec and writes its `run_at` relative to its
+// `created_at` (see `spec`), which older versions would misread; its own specs of layout 4
+// (all fields, `run_at` absolute) it reads as they are, so it upgrades a layout-4 prefix in
+// place, like a layout-3 one.
+//
+// Layout 6 keeps the ready jobs that have a group outside `ready` (in `gall` and their
+// group's `gready:<group>`) and counts each group's running jobs in `grun`. Older versions
+// would not see those jobs, and their recovery or retry of one would put it in `ready` and
+// leave its group's slot taken for good. A layout-5 prefix has no job with a group, so it
+// reads as it is and is upgraded in place; processes of older versions then refuse it.
+//
+// The group rate (`gm`, `gp`, `glog:<group>`, `glogs`, `gfull`, `gpark`, `gpturn`) came
+// within layout 6: a prefix without those keys is one without group rates, and nothing
+// older versions read changed meaning. Older versions ignore the rate and cannot see the jobs
+// of a parked group while it is parked (see the README): upgrade every process of a queue
+// before setting a group rate on it.
+//
+// Layout 7 may add a seventh field to a job's spec, the length of its trace context (see
+// `spec`), which older versions would misread (their scripts would lose its priority and
+// unique key). Specs without a trace context are those of layout 6, byte for byte, so a
+// layout-6 prefix reads as it is and is upgraded in place; older versions then refuse it.
+
 /// The storage layout this version writes under a prefix (the `{prefix}:layout` key): a
 /// prefix of an older layout it can read is upgraded in place at connect, and a prefix of
-/// any other layout is refused rather than misread (see the crate's README, "How jobs are stored").
-///
-/// Layout 7 may add a seventh field to a job's spec, the length of its trace context (see
-/// `spec`), which older versions would misread (their scripts would lose its priority and
-/// unique key). Specs without a trace context are those of layout 6, byte for byte, so a
-/// layout-6 prefix reads as it is and is upgraded in place; older versions then refuse it.
+/// any other layout is refused rather than misread (see the crate's README, "How jobs are
+/// stored").
 pub const LAYOUT: i64 = 7;
 
 /// The older layouts this version reads as they are and upgrades (by rewriting the marker).
