@@ -355,6 +355,12 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Backend::retry`] and [`Backend::cancel`]; delete removes a final job and everything
     /// stored about it; promote makes a scheduled job ready now (`run_at` = now) and wakes
     /// waiting workers.
+    ///
+    /// A call is not one transaction: a backend may act on the ids in several steps so that
+    /// other operations run between them (SQLite and Redis take 100 at a time). If a step
+    /// fails (the connection is lost), the call returns the error and the ids of earlier
+    /// steps stay acted on; calling again with the same ids is safe, as those are then
+    /// `Skipped` in their new state.
     async fn apply(
         &self,
         action: AdminAction,
