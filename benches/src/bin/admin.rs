@@ -357,7 +357,17 @@ async fn main() -> anyhow::Result<()> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
                 let leased = b.reserve(&lease_req(DRAIN, 16)).await?;
-                times.push((t.elapsed(), t - start));
+                let took = t.elapsed();
+                if took > Duration::from_millis(20) {
+                    // Beside the backend's own trace (`RUST_LOG=…=trace,admin=info`), to find
+                    // what held a slow reserve up.
+                    tracing::info!(
+                        target: "admin",
+                        took_ms = took.as_secs_f64() * 1000.0,
+                        "slow reserve ended"
+                    );
+                }
+                times.push((took, t - start));
                 if leased.is_empty() {
                     break;
                 }
