@@ -287,6 +287,15 @@ macro_rules! expect {
 /// few milliseconds, where a page of 1,000 held them for about 50 ms.
 const APPLY_STEP: usize = 100;
 
+/// A WAL this long (pages; half its bound) makes [`Backend::apply`] wait before its next step
+/// until the checkpointer has started it over: a bulk action that writes faster than the
+/// disk takes the copies would otherwise run the WAL into its bound, where the writer (and
+/// every reserve behind it) waits for the copy of what is left.
+const APPLY_WAL_PAGES: i64 = engine::checkpoint::WalPolicy::DEFAULT.bound_pages / 2;
+
+/// The longest a step of [`Backend::apply`] waits for that.
+const APPLY_WAL_WAIT: Duration = Duration::from_millis(250);
+
 /// How often a subscriber reads the events table.
 const EVENTS_POLL: Duration = Duration::from_millis(100);
 
@@ -552,7 +561,10 @@ impl Backend for SqliteBackend {
         // One write transaction per step, each awaited before the next is sent: operations
         // that arrive meanwhile (a worker's reserve) run between two steps, not after all.
         let mut out = Vec::with_capacity(ids.len());
-        for step in ids.chunks(APPLY_STEP) {
+        for (i, step) in ids.chunks(APPLY_STEP).enumerate() {
+            if i > 0 {
+                self.yield_to_checkpoints().await;
+            }
             out.extend(expect!(
                 self.write(Op::Apply(action, step.to_vec(), only.to_vec()))
                     .await?,
@@ -649,6 +661,29 @@ impl Backend for SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// Waits, at most [`APPLY_WAL_WAIT`], while the WAL is past [`APPLY_WAL_PAGES`] and
+    /// until the checkpointer starts it over (see [`APPLY_WAL_PAGES`]).
+    async fn yield_to_checkpoints(&self) {
+        let shared = &self.inner.shared;
+        let deadline = tokio::time::Instant::now() + APPLY_WAL_WAIT;
+        loop {
+            let restarted = shared.wal_restarted.notified();
+            // Also seen when the writer starts the WAL over by itself (all of it copied).
+            if shared.wal_frames.load(Ordering::SeqCst) < APPLY_WAL_PAGES {
+                return;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                tracing::debug!("bulk action: the WAL was not restarted in time; going on");
+                return;
+            }
+            let look = left.min(Duration::from_millis(5));
+            if tokio::time::timeout(look, restarted).await.is_ok() {
+                return;
+            }
+        }
+    }
+
     /// A feed of the events table from its newest row on, read every [`EVENTS_POLL`] while the
     /// feed is kept.
     async fn open_event_feed(&self) -> Result<kosh_jobs_core::events::EventFeed, BackendError> {
@@ -699,5 +734,63 @@ impl SqliteBackend {
             }
         });
         Ok(feed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn file_backend(dir: &tempfile::TempDir) -> SqliteBackend {
+        let opts = SqliteOptions::builder(dir.path().join("jobs.db"))
+            .build()
+            .unwrap();
+        SqliteBackend::connect_with(opts).await.unwrap()
+    }
+
+    /// A bulk action's next step waits while the WAL is long, until the checkpointer has
+    /// started it over, and at most `APPLY_WAL_WAIT`; with a short WAL it does not wait.
+    #[tokio::test(start_paused = true)]
+    async fn a_bulk_action_waits_for_a_long_wal_to_be_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = file_backend(&dir).await;
+        let shared = b.inner.shared.clone();
+
+        let t = tokio::time::Instant::now();
+        b.yield_to_checkpoints().await;
+        assert_eq!(t.elapsed(), Duration::ZERO, "a short WAL held the step up");
+
+        // Long, and never restarted: the step goes on after the longest wait.
+        shared.wal_frames.store(APPLY_WAL_PAGES, Ordering::SeqCst);
+        let t = tokio::time::Instant::now();
+        b.yield_to_checkpoints().await;
+        assert_eq!(t.elapsed(), APPLY_WAL_WAIT);
+
+        // Restarted 20 ms into the wait: the step goes on then.
+        let restart = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                shared.wal_restarted.notify_waiters();
+            }
+        });
+        let t = tokio::time::Instant::now();
+        b.yield_to_checkpoints().await;
+        assert_eq!(t.elapsed(), Duration::from_millis(20));
+        restart.await.unwrap();
+
+        // Started over by the writer (its next commit reports a short WAL): likewise.
+        let commit = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            shared.wal_frames.store(10, Ordering::SeqCst);
+        });
+        let t = tokio::time::Instant::now();
+        b.yield_to_checkpoints().await;
+        let waited = t.elapsed();
+        assert!(
+            (Duration::from_millis(30)..=Duration::from_millis(35)).contains(&waited),
+            "waited {waited:?} for a WAL restarted after 30 ms"
+        );
+        commit.await.unwrap();
     }
 }

@@ -15,15 +15,27 @@
 //!    writes the WAL from its beginning again. A PASSIVE checkpoint alone rarely achieves
 //!    that under a steady stream of commits (the log restarts only when it was copied to its
 //!    last frame before a commit starts), so the thread first catches up with more PASSIVE
-//!    rounds, then runs `wal_checkpoint(RESTART)` allowed to wait at most
-//!    [`WalPolicy::restart_wait`]: it holds the write lock only to copy the last frames (at
-//!    most [`WalPolicy::catch_up_pages`]; with more left, the round leaves it to the next);
-//! 3. once the WAL holds [`WalPolicy::bound_pages`] or more (some reader kept the earlier
-//!    rounds from restarting it, e.g. a read transaction left open), runs
-//!    `wal_checkpoint(TRUNCATE)` allowed to wait a quarter of the busy timeout: it waits for
-//!    that reader while holding the write lock, so writers wait too (back-pressure, short of
-//!    their own busy timeout, so they never fail for it), which slows the WAL's growth while
-//!    such a reader lasts; once the reader is gone the WAL file is cut back to nothing.
+//!    rounds (until the frames the writer committed meanwhile, as its last commit reported
+//!    them, are few), then runs `wal_checkpoint(RESTART)`, which copies the last frames and
+//!    waits for readers while holding the write lock. It does so in its *turn*
+//!    (`Shared::checkpoint_turn`): this process's reads are held back and the writer waits
+//!    between two transactions, so the restart gets the write lock at once and waits for no
+//!    reader of this process, only (at most [`WalPolicy::restart_wait`]) for other processes'.
+//!    Without the turn, a restart during a bulk action waited for a lock the writer took back
+//!    between transactions, and for the reads of the next page, and gave up; the WAL then ran
+//!    into its bound and the truncation there held the writer for 50–250 ms. What a restart
+//!    still costs the writer is the copy of the last frames and two fsyncs (10–40 ms on this
+//!    project's test VM under a bulk retry); with more than [`WalPolicy::catch_up_pages`]
+//!    left, the round leaves the restart to the next one;
+//! 3. once the WAL holds [`WalPolicy::bound_pages`] or more, restarts it in the turn even
+//!    with more frames left (the writer waits for their copy rather than the WAL growing
+//!    on). If a reader keeps it from restarting (a read transaction left open, or another
+//!    process's), runs `wal_checkpoint(TRUNCATE)` in its turn, allowed to wait a quarter of
+//!    the busy timeout: it waits for that reader while holding the write lock, so writers
+//!    wait too (back-pressure, short of their own busy timeout, so they never fail for it),
+//!    which slows the WAL's growth while such a reader lasts; once the reader is gone the
+//!    WAL file is cut back to nothing by that truncation, or (if the next round's restart
+//!    comes first) to `journal_size_limit` (64 MiB) by the writer's next commit.
 //!
 //! Several processes on one file each run their own checkpointer; SQLite lets one checkpoint
 //! run at a time, and a round that finds another running (`SQLITE_BUSY`) leaves the work to
@@ -50,12 +62,15 @@ pub(crate) struct WalPolicy {
     /// The WAL size (pages) from which a round restarts it (copying what is left under the
     /// write lock, then waiting briefly for readers).
     pub(crate) restart_pages: i64,
-    /// The longest a restart waits for the write lock and for readers.
+    /// The longest a restart waits for the write lock and for readers (other processes':
+    /// this process's own are held back during the restart).
     pub(crate) restart_wait: Duration,
     /// Frames left uncopied that a restart may copy while holding the write lock; more and
-    /// the round first catches up with PASSIVE checkpoints.
+    /// the round first catches up with PASSIVE checkpoints (aiming at an eighth of this, so
+    /// the copy under the lock is usually small), or leaves the restart to the next round.
     pub(crate) catch_up_pages: i64,
-    /// The hard bound (pages): a WAL this long is truncated, waiting up to a quarter of the
+    /// The hard bound (pages): a WAL this long is restarted however far behind the copy is,
+    /// and if a reader keeps it from restarting, truncated, waiting up to a quarter of the
     /// busy timeout for readers (and holding writers back meanwhile).
     pub(crate) bound_pages: i64,
 }
@@ -68,11 +83,15 @@ impl WalPolicy {
         delay: Duration::from_millis(100),
         checkpoint_pages: 1_000,
         restart_pages: 4_096,
-        restart_wait: Duration::from_millis(20),
+        restart_wait: Duration::from_millis(10),
         catch_up_pages: 1_024,
         bound_pages: 16_384,
     };
 }
+
+/// A round's catch-up stops once the copy is within `catch_up_pages / CATCH_UP_AIM` frames of
+/// the writer's last commit.
+const CATCH_UP_AIM: i64 = 8;
 
 /// The most PASSIVE checkpoints a round runs to catch up with the writer.
 const CATCH_UP_ROUNDS: usize = 8;
@@ -87,13 +106,23 @@ struct Checkpointed {
 }
 
 fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpointed> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+    let started = Instant::now();
+    let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         Ok(Checkpointed {
             busy: r.get::<_, i64>(0)? != 0,
             log: r.get(1)?,
             copied: r.get(2)?,
         })
-    })
+    })?;
+    tracing::trace!(
+        mode,
+        busy = done.busy,
+        log = done.log,
+        copied = done.copied,
+        took_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "checkpoint"
+    );
+    Ok(done)
 }
 
 /// The checkpointer's loop: a round after each burst of nudges, until the writer is gone.
@@ -142,37 +171,64 @@ fn round(
         return Ok(());
     }
     // Catch up without blocking anybody, a few rounds at most (each copies only the frames
-    // committed meanwhile), so a restart or truncation holds the write lock briefly.
+    // committed meanwhile), so a restart or truncation holds the write lock briefly. How far
+    // behind the copy is comes from the writer's last commit, not from the checkpoint's own
+    // report: the writer goes on committing while a round copies and syncs, and a restart
+    // started on that report alone once found 1,100 new frames to copy under the lock.
+    let behind = |state: &Checkpointed| frames.load(Ordering::SeqCst).max(state.log) - state.copied;
     for _ in 0..CATCH_UP_ROUNDS {
-        if state.busy || state.log - state.copied <= policy.catch_up_pages {
+        if state.busy
+            || behind(&state) <= policy.catch_up_pages / CATCH_UP_AIM
+            || state.log >= policy.bound_pages
+        {
             break;
         }
         state = checkpoint(conn, "PASSIVE")?;
         shared.checkpoints.fetch_add(1, Ordering::Relaxed);
     }
-    if state.log >= policy.bound_pages {
+    if frames.load(Ordering::SeqCst) < state.copied {
+        // The writer has started the WAL over by itself: nothing is left to restart.
+        return Ok(());
+    }
+    let past_bound = state.log >= policy.bound_pages;
+    if behind(&state) <= policy.catch_up_pages || past_bound {
+        // Past the bound, whatever is left is copied under the lock: the writer waits for
+        // that copy rather than the WAL growing on.
+        // Writers wait for the restart, as for the truncation below, up to their busy
+        // timeout: never let it wait for readers longer than a quarter of that.
+        let wait = policy.restart_wait.min(busy_timeout / 4);
+        let done = shared.checkpoint_turn(busy_timeout / 4, || {
+            schema::with_busy_limit(wait, || checkpoint(conn, "RESTART"))
+        })?;
+        tracing::trace!(log = done.log, busy = done.busy, "wal restart");
+        if done.busy {
+            shared.restarts_refused.fetch_add(1, Ordering::Relaxed);
+        } else {
+            shared.restarts.fetch_add(1, Ordering::Relaxed);
+            shared.wal_restarted.notify_waiters();
+            // A file grown past `journal_size_limit` is cut back to it by the writer's next
+            // commit.
+            return Ok(());
+        }
+    }
+    if past_bound {
+        // Some reader keeps the WAL from restarting (a read transaction left open, or
+        // another process's).
         // Writers wait for this as long as their busy timeout: wait for readers a quarter
         // of it, so they are held back but never fail with "database is locked".
         let wait = busy_timeout / 4;
-        let done = schema::with_busy_limit(wait, || checkpoint(conn, "TRUNCATE"))?;
+        let done = shared.checkpoint_turn(wait, || {
+            schema::with_busy_limit(wait, || checkpoint(conn, "TRUNCATE"))
+        })?;
         if !done.busy {
             shared.truncations.fetch_add(1, Ordering::Relaxed);
+            shared.wal_restarted.notify_waiters();
         }
         tracing::debug!(
             log = state.log,
             busy = done.busy,
-            "wal past its bound: truncated"
+            "wal past its bound: truncation"
         );
-        return Ok(());
     }
-    if state.log - state.copied > policy.catch_up_pages {
-        // The writer outruns the copy: try again next round rather than make it wait.
-        return Ok(());
-    }
-    let done = schema::with_busy_limit(policy.restart_wait, || checkpoint(conn, "RESTART"))?;
-    if !done.busy {
-        shared.restarts.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::trace!(log = done.log, busy = done.busy, "wal restarted");
     Ok(())
 }

@@ -19,9 +19,9 @@
 //! the writer never does (see [`checkpoint`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread;
 use std::time::Duration;
 
@@ -64,9 +64,89 @@ pub(crate) struct Shared {
     pub(crate) restarts: AtomicU64,
     /// WAL truncations past the hard bound the checkpointer thread completed (for tests).
     pub(crate) truncations: AtomicU64,
+    /// WAL restarts the checkpointer thread tried and gave up, a lock or a reader being in
+    /// the way (for tests).
+    pub(crate) restarts_refused: AtomicU64,
+    /// Held (shared) by the reader thread for each operation, and (exclusive) by the
+    /// checkpointer while it restarts or truncates the WAL: a restart must wait, holding the
+    /// write lock, for every read transaction on a snapshot older than its copy, so letting
+    /// this process's reads in only between restarts keeps them from making the writer wait
+    /// (see `checkpoint`). Reads wait instead, for one restart.
+    pub(crate) reads: RwLock<()>,
+    /// The frames in the WAL after the writer's last commit (0 for a database in memory).
+    pub(crate) wal_frames: AtomicI64,
+    /// Notified when the checkpointer has restarted or truncated the WAL.
+    pub(crate) wal_restarted: Notify,
+    /// The checkpointer's turn at the write lock (see [`Shared::checkpoint_turn`]).
+    turn: Mutex<Turn>,
+    turn_changed: Condvar,
+    /// `Turn::wanted`, read by the writer without the lock before every batch.
+    turn_wanted: AtomicBool,
+}
+
+/// Who may take the write lock next: the writer, or the checkpointer for a restart.
+#[derive(Default)]
+struct Turn {
+    /// The checkpointer waits for its turn or has it.
+    wanted: bool,
+    /// The writer is between transactions, waiting for the checkpointer's turn to end.
+    writer_parked: bool,
+    /// The writer is waiting for work (not in a transaction).
+    writer_idle: bool,
 }
 
 impl Shared {
+    /// Runs `f` (a checkpoint that needs the write lock) once this process's writer is out of
+    /// its transaction and waits, and with this process's reads held back: a restart then
+    /// takes the write lock at once (it used to wait for it while the writer took it back
+    /// between transactions, and give up) and waits, holding it, for no reader of this
+    /// process. The writer waits for the turn at most `limit`, and so does the checkpointer
+    /// for the writer's transaction to end (then `f` runs anyway and waits for the lock as
+    /// any connection would).
+    pub(crate) fn checkpoint_turn<T>(&self, limit: Duration, f: impl FnOnce() -> T) -> T {
+        let quiet = self.reads.write().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+            turn.wanted = true;
+            self.turn_wanted.store(true, Ordering::SeqCst);
+            let _ = self
+                .turn_changed
+                .wait_timeout_while(turn, limit, |t| !t.writer_parked && !t.writer_idle)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let out = f();
+        self.turn_wanted.store(false, Ordering::SeqCst);
+        self.turn.lock().unwrap_or_else(|e| e.into_inner()).wanted = false;
+        self.turn_changed.notify_all();
+        drop(quiet);
+        out
+    }
+
+    /// Called by the writer before each batch: while the checkpointer wants or has its turn,
+    /// waits (at most `limit`, so a stuck checkpoint cannot stop the writer for good).
+    pub(crate) fn yield_to_checkpoint(&self, limit: Duration) {
+        if !self.turn_wanted.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        turn.writer_parked = true;
+        self.turn_changed.notify_all();
+        let (mut turn, _) = self
+            .turn_changed
+            .wait_timeout_while(turn, limit, |t| t.wanted)
+            .unwrap_or_else(|e| e.into_inner());
+        turn.writer_parked = false;
+    }
+
+    /// Marks the writer as waiting for work (`true`, before it blocks) or not.
+    pub(crate) fn writer_idle(&self, idle: bool) {
+        let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        turn.writer_idle = idle;
+        if idle {
+            self.turn_changed.notify_all();
+        }
+    }
+
     /// The notifier of one queue.
     pub(crate) fn notifier(&self, queue: &str) -> Arc<Notify> {
         let mut map = self.notifiers.lock().unwrap_or_else(|e| e.into_inner());
@@ -118,7 +198,8 @@ pub(crate) async fn start_with(
         done.push(
             spawn(opts, Role::Reader, rx, {
                 let opts = opts.clone();
-                move |conn, rx| run_reader(conn, rx, opts)
+                let shared = shared.clone();
+                move |conn, rx| run_reader(conn, rx, opts, shared)
             })
             .await?,
         );
@@ -247,16 +328,18 @@ fn duplicate(e: &SqliteError) -> SqliteError {
     }
 }
 
-fn run_reader(conn: Connection, rx: Receiver<Pending>, opts: SqliteOptions) {
+fn run_reader(conn: Connection, rx: Receiver<Pending>, opts: SqliteOptions, shared: Arc<Shared>) {
     let path = opts.display_path();
     while let Ok(p) = rx.recv() {
         if p.reply.is_closed() {
             continue;
         }
+        let gate = shared.reads.read().unwrap_or_else(|e| e.into_inner());
         let now = opts.clock.now();
         let mut fx = Effects::default();
         let result = store::apply(&conn, &p.op, now, &mut fx, &mut Default::default())
             .map_err(|e| classify(e, &path, opts.busy_timeout));
+        drop(gate);
         let _ = p.reply.send(result);
     }
 }
@@ -342,9 +425,12 @@ mod tests {
     }
 
     /// A read transaction left open keeps every checkpoint from restarting the WAL, which
-    /// grows past its bound; once it ends, the next round truncates the WAL file.
+    /// grows past its bound: each round's restart gives up, and so does the truncation that
+    /// follows it (after holding writers back for a while). Once the reader ends, the next
+    /// round restarts the WAL, and the writer's next commit cuts the file back to
+    /// `journal_size_limit`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_wal_held_by_a_reader_is_truncated_once_the_reader_ends() {
+    async fn a_wal_held_by_a_reader_is_cut_back_once_the_reader_ends() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("held.db");
         let opts = SqliteOptions::builder(&db)
@@ -354,6 +440,9 @@ mod tests {
         let shared = Arc::new(Shared::default());
         let threads = start_with(&opts, shared.clone(), SMALL).await.unwrap();
         let w = &threads.writer;
+        let limit = wal_bytes(SMALL.checkpoint_pages);
+        let set = format!("PRAGMA journal_size_limit = {limit}");
+        assert_eq!(writer_sql(w, &set).await, limit);
         let now = opts.clock.now();
         call(w, Op::Push(big_batch(1, now))).await;
 
@@ -371,23 +460,90 @@ mod tests {
             "the open reader did not hold the WAL ({} bytes)",
             wal_len(&db)
         );
+        // A commit tells the checkpointer the WAL's size; its next round tries and gives up.
+        call(w, Op::Push(big_batch(1, now))).await;
+        wait_until("a refused restart", || {
+            shared.restarts_refused.load(Ordering::Relaxed) > 0
+        });
         assert_eq!(shared.truncations.load(Ordering::Relaxed), 0);
 
         reader.execute_batch("COMMIT").unwrap();
         drop(reader);
-        // A commit tells the checkpointer the WAL's size; its next round truncates.
+        let restarts = shared.restarts.load(Ordering::Relaxed);
         call(w, Op::Push(big_batch(1, now))).await;
-        wait_until("a truncation", || {
-            shared.truncations.load(Ordering::Relaxed) > 0
+        wait_until("a restart or a truncation", || {
+            shared.restarts.load(Ordering::Relaxed) > restarts
+                || shared.truncations.load(Ordering::Relaxed) > 0
         });
+        // The first commit into the restarted WAL.
+        call(w, Op::Push(big_batch(1, now))).await;
         assert!(
-            wal_len(&db) < wal_bytes(SMALL.checkpoint_pages),
-            "the WAL file is {} bytes after its truncation",
+            wal_len(&db) <= limit,
+            "the WAL file is {} bytes after its restart, past journal_size_limit ({limit})",
             wal_len(&db)
         );
         let Response::Counts(_) = call(w, Op::Counts).await else {
             panic!("counts")
         };
+    }
+
+    /// This process's own reads and writes never make a restart give up: the checkpointer
+    /// holds reads back and has the writer wait between transactions while it restarts, so
+    /// with the writer and the reader busy all along, every restart goes through and the WAL
+    /// never needs truncating. (Before, a restart waited for the write lock and for readers
+    /// while the writer took the lock back between its transactions and reads kept starting:
+    /// restarts gave up, the WAL ran into its bound, and the truncation there held the
+    /// writer for 50–250 ms.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn busy_reads_and_writes_of_this_process_do_not_stop_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("busy.db");
+        let opts = SqliteOptions::builder(&db).build().unwrap();
+        let shared = Arc::new(Shared::default());
+        let policy = WalPolicy {
+            restart_wait: WalPolicy::DEFAULT.restart_wait,
+            ..SMALL
+        };
+        let threads = start_with(&opts, shared.clone(), policy).await.unwrap();
+        let reader = threads.reader.clone().unwrap();
+        let now = opts.clock.now();
+        call(&threads.writer, Op::Push(big_batch(100, now))).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Short reads one after the other, as a dashboard or `get` calls make them.
+        let reads = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let filter = JobFilter::new().state(JobState::Ready);
+                    let q = SearchQuery::new(filter).limit(20).with_total(false);
+                    let Response::Search(page) = call(&reader, Op::Search(Box::new(q))).await
+                    else {
+                        panic!("search")
+                    };
+                    assert!(!page.jobs.is_empty());
+                    n += 1;
+                }
+                n
+            }
+        });
+        // About 6 pages a push: the checkpointer keeps within `catch_up_pages` of the
+        // writer, so a restart is due every few rounds.
+        for _ in 0..3_000 {
+            call(&threads.writer, Op::Push(big_batch(10, now))).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let searches = reads.await.unwrap();
+        let restarts = shared.restarts.load(Ordering::Relaxed);
+        let refused = shared.restarts_refused.load(Ordering::Relaxed);
+        let truncations = shared.truncations.load(Ordering::Relaxed);
+        eprintln!("{searches} searches, {restarts} restarts, {refused} refused, {truncations} truncations");
+        assert!(
+            searches > 100,
+            "only {searches} searches ran beside the writes"
+        );
+        assert!(restarts > 0, "the checkpointer never restarted the WAL");
+        assert_eq!(refused, 0, "restarts gave up {refused} times");
     }
 
     /// While a worker waits and nothing happens, the writer looks for other processes'
@@ -422,7 +578,7 @@ mod tests {
         // At most the one look that follows the Nop's batch.
         assert!(shared.polls.load(Ordering::Relaxed) <= settled + 1);
     }
-    use kosh_jobs_core::{BackendError, JobState, NewJob, ReserveRequest};
+    use kosh_jobs_core::{BackendError, JobFilter, JobState, NewJob, ReserveRequest, SearchQuery};
 
     async fn call(tx: &Sender<Pending>, op: Op) -> Response {
         let (reply, rx) = oneshot::channel();

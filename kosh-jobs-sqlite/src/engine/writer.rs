@@ -18,6 +18,8 @@ use crate::store::{self, Effects, LeasedQueues, Op, Response};
 
 /// How long the writer looks for more work before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
+/// A write transaction this long is logged (at debug) with where its time went.
+const SLOW_TRANSACTION: Duration = Duration::from_millis(10);
 
 pub(super) struct Writer {
     conn: Connection,
@@ -86,8 +88,9 @@ impl Writer {
     /// Tells the checkpointer there are new commits, and how long the WAL is now.
     fn nudge(&self) {
         if let Some(n) = &self.nudge {
-            n.frames
-                .store(crate::schema::wal_frames(), Ordering::SeqCst);
+            let frames = crate::schema::wal_frames();
+            n.frames.store(frames, Ordering::SeqCst);
+            self.shared.wal_frames.store(frames, Ordering::SeqCst);
             if !n.pending.swap(true, Ordering::SeqCst) {
                 let _ = n.tx.send(());
             }
@@ -124,6 +127,11 @@ impl Writer {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
+            // Tell the checkpointer the writer holds no lock while it waits for work.
+            let idle = early.is_none() && self.nudge.is_some();
+            if idle {
+                self.shared.writer_idle(true);
+            }
             let first = match (early, timeout) {
                 (Some(p), _) => Some(p),
                 (None, None) => match rx.recv() {
@@ -136,6 +144,9 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 },
             };
+            if idle {
+                self.shared.writer_idle(false);
+            }
             let mut batch = Vec::new();
             if let Some(p) = first {
                 let mut weight = p.op.weight();
@@ -150,6 +161,7 @@ impl Writer {
                     }
                 }
             }
+            self.shared.yield_to_checkpoint(self.busy_timeout);
             self.run_batch(batch);
             // Look for other processes' commits only while a worker waits, once per interval
             // (a look is a read transaction: cheap, but not free on every commit). A commit
@@ -240,7 +252,9 @@ impl Writer {
     /// committed.
     #[allow(clippy::type_complexity)]
     fn transaction(&mut self, work: &[Pending]) -> Result<(Vec<Result<Response>>, Effects)> {
+        let started = Instant::now();
         store::exec(&self.conn, "BEGIN IMMEDIATE", []).map_err(|e| self.classify(e))?;
+        let locked = started.elapsed();
         // A lone operation needs no savepoint: on error the whole transaction is undone.
         let alone = work.len() == 1;
         let mut results = Vec::with_capacity(work.len());
@@ -301,8 +315,22 @@ impl Writer {
         {
             return Err(self.abort(e));
         }
+        let worked = started.elapsed();
         if let Err(e) = store::exec(&self.conn, "COMMIT", []) {
             return Err(self.abort(e));
+        }
+        let took = started.elapsed();
+        if took >= SLOW_TRANSACTION {
+            // What held the writer (and every caller queued behind it) up: waiting for the
+            // write lock (another process, or a checkpoint that copies the WAL's last frames),
+            // the operations, or the commit (which syncs the WAL when it starts it over).
+            tracing::debug!(
+                ops = work.len(),
+                lock_ms = locked.as_secs_f64() * 1000.0,
+                work_ms = (worked - locked).as_secs_f64() * 1000.0,
+                commit_ms = (took - worked).as_secs_f64() * 1000.0,
+                "slow write transaction"
+            );
         }
         self.nudge();
         Ok((results, fx))
