@@ -28,9 +28,11 @@
 //!   threads. Writes are **group-committed**: one writer thread applies whatever operations
 //!   have queued up in one transaction. Reads use a second connection; a third copies the WAL
 //!   into the file in the background (checkpoints), so commits do not wait for the disk: the
-//!   writer's automatic checkpoint is off, and the checkpointer copies from 1,000 WAL pages,
-//!   restarts the WAL from 4,096 and truncates it from 16,384, waiting for a reader that
-//!   holds it at most a quarter of the busy timeout.
+//!   writer's automatic checkpoint is off, and the checkpointer copies from 1,000 WAL pages
+//!   and restarts the WAL from 4,096, holding this process's reads back and having the writer
+//!   wait between transactions meanwhile; from 16,384 pages, if a reader refuses the
+//!   restart, it truncates the WAL, waiting for that reader at most a quarter of the busy
+//!   timeout. A bulk action waits between its steps while the WAL is past 8,192 pages.
 //! - Several processes on one file take turns at SQLite's write lock; a process waiting for
 //!   it retries in steps of 100 µs to 1.6 ms until the busy timeout, then the operation
 //!   fails as [`kosh_jobs_core::BackendError::Unavailable`].
