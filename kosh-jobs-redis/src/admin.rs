@@ -29,6 +29,8 @@ const SCAN_CHUNK: usize = 1000;
 /// The most jobs one script of [`Shared::apply`] acts on (a retry of a failed job is
 /// about 40 µs of server time here, so a step is a few milliseconds).
 const APPLY_STEP: usize = 100;
+/// The most due scheduled jobs the first step of an `apply` call makes ready.
+const PROMOTE_ON_APPLY: &str = "1000";
 /// Below this many jobs of budget per queue, a search first asks every queue where it
 /// stands (examining nothing), then spends the budget on the queues furthest behind.
 const MIN_SHARE: usize = 10;
@@ -573,11 +575,15 @@ impl Shared {
                     // blocks the whole server while it runs, and a reserve sent meanwhile
                     // runs between two steps, not after all of them.
                     let mut out = Vec::with_capacity(items.len());
-                    for step in items.chunks(APPLY_STEP) {
-                        let mut args = ScriptArgs::with_capacity(3 + step.len());
+                    for (i, step) in items.chunks(APPLY_STEP).enumerate() {
+                        let mut args = ScriptArgs::with_capacity(4 + step.len());
+                        // Due scheduled jobs are made ready once a call, by its first step
+                        // (the bounded lookup of the reserve script), not at every step.
+                        let promote = if i == 0 { PROMOTE_ON_APPLY } else { "0" };
                         args.str(action.as_str())
                             .int(this.now().as_millis())
-                            .str(only.as_str());
+                            .str(only.as_str())
+                            .str(promote);
                         for (r, ()) in step {
                             args.str(r.member());
                         }

@@ -842,7 +842,8 @@ async fn a_batched_retry_gives_a_unique_key_to_one_job_only() {
 
 /// A bulk retry reads each column once and writes each column and index once per script,
 /// whatever the number of jobs in it, and wakes waiters once per script; a call of 300 jobs
-/// is three scripts of 100 (so a reserve waits for one of them at most), each costing the same.
+/// is three scripts of 100 (so a reserve waits for one of them at most), each costing the same,
+/// and only the first looks for due scheduled jobs to make ready.
 #[tokio::test]
 async fn a_bulk_retry_costs_the_same_commands_for_any_number_of_jobs() {
     let server = RedisServer::start(&[]);
@@ -878,6 +879,7 @@ async fn a_bulk_retry_costs_the_same_commands_for_any_number_of_jobs() {
                 ("zadd", delta("zadd")),
                 ("zrem", delta("zrem")),
                 ("rpush", delta("rpush")),
+                ("zrangebyscore", delta("zrangebyscore")),
             ],
             [
                 ("hmget", 2 * scripts),   // specs, runs
@@ -886,6 +888,7 @@ async fn a_bulk_retry_costs_the_same_commands_for_any_number_of_jobs() {
                 ("zadd", scripts),        // ready
                 ("zrem", 2 * scripts),    // failed: by time, by member
                 ("rpush", scripts),       // one wake-up
+                ("zrangebyscore", 1),     // due scheduled jobs, by the first step only
             ],
             "a retry of {} jobs",
             ids.len()

@@ -1,6 +1,8 @@
 -- apply: an operator's action on jobs of this queue, each atomically.
 -- ARGV: action (retry, cancel, delete or promote), now, only (the states the action is
---       limited to, comma-separated; '' for every state it applies to), then members.
+--       limited to, comma-separated; '' for every state it applies to), how many due
+--       scheduled jobs to make ready first ('0' for a call's later steps: its first did),
+--       then members.
 -- Returns per member: {0} not found, {1} applied, {2, state} skipped, {3, job ref} unique
 -- key held by another live job (retry).
 local action, now_s = ARGV[1], ARGV[2]
@@ -18,14 +20,14 @@ local APPLIES = {
 local applies = APPLIES[action]
 if not applies then return redis.error_reply('ERR kosh-jobs: unknown action ' .. action) end
 -- Due scheduled jobs are ready, as reserve would make them.
-promote(now_s, '1000')
+if ARGV[4] ~= '0' then promote(now_s, ARGV[4]) end
 
 -- Retry, the bulk action of an incident (hundreds of thousands of failed jobs), in one batch
 -- (retry_found, retry_flush): each column and index is read and written once for all the
 -- jobs, not once per job.
 if action == 'retry' then
   local ms = {}
-  for i = 4, #ARGV do ms[#ms + 1] = ARGV[i] end
+  for i = 5, #ARGV do ms[#ms + 1] = ARGV[i] end
   local specs, runs = hmget_all(K_SPEC, ms), hmget_all(K_RUN, ms)
   local in_failed, in_cancelled = zmscore_all(ks('failed'), ms), zmscore_all(ks('cancelled'), ms)
   local out, seen, batch = {}, {}, retry_batch()
@@ -63,7 +65,7 @@ end
 local out = {}
 -- Jobs made ready (promoted): one wake-up for all of them at the end.
 local promoted = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local m = ARGV[i]
   local r
   local spec = redis.call('HGET', K_SPEC, m)
