@@ -154,6 +154,14 @@ pub(super) fn run(
     }
 }
 
+/// Tells bulk actions waiting for it that the WAL starts over. Its length as the writer's
+/// last commit left it is now stale: it reads 0 until the next commit, so a bulk action
+/// that looks after this notice does not wait for one that already came.
+fn restarted(shared: &Shared) {
+    shared.wal_frames.store(0, Ordering::SeqCst);
+    shared.wal_restarted.notify_waiters();
+}
+
 /// One round of the policy (see the module documentation).
 fn round(
     conn: &Connection,
@@ -204,8 +212,8 @@ fn round(
         if done.busy {
             shared.restarts_refused.fetch_add(1, Ordering::Relaxed);
         } else {
+            restarted(shared);
             shared.restarts.fetch_add(1, Ordering::Relaxed);
-            shared.wal_restarted.notify_waiters();
             // A file grown past `journal_size_limit` is cut back to it by the writer's next
             // commit.
             return Ok(());
@@ -221,8 +229,8 @@ fn round(
             schema::with_busy_limit(wait, || checkpoint(conn, "TRUNCATE"))
         })?;
         if !done.busy {
+            restarted(shared);
             shared.truncations.fetch_add(1, Ordering::Relaxed);
-            shared.wal_restarted.notify_waiters();
         }
         tracing::debug!(
             log = state.log,

@@ -475,8 +475,11 @@ mod tests {
             shared.restarts.load(Ordering::Relaxed) > restarts
                 || shared.truncations.load(Ordering::Relaxed) > 0
         });
+        // No commit since: bulk actions read the WAL as empty, not as it was before.
+        assert_eq!(shared.wal_frames.load(Ordering::SeqCst), 0);
         // The first commit into the restarted WAL.
         call(w, Op::Push(big_batch(1, now))).await;
+        assert!(shared.wal_frames.load(Ordering::SeqCst) > 0);
         assert!(
             wal_len(&db) <= limit,
             "the WAL file is {} bytes after its restart, past journal_size_limit ({limit})",
