@@ -433,8 +433,12 @@ mod tests {
     async fn a_wal_held_by_a_reader_is_cut_back_once_the_reader_ends() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("held.db");
+        // While the reader holds the WAL, each round holds the writer back for up to half
+        // the busy timeout (a quarter for the refused restart, a quarter for the refused
+        // truncation) plus their fsyncs: 1 s leaves the writer's own wait room for a slow
+        // disk (200 ms left it about 100 ms).
         let opts = SqliteOptions::builder(&db)
-            .busy_timeout(Duration::from_millis(200))
+            .busy_timeout(Duration::from_secs(1))
             .build()
             .unwrap();
         let shared = Arc::new(Shared::default());
