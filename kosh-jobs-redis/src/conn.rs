@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Cmd, Value};
+use redis::{Cmd, Value};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::{is_connection_error, is_permission_error, RedisError};
+use crate::open::{OnClose, Open, Opener};
 use crate::options::RedisOptions;
 use crate::scripts::LuaScript;
 
@@ -23,7 +24,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 enum Mode {
-    Single(Box<redis::Client>),
+    Single(Box<Opener>),
     Cluster {
         client: Box<ClusterClient>,
         blocking: Box<ClusterClient>,
@@ -32,14 +33,23 @@ enum Mode {
 
 #[derive(Clone)]
 enum Link {
-    Single(MultiplexedConnection),
+    Single(MultiplexedConnection, Open),
     Cluster(ClusterConnection),
 }
 
 impl Link {
+    /// False once the server closed a single server's connection (a cluster connection
+    /// reopens its own).
+    fn is_open(&self) -> bool {
+        match self {
+            Link::Single(_, open) => open.is_open(),
+            Link::Cluster(_) => true,
+        }
+    }
+
     async fn send(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
         let v = match self {
-            Link::Single(c) => c.clone().req_packed_command(cmd).await?,
+            Link::Single(c, _) => c.clone().req_packed_command(cmd).await?,
             Link::Cluster(c) => c.clone().req_packed_command(cmd).await?,
         };
         // Error replies come back as values; only the top level can be one here.
@@ -51,7 +61,9 @@ impl Link {
 }
 
 enum State {
+    /// A link, open or (until the next request reopens it) closed by the server.
     Up { link: Link, gen: u64 },
+    /// Reconnecting in the background.
     Down,
 }
 
@@ -61,6 +73,7 @@ enum Blocker {
         conn: MultiplexedConnection,
         /// A list only this connection pops, so it can be woken on purpose.
         own_key: String,
+        open: Open,
     },
     Cluster(ClusterConnection),
 }
@@ -163,17 +176,11 @@ impl Conn {
                 blocking: Box::new(build(MAX_BLOCK + opts.timeout)?),
             }
         } else {
-            let info = opts
+            let node = opts
                 .nodes
                 .first()
-                .ok_or_else(|| RedisError::Config("no redis url given".into()))?
-                .connection_info()?;
-            let client = match &certs {
-                Some(c) => redis::Client::build_with_tls(info, c.clone()),
-                None => redis::Client::open(info),
-            }
-            .map_err(config_err)?;
-            Mode::Single(Box::new(client))
+                .ok_or_else(|| RedisError::Config("no redis url given".into()))?;
+            Mode::Single(Box::new(Opener::new(node, opts.tls_root_cert.as_deref())?))
         };
         let (up, _) = watch::channel(0);
         let conn = Conn {
@@ -187,13 +194,14 @@ impl Conn {
             own_key_prefix: format!("{{{}}}:unblock:{:016x}:", opts.prefix, fastrand::u64(..)),
             refused: Mutex::new(None),
         };
+        let conn = Arc::new(conn);
         let link = conn
-            .open_link()
+            .open_link(1)
             .await
             .map_err(|e| RedisError::from_connect(e, &conn.addr))?;
         *lock(&conn.state) = State::Up { link, gen: 1 };
         conn.up.send_replace(1);
-        Ok(Arc::new(conn))
+        Ok(conn)
     }
 
     /// The configured node addresses, for messages.
@@ -205,21 +213,23 @@ impl Conn {
         matches!(self.mode, Mode::Cluster { .. })
     }
 
-    async fn open_link(&self) -> redis::RedisResult<Link> {
+    /// Opens the link of generation `gen`.
+    async fn open_link(self: &Arc<Self>, gen: u64) -> redis::RedisResult<Link> {
         match &self.mode {
-            Mode::Single(client) => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout));
-                let mut c = client
-                    .get_multiplexed_async_connection_with_config(&config)
+            Mode::Single(opener) => {
+                let addr = self.addr.clone();
+                let on_close: OnClose = Box::new(move || {
+                    debug!(%addr, gen, "redis closed the connection; the next request opens a new one");
+                });
+                let (mut c, open) = opener
+                    .open(self.timeout, Some(self.timeout), on_close)
                     .await?;
                 // Without a password Redis accepts the connection and refuses every command:
                 // find out now, not at the first job.
                 if let Value::ServerError(e) = c.req_packed_command(&redis::cmd("PING")).await? {
                     return Err(e.into());
                 }
-                Ok(Link::Single(c))
+                Ok(Link::Single(c, open))
             }
             Mode::Cluster { client, .. } => {
                 let c = tokio::time::timeout(self.timeout * 3, client.get_async_connection())
@@ -237,11 +247,13 @@ impl Conn {
 
     /// The current link, waiting up to the timeout for a reconnection in progress (less
     /// when Redis refuses the credentials meanwhile).
-    async fn link(&self) -> Result<(Link, u64), RedisError> {
+    /// A link the server closed is opened again first.
+    async fn link(self: &Arc<Self>) -> Result<(Link, u64), RedisError> {
         let mut rx = self.up.subscribe();
         if let Some(l) = self.current() {
             return Ok(l);
         }
+        self.reopen_closed();
         let _ = tokio::time::timeout(self.timeout, async {
             while self.current().is_none() && lock(&self.refused).is_none() {
                 if rx.changed().await.is_err() {
@@ -266,16 +278,33 @@ impl Conn {
         }
     }
 
+    /// The link, if it is up and open.
     fn current(&self) -> Option<(Link, u64)> {
         match &*lock(&self.state) {
-            State::Up { link, gen } => Some((link.clone(), *gen)),
-            State::Down => None,
+            State::Up { link, gen } if link.is_open() => Some((link.clone(), *gen)),
+            _ => None,
         }
     }
 
-    /// Whether the main connection is up.
+    /// Whether the main connection is up (or closed by the server while idle, which the
+    /// next request reopens).
     pub(crate) fn is_up(&self) -> bool {
-        self.current().is_some()
+        matches!(&*lock(&self.state), State::Up { .. })
+    }
+
+    /// After the server closed the link (an idle timeout): opens a new one in the
+    /// background, which the caller waits for. Nothing was sent on the closed link, so no
+    /// request is lost or repeated.
+    fn reopen_closed(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        if let State::Up { link, gen } = &*st {
+            if !link.is_open() {
+                let gen = *gen;
+                *st = State::Down;
+                drop(st);
+                tokio::spawn(reconnect(Arc::downgrade(self), gen, Reconnect::Reopen));
+            }
+        }
     }
 
     /// Waits until the main connection is up again, or `limit` passed.
@@ -345,7 +374,7 @@ impl Conn {
             drop(st);
             warn!(addr = %self.addr, error = %e, "redis connection lost; reconnecting in the background");
             lock(&self.blockers).clear();
-            tokio::spawn(reconnect(Arc::downgrade(self), gen));
+            tokio::spawn(reconnect(Arc::downgrade(self), gen, Reconnect::Lost));
         }
     }
 
@@ -366,8 +395,12 @@ impl Conn {
         tokio::pin!(other);
         match &self.mode {
             Mode::Single(_) => {
-                let (conn, own_key) = match self.take_blocker().await? {
-                    Blocker::Single { conn, own_key } => (conn, own_key),
+                let (conn, own_key, open) = match self.take_blocker().await? {
+                    Blocker::Single {
+                        conn,
+                        own_key,
+                        open,
+                    } => (conn, own_key, open),
                     Blocker::Cluster(_) => return Err(wrong_mode()),
                 };
                 let mut cmd = redis::cmd("BLPOP");
@@ -381,7 +414,11 @@ impl Conn {
                 })
                 .await;
                 if over {
-                    self.put_blocker(Blocker::Single { conn, own_key });
+                    self.put_blocker(Blocker::Single {
+                        conn,
+                        own_key,
+                        open,
+                    });
                     return Ok(Woken::Other);
                 }
                 tokio::select! {
@@ -389,7 +426,11 @@ impl Conn {
                         match r {
                             Ok(Ok(v)) => {
                                 let w = woken(&v, &own_key);
-                                self.put_blocker(Blocker::Single { conn, own_key });
+                                self.put_blocker(Blocker::Single {
+                        conn,
+                        own_key,
+                        open,
+                    });
                                 Ok(w)
                             }
                             Ok(Err(e)) => Err(RedisError::from_redis(e, &self.addr)),
@@ -404,7 +445,11 @@ impl Conn {
                         push.arg(&own_key).arg("x");
                         if self.query(&push).await.is_ok() {
                             if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, &mut blpop).await {
-                                self.put_blocker(Blocker::Single { conn, own_key });
+                                self.put_blocker(Blocker::Single {
+                        conn,
+                        own_key,
+                        open,
+                    });
                             }
                         }
                         Ok(Woken::Other)
@@ -445,28 +490,33 @@ impl Conn {
     }
 
     async fn take_blocker(&self) -> Result<Blocker, RedisError> {
-        if let Some(b) = lock(&self.blockers).pop() {
-            return Ok(b);
+        while let Some(b) = lock(&self.blockers).pop() {
+            match &b {
+                // Closed by the server while it waited in the pool.
+                Blocker::Single { open, .. } if !open.is_open() => continue,
+                _ => return Ok(b),
+            }
         }
         if !self.is_up() {
             return Err(self.down_error());
         }
         match &self.mode {
-            Mode::Single(client) => {
+            Mode::Single(opener) => {
                 // No response timeout: a `BLPOP` blocks for as long as it was asked to (the
-                // caller bounds it).
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(None);
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
+                // caller bounds it). A closed one is found by its failed wait, or in the pool.
+                let (conn, open) = opener
+                    .open(self.timeout, None, Box::new(|| {}))
                     .await
                     .map_err(|e| RedisError::from_redis(e, &self.addr))?;
                 let n = self
                     .blockers_made
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let own_key = format!("{}{n}", self.own_key_prefix);
-                Ok(Blocker::Single { conn, own_key })
+                Ok(Blocker::Single {
+                    conn,
+                    own_key,
+                    open,
+                })
             }
             Mode::Cluster { blocking, .. } => {
                 let c = tokio::time::timeout(self.timeout * 3, blocking.get_async_connection())
@@ -508,25 +558,38 @@ where
     .await
 }
 
+/// Why a link is opened again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reconnect {
+    /// A request found it broken (already logged).
+    Lost,
+    /// The server closed it, likely while idle: a new one is expected to open at once.
+    Reopen,
+}
+
 /// Reconnects with exponential backoff until it succeeds or the connection is dropped.
-async fn reconnect(conn: Weak<Conn>, gen: u64) {
+async fn reconnect(conn: Weak<Conn>, gen: u64, why: Reconnect) {
     let started = Instant::now();
     let mut delay = BACKOFF_MIN;
     let mut attempts = 0u32;
     loop {
         let Some(c) = conn.upgrade() else { return };
         attempts += 1;
-        match c.open_link().await {
+        match c.open_link(gen + 1).await {
             Ok(link) => {
                 *lock(&c.refused) = None;
                 *lock(&c.state) = State::Up { link, gen: gen + 1 };
                 c.up.send_replace(gen + 1);
-                info!(
-                    addr = %c.addr,
-                    after = ?started.elapsed(),
-                    attempts,
-                    "redis connection restored"
-                );
+                if why == Reconnect::Reopen && attempts == 1 {
+                    debug!(addr = %c.addr, after = ?started.elapsed(), "redis connection reopened");
+                } else {
+                    info!(
+                        addr = %c.addr,
+                        after = ?started.elapsed(),
+                        attempts,
+                        "redis connection restored"
+                    );
+                }
                 return;
             }
             Err(e) if is_permission_error(&e) => {
@@ -539,7 +602,11 @@ async fn reconnect(conn: Weak<Conn>, gen: u64) {
             }
             Err(e) => {
                 *lock(&c.refused) = None;
-                debug!(addr = %c.addr, error = %e, attempts, "redis still unreachable");
+                if why == Reconnect::Reopen && attempts == 1 {
+                    warn!(addr = %c.addr, error = %e, "redis connection lost; reconnecting in the background");
+                } else {
+                    debug!(addr = %c.addr, error = %e, attempts, "redis still unreachable");
+                }
             }
         }
         drop(c);

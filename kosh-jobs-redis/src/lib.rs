@@ -61,6 +61,7 @@ mod error;
 mod events;
 mod io;
 mod keys;
+mod open;
 mod ops;
 mod options;
 mod redis_url;

@@ -101,6 +101,13 @@ impl Node {
         } else {
             redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
         };
+        let info = redis::IntoConnectionInfo::into_connection_info(addr)
+            .map_err(|e| RedisError::Config(format!("redis client: {e}")))?;
+        Ok(info.set_redis_settings(self.settings()))
+    }
+
+    /// What a connection sends after it opens: credentials, database, protocol.
+    pub(crate) fn settings(&self) -> redis::RedisConnectionInfo {
         // No `CLIENT SETINFO` after connecting: two requests fewer per connection, which
         // hosted Redis bills.
         let mut settings = redis::RedisConnectionInfo::default()
@@ -113,9 +120,7 @@ impl Node {
         if let Some(p) = &self.password {
             settings = settings.set_password(p);
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(addr)
-            .map_err(|e| RedisError::Config(format!("redis client: {e}")))?;
-        Ok(info.set_redis_settings(settings))
+        settings
     }
 }
 
@@ -437,6 +442,11 @@ impl RedisOptionsBuilder {
 /// file fails here, named by `what`, and not at the first connection with a message that
 /// names nothing.
 fn check_root_certs(pem: &[u8], what: &str) -> Result<(), RedisError> {
+    root_store(pem, what).map(|_| ())
+}
+
+/// The trust anchors in `pem`, for a TLS connection; an error names `what`.
+pub(crate) fn root_store(pem: &[u8], what: &str) -> Result<rustls::RootCertStore, RedisError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -453,7 +463,7 @@ fn check_root_certs(pem: &[u8], what: &str) -> Result<(), RedisError> {
             "{what} holds no certificate (expected PEM: `-----BEGIN CERTIFICATE-----`)"
         )));
     }
-    Ok(())
+    Ok(roots)
 }
 
 #[cfg(test)]
