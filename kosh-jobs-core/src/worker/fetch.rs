@@ -10,10 +10,11 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::active::{Entry, Phase};
+use super::active::{Active, Entry, Phase};
 use super::executor::{self, Shared};
 use super::outage::Outage;
 use super::WorkerConfig;
+use crate::clock::Clock;
 use crate::record::{LeasedJob, ReserveRequest};
 
 pub(super) async fn fetch_loop<S, F>(
@@ -125,13 +126,9 @@ pub(super) async fn fetch_loop<S, F>(
                 }
                 Err(e) => {
                     failed = true;
-                    let wait = outage.failed(&e);
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.as_mut() => return,
-                        _ = clock.sleep(wait) => {}
-                        // A renewal or a stored outcome got through: the store is back.
-                        () = active.answered_since(answers) => {}
+                    let pause = outage.failed(&e);
+                    if !wait_out(shutdown, clock, pause, active, answers).await {
+                        return;
                     }
                     break;
                 }
@@ -169,17 +166,32 @@ pub(super) async fn fetch_loop<S, F>(
             r = wait => {
                 woke_early = r.is_ok() && clock.now() < until;
                 if let Err(e) = r {
-                    let wait = outage.failed(&e);
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.as_mut() => return,
-                        _ = clock.sleep(wait) => {}
-                        () = active.answered_since(answers) => {}
+                    let pause = outage.failed(&e);
+                    if !wait_out(shutdown, clock, pause, active, answers).await {
+                        return;
                     }
                 }
             }
             _ = notified, if limited && active.in_flight() > 0 => {}
         }
+    }
+}
+
+/// Waits out a failed fetch: `pause`, unless a renewal or a stored outcome gets through
+/// first (the store is back; `answers` is the count before the fetch). False if shutdown
+/// came first.
+async fn wait_out<F: Future>(
+    shutdown: &mut std::pin::Pin<&mut F>,
+    clock: &Clock,
+    pause: Duration,
+    active: &Active,
+    answers: u64,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = shutdown.as_mut() => false,
+        _ = clock.sleep(pause) => true,
+        () = active.answered_since(answers) => true,
     }
 }
 
