@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kosh_jobs_core::admin::{ActionResult, AdminAction};
-use kosh_jobs_core::{Backend, Finish, JobId, JobState, NewJob, Outcome, ReserveRequest};
+use kosh_jobs_core::{Backend, Finish, JobId, JobState, NewJob, Outcome};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use support::{unique_prefix, RedisServer};
+use support::{backend, reserve, unique_prefix, RedisServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -85,14 +85,7 @@ async fn queue_counts(b: &RedisBackend) -> kosh_jobs_core::QueueCounts {
 async fn a_bulk_retry_cut_between_steps_keeps_its_first_step_and_can_be_called_again() {
     let server = RedisServer::start(&[]);
     let prefix = unique_prefix("apply-cut");
-    let direct = RedisBackend::connect_with(
-        RedisOptions::builder(server.url())
-            .prefix(&prefix)
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect");
+    let direct = backend(&server, &prefix).await;
     // 250 failed jobs: a retry of all of them is three steps (100, 100, 50).
     let now = direct.clock().now();
     let mut jobs = Vec::new();
@@ -102,15 +95,7 @@ async fn a_bulk_retry_cut_between_steps_keeps_its_first_step_and_can_be_called_a
         jobs.push(j);
     }
     direct.push(jobs).await.expect("push");
-    let leased = direct
-        .reserve(&ReserveRequest {
-            queues: vec!["q".into()],
-            worker: "test".into(),
-            max: 250,
-            lease: Duration::from_secs(30),
-        })
-        .await
-        .expect("reserve");
+    let leased = reserve(&direct, "q", 250).await;
     assert_eq!(leased.len(), 250);
     direct
         .finish(

@@ -8,9 +8,9 @@ mod support;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kosh_jobs_core::{Backend, JobId, NewJob, ReserveRequest};
+use kosh_jobs_core::{Backend, JobId, NewJob};
 use kosh_jobs_redis::RedisBackend;
-use support::{chain, query_value, round_trip, unique_prefix, RedisServer, TestCerts};
+use support::{chain, query_value, reserve, round_trip, unique_prefix, RedisServer, TestCerts};
 use tokio::sync::watch;
 
 /// The log of this test binary (the backend's debug events), to wait on.
@@ -87,15 +87,7 @@ async fn an_enqueue_after_the_server_closed_the_idle_connection_is_stored_once()
     closed_by_the_server(&mut logs, server.port, 1).await;
     let second = push_one(&b, "q").await;
     // Both stored, once each: the closed connection carried no request.
-    let leased = b
-        .reserve(&ReserveRequest {
-            queues: vec!["q".into()],
-            worker: "test".into(),
-            max: 10,
-            lease: Duration::from_secs(30),
-        })
-        .await
-        .expect("reserve");
+    let leased = reserve(&b, "q", 10).await;
     let ids: Vec<JobId> = leased.iter().map(|l| l.id()).collect();
     assert_eq!(ids, vec![first, second]);
     // And again, after the new connection idled out in turn.

@@ -11,18 +11,7 @@ use kosh_jobs_core::{
     NewJob, Outcome, ReserveRequest,
 };
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use support::{raw_command, unique_prefix, RedisServer};
-
-async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
-    RedisBackend::connect_with(
-        RedisOptions::builder(server.url())
-            .prefix(prefix)
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect")
-}
+use support::{backend, raw_command, reserve, unique_prefix, RedisServer};
 
 /// A backend on a manual clock, under a fresh prefix, and the hand that moves the clock.
 async fn manual_backend(server: &RedisServer, name: &str) -> (RedisBackend, ManualClock) {
@@ -43,17 +32,6 @@ fn unique_job(b: &RedisBackend, queue: &str, key: Option<&str>) -> NewJob {
     let mut j = NewJob::new("n", queue, "{}", b.clock().now());
     j.unique_key = key.map(str::to_owned);
     j
-}
-
-async fn reserve(b: &RedisBackend, queue: &str, max: usize) -> Vec<LeasedJob> {
-    b.reserve(&ReserveRequest {
-        queues: vec![queue.into()],
-        worker: "test".into(),
-        max,
-        lease: Duration::from_secs(30),
-    })
-    .await
-    .expect("reserve")
 }
 
 /// Completes a lease without a result.

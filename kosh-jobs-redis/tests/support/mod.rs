@@ -45,6 +45,35 @@ pub async fn round_trip(b: &kosh_jobs_redis::RedisBackend) {
     assert_eq!(r, vec![FinishResult::Applied]);
 }
 
+/// A backend of `server` under `prefix`, with default options.
+pub async fn backend(server: &RedisServer, prefix: &str) -> kosh_jobs_redis::RedisBackend {
+    kosh_jobs_redis::RedisBackend::connect_with(
+        kosh_jobs_redis::RedisOptions::builder(server.url())
+            .prefix(prefix)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect")
+}
+
+/// Leases up to `max` jobs of `queue` for 30 s as worker `test`.
+pub async fn reserve(
+    b: &kosh_jobs_redis::RedisBackend,
+    queue: &str,
+    max: usize,
+) -> Vec<kosh_jobs_core::LeasedJob> {
+    use kosh_jobs_core::{Backend as _, ReserveRequest};
+    b.reserve(&ReserveRequest {
+        queues: vec![queue.into()],
+        worker: "test".into(),
+        max,
+        lease: Duration::from_secs(30),
+    })
+    .await
+    .expect("reserve")
+}
+
 /// An error with its sources, each shown and debug-printed (to look for leaked passwords).
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = format!("{e} / {e:?}");
