@@ -96,7 +96,7 @@ impl Opener {
         let open = Open::new();
         let config = AsyncConnectionConfig::new().set_response_timeout(response_timeout);
         let opening = async {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            let tcp = connect_tcp(&self.host, self.port).await?;
             match &self.tls {
                 None => start(&self.settings, watch(tcp, &open, on_close), config).await,
                 Some(tls) => {
@@ -115,6 +115,30 @@ impl Opener {
         })??;
         Ok((conn, open))
     }
+}
+
+/// TCP keepalive on every connection. A probe after a minute of silence keeps the idle
+/// mapping of a NAT or load balancer alive (a worker's wait blocks for up to ten minutes,
+/// longer than many of them keep a silent flow), and a peer that vanished without closing
+/// is found within about 90 s, not at the next request's timeout. Probes are TCP's own, not
+/// Redis commands: a hosted Redis does not bill them.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+#[cfg(target_os = "linux")]
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+#[cfg(target_os = "linux")]
+const KEEPALIVE_RETRIES: u32 = 3;
+
+async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let tcp = TcpStream::connect((host, port)).await?;
+    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_TIME);
+    #[cfg(target_os = "linux")]
+    let keepalive = keepalive
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "cannot turn on TCP keepalive for a redis connection");
+    }
+    Ok(tcp)
 }
 
 fn watch<S>(inner: S, open: &Open, on_close: OnClose) -> Watched<S> {
@@ -206,5 +230,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         // Closed on purpose: no longer usable, but nothing to report.
         self.open.close();
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_probe_a_silent_peer_after_a_minute() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let tcp = connect_tcp("127.0.0.1", port).await.expect("connect");
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_TIME
+        );
+        #[cfg(target_os = "linux")]
+        {
+            assert_eq!(
+                sock.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+                KEEPALIVE_INTERVAL
+            );
+            assert_eq!(
+                sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+                KEEPALIVE_RETRIES
+            );
+        }
     }
 }
