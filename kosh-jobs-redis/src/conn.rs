@@ -196,7 +196,7 @@ impl Conn {
         };
         let conn = Arc::new(conn);
         let link = conn
-            .open_link(1)
+            .open_link(1, true)
             .await
             .map_err(|e| RedisError::from_connect(e, &conn.addr))?;
         *lock(&conn.state) = State::Up { link, gen: 1 };
@@ -213,8 +213,9 @@ impl Conn {
         matches!(self.mode, Mode::Cluster { .. })
     }
 
-    /// Opens the link of generation `gen`.
-    async fn open_link(self: &Arc<Self>, gen: u64) -> redis::RedisResult<Link> {
+    /// Opens the link of generation `gen`; `probe` checks with a `PING` that the server
+    /// serves it.
+    async fn open_link(self: &Arc<Self>, gen: u64, probe: bool) -> redis::RedisResult<Link> {
         match &self.mode {
             Mode::Single(opener) => {
                 let addr = self.addr.clone();
@@ -225,9 +226,14 @@ impl Conn {
                     .open(self.timeout, Some(self.timeout), on_close)
                     .await?;
                 // Without a password Redis accepts the connection and refuses every command:
-                // find out now, not at the first job.
-                if let Value::ServerError(e) = c.req_packed_command(&redis::cmd("PING")).await? {
-                    return Err(e.into());
+                // find out now, not at the first job. Not when reopening a link the server
+                // closed while idle: the same settings worked before, a wrong password
+                // still fails its `AUTH`, and a hosted Redis bills each `PING`.
+                if probe {
+                    if let Value::ServerError(e) = c.req_packed_command(&redis::cmd("PING")).await?
+                    {
+                        return Err(e.into());
+                    }
                 }
                 Ok(Link::Single(c, open))
             }
@@ -575,7 +581,9 @@ async fn reconnect(conn: Weak<Conn>, gen: u64, why: Reconnect) {
     loop {
         let Some(c) = conn.upgrade() else { return };
         attempts += 1;
-        match c.open_link(gen + 1).await {
+        // The first attempt to reopen a closed link sends no probe; retries after it failed do.
+        let probe = why == Reconnect::Lost || attempts > 1;
+        match c.open_link(gen + 1, probe).await {
             Ok(link) => {
                 *lock(&c.refused) = None;
                 *lock(&c.state) = State::Up { link, gen: gen + 1 };

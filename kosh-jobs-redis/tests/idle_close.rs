@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use kosh_jobs_core::{Backend, JobId, NewJob};
 use kosh_jobs_redis::RedisBackend;
-use support::{chain, query_value, reserve, round_trip, unique_prefix, RedisServer, TestCerts};
+use support::{
+    chain, command_stats, query_value, reserve, round_trip, unique_prefix, RedisServer, TestCerts,
+};
 use tokio::sync::watch;
 
 /// The log of this test binary (the backend's debug events), to wait on.
@@ -77,15 +79,33 @@ async fn push_one(b: &RedisBackend, queue: &str) -> JobId {
         .id
 }
 
+/// The calls of `PING` and of `AUTH` the server at `port` has run, read in one query (whose
+/// own `AUTH` is counted).
+fn pings_and_auths(port: u16) -> (u64, u64) {
+    let stats = command_stats(port, Some(PASSWORD));
+    let calls = |command: &str| {
+        stats
+            .iter()
+            .find(|(name, _)| name == command)
+            .map_or(0, |(_, n)| *n)
+    };
+    (calls("ping"), calls("auth"))
+}
+
+const PASSWORD: &str = "idle-Pw";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_after_the_server_closed_the_idle_connection_is_stored_once() {
     let mut logs = logs();
-    let server = RedisServer::start(&["--timeout", "1"]);
+    let server = RedisServer::start(&["--timeout", "1", "--requirepass", PASSWORD]);
     let url = format!("{}?prefix={}", server.url(), unique_prefix("idle-enqueue"));
     let b = RedisBackend::connect(&url).await.expect("connect");
     let first = push_one(&b, "q").await;
     closed_by_the_server(&mut logs, server.port, 1).await;
+    let (pings, auths) = pings_and_auths(server.port);
     let second = push_one(&b, "q").await;
+    // Reopening cost one request, its `AUTH` (the other is the count's own), and no `PING`.
+    assert_eq!(pings_and_auths(server.port), (pings, auths + 2));
     // Both stored, once each: the closed connection carried no request.
     let leased = reserve(&b, "q", 10).await;
     let ids: Vec<JobId> = leased.iter().map(|l| l.id()).collect();
