@@ -243,31 +243,37 @@ if n > 0 then
   local leases, rn = {}, {}
   local rep = {}
   local o, l, r = 5, 0, 0
+  -- Per job, the loop below builds two strings; what they share is built once: the lease
+  -- entry is member .. lease_tok .. 4 digits, the run entry attempts .. run_mid .. 4 digits
+  -- .. run_end (fewer pieces to concatenate).
+  local lease_tok, run_mid = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s
+  local byte = string.byte
   for i = 1, n do
     local s = specs[i]
     if s then
       local m = ms[i]
       -- Attempts as text too: concatenating a Lua number formats it with sprintf('%.14g').
       local a, a_s = 1, '1'
-      if runs[i] then
-        a = run_fields(runs[i]) + 1
+      local ri = runs[i]
+      if ri then
+        a = run_fields(ri) + 1
         a_s = string.format('%d', a)
       end
       k = k + 1
       local v = 2 * k
-      if spec_has_unique(s) then v = v + 1 end
+      if byte(s, 1) ~= 48 then v = v + 1 end -- spec_has_unique(s)
       local v2 = v % 100
       local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
       leases[l + 1] = le
-      leases[l + 2] = m .. ':' .. tok_s .. hi .. lo
+      leases[l + 2] = m .. lease_tok .. hi .. lo
       l = l + 2
       rn[r + 1] = m
-      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. tok_s .. hi .. lo .. run_end
+      rn[r + 2] = a_s .. run_mid .. hi .. lo .. run_end
       r = r + 2
       out[o + 1] = m
       out[o + 2] = s
       o = o + 2
-      if runs[i] then
+      if ri then
         rep[#rep + 1] = k
         rep[#rep + 1] = a
         rep[#rep + 1] = pgs[m] or false
