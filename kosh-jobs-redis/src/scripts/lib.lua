@@ -509,7 +509,30 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out)
   local lo = (base + 1) % 10000
   local hi = (base + 1 - lo) / 10000
   local hi_s = string.format('%012d', hi)
-  for i = 1, n do
+  local from = 1 -- the first job for the general loop below
+  if nq == 1 and not full then
+    -- The plain form for one queue (the usual batch): the general loop's work for it, with
+    -- positions counted instead of taken with `#` (a search of the table each time).
+    local sp, rd, argv = qs[1].sp, qs[1].rd, ARGV
+    for i = 1, n do
+      local lo2 = lo % 100
+      local m = hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1]
+      lo = lo + 1
+      if lo == 10000 then
+        lo = 0
+        hi = hi + 1
+        hi_s = string.format('%012d', hi)
+      end
+      local j = i + i
+      sp[j - 1] = m
+      sp[j] = argv[a]
+      rd[j - 1] = argv[a + 1]
+      rd[j] = m
+      a = a + 2
+    end
+    from = n + 1
+  end
+  for i = from, n do
     local q = qs[1]
     if nq > 1 then
       q = qs[tonumber(ARGV[a])]
