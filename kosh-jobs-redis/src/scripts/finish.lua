@@ -51,7 +51,10 @@ local out = {}
 -- Jobs of the batch that left `running`, collected only while a job with a group runs (their
 -- group slots are freed: see unrun).
 local left = nil
-if group_running() then left = {} end
+-- Whether a job with a group runs (K_GRUN) or the queue has flow limits (K_LIM, read by
+-- wake_freed): one EXISTS for both, usually 0.
+local grun_or_lim = redis.call('EXISTS', K_GRUN, K_LIM) > 0
+if grun_or_lim and group_running() then left = {} end
 local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
 local nc, nf = 0, 0
 -- Items applied: when that is all of them, the reply is their count alone. `todo`: the items
@@ -172,7 +175,11 @@ ran_again(sc)
 zadd_all(ks('scheduled'), sci)
 -- Every applied item left `running` (completed, failed, ready or scheduled again): under a
 -- concurrency limit each frees a slot.
-wake_freed(nc / 2 + nf + (#rd + #sc) / 2, #rd / 2)
+if grun_or_lim then
+  wake_freed(nc / 2 + nf + (#rd + #sc) / 2, #rd / 2)
+else
+  wake(#rd / 2) -- wake_freed without limits: only the jobs made ready
+end
 if #sc > 0 then wake(1, 's:' .. origin) end
 
 -- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.

@@ -12,14 +12,19 @@ local now_s = ARGV[1]
 local now = tonumber(now_s)
 local max = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
-if redis.call('EXISTS', K_PAUSED) == 1 then
+-- Three keys that usually do not exist, asked about at once: a paused flag, groups with
+-- ready jobs, jobs that ran before. When none does, and nothing below can have made the last
+-- two (no lease recovered, no job promoted, no group given its turn back), neither is looked
+-- up again.
+local rare = redis.call('EXISTS', K_PAUSED, K_GTURNS, K_AGAIN) > 0
+if rare and redis.call('EXISTS', K_PAUSED) == 1 then
   -- Nothing is due for a paused queue (resuming wakes waiters): a due time here would make
   -- idle workers spin on it.
   redis.call('DEL', K_WAKE)
   return { false, false, false }
 end
-recover(now_s, '1000')
-promote(now_s, '1000')
+if recover(now_s, '1000') > 0 then rare = true end
+if promote(now_s, '1000') > 0 then rare = true end
 -- Flow limits: one lookup, all the cost for a queue without them. `take` is what the caller
 -- wants, capped by the room the limits leave (rc, rr: concurrency and rate room, or nil).
 local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h', 'gm', 'gp')
@@ -42,6 +47,7 @@ end
 -- A group rate: the parked groups whose window opened get their turns back first.
 local gr = group_rate(lim)
 if gr then
+  rare = true
   unpark(redis.call('ZRANGEBYSCORE', K_GPARK, '-inf', now_s, 'LIMIT', '0', '1000'))
 end
 -- Groups take turns (kosh_jobs_core::limits#groups): up to `take` jobs, each the head of the
@@ -184,7 +190,7 @@ end
 
 local ms, more
 local gs = nil -- on the groups' path: each job's group, or false
-if redis.call('EXISTS', K_GTURNS) == 0 then
+if not rare or redis.call('EXISTS', K_GTURNS) == 0 then
   -- No group has ready jobs: the first `take` ready jobs, then removed by rank (no member
   -- crosses into Lua twice), and one more, which tells whether any are left (without a ZCARD
   -- after the removal).
@@ -228,7 +234,7 @@ if n > 0 then
   -- Only a job that ran before has a `run` entry to count on, or progress it reported; most
   -- batches have none. Those that have leave the `again` set as they are leased.
   local runs, again = {}, {}
-  if redis.call('SCARD', K_AGAIN) > 0 then
+  if rare and redis.call('SCARD', K_AGAIN) > 0 then
     runs = hmget_all(K_RUN, ms)
     for i = 1, n do
       if runs[i] then again[#again + 1] = ms[i] end
@@ -287,8 +293,10 @@ if n > 0 then
   -- of an earlier one, or a dead worker's job would wait for their next look. With one lease
   -- length for all workers this is only the first lease after none.
   if l > 0 then
-    local first = redis.call('ZRANGE', K_LEASE, '0', '0', 'WITHSCORES')[2]
-    earliest = not first or first == 'inf' or now + lease < tonumber(string.match(first, '^%d+'))
+    -- None ends by then: no lease scored at most le + 0.5 (a started lease is scored its
+    -- deadline + 0.5; the marker +inf). A count, not the first score: a double reply is
+    -- formatted with sprintf.
+    earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
   end
   zadd_leases(leases)
   hset_all(K_RUN, rn)
