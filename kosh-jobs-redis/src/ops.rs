@@ -573,11 +573,16 @@ impl Shared {
                     .int(now - now.rem_euclid(60_000));
                 // Completions without a result go first, as bare leases (most items are
                 // those): the script then reads one argument per item instead of three.
-                let (plain, other): (Vec<_>, Vec<_>) =
+                // Those holding a unique key (an odd token) come last of them, counted: the
+                // script then tells them apart without looking at each lease.
+                let (mut plain, other): (Vec<_>, Vec<_>) =
                     items.into_iter().enumerate().partition(|(_, (_, f))| {
                         matches!(f.outcome, Outcome::Completed { result: None })
                     });
-                args.int(plain.len() as i64);
+                plain.sort_by_key(|(_, (_, f))| f.lease.token % 2);
+                let plain_unique = plain.iter().filter(|(_, (_, f))| f.lease.token % 2 == 1);
+                args.int(plain.len() as i64)
+                    .int(plain_unique.count() as i64);
                 let mut order = Vec::with_capacity(plain.len() + other.len());
                 for (i, (r, f)) in plain {
                     order.push(i);

@@ -1,6 +1,8 @@
 -- finish: ends attempts whose lease is current.
 -- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, the minute of
---   now (its start, for the throughput counters), count of plain completions, then their leases ('<member>:<token>', completed without a result), then
+--   now (its start, for the throughput counters), count of plain completions, how many of
+--   them hold a unique key (they come last: their tokens are odd), then the plain completions'
+--   leases ('<member>:<token>', completed without a result), then
 --   per other item: lease, kind, and for kind c: result JSON; f?: error; r?: error, retry_at,
 --   where ? is the attempt's code in the history (r, f, t or p: see `archive`); ss: '' (no
 --   error), until (a snooze: waits again like a retry, but the attempt is not counted, as in
@@ -15,12 +17,13 @@ local keep_count = tonumber(ARGV[3])
 local origin = ARGV[4]
 local minute = ARGV[5]
 local plain = tonumber(ARGV[6])
+local plain_unique = tonumber(ARGV[7])
 
 -- Plain completions are read from ARGV where they are; the other items go in parallel arrays
 -- (no table per item): lease, kind, text, retry_at.
 local ls, kinds, codes, texts, ras = {}, {}, {}, {}, {}
 local o = 0
-local i = 7 + plain
+local i = 8 + plain
 local nargs = #ARGV
 while i <= nargs do
   o = o + 1
@@ -42,7 +45,7 @@ local n = plain + o
 -- Which leases are current. Removing them all at once says how many were: when that is
 -- every item (the usual case, and never with a lease given twice), none needs a lookup of
 -- its own. Otherwise each is checked against what the removal left behind (`was_current`).
-local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 7, 6 + plain)
+local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain)
   + call_chunked('ZREM', K_LEASE, ls, 1)
 local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
@@ -63,17 +66,18 @@ local applied, todo = 0, n
 if all_current and o == 0 and not left then
   -- Every item a plain completion whose lease was current (the usual batch): the loop below
   -- without what such items never need (no `out` entry, no lookups, no kind).
-  local sub, byte = string.sub, string.byte
+  local sub = string.sub
   local argv = ARGV
+  local first_unique = plain - plain_unique + 1
   for k = 1, plain do
-    local l = argv[6 + k]
+    local l = argv[7 + k]
     local m = sub(l, 1, 16) -- lease_job(l)
     co[nc + 1] = m
     co[nc + 2] = m
     fin[nc + 1] = m
     fin[nc + 2] = now_s
     nc = nc + 2
-    if byte(l, -1) % 2 == 1 then -- holds_unique(l)
+    if k >= first_unique then -- the client put the leases with a unique key last
       local s = redis.call('HGET', K_SPEC, m)
       if s then
         local _, _, _, u = spec_fields(s)
@@ -87,7 +91,7 @@ end
 for k = 1, todo do
   local l, kind, text
   if k <= plain then
-    l, kind, text = ARGV[6 + k], 'c', ''
+    l, kind, text = ARGV[7 + k], 'c', ''
   else
     local x = k - plain
     l, kind, text = ls[x], kinds[x], texts[x]
