@@ -242,11 +242,12 @@ async fn removed_limits_leave_no_keys() {
     assert!(b.queue_flows().await.expect("flows").is_empty());
 }
 
-/// The commands Redis runs (inside the script too) for one reserve of 10 jobs: a queue
-/// without limits pays one `HMGET` of its (missing) limits, and one `EXISTS` asks at once
-/// whether it is paused, has groups with ready jobs or jobs that ran before (each was a
-/// command of its own: fewer commands, fewer instructions per reserve); a limited queue
-/// counts its running jobs and its starts, and logs the starts.
+/// The commands Redis runs (inside the script too) for one reserve of 10 jobs: for a queue
+/// without limits, one `EXISTS` asks at once whether it is paused, has limits, groups with
+/// ready jobs or jobs that ran before (the reserve's usual path: each was a command of its
+/// own, fewer commands are fewer instructions per reserve); a limited queue takes the general
+/// path after that `EXISTS`: it reads its limits, counts its running jobs and its starts,
+/// and logs the starts.
 #[tokio::test]
 async fn what_a_reserve_costs_with_and_without_limits() {
     let server = RedisServer::start(&[]);
@@ -288,8 +289,8 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&free),
         [
-            "exists 1",          // paused? groups with ready jobs? jobs that ran before?
-            "hmget 2",           // limits (the one command they cost), specs
+            "exists 1",          // paused? limits? groups with ready jobs? jobs that ran before?
+            "hmget 1",           // specs
             "hset 1",            // runs
             "incr 1",            // token
             "zadd 1",            // leases
@@ -303,8 +304,8 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&limited),
         [
-            "exists 1",
-            "hmget 2",
+            "exists 2", // the usual path's (it has limits), then the general path's
+            "hmget 2",  // limits, specs
             "hset 1",
             "incr 1",
             "zadd 2",   // leases, starts

@@ -8,6 +8,69 @@
 --           when its spec has a unique key. A first attempt sends no more than it must. w is
 --           the worker's number when the client passed '' and a job was leased, else false.
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
+
+-- The usual path: a queue that is not paused, has no flow limits (nor a hold), no group with
+-- ready jobs, no job that ran before waiting, no expired lease and no scheduled job due, and
+-- a worker whose number the client knows. What the general path below does then, with the
+-- few definitions it needs: the others come after the cold line (see scripts.rs), and a call
+-- that returns here never creates them (each costs every call that runs its definition).
+-- Otherwise nothing was written and the general path decides, asking again.
+if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) == 0
+  and not redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', ARGV[1] .. '.5', 'LIMIT', '0', '1')[1]
+  and not redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', ARGV[1], 'LIMIT', '0', '1')[1] then
+  local now_s, max_s, w_s = ARGV[1], ARGV[2], ARGV[5]
+  local now, max, lease = tonumber(now_s), tonumber(max_s), tonumber(ARGV[3])
+  -- The first `max` ready jobs and one more (see the general path).
+  local ms = redis.call('ZRANGE', K_READY, '0', max_s)
+  local more = #ms > max
+  if more then ms[max + 1] = nil end
+  local n = #ms
+  local out = { 'x', false, false, 0, false }
+  local earliest = false
+  if n > 0 then
+    redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
+    local tok = redis.call('INCR', B .. ':tok')
+    out[3] = tok
+    local tok_s = string.format('%d', tok)
+    local le = string.format('%d', now + lease)
+    out[2] = le
+    local specs = hmget_all(K_SPEC, ms)
+    local leases, rn = {}, {}
+    local o, l, k = 5, 0, 0
+    local lease_tok, run_mid, run_end = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s, ',' .. w_s
+    local byte = string.byte
+    for i = 1, n do
+      local s = specs[i]
+      if s then
+        local m = ms[i]
+        k = k + 1
+        local v = 2 * k
+        if byte(s, 1) ~= 48 then v = v + 1 end -- spec_has_unique(s)
+        local v2 = v % 100
+        local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
+        leases[l + 1] = le
+        leases[l + 2] = m .. lease_tok .. hi .. lo
+        rn[l + 1] = m
+        rn[l + 2] = '1' .. run_mid .. hi .. lo .. run_end
+        l = l + 2
+        out[o + 1] = m
+        out[o + 2] = s
+        o = o + 2
+      end
+    end
+    if l > 0 then
+      earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
+    end
+    zadd_leases(leases)
+    hset_all(K_RUN, rn)
+  end
+  if not more then redis.call('DEL', K_WAKE) end
+  if earliest then wake(1, 's:' .. ARGV[4]) end
+  if n < max then out[1] = next_due(nil) end
+  return out
+end
+-- ==== cold: what only the other paths need ====
+
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local max = tonumber(ARGV[2])
