@@ -297,6 +297,19 @@ mod tests {
         ] {
             assert!(reserve.find(f).is_some_and(|i| i > cold), "{f}");
         }
+        // And the finish's usual path without the failures', retries' and groups'.
+        let finish = super::assemble(
+            include_str!("scripts/lib.lua"),
+            include_str!("scripts/finish.lua"),
+        );
+        let cold = finish.find(super::COLD).expect("finish has a cold part");
+        for f in [
+            "local function was_current(",
+            "local function archive(",
+            "local function unrun(",
+        ] {
+            assert!(finish.find(f).is_some_and(|i| i > cold), "{f}");
+        }
     }
 
     #[test]

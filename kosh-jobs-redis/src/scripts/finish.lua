@@ -19,6 +19,75 @@ local minute = ARGV[5]
 local plain = tonumber(ARGV[6])
 local plain_unique = tonumber(ARGV[7])
 
+-- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
+-- Bounded work per call; every call that completes jobs continues it.
+local function retain()
+  local kc = ks('completed')
+  if keep_count >= 0 then
+    local excess = redis.call('ZCARD', kc) - keep_count
+    if excess > 0 then
+      if excess > 1000 then excess = 1000 end
+      delete_jobs('completed', redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)), true)
+    end
+  end
+  if keep_age >= 0 then
+    local cutoff = now - keep_age
+    -- The oldest job first: usually young enough, and then nothing more is read.
+    local head = redis.call('ZRANGE', kc, '0', '0')[1]
+    local fh = head and redis.call('HGET', K_FIN, head)
+    if fh and tonumber(fh) < cutoff then
+      local heads = redis.call('ZRANGE', kc, '0', '99')
+      local fs = hmget_all(K_FIN, heads)
+      local old = {}
+      for k, h in ipairs(heads) do
+        if fs[k] and tonumber(fs[k]) >= cutoff then break end
+        old[#old + 1] = h
+      end
+      if #old > 0 then delete_jobs('completed', old, true) end
+    end
+  end
+end
+
+-- The usual path: every item a plain completion, no job with a group running and no flow
+-- limits, every lease current (their removal counts them all). What the general path below
+-- does then, with the few definitions it needs: the others come after the cold line (see
+-- scripts.rs), and a call that returns here never creates them. When a lease was not
+-- current, the general path goes on from the removal, knowing its count.
+local removed = nil
+if #ARGV == 7 + plain and redis.call('EXISTS', K_GRUN, K_LIM) == 0 then
+  removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain)
+  if removed == plain then
+    if plain > 0 then
+      local co, fin = {}, {}
+      local sub = string.sub
+      local argv = ARGV
+      local first_unique = plain - plain_unique + 1
+      for k = 1, plain do
+        local l = argv[7 + k]
+        local m = sub(l, 1, 16) -- lease_job(l)
+        local j = k + k
+        co[j - 1] = m
+        co[j] = m
+        fin[j - 1] = m
+        fin[j] = now_s
+        if k >= first_unique then -- the client put the leases with a unique key last
+          local s = redis.call('HGET', K_SPEC, m)
+          if s then
+            local _, _, _, u = spec_fields(s)
+            release_unique(u, m)
+          end
+        end
+      end
+      zadd_all(ks('completed'), co)
+      hset_all(K_FIN, fin)
+      count_ended('c', plain, ARGV[6], now, minute)
+      retain()
+    end
+    return plain
+  end
+end
+-- ==== cold: what only the other paths need ====
+
 -- Plain completions are read from ARGV where they are; the other items go in parallel arrays
 -- (no table per item): lease, kind, text, retry_at.
 local ls, kinds, codes, texts, ras = {}, {}, {}, {}, {}
@@ -45,8 +114,8 @@ local n = plain + o
 -- Which leases are current. Removing them all at once says how many were: when that is
 -- every item (the usual case, and never with a lease given twice), none needs a lookup of
 -- its own. Otherwise each is checked against what the removal left behind (`was_current`).
-local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain)
-  + call_chunked('ZREM', K_LEASE, ls, 1)
+if not removed then removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain) end
+removed = removed + call_chunked('ZREM', K_LEASE, ls, 1)
 local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}
@@ -186,33 +255,6 @@ else
 end
 if #sc > 0 then wake(1, 's:' .. origin) end
 
--- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
--- Bounded work per call; every call that completes jobs continues it.
-if nc > 0 then
-  local kc = ks('completed')
-  if keep_count >= 0 then
-    local excess = redis.call('ZCARD', kc) - keep_count
-    if excess > 0 then
-      if excess > 1000 then excess = 1000 end
-      delete_jobs('completed', redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)), true)
-    end
-  end
-  if keep_age >= 0 then
-    local cutoff = now - keep_age
-    -- The oldest job first: usually young enough, and then nothing more is read.
-    local head = redis.call('ZRANGE', kc, '0', '0')[1]
-    local fh = head and redis.call('HGET', K_FIN, head)
-    if fh and tonumber(fh) < cutoff then
-      local heads = redis.call('ZRANGE', kc, '0', '99')
-      local fs = hmget_all(K_FIN, heads)
-      local old = {}
-      for k, h in ipairs(heads) do
-        if fs[k] and tonumber(fs[k]) >= cutoff then break end
-        old[#old + 1] = h
-      end
-      if #old > 0 then delete_jobs('completed', old, true) end
-    end
-  end
-end
+if nc > 0 then retain() end
 if applied == n then return applied end
 return out
