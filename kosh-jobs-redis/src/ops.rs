@@ -24,7 +24,7 @@ use crate::decode::{
     array, bad, int, job_record, opt_int, opt_json, req_int, req_text, take_text, text,
 };
 use crate::error::RedisError;
-use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT, UPGRADABLE};
+use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT, MEMBER_LEN, UPGRADABLE};
 use crate::options::RedisOptions;
 use crate::registry::Registry;
 use crate::scripts;
@@ -444,9 +444,9 @@ impl Shared {
                 None => Timestamp::EPOCH,
             };
             let call = opt_int(tok)?.unwrap_or(0);
-            // Then the worker's number if it was not passed, (member, spec) per job, then the
-            // jobs that ran before: (k, attempt, progress). A paused queue answers with the
-            // first three fields only.
+            // Then the worker's number if it was not passed, the members of the jobs (16 bytes
+            // each, concatenated), a spec per job, then the jobs that ran before: (k, attempt,
+            // progress). A paused queue answers with the first three fields only.
             let (Some(again), Some(number)) = (items.get(3), items.get(4)) else {
                 continue;
             };
@@ -466,9 +466,9 @@ impl Shared {
             let jobs_end = again
                 .checked_mul(3)
                 .and_then(|r| items.len().checked_sub(r))
-                .filter(|&end| end >= 5 && (end - 5) % 2 == 0)
+                .filter(|&end| end >= 6)
                 .ok_or_else(|| bad("reserve: wrong number of fields"))?;
-            let n_jobs = (jobs_end - 5) / 2;
+            let n_jobs = jobs_end - 6;
             let mut repeat: Vec<(u32, Option<serde_json::Value>)> = vec![(1, None); n_jobs];
             let mut items = items;
             for t in items.split_off(jobs_end).chunks_exact(3) {
@@ -483,11 +483,13 @@ impl Shared {
                 );
             }
             let mut fields = items.into_iter().skip(5);
-            let mut next = || fields.next().unwrap_or(Value::Nil);
-            for (k, (attempt, progress)) in (1..=n_jobs).zip(repeat) {
-                let [m, spec]: [Value; 2] = std::array::from_fn(|_| next());
-                let m = take_text(m, "member")?;
-                let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
+            let members = take_text(fields.next().unwrap_or(Value::Nil), "members")?;
+            if members.len() != MEMBER_LEN * n_jobs || !members.is_ascii() {
+                return Err(bad("reserve: bad members"));
+            }
+            for ((k, (attempt, progress)), spec) in (1..=n_jobs).zip(repeat).zip(fields) {
+                let m = &members[(k - 1) * MEMBER_LEN..k * MEMBER_LEN];
+                let r = JobRef::from_member(qi, m).ok_or_else(|| bad("reserve: bad member"))?;
                 let spec = spec::decode(&take_text(spec, "spec")?)?;
                 // The script's rule: call * 10000 + 2k, odd when the job holds a unique key.
                 let token = u64::try_from(call)

@@ -2,8 +2,10 @@
 -- ARGV: now, max, lease_ms, the calling process's origin (for its wake-up token), the worker's
 --   number in the queue (`wid`, for the attempt history; '' when the client does not know it
 --   yet), then the worker's id when the number is ''.
--- Returns { next_due, lease_deadline, tok, r, w, then per job: member, spec; then r
---           triples for the jobs that ran before: k, attempt, progress | false }. The k-th
+-- Returns { next_due, lease_deadline, tok, r, w, the members of the jobs leased (16 bytes
+--           each, concatenated: one value of the reply, not one per job, each of which Redis
+--           converts), then per job its spec; then r triples for the jobs that ran before:
+--           k, attempt, progress | false }. The k-th
 --           job (from 1) is on attempt 1 unless listed; its token is tok * 10000 + 2k, plus 1
 --           when its spec has a unique key. A first attempt sends no more than it must. w is
 --           the worker's number when the client passed '' and a job was leased, else false.
@@ -25,7 +27,7 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
   local more = #ms > max
   if more then ms[max + 1] = nil end
   local n = #ms
-  local out = { 'x', false, false, 0, false }
+  local out = { 'x', false, false, 0, false, '' }
   local earliest = false
   if n > 0 then
     redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
@@ -36,7 +38,8 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
     out[2] = le
     local specs = hmget_all(K_SPEC, ms)
     local leases, rn = {}, {}
-    local o, l, k = 5, 0, 0
+    local mm = {} -- the members, concatenated into out[6]
+    local o, l, k = 6, 0, 0
     local lease_tok, run_mid, run_end = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s, ',' .. w_s
     local byte = string.byte
     for i = 1, n do
@@ -53,11 +56,12 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
         rn[l + 1] = m
         rn[l + 2] = '1' .. run_mid .. hi .. lo .. run_end
         l = l + 2
-        out[o + 1] = m
-        out[o + 2] = s
-        o = o + 2
+        mm[k] = m
+        out[o + 1] = s
+        o = o + 1
       end
     end
+    out[6] = table.concat(mm)
     if l > 0 then
       earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
     end
@@ -267,7 +271,7 @@ else
   ms, gs, more = take_turns(take, tonumber(lim[4]), gr)
 end
 local n = #ms
-local out = { 'x', false, false, 0, false }
+local out = { 'x', false, false, 0, false, '' }
 local k = 0 -- jobs leased
 local earliest = false -- whether the leases taken end before all others
 if n > 0 then
@@ -311,7 +315,8 @@ if n > 0 then
   end
   local leases, rn = {}, {}
   local rep = {}
-  local o, l, r = 5, 0, 0
+  local mm = {} -- the members, concatenated into out[6]
+  local o, l, r = 6, 0, 0
   -- Per job, the loop below builds two strings; what they share is built once: the lease
   -- entry is member .. lease_tok .. 4 digits, the run entry attempts .. run_mid .. 4 digits
   -- .. run_end (fewer pieces to concatenate).
@@ -339,9 +344,9 @@ if n > 0 then
       rn[r + 1] = m
       rn[r + 2] = a_s .. run_mid .. hi .. lo .. run_end
       r = r + 2
-      out[o + 1] = m
-      out[o + 2] = s
-      o = o + 2
+      mm[k] = m
+      out[o + 1] = s
+      o = o + 1
       if ri then
         rep[#rep + 1] = k
         rep[#rep + 1] = a
@@ -349,6 +354,7 @@ if n > 0 then
       end
     end
   end
+  out[6] = table.concat(mm)
   out[4] = #rep / 3
   for j = 1, #rep do out[o + j] = rep[j] end
   -- Whether these leases end before every other lease of the queue: idle waiters of other
