@@ -334,7 +334,15 @@ impl Shared {
         let plain = jobs
             .iter()
             .all(|(_, j)| j.unique_key.is_none() && j.group.is_none() && j.run_at <= now);
-        let form = if plain {
+        // One queue and one priority: the score goes once, not per job.
+        let uniform = plain
+            && nq == 1
+            && jobs
+                .iter()
+                .all(|(_, j)| Some(j.priority) == jobs.first().map(|(_, f)| f.priority));
+        let form = if uniform {
+            Form::Uniform
+        } else if plain {
             Form::Plain
         } else if jobs.iter().any(|(_, j)| j.group.is_some()) {
             Form::Grouped
@@ -342,6 +350,9 @@ impl Shared {
             Form::Full
         };
         args.int(n as i64).int(nq as i64).str(form.code());
+        if let (Form::Uniform, Some((_, j))) = (form, jobs.first()) {
+            args.int(-i64::from(j.priority));
+        }
         let mut earliest: Vec<Option<i64>> = vec![None; nq];
         let mut places = Vec::with_capacity(n);
         for (q, j) in jobs {
@@ -1187,6 +1198,9 @@ impl Shared {
 pub(crate) enum Form {
     /// Spec and ready score: every job ready now, without a unique key or a group.
     Plain,
+    /// Spec alone: a plain batch of one queue whose jobs have one priority (its ready score
+    /// is sent once, before the jobs).
+    Uniform,
     /// Also run_at and unique key.
     Full,
     /// Also run_at, unique key and group.
@@ -1198,6 +1212,7 @@ impl Form {
     fn code(self) -> &'static str {
         match self {
             Form::Plain => "p",
+            Form::Uniform => "u",
             Form::Full => "f",
             Form::Grouped => "g",
         }
@@ -1217,8 +1232,12 @@ pub(crate) fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, form: 
         j.trace.as_deref(),
         &j.payload,
     );
+    args.str(spec);
+    if form == Form::Uniform {
+        return;
+    }
     // The ready score, so the script passes it on untouched.
-    args.str(spec).int(-i64::from(j.priority));
+    args.int(-i64::from(j.priority));
     if form != Form::Plain {
         args.int(j.run_at.as_millis())
             .str(j.unique_key.as_deref().unwrap_or_default());

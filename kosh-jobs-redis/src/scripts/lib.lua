@@ -495,7 +495,9 @@ end
 -- handled in order, so of two jobs with one unique key the first wins. Wakes the queues'
 -- waiters (a new earliest scheduled job wakes them with 's:<origin>'). Returns the next ARGV
 -- index.
-local function push_jobs(bases, n, base, full, grouped, a, now, origin, out)
+-- `score`: in the plain form for one queue, the ready score of every job when the caller
+-- sends it once instead of per job (then each job is its spec alone).
+local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, score)
   local nq = #bases
   -- Per queue: its base, and the columns and index entries to write (built whole: a table
   -- that grows field by field is rehashed at each power of two).
@@ -514,6 +516,8 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out)
     -- The plain form for one queue (the usual batch): the general loop's work for it, with
     -- positions counted instead of taken with `#` (a search of the table each time).
     local sp, rd, argv = qs[1].sp, qs[1].rd, ARGV
+    -- Per job: spec and score, or the spec alone with one score for all.
+    local step = score and 1 or 2
     for i = 1, n do
       local lo2 = lo % 100
       local m = hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1]
@@ -526,9 +530,9 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out)
       local j = i + i
       sp[j - 1] = m
       sp[j] = argv[a]
-      rd[j - 1] = argv[a + 1]
+      rd[j - 1] = score or argv[a + 1]
       rd[j] = m
-      a = a + 2
+      a = a + step
     end
     from = n + 1
   end
