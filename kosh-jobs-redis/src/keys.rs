@@ -244,6 +244,9 @@ impl JobRef {
     }
 }
 
+/// The length of a member: every member has 16 digits.
+pub(crate) const MEMBER_LEN: usize = 16;
+
 /// The 16-digit member of a sequence number.
 pub(crate) fn member(seq: u64) -> String {
     format!("{seq:016}")

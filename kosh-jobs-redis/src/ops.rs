@@ -24,7 +24,7 @@ use crate::decode::{
     array, bad, int, job_record, opt_int, opt_json, req_int, req_text, take_text, text,
 };
 use crate::error::RedisError;
-use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT, UPGRADABLE};
+use crate::keys::{first_seq_after, member, JobRef, Keys, LAYOUT, MEMBER_LEN, UPGRADABLE};
 use crate::options::RedisOptions;
 use crate::registry::Registry;
 use crate::scripts;
@@ -334,7 +334,15 @@ impl Shared {
         let plain = jobs
             .iter()
             .all(|(_, j)| j.unique_key.is_none() && j.group.is_none() && j.run_at <= now);
-        let form = if plain {
+        // One queue and one priority: the score goes once, not per job.
+        let uniform = plain
+            && nq == 1
+            && jobs
+                .iter()
+                .all(|(_, j)| Some(j.priority) == jobs.first().map(|(_, f)| f.priority));
+        let form = if uniform {
+            Form::Uniform
+        } else if plain {
             Form::Plain
         } else if jobs.iter().any(|(_, j)| j.group.is_some()) {
             Form::Grouped
@@ -342,6 +350,9 @@ impl Shared {
             Form::Full
         };
         args.int(n as i64).int(nq as i64).str(form.code());
+        if let (Form::Uniform, Some((_, j))) = (form, jobs.first()) {
+            args.int(-i64::from(j.priority));
+        }
         let mut earliest: Vec<Option<i64>> = vec![None; nq];
         let mut places = Vec::with_capacity(n);
         for (q, j) in jobs {
@@ -444,9 +455,9 @@ impl Shared {
                 None => Timestamp::EPOCH,
             };
             let call = opt_int(tok)?.unwrap_or(0);
-            // Then the worker's number if it was not passed, (member, spec) per job, then the
-            // jobs that ran before: (k, attempt, progress). A paused queue answers with the
-            // first three fields only.
+            // Then the worker's number if it was not passed, the members of the jobs (16 bytes
+            // each, concatenated), a spec per job, then the jobs that ran before: (k, attempt,
+            // progress). A paused queue answers with the first three fields only.
             let (Some(again), Some(number)) = (items.get(3), items.get(4)) else {
                 continue;
             };
@@ -466,9 +477,9 @@ impl Shared {
             let jobs_end = again
                 .checked_mul(3)
                 .and_then(|r| items.len().checked_sub(r))
-                .filter(|&end| end >= 5 && (end - 5) % 2 == 0)
+                .filter(|&end| end >= 6)
                 .ok_or_else(|| bad("reserve: wrong number of fields"))?;
-            let n_jobs = (jobs_end - 5) / 2;
+            let n_jobs = jobs_end - 6;
             let mut repeat: Vec<(u32, Option<serde_json::Value>)> = vec![(1, None); n_jobs];
             let mut items = items;
             for t in items.split_off(jobs_end).chunks_exact(3) {
@@ -483,11 +494,13 @@ impl Shared {
                 );
             }
             let mut fields = items.into_iter().skip(5);
-            let mut next = || fields.next().unwrap_or(Value::Nil);
-            for (k, (attempt, progress)) in (1..=n_jobs).zip(repeat) {
-                let [m, spec]: [Value; 2] = std::array::from_fn(|_| next());
-                let m = take_text(m, "member")?;
-                let r = JobRef::from_member(qi, &m).ok_or_else(|| bad("reserve: bad member"))?;
+            let members = take_text(fields.next().unwrap_or(Value::Nil), "members")?;
+            if members.len() != MEMBER_LEN * n_jobs || !members.is_ascii() {
+                return Err(bad("reserve: bad members"));
+            }
+            for ((k, (attempt, progress)), spec) in (1..=n_jobs).zip(repeat).zip(fields) {
+                let m = &members[(k - 1) * MEMBER_LEN..k * MEMBER_LEN];
+                let r = JobRef::from_member(qi, m).ok_or_else(|| bad("reserve: bad member"))?;
                 let spec = spec::decode(&take_text(spec, "spec")?)?;
                 // The script's rule: call * 10000 + 2k, odd when the job holds a unique key.
                 let token = u64::try_from(call)
@@ -573,11 +586,16 @@ impl Shared {
                     .int(now - now.rem_euclid(60_000));
                 // Completions without a result go first, as bare leases (most items are
                 // those): the script then reads one argument per item instead of three.
-                let (plain, other): (Vec<_>, Vec<_>) =
+                // Those holding a unique key (an odd token) come last of them, counted: the
+                // script then tells them apart without looking at each lease.
+                let (mut plain, other): (Vec<_>, Vec<_>) =
                     items.into_iter().enumerate().partition(|(_, (_, f))| {
                         matches!(f.outcome, Outcome::Completed { result: None })
                     });
-                args.int(plain.len() as i64);
+                plain.sort_by_key(|(_, (_, f))| f.lease.token % 2);
+                let plain_unique = plain.iter().filter(|(_, (_, f))| f.lease.token % 2 == 1);
+                args.int(plain.len() as i64)
+                    .int(plain_unique.count() as i64);
                 let mut order = Vec::with_capacity(plain.len() + other.len());
                 for (i, (r, f)) in plain {
                     order.push(i);
@@ -631,7 +649,11 @@ impl Shared {
                 if let Some(e) = earliest {
                     this.note_due(&queue, e);
                 }
-                let got = flags(v)?;
+                // Every item applied: the script answers with their count alone.
+                let got = match v {
+                    Value::Int(n) if n == order.len() as i64 => vec![true; order.len()],
+                    v => flags(v)?,
+                };
                 if got.len() != order.len() {
                     return Err(bad("finish: wrong number of results"));
                 }
@@ -1176,6 +1198,9 @@ impl Shared {
 pub(crate) enum Form {
     /// Spec and ready score: every job ready now, without a unique key or a group.
     Plain,
+    /// Spec alone: a plain batch of one queue whose jobs have one priority (its ready score
+    /// is sent once, before the jobs).
+    Uniform,
     /// Also run_at and unique key.
     Full,
     /// Also run_at, unique key and group.
@@ -1187,6 +1212,7 @@ impl Form {
     fn code(self) -> &'static str {
         match self {
             Form::Plain => "p",
+            Form::Uniform => "u",
             Form::Full => "f",
             Form::Grouped => "g",
         }
@@ -1206,8 +1232,12 @@ pub(crate) fn job_args(args: &mut ScriptArgs, j: &NewJob, now: Timestamp, form: 
         j.trace.as_deref(),
         &j.payload,
     );
+    args.str(spec);
+    if form == Form::Uniform {
+        return;
+    }
     // The ready score, so the script passes it on untouched.
-    args.str(spec).int(-i64::from(j.priority));
+    args.int(-i64::from(j.priority));
     if form != Form::Plain {
         args.int(j.run_at.as_millis())
             .str(j.unique_key.as_deref().unwrap_or_default());

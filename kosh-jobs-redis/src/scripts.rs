@@ -12,7 +12,7 @@ pub(crate) struct LuaScript {
 
 impl LuaScript {
     fn new(name: &'static str, body: &str) -> Self {
-        let code = assemble(include_str!("scripts/lib.lua"), body);
+        let code = compact(&assemble(include_str!("scripts/lib.lua"), body), name);
         let sha = redis::Script::new(&code).get_hash().to_owned();
         LuaScript { name, code, sha }
     }
@@ -102,10 +102,17 @@ fn identifiers<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     out
 }
 
+/// A line of a script body after which come the paths that need more of `lib.lua` than the
+/// usual path before it, which returns when it applies: the definitions only those paths use
+/// are placed after the line, so a call that returns before it never creates them.
+const COLD: &str = "-- ==== cold: what only the other paths need ====";
+
 /// `lib.lua`'s definitions that `body` uses, directly or through one another, in their order
 /// in `lib.lua`, then `body`. Lua runs a script's whole text at every call, creating each
 /// local function anew: the full `lib.lua` cost more than most scripts' own work (some
-/// 65,000 instructions a call), so a script carries only what it uses.
+/// 65,000 instructions a call), so a script carries only what it uses. A body with a
+/// [`COLD`] line gets the definitions its part before the line uses first, then that part,
+/// then the line, the definitions only the rest uses, and the rest.
 fn assemble(lib: &str, body: &str) -> String {
     let mut defs: Vec<Def<'_>> = Vec::new();
     let mut pending: Vec<&str> = Vec::new();
@@ -129,24 +136,77 @@ fn assemble(lib: &str, body: &str) -> String {
             d.lines.push(line);
         }
     }
-    let mut needed = vec![false; defs.len()];
-    let mut work: Vec<&str> = identifiers(body.lines());
-    while let Some(word) = work.pop() {
-        for (i, d) in defs.iter().enumerate() {
-            if !needed[i] && d.name == word {
-                needed[i] = true;
-                work.extend(identifiers(d.lines.iter().copied()));
+    // Marks what `text` uses, directly or through the definitions it uses.
+    let mark = |text: &str, needed: &mut Vec<bool>| {
+        let mut work: Vec<&str> = identifiers(text.lines());
+        while let Some(word) = work.pop() {
+            for (i, d) in defs.iter().enumerate() {
+                if !needed[i] && d.name == word {
+                    needed[i] = true;
+                    work.extend(identifiers(d.lines.iter().copied()));
+                }
             }
         }
-    }
+    };
+    let emit = |out: &mut String, which: &dyn Fn(usize) -> bool| {
+        for (i, d) in defs.iter().enumerate() {
+            if which(i) {
+                for line in &d.lines {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    };
     let mut out = String::new();
-    for (d, _) in defs.iter().zip(&needed).filter(|(_, n)| **n) {
-        for line in &d.lines {
+    let split = body.match_indices(COLD).find(|&(i, _)| {
+        (i == 0 || body[..i].ends_with('\n')) && body[i + COLD.len()..].starts_with('\n')
+    });
+    match split {
+        None => {
+            let mut needed = vec![false; defs.len()];
+            mark(body, &mut needed);
+            emit(&mut out, &|i| needed[i]);
+            out.push_str(body);
+        }
+        Some((at, _)) => {
+            let (hot, cold) = body.split_at(at);
+            let mut first = vec![false; defs.len()];
+            mark(hot, &mut first);
+            let mut all = first.clone();
+            mark(cold, &mut all);
+            emit(&mut out, &|i| first[i]);
+            out.push_str(hot);
+            let (line, rest) = cold.split_at(COLD.len() + 1);
             out.push_str(line);
+            emit(&mut out, &|i| all[i] && !first[i]);
+            out.push_str(rest);
+        }
+    }
+    out
+}
+
+/// `code` (an `assemble`d script) as sent to Redis: comment lines left empty and indentation
+/// removed, except the script's header line (`-- name: …`, which tools watching the server
+/// use to name a script sent with `EVAL`). Redis hashes and compiles a script's whole text
+/// when it is first sent (again after every restart): the comments were about half of it.
+/// Lines stay where they were, so an error's line number still points into the assembled
+/// text. No script has a multi-line string or a long comment.
+fn compact(code: &str, name: &str) -> String {
+    let header = format!("-- {name}:");
+    let mut kept = false;
+    let mut out = String::with_capacity(code.len());
+    for line in code.split_inclusive('\n') {
+        let t = line.trim_start_matches([' ', '\t']);
+        if !t.starts_with("--") {
+            out.push_str(t);
+        } else if !kept && line.starts_with(&header) {
+            kept = true;
+            out.push_str(line);
+        } else if line.ends_with('\n') {
             out.push('\n');
         }
     }
-    out.push_str(body);
     out
 }
 
@@ -182,6 +242,74 @@ mod tests {
         assert_eq!(super::assemble(lib, "return 1\n"), "return 1\n");
         let both = super::assemble(lib, "return d() + b()\n");
         assert!(both.contains("local C = 3") && both.contains("local A = 1"));
+    }
+
+    #[test]
+    fn compacting_empties_comment_lines_and_keeps_the_header_and_line_numbers() {
+        let lib = "-- about a\nlocal function a()\n  -- inside\n  return '--x'\nend\n";
+        let body = "-- name: does this\n-- more\n  return a()\n";
+        let code = super::assemble(lib, body);
+        let c = super::compact(&code, "name");
+        assert_eq!(
+            c,
+            "\nlocal function a()\n\nreturn '--x'\nend\n-- name: does this\n\nreturn a()\n"
+        );
+        assert_eq!(c.lines().count(), code.lines().count());
+        for s in super::all() {
+            // The header names the script (benches/src/bin/day reads it from EVAL bodies).
+            let header = format!("-- {}:", s.name());
+            assert!(
+                s.code().lines().any(|l| l.starts_with(&header)),
+                "{}",
+                s.name()
+            );
+        }
+    }
+
+    #[test]
+    fn definitions_only_the_cold_part_uses_come_after_the_usual_path() {
+        let lib =
+            "local A = 1\nlocal function b() return A end\nlocal function c() return b() end\n\
+                   local D = 4\n";
+        let body = format!(
+            "if b() then return 1 end\n{}\nreturn c() + D\n",
+            super::COLD
+        );
+        let code = super::assemble(lib, &body);
+        assert_eq!(
+            code,
+            format!(
+                "local A = 1\nlocal function b() return A end\nif b() then return 1 end\n{}\n\
+                 local function c() return b() end\nlocal D = 4\nreturn c() + D\n",
+                super::COLD
+            )
+        );
+        // The reserve's usual path does without the groups' and limits' machinery.
+        let reserve = super::assemble(
+            include_str!("scripts/lib.lua"),
+            include_str!("scripts/reserve.lua"),
+        );
+        let cold = reserve.find(super::COLD).expect("reserve has a cold part");
+        for f in [
+            "local function recover(",
+            "local function flow_room(",
+            "local function unpark(",
+        ] {
+            assert!(reserve.find(f).is_some_and(|i| i > cold), "{f}");
+        }
+        // And the finish's usual path without the failures', retries' and groups'.
+        let finish = super::assemble(
+            include_str!("scripts/lib.lua"),
+            include_str!("scripts/finish.lua"),
+        );
+        let cold = finish.find(super::COLD).expect("finish has a cold part");
+        for f in [
+            "local function was_current(",
+            "local function archive(",
+            "local function unrun(",
+        ] {
+            assert!(finish.find(f).is_some_and(|i| i > cold), "{f}");
+        }
     }
 
     #[test]

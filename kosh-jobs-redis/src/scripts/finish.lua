@@ -1,11 +1,15 @@
 -- finish: ends attempts whose lease is current.
 -- ARGV: now, keep_age_ms (-1 = forever), keep_count (-1 = unlimited), origin, the minute of
---   now (its start, for the throughput counters), count of plain completions, then their leases ('<member>:<token>', completed without a result), then
+--   now (its start, for the throughput counters), count of plain completions, how many of
+--   them hold a unique key (they come last: their tokens are odd), then the plain completions'
+--   leases ('<member>:<token>', completed without a result), then
 --   per other item: lease, kind, and for kind c: result JSON; f?: error; r?: error, retry_at,
 --   where ? is the attempt's code in the history (r, f, t or p: see `archive`); ss: '' (no
 --   error), until (a snooze: waits again like a retry, but the attempt is not counted, as in
 --   `release`, and no error is kept).
--- Returns one 1 (applied) or 0 (lease lost) per item, plain completions first.
+-- Returns one 1 (applied) or 0 (lease lost) per item, plain completions first; or, when
+-- every item was applied (the usual case), their count alone: a reply of one integer instead
+-- of a table of ones, each of which crosses from Lua into Redis's reply.
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local keep_age = tonumber(ARGV[2])
@@ -13,12 +17,82 @@ local keep_count = tonumber(ARGV[3])
 local origin = ARGV[4]
 local minute = ARGV[5]
 local plain = tonumber(ARGV[6])
+local plain_unique = tonumber(ARGV[7])
+
+-- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
+-- Bounded work per call; every call that completes jobs continues it.
+local function retain()
+  local kc = ks('completed')
+  if keep_count >= 0 then
+    local excess = redis.call('ZCARD', kc) - keep_count
+    if excess > 0 then
+      if excess > 1000 then excess = 1000 end
+      delete_jobs('completed', redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)), true)
+    end
+  end
+  if keep_age >= 0 then
+    local cutoff = now - keep_age
+    -- The oldest job first: usually young enough, and then nothing more is read.
+    local head = redis.call('ZRANGE', kc, '0', '0')[1]
+    local fh = head and redis.call('HGET', K_FIN, head)
+    if fh and tonumber(fh) < cutoff then
+      local heads = redis.call('ZRANGE', kc, '0', '99')
+      local fs = hmget_all(K_FIN, heads)
+      local old = {}
+      for k, h in ipairs(heads) do
+        if fs[k] and tonumber(fs[k]) >= cutoff then break end
+        old[#old + 1] = h
+      end
+      if #old > 0 then delete_jobs('completed', old, true) end
+    end
+  end
+end
+
+-- The usual path: every item a plain completion, no job with a group running and no flow
+-- limits, every lease current (their removal counts them all). What the general path below
+-- does then, with the few definitions it needs: the others come after the cold line (see
+-- scripts.rs), and a call that returns here never creates them. When a lease was not
+-- current, the general path goes on from the removal, knowing its count.
+local removed = nil
+if #ARGV == 7 + plain and redis.call('EXISTS', K_GRUN, K_LIM) == 0 then
+  removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain)
+  if removed == plain then
+    if plain > 0 then
+      local co, fin = {}, {}
+      local sub = string.sub
+      local argv = ARGV
+      local first_unique = plain - plain_unique + 1
+      for k = 1, plain do
+        local l = argv[7 + k]
+        local m = sub(l, 1, 16) -- lease_job(l)
+        local j = k + k
+        co[j - 1] = m
+        co[j] = m
+        fin[j - 1] = m
+        fin[j] = now_s
+        if k >= first_unique then -- the client put the leases with a unique key last
+          local s = redis.call('HGET', K_SPEC, m)
+          if s then
+            local _, _, _, u = spec_fields(s)
+            release_unique(u, m)
+          end
+        end
+      end
+      zadd_all(ks('completed'), co)
+      hset_all(K_FIN, fin)
+      count_ended('c', plain, ARGV[6], now, minute)
+      retain()
+    end
+    return plain
+  end
+end
+-- ==== cold: what only the other paths need ====
 
 -- Plain completions are read from ARGV where they are; the other items go in parallel arrays
 -- (no table per item): lease, kind, text, retry_at.
 local ls, kinds, codes, texts, ras = {}, {}, {}, {}, {}
 local o = 0
-local i = 7 + plain
+local i = 8 + plain
 local nargs = #ARGV
 while i <= nargs do
   o = o + 1
@@ -40,8 +114,8 @@ local n = plain + o
 -- Which leases are current. Removing them all at once says how many were: when that is
 -- every item (the usual case, and never with a lease given twice), none needs a lookup of
 -- its own. Otherwise each is checked against what the removal left behind (`was_current`).
-local removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 7, 6 + plain)
-  + call_chunked('ZREM', K_LEASE, ls, 1)
+if not removed then removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain) end
+removed = removed + call_chunked('ZREM', K_LEASE, ls, 1)
 local all_current = removed == n
 -- Leases already handled, so a lease given twice is applied once (only without all_current).
 local used = {}
@@ -49,13 +123,44 @@ local out = {}
 -- Jobs of the batch that left `running`, collected only while a job with a group runs (their
 -- group slots are freed: see unrun).
 local left = nil
-if group_running() then left = {} end
+-- Whether a job with a group runs (K_GRUN) or the queue has flow limits (K_LIM, read by
+-- wake_freed): one EXISTS for both, usually 0.
+local grun_or_lim = redis.call('EXISTS', K_GRUN, K_LIM) > 0
+if grun_or_lim and group_running() then left = {} end
 local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
 local nc, nf = 0, 0
-for k = 1, n do
+-- Items applied: when that is all of them, the reply is their count alone. `todo`: the items
+-- left for the general loop.
+local applied, todo = 0, n
+if all_current and o == 0 and not left then
+  -- Every item a plain completion whose lease was current (the usual batch): the loop below
+  -- without what such items never need (no `out` entry, no lookups, no kind).
+  local sub = string.sub
+  local argv = ARGV
+  local first_unique = plain - plain_unique + 1
+  for k = 1, plain do
+    local l = argv[7 + k]
+    local m = sub(l, 1, 16) -- lease_job(l)
+    co[nc + 1] = m
+    co[nc + 2] = m
+    fin[nc + 1] = m
+    fin[nc + 2] = now_s
+    nc = nc + 2
+    if k >= first_unique then -- the client put the leases with a unique key last
+      local s = redis.call('HGET', K_SPEC, m)
+      if s then
+        local _, _, _, u = spec_fields(s)
+        release_unique(u, m)
+      end
+    end
+  end
+  applied = n
+  todo = 0
+end
+for k = 1, todo do
   local l, kind, text
   if k <= plain then
-    l, kind, text = ARGV[6 + k], 'c', ''
+    l, kind, text = ARGV[7 + k], 'c', ''
   else
     local x = k - plain
     l, kind, text = ls[x], kinds[x], texts[x]
@@ -87,6 +192,7 @@ for k = 1, n do
         end
       end
       out[k] = 1
+      applied = applied + 1
     else
       local s = redis.call('HGET', K_SPEC, m)
       -- A job without its spec is gone (only possible if Redis evicted keys): its lease
@@ -120,6 +226,7 @@ for k = 1, n do
           end
         end
         out[k] = 1
+        applied = applied + 1
       end
     end
   end
@@ -141,35 +248,13 @@ ran_again(sc)
 zadd_all(ks('scheduled'), sci)
 -- Every applied item left `running` (completed, failed, ready or scheduled again): under a
 -- concurrency limit each frees a slot.
-wake_freed(nc / 2 + nf + (#rd + #sc) / 2, #rd / 2)
+if grun_or_lim then
+  wake_freed(nc / 2 + nf + (#rd + #sc) / 2, #rd / 2)
+else
+  wake(#rd / 2) -- wake_freed without limits: only the jobs made ready
+end
 if #sc > 0 then wake(1, 's:' .. origin) end
 
--- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
--- Bounded work per call; every call that completes jobs continues it.
-if nc > 0 then
-  local kc = ks('completed')
-  if keep_count >= 0 then
-    local excess = redis.call('ZCARD', kc) - keep_count
-    if excess > 0 then
-      if excess > 1000 then excess = 1000 end
-      delete_jobs('completed', redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)), true)
-    end
-  end
-  if keep_age >= 0 then
-    local cutoff = now - keep_age
-    -- The oldest job first: usually young enough, and then nothing more is read.
-    local head = redis.call('ZRANGE', kc, '0', '0')[1]
-    local fh = head and redis.call('HGET', K_FIN, head)
-    if fh and tonumber(fh) < cutoff then
-      local heads = redis.call('ZRANGE', kc, '0', '99')
-      local fs = hmget_all(K_FIN, heads)
-      local old = {}
-      for k, h in ipairs(heads) do
-        if fs[k] and tonumber(fs[k]) >= cutoff then break end
-        old[#old + 1] = h
-      end
-      if #old > 0 then delete_jobs('completed', old, true) end
-    end
-  end
-end
+if nc > 0 then retain() end
+if applied == n then return applied end
 return out

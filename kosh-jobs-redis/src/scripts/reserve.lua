@@ -2,24 +2,96 @@
 -- ARGV: now, max, lease_ms, the calling process's origin (for its wake-up token), the worker's
 --   number in the queue (`wid`, for the attempt history; '' when the client does not know it
 --   yet), then the worker's id when the number is ''.
--- Returns { next_due, lease_deadline, tok, r, w, then per job: member, spec; then r
---           triples for the jobs that ran before: k, attempt, progress | false }. The k-th
+-- Returns { next_due, lease_deadline, tok, r, w, the members of the jobs leased (16 bytes
+--           each, concatenated: one value of the reply, not one per job, each of which Redis
+--           converts), then per job its spec; then r triples for the jobs that ran before:
+--           k, attempt, progress | false }. The k-th
 --           job (from 1) is on attempt 1 unless listed; its token is tok * 10000 + 2k, plus 1
 --           when its spec has a unique key. A first attempt sends no more than it must. w is
 --           the worker's number when the client passed '' and a job was leased, else false.
 -- next_due is a time, false (nothing pending), or 'x' (not computed: the queue may have more).
+
+-- The usual path: a queue that is not paused, has no flow limits (nor a hold), no group with
+-- ready jobs, no job that ran before waiting, no expired lease and no scheduled job due, and
+-- a worker whose number the client knows. What the general path below does then, with the
+-- few definitions it needs: the others come after the cold line (see scripts.rs), and a call
+-- that returns here never creates them (each costs every call that runs its definition).
+-- Otherwise nothing was written and the general path decides, asking again.
+if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) == 0
+  and not redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', ARGV[1] .. '.5', 'LIMIT', '0', '1')[1]
+  and not redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', ARGV[1], 'LIMIT', '0', '1')[1] then
+  local now_s, max_s, w_s = ARGV[1], ARGV[2], ARGV[5]
+  local now, max, lease = tonumber(now_s), tonumber(max_s), tonumber(ARGV[3])
+  -- The first `max` ready jobs and one more (see the general path).
+  local ms = redis.call('ZRANGE', K_READY, '0', max_s)
+  local more = #ms > max
+  if more then ms[max + 1] = nil end
+  local n = #ms
+  local out = { 'x', false, false, 0, false, '' }
+  local earliest = false
+  if n > 0 then
+    redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
+    local tok = redis.call('INCR', B .. ':tok')
+    out[3] = tok
+    local tok_s = string.format('%d', tok)
+    local le = string.format('%d', now + lease)
+    out[2] = le
+    local specs = hmget_all(K_SPEC, ms)
+    local leases, rn = {}, {}
+    local mm = {} -- the members, concatenated into out[6]
+    local o, l, k = 6, 0, 0
+    local lease_tok, run_mid, run_end = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s, ',' .. w_s
+    local byte = string.byte
+    for i = 1, n do
+      local s = specs[i]
+      if s then
+        local m = ms[i]
+        k = k + 1
+        local v = 2 * k
+        if byte(s, 1) ~= 48 then v = v + 1 end -- spec_has_unique(s)
+        local v2 = v % 100
+        local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
+        leases[l + 1] = le
+        leases[l + 2] = m .. lease_tok .. hi .. lo
+        rn[l + 1] = m
+        rn[l + 2] = '1' .. run_mid .. hi .. lo .. run_end
+        l = l + 2
+        mm[k] = m
+        out[o + 1] = s
+        o = o + 1
+      end
+    end
+    out[6] = table.concat(mm)
+    if l > 0 then
+      earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
+    end
+    zadd_leases(leases)
+    hset_all(K_RUN, rn)
+  end
+  if not more then redis.call('DEL', K_WAKE) end
+  if earliest then wake(1, 's:' .. ARGV[4]) end
+  if n < max then out[1] = next_due(nil) end
+  return out
+end
+-- ==== cold: what only the other paths need ====
+
 local now_s = ARGV[1]
 local now = tonumber(now_s)
 local max = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
-if redis.call('EXISTS', K_PAUSED) == 1 then
+-- Three keys that usually do not exist, asked about at once: a paused flag, groups with
+-- ready jobs, jobs that ran before. When none does, and nothing below can have made the last
+-- two (no lease recovered, no job promoted, no group given its turn back), neither is looked
+-- up again.
+local rare = redis.call('EXISTS', K_PAUSED, K_GTURNS, K_AGAIN) > 0
+if rare and redis.call('EXISTS', K_PAUSED) == 1 then
   -- Nothing is due for a paused queue (resuming wakes waiters): a due time here would make
   -- idle workers spin on it.
   redis.call('DEL', K_WAKE)
   return { false, false, false }
 end
-recover(now_s, '1000')
-promote(now_s, '1000')
+if recover(now_s, '1000') > 0 then rare = true end
+if promote(now_s, '1000') > 0 then rare = true end
 -- Flow limits: one lookup, all the cost for a queue without them. `take` is what the caller
 -- wants, capped by the room the limits leave (rc, rr: concurrency and rate room, or nil).
 local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h', 'gm', 'gp')
@@ -42,6 +114,7 @@ end
 -- A group rate: the parked groups whose window opened get their turns back first.
 local gr = group_rate(lim)
 if gr then
+  rare = true
   unpark(redis.call('ZRANGEBYSCORE', K_GPARK, '-inf', now_s, 'LIMIT', '0', '1000'))
 end
 -- Groups take turns (kosh_jobs_core::limits#groups): up to `take` jobs, each the head of the
@@ -184,7 +257,7 @@ end
 
 local ms, more
 local gs = nil -- on the groups' path: each job's group, or false
-if redis.call('EXISTS', K_GTURNS) == 0 then
+if not rare or redis.call('EXISTS', K_GTURNS) == 0 then
   -- No group has ready jobs: the first `take` ready jobs, then removed by rank (no member
   -- crosses into Lua twice), and one more, which tells whether any are left (without a ZCARD
   -- after the removal).
@@ -198,7 +271,7 @@ else
   ms, gs, more = take_turns(take, tonumber(lim[4]), gr)
 end
 local n = #ms
-local out = { 'x', false, false, 0, false }
+local out = { 'x', false, false, 0, false, '' }
 local k = 0 -- jobs leased
 local earliest = false -- whether the leases taken end before all others
 if n > 0 then
@@ -228,7 +301,7 @@ if n > 0 then
   -- Only a job that ran before has a `run` entry to count on, or progress it reported; most
   -- batches have none. Those that have leave the `again` set as they are leased.
   local runs, again = {}, {}
-  if redis.call('SCARD', K_AGAIN) > 0 then
+  if rare and redis.call('SCARD', K_AGAIN) > 0 then
     runs = hmget_all(K_RUN, ms)
     for i = 1, n do
       if runs[i] then again[#again + 1] = ms[i] end
@@ -242,38 +315,46 @@ if n > 0 then
   end
   local leases, rn = {}, {}
   local rep = {}
-  local o, l, r = 5, 0, 0
+  local mm = {} -- the members, concatenated into out[6]
+  local o, l, r = 6, 0, 0
+  -- Per job, the loop below builds two strings; what they share is built once: the lease
+  -- entry is member .. lease_tok .. 4 digits, the run entry attempts .. run_mid .. 4 digits
+  -- .. run_end (fewer pieces to concatenate).
+  local lease_tok, run_mid = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s
+  local byte = string.byte
   for i = 1, n do
     local s = specs[i]
     if s then
       local m = ms[i]
       -- Attempts as text too: concatenating a Lua number formats it with sprintf('%.14g').
       local a, a_s = 1, '1'
-      if runs[i] then
-        a = run_fields(runs[i]) + 1
+      local ri = runs[i]
+      if ri then
+        a = run_fields(ri) + 1
         a_s = string.format('%d', a)
       end
       k = k + 1
       local v = 2 * k
-      if spec_has_unique(s) then v = v + 1 end
+      if byte(s, 1) ~= 48 then v = v + 1 end -- spec_has_unique(s)
       local v2 = v % 100
       local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
       leases[l + 1] = le
-      leases[l + 2] = m .. ':' .. tok_s .. hi .. lo
+      leases[l + 2] = m .. lease_tok .. hi .. lo
       l = l + 2
       rn[r + 1] = m
-      rn[r + 2] = a_s .. ',' .. now_s .. ',' .. tok_s .. hi .. lo .. run_end
+      rn[r + 2] = a_s .. run_mid .. hi .. lo .. run_end
       r = r + 2
-      out[o + 1] = m
-      out[o + 2] = s
-      o = o + 2
-      if runs[i] then
+      mm[k] = m
+      out[o + 1] = s
+      o = o + 1
+      if ri then
         rep[#rep + 1] = k
         rep[#rep + 1] = a
         rep[#rep + 1] = pgs[m] or false
       end
     end
   end
+  out[6] = table.concat(mm)
   out[4] = #rep / 3
   for j = 1, #rep do out[o + j] = rep[j] end
   -- Whether these leases end before every other lease of the queue: idle waiters of other
@@ -281,8 +362,10 @@ if n > 0 then
   -- of an earlier one, or a dead worker's job would wait for their next look. With one lease
   -- length for all workers this is only the first lease after none.
   if l > 0 then
-    local first = redis.call('ZRANGE', K_LEASE, '0', '0', 'WITHSCORES')[2]
-    earliest = not first or first == 'inf' or now + lease < tonumber(string.match(first, '^%d+'))
+    -- None ends by then: no lease scored at most le + 0.5 (a started lease is scored its
+    -- deadline + 0.5; the marker +inf). A count, not the first score: a double reply is
+    -- formatted with sprintf.
+    earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
   end
   zadd_leases(leases)
   hset_all(K_RUN, rn)
