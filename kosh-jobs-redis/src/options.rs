@@ -392,7 +392,7 @@ impl RedisOptionsBuilder {
                         "a TLS root certificate needs rediss:// urls".into(),
                     ));
                 }
-                check_root_certs(&pem, "the certificate given to `tls_root_cert_pem`")?;
+                root_store(&pem, "the certificate given to `tls_root_cert_pem`")?;
                 Some(pem)
             }
             (None, Some(path)) => {
@@ -406,7 +406,7 @@ impl RedisOptionsBuilder {
                         "option `ca_file` of the redis url: cannot read `{path}`: {e}"
                     ))
                 })?;
-                check_root_certs(
+                root_store(
                     &pem,
                     &format!("option `ca_file` of the redis url: `{path}`"),
                 )?;
@@ -438,14 +438,9 @@ impl RedisOptionsBuilder {
     }
 }
 
-/// Checks that `pem` holds at least one certificate usable as a trust anchor, so a wrong
-/// file fails here, named by `what`, and not at the first connection with a message that
-/// names nothing.
-fn check_root_certs(pem: &[u8], what: &str) -> Result<(), RedisError> {
-    root_store(pem, what).map(|_| ())
-}
-
-/// The trust anchors in `pem`, for a TLS connection; an error names `what`.
+/// The trust anchors in `pem`, for a TLS connection: at least one certificate usable as a
+/// root, or an error that names `what`. Options check it when built, so a wrong file fails
+/// there and not at the first connection with a message that names nothing.
 pub(crate) fn root_store(pem: &[u8], what: &str) -> Result<rustls::RootCertStore, RedisError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;

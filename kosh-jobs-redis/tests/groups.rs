@@ -13,10 +13,10 @@ use kosh_jobs_core::admin::{Total, TOTAL_BOUND};
 use kosh_jobs_core::limits::{GroupQuery, QueueLimits};
 use kosh_jobs_core::{
     Backend, CancelOutcome, Finish, JobId, JobState, LeasedJob, ListQuery, ManualClock, NewJob,
-    Outcome, ReserveRequest, RetryOutcome,
+    Outcome, RetryOutcome,
 };
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use support::{command_stats, raw_command, unique_prefix, RedisServer};
+use support::{command_stats, raw_command, reserve, unique_prefix, RedisServer};
 
 async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
     RedisBackend::connect_with(
@@ -57,17 +57,6 @@ async fn push(b: &RedisBackend, jobs: Vec<NewJob>) -> Vec<JobId> {
         .into_iter()
         .map(|e| e.id)
         .collect()
-}
-
-async fn reserve(b: &RedisBackend, queue: &str, max: usize) -> Vec<LeasedJob> {
-    b.reserve(&ReserveRequest {
-        queues: vec![queue.into()],
-        worker: "test".into(),
-        max,
-        lease: Duration::from_secs(30),
-    })
-    .await
-    .expect("reserve")
 }
 
 async fn finish(b: &RedisBackend, jobs: &[LeasedJob], outcome: impl Fn() -> Outcome) {

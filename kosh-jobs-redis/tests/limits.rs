@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kosh_jobs_core::limits::{QueueLimits, RateLimit};
-use kosh_jobs_core::{Backend, Finish, LeasedJob, NewJob, Outcome, ReserveRequest};
+use kosh_jobs_core::{Backend, Finish, LeasedJob, NewJob, Outcome};
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use support::{command_stats, raw_command, unique_prefix, RedisServer};
+use support::{command_stats, raw_command, reserve, unique_prefix, RedisServer};
 
 async fn backend(server: &RedisServer, prefix: &str) -> RedisBackend {
     RedisBackend::connect_with(
@@ -29,17 +29,6 @@ async fn push(b: &RedisBackend, queue: &str, n: usize) {
     b.push((0..n).map(|_| NewJob::new("n", queue, "{}", now)).collect())
         .await
         .expect("push");
-}
-
-async fn reserve(b: &RedisBackend, queue: &str, max: usize) -> Vec<LeasedJob> {
-    b.reserve(&ReserveRequest {
-        queues: vec![queue.into()],
-        worker: "test".into(),
-        max,
-        lease: Duration::from_secs(30),
-    })
-    .await
-    .expect("reserve")
 }
 
 async fn finish(b: &RedisBackend, jobs: &[LeasedJob]) {

@@ -48,6 +48,30 @@ local function retain()
   end
 end
 
+-- The plain completions, all with current leases: their `s:completed` entries into co and
+-- their finish times into fin (member, value pairs from index 1), and their unique keys
+-- released (the client puts the leases holding one last). Both paths use it, once a call.
+local function complete_plain(co, fin)
+  local sub = string.sub
+  local argv = ARGV
+  local first_unique = plain - plain_unique + 1
+  for k = 1, plain do
+    local m = sub(argv[7 + k], 1, 16) -- lease_job
+    local j = k + k
+    co[j - 1] = m
+    co[j] = m
+    fin[j - 1] = m
+    fin[j] = now_s
+    if k >= first_unique then
+      local s = redis.call('HGET', K_SPEC, m)
+      if s then
+        local _, _, _, u = spec_fields(s)
+        release_unique(u, m)
+      end
+    end
+  end
+end
+
 -- The usual path: every item a plain completion, no job with a group running and no flow
 -- limits, every lease current (their removal counts them all). What the general path below
 -- does then, with the few definitions it needs: the others come after the cold line (see
@@ -59,25 +83,7 @@ if #ARGV == 7 + plain and redis.call('EXISTS', K_GRUN, K_LIM) == 0 then
   if removed == plain then
     if plain > 0 then
       local co, fin = {}, {}
-      local sub = string.sub
-      local argv = ARGV
-      local first_unique = plain - plain_unique + 1
-      for k = 1, plain do
-        local l = argv[7 + k]
-        local m = sub(l, 1, 16) -- lease_job(l)
-        local j = k + k
-        co[j - 1] = m
-        co[j] = m
-        fin[j - 1] = m
-        fin[j] = now_s
-        if k >= first_unique then -- the client put the leases with a unique key last
-          local s = redis.call('HGET', K_SPEC, m)
-          if s then
-            local _, _, _, u = spec_fields(s)
-            release_unique(u, m)
-          end
-        end
-      end
+      complete_plain(co, fin)
       zadd_all(ks('completed'), co)
       hset_all(K_FIN, fin)
       count_ended('c', plain, ARGV[6], now, minute)
@@ -133,27 +139,11 @@ local nc, nf = 0, 0
 -- left for the general loop.
 local applied, todo = 0, n
 if all_current and o == 0 and not left then
-  -- Every item a plain completion whose lease was current (the usual batch): the loop below
-  -- without what such items never need (no `out` entry, no lookups, no kind).
-  local sub = string.sub
-  local argv = ARGV
-  local first_unique = plain - plain_unique + 1
-  for k = 1, plain do
-    local l = argv[7 + k]
-    local m = sub(l, 1, 16) -- lease_job(l)
-    co[nc + 1] = m
-    co[nc + 2] = m
-    fin[nc + 1] = m
-    fin[nc + 2] = now_s
-    nc = nc + 2
-    if k >= first_unique then -- the client put the leases with a unique key last
-      local s = redis.call('HGET', K_SPEC, m)
-      if s then
-        local _, _, _, u = spec_fields(s)
-        release_unique(u, m)
-      end
-    end
-  end
+  -- Every item a plain completion whose lease was current (the usual batch, in a queue with
+  -- flow limits or a group running): the loop below without what such items never need (no
+  -- `out` entry, no lookups, no kind).
+  complete_plain(co, fin)
+  nc = plain + plain
   applied = n
   todo = 0
 end

@@ -110,8 +110,7 @@ local function holds_unique(l) return string.byte(l, -1) % 2 == 1 end
 -- A spec is '<unique len>,<name len>,<priority>,<max attempts>,<created>,<run_at>|' then
 -- the unique key, the name and the payload; a job with a trace context (layout 7) has
 -- ',<trace len>' before the '|' and the context before the payload. Its first byte is not '0'
--- iff it has a unique key.
-local function spec_has_unique(s) return string.byte(s, 1) ~= 48 end
+-- iff it has a unique key (byte 48): reserve reads that byte inline, per job.
 
 -- The fields of a spec the scripts use: priority, max attempts, run_at (numbers), unique key
 -- (or nil).

@@ -48,7 +48,7 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
         local m = ms[i]
         k = k + 1
         local v = 2 * k
-        if byte(s, 1) ~= 48 then v = v + 1 end -- spec_has_unique(s)
+        if byte(s, 1) ~= 48 then v = v + 1 end -- a unique key (see the spec format in lib.lua)
         local v2 = v % 100
         local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
         leases[l + 1] = le
@@ -335,7 +335,7 @@ if n > 0 then
       end
       k = k + 1
       local v = 2 * k
-      if byte(s, 1) ~= 48 then v = v + 1 end -- spec_has_unique(s)
+      if byte(s, 1) ~= 48 then v = v + 1 end -- a unique key (see the spec format in lib.lua)
       local v2 = v % 100
       local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
       leases[l + 1] = le
