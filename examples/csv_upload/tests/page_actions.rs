@@ -41,6 +41,21 @@ async fn js(b: &Client, script: &str) -> Value {
         .unwrap_or_else(|e| panic!("`{script}`: {e}"))
 }
 
+/// The rendered text of the element at `css`, read in one script call: the page redraws its
+/// table on every update, so an element found by one WebDriver call can be gone (stale) by
+/// the next.
+async fn shown_text(b: &Client, css: &str) -> String {
+    let script = format!(
+        "return document.querySelector({}).innerText",
+        Value::from(css)
+    );
+    js(b, &script)
+        .await
+        .as_str()
+        .unwrap_or_else(|| panic!("no element {css}"))
+        .to_owned()
+}
+
 async fn badge_colour(b: &Client) -> String {
     js(
         b,
@@ -199,13 +214,7 @@ async fn a_user_retries_reimports_and_deletes_from_the_page() {
     assert!(error.len() > 80, "a long error: {error}");
     let bad_row = format!("#imports tr[data-id='{bad}']");
     wait_text(b, &bad_row, "the failed import", |t| t.contains("failed")).await;
-    let summary = b
-        .find(Locator::Css(&format!("{bad_row} details.error summary")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let summary = shown_text(b, &format!("{bad_row} details.error summary")).await;
     assert!(
         summary.chars().count() <= 80 && summary.ends_with('…'),
         "{summary}"
@@ -228,13 +237,7 @@ async fn a_user_retries_reimports_and_deletes_from_the_page() {
     )
     .await;
     assert_eq!(still_open, Value::Bool(true), "open after a redraw");
-    let name = b
-        .find(Locator::Css(&format!("{bad_row} td:nth-child(2)")))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let name = shown_text(b, &format!("{bad_row} td:nth-child(2)")).await;
     assert!(name.starts_with(HOSTILE), "shown as text: {name}");
     assert_eq!(
         b.title().await.unwrap(),
