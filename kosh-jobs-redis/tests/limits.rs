@@ -278,30 +278,31 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&free),
         [
-            "exists 1",          // paused? limits? groups with ready jobs? jobs that ran before?
-            "hmget 1",           // specs
-            "hset 1",            // runs
-            "incr 1",            // token
-            "zadd 1",            // leases
-            "zcount 1",          // leases ending first (is this one the earliest?)
-            "zrange 1",          // ready
-            "zrangebyscore 2",   // expired leases, due scheduled jobs
-            "zremrangebyrank 1", // ready
+            "exists 2",        // paused? limits? groups...? jobs that ran before? ready list left?
+            "hmget 1",         // specs
+            "hset 1",          // runs
+            "incr 1",          // token
+            "lpop 1",          // the ready list's first 10 jobs
+            "zadd 1",          // leases
+            "zcount 1",        // leases ending first (is this one the earliest?)
+            "zrange 2",        // the ready set (empty), the first ready list's score
+            "zrangebyscore 2", // expired leases, due scheduled jobs
         ]
     );
     let limited = cost("lim").await;
     assert_eq!(
         names(&limited),
         [
-            "exists 2", // the usual path's (it has limits), then the general path's
+            "exists 3", // the usual path's (it has limits), the general path's, ready list left?
             "hmget 2",  // limits, specs
             "hset 1",
             "incr 1",
+            "lpop 1",
             "zadd 2",   // leases, starts
             "zcount 3", // running jobs, starts in the window, leases ending first
-            "zrange 1",
+            "zrange 2",
             "zrangebyscore 2",
-            "zremrangebyrank 2", // ready, the start log past its `max`
+            "zremrangebyrank 1", // the start log past its `max`
         ]
     );
 }

@@ -23,6 +23,8 @@ const USAGE: &str = "flags: --jobs N (default 100000), --payload TEXT (default {
 const KEYS: &[&str] = &[
     "spec",
     "ready",
+    "rl:0",
+    "rlp",
     "run",
     "lease",
     "again",

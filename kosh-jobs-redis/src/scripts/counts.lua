@@ -30,6 +30,11 @@ for _, key in ipairs({ K_READY, K_GALL }) do
     lo = '(' .. r[2]
   end
 end
+-- And the head of each ready list (one per priority level, in member order).
+for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '63')) do
+  local h = redis.call('LINDEX', K_RL .. sc, '0')
+  if h then seen(h) end
+end
 if due > 0 then
   local r = redis.call('ZRANGE', K_SCHED, '0', '0', 'WITHSCORES')
   local at = tonumber(r[2])
@@ -39,7 +44,7 @@ local oldest_s = false
 if oldest then oldest_s = string.format('%d', oldest) end
 return {
   redis.call('ZCARD', K_SCHED) - due,
-  redis.call('ZCARD', K_READY) + redis.call('ZCARD', K_GALL) + due,
+  ready_count() + redis.call('ZCARD', K_GALL) + due,
   running,
   redis.call('ZCARD', ks('completed')),
   redis.call('ZCARD', ks('failed')),

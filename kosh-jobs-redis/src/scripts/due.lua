@@ -9,7 +9,7 @@ local lim = redis.call('HMGET', K_LIM, 'c', 'rm', 'rp', 'g', 'h', 'gm', 'gp')
 if not (lim[1] or lim[2] or lim[4] or lim[5] or lim[6]) then return next_due(nil) end
 local now = tonumber(ARGV[1])
 local gr = group_rate(lim)
-local ungrouped = redis.call('ZCARD', K_READY) > 0
+local ungrouped = ready_any()
 local grouped = redis.call('EXISTS', K_GTURNS) == 1
 local parked = gr ~= nil and redis.call('EXISTS', K_GPARK) == 1
 if lim[5] and tonumber(lim[5]) > now then

@@ -16,6 +16,9 @@
 -- (ready, lease, s:<state>), so a state change never writes it twice.
 local B = KEYS[1]
 local K_READY = B .. ':ready'     -- ZSET score -priority: ready jobs, in reserve order
+local K_RLP = B .. ':rlp'         -- ZSET score = member = a ready score that has a list
+local K_RL = B .. ':rl:'          -- LIST per ready score (K_RL .. score): new ready jobs, by
+                                  -- member (see `ready_take`)
 local K_SCHED = B .. ':sched'     -- ZSET score run_at: scheduled jobs
 local K_LEASE = B .. ':lease'     -- ZSET score lease deadline, member '<member>:<token>';
                                   -- deadline + 0.5 once a heartbeat marked the attempt
@@ -237,6 +240,135 @@ local function make_ready(flat)
   ready_grouped(B, by, order, all)
 end
 
+-- Ready jobs without a group are in two places with one order, score (-priority) then member:
+-- a list per score (K_RL .. score; K_RLP holds the scores that have one) for the jobs pushed
+-- ready without a unique key or group on a single server, and the sorted set K_READY for all
+-- others (jobs that ran before, were scheduled, retried, pushed with a unique key or on a
+-- cluster). On a single server a push takes its sequence numbers inside its script, so a
+-- list only ever grows at its end, in member order. A list entry costs some 20 bytes of
+-- memory where a sorted-set entry costs 120, and a tenth of the instructions to add. A job
+-- in a list never ran and has no unique key: `state_of` knows it as the one left over.
+
+-- How many ready jobs without a group there are.
+local function ready_count()
+  local n = redis.call('ZCARD', K_READY)
+  for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '-1')) do
+    n = n + redis.call('LLEN', K_RL .. sc)
+  end
+  return n
+end
+
+-- Whether any ready job without a group exists.
+local function ready_any() return redis.call('EXISTS', K_READY, K_RLP) > 0 end
+
+-- Takes (removes) the first `take` ready jobs without a group. Returns their members, in
+-- order, and whether any is left (take_s: take as a string; a waiter woken for nothing is
+-- a conformance failure, so this is exact). The sorted set's first take + 1 are read at
+-- once; each list is read from its head only while its score is the lowest left.
+local function ready_take(take, take_s)
+  local ms, n = {}, 0
+  local z = redis.call('ZRANGE', K_READY, '0', take_s, 'WITHSCORES')
+  local zn, zi = #z / 2, 1 -- z's pairs, and the next one not taken
+  local left = false -- a list was left with jobs
+  while n < take do
+    local sc = redis.call('ZRANGE', K_RLP, '0', '0')[1]
+    if not sc then break end
+    local nsc = tonumber(sc)
+    while n < take and zi <= zn and tonumber(z[2 * zi]) < nsc do
+      n = n + 1
+      ms[n] = z[2 * zi - 1]
+      zi = zi + 1
+    end
+    if n == take then
+      left = true
+      break
+    end
+    local k = K_RL .. sc
+    local want = take - n
+    if zi > zn then
+      -- Nothing of the sorted set comes before the list's jobs: popped at once.
+      local got = redis.call('LPOP', k, string.format('%d', want)) or {}
+      for i = 1, #got do ms[n + i] = got[i] end
+      n = n + #got
+      if #got == want and redis.call('EXISTS', k) == 1 then
+        left = true
+      else
+        redis.call('ZREM', K_RLP, sc)
+      end
+    else
+      -- Interleaved by member with the sorted set's jobs of the same score; one more than
+      -- wanted tells whether the list empties.
+      local lm = redis.call('LRANGE', k, '0', string.format('%d', want))
+      local li = 1
+      while n < take and li <= #lm do
+        n = n + 1
+        if zi <= zn and tonumber(z[2 * zi]) == nsc and z[2 * zi - 1] < lm[li] then
+          ms[n] = z[2 * zi - 1]
+          zi = zi + 1
+        else
+          ms[n] = lm[li]
+          li = li + 1
+        end
+      end
+      if li > 1 then redis.call('LTRIM', k, string.format('%d', li - 1), '-1') end
+      if li > #lm then
+        redis.call('ZREM', K_RLP, sc)
+      else
+        left = true
+      end
+    end
+  end
+  while n < take and zi <= zn do
+    n = n + 1
+    ms[n] = z[2 * zi - 1]
+    zi = zi + 1
+  end
+  if zi > 1 then redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', zi - 2)) end
+  if left or zi <= zn then return ms, true end
+  return ms, n == take and redis.call('EXISTS', K_RLP) == 1
+end
+
+-- The first ready job without a group: its member and the score of the list that holds it
+-- (false: the sorted set), or false. Scores left without a list are dropped.
+local function ready_first()
+  local z = redis.call('ZRANGE', K_READY, '0', '0', 'WITHSCORES')
+  local sc, h = nil, false
+  while true do
+    sc = redis.call('ZRANGE', K_RLP, '0', '0')[1]
+    if not sc then break end
+    h = redis.call('LINDEX', K_RL .. sc, '0')
+    if h then break end
+    redis.call('ZREM', K_RLP, sc)
+  end
+  if h and z[1] then
+    local zs, ls = tonumber(z[2]), tonumber(sc)
+    if zs < ls or (zs == ls and z[1] < h) then h = false end
+  end
+  if h then return h, sc end
+  return z[1] or false, false
+end
+
+-- Takes the job ready_first gave: member m, from the list of score sc (false: the sorted set).
+local function ready_drop(m, sc)
+  if not sc then
+    redis.call('ZREM', K_READY, m)
+    return
+  end
+  local k = K_RL .. sc
+  redis.call('LPOP', k)
+  if redis.call('EXISTS', k) == 0 then redis.call('ZREM', K_RLP, sc) end
+end
+
+-- Removes ready job m, of ready score sc, from wherever it waits without a group (a list is
+-- searched: an operator's action). Returns whether it was there.
+local function ready_remove(m, sc)
+  if redis.call('ZREM', K_READY, m) == 1 then return true end
+  local k = K_RL .. sc
+  if redis.call('LREM', k, '1', m) == 0 then return false end
+  if redis.call('EXISTS', k) == 0 then redis.call('ZREM', K_RLP, sc) end
+  return true
+end
+
 -- Whether any job with a group is running (only then must a job leaving `running` free its
 -- group's slot, see unrun): one EXISTS.
 local function group_running() return redis.call('EXISTS', K_GRUN) == 1 end
@@ -396,7 +528,7 @@ local function wake_freed(n, made_ready)
     -- A concurrency or a group concurrency limit.
     local lim = redis.call('HMGET', K_LIM, 'c', 'g')
     if lim[1] or lim[2] then
-      local r = redis.call('ZCARD', K_READY)
+      local r = ready_count()
       if lim[2] then r = r + redis.call('ZCARD', K_GALL) end
       if n > r then n = r end
       if n > made_ready then made_ready = n end
@@ -485,6 +617,34 @@ local function next_due(held)
   return a or b or false
 end
 
+-- Appends the ready jobs of a flat (score, member) list, in member order, to the lists of
+-- the queue at `base` (see `ready_take`), noting each list it creates in its `rlp`.
+local function lists_push(base, flat)
+  local by, order = {}, {}
+  for i = 1, #flat, 2 do
+    local sc = flat[i]
+    local l = by[sc]
+    if not l then
+      l = {}
+      by[sc] = l
+      order[#order + 1] = sc
+    end
+    l[#l + 1] = flat[i + 1]
+  end
+  for _, sc in ipairs(order) do
+    local l, k = by[sc], base .. ':rl:' .. sc
+    local i, n = 1, #l
+    while i <= n do
+      local j = math.min(i + CHUNK - 1, n)
+      -- A list as long as what was pushed is new.
+      if redis.call('RPUSH', k, unpack(l, i, j)) == j and i == 1 then
+        redis.call('ZADD', base .. ':rlp', sc, sc)
+      end
+      i = j + 1
+    end
+  end
+end
+
 -- Stores n jobs read from ARGV[a] on, each: [its queue's place in qs, when qs has several,]
 -- spec, ready score (-priority), in the full form also run_at and unique key ('' = none),
 -- and when `grouped` (a full form) also its group ('' = none): a job with a group is kept in
@@ -495,8 +655,10 @@ end
 -- waiters (a new earliest scheduled job wakes them with 's:<origin>'). Returns the next ARGV
 -- index.
 -- `score`: in the plain form for one queue, the ready score of every job when the caller
--- sends it once instead of per job (then each job is its spec alone).
-local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, score)
+-- sends it once instead of per job (then each job is its spec alone). `lists`: the sequence
+-- numbers were taken in this script (a single server), so the plain forms' ready jobs go to
+-- the lists (see `ready_take`).
+local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, score, lists)
   local nq = #bases
   -- Per queue: its base, and the columns and index entries to write (built whole: a table
   -- that grows field by field is rehashed at each power of two).
@@ -611,7 +773,7 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, sco
     local b = q.b
     call_chunked('HSET', b .. ':spec', q.sp, 2, SENT_FIELD)
     if #q.gp > 0 then call_chunked('HSET', b .. ':grp', q.gp, 2, SENT_FIELD) end
-    zadd_all(b .. ':ready', q.rd)
+    if lists and not full then lists_push(b, q.rd) else zadd_all(b .. ':ready', q.rd) end
     ready_grouped(b, q.gby, q.gorder, q.gall)
     wake_queue(b, (#q.rd + #q.gall) / 2)
     if #q.sc > 0 then
@@ -773,6 +935,8 @@ local function state_of(m, t)
   for _, st in ipairs({ 'scheduled', 'completed', 'failed', 'cancelled' }) do
     if redis.call('ZSCORE', ks(st), m) then return st end
   end
+  -- A job that never ran and is in no set is in a ready list (see `ready_take`).
+  if t == '' and redis.call('EXISTS', K_RLP) == 1 then return 'ready' end
   return nil
 end
 
@@ -899,13 +1063,15 @@ local function cancel_job(m, now_s)
   if not st then return { 0 } end
   if st ~= 'ready' and st ~= 'scheduled' and st ~= 'running' then return { 2, st } end
   if st == 'ready' then
-    if redis.call('ZREM', K_READY, m) == 0 then
+    local g = redis.call('HGET', K_GRP, m)
+    if g then
       -- A job with a group (its group's turn goes when reserve finds the group empty).
-      local g = redis.call('HGET', K_GRP, m)
-      if g then redis.call('ZREM', kg(g), m) end
+      redis.call('ZREM', kg(g), m)
       redis.call('ZREM', K_GALL, m)
+    else
+      ready_remove(m, string.format('%d', -spec_fields(s)))
     end
-    if redis.call('ZCARD', K_READY) == 0 and redis.call('ZCARD', K_GALL) == 0 then
+    if not ready_any() and redis.call('ZCARD', K_GALL) == 0 then
       redis.call('DEL', K_WAKE)
     end
   elseif st == 'scheduled' then
@@ -994,7 +1160,7 @@ end
 -- Up to n members of state st past `bound` (a member, inclusive; nil for none), in member
 -- order: ascending when asc, else descending. Scheduled and final states walk their `s:<state>`
 -- index; ready jobs (K_READY, then K_GALL) are ordered by priority, then member, so each
--- priority's run is binary-searched for the bound; running jobs are few (the workers' concurrency): the lease
+-- priority's run is binary-searched for the bound, as is each ready list; running jobs are few (the workers' concurrency): the lease
 -- set is read whole.
 local function walk(st, bound, asc, n)
   local ms = {}
@@ -1032,6 +1198,26 @@ local function walk(st, bound, asc, n)
           end
         end
         lo = '(' .. sc
+      end
+    end
+    -- Then the lists, each in member order: the bound is binary-searched by index.
+    for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '-1')) do
+      local key = K_RL .. sc
+      local stop = redis.call('LLEN', key)
+      local a, b = 0, stop
+      if bound then
+        while a < b do
+          local mid = math.floor((a + b) / 2)
+          local x = redis.call('LINDEX', key, mid)
+          if x < bound or (not asc and x == bound) then a = mid + 1 else b = mid end
+        end
+      elseif not asc then
+        a = stop
+      end
+      local from, last = a, math.min(a + n, stop) - 1
+      if not asc then from, last = math.max(a - n, 0), a - 1 end
+      if from <= last then
+        for _, m in ipairs(redis.call('LRANGE', key, from, last)) do ms[#ms + 1] = m end
       end
     end
   elseif st == 'running' then

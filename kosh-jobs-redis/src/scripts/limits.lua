@@ -67,5 +67,5 @@ if hold then
   f[#f + 1] = hold
 end
 if #f > 0 then redis.call('HSET', K_LIM, unpack(f)) end
-wake(redis.call('ZCARD', K_READY) + redis.call('ZCARD', K_GALL))
+wake(ready_count() + redis.call('ZCARD', K_GALL))
 return set

@@ -4,6 +4,6 @@ if ARGV[1] == '1' then
   return 1
 end
 redis.call('DEL', K_PAUSED)
-wake(redis.call('ZCARD', K_READY) + redis.call('ZCARD', K_GALL))
+wake(ready_count() + redis.call('ZCARD', K_GALL))
 if redis.call('ZCARD', K_SCHED) > 0 then wake(1) end
 return 0

@@ -21,9 +21,12 @@ local bases = { KEYS[1] }
 for q = 2, tonumber(ARGV[5]) do bases[q] = KEYS[q + 2] end
 local out = { base + 1 }
 local form = ARGV[6]
+-- Numbers taken here follow every job already pushed: the plain forms append to the lists.
+local lists = ARGV[3] == ''
 if form == 'u' then
-  push_jobs(bases, n, base, false, false, 8, tonumber(ARGV[1]), ARGV[2], out, ARGV[7])
+  push_jobs(bases, n, base, false, false, 8, tonumber(ARGV[1]), ARGV[2], out, ARGV[7], lists)
 else
-  push_jobs(bases, n, base, form ~= 'p', form == 'g', 7, tonumber(ARGV[1]), ARGV[2], out)
+  push_jobs(bases, n, base, form ~= 'p', form == 'g', 7, tonumber(ARGV[1]), ARGV[2], out, nil,
+    lists)
 end
 return out

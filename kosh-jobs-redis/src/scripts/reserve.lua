@@ -22,15 +22,11 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
   and not redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', ARGV[1], 'LIMIT', '0', '1')[1] then
   local now_s, max_s, w_s = ARGV[1], ARGV[2], ARGV[5]
   local now, max, lease = tonumber(now_s), tonumber(max_s), tonumber(ARGV[3])
-  -- The first `max` ready jobs and one more (see the general path).
-  local ms = redis.call('ZRANGE', K_READY, '0', max_s)
-  local more = #ms > max
-  if more then ms[max + 1] = nil end
+  local ms, more = ready_take(max, max_s)
   local n = #ms
   local out = { 'x', false, false, 0, false, '' }
   local earliest = false
   if n > 0 then
-    redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', n - 1))
     local tok = redis.call('INCR', B .. ':tok')
     out[3] = tok
     local tok_s = string.format('%d', tok)
@@ -138,6 +134,7 @@ local function take_turns(take, cap, gr)
   local running = {}  -- group -> its running jobs, with those taken here (only with a cap)
   local cand = nil    -- the next group's { group, turn, head }; false: none; nil: look
   local uhead = nil   -- the head of the jobs without a group; false: none; nil: look
+  local usc = false   -- the score of the list that holds uhead (false: the sorted set)
   local grouped = {}  -- the members taken from groups, to leave K_GALL
   local started = {}  -- group -> jobs taken here (only with a group rate)
   local function look()
@@ -177,7 +174,7 @@ local function take_turns(take, cap, gr)
   end
   while #ms < take do
     if cand == nil then look() end
-    if uhead == nil then uhead = redis.call('ZRANGE', K_READY, '0', '0')[1] or false end
+    if uhead == nil then uhead, usc = ready_first() end
     if not cand and not uhead then break end
     nt = nt + 1
     if cand and (not uhead or cand[2] < ut) then
@@ -192,7 +189,7 @@ local function take_turns(take, cap, gr)
       if gr then started[g] = (started[g] or 0) + 1 end
       cand = nil
     else
-      redis.call('ZREM', K_READY, uhead)
+      ready_drop(uhead, usc)
       ms[#ms + 1] = uhead
       gs[#gs + 1] = false
       ut = nt
@@ -206,7 +203,7 @@ local function take_turns(take, cap, gr)
   local more = #ms == take
   if more and (cap or gr) then
     if cand == nil then look() end
-    if uhead == nil then uhead = redis.call('ZRANGE', K_READY, '0', '0')[1] or false end
+    if uhead == nil then uhead = ready_first() end
     more = (cand or uhead) and true or false
   end
   return ms, gs, more
@@ -258,15 +255,8 @@ end
 local ms, more
 local gs = nil -- on the groups' path: each job's group, or false
 if not rare or redis.call('EXISTS', K_GTURNS) == 0 then
-  -- No group has ready jobs: the first `take` ready jobs, then removed by rank (no member
-  -- crosses into Lua twice), and one more, which tells whether any are left (without a ZCARD
-  -- after the removal).
-  ms = redis.call('ZRANGE', K_READY, '0', take_s)
-  more = #ms > take
-  if more then ms[take + 1] = nil end
-  if #ms > 0 then
-    redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', #ms - 1))
-  end
+  -- No group has ready jobs: the first `take` ready jobs.
+  ms, more = ready_take(take, take_s)
 else
   ms, gs, more = take_turns(take, tonumber(lim[4]), gr)
 end

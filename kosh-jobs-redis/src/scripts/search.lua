@@ -40,7 +40,7 @@ if mode == 'i' then
     local total = 0
     for _, st in ipairs(states) do
       if st == 'ready' then
-        total = total + redis.call('ZCARD', K_READY) + redis.call('ZCARD', K_GALL)
+        total = total + ready_count() + redis.call('ZCARD', K_GALL)
       elseif st == 'running' then
         total = total + redis.call('ZCARD', K_LEASE)
         if redis.call('ZSCORE', K_LEASE, SENT) then total = total - 1 end
