@@ -320,7 +320,7 @@ mod tests {
             assert!(!s.code().contains("local function record("), "{}", s.name());
         }
         // The two-digit table is only for scripts that write members or tokens.
-        assert!(super::PUSH.code().contains("local P2 = {"));
-        assert!(!super::COUNTS.code().contains("local P2 = {"));
+        assert!(super::PUSH.code().contains("local function p2("));
+        assert!(!super::COUNTS.code().contains("local function p2("));
     }
 }

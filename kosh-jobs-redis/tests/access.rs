@@ -111,22 +111,22 @@ async fn an_acl_without_evalsha_is_permission_denied_on_the_operation() {
 async fn an_acl_refusal_inside_a_script_or_on_a_key_is_permission_denied() {
     let server = RedisServer::start(&[]);
     let port = server.port;
-    // May run scripts, but the scripts may not add to sorted sets.
+    // May run scripts, but the scripts may not write hash fields (a push stores its spec).
     let ok = raw_command(
         port,
         None,
         &[
-            "ACL", "SETUSER", "nozadd", "on", ">nz-Pw", "~*", "&*", "+@all", "-zadd",
+            "ACL", "SETUSER", "nohset", "on", ">nh-Pw", "~*", "&*", "+@all", "-hset",
         ],
     );
     assert_eq!(ok, "+OK");
     let b = RedisBackend::connect(&format!(
-        "redis://nozadd:nz-Pw@127.0.0.1:{port}?prefix={}",
+        "redis://nohset:nh-Pw@127.0.0.1:{port}?prefix={}",
         unique_prefix("acl")
     ))
     .await
     .expect("connect");
-    let e = b.push(vec![job()]).await.expect_err("ZADD is forbidden");
+    let e = b.push(vec![job()]).await.expect_err("HSET is forbidden");
     assert!(
         matches!(e, BackendError::PermissionDenied(_)),
         "{}",

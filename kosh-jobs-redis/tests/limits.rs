@@ -278,14 +278,15 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&free),
         [
-            "exists 2",        // paused? limits? groups...? jobs that ran before? ready list left?
+            // Paused? Limits? Groups with ready jobs? Jobs that ran before? Ready jobs other
+            // than those of the default list? Then: is that list left with jobs?
+            "exists 2",
             "hmget 1",         // specs
             "hset 1",          // runs
             "incr 1",          // token
-            "lpop 1",          // the ready list's first 10 jobs
+            "lpop 1",          // the default ready list's first 10 jobs
             "zadd 1",          // leases
             "zcount 1",        // leases ending first (is this one the earliest?)
-            "zrange 2",        // the ready set (empty), the first ready list's score
             "zrangebyscore 2", // expired leases, due scheduled jobs
         ]
     );
@@ -293,8 +294,9 @@ async fn what_a_reserve_costs_with_and_without_limits() {
     assert_eq!(
         names(&limited),
         [
-            "exists 3", // the usual path's (it has limits), the general path's, ready list left?
-            "hmget 2",  // limits, specs
+            // The usual path's two (it has limits), the general path's, ready list left?
+            "exists 4",
+            "hmget 2", // limits, specs
             "hset 1",
             "incr 1",
             "lpop 1",

@@ -31,7 +31,7 @@ for _, key in ipairs({ K_READY, K_GALL }) do
   end
 end
 -- And the head of each ready list (one per priority level, in member order).
-for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '63')) do
+for _, sc in ipairs(list_scores()) do
   local h = redis.call('LINDEX', K_RL .. sc, '0')
   if h then seen(h) end
 end

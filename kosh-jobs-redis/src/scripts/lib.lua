@@ -16,9 +16,10 @@
 -- (ready, lease, s:<state>), so a state change never writes it twice.
 local B = KEYS[1]
 local K_READY = B .. ':ready'     -- ZSET score -priority: ready jobs, in reserve order
-local K_RLP = B .. ':rlp'         -- ZSET score = member = a ready score that has a list
 local K_RL = B .. ':rl:'          -- LIST per ready score (K_RL .. score): new ready jobs, by
                                   -- member (see `ready_take`)
+local K_RL0 = B .. ':rl:0'        -- LIST the ready list of score 0, the default priority
+local K_RLP = B .. ':rlp'         -- ZSET score = member: the other scores that have a list
 local K_SCHED = B .. ':sched'     -- ZSET score run_at: scheduled jobs
 local K_LEASE = B .. ':lease'     -- ZSET score lease deadline, member '<member>:<token>';
                                   -- deadline + 0.5 once a heartbeat marked the attempt
@@ -79,20 +80,36 @@ local WAKE_MAX = 64
 -- are searched linearly, which makes a batch of 64 lookups in a set of 128 quadratic.
 local SENT = '~kosh-jobs: keeps this key in the hash-table encoding; not a job, never read'
 
--- '00' to '99', at P2[x + 1]: members and lease tokens are written with these, since a
--- string.format call costs about as much as a Redis command (some 2,500 instructions).
-local P2 = {
-  '00', '01', '02', '03', '04', '05', '06', '07', '08', '09',
-  '10', '11', '12', '13', '14', '15', '16', '17', '18', '19',
-  '20', '21', '22', '23', '24', '25', '26', '27', '28', '29',
-  '30', '31', '32', '33', '34', '35', '36', '37', '38', '39',
-  '40', '41', '42', '43', '44', '45', '46', '47', '48', '49',
-  '50', '51', '52', '53', '54', '55', '56', '57', '58', '59',
-  '60', '61', '62', '63', '64', '65', '66', '67', '68', '69',
-  '70', '71', '72', '73', '74', '75', '76', '77', '78', '79',
-  '80', '81', '82', '83', '84', '85', '86', '87', '88', '89',
-  '90', '91', '92', '93', '94', '95', '96', '97', '98', '99',
-}
+-- '00' to '99' in one string, a constant made when the script is compiled: the digits of x
+-- are string.sub(D2, 2x + 1, 2x + 2).
+local D2 = '00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899'
+
+-- The four digits of v (0 to 9999), cut from D2.
+local function four(v)
+  local sub, lo = string.sub, v % 100
+  local hi = (v - lo) / 100
+  return sub(D2, 2 * hi + 1, 2 * hi + 2) .. sub(D2, 2 * lo + 1, 2 * lo + 2)
+end
+
+-- Members and lease tokens are written from digits, since a string.format call costs about
+-- as much as a Redis command (some 2,500 instructions). A call that writes more than FEW
+-- indexes a table of '00' to '99' (at t[x + 1]), quicker than cutting D2 (`four`), but the
+-- table costs some 12,000 instructions to make: a call that writes a few cuts D2 instead.
+local FEW = 8
+local function p2()
+  return {
+    '00', '01', '02', '03', '04', '05', '06', '07', '08', '09',
+    '10', '11', '12', '13', '14', '15', '16', '17', '18', '19',
+    '20', '21', '22', '23', '24', '25', '26', '27', '28', '29',
+    '30', '31', '32', '33', '34', '35', '36', '37', '38', '39',
+    '40', '41', '42', '43', '44', '45', '46', '47', '48', '49',
+    '50', '51', '52', '53', '54', '55', '56', '57', '58', '59',
+    '60', '61', '62', '63', '64', '65', '66', '67', '68', '69',
+    '70', '71', '72', '73', '74', '75', '76', '77', '78', '79',
+    '80', '81', '82', '83', '84', '85', '86', '87', '88', '89',
+    '90', '91', '92', '93', '94', '95', '96', '97', '98', '99',
+  }
+end
 
 local function ks(st) return B .. ':s:' .. st end   -- ZSET score = member: a state's jobs
 local function kt(st) return B .. ':t:' .. st end   -- ZSET score = finished_at: failed, cancelled
@@ -241,25 +258,44 @@ local function make_ready(flat)
 end
 
 -- Ready jobs without a group are in two places with one order, score (-priority) then member:
--- a list per score (K_RL .. score; K_RLP holds the scores that have one) for the jobs pushed
--- ready without a unique key or group on a single server, and the sorted set K_READY for all
--- others (jobs that ran before, were scheduled, retried, pushed with a unique key or on a
--- cluster). On a single server a push takes its sequence numbers inside its script, so a
--- list only ever grows at its end, in member order. A list entry costs some 20 bytes of
--- memory where a sorted-set entry costs 120, and a tenth of the instructions to add. A job
--- in a list never ran and has no unique key: `state_of` knows it as the one left over.
+-- a list per score (K_RL .. score) for the jobs pushed ready without a unique key or group on
+-- a single server, and the sorted set K_READY for all others (jobs that ran before, were
+-- scheduled, retried, pushed with a unique key or on a cluster). On a single server a push
+-- takes its sequence numbers inside its script, so a list only ever grows at its end, in
+-- member order. A list entry costs some 20 bytes of memory where a sorted-set entry costs
+-- 120, and a tenth of the instructions to add. A job in a list never ran and has no unique
+-- key: `state_of` knows it as the one left over. K_RLP notes the scores other than 0 that
+-- have a list, exactly; the list of score 0 (K_RL0, the default priority) is never noted, so
+-- the usual queue's pushes and leases touch nothing but its list.
+
+-- The scores that may have a ready list, in order: those of K_RLP, and '0'.
+local function list_scores()
+  local out, zero = {}, false
+  for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '-1')) do
+    if not zero and tonumber(sc) > 0 then
+      out[#out + 1] = '0'
+      zero = true
+    end
+    out[#out + 1] = sc
+  end
+  if not zero then out[#out + 1] = '0' end
+  return out
+end
+
+-- After jobs left the list of score sc: forgets the score if its list is gone.
+local function list_left(sc, k)
+  if sc ~= '0' and redis.call('EXISTS', k) == 0 then redis.call('ZREM', K_RLP, sc) end
+end
 
 -- How many ready jobs without a group there are.
 local function ready_count()
   local n = redis.call('ZCARD', K_READY)
-  for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '-1')) do
-    n = n + redis.call('LLEN', K_RL .. sc)
-  end
+  for _, sc in ipairs(list_scores()) do n = n + redis.call('LLEN', K_RL .. sc) end
   return n
 end
 
 -- Whether any ready job without a group exists.
-local function ready_any() return redis.call('EXISTS', K_READY, K_RLP) > 0 end
+local function ready_any() return redis.call('EXISTS', K_READY, K_RLP, K_RL0) > 0 end
 
 -- Takes (removes) the first `take` ready jobs without a group. Returns their members, in
 -- order, and whether any is left (take_s: take as a string; a waiter woken for nothing is
@@ -269,32 +305,25 @@ local function ready_take(take, take_s)
   local ms, n = {}, 0
   local z = redis.call('ZRANGE', K_READY, '0', take_s, 'WITHSCORES')
   local zn, zi = #z / 2, 1 -- z's pairs, and the next one not taken
-  local left = false -- a list was left with jobs
-  while n < take do
-    local sc = redis.call('ZRANGE', K_RLP, '0', '0')[1]
-    if not sc then break end
+  local scs = list_scores()
+  local si = 1 -- the next list to read
+  local left = false -- the list at si still has jobs
+  while n < take and si <= #scs do
+    local sc = scs[si]
     local nsc = tonumber(sc)
     while n < take and zi <= zn and tonumber(z[2 * zi]) < nsc do
       n = n + 1
       ms[n] = z[2 * zi - 1]
       zi = zi + 1
     end
-    if n == take then
-      left = true
-      break
-    end
-    local k = K_RL .. sc
-    local want = take - n
+    if n == take then break end
+    local k, want = K_RL .. sc, take - n
     if zi > zn then
       -- Nothing of the sorted set comes before the list's jobs: popped at once.
       local got = redis.call('LPOP', k, string.format('%d', want)) or {}
       for i = 1, #got do ms[n + i] = got[i] end
       n = n + #got
-      if #got == want and redis.call('EXISTS', k) == 1 then
-        left = true
-      else
-        redis.call('ZREM', K_RLP, sc)
-      end
+      left = #got == want and redis.call('EXISTS', k) == 1
     else
       -- Interleaved by member with the sorted set's jobs of the same score; one more than
       -- wanted tells whether the list empties.
@@ -311,12 +340,11 @@ local function ready_take(take, take_s)
         end
       end
       if li > 1 then redis.call('LTRIM', k, string.format('%d', li - 1), '-1') end
-      if li > #lm then
-        redis.call('ZREM', K_RLP, sc)
-      else
-        left = true
-      end
+      left = li <= #lm
     end
+    if left then break end
+    if sc ~= '0' then redis.call('ZREM', K_RLP, sc) end
+    si = si + 1
   end
   while n < take and zi <= zn do
     n = n + 1
@@ -325,26 +353,34 @@ local function ready_take(take, take_s)
   end
   if zi > 1 then redis.call('ZREMRANGEBYRANK', K_READY, '0', string.format('%d', zi - 2)) end
   if left or zi <= zn then return ms, true end
-  return ms, n == take and redis.call('EXISTS', K_RLP) == 1
+  -- The lists not read: those of K_RLP have jobs, the default one is asked.
+  for i = si, #scs do
+    if scs[i] ~= '0' or redis.call('EXISTS', K_RL0) == 1 then return ms, true end
+  end
+  return ms, false
+end
+
+-- ready_take for a queue whose only ready jobs may be those of the default list (no sorted
+-- set, no other list: the reserve's usual path asked).
+local function ready_take0(take_s)
+  local got = redis.call('LPOP', K_RL0, take_s) or {}
+  return got, #got == tonumber(take_s) and redis.call('EXISTS', K_RL0) == 1
 end
 
 -- The first ready job without a group: its member and the score of the list that holds it
--- (false: the sorted set), or false. Scores left without a list are dropped.
+-- (false: the sorted set), or false.
 local function ready_first()
   local z = redis.call('ZRANGE', K_READY, '0', '0', 'WITHSCORES')
-  local sc, h = nil, false
-  while true do
-    sc = redis.call('ZRANGE', K_RLP, '0', '0')[1]
-    if not sc then break end
-    h = redis.call('LINDEX', K_RL .. sc, '0')
-    if h then break end
-    redis.call('ZREM', K_RLP, sc)
+  local zs = z[1] and tonumber(z[2])
+  for _, sc in ipairs(list_scores()) do
+    local ls = tonumber(sc)
+    if zs and zs < ls then break end
+    local h = redis.call('LINDEX', K_RL .. sc, '0')
+    if h then
+      if zs and zs == ls and z[1] < h then break end
+      return h, sc
+    end
   end
-  if h and z[1] then
-    local zs, ls = tonumber(z[2]), tonumber(sc)
-    if zs < ls or (zs == ls and z[1] < h) then h = false end
-  end
-  if h then return h, sc end
   return z[1] or false, false
 end
 
@@ -356,7 +392,7 @@ local function ready_drop(m, sc)
   end
   local k = K_RL .. sc
   redis.call('LPOP', k)
-  if redis.call('EXISTS', k) == 0 then redis.call('ZREM', K_RLP, sc) end
+  list_left(sc, k)
 end
 
 -- Removes ready job m, of ready score sc, from wherever it waits without a group (a list is
@@ -365,7 +401,7 @@ local function ready_remove(m, sc)
   if redis.call('ZREM', K_READY, m) == 1 then return true end
   local k = K_RL .. sc
   if redis.call('LREM', k, '1', m) == 0 then return false end
-  if redis.call('EXISTS', k) == 0 then redis.call('ZREM', K_RLP, sc) end
+  list_left(sc, k)
   return true
 end
 
@@ -617,8 +653,22 @@ local function next_due(held)
   return a or b or false
 end
 
--- Appends the ready jobs of a flat (score, member) list, in member order, to the lists of
--- the queue at `base` (see `ready_take`), noting each list it creates in its `rlp`.
+-- Appends members l (in member order) to the ready list of score sc of the queue at `base`
+-- (see `ready_take`), noting a list it creates in the queue's `rlp` (but the default one).
+local function list_push(base, sc, l)
+  local k = base .. ':rl:' .. sc
+  local i, n = 1, #l
+  while i <= n do
+    local j = math.min(i + CHUNK - 1, n)
+    -- A list as long as what was pushed is new.
+    if redis.call('RPUSH', k, unpack(l, i, j)) == j and i == 1 and sc ~= '0' then
+      redis.call('ZADD', base .. ':rlp', sc, sc)
+    end
+    i = j + 1
+  end
+end
+
+-- list_push for the ready jobs of a flat (score, member) list, in member order.
 local function lists_push(base, flat)
   local by, order = {}, {}
   for i = 1, #flat, 2 do
@@ -631,18 +681,7 @@ local function lists_push(base, flat)
     end
     l[#l + 1] = flat[i + 1]
   end
-  for _, sc in ipairs(order) do
-    local l, k = by[sc], base .. ':rl:' .. sc
-    local i, n = 1, #l
-    while i <= n do
-      local j = math.min(i + CHUNK - 1, n)
-      -- A list as long as what was pushed is new.
-      if redis.call('RPUSH', k, unpack(l, i, j)) == j and i == 1 then
-        redis.call('ZADD', base .. ':rlp', sc, sc)
-      end
-      i = j + 1
-    end
-  end
+  for _, sc in ipairs(order) do list_push(base, sc, by[sc]) end
 end
 
 -- Stores n jobs read from ARGV[a] on, each: [its queue's place in qs, when qs has several,]
@@ -664,24 +703,27 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, sco
   -- that grows field by field is rehashed at each power of two).
   local qs = {}
   for q = 1, nq do
-    qs[q] = { b = bases[q], sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil,
+    qs[q] = { b = bases[q], sp = {}, rd = {}, sc = {}, sci = {}, earliest = nil, one = false,
       gp = {}, gby = {}, gorder = {}, gall = {} }
   end
   local taken = {} -- unique key -> job ref, for keys taken earlier in this batch
-  -- Members are '%016d' of base + i: 12 digits that change rarely, then 4 from P2.
+  -- Members are '%016d' of base + i: 12 digits that change rarely, then 4 (see `p2`).
   local lo = (base + 1) % 10000
   local hi = (base + 1 - lo) / 10000
   local hi_s = string.format('%012d', hi)
+  local P2 = n > FEW and p2()
   local from = 1 -- the first job for the general loop below
   if nq == 1 and not full then
     -- The plain form for one queue (the usual batch): the general loop's work for it, with
     -- positions counted instead of taken with `#` (a search of the table each time).
     local sp, rd, argv = qs[1].sp, qs[1].rd, ARGV
-    -- Per job: spec and score, or the spec alone with one score for all.
+    -- Per job: spec and score, or the spec alone with one score for all. With one score
+    -- for the lists, rd gets the members alone (`one`: that list's score).
     local step = score and 1 or 2
+    local one = lists and score
     for i = 1, n do
       local lo2 = lo % 100
-      local m = hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1]
+      local m = P2 and hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1] or hi_s .. four(lo)
       lo = lo + 1
       if lo == 10000 then
         lo = 0
@@ -691,10 +733,15 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, sco
       local j = i + i
       sp[j - 1] = m
       sp[j] = argv[a]
-      rd[j - 1] = score or argv[a + 1]
-      rd[j] = m
+      if one then
+        rd[i] = m
+      else
+        rd[j - 1] = score or argv[a + 1]
+        rd[j] = m
+      end
       a = a + step
     end
+    qs[1].one = one
     from = n + 1
   end
   for i = from, n do
@@ -704,7 +751,7 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, sco
       a = a + 1
     end
     local lo2 = lo % 100
-    local m = hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1]
+    local m = P2 and hi_s .. P2[(lo - lo2) / 100 + 1] .. P2[lo2 + 1] or hi_s .. four(lo)
     lo = lo + 1
     if lo == 10000 then
       lo = 0
@@ -773,9 +820,17 @@ local function push_jobs(bases, n, base, full, grouped, a, now, origin, out, sco
     local b = q.b
     call_chunked('HSET', b .. ':spec', q.sp, 2, SENT_FIELD)
     if #q.gp > 0 then call_chunked('HSET', b .. ':grp', q.gp, 2, SENT_FIELD) end
-    if lists and not full then lists_push(b, q.rd) else zadd_all(b .. ':ready', q.rd) end
+    local nr = #q.rd / 2
+    if q.one then
+      list_push(b, q.one, q.rd)
+      nr = #q.rd
+    elseif lists and not full then
+      lists_push(b, q.rd)
+    else
+      zadd_all(b .. ':ready', q.rd)
+    end
     ready_grouped(b, q.gby, q.gorder, q.gall)
-    wake_queue(b, (#q.rd + #q.gall) / 2)
+    wake_queue(b, nr + #q.gall / 2)
     if #q.sc > 0 then
       local before = redis.call('ZRANGE', b .. ':sched', '0', '0', 'WITHSCORES')[2]
       zadd_all(b .. ':sched', q.sc)
@@ -936,7 +991,7 @@ local function state_of(m, t)
     if redis.call('ZSCORE', ks(st), m) then return st end
   end
   -- A job that never ran and is in no set is in a ready list (see `ready_take`).
-  if t == '' and redis.call('EXISTS', K_RLP) == 1 then return 'ready' end
+  if t == '' and redis.call('EXISTS', K_RL0, K_RLP) > 0 then return 'ready' end
   return nil
 end
 
@@ -1201,7 +1256,7 @@ local function walk(st, bound, asc, n)
       end
     end
     -- Then the lists, each in member order: the bound is binary-searched by index.
-    for _, sc in ipairs(redis.call('ZRANGE', K_RLP, '0', '-1')) do
+    for _, sc in ipairs(list_scores()) do
       local key = K_RL .. sc
       local stop = redis.call('LLEN', key)
       local a, b = 0, stop

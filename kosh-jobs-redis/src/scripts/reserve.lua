@@ -16,13 +16,21 @@
 -- a worker whose number the client knows. What the general path below does then, with the
 -- few definitions it needs: the others come after the cold line (see scripts.rs), and a call
 -- that returns here never creates them (each costs every call that runs its definition).
--- Otherwise nothing was written and the general path decides, asking again.
-if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) == 0
+-- Otherwise nothing was written and the general path decides, asking again. The first
+-- `EXISTS` also asks whether any ready job is elsewhere than in the default list (see
+-- `ready_take`): usually not, and then that list is all there is to read.
+local only0 = redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN, K_READY, K_RLP) == 0
+if ARGV[5] ~= '' and (only0 or redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) == 0)
   and not redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', ARGV[1] .. '.5', 'LIMIT', '0', '1')[1]
   and not redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', ARGV[1], 'LIMIT', '0', '1')[1] then
   local now_s, max_s, w_s = ARGV[1], ARGV[2], ARGV[5]
   local now, max, lease = tonumber(now_s), tonumber(max_s), tonumber(ARGV[3])
-  local ms, more = ready_take(max, max_s)
+  local ms, more
+  if only0 then
+    ms, more = ready_take0(max_s)
+  else
+    ms, more = ready_take(max, max_s)
+  end
   local n = #ms
   local out = { 'x', false, false, 0, false, '' }
   local earliest = false
@@ -38,6 +46,7 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
     local o, l, k = 6, 0, 0
     local lease_tok, run_mid, run_end = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s, ',' .. w_s
     local byte = string.byte
+    local P2 = n > FEW and p2()
     for i = 1, n do
       local s = specs[i]
       if s then
@@ -46,11 +55,11 @@ if ARGV[5] ~= '' and redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K_AGAIN) ==
         local v = 2 * k
         if byte(s, 1) ~= 48 then v = v + 1 end -- a unique key (see the spec format in lib.lua)
         local v2 = v % 100
-        local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
+        local d = P2 and P2[(v - v2) / 100 + 1] .. P2[v2 + 1] or four(v)
         leases[l + 1] = le
-        leases[l + 2] = m .. lease_tok .. hi .. lo
+        leases[l + 2] = m .. lease_tok .. d
         rn[l + 1] = m
-        rn[l + 2] = '1' .. run_mid .. hi .. lo .. run_end
+        rn[l + 2] = '1' .. run_mid .. d .. run_end
         l = l + 2
         mm[k] = m
         out[o + 1] = s
@@ -312,6 +321,7 @@ if n > 0 then
   -- .. run_end (fewer pieces to concatenate).
   local lease_tok, run_mid = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s
   local byte = string.byte
+  local P2 = n > FEW and p2()
   for i = 1, n do
     local s = specs[i]
     if s then
@@ -327,12 +337,12 @@ if n > 0 then
       local v = 2 * k
       if byte(s, 1) ~= 48 then v = v + 1 end -- a unique key (see the spec format in lib.lua)
       local v2 = v % 100
-      local hi, lo = P2[(v - v2) / 100 + 1], P2[v2 + 1]
+      local d = P2 and P2[(v - v2) / 100 + 1] .. P2[v2 + 1] or four(v)
       leases[l + 1] = le
-      leases[l + 2] = m .. lease_tok .. hi .. lo
+      leases[l + 2] = m .. lease_tok .. d
       l = l + 2
       rn[r + 1] = m
-      rn[r + 2] = a_s .. run_mid .. hi .. lo .. run_end
+      rn[r + 2] = a_s .. run_mid .. d .. run_end
       r = r + 2
       mm[k] = m
       out[o + 1] = s
