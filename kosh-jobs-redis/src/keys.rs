@@ -25,7 +25,7 @@
 //! | `{prefix:queue}:tpm` | zset | the minutes `tp` holds (score = member = minute start), to drop old ones |
 //! | `{prefix:queue}:ready` | zset | ready jobs without a group but those in the ready lists, score `-priority`, ties by member (= enqueue order) |
 //! | `{prefix:queue}:rl:<score>` | list | new jobs pushed ready (plain forms, single server) of ready score `<score>` (`-priority`), in member order; merged with `ready` by score, then member |
-//! | `{prefix:queue}:rlp` | zset | the scores that have a ready list (score = member = the score) |
+//! | `{prefix:queue}:rlp` | zset | the scores other than 0 that have a ready list (score = member = the score); `rl:0`, the default priority's, is never noted |
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query); the deadline + 0.5 once a heartbeat marked the attempt started |
 //! | `{prefix:queue}:uns` | hash | member → how many of its leases expired before the attempt started (given back, at most `MAX_UNSTARTED_EXPIRIES`); only jobs that had one |
