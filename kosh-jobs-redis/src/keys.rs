@@ -17,7 +17,7 @@
 //! | `{prefix}:limited` | set | the queues that have (or recently had) flow limits or a hold, for `queue_flows` |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
 //! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`) |
-//! | `{prefix:queue}:fin` | hash | member → `finished_at`, in a final state |
+//! | `{prefix:queue}:fin` | hash | member → `finished_at`, failed or cancelled (completed: in its `s:completed` entry; before layout 8, here too) |
 //! | `{prefix:queue}:res`, `:err`, `:pg`, `:ra` | hash | member → result, attempt errors, progress, run_at moved by a retry or a promote |
 //! | `{prefix:queue}:hist` | hash | member → its ended attempts but a completed one, `attempt,worker,started_at,duration_ms,code;` each, the latest 25 (errors pair with `err` from the end) |
 //! | `{prefix:queue}:wid` | hash | the queue's worker numbers: `n:<worker id>` → number, number → worker id, `n` → the last number given |
@@ -29,7 +29,7 @@
 //! | `{prefix:queue}:sched` | zset | scheduled jobs by `run_at` |
 //! | `{prefix:queue}:lease` | zset | running jobs by lease deadline (recovery is one range query); the deadline + 0.5 once a heartbeat marked the attempt started |
 //! | `{prefix:queue}:uns` | hash | member → how many of its leases expired before the attempt started (given back, at most `MAX_UNSTARTED_EXPIRIES`); only jobs that had one |
-//! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts) |
+//! | `{prefix:queue}:s:<state>` | zset | every job of a state, score = sequence (listing, counts); member = the job's member, but in `s:completed` `<member>:<finished_at>` (layout 8) |
 //! | `{prefix:queue}:t:<state>` | zset | final states by `finished_at` (purge, retention) |
 //! | `{prefix}:uniq` (cluster: `{prefix:queue}:uniq`) | hash | unique key → job ref of the live job holding it |
 //! | `{prefix:queue}:again` | set | waiting jobs that ran before (only these have a `run` entry reserve must read) |
@@ -100,8 +100,10 @@ use kosh_jobs_core::JobId;
 // Layout 8 keeps the jobs pushed ready without a unique key or group on a single server in
 // lists per ready score (`rl:<score>`, `rlp`), not in `ready`: about 100 bytes less memory
 // a waiting job and fewer instructions to push and lease. Older versions would not see those
-// jobs. A layout-7 prefix has no list, so it reads as it is and is upgraded in place; older
-// versions then refuse it.
+// jobs. It also writes a completed job's finish time into its `s:completed` entry
+// (`<member>:<finished_at>`) instead of `fin`, which older versions would not find. A
+// layout-7 prefix has no list, and its completed entries (the member alone, the time in
+// `fin`) are read as they are, so it is upgraded in place; older versions then refuse it.
 
 /// The storage layout this version writes under a prefix (the `{prefix}:layout` key): a
 /// prefix of an older layout it can read is upgraded in place at connect, and a prefix of

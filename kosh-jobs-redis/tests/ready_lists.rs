@@ -15,8 +15,8 @@ use std::time::Duration;
 use kosh_jobs_core::admin::{JobFilter, Order, SearchQuery};
 use kosh_jobs_core::memory::MemoryBackend;
 use kosh_jobs_core::{
-    Backend, Clock, Finish, JobId, JobState, Lease, ListQuery, ManualClock, NewJob, Outcome,
-    ReserveRequest,
+    Backend, Clock, Finish, JobId, JobRecord, JobState, Lease, ListQuery, ManualClock, NewJob,
+    Outcome, ReserveRequest, Timestamp,
 };
 use kosh_jobs_redis::{RedisBackend, RedisOptions};
 use support::{raw_command, unique_prefix, RedisServer};
@@ -147,51 +147,76 @@ impl Pair {
         self.leased.retain(|(n, _, _)| n != name);
     }
 
-    /// Every state's listing, paged, by name; the ready jobs searched newest first, paged;
-    /// the counts; and with `each`, each job's state by `get`.
+    /// Every state's listing, paged, by name; the ready and completed jobs searched newest
+    /// first, paged; the counts; and with `each`, each job's state, attempts and finish time
+    /// by `get`.
     async fn compare_views(&self, step: usize, each: bool) {
         let seed = self.seed;
-        for state in [JobState::Ready, JobState::Scheduled, JobState::Cancelled] {
-            let r = list_names(&self.redis, state).await;
-            let m = list_names(&self.memory, state).await;
+        for state in [
+            JobState::Ready,
+            JobState::Scheduled,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+        ] {
+            let r = list_views(&self.redis, state).await;
+            let m = list_views(&self.memory, state).await;
             assert_eq!(r, m, "seed {seed} step {step}: list of {state:?}");
         }
-        let r = search_names(&self.redis).await;
-        let m = search_names(&self.memory).await;
-        assert_eq!(r, m, "seed {seed} step {step}: ready, newest first");
+        for state in [JobState::Ready, JobState::Completed] {
+            let r = search_views(&self.redis, state).await;
+            let m = search_views(&self.memory, state).await;
+            assert_eq!(r, m, "seed {seed} step {step}: {state:?}, newest first");
+        }
         let rc = self.redis.counts().await.expect("redis counts");
         let mc = self.memory.counts().await.expect("memory counts");
         let pick = |c: &[kosh_jobs_core::QueueCounts]| {
-            c.iter()
-                .find(|c| c.queue == QUEUE)
-                .map(|c| (c.scheduled, c.ready, c.running, c.cancelled))
+            c.iter().find(|c| c.queue == QUEUE).map(|c| {
+                (
+                    c.scheduled,
+                    c.ready,
+                    c.running,
+                    c.completed,
+                    c.failed,
+                    c.cancelled,
+                )
+            })
         };
         assert_eq!(pick(&rc), pick(&mc), "seed {seed} step {step}: counts");
+        let view = |j: kosh_jobs_core::JobRecord| (j.state, j.attempts, j.finished_at);
         for name in self.names.iter().filter(|_| each) {
             let (ri, mi) = self.ids[name];
-            let r = self
-                .redis
-                .get(ri)
-                .await
-                .expect("redis get")
-                .map(|j| j.state);
-            let m = self
-                .memory
-                .get(mi)
-                .await
-                .expect("memory get")
-                .map(|j| j.state);
-            assert_eq!(r, m, "seed {seed} step {step}: state of {name}");
+            let r = self.redis.get(ri).await.expect("redis get").map(view);
+            let m = self.memory.get(mi).await.expect("memory get").map(view);
+            assert_eq!(
+                r, m,
+                "seed {seed} step {step}: state, attempts, finish of {name}"
+            );
         }
     }
 }
 
+/// What the differential run compares of a listed job: its name, attempts, start and finish.
+type View = (String, u32, Option<Timestamp>, Option<Timestamp>);
+
+fn view(j: JobRecord) -> View {
+    (j.name, j.attempts, j.started_at, j.finished_at)
+}
+
 async fn list_names(b: &dyn Backend, state: JobState) -> Vec<String> {
+    list_views(b, state)
+        .await
+        .into_iter()
+        .map(|v| v.0)
+        .collect()
+}
+
+async fn list_views(b: &dyn Backend, state: JobState) -> Vec<View> {
     let mut out = Vec::new();
     let mut q = ListQuery::new(state).queue(QUEUE).limit(3);
     loop {
         let page = b.list(&q).await.expect("list");
-        out.extend(page.jobs.into_iter().map(|j| j.name));
+        out.extend(page.jobs.into_iter().map(view));
         match page.next {
             Some(next) => q = q.after(next),
             None => return out,
@@ -199,13 +224,13 @@ async fn list_names(b: &dyn Backend, state: JobState) -> Vec<String> {
     }
 }
 
-async fn search_names(b: &dyn Backend) -> Vec<String> {
+async fn search_views(b: &dyn Backend, state: JobState) -> Vec<View> {
     let mut out = Vec::new();
-    let filter = JobFilter::new().state(JobState::Ready).queue(QUEUE);
+    let filter = JobFilter::new().state(state).queue(QUEUE);
     let mut q = SearchQuery::new(filter).order(Order::NewestFirst).limit(4);
     loop {
         let page = b.search(&q).await.expect("search");
-        out.extend(page.jobs.into_iter().map(|j| j.name));
+        out.extend(page.jobs.into_iter().map(view));
         match page.next {
             Some(next) => q = q.after(next),
             None => return out,
@@ -346,4 +371,72 @@ async fn layout_7_is_upgraded_in_place() {
         .map(|j| j.name)
         .collect();
     assert_eq!(names, ["old0", "old1", "old2", "new"]);
+}
+
+/// A completed job of layout 7 (its `s:completed` entry the member alone, its finish time in
+/// `fin`) reads as completed with its time after the upgrade, lists beside the jobs completed
+/// since (whose entries carry their time), and is deleted whole by a purge.
+#[tokio::test]
+async fn completed_jobs_of_layout_7_read_and_purge() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("done-v7");
+    let (clock, manual) = Clock::manual();
+    let b = RedisBackend::connect_with(
+        RedisOptions::builder(server.url())
+            .prefix(prefix.as_str())
+            .clock(clock.clone())
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let key = |k: &str| format!("{{{prefix}:{QUEUE}}}:{k}");
+    let cmd = |args: &[&str]| raw_command(server.port, None, args).trim().to_owned();
+    let mut ids = Vec::new();
+    for name in ["old", "new"] {
+        let job = NewJob::new(name, QUEUE, "{}", clock.now());
+        ids.push(b.push(vec![job]).await.expect("push")[0].id);
+        let leased = support::reserve(&b, QUEUE, 1).await;
+        manual.advance(Duration::from_secs(1));
+        b.finish(vec![Finish {
+            lease: leased[0].lease,
+            outcome: Outcome::Completed { result: None },
+        }])
+        .await
+        .expect("finish");
+    }
+    let finished_old = b
+        .get(ids[0])
+        .await
+        .expect("get")
+        .expect("stored")
+        .finished_at;
+    // Layout 8's entries carry the time; `fin` holds none for completed jobs.
+    let entries = cmd(&["ZRANGE", &key("s:completed"), "0", "-1"]);
+    let first = entries.lines().next().expect("an entry").to_owned();
+    assert_eq!(first.len(), 16 + 1 + 13, "{entries}");
+    let (member, at) = first.split_at(16);
+    assert_eq!(cmd(&["HLEN", &key("fin")]), ":0", "no fin entries");
+    // Rewritten as layout 7 stored it.
+    cmd(&["ZREM", &key("s:completed"), &first]);
+    cmd(&["ZADD", &key("s:completed"), member, member]);
+    cmd(&["HSET", &key("fin"), member, &at[1..]]);
+
+    let rec = b.get(ids[0]).await.expect("get").expect("stored");
+    assert_eq!(
+        (rec.state, rec.finished_at),
+        (JobState::Completed, finished_old)
+    );
+    let listed = list_names(&b, JobState::Completed).await;
+    assert_eq!(listed, ["old", "new"]);
+    manual.advance(Duration::from_secs(60));
+    let purged = b
+        .purge(&[JobState::Completed], clock.now())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2);
+    assert_eq!(cmd(&["EXISTS", &key("s:completed")]), ":0");
+    assert_eq!(cmd(&["HEXISTS", &key("fin"), member]), ":0");
+    assert_eq!(cmd(&["HEXISTS", &key("spec"), member]), ":0");
+    assert_eq!(cmd(&["HEXISTS", &key("run"), member]), ":0");
 }

@@ -27,41 +27,44 @@ local function retain()
     local excess = redis.call('ZCARD', kc) - keep_count
     if excess > 0 then
       if excess > 1000 then excess = 1000 end
-      delete_jobs('completed', redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)), true)
+      local ms, olds = done_members(redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)))
+      delete_jobs('completed', ms, true, olds)
     end
   end
   if keep_age >= 0 then
     local cutoff = now - keep_age
+    -- When a completed job finished: in its entry, or (an older layout's) in K_FIN.
+    local function fin_of(m) return DONE_AT[m] or redis.call('HGET', K_FIN, m) end
     -- The oldest job first: usually young enough, and then nothing more is read.
-    local head = redis.call('ZRANGE', kc, '0', '0')[1]
-    local fh = head and redis.call('HGET', K_FIN, head)
+    local hm = done_members(redis.call('ZRANGE', kc, '0', '0'))[1]
+    local fh = hm and fin_of(hm)
     if fh and tonumber(fh) < cutoff then
-      local heads = redis.call('ZRANGE', kc, '0', '99')
-      local fs = hmget_all(K_FIN, heads)
+      local heads, olds = done_members(redis.call('ZRANGE', kc, '0', '99'))
       local old = {}
-      for k, h in ipairs(heads) do
-        if fs[k] and tonumber(fs[k]) >= cutoff then break end
+      for _, h in ipairs(heads) do
+        local f = fin_of(h)
+        if f and tonumber(f) >= cutoff then break end
         old[#old + 1] = h
       end
-      if #old > 0 then delete_jobs('completed', old, true) end
+      if #old > 0 then delete_jobs('completed', old, true, olds) end
     end
   end
 end
 
--- The plain completions, all with current leases: their `s:completed` entries into co and
--- their finish times into fin (member, value pairs from index 1), and their unique keys
--- released (the client puts the leases holding one last). Both paths use it, once a call.
-local function complete_plain(co, fin)
+-- The plain completions, all with current leases: their `s:completed` entries (with their
+-- finish time, see `done_split`) into co (score, member pairs from index 1), and their unique
+-- keys released (the client puts the leases holding one last). Both paths use it, once a
+-- call.
+local function complete_plain(co)
   local sub = string.sub
   local argv = ARGV
   local first_unique = plain - plain_unique + 1
+  local at = ':' .. now_s
   for k = 1, plain do
     local m = sub(argv[7 + k], 1, 16) -- lease_job
     local j = k + k
     co[j - 1] = m
-    co[j] = m
-    fin[j - 1] = m
-    fin[j] = now_s
+    co[j] = m .. at
     if k >= first_unique then
       local s = redis.call('HGET', K_SPEC, m)
       if s then
@@ -82,10 +85,9 @@ if #ARGV == 7 + plain and redis.call('EXISTS', K_GRUN, K_LIM) == 0 then
   removed = call_chunked('ZREM', K_LEASE, ARGV, 1, nil, 8, 7 + plain)
   if removed == plain then
     if plain > 0 then
-      local co, fin = {}, {}
-      complete_plain(co, fin)
+      local co = {}
+      complete_plain(co)
       zadd_all(ks('completed'), co)
-      hset_all(K_FIN, fin)
       count_ended('c', plain, ARGV[6], now, minute)
       retain()
     end
@@ -133,7 +135,7 @@ local left = nil
 -- wake_freed): one EXISTS for both, usually 0.
 local grun_or_lim = redis.call('EXISTS', K_GRUN, K_LIM) > 0
 if grun_or_lim and group_running() then left = {} end
-local co, fin, res, rd, sc, sci = {}, {}, {}, {}, {}, {}
+local co, res, rd, sc, sci = {}, {}, {}, {}, {}
 local nc, nf = 0, 0
 -- Items applied: when that is all of them, the reply is their count alone. `todo`: the items
 -- left for the general loop.
@@ -142,7 +144,7 @@ if all_current and o == 0 and not left then
   -- Every item a plain completion whose lease was current (the usual batch, in a queue with
   -- flow limits or a group running): the loop below without what such items never need (no
   -- `out` entry, no lookups, no kind).
-  complete_plain(co, fin)
+  complete_plain(co)
   nc = plain + plain
   applied = n
   todo = 0
@@ -166,9 +168,7 @@ for k = 1, todo do
     if left then left[#left + 1] = m end
     if kind == 'c' then
       co[nc + 1] = m
-      co[nc + 2] = m
-      fin[nc + 1] = m
-      fin[nc + 2] = now_s
+      co[nc + 2] = m .. ':' .. now_s
       nc = nc + 2
       if text ~= '' then
         res[#res + 1] = m
@@ -223,7 +223,6 @@ for k = 1, todo do
 end
 if nc > 0 then
   zadd_all(ks('completed'), co)
-  hset_all(K_FIN, fin)
   hset_all(K_RES, res)
   -- Usually every item is a plain completion: their count is an argument already.
   local c = nc / 2

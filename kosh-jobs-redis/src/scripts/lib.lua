@@ -29,7 +29,8 @@ local K_PAUSED = B .. ':paused'   -- flag
 local K_WAKE = B .. ':wake'       -- LIST of wake-up tokens for blocked waiters
 local K_SPEC = B .. ':spec'       -- HASH member -> spec (immutable, packed by the client)
 local K_RUN = B .. ':run'         -- HASH member -> 'attempts,started_at,token'
-local K_FIN = B .. ':fin'         -- HASH member -> finished_at (final states)
+local K_FIN = B .. ':fin'         -- HASH member -> finished_at (failed and cancelled jobs;
+                                  -- completed ones before layout 8, see `done_split`)
 local K_RES = B .. ':res'         -- HASH member -> result JSON
 local K_ERR = B .. ':err'         -- HASH member -> attempt errors (comma-separated JSON)
 local K_PG = B .. ':pg'           -- HASH member -> progress JSON
@@ -952,14 +953,53 @@ local function promote(now_s, limit)
   return #due
 end
 
+-- A completed job's entry in `s:completed` (layout 8) is '<member>:<finished_at>', scored by
+-- the member: the set lists completed jobs in id order and also holds when each finished, so
+-- completing a job writes no `fin` entry (some 80 bytes and an HSET a job). An entry of an
+-- older layout is the member alone, its time in K_FIN. Returns the member and the time (nil:
+-- look in K_FIN).
+local function done_split(e)
+  if #e == 16 then return e, nil end
+  return string.sub(e, 1, 16), string.sub(e, 18)
+end
+
+-- Finish times of completed jobs met while walking `s:completed` (member -> time), so the
+-- records of a listing do not look them up again.
+local DONE_AT = {}
+
+-- The members of `s:completed` entries es, noting their times in DONE_AT; and those of them
+-- whose time is in K_FIN (entries of an older layout).
+local function done_members(es)
+  local ms, olds = {}, {}
+  for i, e in ipairs(es) do
+    local m, f = done_split(e)
+    ms[i] = m
+    if f then DONE_AT[m] = f else olds[#olds + 1] = m end
+  end
+  return ms, olds
+end
+
+-- When completed job m finished (a string), or nil when it is not completed.
+local function done_at(m)
+  local f = DONE_AT[m]
+  if f then return f end
+  local e = redis.call('ZRANGEBYSCORE', ks('completed'), m, m, 'LIMIT', '0', '1')[1]
+  if not e then return nil end
+  local _, t = done_split(e)
+  return t or redis.call('HGET', K_FIN, m) or ''
+end
+
 -- Deletes finished jobs of one final state: their columns and index entries. Columns that
 -- hold no job (at most their marker) are skipped: results, errors, progress and moved
 -- run_at are often never written. `oldest` says the members are the first of the state's
 -- index, which is then trimmed by rank (the members need not cross into Redis again).
-local function delete_jobs(st, members, oldest)
+-- `fins`: the members that have a K_FIN entry, when the caller knows (completed jobs of
+-- layout 8 have none); nil: all of them may.
+local function delete_jobs(st, members, oldest, fins)
   hdel_all(K_SPEC, members)
   hdel_all(K_RUN, members)
-  hdel_all(K_FIN, members)
+  fins = fins or members
+  if #fins > 0 then hdel_all(K_FIN, fins) end
   -- Unstarted expiries (see recover): kept only for jobs that had one, so usually no key.
   local k_uns = B .. ':uns'
   if redis.call('EXISTS', k_uns) == 1 then hdel_all(k_uns, members) end
@@ -973,6 +1013,9 @@ local function delete_jobs(st, members, oldest)
   if redis.call('EXISTS', k_hist) == 1 then hdel_all(k_hist, members) end
   if oldest then
     redis.call('ZREMRANGEBYRANK', ks(st), '0', string.format('%d', #members - 1))
+  elseif st == 'completed' then
+    -- Entries hold more than the member: removed by their score, the member.
+    for _, m in ipairs(members) do redis.call('ZREMRANGEBYSCORE', ks(st), m, m) end
   else
     zrem_all(ks(st), members)
   end
@@ -987,9 +1030,10 @@ local function state_of(m, t)
   if redis.call('ZSCORE', K_READY, m) then return 'ready' end
   if redis.call('ZSCORE', K_GALL, m) then return 'ready' end
   if t ~= '' and redis.call('ZSCORE', K_LEASE, m .. ':' .. t) then return 'running' end
-  for _, st in ipairs({ 'scheduled', 'completed', 'failed', 'cancelled' }) do
+  for _, st in ipairs({ 'scheduled', 'failed', 'cancelled' }) do
     if redis.call('ZSCORE', ks(st), m) then return st end
   end
+  if t ~= '' and done_at(m) then return 'completed' end
   -- A job that never ran and is in no set is in a ready list (see `ready_take`).
   if t == '' and redis.call('EXISTS', K_RL0, K_RLP) > 0 then return 'ready' end
   return nil
@@ -1041,9 +1085,11 @@ local function records(ms, sts)
         end
         if started ~= '' then add('s', started) end
         local mine = {}
+        local fin = false
         for _, c in ipairs(cols) do
           local v = c[2][i]
           if v then
+            if c[1] == 'f' then fin = true end
             add(c[1], v)
             if c[1] == 'h' then
               for e in string.gmatch(v, '([^;]*);') do
@@ -1063,6 +1109,10 @@ local function records(ms, sts)
         if st == 'running' or st == 'completed' then
           add('w', w)
           if w ~= '' then mine[#mine + 1] = w end
+        end
+        if st == 'completed' and not fin then
+          local f = done_at(m)
+          if f then add('f', f) end
         end
         for _, x in ipairs(mine) do want(x) end
         ws[i] = mine
@@ -1282,10 +1332,15 @@ local function walk(st, bound, asc, n)
         if not bound or (asc and m >= bound) or (not asc and m <= bound) then ms[#ms + 1] = m end
       end
     end
-  elseif asc then
-    return redis.call('ZRANGEBYSCORE', ks(st), bound or '-inf', '+inf', 'LIMIT', 0, n)
   else
-    return redis.call('ZREVRANGEBYSCORE', ks(st), bound or '+inf', '-inf', 'LIMIT', 0, n)
+    local es
+    if asc then
+      es = redis.call('ZRANGEBYSCORE', ks(st), bound or '-inf', '+inf', 'LIMIT', 0, n)
+    else
+      es = redis.call('ZREVRANGEBYSCORE', ks(st), bound or '+inf', '-inf', 'LIMIT', 0, n)
+    end
+    if st == 'completed' then es = done_members(es) end
+    return es
   end
   if asc then table.sort(ms) else table.sort(ms, function(x, y) return x > y end) end
   for i = #ms, n + 1, -1 do ms[i] = nil end

@@ -12,12 +12,18 @@ end
 -- Completed jobs are indexed by id only (kept lean for throughput): scan and check.
 local from = '-inf'
 if cursor ~= '' then from = '(' .. cursor end
-local scan = redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit)
-local fins = hmget_all(K_FIN, scan)
-local victims = {}
-for k, m in ipairs(scan) do
-  if not fins[k] or tonumber(fins[k]) < before then victims[#victims + 1] = m end
+local scan = done_members(redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit))
+-- Their finish times are in their entries, or (an older layout's) in K_FIN.
+local victims, olds = {}, {}
+for _, m in ipairs(scan) do
+  local f = DONE_AT[m]
+  local old = not f
+  if old then f = redis.call('HGET', K_FIN, m) end
+  if not f or tonumber(f) < before then
+    victims[#victims + 1] = m
+    if old then olds[#olds + 1] = m end
+  end
 end
-if #victims > 0 then delete_jobs(st, victims) end
+if #victims > 0 then delete_jobs(st, victims, false, olds) end
 if #scan == limit then return { #victims, scan[#scan] } end
 return { #victims, false }

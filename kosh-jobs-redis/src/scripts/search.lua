@@ -116,7 +116,13 @@ local exam = {}
 for i = 1, upto do exam[i] = ms[i] end
 local specs = hmget_all(K_SPEC, exam)
 local fins, errs = {}, {}
-if want_fin then fins = hmget_all(K_FIN, exam) end
+if want_fin then
+  fins = hmget_all(K_FIN, exam)
+  -- A completed job's time is in its `s:completed` entry (layout 8, see `done_split`).
+  for i, m in ipairs(exam) do
+    if not fins[i] and st_of[m] == 'completed' then fins[i] = done_at(m) end
+  end
+end
 if text and redis.call('HLEN', K_ERR) > 1 then errs = hmget_all(K_ERR, exam) end
 local found, found_st = {}, {}
 local examined = 0
