@@ -27,7 +27,8 @@ local function retain()
     local excess = redis.call('ZCARD', kc) - keep_count
     if excess > 0 then
       if excess > 1000 then excess = 1000 end
-      local ms, olds = done_members(redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1)))
+      local es = redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1))
+      local ms, olds = done_members(es, true)
       delete_jobs('completed', ms, true, olds)
     end
   end

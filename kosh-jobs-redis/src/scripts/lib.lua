@@ -967,14 +967,21 @@ end
 -- records of a listing do not look them up again.
 local DONE_AT = {}
 
--- The members of `s:completed` entries es, noting their times in DONE_AT; and those of them
--- whose time is in K_FIN (entries of an older layout).
-local function done_members(es)
+-- The members of `s:completed` entries es, noting their times in DONE_AT unless `bare`; and
+-- those of them whose time is in K_FIN (entries of an older layout).
+local function done_members(es, bare)
   local ms, olds = {}, {}
-  for i, e in ipairs(es) do
-    local m, f = done_split(e)
-    ms[i] = m
-    if f then DONE_AT[m] = f else olds[#olds + 1] = m end
+  local sub = string.sub
+  for i = 1, #es do
+    local e = es[i]
+    if #e == 16 then
+      ms[i] = e
+      olds[#olds + 1] = e
+    else
+      local m = sub(e, 1, 16)
+      ms[i] = m
+      if not bare then DONE_AT[m] = sub(e, 18) end
+    end
   end
   return ms, olds
 end
