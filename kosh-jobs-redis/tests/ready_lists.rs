@@ -440,3 +440,72 @@ async fn completed_jobs_of_layout_7_read_and_purge() {
     assert_eq!(cmd(&["HEXISTS", &key("spec"), member]), ":0");
     assert_eq!(cmd(&["HEXISTS", &key("run"), member]), ":0");
 }
+
+/// Rewrites every `s:completed` entry of `queue` under `prefix` as layout 7 stored it: the
+/// member alone, the finish time in `fin`.
+fn as_layout_7(port: u16, prefix: &str) {
+    let key = |k: &str| format!("{{{prefix}:{QUEUE}}}:{k}");
+    let entries = raw_command(port, None, &["ZRANGE", &key("s:completed"), "0", "-1"]);
+    for e in entries.lines().filter(|e| e.len() > 16) {
+        let (member, at) = e.split_at(16);
+        raw_command(port, None, &["ZREM", &key("s:completed"), e]);
+        raw_command(port, None, &["ZADD", &key("s:completed"), member, member]);
+        raw_command(port, None, &["HSET", &key("fin"), member, &at[1..]]);
+    }
+}
+
+/// Retention by age deletes a layout-7 completed job past the age with its `fin` entry, and
+/// keeps the finish time of one it keeps.
+#[tokio::test]
+async fn age_retention_keeps_the_time_of_a_layout_7_job_it_keeps() {
+    let server = RedisServer::start(&[]);
+    let prefix = unique_prefix("done-age");
+    let (clock, manual) = Clock::manual();
+    let b = RedisBackend::connect_with(
+        RedisOptions::builder(server.url())
+            .prefix(prefix.as_str())
+            .clock(clock.clone())
+            .keep_completed_for(Some(Duration::from_secs(60)))
+            .keep_completed_max(None)
+            .build()
+            .expect("options"),
+    )
+    .await
+    .expect("connect");
+    let complete = |name: &'static str| {
+        let b = b.clone();
+        let clock = clock.clone();
+        async move {
+            let job = NewJob::new(name, QUEUE, "{}", clock.now());
+            let id = b.push(vec![job]).await.expect("push")[0].id;
+            let leased = support::reserve(&b, QUEUE, 1).await;
+            b.finish(vec![Finish {
+                lease: leased[0].lease,
+                outcome: Outcome::Completed { result: None },
+            }])
+            .await
+            .expect("finish");
+            id
+        }
+    };
+    let a = complete("a").await;
+    manual.advance(Duration::from_secs(30));
+    let kept = complete("b").await;
+    let finished = b.get(kept).await.expect("get").expect("stored").finished_at;
+    as_layout_7(server.port, &prefix);
+    // `a` is now past the age, `b` is not; completing `c` runs retention.
+    manual.advance(Duration::from_secs(40));
+    complete("c").await;
+    assert_eq!(b.get(a).await.expect("get"), None, "a is deleted");
+    let rec = b.get(kept).await.expect("get").expect("b is kept");
+    assert_eq!(
+        (rec.state, rec.finished_at),
+        (JobState::Completed, finished)
+    );
+    let fin = format!("{{{prefix}:{QUEUE}}}:fin");
+    assert_eq!(
+        raw_command(server.port, None, &["HLEN", &fin]).trim(),
+        ":1",
+        "only b's fin entry is left"
+    );
+}

@@ -18,6 +18,8 @@ local origin = ARGV[4]
 local minute = ARGV[5]
 local plain = tonumber(ARGV[6])
 local plain_unique = tonumber(ARGV[7])
+-- What follows a completed job's member in its `s:completed` entry (see `done_split`).
+local at = ':' .. now_s
 
 -- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
 -- Bounded work per call; every call that completes jobs continues it.
@@ -34,21 +36,29 @@ local function retain()
   end
   if keep_age >= 0 then
     local cutoff = now - keep_age
-    -- When a completed job finished: in its entry, or (an older layout's) in K_FIN.
-    local function fin_of(m) return DONE_AT[m] or redis.call('HGET', K_FIN, m) end
-    -- The oldest job first: usually young enough, and then nothing more is read.
+    -- The oldest job first: usually young enough, and then nothing more is read. Finish
+    -- times come from the entries (done_members).
     local hm = done_members(redis.call('ZRANGE', kc, '0', '0'))[1]
-    local fh = hm and fin_of(hm)
+    local fh = hm and DONE_AT[hm]
     if fh and tonumber(fh) < cutoff then
       local heads, olds = done_members(redis.call('ZRANGE', kc, '0', '99'))
       local old = {}
       for _, h in ipairs(heads) do
-        local f = fin_of(h)
+        local f = DONE_AT[h]
         if f and tonumber(f) >= cutoff then break end
         old[#old + 1] = h
       end
-      if #old > 0 then delete_jobs('completed', old, true, olds) end
+      if #old > 0 then delete_jobs('completed', old, true, with_fin(old, olds)) end
     end
+  end
+end
+
+-- Releases the unique key job m holds (its lease said it holds one).
+local function release_unique_of(m)
+  local s = redis.call('HGET', K_SPEC, m)
+  if s then
+    local _, _, _, u = spec_fields(s)
+    release_unique(u, m)
   end
 end
 
@@ -60,19 +70,12 @@ local function complete_plain(co)
   local sub = string.sub
   local argv = ARGV
   local first_unique = plain - plain_unique + 1
-  local at = ':' .. now_s
   for k = 1, plain do
     local m = sub(argv[7 + k], 1, 16) -- lease_job
     local j = k + k
     co[j - 1] = m
     co[j] = m .. at
-    if k >= first_unique then
-      local s = redis.call('HGET', K_SPEC, m)
-      if s then
-        local _, _, _, u = spec_fields(s)
-        release_unique(u, m)
-      end
-    end
+    if k >= first_unique then release_unique_of(m) end
   end
 end
 
@@ -169,19 +172,13 @@ for k = 1, todo do
     if left then left[#left + 1] = m end
     if kind == 'c' then
       co[nc + 1] = m
-      co[nc + 2] = m .. ':' .. now_s
+      co[nc + 2] = m .. at
       nc = nc + 2
       if text ~= '' then
         res[#res + 1] = m
         res[#res + 1] = text
       end
-      if holds_unique(l) then
-        local s = redis.call('HGET', K_SPEC, m)
-        if s then
-          local _, _, _, u = spec_fields(s)
-          release_unique(u, m)
-        end
-      end
+      if holds_unique(l) then release_unique_of(m) end
       out[k] = 1
       applied = applied + 1
     else

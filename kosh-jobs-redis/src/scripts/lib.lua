@@ -967,8 +967,9 @@ end
 -- records of a listing do not look them up again.
 local DONE_AT = {}
 
--- The members of `s:completed` entries es, noting their times in DONE_AT unless `bare`; and
--- those of them whose time is in K_FIN (entries of an older layout).
+-- The members of `s:completed` entries es, noting their times in DONE_AT unless `bare`
+-- (those of an older layout's entries read from K_FIN, with one HMGET); and the members of
+-- those older entries (they have a K_FIN entry to delete).
 local function done_members(es, bare)
   local ms, olds = {}, {}
   local sub = string.sub
@@ -983,7 +984,23 @@ local function done_members(es, bare)
       if not bare then DONE_AT[m] = sub(e, 18) end
     end
   end
+  if not bare and #olds > 0 then
+    local fs = hmget_all(K_FIN, olds)
+    for i, m in ipairs(olds) do DONE_AT[m] = fs[i] or nil end
+  end
   return ms, olds
+end
+
+-- Those of members ms that are among olds (the second result of done_members): the completed
+-- jobs to delete that have a K_FIN entry.
+local function with_fin(ms, olds)
+  if #olds == 0 then return olds end
+  local old, out = {}, {}
+  for _, m in ipairs(olds) do old[m] = true end
+  for _, m in ipairs(ms) do
+    if old[m] then out[#out + 1] = m end
+  end
+  return out
 end
 
 -- When completed job m finished (a string), or nil when it is not completed.

@@ -12,18 +12,14 @@ end
 -- Completed jobs are indexed by id only (kept lean for throughput): scan and check.
 local from = '-inf'
 if cursor ~= '' then from = '(' .. cursor end
-local scan = done_members(redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit))
--- Their finish times are in their entries, or (an older layout's) in K_FIN.
-local victims, olds = {}, {}
+-- Their finish times are in DONE_AT (done_members); those of an older layout's entries have
+-- a K_FIN entry to delete too.
+local scan, olds = done_members(redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit))
+local victims = {}
 for _, m in ipairs(scan) do
   local f = DONE_AT[m]
-  local old = not f
-  if old then f = redis.call('HGET', K_FIN, m) end
-  if not f or tonumber(f) < before then
-    victims[#victims + 1] = m
-    if old then olds[#olds + 1] = m end
-  end
+  if not f or tonumber(f) < before then victims[#victims + 1] = m end
 end
-if #victims > 0 then delete_jobs(st, victims, false, olds) end
+if #victims > 0 then delete_jobs(st, victims, false, with_fin(victims, olds)) end
 if #scan == limit then return { #victims, scan[#scan] } end
 return { #victims, false }
