@@ -45,6 +45,8 @@ const MAX_KNOWN_WORKERS: usize = 1024;
 const RECOVER_CHUNK: i64 = 1000;
 /// Finished jobs purged per state per script call.
 const PURGE_CHUNK: i64 = 1000;
+/// Completed jobs of an older layout moved into layout 9's lists per script call at connect.
+const MIGRATE_CHUNK: i64 = 1000;
 
 /// Everything the operations share; lives on the I/O thread's tasks.
 pub(crate) struct Shared {
@@ -167,16 +169,20 @@ impl Shared {
             None => Ok(()),
             Some(l) if l == LAYOUT => Ok(()),
             Some(l) if UPGRADABLE.contains(&l) => {
-                // Its keys read as they are; only processes of older versions cannot read
-                // what this one writes, and the new marker keeps them out.
+                // Its keys read as they are but its completed jobs, moved into this layout's
+                // lists first (a crash midway leaves the old marker: the next connect goes
+                // on). Processes of older versions cannot read what this one writes, and the
+                // new marker keeps them out.
+                let moved = self.migrate_completed().await?;
                 let mut set = redis::cmd("SET");
                 set.arg(&key).arg(LAYOUT);
                 self.conn.query(&set).await?;
                 tracing::info!(
                     prefix,
+                    moved,
                     "upgraded the storage layout of the keys under prefix `{prefix}` from {l} to \
-                     {LAYOUT}: processes of kosh-jobs-redis versions that use layout {l} must \
-                     not run against it any more"
+                     {LAYOUT} ({moved} completed jobs moved): processes of kosh-jobs-redis \
+                     versions that use layout {l} must not run against it any more"
                 );
                 Ok(())
             }
@@ -186,6 +192,31 @@ impl Shared {
                  wrote them drain the queues and delete the prefix's keys, or use another prefix"
             ))),
         }
+    }
+
+    /// Moves the completed jobs of an older layout, in every queue, into the lists of
+    /// layout 9, [`MIGRATE_CHUNK`] a script call (each call blocks Redis only briefly).
+    /// Returns how many it moved.
+    async fn migrate_completed(&self) -> Result<u64, RedisError> {
+        let mut moved = 0u64;
+        for (queue, _) in self.registry.all(self.now()).await? {
+            let base = self.keys.queue(&queue);
+            loop {
+                let mut args = ScriptArgs::with_capacity(1);
+                args.int(MIGRATE_CHUNK);
+                let v = self.conn.script(&scripts::MIGRATE, &[&base], args).await?;
+                let a = array(v)?;
+                let (Some(n), Some(left)) = (a.first().and_then(int), a.get(1).and_then(int))
+                else {
+                    return Err(bad("migrate: unexpected reply"));
+                };
+                moved += n.max(0) as u64;
+                if left <= 0 || n <= 0 {
+                    break;
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Warns when Redis may evict keys (each evicted key is a lost job). Hosted services that

@@ -72,6 +72,7 @@ scripts! {
     CRON_EDIT => "cron_edit",
     CRON_DUE => "cron_due",
     CRON_FIRE => "cron_fire",
+    MIGRATE => "migrate",
 }
 
 /// One top-level definition of `lib.lua` (`local NAME = …` or `local function NAME`), with

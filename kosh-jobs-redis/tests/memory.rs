@@ -81,7 +81,7 @@ async fn memory_per_completed_job() {
         before,
         after
     );
-    for k in ["spec", "run", "fin", "s:completed", "hist", "tp"] {
+    for k in ["spec", "run", "fin", "cb", "cn", "hist", "tp"] {
         let key = format!("{{mem:q}}:{k}");
         let u = raw_command(
             server.port,

@@ -1,4 +1,4 @@
-//! Ready jobs in two places (layout 8): on a single server, a job pushed ready without a
+//! Ready jobs in two places (layout 8 on): on a single server, a job pushed ready without a
 //! unique key or group waits in a list per priority, every other ready job (scheduled, run
 //! before, retried, with a unique key) in the queue's sorted set. The two must read as one
 //! queue: leased by priority then id, listed and searched by id, counted, cancelled.
@@ -203,14 +203,6 @@ fn view(j: JobRecord) -> View {
     (j.name, j.attempts, j.started_at, j.finished_at)
 }
 
-async fn list_names(b: &dyn Backend, state: JobState) -> Vec<String> {
-    list_views(b, state)
-        .await
-        .into_iter()
-        .map(|v| v.0)
-        .collect()
-}
-
 async fn list_views(b: &dyn Backend, state: JobState) -> Vec<View> {
     let mut out = Vec::new();
     let mut q = ListQuery::new(state).queue(QUEUE).limit(3);
@@ -371,141 +363,4 @@ async fn layout_7_is_upgraded_in_place() {
         .map(|j| j.name)
         .collect();
     assert_eq!(names, ["old0", "old1", "old2", "new"]);
-}
-
-/// A completed job of layout 7 (its `s:completed` entry the member alone, its finish time in
-/// `fin`) reads as completed with its time after the upgrade, lists beside the jobs completed
-/// since (whose entries carry their time), and is deleted whole by a purge.
-#[tokio::test]
-async fn completed_jobs_of_layout_7_read_and_purge() {
-    let server = RedisServer::start(&[]);
-    let prefix = unique_prefix("done-v7");
-    let (clock, manual) = Clock::manual();
-    let b = RedisBackend::connect_with(
-        RedisOptions::builder(server.url())
-            .prefix(prefix.as_str())
-            .clock(clock.clone())
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect");
-    let key = |k: &str| format!("{{{prefix}:{QUEUE}}}:{k}");
-    let cmd = |args: &[&str]| raw_command(server.port, None, args).trim().to_owned();
-    let mut ids = Vec::new();
-    for name in ["old", "new"] {
-        let job = NewJob::new(name, QUEUE, "{}", clock.now());
-        ids.push(b.push(vec![job]).await.expect("push")[0].id);
-        let leased = support::reserve(&b, QUEUE, 1).await;
-        manual.advance(Duration::from_secs(1));
-        b.finish(vec![Finish {
-            lease: leased[0].lease,
-            outcome: Outcome::Completed { result: None },
-        }])
-        .await
-        .expect("finish");
-    }
-    let finished_old = b
-        .get(ids[0])
-        .await
-        .expect("get")
-        .expect("stored")
-        .finished_at;
-    // Layout 8's entries carry the time; `fin` holds none for completed jobs.
-    let entries = cmd(&["ZRANGE", &key("s:completed"), "0", "-1"]);
-    let first = entries.lines().next().expect("an entry").to_owned();
-    assert_eq!(first.len(), 16 + 1 + 13, "{entries}");
-    let (member, at) = first.split_at(16);
-    assert_eq!(cmd(&["HLEN", &key("fin")]), ":0", "no fin entries");
-    // Rewritten as layout 7 stored it.
-    cmd(&["ZREM", &key("s:completed"), &first]);
-    cmd(&["ZADD", &key("s:completed"), member, member]);
-    cmd(&["HSET", &key("fin"), member, &at[1..]]);
-
-    let rec = b.get(ids[0]).await.expect("get").expect("stored");
-    assert_eq!(
-        (rec.state, rec.finished_at),
-        (JobState::Completed, finished_old)
-    );
-    let listed = list_names(&b, JobState::Completed).await;
-    assert_eq!(listed, ["old", "new"]);
-    manual.advance(Duration::from_secs(60));
-    let purged = b
-        .purge(&[JobState::Completed], clock.now())
-        .await
-        .expect("purge");
-    assert_eq!(purged, 2);
-    assert_eq!(cmd(&["EXISTS", &key("s:completed")]), ":0");
-    assert_eq!(cmd(&["HEXISTS", &key("fin"), member]), ":0");
-    assert_eq!(cmd(&["HEXISTS", &key("spec"), member]), ":0");
-    assert_eq!(cmd(&["HEXISTS", &key("run"), member]), ":0");
-}
-
-/// Rewrites every `s:completed` entry of `queue` under `prefix` as layout 7 stored it: the
-/// member alone, the finish time in `fin`.
-fn as_layout_7(port: u16, prefix: &str) {
-    let key = |k: &str| format!("{{{prefix}:{QUEUE}}}:{k}");
-    let entries = raw_command(port, None, &["ZRANGE", &key("s:completed"), "0", "-1"]);
-    for e in entries.lines().filter(|e| e.len() > 16) {
-        let (member, at) = e.split_at(16);
-        raw_command(port, None, &["ZREM", &key("s:completed"), e]);
-        raw_command(port, None, &["ZADD", &key("s:completed"), member, member]);
-        raw_command(port, None, &["HSET", &key("fin"), member, &at[1..]]);
-    }
-}
-
-/// Retention by age deletes a layout-7 completed job past the age with its `fin` entry, and
-/// keeps the finish time of one it keeps.
-#[tokio::test]
-async fn age_retention_keeps_the_time_of_a_layout_7_job_it_keeps() {
-    let server = RedisServer::start(&[]);
-    let prefix = unique_prefix("done-age");
-    let (clock, manual) = Clock::manual();
-    let b = RedisBackend::connect_with(
-        RedisOptions::builder(server.url())
-            .prefix(prefix.as_str())
-            .clock(clock.clone())
-            .keep_completed_for(Some(Duration::from_secs(60)))
-            .keep_completed_max(None)
-            .build()
-            .expect("options"),
-    )
-    .await
-    .expect("connect");
-    let complete = |name: &'static str| {
-        let b = b.clone();
-        let clock = clock.clone();
-        async move {
-            let job = NewJob::new(name, QUEUE, "{}", clock.now());
-            let id = b.push(vec![job]).await.expect("push")[0].id;
-            let leased = support::reserve(&b, QUEUE, 1).await;
-            b.finish(vec![Finish {
-                lease: leased[0].lease,
-                outcome: Outcome::Completed { result: None },
-            }])
-            .await
-            .expect("finish");
-            id
-        }
-    };
-    let a = complete("a").await;
-    manual.advance(Duration::from_secs(30));
-    let kept = complete("b").await;
-    let finished = b.get(kept).await.expect("get").expect("stored").finished_at;
-    as_layout_7(server.port, &prefix);
-    // `a` is now past the age, `b` is not; completing `c` runs retention.
-    manual.advance(Duration::from_secs(40));
-    complete("c").await;
-    assert_eq!(b.get(a).await.expect("get"), None, "a is deleted");
-    let rec = b.get(kept).await.expect("get").expect("b is kept");
-    assert_eq!(
-        (rec.state, rec.finished_at),
-        (JobState::Completed, finished)
-    );
-    let fin = format!("{{{prefix}:{QUEUE}}}:fin");
-    assert_eq!(
-        raw_command(server.port, None, &["HLEN", &fin]).trim(),
-        ":1",
-        "only b's fin entry is left"
-    );
 }

@@ -46,7 +46,7 @@ return {
   redis.call('ZCARD', K_SCHED) - due,
   ready_count() + redis.call('ZCARD', K_GALL) + due,
   running,
-  redis.call('ZCARD', ks('completed')),
+  done_count(),
   redis.call('ZCARD', ks('failed')),
   redis.call('ZCARD', ks('cancelled')),
   redis.call('EXISTS', K_PAUSED),

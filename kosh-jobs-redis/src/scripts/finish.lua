@@ -18,39 +18,66 @@ local origin = ARGV[4]
 local minute = ARGV[5]
 local plain = tonumber(ARGV[6])
 local plain_unique = tonumber(ARGV[7])
--- What follows a completed job's member in its `s:completed` entry (see `done_split`).
-local at = ':' .. now_s
+-- What follows the last two digits of a completed job's member in its list entry (see
+-- `kdl`): its finish time, and no `run` entry (it stays in K_RUN).
+local at = ',' .. now_s .. ','
 
 -- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
--- Bounded work per call; every call that completes jobs continues it.
-local function retain()
-  local kc = ks('completed')
+-- `total`: how many are completed. Bounded work per call; every call that completes jobs
+-- continues it. The oldest are the first of the lowest bucket's list (a bucket's jobs in the
+-- order they completed).
+local function retain(total)
+  local gone, budget = {}, 1000
+  local b = nil
+  local sub = string.sub
+  -- Takes the first k entries of the lowest bucket, noting their jobs in `gone`; false when
+  -- no bucket is left.
+  local function take(k)
+    b = b or redis.call('ZRANGE', K_CB, '0', '0')[1]
+    if not b then return false end
+    local es = redis.call('LPOP', kdl(b), string.format('%d', k))
+    if es then
+      for _, e in ipairs(es) do gone[#gone + 1] = b .. sub(e, 1, 2) end
+    end
+    -- The list is gone once emptied: the next bucket comes next.
+    if not es or #es < k then
+      redis.call('ZREM', K_CB, b)
+      b = nil
+    end
+    budget = budget - k
+    return true
+  end
   if keep_count >= 0 then
-    local excess = redis.call('ZCARD', kc) - keep_count
-    if excess > 0 then
-      if excess > 1000 then excess = 1000 end
-      local es = redis.call('ZRANGE', kc, '0', string.format('%d', excess - 1))
-      local ms, olds = done_members(es, true)
-      delete_jobs('completed', ms, true, olds)
+    local excess = total - keep_count
+    if excess > budget then excess = budget end
+    while excess > 0 do
+      local n = #gone
+      if not take(excess) then break end
+      excess = excess - (#gone - n)
     end
   end
   if keep_age >= 0 then
     local cutoff = now - keep_age
-    -- The oldest job first: usually young enough, and then nothing more is read. Finish
-    -- times come from the entries (done_members).
-    local hm = done_members(redis.call('ZRANGE', kc, '0', '0'))[1]
-    local fh = hm and DONE_AT[hm]
-    if fh and tonumber(fh) < cutoff then
-      local heads, olds = done_members(redis.call('ZRANGE', kc, '0', '99'))
-      local old = {}
-      for _, h in ipairs(heads) do
-        local f = DONE_AT[h]
-        if f and tonumber(f) >= cutoff then break end
-        old[#old + 1] = h
+    -- The oldest job first: usually young enough, and then nothing more is read.
+    while budget > 0 do
+      b = b or redis.call('ZRANGE', K_CB, '0', '0')[1]
+      if not b then break end
+      local h = redis.call('LINDEX', kdl(b), '0')
+      local fh = h and tonumber(string.match(h, '^%d%d,(%d*),'))
+      if fh and fh >= cutoff then break end
+      local es = redis.call('LRANGE', kdl(b), '0', '99')
+      local k = 0
+      for _, e in ipairs(es) do
+        local f = tonumber(string.match(e, '^%d%d,(%d*),'))
+        if f and f >= cutoff then break end
+        k = k + 1
       end
-      if #old > 0 then delete_jobs('completed', old, true, with_fin(old, olds)) end
+      if k == 0 and #es > 0 then break end
+      take(k > 0 and k or 1)
+      if k < #es then break end
     end
   end
+  if #gone > 0 then delete_jobs('completed', gone, true) end
 end
 
 -- Releases the unique key job m holds (its lease said it holds one).
@@ -62,21 +89,47 @@ local function release_unique_of(m)
   end
 end
 
--- The plain completions, all with current leases: their `s:completed` entries (with their
--- finish time, see `done_split`) into co (score, member pairs from index 1), and their unique
--- keys released (the client puts the leases holding one last). Both paths use it, once a
--- call.
+-- The plain completions, all with current leases: their members into co (from index 1),
+-- and their unique keys released (the client puts the leases holding one last). Both paths
+-- use it, once a call.
 local function complete_plain(co)
   local sub = string.sub
   local argv = ARGV
   local first_unique = plain - plain_unique + 1
   for k = 1, plain do
     local m = sub(argv[7 + k], 1, 16) -- lease_job
-    local j = k + k
-    co[j - 1] = m
-    co[j] = m .. at
+    co[k] = m
     if k >= first_unique then release_unique_of(m) end
   end
+end
+
+-- Completes jobs ms (n of them, n_s: n as a string): each one's entry goes in its bucket's
+-- list (see `kdl`), and a bucket whose list this call starts is noted in K_CB. Their `run`
+-- entries stay where they are. Returns how many jobs are completed now.
+local function write_done(ms, n_s)
+  local sub = string.sub
+  local lists, order = {}, {}
+  -- The bucket of the job before, and its list: a batch's jobs mostly share one.
+  local lb, ll = nil, nil
+  for i = 1, #ms do
+    local m = ms[i]
+    local b = sub(m, 1, 14)
+    if b ~= lb then
+      ll = lists[b]
+      if not ll then
+        ll = {}
+        lists[b] = ll
+        order[#order + 1] = b
+      end
+      lb = b
+    end
+    ll[#ll + 1] = sub(m, 15) .. at
+  end
+  for _, b in ipairs(order) do
+    local l = lists[b]
+    if redis.call('RPUSH', kdl(b), unpack(l)) == #l then redis.call('ZADD', K_CB, b, b) end
+  end
+  return redis.call('INCRBY', K_CN, n_s)
 end
 
 -- The usual path: every item a plain completion, no job with a group running and no flow
@@ -91,9 +144,9 @@ if #ARGV == 7 + plain and redis.call('EXISTS', K_GRUN, K_LIM) == 0 then
     if plain > 0 then
       local co = {}
       complete_plain(co)
-      zadd_all(ks('completed'), co)
+      local total = write_done(co, ARGV[6])
       count_ended('c', plain, ARGV[6], now, minute)
-      retain()
+      retain(total)
     end
     return plain
   end
@@ -149,7 +202,7 @@ if all_current and o == 0 and not left then
   -- flow limits or a group running): the loop below without what such items never need (no
   -- `out` entry, no lookups, no kind).
   complete_plain(co)
-  nc = plain + plain
+  nc = plain
   applied = n
   todo = 0
 end
@@ -171,9 +224,8 @@ for k = 1, todo do
     local m = lease_job(l)
     if left then left[#left + 1] = m end
     if kind == 'c' then
-      co[nc + 1] = m
-      co[nc + 2] = m .. at
-      nc = nc + 2
+      nc = nc + 1
+      co[nc] = m
       if text ~= '' then
         res[#res + 1] = m
         res[#res + 1] = text
@@ -219,12 +271,13 @@ for k = 1, todo do
     end
   end
 end
+local total = nil
 if nc > 0 then
-  zadd_all(ks('completed'), co)
-  hset_all(K_RES, res)
   -- Usually every item is a plain completion: their count is an argument already.
-  local c = nc / 2
-  count_ended('c', c, c == plain and ARGV[6] or string.format('%d', c), now, minute)
+  local c_s = nc == plain and ARGV[6] or string.format('%d', nc)
+  total = write_done(co, c_s)
+  hset_all(K_RES, res)
+  count_ended('c', nc, c_s, now, minute)
 end
 if nf > 0 then count_ended('f', nf, string.format('%d', nf), now, minute) end
 if left then unrun(left) end
@@ -236,12 +289,12 @@ zadd_all(ks('scheduled'), sci)
 -- Every applied item left `running` (completed, failed, ready or scheduled again): under a
 -- concurrency limit each frees a slot.
 if grun_or_lim then
-  wake_freed(nc / 2 + nf + (#rd + #sc) / 2, #rd / 2)
+  wake_freed(nc + nf + (#rd + #sc) / 2, #rd / 2)
 else
   wake(#rd / 2) -- wake_freed without limits: only the jobs made ready
 end
 if #sc > 0 then wake(1, 's:' .. origin) end
 
-if nc > 0 then retain() end
+if total then retain(total) end
 if applied == n then return applied end
 return out

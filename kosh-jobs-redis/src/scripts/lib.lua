@@ -28,9 +28,9 @@ local K_UNIQ = KEYS[2]            -- HASH unique key -> job ref of the live job 
 local K_PAUSED = B .. ':paused'   -- flag
 local K_WAKE = B .. ':wake'       -- LIST of wake-up tokens for blocked waiters
 local K_SPEC = B .. ':spec'       -- HASH member -> spec (immutable, packed by the client)
-local K_RUN = B .. ':run'         -- HASH member -> 'attempts,started_at,token'
-local K_FIN = B .. ':fin'         -- HASH member -> finished_at (failed and cancelled jobs;
-                                  -- completed ones before layout 8, see `done_split`)
+local K_RUN = B .. ':run'         -- HASH member -> 'attempts,started_at,token,worker' (until
+                                  -- the job completes: see `kdl`)
+local K_FIN = B .. ':fin'         -- HASH member -> finished_at (failed and cancelled jobs)
 local K_RES = B .. ':res'         -- HASH member -> result JSON
 local K_ERR = B .. ':err'         -- HASH member -> attempt errors (comma-separated JSON)
 local K_PG = B .. ':pg'           -- HASH member -> progress JSON
@@ -953,77 +953,57 @@ local function promote(now_s, limit)
   return #due
 end
 
--- A completed job's entry in `s:completed` (layout 8) is '<member>:<finished_at>', scored by
--- the member: the set lists completed jobs in id order and also holds when each finished, so
--- completing a job writes no `fin` entry (some 80 bytes and an HSET a job). An entry of an
--- older layout is the member alone, its time in K_FIN. Returns the member and the time (nil:
--- look in K_FIN).
-local function done_split(e)
-  if #e == 16 then return e, nil end
-  return string.sub(e, 1, 16), string.sub(e, 18)
-end
+-- Completed jobs (layout 9) are kept by the hundred ids, in lists: job m's entry is in the list
+-- kdl(b), b the first 14 digits of m (its bucket), as '<the last 2 digits of m>,<finished_at>,'
+-- then its `run` entry when that moved there (else it is in K_RUN). A list holds its jobs in
+-- the order they completed. K_CB notes the buckets that have a list (it may also note a
+-- bucket whose list is gone: readers skip those); K_CN counts the completed jobs. A list
+-- entry costs about 20 bytes where a sorted-set entry cost some 130.
+local function kdl(b) return B .. ':c:' .. b end
+local K_CB = B .. ':cb'           -- ZSET score = member = a bucket with a list of completed jobs
+local K_CN = B .. ':cn'           -- STRING the number of completed jobs
 
--- Finish times of completed jobs met while walking `s:completed` (member -> time), so the
--- records of a listing do not look them up again.
-local DONE_AT = {}
+-- Completed jobs' entries met while reading lists (member -> entry; false: not completed),
+-- so the records of a listing do not read them again.
+local DONE = {}
 
--- The members of `s:completed` entries es, noting their times in DONE_AT unless `bare`
--- (those of an older layout's entries read from K_FIN, with one HMGET); and the members of
--- those older entries (they have a K_FIN entry to delete).
-local function done_members(es, bare)
-  local ms, olds = {}, {}
+-- The entries of bucket b's list, each noted in DONE.
+local function done_bucket(b)
+  local es = redis.call('LRANGE', kdl(b), '0', '-1')
   local sub = string.sub
-  for i = 1, #es do
-    local e = es[i]
-    if #e == 16 then
-      ms[i] = e
-      olds[#olds + 1] = e
-    else
-      local m = sub(e, 1, 16)
-      ms[i] = m
-      if not bare then DONE_AT[m] = sub(e, 18) end
-    end
-  end
-  if not bare and #olds > 0 then
-    local fs = hmget_all(K_FIN, olds)
-    for i, m in ipairs(olds) do DONE_AT[m] = fs[i] or nil end
-  end
-  return ms, olds
+  for _, e in ipairs(es) do DONE[b .. sub(e, 1, 2)] = e end
+  return es
 end
 
--- Those of members ms that are among olds (the second result of done_members): the completed
--- jobs to delete that have a K_FIN entry.
-local function with_fin(ms, olds)
-  if #olds == 0 then return olds end
-  local old, out = {}, {}
-  for _, m in ipairs(olds) do old[m] = true end
-  for _, m in ipairs(ms) do
-    if old[m] then out[#out + 1] = m end
+-- The entry of completed job m, or nil when m is not completed.
+local function done_entry(m)
+  local e = DONE[m]
+  if e == nil then
+    done_bucket(string.sub(m, 1, 14))
+    e = DONE[m]
+    if e == nil then DONE[m] = false end
   end
-  return out
+  return e or nil
 end
 
--- When completed job m finished (a string), or nil when it is not completed.
-local function done_at(m)
-  local f = DONE_AT[m]
-  if f then return f end
-  local e = redis.call('ZRANGEBYSCORE', ks('completed'), m, m, 'LIMIT', '0', '1')[1]
-  if not e then return nil end
-  local _, t = done_split(e)
-  return t or redis.call('HGET', K_FIN, m) or ''
+-- How many jobs are completed.
+local function done_count() return tonumber(redis.call('GET', K_CN) or '0') end
+
+-- The finish time and the run entry of completed entry e ('' when it is in K_RUN).
+local function done_fields(e)
+  return string.match(e, '^%d%d,(%d*),(.*)$')
 end
 
 -- Deletes finished jobs of one final state: their columns and index entries. Columns that
 -- hold no job (at most their marker) are skipped: results, errors, progress and moved
--- run_at are often never written. `oldest` says the members are the first of the state's
--- index, which is then trimmed by rank (the members need not cross into Redis again).
--- `fins`: the members that have a K_FIN entry, when the caller knows (completed jobs of
--- layout 8 have none); nil: all of them may.
-local function delete_jobs(st, members, oldest, fins)
+-- run_at are often never written. `taken`: the caller removed the jobs' index entries
+-- already (completed jobs: from their lists, see `kdl`).
+local function delete_jobs(st, members, taken)
   hdel_all(K_SPEC, members)
+  local done = st == 'completed'
   hdel_all(K_RUN, members)
-  fins = fins or members
-  if #fins > 0 then hdel_all(K_FIN, fins) end
+  -- A completed job has no `fin` entry: its time is in its list entry.
+  if not done then hdel_all(K_FIN, members) end
   -- Unstarted expiries (see recover): kept only for jobs that had one, so usually no key.
   local k_uns = B .. ':uns'
   if redis.call('EXISTS', k_uns) == 1 then hdel_all(k_uns, members) end
@@ -1035,18 +1015,26 @@ local function delete_jobs(st, members, oldest, fins)
   -- member still crosses from Lua into Redis (a batch of retention is some 60 members).
   local k_hist = B .. ':hist'
   if redis.call('EXISTS', k_hist) == 1 then hdel_all(k_hist, members) end
-  if oldest then
-    redis.call('ZREMRANGEBYRANK', ks(st), '0', string.format('%d', #members - 1))
-  elseif st == 'completed' then
-    -- Entries hold more than the member: removed by their score, the member.
-    for _, m in ipairs(members) do redis.call('ZREMRANGEBYSCORE', ks(st), m, m) end
-  else
+  if not done then
     zrem_all(ks(st), members)
-  end
-  if st ~= 'completed' then
     zrem_all(kt(st), members)
     call_chunked('SREM', K_AGAIN, members, 1)
+    return
   end
+  local gone = #members
+  if not taken then
+    gone = 0
+    for _, m in ipairs(members) do
+      local e = done_entry(m)
+      if e then
+        local b = string.sub(m, 1, 14)
+        gone = gone + redis.call('LREM', kdl(b), '1', e)
+        if redis.call('EXISTS', kdl(b)) == 0 then redis.call('ZREM', K_CB, b) end
+      end
+      DONE[m] = false
+    end
+  end
+  if gone > 0 then redis.call('DECRBY', K_CN, string.format('%d', gone)) end
 end
 
 -- The state of job m (whose `run` token is t), or nil.
@@ -1057,7 +1045,7 @@ local function state_of(m, t)
   for _, st in ipairs({ 'scheduled', 'failed', 'cancelled' }) do
     if redis.call('ZSCORE', ks(st), m) then return st end
   end
-  if t ~= '' and done_at(m) then return 'completed' end
+  if done_entry(m) then return 'completed' end
   -- A job that never ran and is in no set is in a ready list (see `ready_take`).
   if t == '' and redis.call('EXISTS', K_RL0, K_RLP) > 0 then return 'ready' end
   return nil
@@ -1099,8 +1087,21 @@ local function records(ms, sts)
     local s = sp[i]
     if s then
       local m = ms[i]
-      local a, started, t, w = run_fields(rn[i])
+      local r = rn[i]
+      local _, _, t = run_fields(r)
       local st = sts[i] or state_of(m, t)
+      -- A completed job's finish time is in its list entry, and its latest attempt when its
+      -- `run` entry moved there.
+      local fin = false
+      if st == 'completed' then
+        local e = done_entry(m)
+        if e then
+          local er
+          fin, er = done_fields(e)
+          if er ~= '' then r = er end
+        end
+      end
+      local a, started, _, w = run_fields(r)
       if st then
         local rec = { 'sp', s, 'st', st, 'a', a }
         local function add(k, v)
@@ -1109,11 +1110,10 @@ local function records(ms, sts)
         end
         if started ~= '' then add('s', started) end
         local mine = {}
-        local fin = false
+        if fin then add('f', fin) end
         for _, c in ipairs(cols) do
           local v = c[2][i]
           if v then
-            if c[1] == 'f' then fin = true end
             add(c[1], v)
             if c[1] == 'h' then
               for e in string.gmatch(v, '([^;]*);') do
@@ -1133,10 +1133,6 @@ local function records(ms, sts)
         if st == 'running' or st == 'completed' then
           add('w', w)
           if w ~= '' then mine[#mine + 1] = w end
-        end
-        if st == 'completed' and not fin then
-          local f = done_at(m)
-          if f then add('f', f) end
         end
         for _, x in ipairs(mine) do want(x) end
         ws[i] = mine
@@ -1356,15 +1352,34 @@ local function walk(st, bound, asc, n)
         if not bound or (asc and m >= bound) or (not asc and m <= bound) then ms[#ms + 1] = m end
       end
     end
-  else
-    local es
-    if asc then
-      es = redis.call('ZRANGEBYSCORE', ks(st), bound or '-inf', '+inf', 'LIMIT', 0, n)
-    else
-      es = redis.call('ZREVRANGEBYSCORE', ks(st), bound or '+inf', '-inf', 'LIMIT', 0, n)
+  elseif st == 'completed' then
+    -- The lists from the bound's bucket on, a few buckets a command, until n jobs past the
+    -- bound are found: the later buckets' jobs all come after them.
+    local sub = string.sub
+    local from = asc and '-inf' or '+inf'
+    if bound then from = sub(bound, 1, 14) end
+    while #ms < n do
+      local bs
+      if asc then
+        bs = redis.call('ZRANGEBYSCORE', K_CB, from, '+inf', 'LIMIT', '0', '8')
+      else
+        bs = redis.call('ZREVRANGEBYSCORE', K_CB, from, '-inf', 'LIMIT', '0', '8')
+      end
+      if #bs == 0 then break end
+      for _, b in ipairs(bs) do
+        for _, e in ipairs(done_bucket(b)) do
+          local m = b .. sub(e, 1, 2)
+          if not bound or (asc and m >= bound) or (not asc and m <= bound) then ms[#ms + 1] = m end
+        end
+        if #ms >= n then break end
+      end
+      from = '(' .. bs[#bs]
     end
-    if st == 'completed' then es = done_members(es) end
-    return es
+  else
+    if asc then
+      return redis.call('ZRANGEBYSCORE', ks(st), bound or '-inf', '+inf', 'LIMIT', 0, n)
+    end
+    return redis.call('ZREVRANGEBYSCORE', ks(st), bound or '+inf', '-inf', 'LIMIT', 0, n)
   end
   if asc then table.sort(ms) else table.sort(ms, function(x, y) return x > y end) end
   for i = #ms, n + 1, -1 do ms[i] = nil end

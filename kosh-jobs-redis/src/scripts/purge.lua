@@ -9,17 +9,36 @@ if st ~= 'completed' then
   if #victims == limit then return { #victims, '' } end
   return { #victims, false }
 end
--- Completed jobs are indexed by id only (kept lean for throughput): scan and check.
+-- Completed jobs are kept in lists by the hundred ids (see `kdl`): each list is read whole
+-- and written again without the jobs that finished before `before`. The cursor is the last
+-- bucket read.
 local from = '-inf'
 if cursor ~= '' then from = '(' .. cursor end
--- Their finish times are in DONE_AT (done_members); those of an older layout's entries have
--- a K_FIN entry to delete too.
-local scan, olds = done_members(redis.call('ZRANGEBYSCORE', ks(st), from, '+inf', 'LIMIT', 0, limit))
-local victims = {}
-for _, m in ipairs(scan) do
-  local f = DONE_AT[m]
-  if not f or tonumber(f) < before then victims[#victims + 1] = m end
+local bs = redis.call('ZRANGEBYSCORE', K_CB, from, '+inf', 'LIMIT', '0', '64')
+local examined, deleted, last = 0, 0, nil
+local sub = string.sub
+for _, b in ipairs(bs) do
+  if examined >= limit then break end
+  last = b
+  local k = kdl(b)
+  local es = redis.call('LRANGE', k, '0', '-1')
+  examined = examined + #es
+  local keep, victims = {}, {}
+  for _, e in ipairs(es) do
+    local f = tonumber(string.match(e, '^%d%d,(%d*),'))
+    if not f or f < before then
+      victims[#victims + 1] = b .. sub(e, 1, 2)
+    else
+      keep[#keep + 1] = e
+    end
+  end
+  if #victims > 0 then
+    redis.call('DEL', k)
+    if #keep > 0 then redis.call('RPUSH', k, unpack(keep)) end
+    delete_jobs(st, victims, true)
+    deleted = deleted + #victims
+  end
+  if #keep == 0 then redis.call('ZREM', K_CB, b) end
 end
-if #victims > 0 then delete_jobs(st, victims, false, with_fin(victims, olds)) end
-if #scan == limit then return { #victims, scan[#scan] } end
-return { #victims, false }
+if last and (last ~= bs[#bs] or #bs == 64) then return { deleted, last } end
+return { deleted, false }

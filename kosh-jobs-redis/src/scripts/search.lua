@@ -44,6 +44,8 @@ if mode == 'i' then
       elseif st == 'running' then
         total = total + redis.call('ZCARD', K_LEASE)
         if redis.call('ZSCORE', K_LEASE, SENT) then total = total - 1 end
+      elseif st == 'completed' then
+        total = total + done_count()
       else
         total = total + redis.call('ZCARD', ks(st))
       end
@@ -118,9 +120,12 @@ local specs = hmget_all(K_SPEC, exam)
 local fins, errs = {}, {}
 if want_fin then
   fins = hmget_all(K_FIN, exam)
-  -- A completed job's time is in its `s:completed` entry (layout 8, see `done_split`).
+  -- A completed job's time is in its list entry (see `kdl`).
   for i, m in ipairs(exam) do
-    if not fins[i] and st_of[m] == 'completed' then fins[i] = done_at(m) end
+    if not fins[i] and st_of[m] == 'completed' then
+      local e = done_entry(m)
+      if e then fins[i] = done_fields(e) end
+    end
   end
 end
 if text and redis.call('HLEN', K_ERR) > 1 then errs = hmget_all(K_ERR, exam) end

@@ -1,0 +1,41 @@
+-- migrate: moves up to ARGV[1] completed jobs of an older layout (3 to 8: the sorted set
+-- `s:completed`, entries '<member>' with the time in `fin`, or '<member>:<finished_at>')
+-- into the lists of layout 9 (see `kdl`), their `fin` entries into their list entries (their
+-- `run` entries stay). Returns how many it moved and how many are left.
+local kc = ks('completed')
+local es = redis.call('ZRANGE', kc, '0', string.format('%d', tonumber(ARGV[1]) - 1))
+if #es == 0 then return { 0, 0 } end
+local sub = string.sub
+local ms, fins, olds = {}, {}, {}
+for i, e in ipairs(es) do
+  local m = sub(e, 1, 16)
+  ms[i] = m
+  if #e == 16 then
+    olds[#olds + 1] = m
+  else
+    fins[m] = sub(e, 18)
+  end
+end
+if #olds > 0 then
+  local fs = hmget_all(K_FIN, olds)
+  for i, m in ipairs(olds) do fins[m] = fs[i] or '' end
+  hdel_all(K_FIN, olds)
+end
+local lists, order = {}, {}
+for i, m in ipairs(ms) do
+  local b = sub(m, 1, 14)
+  local l = lists[b]
+  if not l then
+    l = {}
+    lists[b] = l
+    order[#order + 1] = b
+  end
+  l[#l + 1] = sub(m, 15) .. ',' .. fins[m] .. ','
+end
+for _, b in ipairs(order) do
+  redis.call('RPUSH', kdl(b), unpack(lists[b]))
+  redis.call('ZADD', K_CB, b, b)
+end
+redis.call('INCRBY', K_CN, string.format('%d', #ms))
+redis.call('ZREMRANGEBYRANK', kc, '0', string.format('%d', #es - 1))
+return { #es, redis.call('ZCARD', kc) }
