@@ -16,7 +16,8 @@
 //! | `{prefix}:cronids` | hash | schedule id → the queue whose slot holds the schedule (see `ops/schedules.rs`) |
 //! | `{prefix}:limited` | set | the queues that have (or recently had) flow limits or a hold, for `queue_flows` |
 //! | `{prefix:queue}:spec` | hash | member → the job's immutable part, packed by the client (see `spec.rs`) |
-//! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`); a completed job's moves into its `c:<bucket>` entry |
+//! | `{prefix:queue}:run` | hash | member → `attempts,started_at,token,worker` of its latest attempt (worker: a number, see `wid`); none while a first attempt runs on a lease its reserve call implies (`rc`); a completed job's is in its `c:<bucket>` entry |
+//! | `{prefix:queue}:rc` | hash | per reserve call whose jobs were all on their first attempt, its number `tok` → `started_at,,worker`, `n<tok>` → its live leases, `m<tok>` → the members it leased, concatenated; gone with its last lease |
 //! | `{prefix:queue}:fin` | hash | member → `finished_at`, failed or cancelled (completed: in its `c:<bucket>` entry) |
 //! | `{prefix:queue}:res`, `:err`, `:pg`, `:ra` | hash | member → result, attempt errors, progress, run_at moved by a retry or a promote |
 //! | `{prefix:queue}:hist` | hash | member → its ended attempts but a completed one, `attempt,worker,started_at,duration_ms,code;` each, the latest 25 (errors pair with `err` from the end) |
@@ -109,9 +110,12 @@ use kosh_jobs_core::JobId;
 // `fin`) are read as they are, so it is upgraded in place; older versions then refuse it.
 // Layout 9 keeps completed jobs in lists by the hundred ids (`c:<bucket>`, `cb`, `cn`), each
 // entry holding the job's finish time and its `run` entry, instead of the sorted set
-// `s:completed`: some 190 bytes less a completed job. At connect, before the marker is
-// rewritten, the completed jobs of an older layout (3 to 8) are moved into the lists, a
-// chunk a script call (`migrate.lua`); older versions then refuse the prefix.
+// `s:completed`; and a reserve call whose jobs are all on their first attempt writes one
+// record (`rc`) instead of a `run` entry per job. A completed job takes some 180 bytes less,
+// a running one 90. At connect, before the marker is rewritten, the completed jobs of an
+// older layout (3 to 8) are moved into the lists, a chunk a script call (`migrate.lua`); its
+// running jobs keep their `run` entries, which are read first. Older versions would not find
+// the completed jobs nor the first attempts' runs: they refuse the prefix.
 
 /// The storage layout this version writes under a prefix (the `{prefix}:layout` key): a
 /// prefix of an older layout it can read is upgraded in place at connect, and a prefix of

@@ -1,5 +1,6 @@
 //! Completed jobs in lists by the hundred ids (layout 9): a completed job's entry in
-//! `c:<bucket>` holds its finish time, `cb` notes the buckets and `cn` counts the jobs. These tests check what is stored, that
+//! `c:<bucket>` holds its finish time and its latest attempt (its `run` entry), `cb` notes
+//! the buckets and `cn` counts the jobs. These tests check what is stored, that
 //! reading, listing, searching, counting, retention, purge and delete agree with it across
 //! buckets, and that completed jobs of layout 8 and 7 move into the lists at connect.
 
@@ -8,54 +9,18 @@ mod support;
 use std::time::Duration;
 
 use kosh_jobs_core::admin::{ActionResult, AdminAction, JobFilter, Order, SearchQuery};
-use kosh_jobs_core::{
-    Backend, Clock, Finish, JobId, JobRecord, JobState, ListQuery, ManualClock, NewJob, Outcome,
-};
-use kosh_jobs_redis::{RedisBackend, RedisOptions};
-use support::{raw_command, unique_prefix, RedisServer};
+use kosh_jobs_core::{Backend, Finish, JobId, JobRecord, JobState, ListQuery, NewJob, Outcome};
+use kosh_jobs_redis::RedisBackend;
+use support::KeysSetup as Setup;
 
 const QUEUE: &str = "q";
 
-struct Setup {
-    server: RedisServer,
-    prefix: String,
-    clock: Clock,
-    manual: ManualClock,
+trait Lists {
+    fn buckets(&self) -> Vec<String>;
+    fn entries(&self) -> Vec<(String, String)>;
 }
 
-impl Setup {
-    fn new(tag: &str) -> Setup {
-        let (clock, manual) = Clock::manual();
-        Setup {
-            server: RedisServer::start(&[]),
-            prefix: unique_prefix(tag),
-            clock,
-            manual,
-        }
-    }
-
-    async fn backend(&self, keep_max: Option<u64>, keep_for: Option<Duration>) -> RedisBackend {
-        RedisBackend::connect_with(
-            RedisOptions::builder(self.server.url())
-                .prefix(self.prefix.as_str())
-                .clock(self.clock.clone())
-                .keep_completed_max(keep_max)
-                .keep_completed_for(keep_for)
-                .build()
-                .expect("options"),
-        )
-        .await
-        .expect("connect")
-    }
-
-    fn key(&self, k: &str) -> String {
-        format!("{{{}:{QUEUE}}}:{k}", self.prefix)
-    }
-
-    fn cmd(&self, args: &[&str]) -> String {
-        raw_command(self.server.port, None, args).trim().to_owned()
-    }
-
+impl Lists for Setup {
     /// The buckets noted in `cb`.
     fn buckets(&self) -> Vec<String> {
         self.cmd(&["ZRANGE", &self.key("cb"), "0", "-1"])
@@ -158,7 +123,9 @@ async fn completed_count(b: &RedisBackend) -> u64 {
 #[tokio::test]
 async fn completed_jobs_are_kept_in_lists_by_the_hundred_ids() {
     let s = Setup::new("done-lists");
-    let b = s.backend(None, None).await;
+    let b = s
+        .backend(|o| o.keep_completed_max(None).keep_completed_for(None))
+        .await;
     // Out of id order across batches: the second lot completes before the first.
     let first_ids = {
         let now = s.clock.now();
@@ -191,13 +158,18 @@ async fn completed_jobs_are_kept_in_lists_by_the_hundred_ids() {
     assert_eq!(s.cmd(&["GET", &s.key("cn")]), "250");
     assert_eq!(s.cmd(&["EXISTS", &s.key("s:completed")]), ":0");
     assert_eq!(s.cmd(&["HLEN", &s.key("fin")]), ":0");
+    // Completed jobs keep no `run` entry: the hash keeps its marker at most.
+    let runs = s.cmd(&["HLEN", &s.key("run")]);
+    assert!(runs == ":0" || runs == ":1", "run entries left: {runs}");
     for (bucket, e) in &entries {
         assert_eq!(bucket.len(), 14);
+        // Last two digits, finish time, then the run entry: attempts, start, token, worker.
         let fields: Vec<&str> = e.split(',').collect();
-        assert_eq!(fields.len(), 3, "{e}");
+        assert_eq!(fields.len(), 6, "{e}");
         assert_eq!(fields[0].len(), 2, "{e}");
         assert_eq!(fields[1].len(), 13, "a finish time: {e}");
-        assert_eq!(fields[2], "", "the run entry stays in `run`: {e}");
+        assert_eq!(fields[2], "1", "one attempt: {e}");
+        assert_eq!(fields[3].len(), 13, "a start: {e}");
     }
 
     for id in &all {
@@ -261,7 +233,12 @@ async fn ids_with_result(b: &RedisBackend, ids: &[JobId]) -> JobId {
 #[tokio::test]
 async fn retention_keeps_the_newest_across_buckets() {
     let s = Setup::new("done-keep");
-    let b = s.backend(Some(120), Some(Duration::from_secs(3600))).await;
+    let b = s
+        .backend(|o| {
+            o.keep_completed_max(Some(120))
+                .keep_completed_for(Some(Duration::from_secs(3600)))
+        })
+        .await;
     let done = complete(&b, &s, 0, 330, 50).await;
     assert_eq!(completed_count(&b).await, 120);
     assert_eq!(s.cmd(&["GET", &s.key("cn")]), "120");
@@ -285,11 +262,11 @@ async fn retention_keeps_the_newest_across_buckets() {
         newest.iter().all(|id| *id >= by_id[190]),
         "the kept jobs are the newest but for those completed in another order"
     );
-    // The specs and `run` entries of the deleted jobs are gone (each hash keeps a marker).
-    for col in ["spec", "run"] {
-        let n: usize = s.cmd(&["HLEN", &s.key(col)])[1..].parse().expect("a count");
-        assert!(n == 120 || n == 121, "{n} {col} entries");
-    }
+    // The specs of the deleted jobs are gone (the hash keeps a marker).
+    let n: usize = s.cmd(&["HLEN", &s.key("spec")])[1..]
+        .parse()
+        .expect("a count");
+    assert!(n == 120 || n == 121, "{n} specs");
     // No list is left for a bucket whose jobs all went.
     for b in s.buckets() {
         assert_eq!(
@@ -312,7 +289,9 @@ async fn retention_keeps_the_newest_across_buckets() {
 #[tokio::test]
 async fn purge_and_delete_remove_entries_from_the_lists() {
     let s = Setup::new("done-purge");
-    let b = s.backend(None, None).await;
+    let b = s
+        .backend(|o| o.keep_completed_max(None).keep_completed_for(None))
+        .await;
     let old = complete(&b, &s, 0, 150, 30).await;
     let cut = s.clock.now() + Duration::from_millis(500);
     let new = complete(&b, &s, 150, 80, 30).await;
@@ -349,7 +328,9 @@ async fn purge_and_delete_remove_entries_from_the_lists() {
 #[tokio::test]
 async fn completed_jobs_of_older_layouts_move_into_lists_at_connect() {
     let s = Setup::new("done-upgrade");
-    let b = s.backend(None, None).await;
+    let b = s
+        .backend(|o| o.keep_completed_max(None).keep_completed_for(None))
+        .await;
     let ids = complete(&b, &s, 0, 130, 40).await;
     let before: Vec<JobRecord> = list_all(&b, JobState::Completed, 1000).await;
     assert_eq!(before.len(), 130);
@@ -360,8 +341,8 @@ async fn completed_jobs_of_older_layouts_move_into_lists_at_connect() {
     for (i, (bucket, e)) in entries.iter().enumerate() {
         let (low, rest) = e.split_once(',').expect("an entry");
         let (fin, run) = rest.split_once(',').expect("an entry");
-        assert_eq!(run, "", "the run entry is in `run`");
         let member = format!("{bucket}{low}");
+        s.cmd(&["HSET", &s.key("run"), &member, run]);
         if i % 2 == 0 {
             s.cmd(&[
                 "ZADD",
@@ -381,13 +362,17 @@ async fn completed_jobs_of_older_layouts_move_into_lists_at_connect() {
     let layout = format!("{{{}}}:layout", s.prefix);
     s.cmd(&["SET", &layout, "8"]);
 
-    let b = s.backend(None, None).await;
+    let b = s
+        .backend(|o| o.keep_completed_max(None).keep_completed_for(None))
+        .await;
     assert_eq!(
         s.cmd(&["GET", &layout]),
         kosh_jobs_redis::LAYOUT.to_string()
     );
     assert_eq!(s.cmd(&["EXISTS", &s.key("s:completed")]), ":0");
     assert_eq!(s.cmd(&["HLEN", &s.key("fin")]), ":0");
+    let runs = s.cmd(&["HLEN", &s.key("run")]);
+    assert!(runs == ":0" || runs == ":1", "run entries left: {runs}");
     assert_eq!(s.entries().len(), 130);
     assert_eq!(s.cmd(&["GET", &s.key("cn")]), "130");
     let after = list_all(&b, JobState::Completed, 1000).await;

@@ -179,7 +179,8 @@ async fn small_queues_use_hash_table_encodings() {
     };
     assert_eq!(enc("lease"), "skiplist");
     assert_eq!(enc("spec"), "hashtable");
-    assert_eq!(enc("run"), "hashtable");
+    // A first attempt's `run` entry is implied by its reserve call (layout 9): none written.
+    assert_eq!(enc("run"), "");
     let c = b.counts().await.expect("counts");
     assert_eq!((c[0].ready, c[0].running), (1, 1));
     let running = b
@@ -197,6 +198,12 @@ async fn small_queues_use_hash_table_encodings() {
         .expect("list")
         .jobs
         .is_empty());
+    // A failed attempt writes its `run` entry: a hash table too.
+    let other = reserve(&b, "q", 1).await;
+    b.finish(vec![failed(other[0].lease, "x")])
+        .await
+        .expect("finish");
+    assert_eq!(enc("run"), "hashtable");
 }
 
 /// A finish batch of mixed outcomes (completions without a result travel first, as bare
@@ -537,25 +544,23 @@ async fn layout_3_is_upgraded_in_place() {
     let b = backend(&server, &prefix).await;
     b.push(vec![unique_job(&b, "q", None)]).await.expect("push");
     let leased = reserve(&b, "q", 1).await;
+    let started = b
+        .get(leased[0].id())
+        .await
+        .expect("get")
+        .and_then(|r| r.started_at)
+        .expect("started");
     drop(b);
-    // As layout 3 wrote it: `attempts,started_at,token`.
+    // As layout 3 wrote it: `attempts,started_at,token` (layout 9 implies a first attempt's
+    // entry from its reserve call instead: that record goes).
     let member = format!("{:016}", leased[0].id().get() >> 16);
-    let run = raw_command(
-        server.port,
-        None,
-        &["HGET", &format!("{{{prefix}:q}}:run"), &member],
-    );
-    let three: Vec<&str> = run.trim().split(',').take(3).collect();
+    let three = format!("1,{},{}", started.as_millis(), leased[0].lease.token);
     raw_command(
         server.port,
         None,
-        &[
-            "HSET",
-            &format!("{{{prefix}:q}}:run"),
-            &member,
-            &three.join(","),
-        ],
+        &["HSET", &format!("{{{prefix}:q}}:run"), &member, &three],
     );
+    raw_command(server.port, None, &["DEL", &format!("{{{prefix}:q}}:rc")]);
     raw_command(
         server.port,
         None,

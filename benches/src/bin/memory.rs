@@ -21,19 +21,8 @@ const USAGE: &str = "flags: --jobs N (default 100000), --payload TEXT (default {
 
 /// The columns and indexes of the bench queue whose size is shown.
 const KEYS: &[&str] = &[
-    "spec",
-    "ready",
-    "rl:0",
-    "rlp",
-    "run",
-    "lease",
-    "again",
-    "fin",
-    "err",
-    "hist",
-    "s:completed",
-    "s:failed",
-    "t:failed",
+    "spec", "ready", "rl:0", "rlp", "run", "lease", "again", "fin", "err", "hist", "cb", "rc",
+    "s:failed", "t:failed",
 ];
 
 fn used_memory(bench: &Bench) -> anyhow::Result<i64> {

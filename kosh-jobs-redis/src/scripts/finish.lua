@@ -19,7 +19,7 @@ local minute = ARGV[5]
 local plain = tonumber(ARGV[6])
 local plain_unique = tonumber(ARGV[7])
 -- What follows the last two digits of a completed job's member in its list entry (see
--- `kdl`): its finish time, and no `run` entry (it stays in K_RUN).
+-- `kdl`), before its `run` entry: its finish time.
 local at = ',' .. now_s .. ','
 
 -- Retention of completed jobs, oldest first: beyond keep_count, then older than keep_age.
@@ -89,31 +89,81 @@ local function release_unique_of(m)
   end
 end
 
--- The plain completions, all with current leases: their members into co (from index 1),
--- and their unique keys released (the client puts the leases holding one last). Both paths
--- use it, once a call.
+-- The plain completions, all with current leases: their leases into co (from index 1), and
+-- their unique keys released (the client puts the leases holding one last). Both paths use
+-- it, once a call.
 local function complete_plain(co)
-  local sub = string.sub
   local argv = ARGV
   local first_unique = plain - plain_unique + 1
   for k = 1, plain do
-    local m = sub(argv[7 + k], 1, 16) -- lease_job
-    co[k] = m
-    if k >= first_unique then release_unique_of(m) end
+    local l = argv[7 + k]
+    co[k] = l
+    if k >= first_unique then release_unique_of(string.sub(l, 1, 16)) end
   end
 end
 
--- Completes jobs ms (n of them, n_s: n as a string): each one's entry goes in its bucket's
--- list (see `kdl`), and a bucket whose list this call starts is noted in K_CB. Their `run`
--- entries stay where they are. Returns how many jobs are completed now.
-local function write_done(ms, n_s)
+-- Completes the jobs of leases ls (n of them, n_s: n as a string): each one's entry goes in
+-- its bucket's list (see `kdl`) with its `run` entry, the one its reserve call implies (see
+-- K_RC) or, when that call wrote entries, its K_RUN entry, moved. A bucket whose list this
+-- call starts is noted in K_CB. Returns how many jobs are completed now.
+local function write_done(ls, n_s)
   local sub = string.sub
+  -- The reserve calls of the leases (token prefixes), and how many of each end here.
+  local toks, per, tl = {}, {}, {}
+  for i = 1, #ls do
+    local tok = sub(ls[i], 18, -5)
+    tl[i] = tok
+    local c = per[tok]
+    if c then
+      per[tok] = c + 1
+    else
+      per[tok] = 1
+      toks[#toks + 1] = tok
+    end
+  end
+  -- What follows the last two digits of a member in an entry, per call with a record.
+  -- Each call's record and live leases, in one HMGET: a call whose last leases end here
+  -- loses its record at once (one command, not two).
+  local pre, missing, fs = {}, false, {}
+  for j, tok in ipairs(toks) do
+    fs[j + j - 1] = tok
+    fs[j + j] = 'n' .. tok
+  end
+  local recs = redis.call('HMGET', K_RC, unpack(fs))
+  for j, tok in ipairs(toks) do
+    local c = recs[j + j - 1]
+    if c then
+      pre[tok] = at .. '1,' .. c
+      if tonumber(recs[j + j]) == per[tok] then
+        redis.call('HDEL', K_RC, tok, 'n' .. tok, 'm' .. tok)
+      else
+        rc_done(tok, string.format('%d', per[tok]))
+      end
+    else
+      missing = true
+    end
+  end
+  local runs = {}
+  if missing then
+    local mv, mi = {}, {}
+    for i = 1, #ls do
+      if not pre[tl[i]] then
+        mv[#mv + 1] = sub(ls[i], 1, 16)
+        mi[#mi + 1] = i
+      end
+    end
+    if #mv > 0 then
+      local rs = hmget_all(K_RUN, mv)
+      hdel_all(K_RUN, mv)
+      for k, i in ipairs(mi) do runs[i] = at .. (rs[k] or '') end
+    end
+  end
   local lists, order = {}, {}
   -- The bucket of the job before, and its list: a batch's jobs mostly share one.
   local lb, ll = nil, nil
-  for i = 1, #ms do
-    local m = ms[i]
-    local b = sub(m, 1, 14)
+  for i = 1, #ls do
+    local l = ls[i]
+    local b = sub(l, 1, 14)
     if b ~= lb then
       ll = lists[b]
       if not ll then
@@ -123,7 +173,7 @@ local function write_done(ms, n_s)
       end
       lb = b
     end
-    ll[#ll + 1] = sub(m, 15) .. at
+    ll[#ll + 1] = sub(l, 15, 16) .. (pre[tl[i]] or runs[i])
   end
   for _, b in ipairs(order) do
     local l = lists[b]
@@ -225,7 +275,7 @@ for k = 1, todo do
     if left then left[#left + 1] = m end
     if kind == 'c' then
       nc = nc + 1
-      co[nc] = m
+      co[nc] = l
       if text ~= '' then
         res[#res + 1] = m
         res[#res + 1] = text
@@ -239,7 +289,9 @@ for k = 1, todo do
       -- is dropped and the caller told the lease was lost.
       if s then
         local pr, _, _, u = spec_fields(s)
-        local r = redis.call('HGET', K_RUN, m)
+        local t = string.sub(l, 18)
+        local r, implied = run_of(m, t)
+        if implied then keep_run(m, r, t) end
         local a, started = run_fields(r)
         archive(m, r, codes[k - plain], now)
         if kind == 's' then

@@ -498,6 +498,72 @@ local function run_fields(r)
   return tonumber(a), s, t, w
 end
 
+-- A reserve call whose jobs are all on their first attempt (the usual call) writes no `run`
+-- entry per job: K_RC holds, under the call's number `tok` (a lease token is tok * 10000 +
+-- 2k, plus 1), '<started_at>,,<worker>', under 'n' .. tok how many of its leases are live,
+-- and under 'm' .. tok the members it leased, concatenated (the k-th at 16k - 15).
+-- Such a job's `run` entry is implied by its lease token t: '1,<started_at>,<t>,<worker>'
+-- (`implied_run`). Completing the job puts it in the job's list entry (see `kdl`); its lease
+-- ending any other way writes it to K_RUN (`keep_run`). A job that has a K_RUN entry is in
+-- none of those calls: it ran before, or a reserve leased it together with one that did.
+local K_RC = B .. ':rc'           -- HASH tok -> '<started_at>,,<worker>', 'n' .. tok -> live
+                                  -- leases, 'm' .. tok -> the members leased
+
+-- The `run` entry that lease token t implies (see K_RC), or nil when its call wrote entries.
+local function implied_run(t)
+  if not t or #t < 5 then return nil end
+  local c = redis.call('HGET', K_RC, string.sub(t, 1, -5))
+  if not c then return nil end
+  local started, w = string.match(c, '^(%d*),,(%d*)$')
+  return '1,' .. started .. ',' .. t .. ',' .. w
+end
+
+-- One less live lease, n_s of them (a string), of the reserve call numbered tok: its K_RC
+-- record goes with the last.
+local function rc_done(tok, n_s)
+  if redis.call('HINCRBY', K_RC, 'n' .. tok, '-' .. n_s) <= 0 then
+    redis.call('HDEL', K_RC, tok, 'n' .. tok, 'm' .. tok)
+  end
+end
+
+-- The lease with token t of job m ends other than by completing: its implied `run` entry r
+-- is written to K_RUN, and its call has one live lease less.
+local function keep_run(m, r, t)
+  col_set(K_RUN, m, r)
+  rc_done(string.sub(t, 1, -5), '1')
+end
+
+-- The `run` entry of job m, whose lease token is t (or nil): its K_RUN entry, or the one t
+-- implies. Returns it (nil: none) and whether it is implied.
+local function run_of(m, t)
+  local r = redis.call('HGET', K_RUN, m)
+  if r then return r, false end
+  r = implied_run(t)
+  return r, r ~= nil
+end
+
+-- Lease tokens of running jobs met while reading the lease set (member -> token).
+local LEASE_TOK = {}
+
+-- The lease token of job m of the queue at `base`, or nil when it is not running: for a job
+-- without a `run` entry (see K_RC), a scan of the queue's lease set (its running jobs).
+local function lease_token(base, m)
+  local t = base == B and LEASE_TOK[m]
+  if t then return t end
+  local cursor = '0'
+  repeat
+    local r = redis.call('ZSCAN', base .. ':lease', cursor, 'MATCH', m .. ':*', 'COUNT', '1000')
+    cursor = r[1]
+    local e = r[2][1]
+    if e then
+      t = string.sub(e, 18)
+      if base == B then LEASE_TOK[m] = t end
+      return t
+    end
+  until cursor == '0'
+  return nil
+end
+
 -- Appends the attempt of `run` entry r, ended now (a number) as `code`, to job m's history of
 -- ended attempts (K_HIST): 'attempt,worker,started_at,duration_ms,code;' per attempt, oldest
 -- first, the latest 25 kept (admin::MAX_HISTORY). Codes: r retry scheduled, f failed, t timed
@@ -610,7 +676,9 @@ local function is_live(base, m)
   if redis.call('ZSCORE', base .. ':gall', m) then return true end
   if redis.call('ZSCORE', base .. ':sched', m) then return true end
   local _, _, t = run_fields(redis.call('HGET', base .. ':run', m))
-  return t ~= '' and redis.call('ZSCORE', base .. ':lease', m .. ':' .. t) ~= false
+  -- A job without a `run` entry may run on a lease its reserve call implies (see K_RC).
+  if t == '' then return lease_token(base, m) ~= nil end
+  return redis.call('ZSCORE', base .. ':lease', m .. ':' .. t) ~= false
 end
 
 -- The ref of the live job holding unique key u, or nil (a stale entry is removed).
@@ -893,7 +961,9 @@ local function recover(now_s, limit)
     local s = redis.call('HGET', K_SPEC, m)
     if s then
       local pr, ma, _, u = spec_fields(s)
-      local r = redis.call('HGET', K_RUN, m)
+      local t = string.sub(l, 18)
+      local r, implied = run_of(m, t)
+      if implied then keep_run(m, r, t) end
       local a, started = run_fields(r)
       local given_back = false
       if not string.find(exp[i + 1], '.', 1, true) then
@@ -1001,9 +1071,11 @@ end
 local function delete_jobs(st, members, taken)
   hdel_all(K_SPEC, members)
   local done = st == 'completed'
-  hdel_all(K_RUN, members)
-  -- A completed job has no `fin` entry: its time is in its list entry.
-  if not done then hdel_all(K_FIN, members) end
+  -- A completed job has no `run` or `fin` entry: both are in its list entry.
+  if not done then
+    hdel_all(K_RUN, members)
+    hdel_all(K_FIN, members)
+  end
   -- Unstarted expiries (see recover): kept only for jobs that had one, so usually no key.
   local k_uns = B .. ':uns'
   if redis.call('EXISTS', k_uns) == 1 then hdel_all(k_uns, members) end
@@ -1046,8 +1118,11 @@ local function state_of(m, t)
     if redis.call('ZSCORE', ks(st), m) then return st end
   end
   if done_entry(m) then return 'completed' end
-  -- A job that never ran and is in no set is in a ready list (see `ready_take`).
-  if t == '' and redis.call('EXISTS', K_RL0, K_RLP) > 0 then return 'ready' end
+  if t ~= '' then return nil end
+  -- A job without a `run` entry in no set runs on a lease its reserve call implies (see
+  -- K_RC), or never ran and is in a ready list (see `ready_take`).
+  if lease_token(B, m) then return 'running' end
+  if redis.call('EXISTS', K_RL0, K_RLP) > 0 then return 'ready' end
   return nil
 end
 
@@ -1056,9 +1131,23 @@ end
 -- exactly one; a lease expired, released, cancelled or finished before has moved it on).
 local function was_current(l)
   local m = lease_job(l)
-  local _, _, t = run_fields(redis.call('HGET', K_RUN, m))
-  if t == '' or t ~= string.sub(l, 18) then return false end
-  if redis.call('HEXISTS', K_SPEC, m) == 0 then return false end
+  local lt = string.sub(l, 18)
+  local r = redis.call('HGET', K_RUN, m)
+  local _, _, t = run_fields(r)
+  local s = redis.call('HGET', K_SPEC, m)
+  if not s then return false end
+  -- Without a `run` entry, the job's only lease is the one its reserve call implies: l, if l
+  -- names it (the k-th job of the call, its last digit odd iff it has a unique key).
+  if not r and #lt > 4 then
+    local tok, v = string.sub(lt, 1, -5), tonumber(string.sub(lt, -4))
+    local ms = redis.call('HGET', K_RC, 'm' .. tok)
+    local k = (v - v % 2) / 2
+    if ms and k > 0 and string.sub(ms, 16 * k - 15, 16 * k) == m
+      and (v % 2 == 1) == (string.byte(s, 1) ~= 48) then
+      t = lt
+    end
+  end
+  if t == '' or t ~= lt then return false end
   return state_of(m, t) == nil
 end
 
@@ -1090,6 +1179,11 @@ local function records(ms, sts)
       local r = rn[i]
       local _, _, t = run_fields(r)
       local st = sts[i] or state_of(m, t)
+      -- A running job without a `run` entry runs on the one its lease implies (see K_RC).
+      if st == 'running' and not r then
+        t = lease_token(B, m) or ''
+        r = implied_run(t)
+      end
       -- A completed job's finish time is in its list entry, and its latest attempt when its
       -- `run` entry moved there.
       local fin = false
@@ -1203,6 +1297,12 @@ local function cancel_job(m, now_s)
     redis.call('ZREM', K_SCHED, m)
     redis.call('ZREM', ks('scheduled'), m)
   else
+    if not r then
+      -- Running on a lease its reserve call implies (see K_RC).
+      t = lease_token(B, m) or ''
+      r = implied_run(t)
+      if r then keep_run(m, r, t) end
+    end
     redis.call('ZREM', K_LEASE, m .. ':' .. t)
     archive(m, r, 'k', tonumber(now_s))
     if group_running() then unrun({ m }) end
@@ -1349,6 +1449,7 @@ local function walk(st, bound, asc, n)
     for _, l in ipairs(redis.call('ZRANGE', K_LEASE, 0, -1)) do
       if l ~= SENT then
         local m = lease_job(l)
+        LEASE_TOK[m] = string.sub(l, 18)
         if not bound or (asc and m >= bound) or (not asc and m <= bound) then ms[#ms + 1] = m end
       end
     end

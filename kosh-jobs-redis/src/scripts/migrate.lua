@@ -1,7 +1,7 @@
 -- migrate: moves up to ARGV[1] completed jobs of an older layout (3 to 8: the sorted set
 -- `s:completed`, entries '<member>' with the time in `fin`, or '<member>:<finished_at>')
--- into the lists of layout 9 (see `kdl`), their `fin` entries into their list entries (their
--- `run` entries stay). Returns how many it moved and how many are left.
+-- into the lists of layout 9 (see `kdl`), their `run` and `fin` entries into their list
+-- entries. Returns how many it moved and how many are left.
 local kc = ks('completed')
 local es = redis.call('ZRANGE', kc, '0', string.format('%d', tonumber(ARGV[1]) - 1))
 if #es == 0 then return { 0, 0 } end
@@ -21,6 +21,8 @@ if #olds > 0 then
   for i, m in ipairs(olds) do fins[m] = fs[i] or '' end
   hdel_all(K_FIN, olds)
 end
+local runs = hmget_all(K_RUN, ms)
+hdel_all(K_RUN, ms)
 local lists, order = {}, {}
 for i, m in ipairs(ms) do
   local b = sub(m, 1, 14)
@@ -30,7 +32,7 @@ for i, m in ipairs(ms) do
     lists[b] = l
     order[#order + 1] = b
   end
-  l[#l + 1] = sub(m, 15) .. ',' .. fins[m] .. ','
+  l[#l + 1] = sub(m, 15) .. ',' .. fins[m] .. ',' .. (runs[i] or '')
 end
 for _, b in ipairs(order) do
   redis.call('RPUSH', kdl(b), unpack(lists[b]))

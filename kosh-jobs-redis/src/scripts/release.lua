@@ -14,7 +14,9 @@ for n, l in ipairs(ls) do
     local s = redis.call('HGET', K_SPEC, m)
     -- A job without its spec is gone (evicted): only its lease is dropped.
     if s then
-      local r = redis.call('HGET', K_RUN, m)
+      local t = string.sub(l, 18)
+      local r, implied = run_of(m, t)
+      if implied then keep_run(m, r, t) end
       local a, started = run_fields(r)
       archive(m, r, 'x', now)
       a = a - 1

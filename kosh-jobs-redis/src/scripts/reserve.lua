@@ -41,10 +41,10 @@ if ARGV[5] ~= '' and (only0 or redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K
     local le = string.format('%d', now + lease)
     out[2] = le
     local specs = hmget_all(K_SPEC, ms)
-    local leases, rn = {}, {}
+    local leases = {}
     local mm = {} -- the members, concatenated into out[6]
     local o, l, k = 6, 0, 0
-    local lease_tok, run_mid, run_end = ':' .. tok_s, ',' .. now_s .. ',' .. tok_s, ',' .. w_s
+    local lease_tok = ':' .. tok_s
     local byte = string.byte
     local P2 = n > FEW and p2()
     for i = 1, n do
@@ -58,8 +58,6 @@ if ARGV[5] ~= '' and (only0 or redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K
         local d = P2 and P2[(v - v2) / 100 + 1] .. P2[v2 + 1] or four(v)
         leases[l + 1] = le
         leases[l + 2] = m .. lease_tok .. d
-        rn[l + 1] = m
-        rn[l + 2] = '1' .. run_mid .. d .. run_end
         l = l + 2
         mm[k] = m
         out[o + 1] = s
@@ -71,7 +69,11 @@ if ARGV[5] ~= '' and (only0 or redis.call('EXISTS', K_PAUSED, K_LIM, K_GTURNS, K
       earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
     end
     zadd_leases(leases)
-    hset_all(K_RUN, rn)
+    -- Every job on its first attempt: their `run` entries are implied (see K_RC).
+    if k > 0 then
+      redis.call('HSET', K_RC, tok_s, now_s .. ',,' .. w_s, 'n' .. tok_s, string.format('%d', k),
+        'm' .. tok_s, out[6])
+    end
   end
   if not more then redis.call('DEL', K_WAKE) end
   if earliest then wake(1, 's:' .. ARGV[4]) end
@@ -313,6 +315,8 @@ if n > 0 then
     for k, m in ipairs(again) do pgs[m] = got[k] end
   end
   local leases, rn = {}, {}
+  -- `run` entries only when a job ran before; otherwise they are implied (see K_RC).
+  local write_runs = #again > 0
   local rep = {}
   local mm = {} -- the members, concatenated into out[6]
   local o, l, r = 6, 0, 0
@@ -341,9 +345,11 @@ if n > 0 then
       leases[l + 1] = le
       leases[l + 2] = m .. lease_tok .. d
       l = l + 2
-      rn[r + 1] = m
-      rn[r + 2] = a_s .. run_mid .. d .. run_end
-      r = r + 2
+      if write_runs then
+        rn[r + 1] = m
+        rn[r + 2] = a_s .. run_mid .. d .. run_end
+        r = r + 2
+      end
       mm[k] = m
       out[o + 1] = s
       o = o + 1
@@ -368,7 +374,13 @@ if n > 0 then
     earliest = redis.call('ZCOUNT', K_LEASE, '-inf', le .. '.5') == 0
   end
   zadd_leases(leases)
-  hset_all(K_RUN, rn)
+  if write_runs then
+    hset_all(K_RUN, rn)
+  elseif k > 0 then
+    -- Every job on its first attempt: their `run` entries are implied (see K_RC).
+    redis.call('HSET', K_RC, tok_s, now_s .. ',,' .. w_s, 'n' .. tok_s, string.format('%d', k),
+      'm' .. tok_s, out[6])
+  end
   if gs then
     -- Each leased job with a group takes one of its group's slots until it leaves `running`.
     local by, order = {}, {}

@@ -561,3 +561,47 @@ pub fn query_value(s: &str) -> String {
         })
         .collect()
 }
+
+/// A private server, a fresh key prefix and a manual clock: for tests that read the keys a
+/// queue `q` leaves behind.
+pub struct KeysSetup {
+    pub server: RedisServer,
+    pub prefix: String,
+    pub clock: kosh_jobs_core::Clock,
+    pub manual: kosh_jobs_core::ManualClock,
+}
+
+impl KeysSetup {
+    pub fn new(tag: &str) -> KeysSetup {
+        let (clock, manual) = kosh_jobs_core::Clock::manual();
+        KeysSetup {
+            server: RedisServer::start(&[]),
+            prefix: unique_prefix(tag),
+            clock,
+            manual,
+        }
+    }
+
+    /// A backend on the manual clock, with the options `opts` adds.
+    pub async fn backend(
+        &self,
+        opts: impl FnOnce(kosh_jobs_redis::RedisOptionsBuilder) -> kosh_jobs_redis::RedisOptionsBuilder,
+    ) -> kosh_jobs_redis::RedisBackend {
+        let builder = kosh_jobs_redis::RedisOptions::builder(self.server.url())
+            .prefix(self.prefix.as_str())
+            .clock(self.clock.clone());
+        kosh_jobs_redis::RedisBackend::connect_with(opts(builder).build().expect("options"))
+            .await
+            .expect("connect")
+    }
+
+    /// Key `k` of queue `q`.
+    pub fn key(&self, k: &str) -> String {
+        format!("{{{}:q}}:{k}", self.prefix)
+    }
+
+    /// A command's reply, trimmed.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        raw_command(self.server.port, None, args).trim().to_owned()
+    }
+}
