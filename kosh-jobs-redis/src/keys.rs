@@ -59,9 +59,10 @@
 //!
 //! Jobs are stored by column, one hash per field for the whole queue, so a batch of jobs costs
 //! a handful of commands whatever its size. A job's state is not stored: it is the index
-//! that holds it (`ready`, `sched`, `lease`, `s:<state>`). The lease set and the column
-//! hashes hold one marker entry (a member longer than Redis's compact-encoding limit) that
-//! keeps them hash tables: batch lookups in a small listpack are linear scans. A job ref,
+//! that holds it (`rl:<score>` or `ready`, `sched`, `lease`, `s:<state>`, `c:<bucket>`). The
+//! lease set and the column hashes hold one marker entry (a member longer than Redis's
+//! compact-encoding limit) that keeps them hash tables: batch lookups in a small listpack
+//! are linear scans. A job ref,
 //! `{prefix:queue}:j:<member>`, names a job in unique-key holders and script replies.
 //!
 //! A job's member is its sequence number, zero-padded to 16 digits. Its public [`JobId`] is

@@ -13,7 +13,8 @@
 -- Jobs are stored by column: one hash per field for the whole queue, keyed by member, so a
 -- batch of jobs is a handful of commands whatever its size (one command per job and field
 -- was most of Redis's time). A job's state is not stored: it is the index that holds it
--- (ready, lease, s:<state>), so a state change never writes it twice.
+-- (ready lists or set, lease, s:<state>, the completed lists), so a state change never
+-- writes it twice.
 local B = KEYS[1]
 local K_READY = B .. ':ready'     -- ZSET score -priority: ready jobs, in reserve order
 local K_RL = B .. ':rl:'          -- LIST per ready score (K_RL .. score): new ready jobs, by
@@ -567,9 +568,9 @@ end
 -- Appends the attempt of `run` entry r, ended now (a number) as `code`, to job m's history of
 -- ended attempts (K_HIST): 'attempt,worker,started_at,duration_ms,code;' per attempt, oldest
 -- first, the latest 25 kept (admin::MAX_HISTORY). Codes: r retry scheduled, f failed, t timed
--- out, p panicked, l lease expired, x released, k cancelled, s snoozed (a completed attempt stays in
--- `run` and `fin`). Errors are not copied: the failed ones pair, from the end, with the job's
--- `err` entries.
+-- out, p panicked, l lease expired, x released, k cancelled, s snoozed (a completed attempt
+-- stays in the job's list entry, see `kdl`). Errors are not copied: the failed ones pair, from
+-- the end, with the job's `err` entries.
 local function archive(m, r, code, now)
   local a, s, _, w = run_fields(r)
   if s == '' then return end
