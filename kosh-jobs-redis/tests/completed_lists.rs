@@ -92,6 +92,15 @@ async fn list_all(b: &RedisBackend, state: JobState, page: usize) -> Vec<JobReco
     }
 }
 
+/// The ids of every completed job, listed `page` a page.
+async fn completed_ids(b: &RedisBackend, page: usize) -> Vec<JobId> {
+    list_all(b, JobState::Completed, page)
+        .await
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
+}
+
 async fn search_newest_first(b: &RedisBackend, page: usize) -> Vec<JobId> {
     let mut out = Vec::new();
     let filter = JobFilter::new().state(JobState::Completed).queue(QUEUE);
@@ -197,11 +206,7 @@ async fn completed_jobs_are_kept_in_lists_by_the_hundred_ids() {
     assert!(with_result.is_some_and(|r| r.result.is_some()));
 
     for page in [1, 7, 100, 1000] {
-        let listed: Vec<JobId> = list_all(&b, JobState::Completed, page)
-            .await
-            .into_iter()
-            .map(|j| j.id)
-            .collect();
+        let listed: Vec<JobId> = completed_ids(&b, page).await;
         assert_eq!(listed, all, "listed {page} a page");
     }
     for page in [3, 101] {
@@ -301,11 +306,7 @@ async fn purge_and_delete_remove_entries_from_the_lists() {
     for id in &old {
         assert_eq!(b.get(*id).await.expect("get"), None);
     }
-    let listed: Vec<JobId> = list_all(&b, JobState::Completed, 9)
-        .await
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let listed: Vec<JobId> = completed_ids(&b, 9).await;
     let mut new = new;
     new.sort();
     assert_eq!(listed, new);

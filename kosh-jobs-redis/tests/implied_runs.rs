@@ -127,6 +127,19 @@ async fn first_attempts_read_whole_without_a_run_entry() {
     assert_eq!(s.cmd(&["EXISTS", &s.key("rc")]), ":0");
     let r = b.get(first[0].id()).await.expect("get").expect("stored");
     assert_eq!(r.history.last().map(|a| a.worker.as_str()), Some("w-2"));
+    // Completing it moves that entry into its list entry.
+    let results = b
+        .finish(vec![Finish {
+            lease: back[0].lease,
+            outcome: Outcome::Completed { result: None },
+        }])
+        .await
+        .expect("finish");
+    assert_eq!(results, vec![kosh_jobs_core::FinishResult::Applied]);
+    assert_eq!(run_entry(&s, first[0].id()), "", "moved");
+    let r = b.get(first[0].id()).await.expect("get").expect("stored");
+    assert_eq!((r.state, r.attempts), (JobState::Completed, 1));
+    assert_eq!(r.history.last().map(|a| a.worker.as_str()), Some("w-2"));
 }
 
 /// A lease that expires, and a running job cancelled, write their job's `run` entry with the

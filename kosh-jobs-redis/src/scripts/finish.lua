@@ -63,12 +63,12 @@ local function retain(total)
       b = b or redis.call('ZRANGE', K_CB, '0', '0')[1]
       if not b then break end
       local h = redis.call('LINDEX', kdl(b), '0')
-      local fh = h and tonumber(string.match(h, '^%d%d,(%d*),'))
+      local fh = h and tonumber((done_fields(h)))
       if fh and fh >= cutoff then break end
       local es = redis.call('LRANGE', kdl(b), '0', '99')
       local k = 0
       for _, e in ipairs(es) do
-        local f = tonumber(string.match(e, '^%d%d,(%d*),'))
+        local f = tonumber((done_fields(e)))
         if f and f >= cutoff then break end
         k = k + 1
       end
@@ -134,11 +134,7 @@ local function write_done(ls, n_s)
     local c = recs[j + j - 1]
     if c then
       pre[tok] = at .. '1,' .. c
-      if tonumber(recs[j + j]) == per[tok] then
-        redis.call('HDEL', K_RC, tok, 'n' .. tok, 'm' .. tok)
-      else
-        rc_done(tok, string.format('%d', per[tok]))
-      end
+      rc_done(tok, per[tok], tonumber(recs[j + j]))
     else
       missing = true
     end
@@ -158,28 +154,7 @@ local function write_done(ls, n_s)
       for k, i in ipairs(mi) do runs[i] = at .. (rs[k] or '') end
     end
   end
-  local lists, order = {}, {}
-  -- The bucket of the job before, and its list: a batch's jobs mostly share one.
-  local lb, ll = nil, nil
-  for i = 1, #ls do
-    local l = ls[i]
-    local b = sub(l, 1, 14)
-    if b ~= lb then
-      ll = lists[b]
-      if not ll then
-        ll = {}
-        lists[b] = ll
-        order[#order + 1] = b
-      end
-      lb = b
-    end
-    ll[#ll + 1] = sub(l, 15, 16) .. (pre[tl[i]] or runs[i])
-  end
-  for _, b in ipairs(order) do
-    local l = lists[b]
-    if redis.call('RPUSH', kdl(b), unpack(l)) == #l then redis.call('ZADD', K_CB, b, b) end
-  end
-  return redis.call('INCRBY', K_CN, n_s)
+  return done_append(ls, pre, tl, runs, n_s)
 end
 
 -- The usual path: every item a plain completion, no job with a group running and no flow

@@ -23,21 +23,8 @@ if #olds > 0 then
 end
 local runs = hmget_all(K_RUN, ms)
 hdel_all(K_RUN, ms)
-local lists, order = {}, {}
-for i, m in ipairs(ms) do
-  local b = sub(m, 1, 14)
-  local l = lists[b]
-  if not l then
-    l = {}
-    lists[b] = l
-    order[#order + 1] = b
-  end
-  l[#l + 1] = sub(m, 15) .. ',' .. fins[m] .. ',' .. (runs[i] or '')
-end
-for _, b in ipairs(order) do
-  redis.call('RPUSH', kdl(b), unpack(lists[b]))
-  redis.call('ZADD', K_CB, b, b)
-end
-redis.call('INCRBY', K_CN, string.format('%d', #ms))
+local tails = {}
+for i, m in ipairs(ms) do tails[i] = ',' .. fins[m] .. ',' .. (runs[i] or '') end
+done_append(ms, {}, ms, tails, string.format('%d', #ms))
 redis.call('ZREMRANGEBYRANK', kc, '0', string.format('%d', #es - 1))
 return { #es, redis.call('ZCARD', kc) }

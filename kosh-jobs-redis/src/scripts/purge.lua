@@ -25,7 +25,7 @@ for _, b in ipairs(bs) do
   examined = examined + #es
   local keep, victims = {}, {}
   for _, e in ipairs(es) do
-    local f = tonumber(string.match(e, '^%d%d,(%d*),'))
+    local f = tonumber((done_fields(e)))
     if not f or f < before then
       victims[#victims + 1] = b .. sub(e, 1, 2)
     else
